@@ -1,0 +1,33 @@
+// Name resolution, type/unit/shape checking and lowering to the experiment IR.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gyrus/Ast.h"
+#include "gyrus/Diagnostics.h"
+#include "gyrus/Ir.h"
+
+namespace gyrus {
+
+struct CheckResult {
+  /// The lowered experiment (stages hashed); empty when there were errors.
+  std::optional<ir::Experiment> experiment;
+  /// Every declaration of the last file with its type and canonical value
+  /// (`gyrus emit --stage=typed`).
+  std::string typed;
+};
+
+/// Checks `files` as one experiment: the standard prelude first, the user's file last.
+/// Declarations of all files share one namespace; only the last file's are reported as
+/// unused or printed. Reports every independent error once.
+CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm,
+                            DiagnosticEngine& diags);
+
+/// Parameter names of a built-in function, in positional order (empty if unknown).
+std::vector<std::string> builtinParameters(const std::string& function);
+/// Names of all built-in functions.
+std::vector<std::string> builtinFunctions();
+
+}  // namespace gyrus

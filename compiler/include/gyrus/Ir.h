@@ -1,0 +1,167 @@
+// The experiment IR: a typed DAG of stages, canonical and printable.
+//
+// The checker lowers a checked file to an `ir::Experiment`. Every stage is plain data
+// (no pointers into the AST, no LibTorch types), so the runtime can consume it from a
+// separately loaded module. The canonical print of a stage (`printStage`) is what its
+// content hash is computed from: two stages with the same print are the same work.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gyrus::ir {
+
+/// A 3-D size in voxels, in (x, y, z) order.
+using Shape3 = std::array<int64_t, 3>;
+
+/// The embedded synthetic brain generator's parameters (`synthetic(...)` in a file).
+struct SyntheticData {
+  int64_t subjects = 64;
+  Shape3 size{40, 40, 40};
+  uint64_t seed = 1;
+  double lesionRate = 0.5;  ///< fraction of subjects with a lesion (binary label)
+  double noise = 0.03;      ///< Rician-like noise level relative to white matter
+};
+
+/// One preprocessing operation of a pipeline, in application order.
+enum class OpKind { Crop, ZScore, Clip };
+struct PipelineOp {
+  OpKind kind = OpKind::ZScore;
+  Shape3 size{0, 0, 0};  ///< Crop: output size (centre crop / zero pad)
+  double lo = 0.0;       ///< Clip: lower percentile in [0, 1]
+  double hi = 1.0;       ///< Clip: upper percentile in [0, 1]
+  bool nonzero = true;   ///< ZScore: statistics over non-zero voxels only
+};
+struct Pipeline {
+  std::vector<PipelineOp> ops;
+};
+
+/// A 3-D convolutional U-Net encoder: `stages` resolution levels, the first at full
+/// resolution, each later one downsampling by 2 with a strided convolution; each
+/// stage has `convsPerStage` conv-norm-activation blocks. Widths double per stage up
+/// to `maxWidth`.
+struct UNetEncoder {
+  int64_t inChannels = 1;
+  int64_t width = 32;
+  int64_t stages = 5;
+  int64_t convsPerStage = 2;
+  int64_t maxWidth = 320;
+  /// Total downsampling factor: 2^(stages - 1).
+  int64_t totalStride() const { return int64_t{1} << (stages - 1); }
+  /// Width (channels) of stage `s` (0-based).
+  int64_t widthOf(int64_t s) const {
+    int64_t w = width << s;
+    return w < maxWidth ? w : maxWidth;
+  }
+};
+
+/// Masked-autoencoder objective (AMAES style): cubes of `cube` voxels on a regular
+/// grid are masked with probability `maskRatio` (set to 0) and the whole input is
+/// reconstructed by a light decoder; the loss is MSE over all voxels, or over masked
+/// voxels only when `maskedOnly`.
+struct MaeObjective {
+  double maskRatio = 0.6;
+  int64_t cube = 4;
+  bool maskedOnly = false;
+};
+enum class ObjectiveKind { Mae };
+struct ObjectiveTerm {
+  ObjectiveKind kind = ObjectiveKind::Mae;
+  double weight = 1.0;
+  MaeObjective mae;
+};
+struct Objective {
+  std::vector<ObjectiveTerm> terms;  ///< the loss is the weighted sum of the terms
+};
+
+enum class Schedule { Constant, Cosine };
+struct Optimizer {
+  double lr = 1e-4;
+  double weightDecay = 3e-5;
+  int64_t warmupEpochs = 0;  ///< linear warm-up from lr/1000
+  Schedule schedule = Schedule::Cosine;
+};
+
+/// Self-supervised pretraining of an encoder.
+struct PretrainStage {
+  std::string name;
+  SyntheticData data;
+  Pipeline pipeline;
+  UNetEncoder encoder;
+  Objective objective;
+  Optimizer optimizer;
+  int64_t epochs = 10;
+  int64_t batch = 4;
+  uint64_t seed = 0;
+};
+
+enum class LabelKind { Binary, Continuous };
+enum class Probe { Linear };
+
+/// Few-shot evaluation of a pretrained encoder on a labelled data set: `shots`
+/// labelled training subjects are drawn `repeats` times from the training pool; a
+/// probe (frozen encoder, pooled features, linear head) is fitted on them and scored
+/// on the held-out test subjects (`testFraction` of the data set, disjoint from every
+/// training draw).
+struct EvaluateStage {
+  std::string name;
+  std::string pretrain;  ///< name of the pretrain stage whose encoder is judged
+  SyntheticData data;
+  Pipeline pipeline;  ///< the pretraining pipeline, applied to the task data
+  UNetEncoder encoder;
+  std::string label;  ///< label column, e.g. "lesion" or "age"
+  LabelKind labelKind = LabelKind::Binary;
+  Probe probe = Probe::Linear;
+  int64_t shots = 16;
+  int64_t repeats = 3;
+  double testFraction = 0.5;
+  uint64_t seed = 0;
+};
+
+enum class StageKind { Pretrain, Evaluate };
+
+/// One node of the experiment DAG. Exactly one of `pretrain` / `evaluate` is used,
+/// according to `kind`. `deps` are indices of earlier stages.
+struct Stage {
+  StageKind kind = StageKind::Pretrain;
+  std::string name;
+  PretrainStage pretrain;
+  EvaluateStage evaluate;
+  std::vector<size_t> deps;
+  std::string hash;  ///< hex SHA-256 of the canonical print, deps' hashes, gyrus version
+};
+
+/// A checked experiment: stages in a topological order.
+struct Experiment {
+  std::vector<Stage> stages;
+};
+
+std::string_view toString(StageKind k);
+std::string_view toString(OpKind k);
+std::string_view toString(LabelKind k);
+std::string_view toString(Schedule s);
+
+/// Canonical, deterministic print of one stage (without its hash).
+std::string printStage(const Stage& stage, const Experiment& experiment);
+/// Canonical print of the whole experiment, hashes included (`gyrus emit --stage=ir`).
+std::string printExperiment(const Experiment& experiment);
+/// Computes every stage's hash, in order, from its print and its dependencies' hashes.
+void hashStages(Experiment& experiment);
+/// Formats a shape as `AxBxC`, or `A^3` when all sides are equal.
+std::string formatShape(const Shape3& s);
+/// Shortest text that reads back as the same double (`0.6`, `1e-04` -> `0.0001`).
+std::string formatNumber(double v);
+
+/// Canonical prints of IR fragments, in gyrus syntax with every parameter spelled out.
+std::string print(const SyntheticData& d);
+std::string print(const Pipeline& p);
+std::string print(const UNetEncoder& e);
+std::string print(const Objective& o);
+std::string print(const Optimizer& o);
+
+/// Trainable parameters of the encoder.
+int64_t parameterCount(const UNetEncoder& e);
+
+}  // namespace gyrus::ir

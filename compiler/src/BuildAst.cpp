@@ -1,0 +1,354 @@
+// The ANTLR boundary: runs the generated lexer and parser, turns syntax errors into
+// [syntax] diagnostics, and converts the parse tree into gyrus's AST. No ANTLR type
+// leaves this file.
+#include <antlr4-runtime.h>
+
+#include <charconv>
+#include <cstdlib>
+
+#include "GyrusLexer.h"
+#include "GyrusParser.h"
+#include "gyrus/Parse.h"
+
+namespace gyrus {
+namespace {
+
+using G = grammar::GyrusParser;
+
+// ANTLR's input stream counts code points; our ranges count bytes. This maps one to
+// the other (identity for ASCII files).
+class OffsetMap {
+ public:
+  explicit OffsetMap(const std::string& text) {
+    bool ascii = true;
+    for (unsigned char c : text) ascii = ascii && c < 0x80;
+    if (ascii) {
+      size_ = text.size();
+      return;
+    }
+    for (uint32_t i = 0; i < text.size(); ++i) {
+      auto c = static_cast<unsigned char>(text[i]);
+      if ((c & 0xC0) != 0x80) bytes_.push_back(i);
+    }
+    size_ = text.size();
+  }
+  uint32_t byteOf(size_t codePoint) const {
+    if (bytes_.empty()) return static_cast<uint32_t>(std::min(codePoint, size_));
+    return codePoint < bytes_.size() ? bytes_[codePoint] : static_cast<uint32_t>(size_);
+  }
+
+ private:
+  std::vector<uint32_t> bytes_;
+  size_t size_ = 0;
+};
+
+std::string describeToken(const std::string& text) {
+  if (text == "<EOF>") return "end of file";
+  return "'" + text + "'";
+}
+
+// Rewrites ANTLR's token-set vocabulary into words a user knows.
+std::string humanize(std::string msg) {
+  const std::pair<std::string_view, std::string_view> words[] = {
+      {"<EOF>", "end of file"}, {"QUANTITY", "a number with a unit"}, {"NUMBER", "a number"},
+      {"SHAPE", "a shape"},     {"STRING", "a string"},               {"ID", "a name"},
+      {"BAD_CHAR", "a character"}};
+  for (auto [from, to] : words) {
+    size_t pos = 0;
+    while ((pos = msg.find(from, pos)) != std::string::npos) {
+      // Only whole words: not inside a quoted token such as 'IDx'.
+      bool quoted = pos > 0 && msg[pos - 1] == '\'';
+      if (quoted) {
+        pos += from.size();
+        continue;
+      }
+      msg.replace(pos, from.size(), to);
+      pos += to.size();
+    }
+  }
+  return msg;
+}
+
+class ErrorCollector final : public antlr4::BaseErrorListener {
+ public:
+  ErrorCollector(FileId file, const OffsetMap& map, DiagnosticEngine& diags) : file_(file), map_(map), diags_(diags) {}
+
+  void syntaxError(antlr4::Recognizer*, antlr4::Token* offending, size_t, size_t, const std::string& msg,
+                   std::exception_ptr) override {
+    SourceRange r{file_, 0, 0};
+    std::string text;
+    if (offending != nullptr) {
+      text = offending->getText();
+      if (offending->getType() == antlr4::Token::EOF) {
+        r.begin = r.end = map_.byteOf(offending->getStartIndex());
+      } else {
+        r.begin = map_.byteOf(offending->getStartIndex());
+        r.end = map_.byteOf(offending->getStopIndex() + 1);
+      }
+    }
+    std::string message;
+    auto startsWith = [&](std::string_view p) { return msg.rfind(p, 0) == 0; };
+    size_t expecting = msg.find(" expecting ");
+    if ((startsWith("mismatched input") || startsWith("extraneous input")) && expecting != std::string::npos) {
+      message = "unexpected " + describeToken(text) + ", expected " + humanize(msg.substr(expecting + 11));
+    } else if (startsWith("missing ")) {
+      size_t at = msg.rfind(" at ");
+      message = "missing " + humanize(msg.substr(8, at == std::string::npos ? std::string::npos : at - 8)) +
+                " before " + describeToken(text);
+    } else if (startsWith("no viable alternative")) {
+      message = "unexpected " + describeToken(text);
+    } else if (startsWith("token recognition error")) {
+      message = "unexpected character";
+    } else {
+      message = humanize(msg);
+    }
+    if (offending != nullptr && offending->getType() == grammar::GyrusLexer::BAD_CHAR) {
+      message = "unexpected character " + describeToken(text);
+    }
+    diags_.report(DiagKind::Syntax, r, std::move(message));
+  }
+
+ private:
+  FileId file_;
+  const OffsetMap& map_;
+  DiagnosticEngine& diags_;
+};
+
+// Converts parse-tree nodes into AST nodes.
+class Builder {
+ public:
+  Builder(FileId file, const OffsetMap& map, ast::Arena& arena) : file_(file), map_(map), arena_(arena) {}
+
+  SourceRange range(antlr4::ParserRuleContext* ctx) const {
+    return {file_, map_.byteOf(ctx->getStart()->getStartIndex()), map_.byteOf(ctx->getStop()->getStopIndex() + 1)};
+  }
+  SourceRange range(antlr4::Token* tok) const {
+    return {file_, map_.byteOf(tok->getStartIndex()), map_.byteOf(tok->getStopIndex() + 1)};
+  }
+  SourceRange range(antlr4::tree::TerminalNode* n) const { return range(n->getSymbol()); }
+  static SourceRange join(SourceRange a, SourceRange b) { return {a.file, std::min(a.begin, b.begin), std::max(a.end, b.end)}; }
+
+  ast::File* file(G::FileContext* ctx) {
+    ast::File* f = arena_.makeFile();
+    f->id = file_;
+    for (G::DeclContext* d : ctx->decl()) f->decls.push_back(decl(d));
+    return f;
+  }
+
+  ast::Decl* decl(G::DeclContext* ctx) {
+    if (auto* b = dynamic_cast<G::BindDeclContext*>(ctx)) {
+      std::string kw = b->kind->getText();
+      ast::BindKind kind = kw == "dataset"    ? ast::BindKind::Dataset
+                           : kw == "pipeline" ? ast::BindKind::Pipeline
+                           : kw == "encoder"  ? ast::BindKind::Encoder
+                           : kw == "objective" ? ast::BindKind::Objective
+                                               : ast::BindKind::Let;
+      return arena_.make<ast::DeclBind>(range(ctx), b->name->getText(), range(b->name), kind, expr(b->expr()));
+    }
+    if (auto* p = dynamic_cast<G::PretrainDeclContext*>(ctx)) {
+      std::vector<ast::Field> fields;
+      for (G::FieldContext* fc : p->field()) fields.push_back({fc->name->getText(), range(fc->name), expr(fc->expr())});
+      return arena_.make<ast::DeclPretrain>(range(ctx), p->name->getText(), range(p->name), std::move(fields));
+    }
+    auto* e = dynamic_cast<G::EvaluateDeclContext*>(ctx);
+    std::vector<G::IdentContext*> ids = e->task->ident();
+    std::string name = e->name != nullptr ? e->name->getText() : e->model->getText() + "_" + ids.back()->getText();
+    SourceRange nameRange = e->name != nullptr ? range(e->name) : range(e->model);
+    auto* d = arena_.make<ast::DeclEvaluate>(range(ctx), name, nameRange);
+    d->explicitName = e->name != nullptr;
+    d->model = e->model->getText();
+    d->modelRange = range(e->model);
+    for (auto* id : ids) {
+      d->task.push_back(id->getText());
+      d->taskRanges.push_back(range(id));
+    }
+    if (e->argList() != nullptr) d->args = args(e->argList());
+    return d;
+  }
+
+  std::vector<ast::Arg> args(G::ArgListContext* ctx) {
+    std::vector<ast::Arg> out;
+    for (G::ArgContext* a : ctx->arg()) {
+      ast::Arg arg;
+      if (a->name != nullptr) {
+        arg.name = a->name->getText();
+        arg.nameRange = range(a->name);
+      }
+      arg.value = expr(a->expr());
+      out.push_back(std::move(arg));
+    }
+    return out;
+  }
+
+  ast::Expr* expr(G::ExprContext* ctx) {
+    SourceRange r = range(ctx);
+    if (auto* m = dynamic_cast<G::MemberExprContext*>(ctx)) {
+      return arena_.make<ast::ExprMember>(r, expr(m->expr()), m->ident()->getText(), range(m->ident()));
+    }
+    if (auto* c = dynamic_cast<G::CallExprContext*>(ctx)) {
+      return arena_.make<ast::ExprCall>(r, expr(c->expr()), args(c->argList()));
+    }
+    if (auto* n = dynamic_cast<G::NegExprContext*>(ctx)) {
+      return arena_.make<ast::ExprUnary>(r, ast::UnaryOp::Neg, expr(n->expr()));
+    }
+    if (auto* p = dynamic_cast<G::PowExprContext*>(ctx)) {
+      return binary(r, ast::BinaryOp::Pow, p->expr(0), p->expr(1), static_cast<antlr4::Token*>(nullptr));
+    }
+    if (auto* m = dynamic_cast<G::MulExprContext*>(ctx)) {
+      return binary(r, m->op->getText() == "*" ? ast::BinaryOp::Mul : ast::BinaryOp::Div, m->expr(0), m->expr(1), m->op);
+    }
+    if (auto* a = dynamic_cast<G::AddExprContext*>(ctx)) {
+      return binary(r, a->op->getText() == "+" ? ast::BinaryOp::Add : ast::BinaryOp::Sub, a->expr(0), a->expr(1), a->op);
+    }
+    if (auto* rg = dynamic_cast<G::RangeExprContext*>(ctx)) return binary(r, ast::BinaryOp::Range, rg->expr(0), rg->expr(1), static_cast<antlr4::Token*>(nullptr));
+    if (auto* c = dynamic_cast<G::ComposeExprContext*>(ctx)) return binary(r, ast::BinaryOp::Compose, c->expr(0), c->expr(1), static_cast<antlr4::Token*>(nullptr));
+    if (auto* a = dynamic_cast<G::ApplyExprContext*>(ctx)) return binary(r, ast::BinaryOp::Apply, a->expr(0), a->expr(1), static_cast<antlr4::Token*>(nullptr));
+    return primary(dynamic_cast<G::PrimaryExprContext*>(ctx)->primary());
+  }
+
+  ast::Expr* binary(SourceRange r, ast::BinaryOp op, G::ExprContext* l, G::ExprContext* rr, antlr4::Token* opTok) {
+    ast::Expr* lhs = expr(l);
+    ast::Expr* rhs = expr(rr);
+    // The operator sits between the operands.
+    SourceRange opRange = opTok != nullptr ? range(opTok) : SourceRange{file_, lhs->range.end, rhs->range.begin};
+    return arena_.make<ast::ExprBinary>(r, op, lhs, rhs, opRange);
+  }
+
+  ast::Expr* binary(SourceRange r, ast::BinaryOp op, G::ExprContext* l, G::ExprContext* rr, antlr4::tree::TerminalNode* opNode) {
+    return binary(r, op, l, rr, opNode != nullptr ? opNode->getSymbol() : nullptr);
+  }
+
+  // Splits `1.5e-3mm` into the number and its unit.
+  static size_t numberPrefix(const std::string& s) {
+    size_t i = 0;
+    auto digits = [&] { while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i; };
+    digits();
+    if (i + 1 < s.size() && s[i] == '.' && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+      ++i;
+      digits();
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      size_t j = i + 1;
+      if (j < s.size() && (s[j] == '+' || s[j] == '-')) ++j;
+      if (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) {
+        i = j;
+        digits();
+      }
+    }
+    return i;
+  }
+
+  static bool isIntegerText(std::string_view s) { return s.find_first_of(".eE") == std::string_view::npos; }
+
+  ast::Expr* primary(G::PrimaryContext* ctx) {
+    SourceRange r = range(ctx);
+    if (auto* n = dynamic_cast<G::NumberLitContext*>(ctx)) {
+      std::string t = n->getText();
+      return arena_.make<ast::ExprNumber>(r, std::strtod(t.c_str(), nullptr), isIntegerText(t));
+    }
+    if (auto* q = dynamic_cast<G::QuantityLitContext*>(ctx)) {
+      std::string t = q->getText();
+      size_t n = numberPrefix(t);
+      std::string num = t.substr(0, n);
+      SourceRange unitRange{file_, r.begin + static_cast<uint32_t>(n), r.end};
+      return arena_.make<ast::ExprQuantity>(r, std::strtod(num.c_str(), nullptr), isIntegerText(num), t.substr(n), unitRange);
+    }
+    if (auto* s = dynamic_cast<G::ShapeLitContext*>(ctx)) {
+      std::string t = s->getText();
+      std::vector<int64_t> dims;
+      size_t start = 0;
+      while (start <= t.size()) {
+        size_t x = t.find('x', start);
+        std::string part = t.substr(start, x == std::string::npos ? std::string::npos : x - start);
+        int64_t v = 0;
+        auto res = std::from_chars(part.data(), part.data() + part.size(), v);
+        dims.push_back(res.ec == std::errc() ? v : -1);  // -1: overflow, reported by the checker
+        if (x == std::string::npos) break;
+        start = x + 1;
+      }
+      return arena_.make<ast::ExprShape>(r, std::move(dims));
+    }
+    if (auto* s = dynamic_cast<G::StringLitContext*>(ctx)) {
+      std::string t = s->getText();
+      std::string v;
+      for (size_t i = 1; i + 1 < t.size(); ++i) {
+        if (t[i] == '\\' && i + 2 < t.size()) {
+          char c = t[++i];
+          v += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+        } else {
+          v += t[i];
+        }
+      }
+      return arena_.make<ast::ExprString>(r, std::move(v));
+    }
+    if (auto* b = dynamic_cast<G::BoolLitContext*>(ctx)) return arena_.make<ast::ExprBool>(r, b->value->getText() == "true");
+    if (auto* n = dynamic_cast<G::NameRefContext*>(ctx)) return arena_.make<ast::ExprName>(r, n->getText());
+    if (auto* p = dynamic_cast<G::ParenExprContext*>(ctx)) return expr(p->expr());
+    auto* l = dynamic_cast<G::ListLitContext*>(ctx);
+    std::vector<ast::Expr*> items;
+    for (G::ExprContext* e : l->expr()) items.push_back(expr(e));
+    return arena_.make<ast::ExprList>(r, std::move(items));
+  }
+
+ private:
+  FileId file_;
+  const OffsetMap& map_;
+  ast::Arena& arena_;
+};
+
+struct ParserSetup {
+  explicit ParserSetup(const std::string& text, FileId id, DiagnosticEngine& diags)
+      : map(text), input(text), lexer(&input), tokens(&lexer), parser(&tokens), errors(id, map, diags) {
+    lexer.removeErrorListeners();
+    lexer.addErrorListener(&errors);
+    parser.removeErrorListeners();
+    parser.addErrorListener(&errors);
+  }
+  OffsetMap map;
+  antlr4::ANTLRInputStream input;
+  grammar::GyrusLexer lexer;
+  antlr4::CommonTokenStream tokens;
+  G parser;
+  ErrorCollector errors;
+};
+
+}  // namespace
+
+ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
+  const std::string& text = sm.file(id).text;
+  size_t before = diags.errorCount();
+  ParserSetup p(text, id, diags);
+  G::FileContext* tree = p.parser.file();
+  if (diags.errorCount() != before) return nullptr;
+  return Builder(id, p.map, arena).file(tree);
+}
+
+ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
+  const std::string& text = sm.file(id).text;
+  size_t before = diags.errorCount();
+  ParserSetup p(text, id, diags);
+  G::ExprOnlyContext* tree = p.parser.exprOnly();
+  if (diags.errorCount() != before) return nullptr;
+  return Builder(id, p.map, arena).expr(tree->expr());
+}
+
+std::string dumpTokens(const SourceManager& sm, FileId id) {
+  const std::string& text = sm.file(id).text;
+  DiagnosticEngine ignored;
+  ParserSetup p(text, id, ignored);
+  p.tokens.fill();
+  std::string out;
+  const antlr4::dfa::Vocabulary& vocab = p.lexer.getVocabulary();
+  for (antlr4::Token* t : p.tokens.getTokens()) {
+    if (t->getChannel() != antlr4::Token::DEFAULT_CHANNEL) continue;
+    LineCol lc = sm.lineCol(id, p.map.byteOf(t->getStartIndex()));
+    std::string kind = t->getType() == antlr4::Token::EOF ? "EOF" : std::string(vocab.getSymbolicName(t->getType()));
+    if (kind.empty()) kind = "KEYWORD";
+    out += std::to_string(lc.line) + ":" + std::to_string(lc.col) + " " + kind;
+    if (t->getType() != antlr4::Token::EOF) out += " '" + t->getText() + "'";
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace gyrus

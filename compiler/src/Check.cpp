@@ -1,0 +1,1227 @@
+// The checker: resolves names, evaluates declarations to typed values (with units and
+// 3-D shapes), checks parameters, shapes and protocols, and lowers to the IR.
+//
+// Declarations are evaluated on demand with cycle detection, so order in the file does
+// not matter. An expression that fails gets the Error type and evaluation goes on:
+// later uses of it stay silent, so one mistake is reported once.
+#include "gyrus/Check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace gyrus {
+namespace {
+
+enum class Ty {
+  Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
+  Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model,
+};
+
+std::string_view tyName(Ty t) {
+  switch (t) {
+    case Ty::Error: return "<error>";
+    case Ty::Int: return "an integer";
+    case Ty::Float: return "a number";
+    case Ty::Fraction: return "a fraction";
+    case Ty::Length: return "a length";
+    case Ty::Voxels: return "a voxel count";
+    case Ty::Shape: return "a 3-D shape";
+    case Ty::String: return "a string";
+    case Ty::Bool: return "a boolean";
+    case Ty::Range: return "a range";
+    case Ty::List: return "a list";
+    case Ty::Dataset: return "a dataset";
+    case Ty::Data: return "prepared data";
+    case Ty::Pipeline: return "a pipeline";
+    case Ty::Encoder: return "an encoder";
+    case Ty::Objective: return "an objective";
+    case Ty::Optimizer: return "an optimizer";
+    case Ty::Schedule: return "a schedule";
+    case Ty::Probe: return "a probe";
+    case Ty::Function: return "a function";
+    case Ty::Model: return "a pretrained model";
+  }
+  return "?";
+}
+
+std::string_view typeLabel(Ty t) {
+  switch (t) {
+    case Ty::Int: return "Int";
+    case Ty::Float: return "Float";
+    case Ty::Fraction: return "Fraction";
+    case Ty::Length: return "Length";
+    case Ty::Voxels: return "Voxels";
+    case Ty::Shape: return "Shape";
+    case Ty::String: return "String";
+    case Ty::Bool: return "Bool";
+    case Ty::Range: return "Range";
+    case Ty::List: return "List";
+    case Ty::Dataset: return "Dataset";
+    case Ty::Data: return "Data";
+    case Ty::Pipeline: return "Pipeline";
+    case Ty::Encoder: return "Encoder";
+    case Ty::Objective: return "Objective";
+    case Ty::Optimizer: return "Optimizer";
+    case Ty::Schedule: return "Schedule";
+    case Ty::Probe: return "Probe";
+    case Ty::Function: return "Function";
+    case Ty::Model: return "Pretrain";
+    case Ty::Error: return "Error";
+  }
+  return "?";
+}
+
+struct Value {
+  Ty ty = Ty::Error;
+  double num = 0.0;
+  ir::Shape3 shape{0, 0, 0};
+  std::string str;
+  bool flag = false;
+  ir::SyntheticData dataset;
+  ir::Pipeline pipeline;
+  ir::UNetEncoder encoder;
+  ir::Objective objective;
+  ir::Optimizer optimizer;
+  ir::Schedule schedule = ir::Schedule::Cosine;
+  std::string function;  // Ty::Function: the builtin's name
+  std::string model;     // Ty::Model: the pretrain's name
+  // Provenance, for diagnostics that point at where a property came from.
+  SourceRange range;                     // the whole expression
+  SourceRange shapeOrigin;               // Dataset/Pipeline/Data: what set the spatial size
+  bool pipelineSetsShape = false;        // Pipeline/Data: contains a crop
+  std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
+};
+
+Value errorValue() { return Value{}; }
+
+// Source range of an evaluation's dataset (for notes).
+SourceRange taskDatasetRange(const ast::DeclEvaluate& d) {
+  return d.taskRanges.empty() ? d.range : d.taskRanges.front();
+}
+
+bool isNumeric(Ty t) { return t == Ty::Int || t == Ty::Float; }
+
+// ---- Built-in functions -------------------------------------------------------------
+
+struct Bound {
+  bool present = false;
+  Value value;
+  SourceRange range;  // the argument's value, or the call when defaulted
+};
+
+struct Param {
+  std::string name;
+  Ty ty;
+  bool required = false;
+  // Range check: returns an empty string when fine, else the reason.
+  std::function<std::string(const Value&)> check;
+};
+
+class Checker;
+struct Builtin {
+  std::string name;
+  Ty result;
+  std::vector<Param> params;
+  std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)> build;
+};
+
+std::function<std::string(const Value&)> atLeast(double lo) {
+  return [lo](const Value& v) {
+    return v.num >= lo ? std::string() : "must be at least " + ir::formatNumber(lo);
+  };
+}
+std::function<std::string(const Value&)> between(double lo, double hi, bool openLo, bool openHi) {
+  return [=](const Value& v) {
+    bool ok = (openLo ? v.num > lo : v.num >= lo) && (openHi ? v.num < hi : v.num <= hi);
+    if (ok) return std::string();
+    return std::string("must be in ") + (openLo ? "(" : "[") + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) +
+           (openHi ? ")" : "]");
+  };
+}
+std::function<std::string(const Value&)> shapeAtLeast(int64_t lo) {
+  return [lo](const Value& v) {
+    for (int64_t d : v.shape)
+      if (d < lo) return "every side must be at least " + std::to_string(lo) + " voxels";
+    for (int64_t d : v.shape)
+      if (d > 1024) return std::string("every side must be at most 1024 voxels");
+    return std::string();
+  };
+}
+
+const std::vector<Builtin>& builtins();
+
+// ---- The checker --------------------------------------------------------------------
+
+struct Symbol {
+  const ast::Decl* decl = nullptr;
+  bool inPrelude = false;
+  enum class State { Unvisited, InProgress, Done } state = State::Unvisited;
+  Value value;
+  size_t uses = 0;
+};
+
+class Checker {
+ public:
+  Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
+
+  CheckResult run(const std::vector<const ast::File*>& files);
+
+  DiagnosticEngine& diags() { return diags_; }
+  const SourceManager& sources() const { return sm_; }
+
+  // Reports that `v` (at `where`) is not of the type `want` needs, with a fix where an
+  // obvious one exists. `what` names the slot, e.g. "argument 'size' of crop".
+  void typeMismatch(const Value& v, Ty want, SourceRange where, const std::string& what) {
+    Diagnostic& d = diags_.report(DiagKind::TypeMismatch, where,
+                                  what + " must be " + std::string(tyName(want)) + ", not " + std::string(tyName(v.ty)) +
+                                      " ('" + std::string(sm_.text(where)) + "')");
+    if (want == Ty::Shape && v.ty == Ty::Int) {
+      d.fixit(where, std::string(sm_.text(where)) + "^3");
+    } else if (want == Ty::Length && isNumeric(v.ty)) {
+      d.fixit(where, std::string(sm_.text(where)) + "mm");
+    } else if (want == Ty::Shape) {
+      d.note("write a shape in voxels, such as 96^3 or 160x192x160");
+    } else if (want == Ty::Pipeline && v.ty == Ty::Function) {
+      d.fixit(where, std::string(sm_.text(where)) + "()");
+    }
+  }
+
+  // Converts `v` to what a parameter of type `want` holds; reports and returns false
+  // when it cannot.
+  bool coerce(Value& v, Ty want, SourceRange where, const std::string& what) {
+    if (v.ty == Ty::Error) return false;
+    if (v.ty == want) return true;
+    if (want == Ty::Float && v.ty == Ty::Int) {
+      v.ty = Ty::Float;
+      return true;
+    }
+    if (want == Ty::Fraction && isNumeric(v.ty)) {
+      v.ty = Ty::Fraction;
+      return true;
+    }
+    if (want == Ty::Voxels && v.ty == Ty::Int) {
+      v.ty = Ty::Voxels;
+      return true;
+    }
+    if (want == Ty::Data && v.ty == Ty::Dataset) {
+      Value d = v;
+      d.ty = Ty::Data;
+      v = d;
+      return true;
+    }
+    typeMismatch(v, want, where, what);
+    return false;
+  }
+
+  Value eval(const ast::Expr& e);
+
+ private:
+  Value evalName(const ast::ExprName& n);
+  Value evalCall(const ast::ExprCall& c);
+  Value evalBinary(const ast::ExprBinary& b);
+  Value evalQuantity(const ast::ExprQuantity& q);
+  Value evalDecl(Symbol& s);
+  Value evalBind(const ast::DeclBind& d);
+  Value evalPretrain(const ast::DeclPretrain& d);
+  void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
+  bool checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what);
+  void checkCube(const Value& data, const Value& objective);
+  std::vector<std::string> visibleNames() const;
+
+  const SourceManager& sm_;
+  DiagnosticEngine& diags_;
+  std::map<std::string, Symbol> symbols_;
+  std::vector<const ast::DeclPretrain*> pretrains_;
+  ir::Experiment experiment_;
+  std::map<std::string, size_t> stageIndex_;
+  std::string typed_;
+};
+
+std::vector<std::string> Checker::visibleNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, sym] : symbols_) names.push_back(name);
+  for (const Builtin& b : builtins()) names.push_back(b.name);
+  for (const char* c : {"cosine", "constant", "linear"}) names.emplace_back(c);
+  return names;
+}
+
+Value Checker::eval(const ast::Expr& e) {
+  Value v;
+  switch (e.kind) {
+    case ast::NodeKind::ExprNumber: {
+      const auto& n = static_cast<const ast::ExprNumber&>(e);
+      v.ty = n.isInteger ? Ty::Int : Ty::Float;
+      v.num = n.value;
+      if (n.isInteger && n.value > 4.0e15) {
+        diags_.report(DiagKind::ValueRange, e.range, "integer " + std::string(sm_.text(e.range)) + " is too large");
+        return errorValue();
+      }
+      break;
+    }
+    case ast::NodeKind::ExprQuantity: v = evalQuantity(static_cast<const ast::ExprQuantity&>(e)); break;
+    case ast::NodeKind::ExprShape: {
+      const auto& s = static_cast<const ast::ExprShape&>(e);
+      if (s.dims.size() != 3) {
+        diags_.report(DiagKind::TypeMismatch, e.range,
+                      "shape '" + std::string(sm_.text(e.range)) + "' has " + std::to_string(s.dims.size()) +
+                          " sides; volumes are 3-D (write AxBxC)");
+        return errorValue();
+      }
+      v.ty = Ty::Shape;
+      for (size_t i = 0; i < 3; ++i) {
+        if (s.dims[i] < 0) {
+          diags_.report(DiagKind::ValueRange, e.range, "shape '" + std::string(sm_.text(e.range)) + "' is too large");
+          return errorValue();
+        }
+        v.shape[i] = s.dims[i];
+      }
+      break;
+    }
+    case ast::NodeKind::ExprString:
+      v.ty = Ty::String;
+      v.str = static_cast<const ast::ExprString&>(e).value;
+      break;
+    case ast::NodeKind::ExprBool:
+      v.ty = Ty::Bool;
+      v.flag = static_cast<const ast::ExprBool&>(e).value;
+      break;
+    case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e)); break;
+    case ast::NodeKind::ExprMember: {
+      const auto& m = static_cast<const ast::ExprMember&>(e);
+      Value base = eval(*m.base);
+      if (base.ty == Ty::Error) return errorValue();
+      diags_.report(DiagKind::UnknownField, m.nameRange,
+                    std::string(tyName(base.ty)) + " has no member '" + m.name + "'");
+      return errorValue();
+    }
+    case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e)); break;
+    case ast::NodeKind::ExprUnary: {
+      const auto& u = static_cast<const ast::ExprUnary&>(e);
+      v = eval(*u.operand);
+      if (v.ty == Ty::Error) return v;
+      if (!(isNumeric(v.ty) || v.ty == Ty::Fraction || v.ty == Ty::Length)) {
+        diags_.report(DiagKind::TypeMismatch, e.range, "cannot negate " + std::string(tyName(v.ty)));
+        return errorValue();
+      }
+      v.num = -v.num;
+      break;
+    }
+    case ast::NodeKind::ExprBinary: v = evalBinary(static_cast<const ast::ExprBinary&>(e)); break;
+    case ast::NodeKind::ExprList: {
+      for (const ast::Expr* item : static_cast<const ast::ExprList&>(e).items) eval(*item);
+      v.ty = Ty::List;
+      break;
+    }
+    default: return errorValue();
+  }
+  v.range = e.range;
+  return v;
+}
+
+Value Checker::evalQuantity(const ast::ExprQuantity& q) {
+  Value v;
+  v.num = q.value;
+  if (q.unit == "mm") {
+    v.ty = Ty::Length;
+  } else if (q.unit == "%") {
+    v.ty = Ty::Fraction;
+    v.num = q.value / 100.0;
+  } else if (q.unit == "vox") {
+    if (!q.isInteger) {
+      diags_.report(DiagKind::TypeMismatch, q.range, "a voxel count must be a whole number");
+      return errorValue();
+    }
+    v.ty = Ty::Voxels;
+  } else {
+    Diagnostic& d = diags_.report(DiagKind::UnknownUnit, q.unitRange, "unknown unit '" + q.unit + "'");
+    std::string best = closestMatch(q.unit, {"mm", "vox"});
+    if (!best.empty()) d.fixit(q.unitRange, best);
+    d.note("units are mm (length), % (fraction) and vox (voxels)");
+    return errorValue();
+  }
+  return v;
+}
+
+Value Checker::evalName(const ast::ExprName& n) {
+  auto it = symbols_.find(n.name);
+  if (it != symbols_.end()) {
+    ++it->second.uses;
+    Value v = evalDecl(it->second);
+    return v;
+  }
+  for (const Builtin& b : builtins()) {
+    if (b.name == n.name) {
+      Value v;
+      v.ty = Ty::Function;
+      v.function = b.name;
+      return v;
+    }
+  }
+  Value v;
+  if (n.name == "cosine" || n.name == "constant") {
+    v.ty = Ty::Schedule;
+    v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant;
+    return v;
+  }
+  if (n.name == "linear") {
+    v.ty = Ty::Probe;
+    return v;
+  }
+  Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
+  std::string best = closestMatch(n.name, visibleNames());
+  if (!best.empty()) {
+    d.message += "; did you mean '" + best + "'?";
+    d.fixit(n.range, best);
+  }
+  return errorValue();
+}
+
+Value Checker::evalCall(const ast::ExprCall& c) {
+  const auto* calleeName = c.callee->as<ast::ExprName>();
+  if (calleeName == nullptr || symbols_.count(calleeName->name) != 0) {
+    Value callee = eval(*c.callee);
+    for (const ast::Arg& a : c.args) eval(*a.value);
+    if (callee.ty == Ty::Error) return errorValue();
+    diags_.report(DiagKind::TypeMismatch, c.callee->range,
+                  "'" + std::string(sm_.text(c.callee->range)) + "' is " + std::string(tyName(callee.ty)) +
+                      ", not a function");
+    return errorValue();
+  }
+  const Builtin* fn = nullptr;
+  for (const Builtin& b : builtins())
+    if (b.name == calleeName->name) fn = &b;
+  if (fn == nullptr) {
+    Value callee = evalName(*calleeName);  // reports the unknown name
+    for (const ast::Arg& a : c.args) eval(*a.value);
+    return errorValue();
+  }
+
+  std::map<std::string, Bound> bound;
+  bool ok = true;
+  size_t positional = 0;
+  bool sawNamed = false;
+  for (const ast::Arg& a : c.args) {
+    Value v = eval(*a.value);
+    const Param* p = nullptr;
+    if (a.name.empty()) {
+      if (sawNamed) {
+        diags_.report(DiagKind::Syntax, a.value->range, "positional argument after a named one");
+        ok = false;
+        continue;
+      }
+      if (positional >= fn->params.size()) {
+        diags_.report(DiagKind::TooManyArguments, a.value->range,
+                      fn->name + "() takes at most " + std::to_string(fn->params.size()) + " argument" +
+                          (fn->params.size() == 1 ? "" : "s"));
+        ok = false;
+        continue;
+      }
+      p = &fn->params[positional++];
+    } else {
+      sawNamed = true;
+      for (const Param& q : fn->params)
+        if (q.name == a.name) p = &q;
+      if (p == nullptr) {
+        std::vector<std::string> names;
+        for (const Param& q : fn->params) names.push_back(q.name);
+        Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
+                                      fn->name + "() has no parameter '" + a.name + "'");
+        std::string best = closestMatch(a.name, names);
+        if (!best.empty()) {
+          d.message += "; did you mean '" + best + "'?";
+          d.fixit(a.nameRange, best);
+        }
+        std::string list;
+        for (const std::string& nm : names) list += (list.empty() ? "" : ", ") + nm;
+        d.note(fn->name + "() takes: " + (list.empty() ? "no arguments" : list));
+        ok = false;
+        continue;
+      }
+    }
+    if (bound.count(p->name) != 0) {
+      diags_.report(DiagKind::DuplicateArgument, a.name.empty() ? a.value->range : a.nameRange,
+                    "argument '" + p->name + "' of " + fn->name + "() is given twice")
+          .note(bound[p->name].range, "first given here");
+      ok = false;
+      continue;
+    }
+    std::string what = "argument '" + p->name + "' of " + fn->name + "()";
+    if (!coerce(v, p->ty, a.value->range, what)) {
+      ok = false;
+      bound[p->name] = {true, errorValue(), a.value->range};
+      continue;
+    }
+    if (p->check) {
+      std::string why = p->check(v);
+      if (!why.empty()) {
+        diags_.report(DiagKind::ValueRange, a.value->range,
+                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+        ok = false;
+      }
+    }
+    bound[p->name] = {true, v, a.value->range};
+  }
+  for (const Param& p : fn->params) {
+    if (p.required && bound.count(p.name) == 0) {
+      diags_.report(DiagKind::MissingArgument, c.range, fn->name + "() needs argument '" + p.name + "'");
+      ok = false;
+    }
+    if (bound.count(p.name) == 0) bound[p.name] = {false, Value{}, c.range};
+  }
+  if (!ok) return errorValue();
+  Value v = fn->build(*this, bound, c.range);
+  v.range = c.range;
+  return v;
+}
+
+Value Checker::evalBinary(const ast::ExprBinary& b) {
+  Value l = eval(*b.lhs);
+  Value r = eval(*b.rhs);
+  if (l.ty == Ty::Error || r.ty == Ty::Error) return errorValue();
+  auto mismatch = [&]() {
+    diags_.report(DiagKind::TypeMismatch, b.opRange.end > b.opRange.begin ? b.opRange : b.range,
+                  "operator '" + std::string(ast::toString(b.op)) + "' cannot combine " + std::string(tyName(l.ty)) +
+                      " and " + std::string(tyName(r.ty)));
+    return errorValue();
+  };
+  Value v;
+  switch (b.op) {
+    case ast::BinaryOp::Pow: {
+      if (l.ty != Ty::Int || r.ty != Ty::Int) return mismatch();
+      if (r.num != 3) {
+        diags_.report(DiagKind::ValueRange, b.rhs->range,
+                      "a shape power must be 3 (a cube, e.g. 96^3); write other shapes as AxBxC");
+        return errorValue();
+      }
+      if (l.num < 1 || l.num > 4096) {
+        diags_.report(DiagKind::ValueRange, b.lhs->range, "a shape side must be between 1 and 4096 voxels");
+        return errorValue();
+      }
+      v.ty = Ty::Shape;
+      auto s = static_cast<int64_t>(l.num);
+      v.shape = {s, s, s};
+      return v;
+    }
+    case ast::BinaryOp::Mul:
+    case ast::BinaryOp::Div:
+    case ast::BinaryOp::Add:
+    case ast::BinaryOp::Sub: {
+      bool mul = b.op == ast::BinaryOp::Mul;
+      if (mul && isNumeric(l.ty) && r.ty == Ty::Objective) std::swap(l, r);
+      if (mul && l.ty == Ty::Objective && isNumeric(r.ty)) {
+        if (!(r.num > 0)) {
+          diags_.report(DiagKind::ValueRange, b.lhs->range.begin == r.range.begin ? b.lhs->range : b.rhs->range,
+                        "objective weights must be positive; got " + ir::formatNumber(r.num));
+          return errorValue();
+        }
+        v = l;
+        for (ir::ObjectiveTerm& t : v.objective.terms) t.weight *= r.num;
+        return v;
+      }
+      if (b.op == ast::BinaryOp::Add && l.ty == Ty::Objective && r.ty == Ty::Objective) {
+        v = l;
+        for (const ir::ObjectiveTerm& t : r.objective.terms) v.objective.terms.push_back(t);
+        for (const SourceRange& o : r.cubeOrigins) v.cubeOrigins.push_back(o);
+        return v;
+      }
+      if (isNumeric(l.ty) && isNumeric(r.ty)) {
+        bool isInt = l.ty == Ty::Int && r.ty == Ty::Int;
+        switch (b.op) {
+          case ast::BinaryOp::Mul: v.num = l.num * r.num; break;
+          case ast::BinaryOp::Add: v.num = l.num + r.num; break;
+          case ast::BinaryOp::Sub: v.num = l.num - r.num; break;
+          default:
+            if (r.num == 0) {
+              diags_.report(DiagKind::ValueRange, b.rhs->range, "division by zero");
+              return errorValue();
+            }
+            v.num = l.num / r.num;
+            isInt = isInt && std::fmod(l.num, r.num) == 0;
+        }
+        v.ty = isInt ? Ty::Int : Ty::Float;
+        return v;
+      }
+      bool sameUnit = l.ty == r.ty && (l.ty == Ty::Length || l.ty == Ty::Fraction || l.ty == Ty::Voxels);
+      if (sameUnit && (b.op == ast::BinaryOp::Add || b.op == ast::BinaryOp::Sub)) {
+        v.ty = l.ty;
+        v.num = b.op == ast::BinaryOp::Add ? l.num + r.num : l.num - r.num;
+        return v;
+      }
+      if ((mul || b.op == ast::BinaryOp::Div) && (l.ty == Ty::Length || l.ty == Ty::Fraction) && isNumeric(r.ty)) {
+        v.ty = l.ty;
+        v.num = mul ? l.num * r.num : l.num / r.num;
+        return v;
+      }
+      return mismatch();
+    }
+    case ast::BinaryOp::Range: {
+      if (!(isNumeric(l.ty) || l.ty == Ty::Fraction || l.ty == Ty::Length) || l.ty != r.ty) return mismatch();
+      v.ty = Ty::Range;
+      return v;
+    }
+    case ast::BinaryOp::Compose: {
+      if (l.ty != Ty::Pipeline || r.ty != Ty::Pipeline) {
+        if (l.ty == Ty::Function) typeMismatch(l, Ty::Pipeline, b.lhs->range, "the left side of '>>'");
+        if (r.ty == Ty::Function) typeMismatch(r, Ty::Pipeline, b.rhs->range, "the right side of '>>'");
+        if (l.ty == Ty::Function || r.ty == Ty::Function) return errorValue();
+        return mismatch();
+      }
+      v = l;
+      for (const ir::PipelineOp& op : r.pipeline.ops) v.pipeline.ops.push_back(op);
+      if (r.pipelineSetsShape) {
+        v.pipelineSetsShape = true;
+        v.shapeOrigin = r.shapeOrigin;
+      }
+      return v;
+    }
+    case ast::BinaryOp::Apply: {
+      if (r.ty == Ty::Function) {
+        typeMismatch(r, Ty::Pipeline, b.rhs->range, "the right side of '|>'");
+        return errorValue();
+      }
+      if (l.ty != Ty::Dataset || r.ty != Ty::Pipeline) return mismatch();
+      v = l;
+      v.ty = Ty::Data;
+      v.pipeline = r.pipeline;
+      if (r.pipelineSetsShape) {
+        v.pipelineSetsShape = true;
+        v.shapeOrigin = r.shapeOrigin;
+        for (const ir::PipelineOp& op : r.pipeline.ops)
+          if (op.kind == ir::OpKind::Crop) v.shape = op.size;
+      }
+      return v;
+    }
+  }
+  return errorValue();
+}
+
+Value Checker::evalDecl(Symbol& s) {
+  if (s.state == Symbol::State::Done) return s.value;
+  if (s.state == Symbol::State::InProgress) {
+    diags_.report(DiagKind::Cycle, s.decl->nameRange, "'" + s.decl->name + "' depends on itself");
+    return errorValue();
+  }
+  s.state = Symbol::State::InProgress;
+  Value v;
+  if (const auto* b = s.decl->as<ast::DeclBind>()) {
+    v = evalBind(*b);
+  } else if (const auto* p = s.decl->as<ast::DeclPretrain>()) {
+    v = evalPretrain(*p);
+  }
+  s.value = v;
+  s.state = Symbol::State::Done;
+  return v;
+}
+
+Value Checker::evalBind(const ast::DeclBind& d) {
+  Value v = eval(*d.value);
+  Ty want = Ty::Error;
+  switch (d.bindKind) {
+    case ast::BindKind::Dataset: want = Ty::Dataset; break;
+    case ast::BindKind::Pipeline: want = Ty::Pipeline; break;
+    case ast::BindKind::Encoder: want = Ty::Encoder; break;
+    case ast::BindKind::Objective: want = Ty::Objective; break;
+    case ast::BindKind::Let: return v;
+  }
+  if (v.ty == Ty::Error || v.ty == want) return v;
+  typeMismatch(v, want, d.value->range, std::string(ast::toString(d.bindKind)) + " '" + d.name + "'");
+  return errorValue();
+}
+
+bool Checker::checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what) {
+  int64_t stride = enc.totalStride();
+  bool ok = true;
+  for (int64_t side : data.shape) ok = ok && side % stride == 0;
+  if (ok) return true;
+  std::string shape = ir::formatShape(data.shape);
+  Diagnostic& d = diags_.report(DiagKind::ShapeDivisibility, data.shapeOrigin,
+                                std::string(what) + " " + shape + " is not divisible by the encoder's total stride " +
+                                    std::to_string(stride) + " (" + std::to_string(enc.stages - 1) + " downsamplings)");
+  d.note(encoderRange, "encoder '" + std::string(sm_.text(encoderRange)) + "' declared here");
+  ir::Shape3 down{}, up{};
+  for (size_t i = 0; i < 3; ++i) {
+    down[i] = std::max(stride, data.shape[i] / stride * stride);
+    up[i] = (data.shape[i] + stride - 1) / stride * stride;
+  }
+  ir::Shape3 nearest{};
+  for (size_t i = 0; i < 3; ++i) nearest[i] = data.shape[i] - down[i] < up[i] - data.shape[i] ? down[i] : up[i];
+  std::string downS = ir::formatShape(down), upS = ir::formatShape(up);
+  d.note(downS == upS ? "nearest valid size: " + upS : "nearest valid sizes: " + downS + " or " + upS);
+  // Offer the replacement only where the origin is a shape literal the user wrote.
+  std::string_view origin = sm_.text(data.shapeOrigin);
+  if (!origin.empty() && origin.find('(') == std::string_view::npos) d.fixit(data.shapeOrigin, ir::formatShape(nearest));
+  return false;
+}
+
+void Checker::checkCube(const Value& data, const Value& objective) {
+  for (size_t t = 0; t < objective.objective.terms.size(); ++t) {
+    const ir::ObjectiveTerm& term = objective.objective.terms[t];
+    if (term.kind != ir::ObjectiveKind::Mae) continue;
+    int64_t cube = term.mae.cube;
+    bool ok = true;
+    for (int64_t side : data.shape) ok = ok && side % cube == 0;
+    if (ok) continue;
+    SourceRange where = t < objective.cubeOrigins.size() ? objective.cubeOrigins[t] : objective.range;
+    Diagnostic& d = diags_.report(DiagKind::ShapeDivisibility, where,
+                                  "MAE mask cube " + std::to_string(cube) + " does not tile the input " +
+                                      ir::formatShape(data.shape));
+    d.note(data.shapeOrigin, "input size set here");
+    std::vector<int64_t> divisors;
+    for (int64_t c = 1; c <= data.shape[0]; ++c) {
+      bool all = true;
+      for (int64_t side : data.shape) all = all && side % c == 0;
+      if (all) divisors.push_back(c);
+    }
+    int64_t best = 1;
+    for (int64_t c : divisors)
+      if (std::llabs(c - cube) < std::llabs(best - cube)) best = c;
+    d.note("nearest cube that tiles it: " + std::to_string(best));
+  }
+}
+
+Value Checker::evalPretrain(const ast::DeclPretrain& d) {
+  static const std::vector<std::string> kFields = {"data", "encoder", "objective", "optimizer", "epochs", "batch", "seed"};
+  std::map<std::string, std::pair<Value, SourceRange>> fields;
+  bool ok = true;
+  for (const ast::Field& f : d.fields) {
+    if (std::find(kFields.begin(), kFields.end(), f.name) == kFields.end()) {
+      Diagnostic& diag = diags_.report(DiagKind::UnknownField, f.nameRange, "pretrain has no field '" + f.name + "'");
+      std::string best = closestMatch(f.name, kFields);
+      if (!best.empty()) {
+        diag.message += "; did you mean '" + best + "'?";
+        diag.fixit(f.nameRange, best);
+      }
+      eval(*f.value);
+      ok = false;
+      continue;
+    }
+    if (fields.count(f.name) != 0) {
+      diags_.report(DiagKind::DuplicateArgument, f.nameRange, "field '" + f.name + "' is set twice")
+          .note(fields[f.name].second, "first set here");
+      ok = false;
+      continue;
+    }
+    Value v = eval(*f.value);
+    Ty want = f.name == "data"        ? Ty::Data
+              : f.name == "encoder"   ? Ty::Encoder
+              : f.name == "objective" ? Ty::Objective
+              : f.name == "optimizer" ? Ty::Optimizer
+                                      : Ty::Int;
+    std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
+    if (!coerce(v, want, f.value->range, what)) {
+      ok = false;
+      fields[f.name] = {errorValue(), f.value->range};
+      continue;
+    }
+    if (want == Ty::Int) {
+      double lo = f.name == "seed" ? 0 : 1;
+      double hi = f.name == "epochs" ? 100000 : f.name == "batch" ? 4096 : 4.0e15;
+      if (v.num < lo || v.num > hi) {
+        diags_.report(DiagKind::ValueRange, f.value->range,
+                      what + " must be in [" + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) + "]; got " +
+                          ir::formatNumber(v.num));
+        ok = false;
+      }
+    }
+    fields[f.name] = {v, f.value->range};
+  }
+  for (const char* req : {"data", "encoder", "objective"}) {
+    if (fields.count(req) == 0 && ok) {
+      Diagnostic& diag = diags_.report(DiagKind::MissingField, d.nameRange,
+                                       "pretrain '" + d.name + "' does not set '" + req + "'");
+      std::string example = std::string(req) == "data"      ? "data = corpus |> prep"
+                            : std::string(req) == "encoder" ? "encoder = unet(width = 32, stages = 5)"
+                                                            : "objective = mae(mask = 60%)";
+      diag.note("add a field such as `" + example + "`");
+    }
+    if (fields.count(req) == 0) ok = false;
+  }
+  if (!ok) return errorValue();
+  for (const auto& [name, vr] : fields)
+    if (vr.first.ty == Ty::Error) return errorValue();
+
+  const Value& data = fields["data"].first;
+  const Value& enc = fields["encoder"].first;
+  const Value& obj = fields["objective"].first;
+  ir::UNetEncoder encoder = enc.encoder;
+  encoder.inChannels = 1;
+  bool shapesOk = checkDivisible(data, encoder, fields["encoder"].second,
+                                 data.pipelineSetsShape ? "crop" : "input size");
+  checkCube(data, obj);
+  (void)shapesOk;
+  if (obj.objective.terms.size() > 1) {
+    diags_.report(DiagKind::Unsupported, fields["objective"].second,
+                  "hybrid objectives need two different objective kinds, and mae is the only one in this version")
+        .note("use a single term, e.g. `objective = mae(mask = 60%)`");
+    return errorValue();
+  }
+
+  ir::Stage stage;
+  stage.kind = ir::StageKind::Pretrain;
+  stage.name = d.name;
+  ir::PretrainStage& p = stage.pretrain;
+  p.name = d.name;
+  p.data = data.dataset;
+  p.pipeline = data.pipeline;
+  p.encoder = encoder;
+  p.objective = obj.objective;
+  if (fields.count("optimizer")) p.optimizer = fields["optimizer"].first.optimizer;
+  if (fields.count("epochs")) p.epochs = static_cast<int64_t>(fields["epochs"].first.num);
+  if (fields.count("batch")) p.batch = static_cast<int64_t>(fields["batch"].first.num);
+  if (fields.count("seed")) p.seed = static_cast<uint64_t>(fields["seed"].first.num);
+  if (p.batch > p.data.subjects) {
+    diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
+                  "batch " + std::to_string(p.batch) + " is larger than the data set (" +
+                      std::to_string(p.data.subjects) + " subjects)");
+    return errorValue();
+  }
+  if (diags_.hasErrors()) {
+    // Keep checking the rest of the file, but lower nothing.
+  }
+
+  typed_ += "pretrain " + d.name + " : Pretrain\n";
+  typed_ += "  data      : Data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) + "\n";
+  typed_ += "  input     : Shape = " + ir::formatShape(data.shape) + "\n";
+  typed_ += "  encoder   : Encoder = " + ir::print(p.encoder) + "  // " +
+            std::to_string(ir::parameterCount(p.encoder)) + " parameters, stride " +
+            std::to_string(p.encoder.totalStride()) + "\n";
+  typed_ += "  objective : Objective = " + ir::print(p.objective) + "\n";
+  typed_ += "  optimizer : Optimizer = " + ir::print(p.optimizer) + "\n";
+  typed_ += "  epochs    : Int = " + std::to_string(p.epochs) + "\n";
+  typed_ += "  batch     : Int = " + std::to_string(p.batch) + "\n";
+  typed_ += "  seed      : Int = " + std::to_string(p.seed) + "\n";
+
+  stageIndex_[d.name] = experiment_.stages.size();
+  experiment_.stages.push_back(std::move(stage));
+  Value v;
+  v.ty = Ty::Model;
+  v.model = d.name;
+  v.encoder = encoder;
+  v.pipeline = data.pipeline;
+  v.pipelineSetsShape = data.pipelineSetsShape;
+  v.shapeOrigin = data.shapeOrigin;
+  v.range = fields["encoder"].second;
+  return v;
+}
+
+void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
+  // The model.
+  auto it = symbols_.find(d.model);
+  Value model;
+  if (it == symbols_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [name, sym] : symbols_)
+      if (sym.decl->is<ast::DeclPretrain>()) names.push_back(name);
+    Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.modelRange, "unknown pretrain stage '" + d.model + "'");
+    std::string best = closestMatch(d.model, names);
+    if (!best.empty()) {
+      diag.message += "; did you mean '" + best + "'?";
+      diag.fixit(d.modelRange, best);
+    }
+  } else {
+    ++it->second.uses;
+    model = evalDecl(it->second);
+    if (model.ty != Ty::Model && model.ty != Ty::Error) {
+      diags_.report(DiagKind::TypeMismatch, d.modelRange,
+                    "evaluate needs a pretrain stage, but '" + d.model + "' is " + std::string(tyName(model.ty)))
+          .note(it->second.decl->nameRange, "'" + d.model + "' declared here");
+      model = errorValue();
+    }
+  }
+
+  // The task: dataset.label.
+  Value data;
+  std::string label;
+  ir::LabelKind labelKind = ir::LabelKind::Binary;
+  if (d.task.size() != 2) {
+    diags_.report(DiagKind::TypeMismatch, {d.taskRanges.front().file, d.taskRanges.front().begin, d.taskRanges.back().end},
+                  "evaluate needs a task written as dataset.label, e.g. `clinic.lesion`");
+  } else {
+    auto ds = symbols_.find(d.task[0]);
+    if (ds == symbols_.end()) {
+      Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.taskRanges[0], "unknown dataset '" + d.task[0] + "'");
+      std::vector<std::string> names;
+      for (const auto& [name, sym] : symbols_) names.push_back(name);
+      std::string best = closestMatch(d.task[0], names);
+      if (!best.empty()) {
+        diag.message += "; did you mean '" + best + "'?";
+        diag.fixit(d.taskRanges[0], best);
+      }
+    } else {
+      ++ds->second.uses;
+      data = evalDecl(ds->second);
+      if (data.ty != Ty::Dataset && data.ty != Ty::Error) {
+        diags_.report(DiagKind::TypeMismatch, d.taskRanges[0],
+                      "'" + d.task[0] + "' is " + std::string(tyName(data.ty)) + ", not a dataset");
+        data = errorValue();
+      }
+      if (data.ty == Ty::Dataset) {
+        static const std::vector<std::string> kLabels = {"lesion", "age"};
+        label = d.task[1];
+        if (label == "lesion") {
+          labelKind = ir::LabelKind::Binary;
+        } else if (label == "age") {
+          labelKind = ir::LabelKind::Continuous;
+        } else {
+          Diagnostic& diag = diags_.report(DiagKind::UnknownLabel, d.taskRanges[1],
+                                           "dataset '" + d.task[0] + "' has no label '" + label + "'");
+          std::string best = closestMatch(label, kLabels);
+          if (!best.empty()) {
+            diag.message += "; did you mean '" + best + "'?";
+            diag.fixit(d.taskRanges[1], best);
+          }
+          diag.note("synthetic data sets provide: lesion (binary), age (years)");
+          data = errorValue();
+        }
+      }
+    }
+  }
+
+  // Protocol arguments.
+  static const std::vector<std::string> kArgs = {"shots", "repeats", "test", "seed", "probe"};
+  std::map<std::string, std::pair<Value, SourceRange>> args;
+  bool ok = true;
+  for (const ast::Arg& a : d.args) {
+    Value v = eval(*a.value);
+    if (a.name.empty()) {
+      diags_.report(DiagKind::TypeMismatch, a.value->range,
+                    "evaluate's arguments must be named, e.g. `shots = 16`");
+      ok = false;
+      continue;
+    }
+    if (std::find(kArgs.begin(), kArgs.end(), a.name) == kArgs.end()) {
+      Diagnostic& diag = diags_.report(DiagKind::UnknownArgument, a.nameRange, "evaluate has no argument '" + a.name + "'");
+      std::string best = closestMatch(a.name, kArgs);
+      if (!best.empty()) {
+        diag.message += "; did you mean '" + best + "'?";
+        diag.fixit(a.nameRange, best);
+      }
+      diag.note("evaluate takes: shots, repeats, test, seed, probe");
+      ok = false;
+      continue;
+    }
+    if (args.count(a.name) != 0) {
+      diags_.report(DiagKind::DuplicateArgument, a.nameRange, "argument '" + a.name + "' is given twice")
+          .note(args[a.name].second, "first given here");
+      ok = false;
+      continue;
+    }
+    Ty want = a.name == "test" ? Ty::Fraction : a.name == "probe" ? Ty::Probe : Ty::Int;
+    std::string what = "argument '" + a.name + "' of evaluate";
+    if (!coerce(v, want, a.value->range, what)) {
+      ok = false;
+      continue;
+    }
+    std::string why;
+    if (a.name == "shots" || a.name == "repeats") why = between(1, 100000, false, false)(v);
+    if (a.name == "test") why = between(0, 1, true, true)(v);
+    if (a.name == "seed") why = atLeast(0)(v);
+    if (!why.empty()) {
+      diags_.report(DiagKind::ValueRange, a.value->range, what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+      ok = false;
+      continue;
+    }
+    args[a.name] = {v, a.value->range};
+  }
+  if (!ok || model.ty != Ty::Model || data.ty != Ty::Dataset) return;
+
+  ir::Stage stage;
+  stage.kind = ir::StageKind::Evaluate;
+  stage.name = d.name;
+  ir::EvaluateStage& e = stage.evaluate;
+  e.name = d.name;
+  e.pretrain = model.model;
+  e.data = data.dataset;
+  e.pipeline = model.pipeline;
+  e.encoder = model.encoder;
+  e.label = label;
+  e.labelKind = labelKind;
+  if (args.count("shots")) e.shots = static_cast<int64_t>(args["shots"].first.num);
+  if (args.count("repeats")) e.repeats = static_cast<int64_t>(args["repeats"].first.num);
+  if (args.count("test")) e.testFraction = args["test"].first.num;
+  if (args.count("seed")) e.seed = static_cast<uint64_t>(args["seed"].first.num);
+
+  // Sizes: the held-out test set and the pool the shots are drawn from.
+  int64_t n = e.data.subjects;
+  auto testCount = static_cast<int64_t>(std::llround(e.testFraction * static_cast<double>(n)));
+  testCount = std::clamp<int64_t>(testCount, 1, std::max<int64_t>(1, n - 1));
+  int64_t pool = n - testCount;
+  SourceRange shotsAt = args.count("shots") ? args["shots"].second : d.range;
+  int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : 3;
+  if (e.shots > pool || e.shots < minShots || pool < minShots) {
+    Diagnostic& diag = diags_.report(
+        DiagKind::FewShotSize, shotsAt,
+        e.shots > pool ? std::to_string(e.shots) + " shots do not fit in the training pool of " + std::to_string(pool) +
+                             " subjects"
+                       : "a " + std::string(labelKind == ir::LabelKind::Binary ? "binary" : "regression") +
+                             " probe needs at least " + std::to_string(minShots) + " shots");
+    diag.note(taskDatasetRange(d), "'" + d.task[0] + "' has " + std::to_string(n) + " subjects; " + std::to_string(testCount) +
+                               " are held out for testing (test = " + ir::formatNumber(e.testFraction * 100) + "%)");
+    return;
+  }
+  if (labelKind == ir::LabelKind::Binary && (e.data.lesionRate <= 0.0 || e.data.lesionRate >= 1.0)) {
+    diags_.report(DiagKind::ValueRange, d.taskRanges[1],
+                  "label 'lesion' of '" + d.task[0] + "' has a single class (lesion_rate = " +
+                      ir::formatNumber(e.data.lesionRate * 100) + "%); AUROC needs both");
+    return;
+  }
+  // The task data go through the pretraining pipeline: they must fit the encoder too.
+  Value taskData = data;
+  taskData.ty = Ty::Data;
+  if (model.pipelineSetsShape) {
+    for (const ir::PipelineOp& op : model.pipeline.ops)
+      if (op.kind == ir::OpKind::Crop) taskData.shape = op.size;
+    taskData.shapeOrigin = model.shapeOrigin;
+  }
+  if (!checkDivisible(taskData, e.encoder, model.range, model.pipelineSetsShape ? "crop" : "input size")) return;
+
+  typed_ += "evaluate " + d.name + " : Evaluate\n";
+  typed_ += "  model  : Pretrain = " + e.pretrain + "\n";
+  typed_ += "  task   : Label = " + d.task[0] + "." + e.label + " (" + std::string(ir::toString(e.labelKind)) +
+            ") of " + ir::print(e.data) + "\n";
+  typed_ += "  probe  : Probe = linear, shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
+            ", test = " + ir::formatNumber(e.testFraction * 100) + "% (" + std::to_string(testCount) + " subjects)\n";
+
+  stage.deps.push_back(stageIndex_.at(e.pretrain));
+  experiment_.stages.push_back(std::move(stage));
+}
+
+CheckResult Checker::run(const std::vector<const ast::File*>& files) {
+  // Resolve: every declaration's name, across files.
+  std::vector<const ast::DeclEvaluate*> evaluates;
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    for (const ast::Decl* d : files[fi]->decls) {
+      auto [it, inserted] = symbols_.try_emplace(d->name);
+      if (!inserted) {
+        Diagnostic& diag = diags_.report(DiagKind::DuplicateName, d->nameRange, "'" + d->name + "' is already declared");
+        diag.note(it->second.decl->nameRange, "previous declaration here");
+        if (const auto* e = d->as<ast::DeclEvaluate>(); e != nullptr && !e->explicitName) {
+          diag.note("name this evaluation explicitly: `evaluate other_name = " + e->model + " on ...`");
+        }
+        continue;
+      }
+      it->second.decl = d;
+      it->second.inPrelude = fi + 1 < files.size();
+      if (const auto* e = d->as<ast::DeclEvaluate>()) evaluates.push_back(e);
+    }
+  }
+  // Check and lower: pretrain stages first (in file order), then evaluations.
+  const ast::File* main = files.back();
+  for (const ast::Decl* d : main->decls) {
+    auto it = symbols_.find(d->name);
+    if (it == symbols_.end() || it->second.decl != d) continue;
+    if (const auto* b = d->as<ast::DeclBind>()) {
+      Value v = evalDecl(it->second);
+      if (v.ty != Ty::Error) {
+        std::string shown = v.ty == Ty::Dataset    ? ir::print(v.dataset)
+                            : v.ty == Ty::Pipeline ? ir::print(v.pipeline)
+                            : v.ty == Ty::Encoder  ? ir::print(v.encoder)
+                            : v.ty == Ty::Objective ? ir::print(v.objective)
+                            : v.ty == Ty::Optimizer ? ir::print(v.optimizer)
+                            : v.ty == Ty::Shape     ? ir::formatShape(v.shape)
+                            : isNumeric(v.ty) || v.ty == Ty::Fraction || v.ty == Ty::Length ? ir::formatNumber(v.num)
+                                                                                             : ast::printExpr(*b->value);
+        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " : " + std::string(typeLabel(v.ty)) +
+                  " = " + shown + "\n";
+      }
+    } else if (d->is<ast::DeclPretrain>()) {
+      evalDecl(it->second);
+    }
+  }
+  for (const ast::Decl* d : main->decls) {
+    auto it = symbols_.find(d->name);
+    if (it == symbols_.end() || it->second.decl != d) continue;
+    if (const auto* e = d->as<ast::DeclEvaluate>()) checkEvaluate(*e, 0);
+  }
+  // Warn about declarations of the user's file that nothing uses.
+  for (const ast::Decl* d : main->decls) {
+    auto it = symbols_.find(d->name);
+    if (it == symbols_.end() || it->second.decl != d) continue;
+    if (d->is<ast::DeclBind>() && it->second.uses == 0) {
+      diags_.report(DiagKind::UnusedDeclaration, d->nameRange, "'" + d->name + "' is declared but never used");
+    }
+  }
+
+  CheckResult result;
+  result.typed = typed_;
+  if (!diags_.hasErrors()) {
+    // Pretrain stages come first, so every dependency index is already final.
+    ir::Experiment ex;
+    std::vector<size_t> remap(experiment_.stages.size());
+    for (size_t i = 0; i < experiment_.stages.size(); ++i)
+      if (experiment_.stages[i].kind == ir::StageKind::Pretrain) {
+        remap[i] = ex.stages.size();
+        ex.stages.push_back(experiment_.stages[i]);
+      }
+    for (size_t i = 0; i < experiment_.stages.size(); ++i)
+      if (experiment_.stages[i].kind == ir::StageKind::Evaluate) {
+        remap[i] = ex.stages.size();
+        ex.stages.push_back(experiment_.stages[i]);
+      }
+    for (ir::Stage& s : ex.stages)
+      for (size_t& dep : s.deps) dep = remap[dep];
+    ir::hashStages(ex);
+    result.experiment = std::move(ex);
+  }
+  return result;
+}
+
+}  // namespace
+
+// ---- The built-in functions ---------------------------------------------------------
+
+namespace {
+
+int64_t asInt(const Bound& b, int64_t fallback) { return b.present ? static_cast<int64_t>(b.value.num) : fallback; }
+double asNum(const Bound& b, double fallback) { return b.present ? b.value.num : fallback; }
+
+const std::vector<Builtin>& builtins() {
+  static const std::vector<Builtin> table = [] {
+    std::vector<Builtin> t;
+    t.push_back({"synthetic",
+                 Ty::Dataset,
+                 {{"subjects", Ty::Int, false, between(2, 100000, false, false)},
+                  {"size", Ty::Shape, false, shapeAtLeast(8)},
+                  {"seed", Ty::Int, false, atLeast(0)},
+                  {"lesion_rate", Ty::Fraction, false, between(0, 1, false, false)},
+                  {"noise", Ty::Fraction, false, between(0, 1, false, false)}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
+                   Value v;
+                   v.ty = Ty::Dataset;
+                   ir::SyntheticData& d = v.dataset;
+                   d.subjects = asInt(a["subjects"], d.subjects);
+                   if (a["size"].present) d.size = a["size"].value.shape;
+                   d.seed = static_cast<uint64_t>(asInt(a["seed"], static_cast<int64_t>(d.seed)));
+                   d.lesionRate = asNum(a["lesion_rate"], d.lesionRate);
+                   d.noise = asNum(a["noise"], d.noise);
+                   v.shape = d.size;
+                   v.shapeOrigin = a["size"].present ? a["size"].range : call;
+                   return v;
+                 }});
+    t.push_back({"crop",
+                 Ty::Pipeline,
+                 {{"size", Ty::Shape, true, shapeAtLeast(1)}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Pipeline;
+                   ir::PipelineOp op;
+                   op.kind = ir::OpKind::Crop;
+                   op.size = a["size"].value.shape;
+                   v.pipeline.ops.push_back(op);
+                   v.pipelineSetsShape = true;
+                   v.shapeOrigin = a["size"].range;
+                   v.shape = op.size;
+                   return v;
+                 }});
+    t.push_back({"zscore",
+                 Ty::Pipeline,
+                 {{"nonzero", Ty::Bool, false, nullptr}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Pipeline;
+                   ir::PipelineOp op;
+                   op.kind = ir::OpKind::ZScore;
+                   op.nonzero = a["nonzero"].present ? a["nonzero"].value.flag : true;
+                   v.pipeline.ops.push_back(op);
+                   return v;
+                 }});
+    t.push_back({"clip",
+                 Ty::Pipeline,
+                 {{"lo", Ty::Fraction, false, between(0, 1, false, true)},
+                  {"hi", Ty::Fraction, false, between(0, 1, true, false)}},
+                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
+                   Value v;
+                   v.ty = Ty::Pipeline;
+                   ir::PipelineOp op;
+                   op.kind = ir::OpKind::Clip;
+                   op.lo = asNum(a["lo"], 0.005);
+                   op.hi = asNum(a["hi"], 0.995);
+                   if (op.lo >= op.hi) {
+                     c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
+                                      "clip's upper percentile must be above its lower one");
+                     return errorValue();
+                   }
+                   v.pipeline.ops.push_back(op);
+                   return v;
+                 }});
+    t.push_back({"unet",
+                 Ty::Encoder,
+                 {{"width", Ty::Int, false, between(1, 1024, false, false)},
+                  {"stages", Ty::Int, false, between(1, 8, false, false)},
+                  {"convs", Ty::Int, false, between(1, 8, false, false)},
+                  {"max_width", Ty::Int, false, between(1, 4096, false, false)}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Encoder;
+                   ir::UNetEncoder& e = v.encoder;
+                   e.width = asInt(a["width"], e.width);
+                   e.stages = asInt(a["stages"], e.stages);
+                   e.convsPerStage = asInt(a["convs"], e.convsPerStage);
+                   e.maxWidth = asInt(a["max_width"], e.maxWidth);
+                   return v;
+                 }});
+    t.push_back({"mae",
+                 Ty::Objective,
+                 {{"mask", Ty::Fraction, false, between(0, 1, true, true)},
+                  {"cube", Ty::Voxels, false, between(1, 64, false, false)},
+                  {"masked_only", Ty::Bool, false, nullptr}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
+                   Value v;
+                   v.ty = Ty::Objective;
+                   ir::ObjectiveTerm term;
+                   term.kind = ir::ObjectiveKind::Mae;
+                   term.mae.maskRatio = asNum(a["mask"], term.mae.maskRatio);
+                   term.mae.cube = asInt(a["cube"], term.mae.cube);
+                   term.mae.maskedOnly = a["masked_only"].present && a["masked_only"].value.flag;
+                   v.objective.terms.push_back(term);
+                   v.cubeOrigins.push_back(a["cube"].present ? a["cube"].range : call);
+                   return v;
+                 }});
+    t.push_back({"adamw",
+                 Ty::Optimizer,
+                 {{"lr", Ty::Float, false, between(0, 10, true, false)},
+                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)},
+                  {"warmup", Ty::Int, false, atLeast(0)},
+                  {"schedule", Ty::Schedule, false, nullptr}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Optimizer;
+                   ir::Optimizer& o = v.optimizer;
+                   o.lr = asNum(a["lr"], o.lr);
+                   o.weightDecay = asNum(a["weight_decay"], o.weightDecay);
+                   o.warmupEpochs = asInt(a["warmup"], o.warmupEpochs);
+                   if (a["schedule"].present) o.schedule = a["schedule"].value.schedule;
+                   return v;
+                 }});
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags) {
+  Checker c(sm, diags);
+  return c.run(files);
+}
+
+std::vector<std::string> builtinParameters(const std::string& function) {
+  for (const Builtin& b : builtins())
+    if (b.name == function) {
+      std::vector<std::string> names;
+      for (const Param& p : b.params) names.push_back(p.name);
+      return names;
+    }
+  return {};
+}
+
+std::vector<std::string> builtinFunctions() {
+  std::vector<std::string> names;
+  for (const Builtin& b : builtins()) names.push_back(b.name);
+  return names;
+}
+
+}  // namespace gyrus

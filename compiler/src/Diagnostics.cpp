@@ -1,0 +1,201 @@
+// The diagnostics engine and its two renderers.
+#include "gyrus/Diagnostics.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+namespace gyrus {
+
+const std::vector<DiagKindInfo>& allDiagKinds() {
+  static const std::vector<DiagKindInfo> kinds = {
+#define DIAGNOSTIC(id, name, severity, summary) {DiagKind::id, name, Severity::severity, summary},
+#include "gyrus/Diagnostics.def"
+  };
+  return kinds;
+}
+
+const DiagKindInfo& info(DiagKind kind) { return allDiagKinds().at(static_cast<size_t>(kind)); }
+
+std::string_view toString(Severity s) {
+  switch (s) {
+    case Severity::Note: return "note";
+    case Severity::Warning: return "warning";
+    case Severity::Error: return "error";
+  }
+  return "error";
+}
+
+Diagnostic& DiagnosticEngine::report(DiagKind kind, SourceRange range, std::string message) {
+  Diagnostic d;
+  d.kind = kind;
+  d.severity = info(kind).severity;
+  d.range = range;
+  d.message = std::move(message);
+  if (d.severity == Severity::Error) ++errors_;
+  if (d.severity == Severity::Warning) ++warnings_;
+  diags_.push_back(std::move(d));
+  return diags_.back();
+}
+
+std::vector<Diagnostic> DiagnosticEngine::sorted() const {
+  std::vector<Diagnostic> out = diags_;
+  auto key = [](const Diagnostic& d) {
+    return std::make_tuple(d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message);
+  };
+  std::stable_sort(out.begin(), out.end(), [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });
+  out.erase(std::unique(out.begin(), out.end(), [&](const Diagnostic& a, const Diagnostic& b) { return key(a) == key(b); }),
+            out.end());
+  return out;
+}
+
+namespace {
+
+struct Palette {
+  bool on;
+  std::string_view bold() const { return on ? "\x1b[1m" : ""; }
+  std::string_view reset() const { return on ? "\x1b[0m" : ""; }
+  std::string_view severity(Severity s) const {
+    if (!on) return "";
+    switch (s) {
+      case Severity::Error: return "\x1b[1;31m";
+      case Severity::Warning: return "\x1b[1;35m";
+      case Severity::Note: return "\x1b[1;36m";
+    }
+    return "";
+  }
+  std::string_view caret() const { return on ? "\x1b[1;32m" : ""; }
+};
+
+std::string location(const SourceManager& sm, SourceRange r) {
+  LineCol lc = sm.lineCol(r.file, r.begin);
+  return sm.file(r.file).path + ":" + std::to_string(lc.line) + ":" + std::to_string(lc.col);
+}
+
+// The source line of `r` and a marker line under it: `^` at the start, `~` to the end
+// of the range (clipped to the line).
+void renderSnippet(const SourceManager& sm, SourceRange r, const Palette& p, std::string& out) {
+  LineCol b = sm.lineCol(r.file, r.begin);
+  std::string_view line = sm.lineText(r.file, b.line);
+  std::string num = std::to_string(b.line);
+  std::string gutter(std::max<size_t>(num.size(), 4), ' ');
+  std::string lineNo = std::string(gutter.size() - num.size(), ' ') + num;
+  out += " " + lineNo + " | " + std::string(line) + "\n";
+  std::string marker;
+  size_t start = b.col - 1;
+  for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
+  if (start > line.size()) marker += std::string(start - line.size(), ' ');
+  size_t len = 1;
+  if (r.end > r.begin) {
+    LineCol e = sm.lineCol(r.file, r.end);
+    size_t endCol = e.line == b.line ? e.col - 1 : line.size();
+    len = endCol > start ? endCol - start : 1;
+  }
+  marker += std::string(p.caret()) + "^" + std::string(len - 1, '~') + std::string(p.reset());
+  out += " " + gutter + " | " + marker + "\n";
+}
+
+}  // namespace
+
+std::string renderHuman(const SourceManager& sm, const std::vector<Diagnostic>& diags, const RenderOptions& options) {
+  Palette p{options.color};
+  std::string out;
+  for (const Diagnostic& d : diags) {
+    if (d.range.valid()) out += std::string(p.bold()) + location(sm, d.range) + ": " + std::string(p.reset());
+    out += std::string(p.severity(d.severity)) + std::string(toString(d.severity)) + ":" + std::string(p.reset()) + " ";
+    out += std::string(p.bold()) + d.message + std::string(p.reset()) + " [" + std::string(info(d.kind).name) + "]\n";
+    if (d.range.valid()) renderSnippet(sm, d.range, p, out);
+    for (const DiagNote& n : d.notes) {
+      if (n.range.valid()) out += std::string(p.bold()) + location(sm, n.range) + ": " + std::string(p.reset());
+      out += std::string(p.severity(Severity::Note)) + "note:" + std::string(p.reset()) + " " + n.message + "\n";
+      if (n.range.valid()) renderSnippet(sm, n.range, p, out);
+    }
+    for (const FixIt& f : d.fixits) {
+      out += std::string(p.bold()) + location(sm, f.range) + ": " + std::string(p.reset());
+      out += std::string(p.severity(Severity::Note)) + "fix-it:" + std::string(p.reset());
+      std::string_view old = sm.text(f.range);
+      if (old.empty()) {
+        out += " insert '" + f.replacement + "'\n";
+      } else {
+        out += " replace '" + std::string(old) + "' with '" + f.replacement + "'\n";
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+nlohmann::json position(const SourceManager& sm, FileId file, uint32_t offset) {
+  LineCol lc = sm.lineCol(file, offset);
+  return {{"line", lc.line}, {"column", lc.col}};
+}
+void addRange(nlohmann::json& j, const SourceManager& sm, SourceRange r) {
+  if (!r.valid()) {
+    j["file"] = nullptr;
+    return;
+  }
+  LineCol b = sm.lineCol(r.file, r.begin);
+  j["file"] = sm.file(r.file).path;
+  j["line"] = b.line;
+  j["column"] = b.col;
+  j["end"] = position(sm, r.file, std::max(r.end, r.begin));
+}
+}  // namespace
+
+std::string renderJson(const SourceManager& sm, const std::vector<Diagnostic>& diags) {
+  std::string out;
+  for (const Diagnostic& d : diags) {
+    nlohmann::json j;
+    addRange(j, sm, d.range);
+    j["severity"] = toString(d.severity);
+    j["kind"] = info(d.kind).name;
+    j["message"] = d.message;
+    j["notes"] = nlohmann::json::array();
+    for (const DiagNote& n : d.notes) {
+      nlohmann::json jn;
+      addRange(jn, sm, n.range);
+      jn["message"] = n.message;
+      j["notes"].push_back(jn);
+    }
+    j["fixits"] = nlohmann::json::array();
+    for (const FixIt& f : d.fixits) {
+      nlohmann::json jf;
+      addRange(jf, sm, f.range);
+      jf["replacement"] = f.replacement;
+      j["fixits"].push_back(jf);
+    }
+    out += j.dump() + "\n";
+  }
+  return out;
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closestMatch(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t bestDist = ~size_t{0};
+  for (const std::string& c : candidates) {
+    size_t d = editDistance(word, c);
+    if (d < bestDist || (d == bestDist && c < best)) {
+      best = c;
+      bestDist = d;
+    }
+  }
+  // Plausible typo: at most a third of the word's letters wrong (and at least one allowed).
+  size_t limit = std::max<size_t>(1, (word.size() + 2) / 3);
+  return bestDist <= limit ? best : std::string();
+}
+
+}  // namespace gyrus

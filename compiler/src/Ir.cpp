@@ -1,0 +1,166 @@
+// Canonical printing and content hashing of the experiment IR.
+#include "gyrus/Ir.h"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "gyrus/Version.h"
+
+namespace gyrus::ir {
+
+std::string_view toString(StageKind k) { return k == StageKind::Pretrain ? "pretrain" : "evaluate"; }
+std::string_view toString(OpKind k) {
+  switch (k) {
+    case OpKind::Crop: return "crop";
+    case OpKind::ZScore: return "zscore";
+    case OpKind::Clip: return "clip";
+  }
+  return "?";
+}
+std::string_view toString(LabelKind k) { return k == LabelKind::Binary ? "binary" : "continuous"; }
+std::string_view toString(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
+
+std::string formatNumber(double v) {
+  if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 1e15) {
+    return std::to_string(static_cast<int64_t>(v));
+  }
+  char buf[40];
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+std::string formatShape(const Shape3& s) {
+  if (s[0] == s[1] && s[1] == s[2]) return std::to_string(s[0]) + "^3";
+  return std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]);
+}
+
+std::string print(const SyntheticData& d) {
+  return "synthetic(subjects = " + std::to_string(d.subjects) + ", size = " + formatShape(d.size) +
+         ", seed = " + std::to_string(d.seed) + ", lesion_rate = " + formatNumber(d.lesionRate) +
+         ", noise = " + formatNumber(d.noise) + ")";
+}
+
+std::string print(const Pipeline& p) {
+  if (p.ops.empty()) return "identity()";
+  std::string out;
+  for (const PipelineOp& op : p.ops) {
+    if (!out.empty()) out += " >> ";
+    switch (op.kind) {
+      case OpKind::Crop: out += "crop(size = " + formatShape(op.size) + ")"; break;
+      case OpKind::ZScore: out += std::string("zscore(nonzero = ") + (op.nonzero ? "true" : "false") + ")"; break;
+      case OpKind::Clip: out += "clip(lo = " + formatNumber(op.lo) + ", hi = " + formatNumber(op.hi) + ")"; break;
+    }
+  }
+  return out;
+}
+
+std::string print(const UNetEncoder& e) {
+  return "unet(in_channels = " + std::to_string(e.inChannels) + ", width = " + std::to_string(e.width) +
+         ", stages = " + std::to_string(e.stages) + ", convs = " + std::to_string(e.convsPerStage) +
+         ", max_width = " + std::to_string(e.maxWidth) + ")";
+}
+
+std::string print(const Objective& o) {
+  std::string out;
+  for (const ObjectiveTerm& t : o.terms) {
+    if (!out.empty()) out += " + ";
+    out += formatNumber(t.weight) + " * ";
+    out += "mae(mask = " + formatNumber(t.mae.maskRatio) + ", cube = " + std::to_string(t.mae.cube) +
+           ", masked_only = " + (t.mae.maskedOnly ? "true" : "false") + ")";
+  }
+  return out;
+}
+
+std::string print(const Optimizer& o) {
+  return "adamw(lr = " + formatNumber(o.lr) + ", weight_decay = " + formatNumber(o.weightDecay) +
+         ", warmup = " + std::to_string(o.warmupEpochs) + ", schedule = " + std::string(toString(o.schedule)) + ")";
+}
+
+int64_t parameterCount(const UNetEncoder& e) {
+  int64_t total = 0;
+  int64_t in = e.inChannels;
+  for (int64_t s = 0; s < e.stages; ++s) {
+    int64_t w = e.widthOf(s);
+    for (int64_t c = 0; c < e.convsPerStage; ++c) {
+      total += in * w * 27 + w;  // conv weight + bias
+      total += 2 * w;            // instance norm affine
+      in = w;
+    }
+  }
+  return total;
+}
+
+std::string printStage(const Stage& stage, const Experiment& experiment) {
+  std::string out = std::string(toString(stage.kind)) + " " + stage.name + "\n";
+  if (stage.kind == StageKind::Pretrain) {
+    const PretrainStage& p = stage.pretrain;
+    out += "  data = " + print(p.data) + "\n";
+    out += "  pipeline = " + print(p.pipeline) + "\n";
+    out += "  encoder = " + print(p.encoder) + "\n";
+    out += "  objective = " + print(p.objective) + "\n";
+    out += "  optimizer = " + print(p.optimizer) + "\n";
+    out += "  epochs = " + std::to_string(p.epochs) + "\n";
+    out += "  batch = " + std::to_string(p.batch) + "\n";
+    out += "  seed = " + std::to_string(p.seed) + "\n";
+  } else {
+    const EvaluateStage& e = stage.evaluate;
+    out += "  model = " + e.pretrain + "\n";
+    out += "  data = " + print(e.data) + "\n";
+    out += "  pipeline = " + print(e.pipeline) + "\n";
+    out += "  encoder = " + print(e.encoder) + "\n";
+    out += "  label = " + e.label + " (" + std::string(toString(e.labelKind)) + ")\n";
+    out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
+           ", test = " + formatNumber(e.testFraction) + ", seed = " + std::to_string(e.seed) + ")\n";
+  }
+  for (size_t d : stage.deps) out += "  after " + experiment.stages.at(d).name + "\n";
+  return out;
+}
+
+std::string printExperiment(const Experiment& experiment) {
+  std::string out;
+  for (const Stage& s : experiment.stages) {
+    out += "// " + (s.hash.empty() ? std::string("(not hashed)") : s.hash.substr(0, 16)) + "\n";
+    out += printStage(s, experiment);
+  }
+  return out;
+}
+
+namespace {
+std::string sha256Hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+}  // namespace
+
+void hashStages(Experiment& experiment) {
+  for (Stage& s : experiment.stages) {
+    // Names (the stage's own, its model's, its dependencies') are left out: renaming a
+    // stage reuses its work. Dependencies enter by hash.
+    std::string print = printStage(s, experiment);
+    std::string material = std::string("gyrus-ir ") + kIrVersion + "\n" + std::string(toString(s.kind)) + "\n";
+    size_t pos = print.find('\n') + 1;
+    while (pos < print.size()) {
+      size_t end = print.find('\n', pos);
+      std::string line = print.substr(pos, end - pos);
+      if (line.rfind("  model = ", 0) != 0 && line.rfind("  after ", 0) != 0) material += line + "\n";
+      pos = end + 1;
+    }
+    for (size_t d : s.deps) material += "dep " + experiment.stages.at(d).hash + "\n";
+    s.hash = sha256Hex(material);
+  }
+}
+
+}  // namespace gyrus::ir

@@ -1,0 +1,65 @@
+// Source files: line tables and text access.
+#include "gyrus/Source.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace gyrus {
+
+FileId SourceManager::add(std::string path, std::string text) {
+  SourceFile f;
+  f.path = std::move(path);
+  f.text = std::move(text);
+  f.lineStarts.push_back(0);
+  for (uint32_t i = 0; i < f.text.size(); ++i) {
+    if (f.text[i] == '\n') f.lineStarts.push_back(i + 1);
+  }
+  files_.push_back(std::move(f));
+  return static_cast<FileId>(files_.size() - 1);
+}
+
+LineCol SourceManager::lineCol(FileId id, uint32_t offset) const {
+  const SourceFile& f = file(id);
+  auto it = std::upper_bound(f.lineStarts.begin(), f.lineStarts.end(), offset);
+  auto line = static_cast<uint32_t>(it - f.lineStarts.begin());  // 1-based
+  uint32_t start = f.lineStarts[line - 1];
+  return {line, offset - start + 1};
+}
+
+std::string_view SourceManager::lineText(FileId id, uint32_t line) const {
+  const SourceFile& f = file(id);
+  if (line == 0 || line > f.lineStarts.size()) return {};
+  uint32_t begin = f.lineStarts[line - 1];
+  uint32_t end = line < f.lineStarts.size() ? f.lineStarts[line] : static_cast<uint32_t>(f.text.size());
+  std::string_view v(f.text.data() + begin, end - begin);
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.remove_suffix(1);
+  return v;
+}
+
+std::string_view SourceManager::text(SourceRange range) const {
+  if (!range.valid()) return {};
+  const std::string& t = file(range.file).text;
+  uint32_t b = std::min<uint32_t>(range.begin, static_cast<uint32_t>(t.size()));
+  uint32_t e = std::min<uint32_t>(std::max(range.end, b), static_cast<uint32_t>(t.size()));
+  return std::string_view(t).substr(b, e - b);
+}
+
+bool readFile(const std::string& path, std::string& out, std::string& error) {
+  out.clear();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open '" + path + "'";
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    error = "cannot read '" + path + "'";
+    return false;
+  }
+  out = ss.str();
+  return true;
+}
+
+}  // namespace gyrus

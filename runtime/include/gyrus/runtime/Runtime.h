@@ -1,0 +1,67 @@
+// The boundary between the driver (no LibTorch) and the runtime module (LibTorch).
+//
+// The driver loads `libgyrus_runtime.so` with dlopen only for commands that execute
+// stages, so `gyrus check/emit/plan` never pay LibTorch's ~1 s start-up. Everything that
+// crosses this boundary is plain data from `gyrus/Ir.h` and the standard library; no
+// exception crosses it (the runtime reports failures in `StageResult`).
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gyrus/Ir.h"
+
+namespace gyrus::rt {
+
+/// Bumped whenever this header changes in a way that breaks the module ABI.
+inline constexpr int kRuntimeAbiVersion = 1;
+
+struct Metric {
+  std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss"
+  double value = 0.0;
+};
+
+/// What one stage execution needs from the driver.
+struct StageContext {
+  /// The stage's own directory in the run store (exists). The runtime writes its
+  /// checkpoints and artefacts here; a rerun finds them and resumes.
+  std::filesystem::path dir;
+  /// For an evaluate stage: the directory of the pretrain stage it depends on (its
+  /// finished `encoder.pt` lives there). Empty for pretrain stages.
+  std::filesystem::path pretrainDir;
+  /// Threads for intra-op parallelism (0: the runtime chooses).
+  int threads = 0;
+  /// Progress lines for the user (one line each, no trailing newline).
+  std::function<void(std::string_view)> progress;
+};
+
+struct StageResult {
+  enum class Status { Ok, UserError, InternalError };
+  Status status = Status::Ok;
+  std::string message;  ///< on error: what went wrong and how to fix it
+  bool resumed = false; ///< true when the stage continued from a checkpoint
+  std::vector<Metric> metrics;
+};
+
+/// The runtime module's interface. One instance per process.
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  /// A one-line description: LibTorch version, threads, BLAS.
+  virtual std::string describe() const = 0;
+  /// Runs (or resumes) a pretraining stage. On success the stage directory holds
+  /// `encoder.pt` (the trained encoder's parameters) and the metrics hold at least
+  /// `final_loss`.
+  virtual StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) = 0;
+  /// Runs an evaluation stage against the encoder in `ctx.pretrainDir`.
+  virtual StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) = 0;
+};
+
+}  // namespace gyrus::rt
+
+/// The module's single exported entry point. Returns nullptr when `abiVersion` does
+/// not match the module's `kRuntimeAbiVersion`. The caller owns the result.
+extern "C" gyrus::rt::Runtime* gyrus_runtime_create(int abiVersion);

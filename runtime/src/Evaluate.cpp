@@ -1,0 +1,246 @@
+// Few-shot linear-probe evaluation (see Stages.h).
+//
+// Features: the frozen encoder (eval mode, no grad) runs on each preprocessed subject;
+// every stage's output is global-average-pooled over space and the per-stage vectors
+// are concatenated (sum of stage widths features). Pooling all stages, not just the
+// bottleneck, keeps the fine-resolution evidence a small lesion leaves in the early
+// stages. The same protocol runs on a randomly initialised encoder of the same
+// architecture (torch::manual_seed(stage.seed)) as a reference point.
+//
+// Splits: test = testFraction of the subjects (stratified by class for binary labels),
+// drawn with Rng(deriveSeed(seed, tag("split"))); repeat r draws `shots` training
+// subjects from the rest with Rng(deriveSeed(seed, tag("repeat") + r)), stratified by
+// class with at least one of each for binary labels.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "Errors.h"
+#include "Metrics.h"
+#include "Models.h"
+#include "Probe.h"
+#include "Stages.h"
+
+namespace gyrus::rt {
+
+namespace {
+
+/// Pooled features of every subject: [N, sum of stage widths], in double.
+Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images) {
+  constexpr int64_t kBatch = 8;
+  encoder->eval();
+  torch::NoGradGuard noGrad;
+  int64_t n = images.size(0);
+  std::vector<torch::Tensor> rows;
+  for (int64_t begin = 0; begin < n; begin += kBatch) {
+    auto maps = encoder->forward(images.slice(0, begin, std::min(n, begin + kBatch)));
+    std::vector<torch::Tensor> pooled;
+    for (auto& m : maps) pooled.push_back(m.mean({2, 3, 4}));
+    rows.push_back(torch::cat(pooled, 1));
+  }
+  torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).contiguous();
+  Matrix x(all.size(0), all.size(1));
+  std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), x.data.begin());
+  return x;
+}
+
+/// Takes `count` random entries of `pool` (without replacement); returns them sorted.
+std::vector<int64_t> drawFrom(std::vector<int64_t> pool, int64_t count, Rng& rng) {
+  rng.shuffle(pool);
+  pool.resize(static_cast<size_t>(count));
+  std::sort(pool.begin(), pool.end());
+  return pool;
+}
+
+struct Split {
+  std::vector<int64_t> test;
+  std::vector<int64_t> pool;
+};
+
+Split splitSubjects(const ir::EvaluateStage& stage, const Dataset& data, bool binary) {
+  Rng rng(deriveSeed(stage.seed, tag("split")));
+  Split split;
+  auto take = [&](std::vector<int64_t> members, const std::string& what) {
+    rng.shuffle(members);
+    auto m = static_cast<int64_t>(members.size());
+    if (m < 2) {
+      std::ostringstream msg;
+      msg << "the data set has " << m << " subject(s) " << what
+          << "; need at least 2 (one for testing, one for training): increase subjects"
+          << (binary ? " or move lesionRate away from 0/1" : "");
+      throw UserError(msg.str());
+    }
+    auto nTest = static_cast<int64_t>(std::llround(stage.testFraction * static_cast<double>(m)));
+    nTest = std::clamp<int64_t>(nTest, 1, m - 1);
+    split.test.insert(split.test.end(), members.begin(), members.begin() + nTest);
+    split.pool.insert(split.pool.end(), members.begin() + nTest, members.end());
+  };
+  int64_t n = static_cast<int64_t>(data.age.size());
+  if (binary) {
+    std::vector<int64_t> cls[2];
+    for (int64_t i = 0; i < n; ++i) cls[data.lesion[static_cast<size_t>(i)]].push_back(i);
+    take(cls[0], "with lesion = 0");
+    take(cls[1], "with lesion = 1");
+  } else {
+    std::vector<int64_t> all(static_cast<size_t>(n));
+    std::iota(all.begin(), all.end(), int64_t{0});
+    take(all, "in total");
+  }
+  std::sort(split.test.begin(), split.test.end());
+  std::sort(split.pool.begin(), split.pool.end());
+  return split;
+}
+
+std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Dataset& data, const Split& split, bool binary,
+                               int64_t repeat) {
+  Rng rng(deriveSeed(stage.seed, tag("repeat") + static_cast<uint64_t>(repeat)));
+  auto poolSize = static_cast<int64_t>(split.pool.size());
+  if (stage.shots > poolSize) {
+    std::ostringstream msg;
+    msg << "shots = " << stage.shots << " but the training pool has only " << poolSize << " subjects ("
+        << data.age.size() << " subjects, testFraction " << stage.testFraction
+        << "): lower shots, lower testFraction, or increase subjects";
+    throw UserError(msg.str());
+  }
+  if (!binary) return drawFrom(split.pool, stage.shots, rng);
+  std::vector<int64_t> cls[2];
+  for (int64_t i : split.pool) cls[data.lesion[static_cast<size_t>(i)]].push_back(i);
+  auto pos = static_cast<int64_t>(cls[1].size()), neg = static_cast<int64_t>(cls[0].size());
+  auto nPos = static_cast<int64_t>(
+      std::llround(static_cast<double>(stage.shots) * static_cast<double>(pos) / static_cast<double>(poolSize)));
+  nPos = std::clamp<int64_t>(nPos, 1, stage.shots - 1);
+  int64_t nNeg = stage.shots - nPos;
+  if (nPos > pos || nNeg > neg) {
+    std::ostringstream msg;
+    msg << "cannot draw " << stage.shots << " shots with " << nPos << " positive and " << nNeg
+        << " negative subjects: the training pool has " << pos << " positive and " << neg
+        << ": lower shots or increase subjects";
+    throw UserError(msg.str());
+  }
+  std::vector<int64_t> shots = drawFrom(cls[1], nPos, rng);
+  std::vector<int64_t> negatives = drawFrom(cls[0], nNeg, rng);
+  shots.insert(shots.end(), negatives.begin(), negatives.end());
+  std::sort(shots.begin(), shots.end());
+  return shots;
+}
+
+/// Probe scores of the test subjects after fitting on the training draw.
+std::vector<double> probeScores(const Matrix& features, const Dataset& data, const std::vector<int64_t>& train,
+                                const std::vector<int64_t>& test, bool binary) {
+  Matrix xTrain = features.selectRows(train);
+  Standardizer standardizer = Standardizer::fit(xTrain);
+  xTrain = standardizer.apply(xTrain);
+  Matrix xTest = standardizer.apply(features.selectRows(test));
+  LinearModel model;
+  if (binary) {
+    std::vector<int> y;
+    for (int64_t i : train) y.push_back(data.lesion[static_cast<size_t>(i)]);
+    model = fitLogistic(xTrain, y);
+  } else {
+    std::vector<double> y;
+    for (int64_t i : train) y.push_back(data.age[static_cast<size_t>(i)]);
+    model = fitRidge(xTrain, y);
+  }
+  return model.predict(xTest);
+}
+
+}  // namespace
+
+StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
+  bool binary = stage.labelKind == ir::LabelKind::Binary;
+  if (binary && stage.label != "lesion")
+    throw UserError("unknown binary label '" + stage.label + "': the synthetic data set has 'lesion'");
+  if (!binary && stage.label != "age")
+    throw UserError("unknown continuous label '" + stage.label + "': the synthetic data set has 'age'");
+  if (stage.shots < 2) throw UserError("shots must be at least 2 to fit a probe");
+  if (stage.repeats < 1) throw UserError("repeats must be at least 1");
+  if (!(stage.testFraction > 0.0 && stage.testFraction < 1.0))
+    throw UserError("testFraction must lie strictly between 0 and 1");
+  std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
+  if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
+    throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +
+                    "' to completion first");
+  setThreads(ctx.threads);
+
+  UNetEncoder trained(stage.encoder);
+  {
+    torch::serialize::InputArchive archive;
+    archive.load_from(encoderPath.string());
+    loadStrict(*trained, archive, encoderPath.string());
+  }
+  torch::manual_seed(stage.seed);
+  UNetEncoder random(stage.encoder);
+
+  Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride());
+  Matrix features = extractFeatures(trained, data.images);
+  Matrix randomFeatures = extractFeatures(random, data.images);
+  Split split = splitSubjects(stage, data, binary);
+
+  std::vector<double> primary, primaryRandom, pearson, pearsonRandom;
+  nlohmann::json repeatsJson = nlohmann::json::array();
+  std::vector<int> testLesion;
+  std::vector<double> testAge;
+  for (int64_t i : split.test) {
+    testLesion.push_back(data.lesion[static_cast<size_t>(i)]);
+    testAge.push_back(data.age[static_cast<size_t>(i)]);
+  }
+  for (int64_t r = 0; r < stage.repeats; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<int64_t> train = drawShots(stage, data, split, binary, r);
+    std::vector<double> scores = probeScores(features, data, train, split.test, binary);
+    std::vector<double> scoresRandom = probeScores(randomFeatures, data, train, split.test, binary);
+    nlohmann::json rep = {{"repeat", r}, {"train", train}, {"test", split.test}, {"scores", scores},
+                          {"scores_random_encoder", scoresRandom}};
+    char line[160];
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (binary) {
+      primary.push_back(auroc(scores, testLesion));
+      primaryRandom.push_back(auroc(scoresRandom, testLesion));
+      rep["labels"] = testLesion;
+      std::snprintf(line, sizeof line, "repeat %lld/%lld  auroc %.4f  (random encoder %.4f)  %.2f s",
+                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
+                    primaryRandom.back(), seconds);
+    } else {
+      primary.push_back(meanAbsoluteError(scores, testAge));
+      primaryRandom.push_back(meanAbsoluteError(scoresRandom, testAge));
+      pearson.push_back(pearsonR(scores, testAge));
+      pearsonRandom.push_back(pearsonR(scoresRandom, testAge));
+      rep["labels"] = testAge;
+      std::snprintf(line, sizeof line, "repeat %lld/%lld  mae %.3f  r %.4f  (random encoder mae %.3f  r %.4f)  %.2f s",
+                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
+                    pearson.back(), primaryRandom.back(), pearsonRandom.back(), seconds);
+    }
+    if (ctx.progress) ctx.progress(line);
+    repeatsJson.push_back(std::move(rep));
+  }
+
+  StageResult result;
+  if (binary) {
+    MeanStd m = meanStd(primary);
+    result.metrics = {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_random_encoder", meanStd(primaryRandom).mean}};
+  } else {
+    MeanStd m = meanStd(primary);
+    result.metrics = {{"mae", m.mean},
+                      {"mae_std", m.std},
+                      {"pearson_r", meanStd(pearson).mean},
+                      {"mae_random_encoder", meanStd(primaryRandom).mean},
+                      {"pearson_r_random_encoder", meanStd(pearsonRandom).mean}};
+  }
+  nlohmann::json out = {{"label", stage.label},
+                        {"kind", binary ? "binary" : "continuous"},
+                        {"features", features.cols},
+                        {"repeats", repeatsJson}};
+  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
+    std::ofstream f(temp);
+    f << out.dump(2) << '\n';
+    if (!f) throw std::runtime_error("cannot write " + temp);
+  });
+  return result;
+}
+
+}  // namespace gyrus::rt

@@ -1,0 +1,191 @@
+// LibTorch models and helpers (see Models.h).
+#include "Models.h"
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <sstream>
+#include <thread>
+
+#include "Errors.h"
+#include "Preprocess.h"
+
+namespace gyrus::rt {
+
+namespace nn = torch::nn;
+
+ConvBlockImpl::ConvBlockImpl(int64_t inChannels, int64_t outChannels, int64_t stride) {
+  conv = register_module(
+      "conv", nn::Conv3d(nn::Conv3dOptions(inChannels, outChannels, 3).stride(stride).padding(1).bias(false)));
+  norm = register_module("norm", nn::InstanceNorm3d(nn::InstanceNorm3dOptions(outChannels).affine(true)));
+}
+
+torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
+  return torch::leaky_relu(norm->forward(conv->forward(x)), 0.01);
+}
+
+UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg) : config(cfg) {
+  int64_t in = cfg.inChannels;
+  for (int64_t s = 0; s < cfg.stages; ++s) {
+    auto stage = register_module("stage" + std::to_string(s), std::make_shared<nn::Module>());
+    std::vector<ConvBlock> convs;
+    for (int64_t i = 0; i < cfg.convsPerStage; ++i) {
+      int64_t stride = (s > 0 && i == 0) ? 2 : 1;
+      convs.push_back(stage->register_module("conv" + std::to_string(i),
+                                             ConvBlock(in, cfg.widthOf(s), stride)));
+      in = cfg.widthOf(s);
+    }
+    blocks_.push_back(std::move(convs));
+  }
+}
+
+std::vector<torch::Tensor> UNetEncoderImpl::forward(torch::Tensor x) {
+  std::vector<torch::Tensor> out;
+  out.reserve(blocks_.size());
+  for (auto& stage : blocks_) {
+    for (auto& block : stage) x = block->forward(x);
+    out.push_back(x);
+  }
+  return out;
+}
+
+MaeDecoderImpl::MaeDecoderImpl(const ir::UNetEncoder& cfg) {
+  for (int64_t s = 0; s + 1 < cfg.stages; ++s)
+    up_.push_back(register_module("up" + std::to_string(s), ConvBlock(cfg.widthOf(s + 1), cfg.widthOf(s), 1)));
+  head_ = register_module("head", nn::Conv3d(nn::Conv3dOptions(cfg.widthOf(0), cfg.inChannels, 1).bias(true)));
+}
+
+torch::Tensor MaeDecoderImpl::forward(torch::Tensor x) {
+  namespace F = torch::nn::functional;
+  auto options = F::InterpolateFuncOptions()
+                     .scale_factor(std::vector<double>{2.0, 2.0, 2.0})
+                     .mode(torch::kTrilinear)
+                     .align_corners(false);
+  for (auto it = up_.rbegin(); it != up_.rend(); ++it) x = (*it)->forward(F::interpolate(x, options));
+  return head_->forward(x);
+}
+
+MaeNetImpl::MaeNetImpl(const ir::UNetEncoder& cfg) {
+  encoder = register_module("encoder", UNetEncoder(cfg));
+  decoder = register_module("decoder", MaeDecoder(cfg));
+}
+
+torch::Tensor MaeNetImpl::forward(const torch::Tensor& x) { return decoder->forward(encoder->forward(x).back()); }
+
+torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjective& mae, Rng& rng) {
+  int64_t cube = std::max<int64_t>(1, mae.cube);
+  int64_t cells[3];
+  for (int i = 0; i < 3; ++i) cells[i] = (shape[i] + cube - 1) / cube;
+  int64_t total = cells[0] * cells[1] * cells[2];
+  auto masked = static_cast<int64_t>(std::llround(std::clamp(mae.maskRatio, 0.0, 1.0) * static_cast<double>(total)));
+  auto mask = torch::zeros({batch, 1, shape[2], shape[1], shape[0]}, torch::kFloat32);
+  float* m = mask.data_ptr<float>();
+  std::vector<int64_t> ids(static_cast<size_t>(total));
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < total; ++i) ids[static_cast<size_t>(i)] = i;
+    // Partial Fisher-Yates: the first `masked` entries are a uniform random subset.
+    for (int64_t i = 0; i < masked; ++i) {
+      auto j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(total - i)));
+      std::swap(ids[static_cast<size_t>(i)], ids[static_cast<size_t>(j)]);
+    }
+    float* mb = m + b * shape[0] * shape[1] * shape[2];
+    for (int64_t k = 0; k < masked; ++k) {
+      int64_t id = ids[static_cast<size_t>(k)];
+      int64_t cx = id % cells[0], cy = (id / cells[0]) % cells[1], cz = id / (cells[0] * cells[1]);
+      for (int64_t z = cz * cube; z < std::min(shape[2], (cz + 1) * cube); ++z)
+        for (int64_t y = cy * cube; y < std::min(shape[1], (cy + 1) * cube); ++y)
+          for (int64_t x = cx * cube; x < std::min(shape[0], (cx + 1) * cube); ++x)
+            mb[x + shape[0] * (y + shape[1] * z)] = 1.0f;
+    }
+  }
+  return mask;
+}
+
+torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& target,
+                      const torch::Tensor& mask, bool maskedOnly) {
+  auto sq = (reconstruction - target).square();
+  if (!maskedOnly) return sq.mean();
+  auto weight = mask.expand_as(sq);
+  return (sq * weight).sum() / weight.sum().clamp_min(1.0);
+}
+
+Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride) {
+  if (data.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
+  auto n = static_cast<size_t>(data.subjects);
+  std::vector<Volume> volumes(n);
+  Dataset ds;
+  ds.lesion.resize(n);
+  ds.age.resize(n);
+  at::parallel_for(0, data.subjects, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      Subject s = synthesize(data, i);
+      auto k = static_cast<size_t>(i);
+      ds.lesion[k] = s.lesion;
+      ds.age[k] = s.age;
+      volumes[k] = applyPipeline(pipeline, std::move(s.image));
+    }
+  });
+  ds.shape = volumes[0].shape;
+  for (int i = 0; i < 3; ++i) {
+    if (ds.shape[i] % totalStride != 0) {
+      int64_t down = ds.shape[i] / totalStride * totalStride, up = down + totalStride;
+      std::ostringstream msg;
+      msg << "the preprocessed images are " << ds.shape[0] << "x" << ds.shape[1] << "x" << ds.shape[2]
+          << ", not divisible by the encoder's total stride " << totalStride
+          << ": crop to a multiple of " << totalStride << " (e.g. " << (down > 0 ? down : up) << " or " << up
+          << " per side)";
+      throw UserError(msg.str());
+    }
+  }
+  int64_t voxels = ds.shape[0] * ds.shape[1] * ds.shape[2];
+  ds.images = torch::empty({data.subjects, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
+  float* dst = ds.images.data_ptr<float>();
+  for (size_t k = 0; k < n; ++k)
+    std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
+  return ds;
+}
+
+int setThreads(int threads) {
+  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  // torch's setting does not reach OpenBLAS; the driver also exports OPENBLAS_NUM_THREADS.
+  using SetBlasThreads = void (*)(int);
+  if (void* sym = dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))
+    reinterpret_cast<SetBlasThreads>(sym)(n);
+  return n;
+}
+
+void writeAtomically(const std::filesystem::path& path,
+                     const std::function<void(const std::string&)>& write) {
+  std::filesystem::path temp = path;
+  temp += ".tmp";
+  write(temp.string());
+  std::filesystem::rename(temp, path);
+}
+
+void loadStrict(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& what) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& p : module.named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : module.named_buffers()) expected.emplace_back(b.key(), b.value().sizes().vec());
+  try {
+    module.load(archive);
+  } catch (const c10::Error& e) {
+    throw UserError(what + " does not match the declared encoder (" + e.what_without_backtrace() +
+                    "): use the same encoder in the pretrain and evaluate stages");
+  }
+  auto params = module.named_parameters();
+  auto buffers = module.named_buffers();
+  for (const auto& [name, sizes] : expected) {
+    const torch::Tensor* t = params.find(name);
+    if (!t) t = buffers.find(name);
+    if (!t || t->sizes().vec() != sizes) {
+      std::ostringstream msg;
+      msg << what << " does not match the declared encoder: '" << name << "' has shape "
+          << (t ? t->sizes() : c10::IntArrayRef{}) << ", expected " << c10::IntArrayRef(sizes)
+          << ": use the same encoder in the pretrain and evaluate stages";
+      throw UserError(msg.str());
+    }
+  }
+}
+
+}  // namespace gyrus::rt

@@ -1,0 +1,112 @@
+// LibTorch models and tensor helpers of the runtime: the 3-D U-Net encoder, the light
+// masked-autoencoder decoder, MAE masking, data set tensors and checkpoint I/O.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <torch/nn.h>
+#include <torch/serialize.h>
+
+#include <filesystem>
+#include <functional>
+#include <vector>
+
+#include "Random.h"
+#include "Synth.h"
+#include "gyrus/Ir.h"
+
+namespace gyrus::rt {
+
+/// Conv3d(3x3x3, no bias) -> InstanceNorm3d(affine) -> LeakyReLU(0.01). Parameters:
+/// `conv.weight`, `norm.weight`, `norm.bias`.
+class ConvBlockImpl : public torch::nn::Module {
+ public:
+  ConvBlockImpl(int64_t inChannels, int64_t outChannels, int64_t stride);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Conv3d conv{nullptr};
+  torch::nn::InstanceNorm3d norm{nullptr};
+};
+TORCH_MODULE(ConvBlock);
+
+/// The U-Net encoder of `ir::UNetEncoder`: stage s has `convsPerStage` ConvBlocks
+/// (`stage<s>.conv<i>`); the first block of every stage s >= 1 has stride 2.
+///
+/// Example:
+///   UNetEncoder enc(ir::UNetEncoder{.width = 8, .stages = 4});
+///   auto features = enc->forward(torch::zeros({2, 1, 32, 32, 32}));  // 4 maps, 4^3 last
+class UNetEncoderImpl : public torch::nn::Module {
+ public:
+  explicit UNetEncoderImpl(const ir::UNetEncoder& config);
+  /// Per-stage feature maps, full resolution first, deepest last.
+  std::vector<torch::Tensor> forward(torch::Tensor x);
+
+  ir::UNetEncoder config;
+
+ private:
+  std::vector<std::vector<ConvBlock>> blocks_;
+};
+TORCH_MODULE(UNetEncoder);
+
+/// The light MAE decoder (no skips): from the deepest features, per level a trilinear
+/// x2 upsample and one ConvBlock (`up<s>` produces stage s's width), then a 1x1x1
+/// convolution (`head`, with bias) to the input channels. Upsample + conv instead of
+/// ConvTranspose3d, which runs through a slow BLAS path in CPU LibTorch 1.13.
+class MaeDecoderImpl : public torch::nn::Module {
+ public:
+  explicit MaeDecoderImpl(const ir::UNetEncoder& config);
+  torch::Tensor forward(torch::Tensor deepest);
+
+ private:
+  std::vector<ConvBlock> up_;  // up_[s] maps stage s+1's width to stage s's
+  torch::nn::Conv3d head_{nullptr};
+};
+TORCH_MODULE(MaeDecoder);
+
+/// Encoder + decoder for masked-autoencoder pretraining (`encoder.*`, `decoder.*`).
+class MaeNetImpl : public torch::nn::Module {
+ public:
+  explicit MaeNetImpl(const ir::UNetEncoder& config);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  UNetEncoder encoder{nullptr};
+  MaeDecoder decoder{nullptr};
+};
+TORCH_MODULE(MaeNet);
+
+/// A MAE mask for `batch` volumes of spatial `shape` (x, y, z): a float tensor
+/// [batch, 1, z, y, x], 1 where masked. The volume is tiled by cubes of `mae.cube`
+/// voxels (partial cubes at the high ends); in each sample exactly
+/// round(maskRatio * cells) cells, chosen at random, are masked.
+torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjective& mae, Rng& rng);
+
+/// The reconstruction loss of one MAE term: MSE over all voxels, or over masked voxels.
+torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& target,
+                      const torch::Tensor& mask, bool maskedOnly);
+
+/// A preprocessed data set in memory: images [N, 1, z, y, x] and their labels.
+struct Dataset {
+  torch::Tensor images;
+  std::vector<int> lesion;
+  std::vector<double> age;
+  ir::Shape3 shape{0, 0, 0};  ///< spatial shape after the pipeline, (x, y, z)
+};
+
+/// Synthesizes all subjects of `data` (in parallel, deterministic) and applies
+/// `pipeline`. Throws UserError when the result is not divisible by `totalStride`.
+Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride);
+
+/// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
+/// (0: the hardware concurrency). Returns the number used.
+int setThreads(int threads);
+
+/// Writes a file through `write(tempPath)`, then renames it over `path`, so a killed
+/// process never leaves a torn file behind.
+void writeAtomically(const std::filesystem::path& path,
+                     const std::function<void(const std::string&)>& write);
+
+/// Loads `module`'s parameters and buffers from `archive` (as written by
+/// Module::save) and checks every shape. Throws UserError naming the first mismatch.
+void loadStrict(torch::nn::Module& module, torch::serialize::InputArchive& archive,
+                const std::string& what);
+
+}  // namespace gyrus::rt

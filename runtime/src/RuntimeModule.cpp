@@ -1,0 +1,63 @@
+// The runtime module's entry point: the LibTorch implementation of gyrus::rt::Runtime.
+// Every exception is caught here; none crosses the module boundary.
+#include <dlfcn.h>
+
+#include <sstream>
+
+#include "Errors.h"
+#include "Stages.h"
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+namespace gyrus::rt {
+namespace {
+
+template <typename Fn>
+StageResult guarded(Fn&& fn) {
+  StageResult result;
+  try {
+    return fn();
+  } catch (const UserError& e) {
+    result.status = StageResult::Status::UserError;
+    result.message = e.what();
+  } catch (const c10::Error& e) {
+    result.status = StageResult::Status::InternalError;
+    result.message = std::string("LibTorch error: ") + e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    result.status = StageResult::Status::InternalError;
+    result.message = e.what();
+  } catch (...) {
+    result.status = StageResult::Status::InternalError;
+    result.message = "unknown exception";
+  }
+  result.metrics.clear();
+  return result;
+}
+
+class TorchRuntime final : public Runtime {
+ public:
+  std::string describe() const override {
+    std::ostringstream s;
+    s << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads";
+    using GetConfig = char* (*)();
+    if (void* sym = dlsym(RTLD_DEFAULT, "openblas_get_config"))
+      s << ", " << reinterpret_cast<GetConfig>(sym)();
+    else
+      s << ", BLAS without OpenBLAS (slow: install libopenblas0-pthread)";
+    return s.str();
+  }
+  StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) override {
+    return guarded([&] { return pretrain(stage, ctx); });
+  }
+  StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) override {
+    return guarded([&] { return evaluate(stage, ctx); });
+  }
+};
+
+}  // namespace
+}  // namespace gyrus::rt
+
+extern "C" __attribute__((visibility("default"))) gyrus::rt::Runtime* gyrus_runtime_create(int abiVersion) {
+  if (abiVersion != gyrus::rt::kRuntimeAbiVersion) return nullptr;
+  return new gyrus::rt::TorchRuntime();
+}

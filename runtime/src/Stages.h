@@ -1,0 +1,21 @@
+// The two stage executors behind the Runtime interface. They throw (UserError for the
+// user's mistakes, anything else for internal errors); RuntimeModule.cpp turns
+// exceptions into StageResults so none crosses the module boundary.
+#pragma once
+
+#include "gyrus/runtime/Runtime.h"
+
+namespace gyrus::rt {
+
+/// File names in a stage directory.
+inline constexpr const char* kCheckpointFile = "checkpoint.pt";
+inline constexpr const char* kEncoderFile = "encoder.pt";
+inline constexpr const char* kPredictionsFile = "predictions.json";
+
+/// MAE pretraining with per-epoch checkpoints and exact resume (see Runtime.h).
+StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx);
+
+/// Few-shot linear-probe evaluation of a pretrained encoder (see Runtime.h).
+StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx);
+
+}  // namespace gyrus::rt

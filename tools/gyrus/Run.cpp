@@ -1,0 +1,189 @@
+// `gyrus run` (see Run.h).
+#include "Run.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fmt/core.h>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "Store.h"
+#include "gyrus/runtime/Runtime.h"
+
+namespace gyrus::driver {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path executableDir() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::current_path() : exe.parent_path();
+}
+
+// Loads libgyrus_runtime.so: $GYRUS_RUNTIME, else next to the executable, else
+// ../lib/gyrus/ relative to it. The module stays loaded until exit.
+std::unique_ptr<rt::Runtime> loadRuntime(std::string& error) {
+  std::vector<fs::path> candidates;
+  if (const char* env = std::getenv("GYRUS_RUNTIME"); env != nullptr && *env != '\0') {
+    candidates.emplace_back(env);
+  } else {
+    candidates.push_back(executableDir() / "libgyrus_runtime.so");
+    candidates.push_back(executableDir() / ".." / "lib" / "gyrus" / "libgyrus_runtime.so");
+  }
+  for (const fs::path& p : candidates) {
+    if (!fs::exists(p)) continue;
+    void* handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      error = std::string("cannot load the runtime module: ") + dlerror();
+      return nullptr;
+    }
+    using Create = rt::Runtime* (*)(int);
+    auto create = reinterpret_cast<Create>(dlsym(handle, "gyrus_runtime_create"));
+    if (create == nullptr) {
+      error = "'" + p.string() + "' is not a gyrus runtime module";
+      return nullptr;
+    }
+    rt::Runtime* runtime = create(rt::kRuntimeAbiVersion);
+    if (runtime == nullptr) {
+      error = "'" + p.string() + "' was built for another version of gyrus; rebuild it";
+      return nullptr;
+    }
+    return std::unique_ptr<rt::Runtime>(runtime);
+  }
+  error = "the runtime module libgyrus_runtime.so was not found next to the gyrus executable; build the "
+          "`gyrus_runtime` target or set GYRUS_RUNTIME to its path";
+  return nullptr;
+}
+
+struct StageReport {
+  const ir::Stage* stage;
+  std::string status;  // "ran", "resumed", "cached", "failed", "skipped"
+  double seconds = 0.0;
+  std::vector<rt::Metric> metrics;
+};
+
+}  // namespace
+
+int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
+  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
+  setenv("OPENBLAS_NUM_THREADS", std::to_string(threads).c_str(), /*overwrite=*/0);
+
+  Store store(options.store);
+  std::unique_ptr<rt::Runtime> runtime;
+  std::vector<StageReport> reports;
+  int exitCode = 0;
+  auto log = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+
+  for (const ir::Stage& stage : experiment.stages) {
+    StageReport report{&stage, "", 0.0, {}};
+    fs::path dir;
+    try {
+      dir = store.prepare(stage, experiment);
+    } catch (const std::exception& e) {
+      log(fmt::format("error: cannot use the run store '{}': {}", options.store.string(), e.what()));
+      return 1;
+    }
+    StageLock lock = store.tryLock(stage);
+    if (!lock.held()) {
+      log(fmt::format("error: stage '{}' is being run by another gyrus process (store {}); wait for it or use "
+                      "another --store",
+                      stage.name, options.store.string()));
+      return 1;
+    }
+    if (std::optional<StageRecord> done = store.load(stage)) {
+      report.status = "cached";
+      report.metrics = done->metrics;
+      log(fmt::format("[{}] {} {}: cached ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));
+      reports.push_back(std::move(report));
+      continue;
+    }
+    bool depsOk = true;
+    for (size_t d : stage.deps) depsOk = depsOk && store.load(experiment.stages[d]).has_value();
+    if (!depsOk) {
+      report.status = "skipped";
+      reports.push_back(std::move(report));
+      continue;
+    }
+    if (!runtime) {
+      std::string error;
+      runtime = loadRuntime(error);
+      if (!runtime) {
+        log("error: " + error);
+        return 2;
+      }
+      log("runtime: " + runtime->describe());
+    }
+    log(fmt::format("[{}] {} {} ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));
+    rt::StageContext ctx;
+    ctx.dir = dir;
+    ctx.threads = threads;
+    ctx.progress = [&stage](std::string_view line) { fmt::print(stderr, "[{}] {}\n", stage.name, line); };
+    if (!stage.deps.empty()) ctx.pretrainDir = store.stageDir(experiment.stages[stage.deps.front()]);
+    auto start = std::chrono::steady_clock::now();
+    rt::StageResult result = stage.kind == ir::StageKind::Pretrain ? runtime->runPretrain(stage.pretrain, ctx)
+                                                                   : runtime->runEvaluate(stage.evaluate, ctx);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (result.status != rt::StageResult::Status::Ok) {
+      bool user = result.status == rt::StageResult::Status::UserError;
+      log(fmt::format("{}: stage '{}' failed: {}", user ? "error" : "internal error", stage.name, result.message));
+      report.status = "failed";
+      reports.push_back(std::move(report));
+      exitCode = user ? 1 : 2;
+      break;
+    }
+    report.status = result.resumed ? "resumed" : "ran";
+    report.metrics = result.metrics;
+    try {
+      store.save(stage, {result.metrics, report.seconds, result.resumed});
+    } catch (const std::exception& e) {
+      log(fmt::format("error: cannot record stage '{}' in the run store: {}", stage.name, e.what()));
+      return 1;
+    }
+    log(fmt::format("[{}] done in {:.1f} s", stage.name, report.seconds));
+    reports.push_back(std::move(report));
+  }
+
+  if (options.json) {
+    nlohmann::json j;
+    j["experiment"] = options.experimentPath;
+    j["store"] = options.store.string();
+    j["stages"] = nlohmann::json::array();
+    j["metrics"] = nlohmann::json::array();
+    for (const StageReport& r : reports) {
+      j["stages"].push_back({{"name", r.stage->name},
+                             {"kind", ir::toString(r.stage->kind)},
+                             {"hash", r.stage->hash},
+                             {"status", r.status},
+                             {"seconds", r.seconds}});
+      for (const rt::Metric& m : r.metrics)
+        j["metrics"].push_back({{"stage", r.stage->name}, {"name", m.name}, {"value", m.value}});
+    }
+    j["ok"] = exitCode == 0;
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("\n{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10}\n", "stage", "kind", "status", "time", "metric", "value");
+    for (const StageReport& r : reports) {
+      std::string time = r.status == "cached" ? "-" : fmt::format("{:.1f} s", r.seconds);
+      if (r.metrics.empty()) {
+        fmt::print("{:<24} {:<9} {:<8} {:>8}\n", r.stage->name, ir::toString(r.stage->kind), r.status, time);
+      }
+      for (size_t i = 0; i < r.metrics.size(); ++i) {
+        if (i == 0) {
+          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", r.stage->name, ir::toString(r.stage->kind),
+                     r.status, time, r.metrics[i].name, r.metrics[i].value);
+        } else {
+          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", r.metrics[i].name, r.metrics[i].value);
+        }
+      }
+    }
+  }
+  return exitCode;
+}
+
+}  // namespace gyrus::driver

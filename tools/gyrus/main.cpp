@@ -1,0 +1,159 @@
+// The gyrus command-line driver.
+//
+//   gyrus check FILE            diagnostics; exit 1 on error
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir)
+//   gyrus run FILE              execute the experiment, reusing the run store
+//
+// Exit codes: 0 ok, 1 user error (with diagnostics), 2 internal error.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fmt/core.h>
+#include <iostream>
+
+#include "Run.h"
+#include "gyrus/Frontend.h"
+#include "gyrus/Parse.h"
+#include "gyrus/Version.h"
+
+namespace {
+
+using namespace gyrus;
+
+struct Common {
+  std::string file;
+  std::vector<std::string> sets;
+  std::string diagnostics = "human";
+};
+
+void addCommon(CLI::App* cmd, Common& c) {
+  cmd->add_option("FILE", c.file, "Experiment file (.gy)")->required();
+  cmd->add_option("--set", c.sets, "Override a parameter for this invocation: PATH=VALUE (repeatable)")
+      ->type_name("PATH=VALUE");
+  cmd->add_option("--diagnostics", c.diagnostics, "Diagnostics format")
+      ->check(CLI::IsMember({"human", "json"}));
+}
+
+// Prints the compilation's diagnostics to stderr; returns true when there were errors.
+bool report(const Compilation& c, const Common& common) {
+  std::vector<Diagnostic> diags = c.diags.sorted();
+  if (common.diagnostics == "json") {
+    std::fputs(renderJson(c.sources, diags).c_str(), stderr);
+  } else {
+    RenderOptions ro;
+    ro.color = isatty(STDERR_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
+    std::string text = renderHuman(c.sources, diags, ro);
+    std::fputs(text.c_str(), stderr);
+    if (c.diags.hasErrors()) {
+      size_t n = c.diags.errorCount();
+      fmt::print(stderr, "{} error{} generated.\n", n, n == 1 ? "" : "s");
+    }
+  }
+  return c.diags.hasErrors();
+}
+
+std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop, bool& badSet) {
+  std::vector<Override> overrides;
+  badSet = false;
+  for (const std::string& s : common.sets) {
+    Override o;
+    if (!parseOverride(s, o)) {
+      fmt::print(stderr, "error: --set '{}' must have the form PATH=VALUE, e.g. --set base.epochs=2 [bad-override]\n", s);
+      badSet = true;
+      continue;
+    }
+    overrides.push_back(o);
+  }
+  return compileFile(common.file, overrides, stop);
+}
+
+int realMain(int argc, char** argv) {
+  CLI::App app{"gyrus: a typed experiment language and compiler for brain-MRI foundation models"};
+  bool version = false;
+  app.add_flag("--version", version, "Print the version and exit");
+  app.require_subcommand(0, 1);
+
+  Common checkOpts;
+  CLI::App* check = app.add_subcommand("check", "Check an experiment file and report diagnostics");
+  addCommon(check, checkOpts);
+
+  Common emitOpts;
+  std::string stage = "ir";
+  CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
+  addCommon(emit, emitOpts);
+  emit->add_option("--stage", stage, "tokens | ast | typed | ir")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir"}));
+
+  Common runOpts;
+  std::string storeDir;
+  bool json = false;
+  int threads = 0;
+  CLI::App* run = app.add_subcommand("run", "Run an experiment: pretrain and evaluate, reusing finished stages");
+  addCommon(run, runOpts);
+  run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
+  run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
+  run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 1;
+  }
+
+  if (version) {
+    fmt::print("gyrus {}\n", kVersion);
+    return 0;
+  }
+  bool badSet = false;
+  if (*check) {
+    auto c = compile(checkOpts, StopAfter::Check, badSet);
+    return report(*c, checkOpts) || badSet ? 1 : 0;
+  }
+  if (*emit) {
+    if (stage == "tokens") {
+      std::string text, error;
+      if (!readFile(emitOpts.file, text, error)) {
+        fmt::print(stderr, "error: {}\n", error);
+        return 1;
+      }
+      SourceManager sm;
+      FileId id = sm.add(emitOpts.file, text);
+      std::fputs(dumpTokens(sm, id).c_str(), stdout);
+      return 0;
+    }
+    auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check, badSet);
+    if (report(*c, emitOpts) || badSet) return 1;
+    if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
+    if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
+    if (stage == "ir") std::fputs(ir::printExperiment(*c->check.experiment).c_str(), stdout);
+    return 0;
+  }
+  if (*run) {
+    auto c = compile(runOpts, StopAfter::Check, badSet);
+    if (report(*c, runOpts) || badSet) return 1;
+    driver::RunOptions ro;
+    ro.json = json;
+    ro.threads = threads;
+    ro.experimentPath = runOpts.file;
+    ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
+    return driver::runExperiment(*c->check.experiment, ro);
+  }
+  fmt::print(stderr, "{}", app.help());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return realMain(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "internal error: {}\nthis is a bug in gyrus; please report it with the command you ran\n", e.what());
+    return 2;
+  } catch (...) {
+    fmt::print(stderr, "internal error: unknown exception\n");
+    return 2;
+  }
+}
