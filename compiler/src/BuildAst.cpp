@@ -105,6 +105,16 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
     if (offending != nullptr && offending->getType() == grammar::GyrusLexer::BAD_CHAR) {
       message = "unexpected character " + describeToken(text);
     }
+    // The expected set at the top level is every declaration keyword: say so.
+    size_t brace = message.find("expected {");
+    if (brace != std::string::npos && message.find("'pretrain'", brace) != std::string::npos) {
+      message = message.substr(0, brace) + "expected a declaration (dataset, pipeline, encoder, objective, let, " +
+                "pretrain or evaluate)";
+    }
+    // One mistake often derails the parser for the rest of its line: report the first.
+    uint32_t line = offending != nullptr ? static_cast<uint32_t>(offending->getLine()) : 0;
+    if (line != 0 && line == lastLine_) return;
+    lastLine_ = line;
     diags_.report(DiagKind::Syntax, r, std::move(message));
   }
 
@@ -112,6 +122,7 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
   FileId file_;
   const OffsetMap& map_;
   DiagnosticEngine& diags_;
+  uint32_t lastLine_ = 0;
 };
 
 // Converts parse-tree nodes into AST nodes.

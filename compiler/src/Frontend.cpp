@@ -206,7 +206,8 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   c->main = parseFile(c->sources, c->mainFile, c->arena, c->diags);
   if (c->main == nullptr || c->prelude == nullptr) return c;
   applyOverrides(*c->main, overrides, c->sources, c->arena, c->diags);
-  if (stop == StopAfter::Parse || c->diags.hasErrors()) return c;
+  // A bad override does not stop checking: the file's own errors are reported too.
+  if (stop == StopAfter::Parse) return c;
   c->check = checkExperiment({c->prelude, c->main}, c->sources, c->diags);
   return c;
 }

@@ -1,0 +1,225 @@
+// Checker tests: names, types, units, shapes, protocols, and lowering to the IR.
+#include <doctest/doctest.h>
+
+#include "TestUtil.h"
+
+using namespace gyrus;
+using gyrus::test::compile;
+using gyrus::test::kinds;
+using gyrus::test::kValid;
+
+namespace {
+// kValid with one line replaced.
+std::string withLine(const std::string& from, const std::string& to) {
+  std::string s = kValid;
+  size_t pos = s.find(from);
+  REQUIRE(pos != std::string::npos);
+  return s.replace(pos, from.size(), to);
+}
+}  // namespace
+
+TEST_CASE("the valid base experiment checks and lowers to two stages") {
+  auto c = compile(kValid);
+  CHECK(c->diags.errorCount() == 0);
+  CHECK(c->diags.warningCount() == 0);
+  REQUIRE(c->check.experiment.has_value());
+  const ir::Experiment& ex = *c->check.experiment;
+  REQUIRE(ex.stages.size() == 2);
+  CHECK((ex.stages[0].kind == ir::StageKind::Pretrain));
+  CHECK((ex.stages[1].kind == ir::StageKind::Evaluate));
+  CHECK(ex.stages[1].deps == std::vector<size_t>{0});
+  const ir::PretrainStage& p = ex.stages[0].pretrain;
+  CHECK(p.data.subjects == 32);
+  CHECK(p.pipeline.ops.size() == 2);
+  CHECK(p.pipeline.ops[0].size == ir::Shape3{32, 32, 32});
+  CHECK(p.objective.terms.at(0).mae.maskRatio == doctest::Approx(0.6));
+  CHECK(p.optimizer.lr == doctest::Approx(1e-3));
+  CHECK(p.epochs == 2);
+  const ir::EvaluateStage& e = ex.stages[1].evaluate;
+  CHECK(e.name == "base_lesion");
+  CHECK(e.shots == 8);
+  CHECK((e.labelKind == ir::LabelKind::Binary));
+  CHECK(e.pipeline.ops.size() == 2);
+  CHECK(ex.stages[0].hash.size() == 64);
+}
+
+TEST_CASE("stage hashes are stable, content-addressed and ignore names") {
+  auto a = compile(kValid);
+  auto b = compile(kValid);
+  REQUIRE(a->check.experiment);
+  REQUIRE(b->check.experiment);
+  CHECK(a->check.experiment->stages[0].hash == b->check.experiment->stages[0].hash);
+  // Renaming the pretrain stage changes no hash.
+  std::string renamed = kValid;
+  for (size_t pos; (pos = renamed.find("base")) != std::string::npos;) renamed.replace(pos, 4, "other");
+  auto r = compile(renamed);
+  REQUIRE(r->check.experiment);
+  CHECK(r->check.experiment->stages[0].hash == a->check.experiment->stages[0].hash);
+  CHECK(r->check.experiment->stages[1].hash == a->check.experiment->stages[1].hash);
+  // Changing the evaluation leaves the pretraining's hash alone; changing the
+  // pretraining changes both (the evaluation depends on it).
+  auto shots = compile(withLine("shots = 8", "shots = 10"));
+  REQUIRE(shots->check.experiment);
+  CHECK(shots->check.experiment->stages[0].hash == a->check.experiment->stages[0].hash);
+  CHECK(shots->check.experiment->stages[1].hash != a->check.experiment->stages[1].hash);
+  auto epochs = compile(withLine("epochs    = 2", "epochs    = 3"));
+  REQUIRE(epochs->check.experiment);
+  CHECK(epochs->check.experiment->stages[0].hash != a->check.experiment->stages[0].hash);
+  CHECK(epochs->check.experiment->stages[1].hash != a->check.experiment->stages[1].hash);
+}
+
+TEST_CASE("declaration order does not matter") {
+  auto c = compile(R"(pretrain base {
+  data = corpus |> prep
+  encoder = unet(width = 4, stages = 3)
+  objective = mae()
+}
+pipeline prep = crop(32^3)
+dataset corpus = synthetic(subjects = 16)
+)");
+  CHECK(kinds(*c).empty());
+}
+
+TEST_CASE("unknown names suggest the closest declared one") {
+  auto c = compile(withLine("data      = corpus |> prep", "data      = corpsu |> prep"));
+  REQUIRE(kinds(*c) == std::vector<std::string>{"unknown-name"});
+  const Diagnostic* d = test::find(*c, "unknown-name");
+  CHECK(d->message == "unknown name 'corpsu'; did you mean 'corpus'?");
+  CHECK(test::where(*c, *d) == "6:15");
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "corpus");
+}
+
+TEST_CASE("one mistake is reported once, and independent mistakes are all reported") {
+  auto c = compile(withLine("pipeline prep = crop(32^3) >> zscore()", "pipeline prep = crop(1mm) >> zscore()"));
+  // The bad crop poisons `prep`, and through it the pretraining and the evaluation:
+  // still a single diagnostic.
+  CHECK(kinds(*c) == std::vector<std::string>{"type-mismatch"});
+  auto two = compile(withLine("objective = mae(mask = 60%, cube = 4)", "objective = mae(mask = 1.5, cube = 4)\n  epocs = 3"));
+  CHECK(kinds(*two) == std::vector<std::string>{"value-range", "unknown-field"});
+}
+
+TEST_CASE("units are checked: a length is not a shape, a fraction is not an integer") {
+  CHECK(kinds(*compile("pipeline p = crop(1mm)\nlet x = p")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("pipeline p = crop(32)\nlet x = p")) == std::vector<std::string>{"type-mismatch"});
+  auto c = compile("pipeline p = crop(32)\nlet x = p");
+  REQUIRE(test::find(*c, "type-mismatch")->fixits.size() == 1);
+  CHECK(test::find(*c, "type-mismatch")->fixits[0].replacement == "32^3");
+  CHECK(kinds(*compile("encoder e = unet(width = 50%)\nlet x = e")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("objective o = mae(mask = 60pc)\nlet x = o")) == std::vector<std::string>{"unknown-unit"});
+  CHECK(kinds(*compile("objective o = mae(mask = 0.6)\nlet x = o")).empty());
+  CHECK(kinds(*compile("objective o = mae(mask = 1.5)\nlet x = o")) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile("let s = 32x32\n")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("let s = 32^2\n")) == std::vector<std::string>{"value-range"});
+}
+
+TEST_CASE("arithmetic and objective algebra") {
+  auto c = compile("let n = 2 * 16\ndataset d = synthetic(subjects = n)\nlet u = d");
+  CHECK(kinds(*c).empty());
+  CHECK(kinds(*compile("objective o = 0.5 * mae()\nlet x = o")).empty());
+  CHECK(kinds(*compile("objective o = -1 * mae()\nlet x = o")) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile("let x = crop(32^3) + 1")) == std::vector<std::string>{"type-mismatch"});
+}
+
+TEST_CASE("a function used without a call gets a fix-it") {
+  auto c = compile("pipeline p = crop(32^3) >> zscore\nlet x = p");
+  REQUIRE(kinds(*c) == std::vector<std::string>{"type-mismatch"});
+  const Diagnostic* d = test::find(*c, "type-mismatch");
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "zscore()");
+}
+
+TEST_CASE("crops must be divisible by the encoder's total stride") {
+  auto c = compile(withLine("pipeline prep = crop(32^3) >> zscore()", "pipeline prep = crop(30^3) >> zscore()"));
+  REQUIRE(kinds(*c) == std::vector<std::string>{"shape-divisibility", "shape-divisibility"});
+  const Diagnostic* d = test::find(*c, "shape-divisibility");
+  CHECK(d->message == "crop 30^3 is not divisible by the encoder's total stride 4 (2 downsamplings)");
+  CHECK(test::where(*c, *d) == "3:22");
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "32^3");
+  // The note points at the encoder.
+  REQUIRE(!d->notes.empty());
+  CHECK(std::string(c->sources.text(d->notes[0].range)) == "unet(width = 4, stages = 3)");
+}
+
+TEST_CASE("without a crop, the data set's size must fit the encoder") {
+  auto c = compile(R"(dataset corpus = synthetic(subjects = 16, size = 36^3)
+pretrain base {
+  data = corpus
+  encoder = unet(width = 4, stages = 4)
+  objective = mae(cube = 4)
+}
+)");
+  REQUIRE(kinds(*c) == std::vector<std::string>{"shape-divisibility"});
+  CHECK(std::string(c->sources.text(test::find(*c, "shape-divisibility")->range)) == "36^3");
+}
+
+TEST_CASE("the MAE mask cube must tile the input") {
+  auto c = compile(withLine("objective = mae(mask = 60%, cube = 4)", "objective = mae(mask = 60%, cube = 5)"));
+  REQUIRE(kinds(*c) == std::vector<std::string>{"shape-divisibility"});
+  CHECK(test::find(*c, "shape-divisibility")->message == "MAE mask cube 5 does not tile the input 32^3");
+}
+
+TEST_CASE("pretrain blocks: unknown, duplicate and missing fields") {
+  CHECK(kinds(*compile(withLine("epochs    = 2", "epocs = 2"))) == std::vector<std::string>{"unknown-field"});
+  CHECK(kinds(*compile(withLine("epochs    = 2", "epochs = 2\n  epochs = 3"))) ==
+        std::vector<std::string>{"duplicate-argument"});
+  CHECK(kinds(*compile(withLine("objective = mae(mask = 60%, cube = 4)", ""))) ==
+        std::vector<std::string>{"missing-field"});
+  CHECK(kinds(*compile(withLine("batch     = 4", "batch = 64"))) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile(withLine("epochs    = 2", "epochs = 0"))) == std::vector<std::string>{"value-range"});
+}
+
+TEST_CASE("evaluations: model, task, label and few-shot sizes") {
+  CHECK(kinds(*compile(withLine("evaluate base on", "evaluate bsae on"))) == std::vector<std::string>{"unknown-name"});
+  CHECK(kinds(*compile(withLine("evaluate base on", "evaluate corpus on"))) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile(withLine("clinic.lesion", "clinic.lesoin"))) == std::vector<std::string>{"unknown-label"});
+  CHECK(kinds(*compile(withLine("clinic.lesion", "clinic.age"))).empty());
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 21"))) == std::vector<std::string>{"few-shot-size"});
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 20"))).empty());
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 1"))) == std::vector<std::string>{"few-shot-size"});
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 8, shot = 3"))) == std::vector<std::string>{"unknown-argument"});
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 8, test = 150%"))) == std::vector<std::string>{"value-range"});
+  auto single = compile(withLine("seed = 2)", "seed = 2, lesion_rate = 0%)"));
+  CHECK(kinds(*single) == std::vector<std::string>{"value-range"});
+}
+
+TEST_CASE("duplicate names and cycles") {
+  CHECK(kinds(*compile("let a = 1\nlet a = 2\n")) == std::vector<std::string>{"duplicate-name"});
+  CHECK(kinds(*compile("let a = b\nlet b = a\n")) == std::vector<std::string>{"cycle"});
+  // Shadowing a prelude preset is a duplicate too.
+  CHECK(kinds(*compile("encoder unet_b = unet()\n")) == std::vector<std::string>{"duplicate-name"});
+  // Two evaluations of the same model and label need explicit names.
+  std::string twice = std::string(kValid) + "evaluate base on clinic.lesion (shots = 4)\n";
+  CHECK(kinds(*compile(twice)) == std::vector<std::string>{"duplicate-name"});
+  std::string named = std::string(kValid) + "evaluate few = base on clinic.lesion (shots = 4)\n";
+  CHECK(kinds(*compile(named)).empty());
+}
+
+TEST_CASE("prelude presets are usable") {
+  auto c = compile(R"(dataset corpus = synthetic(subjects = 16, size = 64^3)
+pretrain base {
+  data = corpus |> normalize
+  encoder = unet_b
+  objective = amaes
+}
+)");
+  CHECK(kinds(*c).empty());
+  REQUIRE(c->check.experiment);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.width == 32);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.stages == 5);
+}
+
+TEST_CASE("unused declarations warn") {
+  auto c = compile(std::string(kValid) + "dataset spare = synthetic()\n");
+  CHECK(kinds(*c).empty());
+  CHECK(kinds(*c, Severity::Warning) == std::vector<std::string>{"unused"});
+}
+
+TEST_CASE("the typed print is deterministic and shows defaults") {
+  auto a = compile(kValid);
+  auto b = compile(kValid);
+  CHECK(a->check.typed == b->check.typed);
+  CHECK(a->check.typed.find("weight_decay = 3e-05") != std::string::npos);
+  CHECK(a->check.typed.find("input     : Shape = 32^3") != std::string::npos);
+}

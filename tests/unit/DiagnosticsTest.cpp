@@ -1,0 +1,94 @@
+// The diagnostics engine: rendering, JSON, sorting, suggestions, and the coverage
+// rule that every registered kind has a golden test.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "TestUtil.h"
+
+using namespace gyrus;
+
+TEST_CASE("human rendering: location, severity, message, kind, line and caret") {
+  SourceManager sm;
+  FileId f = sm.add("x.gy", "line one\npipeline p = crop(100^3)\n");
+  DiagnosticEngine de;
+  de.report(DiagKind::ShapeDivisibility, {f, 27, 32}, "bad crop").note("nearest valid sizes: 96^3 or 112^3");
+  std::string out = renderHuman(sm, de.sorted());
+  CHECK(out ==
+        "x.gy:2:19: error: bad crop [shape-divisibility]\n"
+        "    2 | pipeline p = crop(100^3)\n"
+        "      |                   ^~~~~\n"
+        "note: nearest valid sizes: 96^3 or 112^3\n");
+}
+
+TEST_CASE("colour only when asked") {
+  SourceManager sm;
+  FileId f = sm.add("x.gy", "abc\n");
+  DiagnosticEngine de;
+  de.report(DiagKind::UnknownName, {f, 0, 3}, "unknown name 'abc'");
+  CHECK(renderHuman(sm, de.sorted()).find('\x1b') == std::string::npos);
+  RenderOptions ro;
+  ro.color = true;
+  CHECK(renderHuman(sm, de.sorted(), ro).find('\x1b') != std::string::npos);
+}
+
+TEST_CASE("JSON rendering has the editor fields") {
+  SourceManager sm;
+  FileId f = sm.add("x.gy", "let a = corpsu\n");
+  DiagnosticEngine de;
+  de.report(DiagKind::UnknownName, {f, 8, 14}, "unknown name 'corpsu'").fixit({f, 8, 14}, "corpus");
+  std::string out = renderJson(sm, de.sorted());
+  nlohmann::json j = nlohmann::json::parse(out);
+  CHECK(j["file"] == "x.gy");
+  CHECK(j["line"] == 1);
+  CHECK(j["column"] == 9);
+  CHECK(j["end"]["column"] == 15);
+  CHECK(j["severity"] == "error");
+  CHECK(j["kind"] == "unknown-name");
+  CHECK(j["fixits"][0]["replacement"] == "corpus");
+  CHECK(j["notes"].is_array());
+}
+
+TEST_CASE("diagnostics are sorted by position and deduplicated") {
+  SourceManager sm;
+  FileId f = sm.add("x.gy", "0123456789\n");
+  DiagnosticEngine de;
+  de.report(DiagKind::UnknownName, {f, 5, 6}, "b");
+  de.report(DiagKind::UnknownName, {f, 1, 2}, "a");
+  de.report(DiagKind::UnknownName, {f, 5, 6}, "b");
+  std::vector<Diagnostic> s = de.sorted();
+  REQUIRE(s.size() == 2);
+  CHECK(s[0].message == "a");
+  CHECK(s[1].message == "b");
+  CHECK(de.errorCount() == 3);
+}
+
+TEST_CASE("suggestions are plausible typos only") {
+  CHECK(editDistance("kitten", "sitting") == 3);
+  CHECK(closestMatch("corpsu", {"corpus", "clinic"}) == "corpus");
+  CHECK(closestMatch("epocs", {"epochs", "batch"}) == "epochs");
+  CHECK(closestMatch("xyz", {"corpus", "clinic"}).empty());
+}
+
+TEST_CASE("every registered diagnostic kind has a golden test") {
+  namespace fs = std::filesystem;
+  std::set<std::string> covered;
+  fs::path dir = fs::path(GYRUS_SOURCE_DIR) / "tests" / "golden";
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".expected") continue;
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    for (const DiagKindInfo& k : allDiagKinds())
+      if (text.find("[" + std::string(k.name) + "]") != std::string::npos) covered.insert(std::string(k.name));
+  }
+  for (const DiagKindInfo& k : allDiagKinds()) {
+    INFO("diagnostic kind without a golden test in tests/golden: " << k.name);
+    CHECK(covered.count(std::string(k.name)) == 1);
+  }
+}
