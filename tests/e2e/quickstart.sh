@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End-to-end: runs examples/quickstart.gy, shrunk with --set, through the real binary:
+# a first run computes every stage, a second reuses them, a run killed mid-pretraining
+# resumes from its checkpoint, and user errors exit 1 with diagnostics.
+set -euo pipefail
+gyrus="$1"
+root="$2"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$root"
+
+small=(--set corpus.subjects=16 --set clinic.subjects=32 --set base.epochs=2 --set base.batch=4
+       --set base_lesion.shots=8 --set base_lesion.repeats=2 --threads 2)
+
+fail() { echo "e2e: FAIL: $*" >&2; exit 1; }
+
+# jq-free JSON checks with python3 (present on the base image).
+json_check() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+want = sys.argv[2]
+statuses = [s["status"] for s in data["stages"]]
+assert all(s == want for s in statuses), f"statuses {statuses}, want all {want}"
+assert [s["kind"] for s in data["stages"]] == ["pretrain", "evaluate"], data["stages"]
+assert all(len(s["hash"]) == 64 for s in data["stages"])
+m = {(x["stage"], x["name"]): x["value"] for x in data["metrics"]}
+auroc = m[("base_lesion", "auroc")]
+assert 0.0 <= auroc <= 1.0, auroc
+assert ("base_lesion", "auroc_random_encoder") in m
+assert m[("base", "final_loss")] > 0
+print(f"auroc {auroc:.4f}")
+PY
+}
+
+echo "e2e: first run"
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" --json > "$tmp/first.json" 2> "$tmp/first.err" \
+  || { cat "$tmp/first.err"; fail "first run exited $?"; }
+json_check "$tmp/first.json" ran || fail "first run JSON"
+grep -q "epoch 2/2" "$tmp/first.err" || fail "no progress lines"
+
+echo "e2e: second run reuses every stage"
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" --json > "$tmp/second.json" 2>/dev/null \
+  || fail "second run"
+json_check "$tmp/second.json" cached || fail "second run JSON"
+python3 - "$tmp/first.json" "$tmp/second.json" <<'PY' || fail "cached metrics differ"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["metrics"] == b["metrics"], (a["metrics"], b["metrics"])
+PY
+
+echo "e2e: human output has a results table"
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" > "$tmp/table.txt" 2>/dev/null || fail "table run"
+grep -q "auroc" "$tmp/table.txt" || fail "no auroc in the table"
+
+echo "e2e: a run killed mid-pretraining resumes"
+long=("${small[@]}" --set base.epochs=20)
+"$gyrus" run examples/quickstart.gy "${long[@]}" --store "$tmp/resume" > /dev/null 2> "$tmp/killed.err" &
+pid=$!
+for _ in $(seq 1 600); do
+  if compgen -G "$tmp/resume/stages/*/checkpoint.pt" > /dev/null; then break; fi
+  sleep 0.1
+done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+compgen -G "$tmp/resume/stages/*/checkpoint.pt" > /dev/null || fail "no checkpoint was written"
+"$gyrus" run examples/quickstart.gy "${long[@]}" --store "$tmp/resume" --json > "$tmp/resumed.json" 2> "$tmp/resumed.err" \
+  || { cat "$tmp/resumed.err"; fail "resumed run"; }
+python3 - "$tmp/resumed.json" <<'PY' || fail "resume status"
+import json, sys
+d = json.load(open(sys.argv[1]))
+st = {s["kind"]: s["status"] for s in d["stages"]}
+assert st["pretrain"] == "resumed", st
+print("pretrain status after kill:", st["pretrain"])
+PY
+
+echo "e2e: user errors exit 1 with a located diagnostic"
+printf 'dataset corpus = synthetic(subjects = 8 size = 32^3)\n' > "$tmp/bad.gy"
+set +e
+"$gyrus" check "$tmp/bad.gy" 2> "$tmp/bad.err"; code=$?
+set -e
+[ "$code" = 1 ] || fail "check on a syntax error exited $code"
+grep -q "bad.gy:1:42: error:" "$tmp/bad.err" || fail "no located diagnostic: $(cat "$tmp/bad.err")"
+set +e
+"$gyrus" run examples/quickstart.gy --set base.epochs=0 --store "$tmp/store" 2> "$tmp/range.err"; code=$?
+set -e
+[ "$code" = 1 ] || fail "run with a bad --set exited $code"
+grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
+echo "e2e: 5 passed, 0 failed"

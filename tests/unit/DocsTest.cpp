@@ -1,0 +1,57 @@
+// Every ```gyrus block in docs/ and every example in examples/ checks without errors.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "TestUtil.h"
+
+using namespace gyrus;
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void checkClean(const std::string& where, const std::string& source) {
+  auto c = test::compile(source);
+  std::string rendered = renderHuman(c->sources, c->diags.sorted());
+  INFO(where << ":\n" << rendered);
+  CHECK(c->diags.errorCount() == 0);
+  CHECK(c->diags.warningCount() == 0);
+  CHECK(c->check.experiment.has_value());
+}
+}  // namespace
+
+TEST_CASE("docs_examples: gyrus blocks in docs/*.md check cleanly") {
+  namespace fs = std::filesystem;
+  size_t blocks = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(GYRUS_SOURCE_DIR) / "docs")) {
+    if (entry.path().extension() != ".md") continue;
+    std::string text = slurp(entry.path());
+    size_t pos = 0;
+    while ((pos = text.find("```gyrus\n", pos)) != std::string::npos) {
+      size_t start = pos + 9;
+      size_t end = text.find("```", start);
+      REQUIRE(end != std::string::npos);
+      checkClean(entry.path().filename().string() + " block " + std::to_string(++blocks), text.substr(start, end - start));
+      pos = end + 3;
+    }
+  }
+  CHECK(blocks >= 3);
+}
+
+TEST_CASE("examples/*.gy check cleanly") {
+  namespace fs = std::filesystem;
+  size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(GYRUS_SOURCE_DIR) / "examples")) {
+    if (entry.path().extension() != ".gy") continue;
+    ++files;
+    checkClean(entry.path().string(), slurp(entry.path()));
+  }
+  CHECK(files >= 1);
+}
