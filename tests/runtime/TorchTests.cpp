@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -133,6 +135,20 @@ TEST_CASE("runtime: ABI check and description") {
   std::string d = rt->describe();
   MESSAGE(d);
   CHECK(d.find("LibTorch 1.") != std::string::npos);
+}
+
+TEST_CASE("the built module exports gyrus_runtime_create and nothing else is needed") {
+  void* handle = dlopen(GYRUS_RUNTIME_MODULE, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE_MESSAGE(handle != nullptr, dlerror());
+  using Create = Runtime* (*)(int);
+  void* sym = dlsym(handle, "gyrus_runtime_create");
+  REQUIRE(sym != nullptr);
+  CHECK(dlsym(handle, "_ZN5gyrus2rt10synthesizeERKNS_2ir13SyntheticDataEl") == nullptr);  // hidden
+  std::unique_ptr<Runtime> rt(reinterpret_cast<Create>(sym)(kRuntimeAbiVersion));
+  REQUIRE(rt);
+  CHECK(rt->describe().find("LibTorch") != std::string::npos);
+  rt.reset();
+  dlclose(handle);
 }
 
 TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluation works") {
