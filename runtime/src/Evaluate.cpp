@@ -1,10 +1,11 @@
 // Few-shot linear-probe evaluation (see Stages.h).
 //
 // Features: the frozen encoder (eval mode, no grad) runs on each preprocessed subject;
-// every stage's output is global-average-pooled over space and the per-stage vectors
-// are concatenated (sum of stage widths features). Pooling all stages, not just the
-// bottleneck, keeps the fine-resolution evidence a small lesion leaves in the early
-// stages. The same protocol runs on a randomly initialised encoder of the same
+// every stage's output is pooled over space by its global average and its global
+// maximum, and the per-stage vectors are concatenated (2 x the sum of stage widths
+// features). Pooling all stages, not just the bottleneck, keeps the fine-resolution
+// evidence a small lesion leaves in the early stages; the maximum keeps a focal
+// response that an average over the whole head dilutes. The same protocol runs on a randomly initialised encoder of the same
 // architecture (torch::manual_seed(stage.seed)) as a reference point.
 //
 // Splits: test = testFraction of the subjects (stratified by class for binary labels),
@@ -30,7 +31,7 @@ namespace gyrus::rt {
 
 namespace {
 
-/// Pooled features of every subject: [N, sum of stage widths], in double.
+/// Pooled features of every subject: [N, 2 x sum of stage widths], in double.
 Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images) {
   constexpr int64_t kBatch = 8;
   encoder->eval();
@@ -40,7 +41,10 @@ Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images) {
   for (int64_t begin = 0; begin < n; begin += kBatch) {
     auto maps = encoder->forward(images.slice(0, begin, std::min(n, begin + kBatch)));
     std::vector<torch::Tensor> pooled;
-    for (auto& m : maps) pooled.push_back(m.mean({2, 3, 4}));
+    for (auto& m : maps) {
+      pooled.push_back(m.mean({2, 3, 4}));
+      pooled.push_back(m.amax({2, 3, 4}));
+    }
     rows.push_back(torch::cat(pooled, 1));
   }
   torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).contiguous();

@@ -38,7 +38,7 @@ class TorchRuntime final : public Runtime {
  public:
   std::string describe() const override {
     std::ostringstream s;
-    s << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads";
+    s << "LibTorch " << TORCH_VERSION;
     using GetConfig = char* (*)();
     if (void* sym = dlsym(RTLD_DEFAULT, "openblas_get_config"))
       s << ", " << reinterpret_cast<GetConfig>(sym)();

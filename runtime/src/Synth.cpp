@@ -182,13 +182,13 @@ Subject synthesize(const ir::SyntheticData& data, int64_t index) {
     }
   }
 
-  // Lesions: 1-2 hyperintense blobs (+40-60 % of white matter) inside white matter.
+  // Lesions: 1-2 hyperintense blobs (+80-120 % of white matter) inside white matter.
   if (s.lesion) {
     int count = rng.bernoulli(0.3) ? 2 : 1;
     double scale = static_cast<double>(std::min({n[0], n[1], n[2]})) / 40.0;
     for (int b = 0; b < count; ++b) {
-      double radiusVox = rng.uniform(2.0, 4.0) * scale;
-      double amp = rng.uniform(0.4, 0.6);
+      double radiusVox = rng.uniform(2.5, 4.5) * scale;
+      double amp = rng.uniform(0.8, 1.2);
       double margin = radiusVox * w;
       Vec3 c{0.0, 0.0, 0.0};
       for (int attempt = 0; attempt < 1000; ++attempt) {

@@ -10,7 +10,8 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$root"
 
 small=(--set corpus.subjects=16 --set clinic.subjects=32 --set base.epochs=2 --set base.batch=4
-       --set base_lesion.shots=8 --set base_lesion.repeats=2 --threads 2)
+       --set base_lesion.shots=8 --set base_lesion.repeats=2
+       --set base_age.shots=8 --set base_age.repeats=2 --threads 2)
 
 fail() { echo "e2e: FAIL: $*" >&2; exit 1; }
 
@@ -22,13 +23,14 @@ data = json.load(open(sys.argv[1]))
 want = sys.argv[2]
 statuses = [s["status"] for s in data["stages"]]
 assert all(s == want for s in statuses), f"statuses {statuses}, want all {want}"
-assert [s["kind"] for s in data["stages"]] == ["pretrain", "evaluate"], data["stages"]
+assert [s["kind"] for s in data["stages"]] == ["pretrain", "evaluate", "evaluate"], data["stages"]
 assert all(len(s["hash"]) == 64 for s in data["stages"])
 m = {(x["stage"], x["name"]): x["value"] for x in data["metrics"]}
 auroc = m[("base_lesion", "auroc")]
 assert 0.0 <= auroc <= 1.0, auroc
 assert ("base_lesion", "auroc_random_encoder") in m
 assert m[("base", "final_loss")] > 0
+assert m[("base_age", "mae")] > 0 and -1 <= m[("base_age", "pearson_r")] <= 1
 print(f"auroc {auroc:.4f}")
 PY
 }
@@ -80,7 +82,7 @@ set +e
 "$gyrus" check "$tmp/bad.gy" 2> "$tmp/bad.err"; code=$?
 set -e
 [ "$code" = 1 ] || fail "check on a syntax error exited $code"
-grep -q "bad.gy:1:42: error:" "$tmp/bad.err" || fail "no located diagnostic: $(cat "$tmp/bad.err")"
+grep -q "bad.gy:1:41: error:" "$tmp/bad.err" || fail "no located diagnostic: $(cat "$tmp/bad.err")"
 set +e
 "$gyrus" run examples/quickstart.gy --set base.epochs=0 --store "$tmp/store" 2> "$tmp/range.err"; code=$?
 set -e

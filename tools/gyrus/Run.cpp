@@ -117,7 +117,7 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
         log("error: " + error);
         return 2;
       }
-      log("runtime: " + runtime->describe());
+      log(fmt::format("runtime: {}; {} thread{}", runtime->describe(), threads, threads == 1 ? "" : "s"));
     }
     log(fmt::format("[{}] {} {} ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));
     rt::StageContext ctx;
