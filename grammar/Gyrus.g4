@@ -18,6 +18,7 @@ decl
   : kind=('dataset' | 'pipeline' | 'encoder' | 'objective' | 'let') name=ID '=' expr  # bindDecl
   | 'pretrain' name=ID '{' field* '}'                                                  # pretrainDecl
   | 'evaluate' (name=ID '=')? model=ID 'on' task=path argList?                         # evaluateDecl
+  | 'sweep' path (',' path)* 'in' values=expr                                          # sweepDecl
   ;
 
 field
@@ -32,6 +33,7 @@ path
 // argument or a member may be called `encoder` or `objective`.
 ident
   : ID | 'dataset' | 'pipeline' | 'encoder' | 'objective' | 'let' | 'pretrain' | 'evaluate' | 'on'
+  | 'sweep' | 'in'
   ;
 
 expr

@@ -233,6 +233,14 @@ std::string printAst(const SourceManager& sm, const File& file) {
         out += "    Field " + f.name + "\n";
         dumpExpr(sm, *f.value, 3, out);
       }
+    } else if (const auto* sw = d->as<DeclSweep>()) {
+      std::string paths;
+      for (size_t i = 0; i < sw->paths.size(); ++i) {
+        if (i) paths += ", ";
+        for (size_t k = 0; k < sw->paths[i].size(); ++k) paths += (k ? "." : "") + sw->paths[i][k];
+      }
+      out += "  Sweep " + paths + where + "\n";
+      dumpExpr(sm, *sw->values, 2, out);
     } else if (const auto* e = d->as<DeclEvaluate>()) {
       std::string task;
       for (size_t i = 0; i < e->task.size(); ++i) task += (i ? "." : "") + e->task[i];

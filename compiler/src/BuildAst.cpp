@@ -109,7 +109,7 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
     size_t brace = message.find("expected {");
     if (brace != std::string::npos && message.find("'pretrain'", brace) != std::string::npos) {
       message = message.substr(0, brace) + "expected a declaration (dataset, pipeline, encoder, objective, let, " +
-                "pretrain or evaluate)";
+                "pretrain, evaluate or sweep)";
     }
     // One mistake often derails the parser for the rest of its line: report the first.
     uint32_t line = offending != nullptr ? static_cast<uint32_t>(offending->getLine()) : 0;
@@ -160,6 +160,17 @@ class Builder {
       std::vector<ast::Field> fields;
       for (G::FieldContext* fc : p->field()) fields.push_back({fc->name->getText(), range(fc->name), expr(fc->expr())});
       return arena_.make<ast::DeclPretrain>(range(ctx), p->name->getText(), range(p->name), std::move(fields));
+    }
+    if (auto* sw = dynamic_cast<G::SweepDeclContext*>(ctx)) {
+      auto* d = arena_.make<ast::DeclSweep>(range(ctx));
+      for (G::PathContext* p : sw->path()) {
+        std::vector<std::string> parts;
+        for (G::IdentContext* id : p->ident()) parts.push_back(id->getText());
+        d->paths.push_back(std::move(parts));
+        d->pathRanges.push_back(range(p));
+      }
+      d->values = expr(sw->values);
+      return d;
     }
     auto* e = dynamic_cast<G::EvaluateDeclContext*>(ctx);
     std::vector<G::IdentContext*> ids = e->task->ident();

@@ -77,6 +77,7 @@ std::string_view typeLabel(Ty t) {
 struct Value {
   Ty ty = Ty::Error;
   double num = 0.0;
+  double hi = 0.0;  // Ty::Range: the upper end (`num` is the lower one)
   ir::Shape3 shape{0, 0, 0};
   std::string str;
   bool flag = false;
@@ -558,8 +559,16 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
       return mismatch();
     }
     case ast::BinaryOp::Range: {
-      if (!(isNumeric(l.ty) || l.ty == Ty::Fraction || l.ty == Ty::Length) || l.ty != r.ty) return mismatch();
+      bool numeric = isNumeric(l.ty) && isNumeric(r.ty);
+      if (!numeric && (!(l.ty == Ty::Fraction || l.ty == Ty::Length) || l.ty != r.ty)) return mismatch();
+      if (!(l.num < r.num)) {
+        diags_.report(DiagKind::ValueRange, b.range,
+                      "a range must go from low to high; got " + ir::formatNumber(l.num) + " .. " + ir::formatNumber(r.num));
+        return errorValue();
+      }
       v.ty = Ty::Range;
+      v.num = l.num;
+      v.hi = r.num;
       return v;
     }
     case ast::BinaryOp::Compose: {
@@ -750,6 +759,20 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   encoder.inChannels = 1;
   checkDivisible(data, encoder, fields["encoder"].second, data.pipelineSetsShape ? "crop" : "input size");
   checkCube(data, obj);
+  bool stochastic = false;
+  for (const ir::PipelineOp& op : data.pipeline.ops) stochastic = stochastic || op.isRandom();
+  for (size_t t = 0; t < obj.objective.terms.size(); ++t) {
+    if (obj.objective.terms[t].kind != ir::ObjectiveKind::SimClr || stochastic) continue;
+    SourceRange where = t < obj.cubeOrigins.size() ? obj.cubeOrigins[t] : fields["objective"].second;
+    Diagnostic& diag = diags_.report(DiagKind::ContrastiveViews, where,
+                                     "simclr compares two random views of each volume, but the data of pretrain '" +
+                                         d.name + "' has no random augmentation: both views would be identical");
+    diag.note(fields["data"].second, "data prepared here");
+    diag.note("add an augmentation such as flip(), noise(sigma = 0.05) or gamma(0.7 .. 1.5) to the pipeline");
+    SourceRange dataRange = fields["data"].second;
+    diag.fixit(dataRange, std::string(sm_.text(dataRange)) + " >> flip() >> noise(sigma = 0.05)");
+    return errorValue();
+  }
   ir::Stage stage;
   stage.kind = ir::StageKind::Pretrain;
   stage.name = d.name;
@@ -922,7 +945,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.name = d.name;
   e.pretrain = model.model;
   e.data = data.dataset;
-  e.pipeline = model.pipeline;
+  // Augmentations are for training views only: evaluation sees the deterministic part.
+  for (const ir::PipelineOp& op : model.pipeline.ops)
+    if (!op.isRandom()) e.pipeline.ops.push_back(op);
   e.encoder = model.encoder;
   e.label = label;
   e.labelKind = labelKind;
@@ -981,6 +1006,7 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
   std::vector<const ast::DeclEvaluate*> evaluates;
   for (size_t fi = 0; fi < files.size(); ++fi) {
     for (const ast::Decl* d : files[fi]->decls) {
+      if (d->is<ast::DeclSweep>()) continue;  // expanded by the front end before checking
       auto [it, inserted] = symbols_.try_emplace(d->name);
       if (!inserted) {
         Diagnostic& diag = diags_.report(DiagKind::DuplicateName, d->nameRange, "'" + d->name + "' is already declared");
@@ -1023,11 +1049,16 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
     if (it == symbols_.end() || it->second.decl != d) continue;
     if (const auto* e = d->as<ast::DeclEvaluate>()) checkEvaluate(*e, 0);
   }
-  // Warn about declarations of the user's file that nothing uses.
+  // Warn about declarations of the user's file that nothing uses (a name a sweep sets
+  // counts as used: some points may not need it).
+  std::set<std::string> swept;
+  for (const ast::Decl* d : main->decls)
+    if (const auto* sw = d->as<ast::DeclSweep>())
+      for (const std::vector<std::string>& path : sw->paths) swept.insert(path.front());
   for (const ast::Decl* d : main->decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
-    if (d->is<ast::DeclBind>() && it->second.uses == 0) {
+    if (d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
       diags_.report(DiagKind::UnusedDeclaration, d->nameRange, "'" + d->name + "' is declared but never used");
     }
   }
@@ -1134,6 +1165,41 @@ const std::vector<Builtin>& builtins() {
                    v.pipeline.ops.push_back(op);
                    return v;
                  }});
+    auto randomOp = [](ir::OpKind kind) {
+      Value v;
+      v.ty = Ty::Pipeline;
+      ir::PipelineOp op;
+      op.kind = kind;
+      v.pipeline.ops.push_back(op);
+      return v;
+    };
+    t.push_back({"flip",
+                 Ty::Pipeline,
+                 {{"p", Ty::Fraction, false, between(0, 1, false, false)}},
+                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v = randomOp(ir::OpKind::Flip);
+                   v.pipeline.ops[0].p = asNum(a["p"], 0.5);
+                   return v;
+                 }});
+    t.push_back({"noise",
+                 Ty::Pipeline,
+                 {{"sigma", Ty::Float, false, between(0, 10, false, false)}},
+                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v = randomOp(ir::OpKind::Noise);
+                   v.pipeline.ops[0].sigma = asNum(a["sigma"], 0.05);
+                   return v;
+                 }});
+    t.push_back({"gamma",
+                 Ty::Pipeline,
+                 {{"range", Ty::Range, false, [](const Value& r) {
+                    return r.num > 0 && r.hi <= 10 ? std::string() : std::string("must lie within (0, 10]");
+                  }}},
+                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v = randomOp(ir::OpKind::Gamma);
+                   v.pipeline.ops[0].lo = a["range"].present ? a["range"].value.num : 0.7;
+                   v.pipeline.ops[0].hi = a["range"].present ? a["range"].value.hi : 1.5;
+                   return v;
+                 }});
     t.push_back({"unet",
                  Ty::Encoder,
                  {{"width", Ty::Int, false, between(1, 1024, false, false)},
@@ -1165,6 +1231,21 @@ const std::vector<Builtin>& builtins() {
                    term.mae.maskedOnly = a["masked_only"].present && a["masked_only"].value.flag;
                    v.objective.terms.push_back(term);
                    v.cubeOrigins.push_back(a["cube"].present ? a["cube"].range : call);
+                   return v;
+                 }});
+    t.push_back({"simclr",
+                 Ty::Objective,
+                 {{"temperature", Ty::Float, false, between(0, 10, true, false)},
+                  {"projection", Ty::Int, false, between(1, 4096, false, false)}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
+                   Value v;
+                   v.ty = Ty::Objective;
+                   ir::ObjectiveTerm term;
+                   term.kind = ir::ObjectiveKind::SimClr;
+                   term.simclr.temperature = asNum(a["temperature"], term.simclr.temperature);
+                   term.simclr.projection = asInt(a["projection"], term.simclr.projection);
+                   v.objective.terms.push_back(term);
+                   v.cubeOrigins.push_back(call);
                    return v;
                  }});
     t.push_back({"adamw",

@@ -2,6 +2,7 @@
 #include "gyrus/Frontend.h"
 
 #include <algorithm>
+#include <map>
 
 #include "gyrus/Parse.h"
 
@@ -127,67 +128,170 @@ class OverrideApplier {
   DiagnosticEngine& diags_;
 };
 
-}  // namespace
+/// An override with its value parsed (from `--set`) or taken from a sweep.
+struct ParsedOverride {
+  Override text;  // path and value as written (value may be empty for sweeps)
+  std::vector<std::string> path;
+  ast::Expr* value = nullptr;
+};
 
-void applyOverrides(ast::File& file, const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
-                    DiagnosticEngine& diags) {
+void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags) {
+  const std::vector<std::string>& path = o.path;
+  ast::Expr* value = o.value;
+  ast::Decl* target = nullptr;
+  std::vector<std::string> names;
+  for (ast::Decl* d : file.decls) {
+    if (d->is<ast::DeclSweep>()) continue;
+    names.push_back(d->name);
+    if (d->name == path[0]) target = d;
+  }
+  OverrideApplier applier(o.text, value, diags);
+  if (target == nullptr) {
+    std::string best = closestMatch(path[0], names);
+    applier.fail("no declaration named '" + path[0] + "'" + (best.empty() ? "" : "; did you mean '" + best + "'?"));
+    return;
+  }
+  if (auto* b = target->as<ast::DeclBind>()) {
+    applier.apply(b->value, path, 1);
+  } else if (auto* p = target->as<ast::DeclPretrain>()) {
+    if (path.size() == 1) {
+      applier.fail("a pretrain block cannot be replaced whole; set one of its fields, e.g. '" + path[0] + ".epochs'");
+      return;
+    }
+    ast::Field* field = nullptr;
+    for (ast::Field& f : p->fields)
+      if (f.name == path[1]) field = &f;
+    if (field == nullptr) {
+      if (path.size() > 2) {
+        applier.fail("pretrain '" + path[0] + "' does not set '" + path[1] + "'");
+        return;
+      }
+      p->fields.push_back({path[1], value->range, value});  // checked like any field
+      return;
+    }
+    applier.apply(field->value, path, 2);
+  } else if (auto* e = target->as<ast::DeclEvaluate>()) {
+    if (path.size() != 2) {
+      applier.fail("set one argument of the evaluation, e.g. '" + path[0] + ".shots'");
+      return;
+    }
+    for (ast::Arg& a : e->args)
+      if (a.name == path[1]) {
+        a.value = value;
+        return;
+      }
+    e->args.push_back({path[1], value->range, value});
+  }
+}
+
+bool wellFormedPath(const std::vector<std::string>& path) {
+  bool ok = !path.empty();
+  for (const std::string& p : path) ok = ok && !p.empty();
+  return ok;
+}
+
+std::vector<ParsedOverride> parseOverrides(const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
+                                           DiagnosticEngine& diags) {
+  std::vector<ParsedOverride> out;
   for (const Override& o : overrides) {
-    std::vector<std::string> path = splitPath(o.path);
-    bool wellFormed = !path.empty();
-    for (const std::string& p : path) wellFormed = wellFormed && !p.empty();
-    if (!wellFormed) {
+    ParsedOverride po;
+    po.text = o;
+    po.path = splitPath(o.path);
+    if (!wellFormedPath(po.path)) {
       diags.report(DiagKind::BadOverride, SourceRange{}, "--set " + o.path + ": malformed path (expected NAME.FIELD...)");
       continue;
     }
     FileId id = sm.add("<--set " + o.path + ">", o.value);
-    ast::Expr* value = parseExpression(sm, id, arena, diags);
-    if (value == nullptr) continue;
+    po.value = parseExpression(sm, id, arena, diags);
+    if (po.value != nullptr) out.push_back(std::move(po));
+  }
+  return out;
+}
 
-    ast::Decl* target = nullptr;
-    std::vector<std::string> names;
-    for (ast::Decl* d : file.decls) {
-      names.push_back(d->name);
-      if (d->name == path[0]) target = d;
-    }
-    OverrideApplier applier(o, value, diags);
-    if (target == nullptr) {
-      std::string best = closestMatch(path[0], names);
-      applier.fail("no declaration named '" + path[0] + "'" + (best.empty() ? "" : "; did you mean '" + best + "'?"));
+std::string joinPath(const std::vector<std::string>& path) {
+  std::string out;
+  for (size_t i = 0; i < path.size(); ++i) out += (i ? "." : "") + path[i];
+  return out;
+}
+
+// One axis of a sweep: its paths and, for each of its values, one expression per path.
+struct SweepAxis {
+  std::vector<std::vector<std::string>> paths;
+  std::vector<std::vector<ast::Expr*>> rows;
+};
+
+// Validates the shape of a sweep declaration; false (with a diagnostic) when malformed.
+bool readSweep(const ast::DeclSweep& sw, DiagnosticEngine& diags, SweepAxis& axis) {
+  axis.paths = sw.paths;
+  const auto* list = sw.values->as<ast::ExprList>();
+  if (list == nullptr || list->items.empty()) {
+    diags.report(DiagKind::BadSweep, sw.values->range, "a sweep's values must be a non-empty list, e.g. [60%, 75%]");
+    return false;
+  }
+  size_t k = sw.paths.size();
+  for (ast::Expr* item : list->items) {
+    if (k == 1) {
+      axis.rows.push_back({item});
       continue;
     }
-    if (auto* b = target->as<ast::DeclBind>()) {
-      applier.apply(b->value, path, 1);
-    } else if (auto* p = target->as<ast::DeclPretrain>()) {
-      if (path.size() == 1) {
-        applier.fail("a pretrain block cannot be replaced whole; set one of its fields, e.g. '" + path[0] + ".epochs'");
-        continue;
-      }
-      ast::Field* field = nullptr;
-      for (ast::Field& f : p->fields)
-        if (f.name == path[1]) field = &f;
-      if (field == nullptr) {
-        if (path.size() > 2) {
-          applier.fail("pretrain '" + path[0] + "' does not set '" + path[1] + "'");
-          continue;
-        }
-        p->fields.push_back({path[1], value->range, value});  // checked like any field
-        continue;
-      }
-      applier.apply(field->value, path, 2);
-    } else if (auto* e = target->as<ast::DeclEvaluate>()) {
-      if (path.size() != 2) {
-        applier.fail("set one argument of the evaluation, e.g. '" + path[0] + ".shots'");
-        continue;
-      }
-      bool found = false;
-      for (ast::Arg& a : e->args)
-        if (a.name == path[1]) {
-          a.value = value;
-          found = true;
-        }
-      if (!found) e->args.push_back({path[1], value->range, value});
+    const auto* tuple = item->as<ast::ExprList>();
+    if (tuple == nullptr || tuple->items.size() != k) {
+      diags.report(DiagKind::BadSweep, item->range,
+                   "this sweep pairs " + std::to_string(k) + " paths, so each value must be a list of " +
+                       std::to_string(k) + " values, e.g. [10, 1e-3]");
+      return false;
+    }
+    axis.rows.push_back(tuple->items);
+  }
+  return true;
+}
+
+// Adds one point's experiment to the plan, merging stages already there by hash.
+void mergePoint(Plan& plan, const ir::Experiment& ex, size_t point, std::map<std::string, size_t>& byHash) {
+  std::vector<size_t> local(ex.stages.size());
+  for (size_t i = 0; i < ex.stages.size(); ++i) {
+    const ir::Stage& s = ex.stages[i];
+    auto it = byHash.find(s.hash);
+    if (it != byHash.end()) {
+      local[i] = it->second;
+      std::vector<size_t>& users = plan.users[it->second];
+      if (users.empty() || users.back() != point) users.push_back(point);
+      continue;
+    }
+    ir::Stage copy = s;
+    for (size_t& d : copy.deps) d = local[d];
+    local[i] = plan.experiment.stages.size();
+    byHash[s.hash] = local[i];
+    plan.experiment.stages.push_back(std::move(copy));
+    plan.users.push_back({point});
+  }
+}
+
+// Stages of one name with several variants become `name[1]`, `name[2]`, ... in order of
+// first appearance; evaluations follow their model's new name.
+void nameVariants(Plan& plan) {
+  std::map<std::string, size_t> count, seen;
+  for (const ir::Stage& s : plan.experiment.stages) ++count[s.name];
+  std::vector<std::string> names;
+  for (ir::Stage& s : plan.experiment.stages) {
+    if (count[s.name] > 1) s.name += "[" + std::to_string(++seen[s.name]) + "]";
+    names.push_back(s.name);
+  }
+  for (ir::Stage& s : plan.experiment.stages) {
+    if (s.kind == ir::StageKind::Pretrain) {
+      s.pretrain.name = s.name;
+    } else {
+      s.evaluate.name = s.name;
+      if (!s.deps.empty()) s.evaluate.pretrain = names[s.deps.front()];
     }
   }
+}
+
+}  // namespace
+
+void applyOverrides(ast::File& file, const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
+                    DiagnosticEngine& diags) {
+  for (const ParsedOverride& o : parseOverrides(overrides, sm, arena, diags)) applyParsed(file, o, diags);
 }
 
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
@@ -205,10 +309,82 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   c->prelude = parseFile(c->sources, prelude, c->arena, c->diags);
   c->main = parseFile(c->sources, c->mainFile, c->arena, c->diags);
   if (c->main == nullptr || c->prelude == nullptr) return c;
-  applyOverrides(*c->main, overrides, c->sources, c->arena, c->diags);
+  std::vector<ParsedOverride> sets = parseOverrides(overrides, c->sources, c->arena, c->diags);
   // A bad override does not stop checking: the file's own errors are reported too.
+  for (const ParsedOverride& o : sets) applyParsed(*c->main, o, c->diags);
   if (stop == StopAfter::Parse) return c;
-  c->check = checkExperiment({c->prelude, c->main}, c->sources, c->diags);
+
+  // Sweeps: every point of the grid is the file with the sweep's values set.
+  std::vector<SweepAxis> axes;
+  bool sweepsOk = true;
+  for (const ast::Decl* d : c->main->decls) {
+    const auto* sw = d->as<ast::DeclSweep>();
+    if (sw == nullptr) continue;
+    SweepAxis axis;
+    for (size_t i = 0; i < sw->paths.size(); ++i) {
+      if (!wellFormedPath(sw->paths[i])) {
+        c->diags.report(DiagKind::BadSweep, sw->pathRanges[i], "malformed sweep path");
+        sweepsOk = false;
+      }
+    }
+    if (readSweep(*sw, c->diags, axis)) axes.push_back(std::move(axis));
+    else sweepsOk = false;
+  }
+  size_t points = 1;
+  for (const SweepAxis& a : axes) points *= a.rows.size();
+  constexpr size_t kMaxPoints = 10000;
+  if (points > kMaxPoints) {
+    c->diags.report(DiagKind::BadSweep, SourceRange{},
+                    "the sweeps expand to " + std::to_string(points) + " points; at most " + std::to_string(kMaxPoints) +
+                        " are allowed");
+    sweepsOk = false;
+  }
+  if (!sweepsOk) return c;
+  if (axes.empty()) {
+    c->check = checkExperiment({c->prelude, c->main}, c->sources, c->diags);
+    if (c->check.experiment) {
+      c->plan.experiment = *c->check.experiment;
+      c->plan.users.assign(c->plan.experiment.stages.size(), {0});
+    }
+    return c;
+  }
+
+  std::map<std::string, size_t> byHash;
+  bool allOk = true;
+  for (size_t point = 0; point < points; ++point) {
+    ast::File* file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
+    for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
+    std::string label;
+    size_t rest = point;
+    // The last sweep varies fastest.
+    std::vector<size_t> choice(axes.size());
+    for (size_t a = axes.size(); a-- > 0;) {
+      choice[a] = rest % axes[a].rows.size();
+      rest /= axes[a].rows.size();
+    }
+    for (size_t a = 0; a < axes.size(); ++a) {
+      const std::vector<ast::Expr*>& row = axes[a].rows[choice[a]];
+      for (size_t k = 0; k < axes[a].paths.size(); ++k) {
+        ParsedOverride o;
+        o.text.path = joinPath(axes[a].paths[k]);
+        o.path = axes[a].paths[k];
+        o.value = row[k];
+        applyParsed(*file, o, c->diags);
+        label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
+      }
+    }
+    CheckResult r = checkExperiment({c->prelude, file}, c->sources, c->diags);
+    if (point == 0) c->check.typed = r.typed;
+    c->plan.points.push_back(label);
+    if (!r.experiment) {
+      allOk = false;
+      continue;
+    }
+    mergePoint(c->plan, *r.experiment, point, byHash);
+  }
+  if (!allOk || c->diags.hasErrors()) return c;
+  nameVariants(c->plan);
+  c->check.experiment = c->plan.experiment;
   return c;
 }
 

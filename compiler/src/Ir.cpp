@@ -16,6 +16,9 @@ std::string_view toString(OpKind k) {
     case OpKind::Crop: return "crop";
     case OpKind::ZScore: return "zscore";
     case OpKind::Clip: return "clip";
+    case OpKind::Flip: return "flip";
+    case OpKind::Noise: return "noise";
+    case OpKind::Gamma: return "gamma";
   }
   return "?";
 }
@@ -54,6 +57,9 @@ std::string print(const Pipeline& p) {
       case OpKind::Crop: out += "crop(size = " + formatShape(op.size) + ")"; break;
       case OpKind::ZScore: out += std::string("zscore(nonzero = ") + (op.nonzero ? "true" : "false") + ")"; break;
       case OpKind::Clip: out += "clip(lo = " + formatNumber(op.lo) + ", hi = " + formatNumber(op.hi) + ")"; break;
+      case OpKind::Flip: out += "flip(p = " + formatNumber(op.p) + ")"; break;
+      case OpKind::Noise: out += "noise(sigma = " + formatNumber(op.sigma) + ")"; break;
+      case OpKind::Gamma: out += "gamma(range = " + formatNumber(op.lo) + " .. " + formatNumber(op.hi) + ")"; break;
     }
   }
   return out;
@@ -70,8 +76,13 @@ std::string print(const Objective& o) {
   for (const ObjectiveTerm& t : o.terms) {
     if (!out.empty()) out += " + ";
     out += formatNumber(t.weight) + " * ";
-    out += "mae(mask = " + formatNumber(t.mae.maskRatio) + ", cube = " + std::to_string(t.mae.cube) +
-           ", masked_only = " + (t.mae.maskedOnly ? "true" : "false") + ")";
+    if (t.kind == ObjectiveKind::Mae) {
+      out += "mae(mask = " + formatNumber(t.mae.maskRatio) + ", cube = " + std::to_string(t.mae.cube) +
+             ", masked_only = " + (t.mae.maskedOnly ? "true" : "false") + ")";
+    } else {
+      out += "simclr(temperature = " + formatNumber(t.simclr.temperature) +
+             ", projection = " + std::to_string(t.simclr.projection) + ")";
+    }
   }
   return out;
 }
@@ -87,8 +98,8 @@ int64_t parameterCount(const UNetEncoder& e) {
   for (int64_t s = 0; s < e.stages; ++s) {
     int64_t w = e.widthOf(s);
     for (int64_t c = 0; c < e.convsPerStage; ++c) {
-      total += in * w * 27 + w;  // conv weight + bias
-      total += 2 * w;            // instance norm affine
+      total += in * w * 27;  // 3x3x3 convolution, no bias (instance norm follows)
+      total += 2 * w;        // instance norm affine
       in = w;
     }
   }

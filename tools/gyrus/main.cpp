@@ -1,7 +1,8 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan)
+//   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus run FILE              execute the experiment, reusing the run store
 //
 // Exit codes: 0 ok, 1 user error (with diagnostics), 2 internal error.
@@ -46,7 +47,8 @@ bool report(const Compilation& c, const Common& common) {
     std::string text = renderHuman(c.sources, diags, ro);
     std::fputs(text.c_str(), stderr);
     if (c.diags.hasErrors()) {
-      size_t n = c.diags.errorCount();
+      size_t n = 0;
+      for (const Diagnostic& d : diags) n += d.severity == Severity::Error ? 1 : 0;
       fmt::print(stderr, "{} error{} generated.\n", n, n == 1 ? "" : "s");
     }
   }
@@ -82,8 +84,12 @@ int realMain(int argc, char** argv) {
   std::string stage = "ir";
   CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
   addCommon(emit, emitOpts);
-  emit->add_option("--stage", stage, "tokens | ast | typed | ir")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir"}));
+  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan"}));
+
+  Common planOpts;
+  CLI::App* plan = app.add_subcommand("plan", "Print the expanded stage DAG: sweep points, shared stages, costs");
+  addCommon(plan, planOpts);
 
   Common runOpts;
   std::string storeDir;
@@ -128,6 +134,13 @@ int realMain(int argc, char** argv) {
     if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
     if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
     if (stage == "ir") std::fputs(ir::printExperiment(*c->check.experiment).c_str(), stdout);
+    if (stage == "plan") std::fputs(printPlan(c->plan).c_str(), stdout);
+    return 0;
+  }
+  if (*plan) {
+    auto c = compile(planOpts, StopAfter::Check, badSet);
+    if (report(*c, planOpts) || badSet) return 1;
+    std::fputs(printPlan(c->plan).c_str(), stdout);
     return 0;
   }
   if (*run) {

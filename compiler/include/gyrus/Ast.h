@@ -18,7 +18,7 @@ namespace gyrus::ast {
 enum class NodeKind {
   ExprNumber, ExprQuantity, ExprShape, ExprString, ExprBool, ExprName, ExprMember,
   ExprCall, ExprUnary, ExprBinary, ExprList,
-  DeclBind, DeclPretrain, DeclEvaluate,
+  DeclBind, DeclPretrain, DeclEvaluate, DeclSweep,
 };
 
 struct Node {
@@ -177,6 +177,18 @@ struct DeclEvaluate final : Decl {
   std::vector<std::string> task;  ///< path components, e.g. {"clinic", "lesion"}
   std::vector<SourceRange> taskRanges;
   std::vector<Arg> args;
+};
+
+/// `sweep base.objective in [mae(), simclr()]` (one axis: a list of values) or
+/// `sweep base.epochs, base.optimizer.lr in [[10, 1e-3], [20, 5e-4]]` (paired values,
+/// zipped). Several sweep declarations form a grid (their product). Sweeps have no
+/// name; their paths are those of `--set`.
+struct DeclSweep final : Decl {
+  static constexpr NodeKind kKind = NodeKind::DeclSweep;
+  DeclSweep(SourceRange r) : Decl(kKind, r, std::string(), r) {}
+  std::vector<std::vector<std::string>> paths;
+  std::vector<SourceRange> pathRanges;
+  Expr* values = nullptr;
 };
 
 /// One parsed source file.

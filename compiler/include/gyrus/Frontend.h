@@ -9,6 +9,7 @@
 #include "gyrus/Ast.h"
 #include "gyrus/Check.h"
 #include "gyrus/Diagnostics.h"
+#include "gyrus/Plan.h"
 #include "gyrus/Source.h"
 
 namespace gyrus {
@@ -31,7 +32,10 @@ struct Compilation {
   FileId mainFile = kNoFile;
   ast::File* main = nullptr;     ///< null when the file could not be read or parsed
   ast::File* prelude = nullptr;
+  /// The checked experiment; with sweeps, every point's stages merged by hash.
   CheckResult check;
+  /// The same stages with the sweep points that use each (one point without sweeps).
+  Plan plan;
   bool ok() const { return !diags.hasErrors(); }
 };
 

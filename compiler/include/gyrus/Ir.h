@@ -25,14 +25,21 @@ struct SyntheticData {
   double noise = 0.03;      ///< Rician-like noise level relative to white matter
 };
 
-/// One preprocessing operation of a pipeline, in application order.
-enum class OpKind { Crop, ZScore, Clip };
+/// One preprocessing operation of a pipeline, in application order. Flip, Noise and
+/// Gamma are random augmentations: during pretraining they are drawn anew for every
+/// view of every sample (a pipeline with one of them yields stochastic views); the
+/// deterministic prefix before the first random operation may be computed once and
+/// cached. Evaluation pipelines never contain random operations.
+enum class OpKind { Crop, ZScore, Clip, Flip, Noise, Gamma };
 struct PipelineOp {
   OpKind kind = OpKind::ZScore;
   Shape3 size{0, 0, 0};  ///< Crop: output size (centre crop / zero pad)
-  double lo = 0.0;       ///< Clip: lower percentile in [0, 1]
-  double hi = 1.0;       ///< Clip: upper percentile in [0, 1]
+  double lo = 0.0;       ///< Clip: lower percentile in [0, 1]; Gamma: lowest exponent
+  double hi = 1.0;       ///< Clip: upper percentile in [0, 1]; Gamma: highest exponent
   bool nonzero = true;   ///< ZScore: statistics over non-zero voxels only
+  double p = 0.5;        ///< Flip: probability of mirroring each axis independently
+  double sigma = 0.0;    ///< Noise: std of additive Gaussian noise (intensity units)
+  bool isRandom() const { return kind == OpKind::Flip || kind == OpKind::Noise || kind == OpKind::Gamma; }
 };
 struct Pipeline {
   std::vector<PipelineOp> ops;
@@ -66,11 +73,20 @@ struct MaeObjective {
   int64_t cube = 4;
   bool maskedOnly = false;
 };
-enum class ObjectiveKind { Mae };
+/// SimCLR contrastive objective: two stochastic views of each sample go through the
+/// encoder, its bottleneck is globally average-pooled and passed through a projection
+/// head (Linear(width, width) -> ReLU -> Linear(width, projection)); the loss is
+/// NT-Xent with `temperature` over the 2B views of a batch of B samples.
+struct SimClrObjective {
+  double temperature = 0.1;
+  int64_t projection = 128;
+};
+enum class ObjectiveKind { Mae, SimClr };
 struct ObjectiveTerm {
   ObjectiveKind kind = ObjectiveKind::Mae;
   double weight = 1.0;
-  MaeObjective mae;
+  MaeObjective mae;        ///< when kind == Mae
+  SimClrObjective simclr;  ///< when kind == SimClr
 };
 struct Objective {
   std::vector<ObjectiveTerm> terms;  ///< the loss is the weighted sum of the terms

@@ -1,0 +1,127 @@
+// Plan printing and static cost estimates.
+#include "gyrus/Plan.h"
+
+#include <cstdio>
+
+namespace gyrus {
+
+namespace {
+
+double voxels(const ir::Shape3& s, int64_t level) {
+  double v = 1.0;
+  for (int64_t side : s) v *= static_cast<double>(std::max<int64_t>(1, side >> level));
+  return v;
+}
+
+ir::Shape3 inputShape(const ir::PretrainStage& p) {
+  ir::Shape3 s = p.data.size;
+  for (const ir::PipelineOp& op : p.pipeline.ops)
+    if (op.kind == ir::OpKind::Crop) s = op.size;
+  return s;
+}
+
+}  // namespace
+
+CostEstimate estimateCost(const ir::PretrainStage& p) {
+  CostEstimate c;
+  const ir::UNetEncoder& e = p.encoder;
+  ir::Shape3 shape = inputShape(p);
+  double encFlop = 0.0, encAct = 0.0;  // per sample, forward
+  int64_t params = 0;
+  int64_t in = e.inChannels;
+  for (int64_t s = 0; s < e.stages; ++s) {
+    int64_t w = e.widthOf(s);
+    double v = voxels(shape, s);
+    for (int64_t k = 0; k < e.convsPerStage; ++k) {
+      encFlop += 2.0 * static_cast<double>(in * w * 27) * v;
+      encAct += 3.0 * static_cast<double>(w) * v;
+      params += in * w * 27 + 2 * w;
+      in = w;
+    }
+  }
+  double flop = 0.0, act = 0.0;
+  for (const ir::ObjectiveTerm& t : p.objective.terms) {
+    if (t.kind == ir::ObjectiveKind::Mae) {
+      // The light decoder: one conv block per level on the way up, then a 1x1x1 head.
+      double decFlop = 0.0, decAct = 0.0;
+      for (int64_t s = e.stages - 2; s >= 0; --s) {
+        int64_t cin = e.widthOf(s + 1), cout = e.widthOf(s);
+        double v = voxels(shape, s);
+        decFlop += 2.0 * static_cast<double>(cin * cout * 27) * v;
+        decAct += 4.0 * static_cast<double>(cout) * v + static_cast<double>(cin) * v;  // upsampled input too
+        params += cin * cout * 27 + 2 * cout;
+      }
+      decFlop += 2.0 * static_cast<double>(e.widthOf(0) * e.inChannels) * voxels(shape, 0);
+      params += e.widthOf(0) * e.inChannels + e.inChannels;
+      flop += encFlop + decFlop;
+      act += encAct + decAct;
+    } else {
+      int64_t w = e.widthOf(e.stages - 1);
+      flop += 2.0 * encFlop;  // two views
+      act += 2.0 * encAct;
+      params += w * w + w + w * t.simclr.projection + t.simclr.projection;
+    }
+  }
+  c.parameters = params;
+  c.gflopPerStep = 3.0 * flop * static_cast<double>(p.batch) / 1e9;
+  c.activationMiB = act * 4.0 * static_cast<double>(p.batch) / (1024.0 * 1024.0);
+  c.stepsPerEpoch = (p.data.subjects + p.batch - 1) / p.batch;
+  c.steps = c.stepsPerEpoch * p.epochs;
+  return c;
+}
+
+std::string printPlan(const Plan& plan) {
+  const ir::Experiment& ex = plan.experiment;
+  std::string out;
+  char buf[512];
+  size_t pretrains = 0, evaluates = 0;
+  for (const ir::Stage& s : ex.stages) (s.kind == ir::StageKind::Pretrain ? pretrains : evaluates)++;
+  size_t points = std::max<size_t>(1, plan.points.size());
+  std::snprintf(buf, sizeof buf, "plan: %zu sweep point%s -> %zu distinct stages: %zu pretrain, %zu evaluate\n", points,
+                points == 1 ? "" : "s", ex.stages.size(), pretrains, evaluates);
+  out += buf;
+  for (size_t p = 0; p < plan.points.size(); ++p) {
+    std::snprintf(buf, sizeof buf, "  point %zu: %s\n", p + 1, plan.points[p].c_str());
+    out += buf;
+  }
+  out += "\n";
+  for (size_t i = 0; i < ex.stages.size(); ++i) {
+    const ir::Stage& s = ex.stages[i];
+    std::string deps;
+    for (size_t d : s.deps) deps += (deps.empty() ? "" : ", ") + ex.stages[d].name;
+    std::string users;
+    const std::vector<size_t>& u = plan.users.at(i);
+    if (u.size() == points) {
+      users = "all points";
+    } else {
+      for (size_t p : u) users += (users.empty() ? "points " : ",") + std::to_string(p + 1);
+    }
+    std::snprintf(buf, sizeof buf, "%s %s  %s\n", std::string(ir::toString(s.kind)).c_str(), s.name.c_str(),
+                  s.hash.substr(0, 16).c_str());
+    out += buf;
+    if (!deps.empty()) out += "  after     " + deps + "\n";
+    out += "  used by   " + users + (u.size() > 1 ? " (shared)" : "") + "\n";
+    if (s.kind == ir::StageKind::Pretrain) {
+      CostEstimate c = estimateCost(s.pretrain);
+      std::snprintf(buf, sizeof buf,
+                    "  cost      %lld parameters; %.2f GFLOP and %.0f MiB of activations per step (batch %lld); "
+                    "%lld steps (%lld epochs x %lld)\n",
+                    static_cast<long long>(c.parameters), c.gflopPerStep, c.activationMiB,
+                    static_cast<long long>(s.pretrain.batch), static_cast<long long>(c.steps),
+                    static_cast<long long>(s.pretrain.epochs), static_cast<long long>(c.stepsPerEpoch));
+      out += buf;
+    } else {
+      const ir::EvaluateStage& e = s.evaluate;
+      std::snprintf(buf, sizeof buf, "  cost      %lld subjects encoded once; %lld probe fits\n",
+                    static_cast<long long>(e.data.subjects), static_cast<long long>(e.repeats * 2));
+      out += buf;
+    }
+  }
+  size_t runs = 0;
+  for (const auto& u : plan.users) runs += u.size();
+  std::snprintf(buf, sizeof buf, "\ntotal: %zu stage runs without sharing, %zu with it\n", runs, ex.stages.size());
+  out += buf;
+  return out;
+}
+
+}  // namespace gyrus

@@ -1,0 +1,124 @@
+// Sweeps: static expansion, deduplication of shared stages, paired axes, and plans.
+#include <doctest/doctest.h>
+
+#include "TestUtil.h"
+
+using namespace gyrus;
+using gyrus::test::compile;
+using gyrus::test::kinds;
+
+namespace {
+const char* kBase = R"(dataset corpus = synthetic(subjects = 32, size = 32^3)
+dataset clinic = synthetic(subjects = 40, size = 32^3, seed = 2)
+pipeline views = zscore() >> flip() >> noise(sigma = 0.05)
+let mask = 60%
+
+pretrain base {
+  data = corpus |> views
+  encoder = unet(width = 4, stages = 3)
+  objective = mae(mask = mask)
+  epochs = 2
+}
+
+evaluate base on clinic.lesion (shots = 8)
+)";
+
+size_t count(const Plan& p, ir::StageKind kind) {
+  size_t n = 0;
+  for (const ir::Stage& s : p.experiment.stages) n += s.kind == kind ? 1 : 0;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("without sweeps the plan has one point") {
+  auto c = compile(kBase);
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->plan.points.empty());
+  CHECK(c->plan.experiment.stages.size() == 2);
+  CHECK(c->plan.users == std::vector<std::vector<size_t>>{{0}, {0}});
+}
+
+TEST_CASE("a sweep over an evaluation argument shares the pretraining") {
+  auto c = compile(std::string(kBase) + "sweep base_lesion.shots in [4, 8, 16]\n");
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->plan.points.size() == 3);
+  CHECK(count(c->plan, ir::StageKind::Pretrain) == 1);
+  CHECK(count(c->plan, ir::StageKind::Evaluate) == 3);
+  CHECK(c->plan.users[0] == std::vector<size_t>{0, 1, 2});
+  // Every evaluation depends on the single pretraining.
+  for (const ir::Stage& s : c->plan.experiment.stages)
+    if (s.kind == ir::StageKind::Evaluate) CHECK(s.deps == std::vector<size_t>{0});
+  CHECK(c->check.experiment->stages.size() == 4);
+}
+
+TEST_CASE("two sweeps form a grid, and identical points merge") {
+  auto c = compile(std::string(kBase) +
+                   "sweep base.objective in [mae(mask = mask), simclr(), mae(mask = mask) + 0.5 * simclr()]\n"
+                   "sweep mask in [45%, 60%, 75%]\n");
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->plan.points.size() == 9);
+  // simclr ignores the mask: its three points share one pretraining.
+  CHECK(count(c->plan, ir::StageKind::Pretrain) == 7);
+  CHECK(count(c->plan, ir::StageKind::Evaluate) == 7);
+  CHECK(c->plan.points[4] == "base.objective = simclr(), mask = 60%");
+  std::string plan = printPlan(c->plan);
+  CHECK(plan.find("9 sweep points -> 14 distinct stages: 7 pretrain, 7 evaluate") != std::string::npos);
+  CHECK(plan.find("total: 18 stage runs without sharing, 14 with it") != std::string::npos);
+  // Variants are named apart; evaluations follow their model.
+  for (const ir::Stage& s : c->plan.experiment.stages) {
+    CHECK(s.name.find('[') != std::string::npos);
+    if (s.kind == ir::StageKind::Evaluate) CHECK(s.evaluate.pretrain == c->plan.experiment.stages[s.deps[0]].name);
+  }
+}
+
+TEST_CASE("paired (zipped) sweeps vary paths together") {
+  auto c = compile(std::string(kBase) + "sweep base.epochs, base.batch in [[2, 4], [4, 8]]\n");
+  REQUIRE(kinds(*c).empty());
+  REQUIRE(c->plan.points.size() == 2);
+  CHECK(c->plan.points[1] == "base.epochs = 4, base.batch = 8");
+  const ir::Experiment& ex = *c->check.experiment;
+  CHECK(ex.stages[0].pretrain.epochs == 2);
+  CHECK(ex.stages[0].pretrain.batch == 4);
+}
+
+TEST_CASE("every sweep point is checked; errors point at the bad value") {
+  auto c = compile(std::string(kBase) + "sweep base.objective.mask in [45%, 150%]\n");
+  REQUIRE(kinds(*c) == std::vector<std::string>{"value-range"});
+  const Diagnostic* d = test::find(*c, "value-range");
+  CHECK(std::string(c->sources.text(d->range)) == "150%");
+  CHECK_FALSE(c->check.experiment.has_value());
+}
+
+TEST_CASE("malformed sweeps are [bad-sweep]") {
+  CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs in 3\n")) == std::vector<std::string>{"bad-sweep"});
+  CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs in []\n")) == std::vector<std::string>{"bad-sweep"});
+  CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs, base.batch in [2, 4]\n")) ==
+        std::vector<std::string>{"bad-sweep"});
+  CHECK(kinds(*compile(std::string(kBase) + "sweep bsae.epochs in [2, 4]\n")) ==
+        std::vector<std::string>{"bad-override"});
+}
+
+TEST_CASE("augmentations: random ops make views, and evaluation drops them") {
+  auto c = compile(kBase);
+  REQUIRE(c->check.experiment);
+  const ir::Experiment& ex = *c->check.experiment;
+  REQUIRE(ex.stages[0].pretrain.pipeline.ops.size() == 3);
+  CHECK(ex.stages[0].pretrain.pipeline.ops[1].isRandom());
+  CHECK(ex.stages[1].evaluate.pipeline.ops.size() == 1);
+  CHECK_FALSE(ex.stages[1].evaluate.pipeline.ops[0].isRandom());
+  CHECK(kinds(*compile("pipeline p = gamma(1.5 .. 0.7)\nlet x = p")) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile("pipeline p = gamma(0.7)\nlet x = p")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("pipeline p = flip(p = 150%)\nlet x = p")) == std::vector<std::string>{"value-range"});
+}
+
+TEST_CASE("contrastive objectives need stochastic views") {
+  std::string det = kBase;
+  det.replace(det.find("zscore() >> flip() >> noise(sigma = 0.05)"), 41, "zscore()");
+  auto c = compile(det, {{"base.objective", "simclr()"}});
+  REQUIRE(kinds(*c) == std::vector<std::string>{"contrastive-views"});
+  const Diagnostic* d = test::find(*c, "contrastive-views");
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "corpus |> views >> flip() >> noise(sigma = 0.05)");
+  CHECK(kinds(*compile(kBase, {{"base.objective", "simclr()"}})).empty());
+  CHECK(kinds(*compile(kBase, {{"base.objective", "mae() + 0.5 * simclr(temperature = 0.2)"}})).empty());
+}
