@@ -354,6 +354,20 @@ ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena
   return Builder(id, p.map, arena).expr(tree->expr());
 }
 
+std::vector<SourceRange> comments(const SourceManager& sm, FileId id) {
+  const std::string& text = sm.file(id).text;
+  DiagnosticEngine ignored;
+  ParserSetup p(text, id, ignored);
+  p.tokens.fill();
+  std::vector<SourceRange> out;
+  for (antlr4::Token* t : p.tokens.getTokens()) {
+    if (t->getType() == grammar::GyrusLexer::LINE_COMMENT || t->getType() == grammar::GyrusLexer::BLOCK_COMMENT) {
+      out.push_back({id, p.map.byteOf(t->getStartIndex()), p.map.byteOf(t->getStopIndex() + 1)});
+    }
+  }
+  return out;
+}
+
 std::string dumpTokens(const SourceManager& sm, FileId id) {
   const std::string& text = sm.file(id).text;
   DiagnosticEngine ignored;

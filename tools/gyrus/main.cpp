@@ -3,6 +3,7 @@
 //   gyrus check FILE            diagnostics; exit 1 on error
 //   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
+//   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
 //
 // Exit codes: 0 ok, 1 user error (with diagnostics), 2 internal error.
@@ -10,10 +11,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <fmt/core.h>
 #include <iostream>
 
+#include "Inspect.h"
 #include "Run.h"
+#include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
 #include "gyrus/Parse.h"
 #include "gyrus/Version.h"
@@ -70,6 +75,54 @@ std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop, bool&
   return compileFile(common.file, overrides, stop);
 }
 
+// `gyrus fmt`: formats each file in place (atomically), or with --check reports the
+// files that are not formatted. A file that does not parse is left alone (exit 1).
+int formatFiles(const std::vector<std::string>& files, bool check) {
+  int code = 0;
+  for (const std::string& path : files) {
+    std::string text, error;
+    if (!readFile(path, text, error)) {
+      fmt::print(stderr, "error: {}\n", error);
+      code = 1;
+      continue;
+    }
+    SourceManager sm;
+    ast::Arena arena;
+    DiagnosticEngine diags;
+    FileId id = sm.add(path, text);
+    ast::File* file = parseFile(sm, id, arena, diags);
+    if (file == nullptr) {
+      std::fputs(renderHuman(sm, diags.sorted()).c_str(), stderr);
+      code = 1;
+      continue;
+    }
+    std::string formatted = formatFile(sm, id, *file);
+    if (formatted == text) continue;
+    if (check) {
+      fmt::print(stderr, "{}: not formatted (run `gyrus fmt {}`)\n", path, path);
+      code = 1;
+      continue;
+    }
+    std::string tmp = path + ".fmt.tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary);
+      out << formatted;
+      if (!out) {
+        fmt::print(stderr, "error: cannot write '{}'\n", tmp);
+        code = 1;
+        continue;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+      fmt::print(stderr, "error: cannot replace '{}': {}\n", path, ec.message());
+      code = 1;
+    }
+  }
+  return code;
+}
+
 int realMain(int argc, char** argv) {
   CLI::App app{"gyrus: a typed experiment language and compiler for brain-MRI foundation models"};
   bool version = false;
@@ -87,6 +140,12 @@ int realMain(int argc, char** argv) {
   emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan")
       ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan"}));
 
+  std::vector<std::string> fmtFiles;
+  bool fmtCheck = false;
+  CLI::App* fmtCmd = app.add_subcommand("fmt", "Rewrite files in the canonical layout (comments are kept)");
+  fmtCmd->add_option("FILE", fmtFiles, "Experiment files (.gy)")->required();
+  fmtCmd->add_flag("--check", fmtCheck, "Change nothing; exit 1 if a file is not formatted");
+
   Common planOpts;
   CLI::App* plan = app.add_subcommand("plan", "Print the expanded stage DAG: sweep points, shared stages, costs");
   addCommon(plan, planOpts);
@@ -100,6 +159,14 @@ int realMain(int argc, char** argv) {
   run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
   run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
   run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+
+  std::string inspectPath;
+  bool inspectJson = false;
+  int inspectVolume = 0;
+  CLI::App* inspect = app.add_subcommand("inspect", "Show what gyrus reads from a NIfTI image (.nii, .nii.gz)");
+  inspect->add_option("PATH", inspectPath, "NIfTI file")->required();
+  inspect->add_flag("--json", inspectJson, "Print one JSON object on stdout");
+  inspect->add_option("--volume", inspectVolume, "Volume of a 4-D file (0-based)")->check(CLI::NonNegativeNumber);
 
   try {
     app.parse(argc, argv);
@@ -137,6 +204,7 @@ int realMain(int argc, char** argv) {
     if (stage == "plan") std::fputs(printPlan(c->plan).c_str(), stdout);
     return 0;
   }
+  if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
   if (*plan) {
     auto c = compile(planOpts, StopAfter::Check, badSet);
     if (report(*c, planOpts) || badSet) return 1;
@@ -153,6 +221,7 @@ int realMain(int argc, char** argv) {
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
     return driver::runExperiment(*c->check.experiment, ro);
   }
+  if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   fmt::print(stderr, "{}", app.help());
   return 1;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "gyrus/Ast.h"
 #include "gyrus/Diagnostics.h"
@@ -15,6 +16,9 @@ ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, Diag
 /// Parses a lone expression (the value of a `--set PATH=VALUE`); null on error.
 ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena,
                            DiagnosticEngine& diags);
+
+/// The ranges of every comment (`// ...` and `/* ... */`) in a file, in order.
+std::vector<SourceRange> comments(const SourceManager& sm, FileId id);
 
 /// One token per line: `line:col KIND 'text'` (`gyrus emit --stage=tokens`).
 std::string dumpTokens(const SourceManager& sm, FileId id);

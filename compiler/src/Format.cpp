@@ -1,0 +1,228 @@
+// The formatter (see Format.h).
+#include "gyrus/Format.h"
+
+#include <algorithm>
+
+#include "gyrus/Parse.h"
+
+namespace gyrus {
+namespace {
+
+class Formatter {
+ public:
+  Formatter(const SourceManager& sm, FileId id) : sm_(sm), id_(id), text_(sm.file(id).text), comments_(comments(sm, id)) {}
+
+  std::string run(const ast::File& file) {
+    uint32_t prevEnd = 0;
+    bool first = true;
+    for (const ast::Decl* d : file.decls) {
+      SourceRange r = d->range;
+      // Comments before the declaration, each on its own line.
+      bool blankBefore = !first && hasBlankLine(prevEnd, firstCommentOrBegin(prevEnd, r.begin));
+      if (blankBefore) out_ += "\n";
+      emitLeadingComments(prevEnd, r.begin);
+      if (commentInside(r.begin, r.end) && !d->is<ast::DeclPretrain>()) {
+        out_ += std::string(sm_.text(r));
+      } else {
+        decl(*d);
+      }
+      prevEnd = r.end;
+      emitTrailingComment(prevEnd);
+      out_ += "\n";
+      first = false;
+    }
+    // Comments after the last declaration.
+    bool any = false;
+    for (const SourceRange& c : comments_) {
+      if (c.begin < prevEnd || used(c)) continue;
+      if (!any && !first && hasBlankLine(prevEnd, c.begin)) out_ += "\n";
+      any = true;
+      out_ += std::string(sm_.text(c)) + "\n";
+      markUsed(c);
+    }
+    return out_;
+  }
+
+ private:
+  // ---- comments ----
+  bool used(const SourceRange& c) const { return std::find(used_.begin(), used_.end(), c.begin) != used_.end(); }
+  void markUsed(const SourceRange& c) { used_.push_back(c.begin); }
+
+  uint32_t firstCommentOrBegin(uint32_t from, uint32_t begin) const {
+    for (const SourceRange& c : comments_)
+      if (c.begin >= from && c.begin < begin && !used(c)) return c.begin;
+    return begin;
+  }
+
+  bool hasBlankLine(uint32_t from, uint32_t to) const {
+    int newlines = 0;
+    for (uint32_t i = from; i < to && i < text_.size(); ++i) {
+      if (text_[i] == '\n') {
+        if (++newlines >= 2) return true;
+      } else if (text_[i] != ' ' && text_[i] != '\t' && text_[i] != '\r') {
+        newlines = 0;
+      }
+    }
+    return false;
+  }
+
+  bool sameLine(uint32_t a, uint32_t b) const {
+    for (uint32_t i = std::min(a, b); i < std::max(a, b) && i < text_.size(); ++i)
+      if (text_[i] == '\n') return false;
+    return true;
+  }
+
+  void emitLeadingComments(uint32_t from, uint32_t to, const std::string& indent = "") {
+    uint32_t last = from;
+    bool any = false;
+    for (const SourceRange& c : comments_) {
+      if (c.begin < from || c.begin >= to || used(c)) continue;
+      if (any && hasBlankLine(last, c.begin)) out_ += "\n";
+      out_ += indent + std::string(sm_.text(c)) + "\n";
+      markUsed(c);
+      last = c.end;
+      any = true;
+    }
+    if (any && hasBlankLine(last, to)) out_ += "\n";
+  }
+
+  void emitTrailingComment(uint32_t end) {
+    for (const SourceRange& c : comments_) {
+      if (c.begin < end || used(c)) continue;
+      if (sameLine(end, c.begin)) {
+        out_ += "  " + std::string(sm_.text(c));
+        markUsed(c);
+      }
+      return;
+    }
+  }
+
+  bool commentInside(uint32_t begin, uint32_t end) const {
+    for (const SourceRange& c : comments_)
+      if (c.begin > begin && c.begin < end) return true;
+    return false;
+  }
+
+  // ---- declarations ----
+  void decl(const ast::Decl& d) {
+    if (const auto* b = d.as<ast::DeclBind>()) {
+      out_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " = " + expr(*b->value);
+    } else if (const auto* p = d.as<ast::DeclPretrain>()) {
+      pretrain(*p);
+    } else if (const auto* e = d.as<ast::DeclEvaluate>()) {
+      out_ += "evaluate ";
+      if (e->explicitName) out_ += e->name + " = ";
+      out_ += e->model + " on ";
+      for (size_t i = 0; i < e->task.size(); ++i) out_ += (i ? "." : "") + e->task[i];
+      if (!e->args.empty()) out_ += " " + args(e->args);
+    } else if (const auto* s = d.as<ast::DeclSweep>()) {
+      out_ += "sweep ";
+      for (size_t i = 0; i < s->paths.size(); ++i) {
+        if (i) out_ += ", ";
+        for (size_t k = 0; k < s->paths[i].size(); ++k) out_ += (k ? "." : "") + s->paths[i][k];
+      }
+      out_ += " in " + expr(*s->values);
+    }
+  }
+
+  void pretrain(const ast::DeclPretrain& p) {
+    out_ += "pretrain " + p.name + " {\n";
+    size_t width = 0;
+    for (const ast::Field& f : p.fields) width = std::max(width, f.name.size());
+    uint32_t prev = p.nameRange.end;
+    for (const ast::Field& f : p.fields) {
+      SourceRange fr{id_, f.nameRange.begin, f.value->range.end};
+      emitLeadingComments(prev, fr.begin, "  ");
+      out_ += "  " + f.name + std::string(width - f.name.size(), ' ') + " = ";
+      out_ += commentInside(fr.begin, fr.end) ? std::string(sm_.text(f.value->range)) : expr(*f.value);
+      prev = fr.end;
+      emitTrailingComment(prev);
+      out_ += "\n";
+    }
+    emitLeadingComments(prev, p.range.end - 1, "  ");
+    out_ += "}";
+  }
+
+  // ---- expressions ----
+  static int precedence(const ast::Expr& e) {
+    if (const auto* b = e.as<ast::ExprBinary>()) {
+      switch (b->op) {
+        case ast::BinaryOp::Pow: return 7;
+        case ast::BinaryOp::Mul: case ast::BinaryOp::Div: return 6;
+        case ast::BinaryOp::Add: case ast::BinaryOp::Sub: return 5;
+        case ast::BinaryOp::Range: return 4;
+        case ast::BinaryOp::Compose: return 3;
+        case ast::BinaryOp::Apply: return 2;
+      }
+    }
+    if (e.is<ast::ExprUnary>()) return 8;
+    return 10;
+  }
+
+  std::string args(const std::vector<ast::Arg>& a) {
+    std::string out = "(";
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (i) out += ", ";
+      if (!a[i].name.empty()) out += a[i].name + " = ";
+      out += expr(*a[i].value);
+    }
+    return out + ")";
+  }
+
+  std::string expr(const ast::Expr& e) {
+    switch (e.kind) {
+      case ast::NodeKind::ExprNumber:
+      case ast::NodeKind::ExprQuantity:
+      case ast::NodeKind::ExprShape:
+      case ast::NodeKind::ExprString:
+      case ast::NodeKind::ExprBool:
+      case ast::NodeKind::ExprName: return std::string(sm_.text(e.range));
+      case ast::NodeKind::ExprMember: {
+        const auto& m = static_cast<const ast::ExprMember&>(e);
+        return expr(*m.base) + "." + m.name;
+      }
+      case ast::NodeKind::ExprCall: {
+        const auto& c = static_cast<const ast::ExprCall&>(e);
+        return expr(*c.callee) + args(c.args);
+      }
+      case ast::NodeKind::ExprUnary: {
+        const auto& u = static_cast<const ast::ExprUnary&>(e);
+        bool paren = precedence(*u.operand) < precedence(e);
+        return "-" + (paren ? "(" + expr(*u.operand) + ")" : expr(*u.operand));
+      }
+      case ast::NodeKind::ExprBinary: {
+        const auto& b = static_cast<const ast::ExprBinary&>(e);
+        int p = precedence(e);
+        bool right = b.op == ast::BinaryOp::Pow;
+        bool lp = precedence(*b.lhs) < p || (right && precedence(*b.lhs) == p);
+        bool rp = precedence(*b.rhs) < p || (!right && precedence(*b.rhs) == p);
+        std::string l = lp ? "(" + expr(*b.lhs) + ")" : expr(*b.lhs);
+        std::string r = rp ? "(" + expr(*b.rhs) + ")" : expr(*b.rhs);
+        if (b.op == ast::BinaryOp::Pow) return l + "^" + r;
+        return l + " " + std::string(ast::toString(b.op)) + " " + r;
+      }
+      case ast::NodeKind::ExprList: {
+        const auto& l = static_cast<const ast::ExprList&>(e);
+        std::string out = "[";
+        for (size_t i = 0; i < l.items.size(); ++i) out += (i ? ", " : "") + expr(*l.items[i]);
+        return out + "]";
+      }
+      default: return std::string(sm_.text(e.range));
+    }
+  }
+
+  const SourceManager& sm_;
+  FileId id_;
+  const std::string& text_;
+  std::vector<SourceRange> comments_;
+  std::vector<uint32_t> used_;
+  std::string out_;
+};
+
+}  // namespace
+
+std::string formatFile(const SourceManager& sm, FileId id, const ast::File& file) {
+  return Formatter(sm, id).run(file);
+}
+
+}  // namespace gyrus

@@ -1,0 +1,15 @@
+// `gyrus inspect PATH`: what gyrus reads from a NIfTI file (shape in RAS order, spacing,
+// the file's orientation code, datatype, scaling, statistics of the scaled values).
+// The reading happens in the I/O module (libgyrus_io.so, ITK), loaded with dlopen.
+#pragma once
+
+#include <string>
+
+namespace gyrus::driver {
+
+/// Prints a human summary, or one JSON object with `json`, on stdout. Returns the exit
+/// code: 0 ok, 1 the file cannot be read (`error: <path>: <reason>` on stderr),
+/// 2 internal error (e.g. the I/O module cannot be loaded).
+int runInspect(const std::string& path, bool json, int volume);
+
+}  // namespace gyrus::driver
