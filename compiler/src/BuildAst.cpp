@@ -4,6 +4,7 @@
 #include <antlr4-runtime.h>
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 
 #include "GyrusLexer.h"
@@ -318,6 +319,38 @@ class Builder {
   ast::Arena& arena_;
 };
 
+// The byte offset of the first byte that is not valid UTF-8, or npos. ANTLR's input
+// stream throws on invalid UTF-8, so files are validated first.
+size_t firstInvalidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return i;
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string::npos;
+}
+
+// Reports invalid UTF-8; true when the text is valid.
+bool checkUtf8(const std::string& text, FileId id, DiagnosticEngine& diags) {
+  size_t bad = firstInvalidUtf8(text);
+  if (bad == std::string::npos) return true;
+  auto at = static_cast<uint32_t>(bad);
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+  diags.report(DiagKind::Syntax, {id, at, at + 1}, std::string("invalid UTF-8 (byte ") + hex + "); save the file as UTF-8");
+  return false;
+}
+
 struct ParserSetup {
   explicit ParserSetup(const std::string& text, FileId id, DiagnosticEngine& diags)
       : map(text), input(text), lexer(&input), tokens(&lexer), parser(&tokens), errors(id, map, diags) {
@@ -338,6 +371,7 @@ struct ParserSetup {
 
 ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
   const std::string& text = sm.file(id).text;
+  if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
   G::FileContext* tree = p.parser.file();
@@ -347,6 +381,7 @@ ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, Diag
 
 ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
   const std::string& text = sm.file(id).text;
+  if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
   G::ExprOnlyContext* tree = p.parser.exprOnly();
@@ -357,6 +392,7 @@ ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena
 std::vector<SourceRange> comments(const SourceManager& sm, FileId id) {
   const std::string& text = sm.file(id).text;
   DiagnosticEngine ignored;
+  if (!checkUtf8(text, id, ignored)) return {};
   ParserSetup p(text, id, ignored);
   p.tokens.fill();
   std::vector<SourceRange> out;
@@ -371,6 +407,7 @@ std::vector<SourceRange> comments(const SourceManager& sm, FileId id) {
 std::string dumpTokens(const SourceManager& sm, FileId id) {
   const std::string& text = sm.file(id).text;
   DiagnosticEngine ignored;
+  if (!checkUtf8(text, id, ignored)) return "invalid UTF-8\n";
   ParserSetup p(text, id, ignored);
   p.tokens.fill();
   std::string out;

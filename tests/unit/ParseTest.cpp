@@ -116,3 +116,17 @@ TEST_CASE("the token dump is deterministic and positioned") {
   std::string tokens = dumpTokens(sm, id);
   CHECK(tokens == "1:1 KEYWORD 'let'\n1:5 ID 'x'\n1:7 KEYWORD '='\n1:9 NUMBER '96'\n1:11 KEYWORD '^'\n1:12 NUMBER '3'\n1:13 EOF\n");
 }
+
+TEST_CASE("invalid UTF-8 is a located syntax error, not an exception") {
+  std::string text = "// ok\nlet a = 1 // \xff\xfe\n";
+  auto c = compile(text, {}, StopAfter::Parse);
+  CHECK(c->main == nullptr);
+  REQUIRE(c->diags.errorCount() == 1);
+  const Diagnostic& d = c->diags.all().front();
+  CHECK(test::where(*c, d) == "2:14");
+  CHECK(d.message.find("invalid UTF-8") != std::string::npos);
+  // Overlong encodings and lone surrogates are invalid too; valid multi-byte text is fine.
+  CHECK(compile("let a = 1 // \xc0\xaf\n", {}, StopAfter::Parse)->main == nullptr);
+  CHECK(compile("let a = 1 // \xed\xa0\x80\n", {}, StopAfter::Parse)->main == nullptr);
+  CHECK(compile("let a = 1 // \xe2\x9c\x93 \xf0\x9f\xa7\xa0\n", {}, StopAfter::Parse)->main != nullptr);
+}
