@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Whole-process wall time of `gyrus check`, `gyrus emit --stage=ir` and a fully cached
-# `gyrus run` on the quickstart, side by side with a process that does nothing (`true`):
-# none of them loads LibTorch (a cached run never needs the runtime module).
+# Whole-process wall time of `gyrus check` (quickstart, the largest example, a generated
+# 2,000-line file), `gyrus plan` on the ablation sweep, `gyrus emit --stage=ir` and a
+# fully cached `gyrus run`, side by side with a process that does nothing (`true`).
+# None of them loads LibTorch (a cached run never needs the runtime module).
+# Goals (issue 3): check on the largest example <= 50 ms, on 2,000 lines <= 200 ms.
 #
 #   bash bench/check_startup.sh [build-dir] [runs]
 set -euo pipefail
@@ -24,7 +26,11 @@ small=(--set corpus.subjects=8 --set clinic.subjects=16 --set base.epochs=1 --se
        --set base_lesion.shots=4 --set base_lesion.repeats=1)
 "$gyrus" run examples/quickstart.gy "${small[@]}" --store "$store" > /dev/null 2>&1
 
+bash bench/gen_large.sh 2000 > "$store/large.gy"
 base=$(ms_per_run true)
+large=$(ms_per_run "$gyrus" check "$store/large.gy")
+ablation=$(ms_per_run "$gyrus" check examples/ablation.gy)
+plan=$(ms_per_run "$gyrus" plan examples/ablation.gy)
 check=$(ms_per_run "$gyrus" check examples/quickstart.gy)
 emit=$(ms_per_run "$gyrus" emit examples/quickstart.gy --stage=ir)
 cached=$(ms_per_run "$gyrus" run examples/quickstart.gy "${small[@]}" --store "$store")
@@ -35,5 +41,8 @@ row() {  # label microseconds
 printf '%-44s %10s %8s\n' "command ($runs runs each)" "ms/run" "x true"
 row "true (process baseline)" "$base"
 row "gyrus check examples/quickstart.gy" "$check"
+row "gyrus check examples/ablation.gy (9 points)" "$ablation"
+row "gyrus plan examples/ablation.gy" "$plan"
+row "gyrus check, generated $(wc -l < "$store/large.gy")-line file" "$large"
 row "gyrus emit --stage=ir" "$emit"
 row "gyrus run (all stages cached)" "$cached"

@@ -8,7 +8,7 @@ packages=(
   antlr4 libantlr4-runtime-dev default-jre-headless
   libtorch-dev libopenblas0-pthread libgloo-dev
   llvm-14-dev
-  libinsighttoolkit5-dev libgdcm-tools
+  libinsighttoolkit5-dev libgdcm-tools zlib1g-dev
   libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libbenchmark-dev
 )

@@ -56,8 +56,8 @@ CostEstimate estimateCost(const ir::PretrainStage& p) {
       flop += encFlop + decFlop;
       act += encAct + decAct;
     } else {
-      int64_t w = e.widthOf(e.stages - 1);
-      flop += 2.0 * encFlop;  // two views
+      int64_t w = 2 * e.widthOf(e.stages - 1);  // mean and max pooled bottleneck
+      flop += 2.0 * encFlop;                      // two views
       act += 2.0 * encAct;
       params += w * w + w + w * t.simclr.projection + t.simclr.projection;
     }

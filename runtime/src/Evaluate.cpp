@@ -8,6 +8,11 @@
 // response that an average over the whole head dilutes. The same protocol runs on a randomly initialised encoder of the same
 // architecture (torch::manual_seed(stage.seed)) as a reference point.
 //
+// Pipeline: the stage's pipeline without its random operations (Flip, Noise, Gamma):
+// features come from the clean, deterministic images. The front end already strips
+// them from evaluation pipelines; dropping them here too keeps evaluation
+// deterministic whatever the IR holds.
+//
 // Splits: test = testFraction of the subjects (stratified by class for binary labels),
 // drawn with Rng(deriveSeed(seed, tag("split"))); repeat r draws `shots` training
 // subjects from the rest with Rng(deriveSeed(seed, tag("repeat") + r)), stratified by
@@ -24,6 +29,7 @@
 #include "Errors.h"
 #include "Metrics.h"
 #include "Models.h"
+#include "Preprocess.h"
 #include "Probe.h"
 #include "Stages.h"
 
@@ -180,7 +186,7 @@ StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
   torch::manual_seed(stage.seed);
   UNetEncoder random(stage.encoder);
 
-  Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride());
+  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride());
   Matrix features = extractFeatures(trained, data.images);
   Matrix randomFeatures = extractFeatures(random, data.images);
   Split split = splitSubjects(stage, data, binary);

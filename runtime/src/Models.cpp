@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -72,6 +73,50 @@ MaeNetImpl::MaeNetImpl(const ir::UNetEncoder& cfg) {
 
 torch::Tensor MaeNetImpl::forward(const torch::Tensor& x) { return decoder->forward(encoder->forward(x).back()); }
 
+ProjectionHeadImpl::ProjectionHeadImpl(int64_t width, int64_t projection) {
+  fc1_ = register_module("fc1", nn::Linear(width, width));
+  fc2_ = register_module("fc2", nn::Linear(width, projection));
+}
+
+torch::Tensor ProjectionHeadImpl::forward(const torch::Tensor& x) { return fc2_->forward(torch::relu(fc1_->forward(x))); }
+
+PretrainNetImpl::PretrainNetImpl(const ir::UNetEncoder& cfg, const ir::Objective& objective) {
+  encoder = register_module("encoder", UNetEncoder(cfg));
+  bool mae = false;
+  for (const ir::ObjectiveTerm& term : objective.terms) {
+    switch (term.kind) {
+      case ir::ObjectiveKind::Mae:
+        mae = true;
+        break;
+      case ir::ObjectiveKind::SimClr: {
+        auto k = std::to_string(projectors.size());
+        projectors.push_back(register_module(
+            "projector" + k, ProjectionHead(2 * cfg.widthOf(cfg.stages - 1), term.simclr.projection)));
+        break;
+      }
+    }
+  }
+  if (mae) decoder = register_module("decoder", MaeDecoder(cfg));
+}
+
+torch::Tensor PretrainNetImpl::pooledBottleneck(const torch::Tensor& x) {
+  // Mean and max: after instance normalisation every channel's spatial mean is nearly
+  // the same for every volume, so a mean alone gives nearly identical embeddings.
+  torch::Tensor deepest = encoder->forward(x).back();
+  return torch::cat({deepest.mean({2, 3, 4}), deepest.amax({2, 3, 4})}, 1);
+}
+
+torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature) {
+  namespace F = torch::nn::functional;
+  int64_t b = z1.size(0);
+  auto z = F::normalize(torch::cat({z1, z2}, 0), F::NormalizeFuncOptions().dim(1));
+  auto logits = torch::matmul(z, z.t()) / temperature;
+  auto self = torch::eye(2 * b, torch::TensorOptions().dtype(torch::kBool));
+  logits = logits.masked_fill(self, -std::numeric_limits<double>::infinity());
+  auto positive = torch::cat({torch::arange(b, 2 * b), torch::arange(0, b)});
+  return F::cross_entropy(logits, positive);
+}
+
 torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjective& mae, Rng& rng) {
   int64_t cube = std::max<int64_t>(1, mae.cube);
   int64_t cells[3];
@@ -112,6 +157,7 @@ torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& 
 Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride) {
   if (data.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
   auto n = static_cast<size_t>(data.subjects);
+  SplitPipeline split = splitAtFirstRandom(pipeline);
   std::vector<Volume> volumes(n);
   Dataset ds;
   ds.lesion.resize(n);
@@ -122,15 +168,17 @@ Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline
       auto k = static_cast<size_t>(i);
       ds.lesion[k] = s.lesion;
       ds.age[k] = s.age;
-      volumes[k] = applyPipeline(pipeline, std::move(s.image));
+      volumes[k] = applyPipeline(split.prefix, std::move(s.image));
     }
   });
   ds.shape = volumes[0].shape;
+  ds.augment = split.suffix;
+  ds.viewShape = outputShape(ds.augment, ds.shape);
   for (int i = 0; i < 3; ++i) {
-    if (ds.shape[i] % totalStride != 0) {
-      int64_t down = ds.shape[i] / totalStride * totalStride, up = down + totalStride;
+    if (ds.viewShape[i] % totalStride != 0) {
+      int64_t down = ds.viewShape[i] / totalStride * totalStride, up = down + totalStride;
       std::ostringstream msg;
-      msg << "the preprocessed images are " << ds.shape[0] << "x" << ds.shape[1] << "x" << ds.shape[2]
+      msg << "the preprocessed images are " << ds.viewShape[0] << "x" << ds.viewShape[1] << "x" << ds.viewShape[2]
           << ", not divisible by the encoder's total stride " << totalStride
           << ": crop to a multiple of " << totalStride << " (e.g. " << (down > 0 ? down : up) << " or " << up
           << " per side)";
@@ -143,6 +191,43 @@ Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline
   for (size_t k = 0; k < n; ++k)
     std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
   return ds;
+}
+
+Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng) {
+  auto b = static_cast<int64_t>(samples.size());
+  std::vector<uint64_t> seeds(static_cast<size_t>(views * b));
+  for (uint64_t& s : seeds) s = rng.bits();
+  const ir::Shape3 in = data.shape, out = data.viewShape;
+  const int64_t inVoxels = in[0] * in[1] * in[2], outVoxels = out[0] * out[1] * out[2];
+  Views result;
+  std::vector<float*> dst;
+  for (int64_t v = 0; v < views; ++v) {
+    result.inputs.push_back(torch::empty({b, 1, out[2], out[1], out[0]}, torch::kFloat32));
+    dst.push_back(result.inputs.back().data_ptr<float>());
+  }
+  float* targetDst = nullptr;
+  if (withTarget) {
+    result.target = torch::empty({b, 1, out[2], out[1], out[0]}, torch::kFloat32);
+    targetDst = result.target.data_ptr<float>();
+  }
+  TORCH_CHECK(data.images.is_contiguous() && data.images.size(0) > 0, "makeViews: bad data set tensor");
+  const float* src = data.images.data_ptr<float>();
+  at::parallel_for(0, views * b, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      int64_t v = j / b, i = j % b, sample = samples[static_cast<size_t>(i)];
+      Volume input;
+      input.shape = in;
+      input.data.assign(src + sample * inVoxels, src + (sample + 1) * inVoxels);
+      bool target = targetDst != nullptr && v == 0;
+      Volume clean;
+      if (target) clean = input;
+      Rng local(seeds[static_cast<size_t>(j)]);
+      applyAugmentations(data.augment, input, target ? &clean : nullptr, local);
+      std::copy(input.data.begin(), input.data.end(), dst[static_cast<size_t>(v)] + i * outVoxels);
+      if (target) std::copy(clean.data.begin(), clean.data.end(), targetDst + i * outVoxels);
+    }
+  });
+  return result;
 }
 
 int setThreads(int threads) {

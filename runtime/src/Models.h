@@ -1,5 +1,6 @@
 // LibTorch models and tensor helpers of the runtime: the 3-D U-Net encoder, the light
-// masked-autoencoder decoder, MAE masking, data set tensors and checkpoint I/O.
+// masked-autoencoder decoder, the SimCLR projection head and NT-Xent loss, MAE masking,
+// data set tensors, augmented views and checkpoint I/O.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -73,6 +74,40 @@ class MaeNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MaeNet);
 
+/// The SimCLR projection head: Linear(width, width) -> ReLU -> Linear(width,
+/// projection) (`fc1`, `fc2`, both with bias), applied to pooled bottleneck features.
+class ProjectionHeadImpl : public torch::nn::Module {
+ public:
+  ProjectionHeadImpl(int64_t width, int64_t projection);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+};
+TORCH_MODULE(ProjectionHead);
+
+/// The pretraining network of an objective: one shared encoder (`encoder.*`), the MAE
+/// decoder (`decoder.*`) when some term is MAE, and one projection head per SimCLR term
+/// (`projector<k>.*`, k counting SimCLR terms only) of the bottleneck width. Only the
+/// encoder goes to encoder.pt; the heads live in checkpoint.pt.
+class PretrainNetImpl : public torch::nn::Module {
+ public:
+  PretrainNetImpl(const ir::UNetEncoder& config, const ir::Objective& objective);
+  /// Global average and global maximum of the bottleneck, concatenated: [N, 2 x width].
+  torch::Tensor pooledBottleneck(const torch::Tensor& x);
+
+  UNetEncoder encoder{nullptr};
+  MaeDecoder decoder{nullptr};              ///< null without MAE terms
+  std::vector<ProjectionHead> projectors;  ///< one per SimCLR term, in term order
+};
+TORCH_MODULE(PretrainNet);
+
+/// NT-Xent (SimCLR) loss of two views' embeddings z1, z2 [B, d] (row i of both is the
+/// same sample): cosine similarities over the 2B embeddings divided by `temperature`,
+/// self-similarity excluded, cross-entropy towards the other view of the same sample,
+/// averaged over all 2B anchors.
+torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, double temperature);
+
 /// A MAE mask for `batch` volumes of spatial `shape` (x, y, z): a float tensor
 /// [batch, 1, z, y, x], 1 where masked. The volume is tiled by cubes of `mae.cube`
 /// voxels (partial cubes at the high ends); in each sample exactly
@@ -83,17 +118,33 @@ torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjec
 torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& target,
                       const torch::Tensor& mask, bool maskedOnly);
 
-/// A preprocessed data set in memory: images [N, 1, z, y, x] and their labels.
+/// A preprocessed data set in memory: images [N, 1, z, y, x] after the deterministic
+/// prefix of the pipeline, the random suffix still to apply per view, and the labels.
 struct Dataset {
   torch::Tensor images;
   std::vector<int> lesion;
   std::vector<double> age;
-  ir::Shape3 shape{0, 0, 0};  ///< spatial shape after the pipeline, (x, y, z)
+  ir::Shape3 shape{0, 0, 0};      ///< spatial shape of `images`, (x, y, z)
+  ir::Pipeline augment;           ///< the pipeline from its first random op on (may be empty)
+  ir::Shape3 viewShape{0, 0, 0};  ///< spatial shape after `augment`
 };
 
-/// Synthesizes all subjects of `data` (in parallel, deterministic) and applies
-/// `pipeline`. Throws UserError when the result is not divisible by `totalStride`.
+/// Synthesizes all subjects of `data` (in parallel, deterministic) and applies the
+/// pipeline up to its first random operation; the rest is kept in `augment`. Throws
+/// UserError when the final shape is not divisible by `totalStride`.
 Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride);
+
+/// Stochastic views of some samples of a data set, each [B, 1, z, y, x] at viewShape.
+struct Views {
+  std::vector<torch::Tensor> inputs;  ///< one per view: every op of `augment` applied
+  torch::Tensor target;  ///< view 0's clean target (no Noise/Gamma), when requested
+};
+
+/// Applies `data.augment` to samples `samples` of `data`, `views` times each. The
+/// draws are one `rng.bits()` per (view, sample), view-major, seeding that view's own
+/// Rng, so the result depends only on `rng`'s state, not on the thread count; the
+/// work runs in parallel with at::parallel_for.
+Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng);
 
 /// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
 /// (0: the hardware concurrency). Returns the number used.

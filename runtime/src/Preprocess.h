@@ -1,7 +1,12 @@
 // Preprocessing operations on float volumes: centre crop / zero pad, z-score, and
-// percentile clipping, plus the interpreter of an `ir::Pipeline`.
+// percentile clipping; the random augmentations (flip, Gaussian noise, gamma), which
+// take an explicit Rng so a view is a function of the generator's seed; and the
+// interpreters of an `ir::Pipeline`.
 #pragma once
 
+#include <array>
+
+#include "Random.h"
 #include "Synth.h"
 #include "gyrus/Ir.h"
 
@@ -22,7 +27,58 @@ void zscore(Volume& v, bool nonzeroOnly);
 /// lifts the background. Throws std::invalid_argument unless 0 <= lo <= hi <= 1.
 void clipPercentiles(Volume& v, double lo, double hi);
 
-/// Applies the operations of `pipeline` in order.
+/// The axes (x, y, z) a flip mirrors.
+using FlipAxes = std::array<bool, 3>;
+
+/// Mirrors the volume in place along every axis i with `axes[i]` (an involution).
+void mirror(Volume& v, const FlipAxes& axes);
+
+/// Draws the axes of a random flip: each axis independently with probability `p`
+/// (three draws, x first). Throws std::invalid_argument unless 0 <= p <= 1.
+FlipAxes drawFlip(double p, Rng& rng);
+
+/// Adds N(0, sigma^2) noise (intensity units) to every non-zero voxel in place; zero
+/// voxels (the background of skull-stripped images) stay 0. Throws
+/// std::invalid_argument unless sigma >= 0.
+void addNoise(Volume& v, double sigma, Rng& rng);
+
+/// Gamma transform of the non-zero (head) voxels in place, nnU-Net style: min-max
+/// normalise them to [0, 1], raise to `gamma`, map back to the original [min, max]
+/// (so it works on z-scored data with negative values). The extremes are kept, zero
+/// voxels stay 0, a constant head is unchanged. Throws std::invalid_argument unless
+/// gamma > 0.
+void gammaTransform(Volume& v, double gamma);
+
+/// Draws an exponent uniformly in [lo, hi] (one draw) and applies gammaTransform;
+/// returns the exponent. Throws std::invalid_argument unless 0 < lo <= hi.
+double randomGamma(Volume& v, double lo, double hi, Rng& rng);
+
+/// Applies the operations of `pipeline` in order. Throws std::invalid_argument on a
+/// random operation (those need an Rng: see applyAugmentations).
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v);
+
+/// A pipeline cut before its first random operation: `prefix` is deterministic (it
+/// can be computed once per subject and cached); `suffix` starts with a random
+/// operation and holds everything after it, deterministic operations included.
+struct SplitPipeline {
+  ir::Pipeline prefix;
+  ir::Pipeline suffix;
+};
+SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
+
+/// The pipeline without its random operations (what evaluation applies).
+ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
+
+/// The spatial shape `pipeline` produces from an input of shape `in`.
+ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in);
+
+/// Makes one stochastic view: applies every operation of `pipeline` in order to
+/// `input`, random ones with draws from `rng`. When `target` is given it must hold the
+/// same image as `input` on entry; it becomes the view's reconstruction target (AMAES):
+/// spatial operations (Flip with the same axes, Crop) and deterministic ones (ZScore,
+/// Clip, computed on the target itself) apply to it too, intensity augmentations
+/// (Noise, Gamma) do not, so the target is the clean image in the view's geometry.
+/// The draws do not depend on whether `target` is given.
+void applyAugmentations(const ir::Pipeline& pipeline, Volume& input, Volume* target, Rng& rng);
 
 }  // namespace gyrus::rt

@@ -1,18 +1,36 @@
-// MAE pretraining (see Stages.h).
+// Self-supervised pretraining: MAE, SimCLR, or a weighted sum of terms (see Stages.h).
+//
+// Views: the pipeline is cut at its first random operation (Flip, Noise, Gamma). The
+// deterministic prefix is applied once when the data set is built; the suffix, random
+// operations and any deterministic ones after them, is applied anew to every view of
+// every sample at every step (makeViews). One view per sample without a SimCLR term,
+// two with one. MAE terms work on view 0: the masked input carries every augmentation,
+// the reconstruction target only the spatial and deterministic ones (AMAES: the target
+// is the clean image in the view's geometry). SimCLR terms encode both views in one
+// batch of 2B, pool the bottleneck and project it with their own head (NT-Xent). All
+// terms share one encoder; the loss is the weighted sum of the terms.
 //
 // Randomness: torch::manual_seed(stage.seed) fixes the initial weights; the epoch's
-// sample order and masks come from Rng(deriveSeed(stage.seed, epoch)). Since every
-// epoch's random stream is derived from (seed, epoch) alone, the checkpoint needs no
-// RNG state: model, optimizer state (AdamW moments and step counts), the number of
-// finished epochs and the last epoch's loss are enough for a bit-exact resume.
+// sample order, the augmentations (one seed per view and sample, drawn in order) and
+// the masks come from Rng(deriveSeed(stage.seed, epoch)). Since every epoch's random
+// stream is derived from (seed, epoch) alone, the checkpoint needs no RNG state:
+// model (encoder and heads), optimizer state (AdamW moments and step counts), the
+// number of finished epochs and the last epoch's loss are enough for a bit-exact resume.
+// Without random operations no augmentation draws are made, so MAE runs consume the
+// same stream as before augmentations existed.
+//
+// Batches: contrastive terms need at least 2 samples per step; when the epoch's last
+// batch would hold a single sample it is merged into the previous one.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
+#include <algorithm>
 #include <numeric>
 
 #include "Errors.h"
 #include "Models.h"
+#include "Preprocess.h"
 #include "Stages.h"
 #include <torch/optim.h>
 
@@ -33,7 +51,7 @@ double learningRate(const ir::Optimizer& opt, int64_t step, int64_t warmupSteps,
   return base * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
 }
 
-void saveCheckpoint(const std::filesystem::path& path, MaeNet& net, torch::optim::AdamW& optimizer,
+void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, torch::optim::AdamW& optimizer,
                     int64_t epochsDone, double lastLoss) {
   writeAtomically(path, [&](const std::string& temp) {
     torch::serialize::OutputArchive archive, model, optim;
@@ -47,16 +65,59 @@ void saveCheckpoint(const std::filesystem::path& path, MaeNet& net, torch::optim
   });
 }
 
+/// Throws a UserError for a term or augmentation the runtime cannot run.
+void validate(const ir::PretrainStage& stage) {
+  if (stage.objective.terms.empty()) throw UserError("the objective has no terms: add mae(...) or simclr(...)");
+  if (stage.batch <= 0) throw UserError("batch must be at least 1");
+  if (stage.epochs <= 0) throw UserError("epochs must be at least 1");
+  bool random = std::any_of(stage.pipeline.ops.begin(), stage.pipeline.ops.end(),
+                            [](const ir::PipelineOp& op) { return op.isRandom(); });
+  for (const ir::PipelineOp& op : stage.pipeline.ops) {
+    if (op.kind == ir::OpKind::Flip && !(op.p >= 0.0 && op.p <= 1.0))
+      throw UserError("flip: p = " + std::to_string(op.p) + " is not a probability: use 0 <= p <= 1");
+    if (op.kind == ir::OpKind::Noise && !(op.sigma >= 0.0))
+      throw UserError("noise: sigma = " + std::to_string(op.sigma) + " must not be negative");
+    if (op.kind == ir::OpKind::Gamma && !(op.lo > 0.0 && op.lo <= op.hi))
+      throw UserError("gamma: the exponent range [" + std::to_string(op.lo) + ", " + std::to_string(op.hi) +
+                      "] is invalid: use 0 < lo <= hi");
+  }
+  for (const ir::ObjectiveTerm& term : stage.objective.terms) {
+    if (term.kind != ir::ObjectiveKind::SimClr) continue;
+    if (!(term.simclr.temperature > 0.0))
+      throw UserError("simclr: temperature must be positive (e.g. 0.1)");
+    if (term.simclr.projection < 1) throw UserError("simclr: projection must be at least 1 (e.g. 128)");
+    if (stage.batch < 2)
+      throw UserError("simclr: contrastive learning needs batch >= 2 (the other samples of a batch are the "
+                      "negatives; with batch = 1 there are none): set batch to at least 2");
+    if (stage.data.subjects < 2)
+      throw UserError("simclr: contrastive learning needs at least 2 subjects: increase subjects");
+    if (!random)
+      throw UserError("simclr: the two views of a sample are identical without a random augmentation: add "
+                      "flip(...), noise(...) or gamma(...) to the pipeline");
+  }
+}
+
+/// Start of every step's batch in an epoch of `n` samples, plus `n` at the end. A last
+/// batch smaller than `minBatch` is merged into the previous one.
+std::vector<int64_t> batchStarts(int64_t n, int64_t batch, int64_t minBatch) {
+  std::vector<int64_t> starts;
+  for (int64_t b = 0; b < n; b += batch) starts.push_back(b);
+  if (starts.size() > 1 && n - starts.back() < minBatch) starts.pop_back();
+  starts.push_back(n);
+  return starts;
+}
+
 }  // namespace
 
 StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   StageResult result;
-  if (stage.objective.terms.empty()) throw UserError("the objective has no terms: add mae(...)");
-  if (stage.batch <= 0) throw UserError("batch must be at least 1");
-  if (stage.epochs <= 0) throw UserError("epochs must be at least 1");
+  validate(stage);
+  bool contrastive = false, reconstructive = false;
+  for (const ir::ObjectiveTerm& term : stage.objective.terms)
+    (term.kind == ir::ObjectiveKind::SimClr ? contrastive : reconstructive) = true;
   setThreads(ctx.threads);
   torch::manual_seed(stage.seed);
-  MaeNet net(stage.encoder);
+  PretrainNet net(stage.encoder, stage.objective);
   torch::optim::AdamW optimizer(
       net->parameters(), torch::optim::AdamWOptions(stage.optimizer.lr).weight_decay(stage.optimizer.weightDecay));
 
@@ -82,9 +143,11 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
 
   Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride());
   int64_t n = stage.data.subjects;
-  int64_t stepsPerEpoch = (n + stage.batch - 1) / stage.batch;
+  std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
+  auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
   int64_t totalSteps = stepsPerEpoch * stage.epochs;
   int64_t warmupSteps = stepsPerEpoch * std::min(stage.optimizer.warmupEpochs, stage.epochs);
+  int64_t views = contrastive ? 2 : 1;
 
   net->train();
   for (int64_t epoch = startEpoch; epoch < stage.epochs; ++epoch) {
@@ -95,18 +158,39 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     rng.shuffle(order);
     double lossSum = 0.0;
     for (int64_t step = 0; step < stepsPerEpoch; ++step) {
-      int64_t begin = step * stage.batch, end = std::min(n, begin + stage.batch);
-      auto index = torch::from_blob(order.data() + begin, {end - begin}, torch::kInt64);
-      torch::Tensor clean = data.images.index_select(0, index);
+      int64_t begin = starts[static_cast<size_t>(step)], end = starts[static_cast<size_t>(step) + 1];
+      Views batch;
+      if (data.augment.ops.empty()) {
+        auto index = torch::from_blob(order.data() + begin, {end - begin}, torch::kInt64);
+        batch.target = data.images.index_select(0, index);
+        batch.inputs.assign(static_cast<size_t>(views), batch.target);
+      } else {
+        std::vector<int64_t> samples(order.begin() + begin, order.begin() + end);
+        batch = makeViews(data, samples, views, reconstructive, rng);
+      }
       double lr = learningRate(stage.optimizer, epoch * stepsPerEpoch + step, warmupSteps, totalSteps);
       for (auto& group : optimizer.param_groups())
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       optimizer.zero_grad();
       torch::Tensor loss = torch::zeros({}, torch::kFloat32);
+      torch::Tensor pooled;  // both views' pooled bottlenecks, shared by the SimCLR terms
+      size_t projector = 0;
       for (const ir::ObjectiveTerm& term : stage.objective.terms) {
-        torch::Tensor mask = maeMask(end - begin, data.shape, term.mae, rng);
-        torch::Tensor reconstruction = net->forward(clean * (1.0 - mask));
-        loss = loss + term.weight * maeLoss(reconstruction, clean, mask, term.mae.maskedOnly);
+        switch (term.kind) {
+          case ir::ObjectiveKind::Mae: {
+            torch::Tensor mask = maeMask(end - begin, data.viewShape, term.mae, rng);
+            torch::Tensor reconstruction = net->decoder->forward(net->encoder->forward(batch.inputs[0] * (1.0 - mask)).back());
+            loss = loss + term.weight * maeLoss(reconstruction, batch.target, mask, term.mae.maskedOnly);
+            break;
+          }
+          case ir::ObjectiveKind::SimClr: {
+            if (!pooled.defined()) pooled = net->pooledBottleneck(torch::cat({batch.inputs[0], batch.inputs[1]}, 0));
+            torch::Tensor z = net->projectors[projector++]->forward(pooled);
+            loss = loss + term.weight * ntXentLoss(z.slice(0, 0, end - begin), z.slice(0, end - begin),
+                                                   term.simclr.temperature);
+            break;
+          }
+        }
       }
       loss.backward();
       optimizer.step();

@@ -42,6 +42,8 @@ class Rng {
  public:
   explicit Rng(uint64_t seed) : engine_(seed) {}
 
+  /// 64 raw random bits, e.g. to seed a child generator (`Rng child(rng.bits())`).
+  uint64_t bits() { return engine_(); }
   /// Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
   /// Uniform in [lo, hi).

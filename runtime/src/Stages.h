@@ -12,10 +12,12 @@ inline constexpr const char* kCheckpointFile = "checkpoint.pt";
 inline constexpr const char* kEncoderFile = "encoder.pt";
 inline constexpr const char* kPredictionsFile = "predictions.json";
 
-/// MAE pretraining with per-epoch checkpoints and exact resume (see Runtime.h).
+/// Self-supervised pretraining (MAE, SimCLR, weighted sums) on augmented views, with
+/// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).
 StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx);
 
-/// Few-shot linear-probe evaluation of a pretrained encoder (see Runtime.h).
+/// Few-shot linear-probe evaluation of a pretrained encoder (see Runtime.h). Random
+/// operations of the pipeline are skipped.
 StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx);
 
 }  // namespace gyrus::rt

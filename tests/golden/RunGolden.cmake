@@ -1,5 +1,7 @@
 # Golden diagnostics: runs `gyrus check` on every fail_*.gy in DIR and compares its
 # stderr with fail_*.expected and its exit code with 1. Files named fail_* must fail.
+# Each file also states what it expects inline (`// expect-error@+1 [kind]`), checked
+# with `gyrus check --verify`: a test fails for the stated reason or not at all.
 # A first line `// args: ...` adds command-line arguments (e.g. --set).
 # Set GYRUS_UPDATE_GOLDEN=1 in the environment to rewrite the .expected files (then
 # read the diff before committing it).
@@ -21,6 +23,16 @@ foreach(input ${inputs})
     ERROR_VARIABLE err)
   if(NOT code EQUAL 1)
     message(SEND_ERROR "${input}: expected exit code 1, got '${code}'\n${err}")
+    math(EXPR failures "${failures} + 1")
+    continue()
+  endif()
+  execute_process(
+    COMMAND ${GYRUS} check --verify ${input} ${extra_args}
+    WORKING_DIRECTORY ${DIR}
+    RESULT_VARIABLE verify_code
+    ERROR_VARIABLE verify_err)
+  if(NOT verify_code EQUAL 0)
+    message(SEND_ERROR "${input}: inline expectations not met:\n${verify_err}")
     math(EXPR failures "${failures} + 1")
     continue()
   endif()

@@ -111,3 +111,226 @@ TEST_CASE("applyPipeline applies the operations in order") {
   CHECK(s.mean == doctest::Approx(0.0).scale(1.0));
   CHECK(s.std == doctest::Approx(1.0).epsilon(1e-5));
 }
+
+// --- random augmentations -------------------------------------------------------------
+
+namespace {
+
+using gyrus::ir::OpKind;
+using gyrus::ir::PipelineOp;
+
+PipelineOp op(OpKind kind) {
+  PipelineOp o;
+  o.kind = kind;
+  return o;
+}
+
+/// A 32^3 volume with a zero background and a 20^3 "head" of value `head`.
+Volume boxHead(float head) {
+  Volume v = Volume::zeros({32, 32, 32});
+  for (int64_t z = 6; z < 26; ++z)
+    for (int64_t y = 6; y < 26; ++y)
+      for (int64_t x = 6; x < 26; ++x) v.at(x, y, z) = head;
+  return v;
+}
+
+/// Compares op kinds as a plain bool (doctest would stringify an OpKind with the
+/// compiler's ir::toString, found by ADL, which the runtime does not link).
+bool isKind(OpKind a, OpKind b) { return a == b; }
+
+}  // namespace
+
+TEST_CASE("mirror reverses exactly the chosen axes and is an involution") {
+  const Shape3 shape{5, 6, 7};
+  const Volume in = ramp(shape);
+  for (int mask = 0; mask < 8; ++mask) {
+    FlipAxes axes{(mask & 1) != 0, (mask & 2) != 0, (mask & 4) != 0};
+    Volume v = in;
+    mirror(v, axes);
+    bool mapped = true;
+    for (int64_t z = 0; z < 7; ++z)
+      for (int64_t y = 0; y < 6; ++y)
+        for (int64_t x = 0; x < 5; ++x)
+          mapped = mapped && v.at(x, y, z) == in.at(axes[0] ? 4 - x : x, axes[1] ? 5 - y : y, axes[2] ? 6 - z : z);
+    CHECK_MESSAGE(mapped, "axes mask " << mask);
+    CHECK((mask == 0) == (v.data == in.data));
+    mirror(v, axes);
+    CHECK_MESSAGE(v.data == in.data, "axes mask " << mask);
+  }
+}
+
+TEST_CASE("flip with p = 0 is the identity, with p = 1 mirrors all three axes") {
+  const Volume in = ramp({5, 6, 7});
+  Rng rng(3);
+  gyrus::ir::Pipeline p;
+  p.ops = {op(OpKind::Flip)};
+  p.ops[0].p = 0.0;
+  for (int i = 0; i < 20; ++i) {
+    Volume v = in;
+    applyAugmentations(p, v, nullptr, rng);
+    CHECK(v.data == in.data);
+  }
+  p.ops[0].p = 1.0;
+  Volume v = in;
+  applyAugmentations(p, v, nullptr, rng);
+  CHECK(v.at(0, 0, 0) == in.at(4, 5, 6));
+  CHECK(v.at(1, 2, 3) == in.at(3, 3, 3));
+  Volume all = in;
+  mirror(all, {true, true, true});
+  CHECK(v.data == all.data);
+}
+
+TEST_CASE("flip draws each axis independently with probability p") {
+  Rng rng(11);
+  int counts[3] = {0, 0, 0}, both = 0;
+  constexpr int kDraws = 20000;
+  for (int i = 0; i < kDraws; ++i) {
+    FlipAxes a = drawFlip(0.3, rng);
+    for (int k = 0; k < 3; ++k) counts[k] += a[static_cast<size_t>(k)];
+    both += a[0] && a[2];
+  }
+  for (int c : counts) CHECK(static_cast<double>(c) / kDraws == doctest::Approx(0.3).epsilon(0.05));
+  CHECK(static_cast<double>(both) / kDraws == doctest::Approx(0.09).epsilon(0.1));
+  CHECK_THROWS_AS(drawFlip(1.5, rng), std::invalid_argument);
+}
+
+TEST_CASE("noise has the requested std on the head and leaves the background at zero") {
+  const Volume clean = boxHead(2.0f);
+  Volume v = clean;
+  Rng rng(5);
+  addNoise(v, 0.5, rng);
+  double s = 0, sq = 0;
+  int64_t n = 0;
+  bool backgroundZero = true;
+  for (size_t i = 0; i < v.data.size(); ++i) {
+    if (clean.data[i] == 0.0f) {
+      backgroundZero = backgroundZero && v.data[i] == 0.0f;
+      continue;
+    }
+    double d = static_cast<double>(v.data[i]) - clean.data[i];
+    s += d;
+    sq += d * d;
+    ++n;
+  }
+  CHECK(backgroundZero);
+  REQUIRE(n == 8000);
+  double mean = s / static_cast<double>(n);
+  CHECK(mean == doctest::Approx(0.0).scale(1.0).epsilon(0.02));  // standard error 0.0056
+  CHECK(std::sqrt(sq / static_cast<double>(n) - mean * mean) == doctest::Approx(0.5).epsilon(0.03));
+  Volume same = clean;
+  addNoise(same, 0.0, rng);
+  CHECK(same.data == clean.data);
+  CHECK_THROWS_AS(addNoise(same, -1.0, rng), std::invalid_argument);
+}
+
+TEST_CASE("gamma keeps the head's min/max, maps by the normalised power, is the identity at 1") {
+  Volume v = Volume::zeros({4, 1, 1});
+  v.at(0, 0, 0) = -1.0f;
+  v.at(1, 0, 0) = 2.0f;
+  v.at(2, 0, 0) = 3.0f;  // v.at(3) is background
+  Volume g = v;
+  gammaTransform(g, 2.0);
+  CHECK(g.at(0, 0, 0) == -1.0f);
+  CHECK(g.at(1, 0, 0) == doctest::Approx(1.25));  // -1 + 4 * ((2 + 1) / 4)^2
+  CHECK(g.at(2, 0, 0) == 3.0f);
+  CHECK(g.at(3, 0, 0) == 0.0f);
+
+  // On a z-scored head (negative values), any exponent keeps the range and the order.
+  Volume z = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
+  zscore(z, true);
+  auto range = [](const Volume& w) {
+    float lo = 1e30f, hi = -1e30f;
+    for (float f : w.data)
+      if (f != 0.0f) lo = std::min(lo, f), hi = std::max(hi, f);
+    return std::pair{lo, hi};
+  };
+  Rng rng(9);
+  for (int i = 0; i < 5; ++i) {
+    Volume w = z;
+    double e = randomGamma(w, 0.7, 1.5, rng);
+    CHECK(e >= 0.7);
+    CHECK(e <= 1.5);
+    CHECK(range(w).first == doctest::Approx(range(z).first));
+    CHECK(range(w).second == doctest::Approx(range(z).second));
+    CHECK(w.at(0, 0, 0) == 0.0f);
+    CHECK(w.at(3, 3, 3) < w.at(4, 3, 3));  // monotone
+  }
+  Volume one = z;
+  gammaTransform(one, 1.0);
+  for (size_t i = 0; i < z.data.size(); ++i) REQUIRE(one.data[i] == doctest::Approx(z.data[i]).epsilon(1e-6));
+  Volume bent = z;
+  gammaTransform(bent, 2.0);
+  CHECK(bent.at(5, 5, 5) < z.at(5, 5, 5));  // exponent > 1 darkens the middle of the range
+  CHECK_THROWS_AS(gammaTransform(bent, 0.0), std::invalid_argument);
+  CHECK_THROWS_AS(randomGamma(bent, 1.5, 0.7, rng), std::invalid_argument);
+}
+
+TEST_CASE("augmented views: deterministic given the seed; the target gets the flips only") {
+  gyrus::ir::Pipeline p;
+  p.ops = {op(OpKind::Flip), op(OpKind::Noise), op(OpKind::Gamma)};
+  p.ops[0].p = 1.0;
+  p.ops[1].sigma = 0.1;
+  p.ops[2].lo = 0.7;
+  p.ops[2].hi = 1.5;
+  Volume clean = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
+  zscore(clean, true);
+  auto view = [&](uint64_t seed, bool withTarget) {
+    Rng rng(seed);
+    std::pair<Volume, Volume> out{clean, clean};
+    applyAugmentations(p, out.first, withTarget ? &out.second : nullptr, rng);
+    return out;
+  };
+  auto [a, targetA] = view(42, true);
+  auto [b, targetB] = view(42, false);
+  CHECK(a.data == b.data);  // same seed, same view; the target does not change the draws
+  CHECK(view(43, true).first.data != a.data);
+  Volume flipped = clean;
+  mirror(flipped, {true, true, true});
+  CHECK(targetA.data == flipped.data);  // clean image, view geometry
+  CHECK(a.data != flipped.data);
+  CHECK(targetB.data == clean.data);    // untouched without a target
+}
+
+TEST_CASE("deterministic operations after a random one apply, in order, to input and target") {
+  gyrus::ir::Pipeline p;
+  PipelineOp crop = op(OpKind::Crop);
+  crop.size = {8, 8, 8};
+  p.ops = {op(OpKind::Noise), op(OpKind::ZScore), crop};
+  p.ops[0].sigma = 50.0;
+  Volume in = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
+  Volume target = in;
+  Rng rng(1);
+  applyAugmentations(p, in, &target, rng);
+  CHECK(in.shape == Shape3{8, 8, 8});
+  CHECK(target.shape == Shape3{8, 8, 8});
+  Stats si = nonzeroStats(in), st = nonzeroStats(target);
+  CHECK(si.mean == doctest::Approx(0.0).scale(1.0));
+  CHECK(si.std == doctest::Approx(1.0).epsilon(1e-4));
+  CHECK(st.std == doctest::Approx(1.0).epsilon(1e-4));
+  Volume expected = in;
+  expected = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
+  zscore(expected, true);
+  expected = centerCropOrPad(expected, {8, 8, 8});
+  CHECK(target.data == expected.data);
+  CHECK(in.data != target.data);
+}
+
+TEST_CASE("pipelines split at the first random operation; evaluation drops random ones") {
+  gyrus::ir::Pipeline p;
+  PipelineOp crop = op(OpKind::Crop);
+  crop.size = {6, 6, 6};
+  p.ops = {crop, op(OpKind::ZScore), op(OpKind::Flip), op(OpKind::Clip), op(OpKind::Noise)};
+  SplitPipeline s = splitAtFirstRandom(p);
+  REQUIRE(s.prefix.ops.size() == 2);
+  REQUIRE(s.suffix.ops.size() == 3);
+  CHECK(isKind(s.prefix.ops[1].kind, OpKind::ZScore));
+  CHECK(isKind(s.suffix.ops[0].kind, OpKind::Flip));
+  CHECK(isKind(s.suffix.ops[1].kind, OpKind::Clip));
+  gyrus::ir::Pipeline det = withoutRandomOps(p);
+  REQUIRE(det.ops.size() == 3);
+  CHECK(isKind(det.ops[2].kind, OpKind::Clip));
+  CHECK(outputShape(p, {10, 12, 14}) == Shape3{6, 6, 6});
+  CHECK(outputShape(withoutRandomOps(gyrus::ir::Pipeline{{op(OpKind::Noise)}}), {10, 12, 14}) == Shape3{10, 12, 14});
+  CHECK(splitAtFirstRandom(det).suffix.ops.empty());
+  CHECK_THROWS_AS(applyPipeline(p, ramp({10, 10, 10})), std::invalid_argument);
+}

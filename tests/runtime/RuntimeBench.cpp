@@ -1,6 +1,7 @@
 // Micro-benchmark of the runtime (not a test): synthetic-brain generation per subject
-// at 40^3 and 96^3, and one MAE training step of the quickstart configuration (40^3
-// synthetic cropped to 32^3, U-Net width 8, 4 stages, batch 8). Usage:
+// at 40^3 and 96^3, one MAE training step of the quickstart configuration (40^3
+// synthetic cropped to 32^3, U-Net width 8, 4 stages, batch 8), the augmentation of a
+// step's views (flip + noise + gamma) and a SimCLR step on them. Usage:
 //   gyrus_runtime_bench [threads=2]
 #include "Models.h"
 #include "Preprocess.h"
@@ -74,5 +75,42 @@ int main(int argc, char** argv) {
   for (int i = 0; i < kSteps; ++i) step();
   std::printf("MAE step, 32^3 batch 8, width 8, 4 stages (%lld parameters): %.1f ms (%d threads)\n",
               static_cast<long long>(params), msSince(t1) / kSteps, used);
+
+  // Augmentation: 1 view per sample (MAE, with its clean target) or 2 (SimCLR).
+  ir::Pipeline augmented = pipeline;
+  for (ir::OpKind kind : {ir::OpKind::Flip, ir::OpKind::Noise, ir::OpKind::Gamma}) {
+    ir::PipelineOp op;
+    op.kind = kind;
+    op.sigma = 0.1;
+    if (kind == ir::OpKind::Gamma) op.lo = 0.7, op.hi = 1.5;
+    augmented.ops.push_back(op);
+  }
+  Dataset aug = buildDataset(data, augmented, enc.totalStride());
+  std::vector<int64_t> samples{0, 1, 2, 3, 4, 5, 6, 7};
+  for (int64_t views : {1, 2}) {
+    constexpr int kReps = 20;
+    auto t2 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kReps; ++i) makeViews(aug, samples, views, views == 1, rng);
+    std::printf("augment flip+noise+gamma, batch 8 x %lld view(s) of 32^3: %.2f ms (%d threads)\n",
+                static_cast<long long>(views), msSince(t2) / kReps, used);
+  }
+  ir::Objective simclr{{ir::ObjectiveTerm{}}};
+  simclr.terms[0].kind = ir::ObjectiveKind::SimClr;
+  PretrainNet cnet(enc, simclr);
+  torch::optim::AdamW copt(cnet->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(3e-5));
+  auto simclrStep = [&] {
+    Views v = makeViews(aug, samples, 2, false, rng);
+    copt.zero_grad();
+    auto z = cnet->projectors[0]->forward(cnet->pooledBottleneck(torch::cat({v.inputs[0], v.inputs[1]}, 0)));
+    auto loss = ntXentLoss(z.slice(0, 0, 8), z.slice(0, 8), 0.1);
+    loss.backward();
+    copt.step();
+    return loss.item<double>();
+  };
+  for (int i = 0; i < 2; ++i) simclrStep();
+  auto t3 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSteps; ++i) simclrStep();
+  std::printf("SimCLR step incl. augmentation, batch 8 x 2 views: %.1f ms (%d threads)\n", msSince(t3) / kSteps,
+              used);
   return 0;
 }

@@ -84,7 +84,7 @@ TEST_CASE("lesion labels follow lesionRate") {
   CHECK(std::abs(rate - 0.3) < 0.06);  // ~3 binomial standard deviations
 }
 
-TEST_CASE("a lesion adds a hyperintense blob; the rest of the anatomy is unchanged") {
+TEST_CASE("a lesion adds a hyperintense blob and leaves the rest of the anatomy unchanged") {
   // With lesionRate 1 vs 0 the same (seed, index) gets the same anatomy.
   Subject with = synthesize(dataOf(40, 5, 1.0), 2);
   Subject without = synthesize(dataOf(40, 5, 0.0), 2);

@@ -1,7 +1,9 @@
-// LibTorch side of the runtime: models, masking, and whole stages through the Runtime
-// interface (pretrain, exact resume after a kill, evaluation and its user errors).
+// LibTorch side of the runtime: models, masking, NT-Xent, augmented views, and whole
+// stages through the Runtime interface (MAE, SimCLR and hybrid pretraining, exact
+// resume after a kill with and without augmentations, evaluation and its user errors).
 // Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
 #include "Models.h"
+#include "Preprocess.h"
 #include "Stages.h"
 #include "gyrus/runtime/Runtime.h"
 
@@ -47,6 +49,36 @@ ir::PretrainStage tinyPretrain(int64_t epochs) {
   s.epochs = epochs;
   s.batch = 4;
   s.seed = 5;
+  return s;
+}
+
+ir::PipelineOp augmentation(ir::OpKind kind) {
+  ir::PipelineOp op;
+  op.kind = kind;
+  op.p = 0.5;
+  op.sigma = 0.1;
+  if (kind == ir::OpKind::Gamma) {
+    op.lo = 0.7;
+    op.hi = 1.5;
+  }
+  return op;
+}
+
+ir::ObjectiveTerm simclrTerm(double weight) {
+  ir::ObjectiveTerm t;
+  t.kind = ir::ObjectiveKind::SimClr;
+  t.weight = weight;
+  t.simclr.temperature = 0.5;
+  t.simclr.projection = 16;
+  return t;
+}
+
+/// tinyPretrain on augmented views (z-score, then flip, noise, gamma) with `terms`.
+ir::PretrainStage augmentedPretrain(int64_t epochs, std::vector<ir::ObjectiveTerm> terms) {
+  ir::PretrainStage s = tinyPretrain(epochs);
+  s.pipeline.ops = {ir::PipelineOp{}, augmentation(ir::OpKind::Flip), augmentation(ir::OpKind::Noise),
+                    augmentation(ir::OpKind::Gamma)};
+  s.objective.terms = std::move(terms);
   return s;
 }
 
@@ -127,6 +159,87 @@ TEST_CASE("MAE mask: exactly round(ratio x cells) cubes per sample, different pe
   auto partial = maeMask(1, {10, 10, 10}, mae, rng);
   auto cellMask = torch::nn::functional::max_pool3d(partial, torch::nn::functional::MaxPool3dFuncOptions(4).ceil_mode(true));
   CHECK(cellMask.sum().item<double>() == static_cast<double>(std::llround(0.6 * 27)));
+}
+
+TEST_CASE("NT-Xent matches hand-computed values") {
+  // Two samples, views identical and orthogonal, temperature 1: each anchor has cosine
+  // 1 to its positive and 0 to the two negatives: -log(e / (e + 2)) = log(1 + 2/e).
+  auto eye = torch::eye(2);
+  CHECK(ntXentLoss(eye, eye, 1.0).item<double>() == doctest::Approx(std::log(1.0 + 2.0 / std::exp(1.0))));
+  // A general case (reference: the formula in plain Python), invariant to the scale of
+  // the embeddings since similarities are cosines.
+  auto z1 = torch::tensor({1.0f, 2.0f, 3.0f, -1.0f}).reshape({2, 2});
+  auto z2 = torch::tensor({2.0f, 1.0f, -1.0f, 1.0f}).reshape({2, 2});
+  CHECK(ntXentLoss(z1, z2, 0.5).item<double>() == doctest::Approx(1.8527106455578106).epsilon(1e-6));
+  CHECK(ntXentLoss(3.0 * z1, z2, 0.5).item<double>() == doctest::Approx(1.8527106455578106).epsilon(1e-6));
+  // Swapping the views changes nothing; a gradient flows to both views.
+  CHECK(ntXentLoss(z2, z1, 0.5).item<double>() == doctest::Approx(1.8527106455578106).epsilon(1e-6));
+  auto w = z1.clone().requires_grad_(true);
+  ntXentLoss(w, z2, 0.5).backward();
+  CHECK(w.grad().abs().sum().item<double>() > 0.0);
+}
+
+TEST_CASE("pretraining network: shared encoder, decoder only for MAE, one projection head per SimCLR term") {
+  ir::UNetEncoder cfg = tinyEncoder();  // bottleneck width 16
+  ir::Objective simclr{{simclrTerm(1.0)}};
+  PretrainNet contrastive(cfg, simclr);
+  auto p = contrastive->named_parameters();
+  CHECK(p.find("decoder.head.weight") == nullptr);
+  REQUIRE(p.find("projector0.fc1.weight") != nullptr);
+  // The head sees the bottleneck's mean and max: 2 x 16 features.
+  CHECK(p["projector0.fc1.weight"].sizes().vec() == std::vector<int64_t>{32, 32});
+  CHECK(p["projector0.fc2.weight"].sizes().vec() == std::vector<int64_t>{16, 32});
+  CHECK(contrastive->pooledBottleneck(torch::randn({3, 1, 16, 16, 16})).sizes().vec() == std::vector<int64_t>{3, 32});
+
+  ir::Objective hybrid{{ir::ObjectiveTerm{}, simclrTerm(0.5)}};
+  hybrid.terms[1].simclr.projection = 8;
+  PretrainNet both(cfg, hybrid);
+  auto q = both->named_parameters();
+  CHECK(q.find("decoder.head.weight") != nullptr);
+  CHECK(q["projector0.fc2.weight"].sizes().vec() == std::vector<int64_t>{8, 32});
+  CHECK(q.find("projector1.fc1.weight") == nullptr);
+  // One encoder: its parameters appear once.
+  int64_t encoderParams = 0;
+  for (const auto& item : q) encoderParams += item.key().rfind("encoder.", 0) == 0;
+  CHECK(encoderParams == static_cast<int64_t>(UNetEncoder(cfg)->parameters().size()));
+}
+
+TEST_CASE("augmented views: per-view draws, clean flipped target, same result for any thread count") {
+  ir::SyntheticData d;
+  d.subjects = 4;
+  d.size = {16, 16, 16};
+  ir::Pipeline p;
+  ir::PipelineOp flip = augmentation(ir::OpKind::Flip);
+  flip.p = 1.0;
+  p.ops = {ir::PipelineOp{}, flip, augmentation(ir::OpKind::Noise)};
+  Dataset ds = buildDataset(d, p, 4);
+  REQUIRE(ds.augment.ops.size() == 2);
+  CHECK(ds.viewShape == ds.shape);
+  // The cached images are the z-scored prefix only.
+  Dataset clean = buildDataset(d, withoutRandomOps(p), 4);
+  CHECK(torch::equal(ds.images, clean.images));
+  CHECK(clean.augment.ops.empty());
+
+  auto make = [&](int threads) {
+    at::set_num_threads(threads);
+    Rng rng(7);
+    return makeViews(ds, {2, 0, 3}, 2, true, rng);
+  };
+  Views one = make(1), two = make(2);
+  at::set_num_threads(2);
+  REQUIRE(one.inputs.size() == 2);
+  CHECK(one.inputs[0].sizes().vec() == std::vector<int64_t>{3, 1, 16, 16, 16});
+  CHECK(torch::equal(one.inputs[0], two.inputs[0]));
+  CHECK(torch::equal(one.inputs[1], two.inputs[1]));
+  CHECK(torch::equal(one.target, two.target));
+  CHECK_FALSE(torch::equal(one.inputs[0], one.inputs[1]));  // independent noise per view
+  // The target is the clean sample mirrored on all axes (p = 1); the input is noisy.
+  auto idx = torch::tensor({2, 0, 3}, torch::kInt64);
+  auto flipped = ds.images.index_select(0, idx).flip({2, 3, 4});
+  CHECK(torch::equal(one.target, flipped));
+  double noise = (one.inputs[0] - one.target).masked_select(one.target != 0).std().item<double>();
+  CHECK(noise == doctest::Approx(0.1).epsilon(0.1));
+  CHECK(((one.inputs[0] - one.target).masked_select(one.target == 0) == 0).all().item<bool>());
 }
 
 TEST_CASE("runtime: ABI check and description") {
@@ -274,4 +387,153 @@ TEST_CASE("pretrain: images not divisible by the total stride are the user's err
   CHECK(r.status == StageResult::Status::UserError);
   CHECK(r.message.find("not divisible by the encoder's total stride 4") != std::string::npos);
   CHECK(r.message.find("16 or 20") != std::string::npos);
+}
+
+namespace {
+
+/// Runs `stage` in full and again with a kill after epoch 2 and a resume; checks that
+/// both end with bit-identical encoders and checkpoints and the same final loss.
+/// Returns the uninterrupted run's directory.
+fs::path checkExactResume(const ir::PretrainStage& stage, const std::string& name) {
+  auto rt = makeRuntime();
+  StageContext full;
+  full.threads = 2;
+  full.dir = freshDir(name + "_full");
+  StageResult a = rt->runPretrain(stage, full);
+  REQUIRE_MESSAGE(a.status == StageResult::Status::Ok, a.message);
+  StageContext killed = full;
+  killed.dir = freshDir(name + "_killed");
+  int epochsSeen = 0;
+  killed.progress = [&](std::string_view line) {
+    if (line.rfind("epoch ", 0) == 0 && ++epochsSeen == 2) throw std::runtime_error("simulated kill");
+  };
+  StageResult first = rt->runPretrain(stage, killed);
+  CHECK(first.status == StageResult::Status::InternalError);
+  killed.progress = nullptr;
+  StageResult b = rt->runPretrain(stage, killed);
+  REQUIRE_MESSAGE(b.status == StageResult::Status::Ok, b.message);
+  CHECK(b.resumed);
+  CHECK(metric(a, "final_loss") == metric(b, "final_loss"));
+  auto ea = loadEncoder(full.dir / kEncoderFile)->named_parameters();
+  auto eb = loadEncoder(killed.dir / kEncoderFile)->named_parameters();
+  for (const auto& p : ea) CHECK_MESSAGE(torch::equal(p.value(), eb[p.key()]), p.key());
+  // The heads (decoder, projectors) too, from the checkpoints.
+  auto loadNet = [&](const fs::path& dir) {
+    PretrainNet net(stage.encoder, stage.objective);
+    torch::serialize::InputArchive archive, model;
+    archive.load_from((dir / kCheckpointFile).string());
+    archive.read("model", model);
+    loadStrict(*net, model, "checkpoint");
+    return net;
+  };
+  auto ha = loadNet(full.dir)->named_parameters(), hb = loadNet(killed.dir)->named_parameters();
+  for (const auto& p : ha) CHECK_MESSAGE(torch::equal(p.value(), hb[p.key()]), p.key());
+  return full.dir;
+}
+
+std::vector<double> runLosses(const ir::PretrainStage& stage, const std::string& name, StageResult& result,
+                              fs::path* dir = nullptr) {
+  auto rt = makeRuntime();
+  std::vector<double> losses;
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.dir = freshDir(name);
+  if (dir) *dir = ctx.dir;
+  ctx.progress = [&](std::string_view line) {
+    auto at = line.find("loss ");
+    if (at != std::string_view::npos) losses.push_back(std::stod(std::string(line.substr(at + 5))));
+  };
+  result = rt->runPretrain(stage, ctx);
+  return losses;
+}
+
+}  // namespace
+
+TEST_CASE("SimCLR pretraining on augmented views lowers the loss; encoder.pt holds the encoder only") {
+  // Slow learner at this size (pooled InstanceNorm features differ little between
+  // samples at initialisation): 16 epochs of 2 steps, temperature 0.1.
+  ir::PretrainStage stage = augmentedPretrain(16, {simclrTerm(1.0)});
+  stage.objective.terms[0].simclr.temperature = 0.1;
+  stage.data.subjects = 9;  // batch 4: the last single-sample batch is merged (4 + 5)
+  StageResult r;
+  fs::path dir;
+  std::vector<double> losses = runLosses(stage, "simclr", r, &dir);
+  REQUIRE_MESSAGE(r.status == StageResult::Status::Ok, r.message);
+  REQUIRE(losses.size() == static_cast<size_t>(stage.epochs));
+  for (double l : losses) CHECK(std::isfinite(l));
+  double first = (losses[0] + losses[1] + losses[2]) / 3.0, last = (losses[13] + losses[14] + losses[15]) / 3.0;
+  MESSAGE("simclr loss, mean of the first / last 3 epochs: " << first << " -> " << last);
+  CHECK(last < first - 0.05);
+  torch::serialize::InputArchive archive;
+  archive.load_from((dir / kEncoderFile).string());
+  for (const std::string& key : archive.keys()) CHECK_MESSAGE(key.rfind("stage", 0) == 0, key);
+  CHECK(loadEncoder(dir / kEncoderFile)->parameters().size() == 3 * 2 * 3);
+}
+
+TEST_CASE("hybrid MAE + 0.5 SimCLR runs on one encoder and resumes exactly after a kill") {
+  ir::PretrainStage stage = augmentedPretrain(4, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
+  stage.objective.terms[0].mae.cube = 4;
+  StageResult r;
+  std::vector<double> losses = runLosses(stage, "hybrid", r);
+  REQUIRE_MESSAGE(r.status == StageResult::Status::Ok, r.message);
+  REQUIRE(losses.size() == 4);
+  MESSAGE("hybrid losses: " << losses.front() << " -> " << losses.back());
+  for (double l : losses) CHECK(std::isfinite(l));
+  CHECK(losses.back() < losses.front());
+  checkExactResume(stage, "hybrid_resume");
+}
+
+TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random operations") {
+  ir::PretrainStage stage = augmentedPretrain(4, {ir::ObjectiveTerm{}});
+  fs::path pretrained = checkExactResume(stage, "mae_aug_resume");
+
+  auto rt = makeRuntime();
+  ir::EvaluateStage ev;
+  ev.name = "eval";
+  ev.pretrain = "pre";
+  ev.data.subjects = 24;
+  ev.data.size = {16, 16, 16};
+  ev.data.seed = 99;
+  ev.encoder = tinyEncoder();
+  ev.label = "lesion";
+  ev.shots = 6;
+  ev.repeats = 2;
+  ev.seed = 4;
+  StageContext ectx;
+  ectx.threads = 2;
+  ectx.pretrainDir = pretrained;
+  ectx.dir = freshDir("eval_aug");
+  ev.pipeline = stage.pipeline;  // with flip, noise, gamma
+  StageResult withRandom = rt->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(withRandom.status == StageResult::Status::Ok, withRandom.message);
+  ev.pipeline = withoutRandomOps(stage.pipeline);
+  StageResult without = rt->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(without.status == StageResult::Status::Ok, without.message);
+  CHECK(metric(withRandom, "auroc") == metric(without, "auroc"));
+  CHECK(metric(withRandom, "auroc_random_encoder") == metric(without, "auroc_random_encoder"));
+}
+
+TEST_CASE("SimCLR user errors: batch 1, no random augmentation, bad parameters") {
+  auto rt = makeRuntime();
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.dir = freshDir("simclr_errors");
+  auto expectUserError = [&](const ir::PretrainStage& stage, const std::string& needle) {
+    StageResult r = rt->runPretrain(stage, ctx);
+    CHECK(r.status == StageResult::Status::UserError);
+    CHECK_MESSAGE(r.message.find(needle) != std::string::npos, r.message);
+  };
+  ir::PretrainStage stage = augmentedPretrain(1, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
+  stage.batch = 1;
+  expectUserError(stage, "contrastive learning needs batch >= 2");
+  stage.batch = 4;
+  stage.pipeline.ops = {ir::PipelineOp{}};
+  expectUserError(stage, "add flip(...), noise(...) or gamma(...)");
+  stage = augmentedPretrain(1, {simclrTerm(1.0)});
+  stage.objective.terms[0].simclr.temperature = 0.0;
+  expectUserError(stage, "temperature must be positive");
+  stage = augmentedPretrain(1, {ir::ObjectiveTerm{}});
+  stage.pipeline.ops[3].lo = 0.0;
+  expectUserError(stage, "gamma: the exponent range");
+  CHECK_FALSE(fs::exists(ctx.dir / kCheckpointFile));
 }

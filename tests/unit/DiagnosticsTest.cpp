@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "TestUtil.h"
+#include "gyrus/Verify.h"
 
 using namespace gyrus;
 
@@ -91,4 +92,26 @@ TEST_CASE("every registered diagnostic kind has a golden test") {
     INFO("diagnostic kind without a golden test in tests/golden: " << k.name);
     CHECK(covered.count(std::string(k.name)) == 1);
   }
+}
+
+TEST_CASE("inline expectations: matched, missing and unexpected") {
+  auto check = [](const std::string& src) {
+    auto c = test::compile(src);
+    return verifyDiagnostics(c->sources, c->mainFile, c->diags.sorted());
+  };
+  // `pretrain p { data = NAME }` with an unknown NAME reports exactly one diagnostic.
+  CHECK(check("pretrain p {\n  // expect-error@+1 [unknown-name]\n  data = b\n}\n").empty());
+  CHECK(check("pretrain p {\n  data = b  // expect-error [unknown-name]\n}\n").empty());
+  CHECK(check("pretrain p {\n  data = b\n  // expect-error@-1 [unknown-name]\n}\n").empty());
+  CHECK(check("// expect-error@* [unknown-name]\n\n\npretrain p {\n  data = b\n}\n").empty());
+  // The wrong kind: one unexpected diagnostic and one unmet expectation.
+  std::vector<std::string> wrong = check("pretrain p {\n  // expect-error@+1 [cycle]\n  data = b\n}\n");
+  REQUIRE(wrong.size() == 2);
+  CHECK(wrong[0].find("unexpected error [unknown-name]") != std::string::npos);
+  CHECK(wrong[1].find("expected error [cycle] on line 3 was not reported") != std::string::npos);
+  // The wrong line.
+  CHECK(check("pretrain p {\n  // expect-error@+2 [unknown-name]\n  data = b\n\n}\n").size() == 2);
+  // An expectation matches one diagnostic only.
+  CHECK(check("pretrain p {\n  // expect-error@+1 [unknown-name]\n  data = b |> c\n}\n").size() == 1);
+  CHECK(check("pretrain p {\n  // expect-error@+1 [unknown-name] [unknown-name]\n  data = b |> c\n}\n").empty());
 }

@@ -21,6 +21,7 @@
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
 #include "gyrus/Parse.h"
+#include "gyrus/Verify.h"
 #include "gyrus/Version.h"
 
 namespace {
@@ -130,8 +131,11 @@ int realMain(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   Common checkOpts;
+  bool verify = false;
   CLI::App* check = app.add_subcommand("check", "Check an experiment file and report diagnostics");
   addCommon(check, checkOpts);
+  check->add_flag("--verify", verify,
+                  "Compare the diagnostics with the file's `// expect-error [kind]` comments instead of printing them");
 
   Common emitOpts;
   std::string stage = "ir";
@@ -180,6 +184,13 @@ int realMain(int argc, char** argv) {
     return 0;
   }
   bool badSet = false;
+  if (*check && verify) {
+    auto c = compile(checkOpts, StopAfter::Check, badSet);
+    if (c->mainFile == kNoFile) return report(*c, checkOpts) ? 1 : 0;
+    std::vector<std::string> problems = verifyDiagnostics(c->sources, c->mainFile, c->diags.sorted());
+    for (const std::string& p : problems) fmt::print(stderr, "{}\n", p);
+    return problems.empty() && !badSet ? 0 : 1;
+  }
   if (*check) {
     auto c = compile(checkOpts, StopAfter::Check, badSet);
     return report(*c, checkOpts) || badSet ? 1 : 0;

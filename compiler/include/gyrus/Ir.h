@@ -74,9 +74,10 @@ struct MaeObjective {
   bool maskedOnly = false;
 };
 /// SimCLR contrastive objective: two stochastic views of each sample go through the
-/// encoder, its bottleneck is globally average-pooled and passed through a projection
-/// head (Linear(width, width) -> ReLU -> Linear(width, projection)); the loss is
-/// NT-Xent with `temperature` over the 2B views of a batch of B samples.
+/// encoder, its bottleneck is pooled (global average and global maximum, concatenated:
+/// 2w features) and passed through a projection head (Linear(2w, 2w) -> ReLU ->
+/// Linear(2w, projection)); the loss is NT-Xent with `temperature` over the 2B views
+/// of a batch of B samples.
 struct SimClrObjective {
   double temperature = 0.1;
   int64_t projection = 128;
