@@ -15,7 +15,8 @@ exprOnly
   ;
 
 decl
-  : kind=('dataset' | 'pipeline' | 'encoder' | 'objective' | 'let') name=ID '=' expr  # bindDecl
+  : 'use' (module=path | target=STRING)                                                # useDecl
+  | kind=('dataset' | 'pipeline' | 'encoder' | 'objective' | 'let') name=ID '=' expr  # bindDecl
   | 'pretrain' name=ID '{' field* '}'                                                  # pretrainDecl
   | 'evaluate' (name=ID '=')? model=ID 'on' task=path argList?                         # evaluateDecl
   | 'sweep' path (',' path)* 'in' values=expr                                          # sweepDecl
@@ -33,7 +34,7 @@ path
 // argument or a member may be called `encoder` or `objective`.
 ident
   : ID | 'dataset' | 'pipeline' | 'encoder' | 'objective' | 'let' | 'pretrain' | 'evaluate' | 'on'
-  | 'sweep' | 'in'
+  | 'sweep' | 'in' | 'use'
   ;
 
 expr

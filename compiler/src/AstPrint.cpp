@@ -233,6 +233,10 @@ std::string printAst(const SourceManager& sm, const File& file) {
         out += "    Field " + f.name + "\n";
         dumpExpr(sm, *f.value, 3, out);
       }
+    } else if (const auto* u = d->as<DeclUse>()) {
+      std::string target = u->file.empty() ? std::string() : "\"" + u->file + "\"";
+      for (size_t k = 0; k < u->module.size(); ++k) target += (k ? "." : "") + u->module[k];
+      out += "  Use " + target + where + "\n";
     } else if (const auto* sw = d->as<DeclSweep>()) {
       std::string paths;
       for (size_t i = 0; i < sw->paths.size(); ++i) {

@@ -110,7 +110,7 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
     size_t brace = message.find("expected {");
     if (brace != std::string::npos && message.find("'pretrain'", brace) != std::string::npos) {
       message = message.substr(0, brace) + "expected a declaration (dataset, pipeline, encoder, objective, let, " +
-                "pretrain, evaluate or sweep)";
+                "pretrain, evaluate, sweep or use)";
     }
     // One mistake often derails the parser for the rest of its line: report the first.
     uint32_t line = offending != nullptr ? static_cast<uint32_t>(offending->getLine()) : 0;
@@ -161,6 +161,18 @@ class Builder {
       std::vector<ast::Field> fields;
       for (G::FieldContext* fc : p->field()) fields.push_back({fc->name->getText(), range(fc->name), expr(fc->expr())});
       return arena_.make<ast::DeclPretrain>(range(ctx), p->name->getText(), range(p->name), std::move(fields));
+    }
+    if (auto* u = dynamic_cast<G::UseDeclContext*>(ctx)) {
+      auto* d = arena_.make<ast::DeclUse>(range(ctx));
+      if (u->module != nullptr) {
+        for (G::IdentContext* id : u->module->ident()) d->module.push_back(id->getText());
+        d->targetRange = range(u->module);
+      } else {
+        std::string t = u->target->getText();
+        d->file = t.size() >= 2 ? t.substr(1, t.size() - 2) : t;
+        d->targetRange = range(u->target);
+      }
+      return d;
     }
     if (auto* sw = dynamic_cast<G::SweepDeclContext*>(ctx)) {
       auto* d = arena_.make<ast::DeclSweep>(range(ctx));

@@ -6,6 +6,11 @@
 // later uses of it stay silent, so one mistake is reported once.
 #include "gyrus/Check.h"
 
+#include <filesystem>
+
+#include "gyrus/Data.h"
+#include "gyrus/Plan.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -17,7 +22,7 @@ namespace {
 
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
-  Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model,
+  Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
 };
 
 std::string_view tyName(Ty t) {
@@ -43,6 +48,8 @@ std::string_view tyName(Ty t) {
     case Ty::Probe: return "a probe";
     case Ty::Function: return "a function";
     case Ty::Model: return "a pretrained model";
+    case Ty::LabelType: return "a label kind (binary or regression)";
+    case Ty::Bytes: return "an amount of memory";
   }
   return "?";
 }
@@ -69,6 +76,8 @@ std::string_view typeLabel(Ty t) {
     case Ty::Probe: return "Probe";
     case Ty::Function: return "Function";
     case Ty::Model: return "Pretrain";
+    case Ty::LabelType: return "LabelKind";
+    case Ty::Bytes: return "Bytes";
     case Ty::Error: return "Error";
   }
   return "?";
@@ -81,7 +90,8 @@ struct Value {
   ir::Shape3 shape{0, 0, 0};
   std::string str;
   bool flag = false;
-  ir::SyntheticData dataset;
+  std::vector<Value> items;  // Ty::List
+  ir::DataSource dataset;
   ir::Pipeline pipeline;
   ir::UNetEncoder encoder;
   ir::Objective objective;
@@ -93,6 +103,7 @@ struct Value {
   SourceRange range;                     // the whole expression
   SourceRange shapeOrigin;               // Dataset/Pipeline/Data: what set the spatial size
   bool pipelineSetsShape = false;        // Pipeline/Data: contains a crop
+  bool shapeKnown = true;                // Dataset/Data: false when sizes vary by volume
   std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
 };
 
@@ -154,6 +165,23 @@ std::function<std::string(const Value&)> shapeAtLeast(int64_t lo) {
 
 const std::vector<Builtin>& builtins();
 
+// The volume size after `pipeline`: crops fix it; a resample scales a synthetic
+// (1 mm) volume and makes a folder's sizes unknown until the next crop.
+void flowShape(Value& data, const ir::Pipeline& pipeline) {
+  for (const ir::PipelineOp& op : pipeline.ops) {
+    if (op.kind == ir::OpKind::Crop) {
+      data.shape = op.size;
+      data.shapeKnown = true;
+    } else if (op.kind == ir::OpKind::Resample) {
+      if (data.dataset.kind == ir::DataKind::Synthetic && data.shapeKnown) {
+        for (int64_t& side : data.shape) side = std::max<int64_t>(1, std::llround(static_cast<double>(side) / op.mm));
+      } else {
+        data.shapeKnown = false;
+      }
+    }
+  }
+}
+
 // ---- The checker --------------------------------------------------------------------
 
 struct Symbol {
@@ -172,6 +200,11 @@ class Checker {
 
   DiagnosticEngine& diags() { return diags_; }
   const SourceManager& sources() const { return sm_; }
+  /// A data path as the user wrote it, relative to the experiment file's directory.
+  std::string resolvePath(const std::string& path) const {
+    std::filesystem::path p(path);
+    return p.is_absolute() ? path : (baseDir_ / p).lexically_normal().string();
+  }
 
   // Reports that `v` (at `where`) is not of the type `want` needs, with a fix where an
   // obvious one exists. `what` names the slot, e.g. "argument 'size' of crop".
@@ -230,10 +263,16 @@ class Checker {
   void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
   bool checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
+  void reportUnknownShape(SourceRange where) {
+    diags_.report(DiagKind::ShapeUnknown, where,
+                  "the volumes of this data set differ in size, so the encoder's input size is unknown")
+        .note("end the pipeline with a crop to a fixed size, e.g. `resample(1mm) >> crop(96^3) >> zscore()`");
+  }
   std::vector<std::string> visibleNames() const;
 
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
+  std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
   std::vector<const ast::DeclPretrain*> pretrains_;
   ir::Experiment experiment_;
@@ -245,7 +284,7 @@ std::vector<std::string> Checker::visibleNames() const {
   std::vector<std::string> names;
   for (const auto& [name, sym] : symbols_) names.push_back(name);
   for (const Builtin& b : builtins()) names.push_back(b.name);
-  for (const char* c : {"cosine", "constant", "linear"}) names.emplace_back(c);
+  for (const char* c : {"cosine", "constant", "linear", "binary", "regression"}) names.emplace_back(c);
   return names;
 }
 
@@ -312,8 +351,13 @@ Value Checker::eval(const ast::Expr& e) {
     }
     case ast::NodeKind::ExprBinary: v = evalBinary(static_cast<const ast::ExprBinary&>(e)); break;
     case ast::NodeKind::ExprList: {
-      for (const ast::Expr* item : static_cast<const ast::ExprList&>(e).items) eval(*item);
       v.ty = Ty::List;
+      for (const ast::Expr* item : static_cast<const ast::ExprList&>(e).items) {
+        Value iv = eval(*item);
+        if (iv.ty == Ty::Error) v.ty = Ty::Error;
+        v.items.push_back(std::move(iv));
+      }
+      if (v.ty == Ty::Error) return errorValue();
       break;
     }
     default: return errorValue();
@@ -330,6 +374,10 @@ Value Checker::evalQuantity(const ast::ExprQuantity& q) {
   } else if (q.unit == "%") {
     v.ty = Ty::Fraction;
     v.num = q.value / 100.0;
+  } else if (q.unit == "GiB" || q.unit == "MiB" || q.unit == "GB" || q.unit == "MB") {
+    v.ty = Ty::Bytes;
+    double scale = q.unit == "GiB" ? 1024.0 * 1024 * 1024 : q.unit == "MiB" ? 1024.0 * 1024 : q.unit == "GB" ? 1e9 : 1e6;
+    v.num = q.value * scale;
   } else if (q.unit == "vox") {
     if (!q.isInteger) {
       diags_.report(DiagKind::TypeMismatch, q.range, "a voxel count must be a whole number");
@@ -338,9 +386,9 @@ Value Checker::evalQuantity(const ast::ExprQuantity& q) {
     v.ty = Ty::Voxels;
   } else {
     Diagnostic& d = diags_.report(DiagKind::UnknownUnit, q.unitRange, "unknown unit '" + q.unit + "'");
-    std::string best = closestMatch(q.unit, {"mm", "vox"});
+    std::string best = closestMatch(q.unit, {"mm", "vox", "GiB", "MiB"});
     if (!best.empty()) d.fixit(q.unitRange, best);
-    d.note("units are mm (length), % (fraction) and vox (voxels)");
+    d.note("units are mm (length), % (fraction), vox (voxels), and GiB, MiB, GB, MB (memory)");
     return errorValue();
   }
   return v;
@@ -369,6 +417,11 @@ Value Checker::evalName(const ast::ExprName& n) {
   }
   if (n.name == "linear") {
     v.ty = Ty::Probe;
+    return v;
+  }
+  if (n.name == "binary" || n.name == "regression") {
+    v.ty = Ty::LabelType;
+    v.flag = n.name == "binary";
     return v;
   }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
@@ -598,9 +651,8 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
       if (r.pipelineSetsShape) {
         v.pipelineSetsShape = true;
         v.shapeOrigin = r.shapeOrigin;
-        for (const ir::PipelineOp& op : r.pipeline.ops)
-          if (op.kind == ir::OpKind::Crop) v.shape = op.size;
       }
+      flowShape(v, r.pipeline);
       return v;
     }
   }
@@ -692,7 +744,8 @@ void Checker::checkCube(const Value& data, const Value& objective) {
 }
 
 Value Checker::evalPretrain(const ast::DeclPretrain& d) {
-  static const std::vector<std::string> kFields = {"data", "encoder", "objective", "optimizer", "epochs", "batch", "seed"};
+  static const std::vector<std::string> kFields = {"data",  "encoder", "objective", "optimizer",
+                                                   "epochs", "batch",  "seed",      "memory"};
   std::map<std::string, std::pair<Value, SourceRange>> fields;
   bool ok = true;
   for (const ast::Field& f : d.fields) {
@@ -718,6 +771,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
               : f.name == "encoder"   ? Ty::Encoder
               : f.name == "objective" ? Ty::Objective
               : f.name == "optimizer" ? Ty::Optimizer
+              : f.name == "memory"    ? Ty::Bytes
                                       : Ty::Int;
     std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
     if (!coerce(v, want, f.value->range, what)) {
@@ -757,6 +811,17 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   const Value& obj = fields["objective"].first;
   ir::UNetEncoder encoder = enc.encoder;
   encoder.inChannels = 1;
+  if (data.dataset.channelCount() > 1) {
+    diags_.report(DiagKind::Data, fields["data"].second,
+                  "pretraining takes single-channel volumes, but this data set has " +
+                      std::to_string(data.dataset.channelCount()) + " channels per sample")
+        .note("pretrain on a fomo60k(...) folder, where every scan is its own sample");
+    return errorValue();
+  }
+  if (!data.shapeKnown) {
+    reportUnknownShape(fields["data"].second);
+    return errorValue();
+  }
   checkDivisible(data, encoder, fields["encoder"].second, data.pipelineSetsShape ? "crop" : "input size");
   checkCube(data, obj);
   bool stochastic = false;
@@ -786,12 +851,35 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   if (fields.count("epochs")) p.epochs = static_cast<int64_t>(fields["epochs"].first.num);
   if (fields.count("batch")) p.batch = static_cast<int64_t>(fields["batch"].first.num);
   if (fields.count("seed")) p.seed = static_cast<uint64_t>(fields["seed"].first.num);
-  if (p.batch > p.data.subjects) {
+  if (p.batch > p.data.count()) {
     diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
                   "batch " + std::to_string(p.batch) + " is larger than the data set (" +
-                      std::to_string(p.data.subjects) + " subjects)");
+                      std::to_string(p.data.count()) + " samples)");
     return errorValue();
   }
+  // The declared device memory: a warning (not an error) when the estimate exceeds it.
+  if (fields.count("memory")) {
+    CostEstimate cost = estimateCost(p);
+    double state = static_cast<double>(cost.parameters) * 4.0 * 4.0;  // weights, gradients, AdamW m and v
+    double need = state + cost.activationMiB * 1024.0 * 1024.0;
+    double budget = fields["memory"].first.num;
+    if (need > budget) {
+      auto gib = [](double b) { return ir::formatNumber(std::round(b / (1024.0 * 1024 * 1024) * 100) / 100) + " GiB"; };
+      double perSample = cost.activationMiB * 1024.0 * 1024.0 / static_cast<double>(p.batch);
+      auto fits = static_cast<int64_t>((budget - state) / perSample);
+      Diagnostic& diag = diags_.report(
+          DiagKind::MemoryBudget, fields["memory"].second,
+          "pretrain '" + d.name + "' needs about " + gib(need) + " (" + gib(state) + " for parameters and optimizer " +
+              "state, " + gib(need - state) + " of activations at batch " + std::to_string(p.batch) + "), more than " +
+              "memory = " + std::string(sm_.text(fields["memory"].second)));
+      if (fits >= 1) {
+        diag.note("batch " + std::to_string(fits) + " would fit");
+      } else {
+        diag.note("even batch 1 does not fit: use a smaller crop or a narrower encoder");
+      }
+    }
+  }
+
   typed_ += "pretrain " + d.name + " : Pretrain\n";
   typed_ += "  data      : Data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) + "\n";
   typed_ += "  input     : Shape = " + ir::formatShape(data.shape) + "\n";
@@ -868,7 +956,22 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                       "'" + d.task[0] + "' is " + std::string(tyName(data.ty)) + ", not a dataset");
         data = errorValue();
       }
-      if (data.ty == Ty::Dataset) {
+      if (data.ty == Ty::Dataset && data.dataset.kind == ir::DataKind::Folder) {
+        label = d.task[1];
+        if (!data.dataset.folder.hasLabel) {
+          diags_.report(DiagKind::UnknownLabel, d.taskRanges[1], "dataset '" + d.task[0] + "' has no labels")
+              .note("fomo60k folders are unlabelled; labelled tasks are fomo25(...) folders, whose label is `label`");
+          data = errorValue();
+        } else if (label != "label") {
+          Diagnostic& diag = diags_.report(DiagKind::UnknownLabel, d.taskRanges[1],
+                                           "dataset '" + d.task[0] + "' has no label '" + label + "'");
+          diag.fixit(d.taskRanges[1], "label");
+          diag.note("a fomo25 folder's label (labels/<subject>/<session>/label.txt) is called `label`");
+          data = errorValue();
+        } else {
+          labelKind = data.dataset.folder.labelKind;
+        }
+      } else if (data.ty == Ty::Dataset) {
         static const std::vector<std::string> kLabels = {"lesion", "age"};
         label = d.task[1];
         if (label == "lesion") {
@@ -957,7 +1060,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   if (args.count("seed")) e.seed = static_cast<uint64_t>(args["seed"].first.num);
 
   // Sizes: the held-out test set and the pool the shots are drawn from.
-  int64_t n = e.data.subjects;
+  int64_t n = e.data.count();
   auto testCount = static_cast<int64_t>(std::llround(e.testFraction * static_cast<double>(n)));
   testCount = std::clamp<int64_t>(testCount, 1, std::max<int64_t>(1, n - 1));
   int64_t pool = n - testCount;
@@ -974,19 +1077,30 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                                " are held out for testing (test = " + ir::formatNumber(e.testFraction * 100) + "%)");
     return;
   }
-  if (labelKind == ir::LabelKind::Binary && (e.data.lesionRate <= 0.0 || e.data.lesionRate >= 1.0)) {
+  if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
+      (e.data.synthetic.lesionRate <= 0.0 || e.data.synthetic.lesionRate >= 1.0)) {
     diags_.report(DiagKind::ValueRange, d.taskRanges[1],
                   "label 'lesion' of '" + d.task[0] + "' has a single class (lesion_rate = " +
-                      ir::formatNumber(e.data.lesionRate * 100) + "%); AUROC needs both");
+                      ir::formatNumber(e.data.synthetic.lesionRate * 100) + "%); AUROC needs both");
     return;
+  }
+  if (e.data.kind == ir::DataKind::Folder && labelKind == ir::LabelKind::Binary) {
+    size_t positives = 0;
+    for (const ir::FolderSample& smp : e.data.folder.samples) positives += smp.label == 1.0 ? 1 : 0;
+    if (positives == 0 || positives == e.data.folder.samples.size()) {
+      diags_.report(DiagKind::Data, d.taskRanges[1],
+                    "every label of '" + d.task[0] + "' is " + (positives == 0 ? "0" : "1") + "; AUROC needs both classes");
+      return;
+    }
   }
   // The task data go through the pretraining pipeline: they must fit the encoder too.
   Value taskData = data;
   taskData.ty = Ty::Data;
-  if (model.pipelineSetsShape) {
-    for (const ir::PipelineOp& op : model.pipeline.ops)
-      if (op.kind == ir::OpKind::Crop) taskData.shape = op.size;
-    taskData.shapeOrigin = model.shapeOrigin;
+  flowShape(taskData, model.pipeline);
+  if (model.pipelineSetsShape) taskData.shapeOrigin = model.shapeOrigin;
+  if (!taskData.shapeKnown) {
+    reportUnknownShape(d.taskRanges[0]);
+    return;
   }
   if (!checkDivisible(taskData, e.encoder, model.range, model.pipelineSetsShape ? "crop" : "input size")) return;
 
@@ -1002,11 +1116,12 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
 }
 
 CheckResult Checker::run(const std::vector<const ast::File*>& files) {
+  baseDir_ = std::filesystem::path(sm_.file(files.back()->id).path).parent_path();
   // Resolve: every declaration's name, across files.
   std::vector<const ast::DeclEvaluate*> evaluates;
   for (size_t fi = 0; fi < files.size(); ++fi) {
     for (const ast::Decl* d : files[fi]->decls) {
-      if (d->is<ast::DeclSweep>()) continue;  // expanded by the front end before checking
+      if (d->is<ast::DeclSweep>() || d->is<ast::DeclUse>()) continue;  // handled by the front end
       auto [it, inserted] = symbols_.try_emplace(d->name);
       if (!inserted) {
         Diagnostic& diag = diags_.report(DiagKind::DuplicateName, d->nameRange, "'" + d->name + "' is already declared");
@@ -1109,7 +1224,8 @@ const std::vector<Builtin>& builtins() {
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    Value v;
                    v.ty = Ty::Dataset;
-                   ir::SyntheticData& d = v.dataset;
+                   v.dataset.kind = ir::DataKind::Synthetic;
+                   ir::SyntheticData& d = v.dataset.synthetic;
                    d.subjects = asInt(a["subjects"], d.subjects);
                    if (a["size"].present) d.size = a["size"].value.shape;
                    d.seed = static_cast<uint64_t>(asInt(a["seed"], static_cast<int64_t>(d.seed)));
@@ -1117,6 +1233,76 @@ const std::vector<Builtin>& builtins() {
                    d.noise = asNum(a["noise"], d.noise);
                    v.shape = d.size;
                    v.shapeOrigin = a["size"].present ? a["size"].range : call;
+                   return v;
+                 }});
+    auto strings = [](const Bound& b, std::vector<std::string>& out) {
+      if (!b.present) return std::string();
+      for (const Value& item : b.value.items) {
+        if (item.ty != Ty::String) return std::string("must be a list of strings, e.g. [\"t1\", \"flair\"]");
+        out.push_back(item.str);
+      }
+      return std::string();
+    };
+    t.push_back({"fomo60k",
+                 Ty::Dataset,
+                 {{"root", Ty::String, true, nullptr}, {"sequences", Ty::List, false, nullptr}},
+                 [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   std::vector<std::string> sequences;
+                   if (std::string why = strings(a["sequences"], sequences); !why.empty()) {
+                     c.diags().report(DiagKind::TypeMismatch, a["sequences"].range, "argument 'sequences' of fomo60k() " + why);
+                     return errorValue();
+                   }
+                   Value v;
+                   v.ty = Ty::Dataset;
+                   v.dataset.kind = ir::DataKind::Folder;
+                   v.shapeKnown = false;
+                   DataProblem p = resolveFomo60k(c.resolvePath(a["root"].value.str), sequences, v.dataset.folder);
+                   if (!p.ok()) {
+                     Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
+                     if (!p.note.empty()) d.note(p.note);
+                     return errorValue();
+                   }
+                   v.shapeOrigin = a["root"].range;
+                   return v;
+                 }});
+    t.push_back({"fomo25",
+                 Ty::Dataset,
+                 {{"root", Ty::String, true, nullptr},
+                  {"channels", Ty::List, true, nullptr},
+                  {"label", Ty::LabelType, false, nullptr}},
+                 [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   std::vector<std::string> channels;
+                   std::string why = strings(a["channels"], channels);
+                   if (why.empty() && channels.empty()) why = "must name at least one channel";
+                   if (!why.empty()) {
+                     c.diags().report(DiagKind::TypeMismatch, a["channels"].range, "argument 'channels' of fomo25() " + why);
+                     return errorValue();
+                   }
+                   ir::LabelKind kind = !a["label"].present || a["label"].value.flag ? ir::LabelKind::Binary
+                                                                                     : ir::LabelKind::Continuous;
+                   Value v;
+                   v.ty = Ty::Dataset;
+                   v.dataset.kind = ir::DataKind::Folder;
+                   v.shapeKnown = false;
+                   DataProblem p = resolveFomo25(c.resolvePath(a["root"].value.str), channels, kind, v.dataset.folder);
+                   if (!p.ok()) {
+                     Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
+                     if (!p.note.empty()) d.note(p.note);
+                     return errorValue();
+                   }
+                   v.shapeOrigin = a["root"].range;
+                   return v;
+                 }});
+    t.push_back({"resample",
+                 Ty::Pipeline,
+                 {{"spacing", Ty::Length, false, between(0.05, 20, false, false)}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Pipeline;
+                   ir::PipelineOp op;
+                   op.kind = ir::OpKind::Resample;
+                   op.mm = asNum(a["spacing"], 1.0);
+                   v.pipeline.ops.push_back(op);
                    return v;
                  }});
     t.push_back({"crop",

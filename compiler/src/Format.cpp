@@ -115,6 +115,9 @@ class Formatter {
       out_ += e->model + " on ";
       for (size_t i = 0; i < e->task.size(); ++i) out_ += (i ? "." : "") + e->task[i];
       if (!e->args.empty()) out_ += " " + args(e->args);
+    } else if (const auto* u = d.as<ast::DeclUse>()) {
+      out_ += "use " + (u->file.empty() ? std::string() : std::string(sm_.text(u->targetRange)));
+      for (size_t k = 0; k < u->module.size(); ++k) out_ += (k ? "." : "") + u->module[k];
     } else if (const auto* s = d.as<ast::DeclSweep>()) {
       out_ += "sweep ";
       for (size_t i = 0; i < s->paths.size(); ++i) {

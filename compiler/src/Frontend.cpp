@@ -2,18 +2,38 @@
 #include "gyrus/Frontend.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "gyrus/Parse.h"
 
 namespace gyrus {
 
-extern const char* const kPreludeText;
+struct EmbeddedModule {
+  const char* name;
+  const char* text;
+};
+extern const EmbeddedModule kStdlibModules[];
+extern const size_t kStdlibModuleCount;
 
-const std::string& preludeSource() {
-  static const std::string text = kPreludeText;
-  return text;
+const std::string* stdlibModule(const std::string& name) {
+  static const std::map<std::string, std::string> modules = [] {
+    std::map<std::string, std::string> m;
+    for (size_t i = 0; i < kStdlibModuleCount; ++i) m[kStdlibModules[i].name] = kStdlibModules[i].text;
+    return m;
+  }();
+  auto it = modules.find(name);
+  return it == modules.end() ? nullptr : &it->second;
 }
+
+std::vector<std::string> stdlibModuleNames() {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < kStdlibModuleCount; ++i)
+    if (std::string(kStdlibModules[i].name) != "prelude") names.emplace_back(kStdlibModules[i].name);
+  return names;
+}
+
+const std::string& preludeSource() { return *stdlibModule("prelude"); }
 
 bool parseOverride(const std::string& text, Override& out) {
   size_t eq = text.find('=');
@@ -141,7 +161,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
   ast::Decl* target = nullptr;
   std::vector<std::string> names;
   for (ast::Decl* d : file.decls) {
-    if (d->is<ast::DeclSweep>()) continue;
+    if (d->is<ast::DeclSweep>() || d->is<ast::DeclUse>()) continue;
     names.push_back(d->name);
     if (d->name == path[0]) target = d;
   }
@@ -287,6 +307,82 @@ void nameVariants(Plan& plan) {
   }
 }
 
+// Loads the modules a file uses, depth first; `loaded` maps a module's key (`std:name`
+// or a canonical path) to its state so each is loaded once and cycles are reported.
+class ModuleLoader {
+ public:
+  ModuleLoader(Compilation& c) : c_(c) {}
+
+  void load(const ast::File& file) {
+    for (const ast::Decl* d : file.decls) {
+      const auto* u = d->as<ast::DeclUse>();
+      if (u != nullptr) loadOne(*u, file);
+    }
+  }
+  std::vector<const ast::File*> modules;  // in dependency order
+
+ private:
+  void loadOne(const ast::DeclUse& u, const ast::File& from) {
+    std::string key, path, text;
+    if (!u.module.empty()) {
+      std::string name = u.module.size() == 2 && u.module[0] == "std" ? u.module[1] : std::string();
+      const std::string* src = name.empty() || name == "prelude" ? nullptr : stdlibModule(name);
+      if (src == nullptr) {
+        std::string dotted = joinPath(u.module);
+        Diagnostic& d = c_.diags.report(DiagKind::Module, u.targetRange, "no standard-library module '" + dotted + "'");
+        std::vector<std::string> names;
+        for (const std::string& n : stdlibModuleNames()) names.push_back("std." + n);
+        std::string best = closestMatch(dotted, names);
+        if (!best.empty()) d.fixit(u.targetRange, best);
+        std::string list;
+        for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+        d.note("the standard library has: " + list);
+        return;
+      }
+      key = "std:" + name;
+      path = "<std>/" + name + ".gy";
+      text = *src;
+    } else {
+      namespace fs = std::filesystem;
+      fs::path base = fs::path(c_.sources.file(from.id).path).parent_path();
+      fs::path p = fs::path(u.file).is_absolute() ? fs::path(u.file) : base / u.file;
+      std::error_code ec;
+      fs::path canon = fs::weakly_canonical(p, ec);
+      key = (ec ? p : canon).string();
+      path = p.lexically_normal().string();
+      std::string error;
+      if (state_.count(key) == 0 && !readFile(path, text, error)) {
+        c_.diags.report(DiagKind::Module, u.targetRange, "cannot read module: " + error);
+        return;
+      }
+    }
+    auto it = state_.find(key);
+    if (it != state_.end()) {
+      if (it->second == State::Loading)
+        c_.diags.report(DiagKind::Cycle, u.targetRange, "module '" + path + "' uses itself (through the modules it uses)");
+      return;
+    }
+    state_[key] = State::Loading;
+    FileId id = c_.sources.add(path, std::move(text));
+    ast::File* module = parseFile(c_.sources, id, c_.arena, c_.diags);
+    if (module != nullptr) {
+      load(*module);
+      for (const ast::Decl* d : module->decls) {
+        if (d->is<ast::DeclBind>() || d->is<ast::DeclUse>()) continue;
+        c_.diags.report(DiagKind::Module, d->range, "a module may only declare values (dataset, pipeline, encoder, "
+                                                    "objective, let); stages and sweeps belong in the experiment file")
+            .note(u.targetRange, "module used here");
+      }
+      modules.push_back(module);
+    }
+    state_[key] = State::Done;
+  }
+
+  enum class State { Loading, Done };
+  Compilation& c_;
+  std::map<std::string, State> state_;
+};
+
 }  // namespace
 
 void applyOverrides(ast::File& file, const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
@@ -309,6 +405,10 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   c->prelude = parseFile(c->sources, prelude, c->arena, c->diags);
   c->main = parseFile(c->sources, c->mainFile, c->arena, c->diags);
   if (c->main == nullptr || c->prelude == nullptr) return c;
+  ModuleLoader loader(*c);
+  loader.load(*c->main);
+  std::vector<const ast::File*> files = {c->prelude};
+  for (const ast::File* m : loader.modules) files.push_back(m);
   std::vector<ParsedOverride> sets = parseOverrides(overrides, c->sources, c->arena, c->diags);
   // A bad override does not stop checking: the file's own errors are reported too.
   for (const ParsedOverride& o : sets) applyParsed(*c->main, o, c->diags);
@@ -341,7 +441,8 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   }
   if (!sweepsOk) return c;
   if (axes.empty()) {
-    c->check = checkExperiment({c->prelude, c->main}, c->sources, c->diags);
+    files.push_back(c->main);
+    c->check = checkExperiment(files, c->sources, c->diags);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -373,7 +474,9 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
         label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
       }
     }
-    CheckResult r = checkExperiment({c->prelude, file}, c->sources, c->diags);
+    std::vector<const ast::File*> pointFiles = files;
+    pointFiles.push_back(file);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags);
     if (point == 0) c->check.typed = r.typed;
     c->plan.points.push_back(label);
     if (!r.experiment) {

@@ -19,6 +19,7 @@ std::string_view toString(OpKind k) {
     case OpKind::Flip: return "flip";
     case OpKind::Noise: return "noise";
     case OpKind::Gamma: return "gamma";
+    case OpKind::Resample: return "resample";
   }
   return "?";
 }
@@ -48,6 +49,32 @@ std::string print(const SyntheticData& d) {
          ", noise = " + formatNumber(d.noise) + ")";
 }
 
+namespace {
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+std::string stringList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
+  return out + "]";
+}
+}  // namespace
+
+std::string print(const DataSource& d) {
+  if (d.kind == DataKind::Synthetic) return print(d.synthetic);
+  const FolderData& f = d.folder;
+  std::string out = f.layout == FolderData::Layout::Fomo60k ? "fomo60k(sequences = " : "fomo25(channels = ";
+  out += stringList(f.channels);
+  if (f.hasLabel) out += std::string(", label = ") + (f.labelKind == LabelKind::Binary ? "binary" : "regression");
+  out += ", samples = " + std::to_string(f.samples.size()) + ", fingerprint = " + f.fingerprint.substr(0, 16) + ")";
+  return out;
+}
+
 std::string print(const Pipeline& p) {
   if (p.ops.empty()) return "identity()";
   std::string out;
@@ -60,6 +87,7 @@ std::string print(const Pipeline& p) {
       case OpKind::Flip: out += "flip(p = " + formatNumber(op.p) + ")"; break;
       case OpKind::Noise: out += "noise(sigma = " + formatNumber(op.sigma) + ")"; break;
       case OpKind::Gamma: out += "gamma(range = " + formatNumber(op.lo) + " .. " + formatNumber(op.hi) + ")"; break;
+      case OpKind::Resample: out += "resample(spacing = " + formatNumber(op.mm) + "mm)"; break;
     }
   }
   return out;
@@ -111,6 +139,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
   if (stage.kind == StageKind::Pretrain) {
     const PretrainStage& p = stage.pretrain;
     out += "  data = " + print(p.data) + "\n";
+    if (p.data.kind == DataKind::Folder) out += "  root = " + quoted(p.data.folder.root) + "\n";
     out += "  pipeline = " + print(p.pipeline) + "\n";
     out += "  encoder = " + print(p.encoder) + "\n";
     out += "  objective = " + print(p.objective) + "\n";
@@ -122,6 +151,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     const EvaluateStage& e = stage.evaluate;
     out += "  model = " + e.pretrain + "\n";
     out += "  data = " + print(e.data) + "\n";
+    if (e.data.kind == DataKind::Folder) out += "  root = " + quoted(e.data.folder.root) + "\n";
     out += "  pipeline = " + print(e.pipeline) + "\n";
     out += "  encoder = " + print(e.encoder) + "\n";
     out += "  label = " + e.label + " (" + std::string(toString(e.labelKind)) + ")\n";
@@ -141,7 +171,6 @@ std::string printExperiment(const Experiment& experiment) {
   return out;
 }
 
-namespace {
 std::string sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -154,19 +183,20 @@ std::string sha256Hex(const std::string& data) {
   }
   return out;
 }
-}  // namespace
 
 void hashStages(Experiment& experiment) {
   for (Stage& s : experiment.stages) {
-    // Names (the stage's own, its model's, its dependencies') are left out: renaming a
-    // stage reuses its work. Dependencies enter by hash.
+    // Names (the stage's own, its model's, its dependencies') and data roots are left
+    // out: renaming a stage or moving a data folder reuses its work (the data enter by
+    // their fingerprint). Dependencies enter by hash.
     std::string print = printStage(s, experiment);
     std::string material = std::string("gyrus-ir ") + kIrVersion + "\n" + std::string(toString(s.kind)) + "\n";
     size_t pos = print.find('\n') + 1;
     while (pos < print.size()) {
       size_t end = print.find('\n', pos);
       std::string line = print.substr(pos, end - pos);
-      if (line.rfind("  model = ", 0) != 0 && line.rfind("  after ", 0) != 0) material += line + "\n";
+      bool name = line.rfind("  model = ", 0) == 0 || line.rfind("  after ", 0) == 0 || line.rfind("  root = ", 0) == 0;
+      if (!name) material += line + "\n";
       pos = end + 1;
     }
     for (size_t d : s.deps) material += "dep " + experiment.stages.at(d).hash + "\n";

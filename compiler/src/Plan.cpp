@@ -1,6 +1,8 @@
 // Plan printing and static cost estimates.
 #include "gyrus/Plan.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace gyrus {
@@ -14,9 +16,14 @@ double voxels(const ir::Shape3& s, int64_t level) {
 }
 
 ir::Shape3 inputShape(const ir::PretrainStage& p) {
-  ir::Shape3 s = p.data.size;
+  // Folder data always end in a crop (the checker requires it).
+  ir::Shape3 s = p.data.kind == ir::DataKind::Synthetic ? p.data.synthetic.size : ir::Shape3{1, 1, 1};
   for (const ir::PipelineOp& op : p.pipeline.ops)
-    if (op.kind == ir::OpKind::Crop) s = op.size;
+    if (op.kind == ir::OpKind::Crop) {
+      s = op.size;
+    } else if (op.kind == ir::OpKind::Resample) {
+      for (int64_t& side : s) side = std::max<int64_t>(1, std::llround(static_cast<double>(side) / op.mm));
+    }
   return s;
 }
 
@@ -65,7 +72,7 @@ CostEstimate estimateCost(const ir::PretrainStage& p) {
   c.parameters = params;
   c.gflopPerStep = 3.0 * flop * static_cast<double>(p.batch) / 1e9;
   c.activationMiB = act * 4.0 * static_cast<double>(p.batch) / (1024.0 * 1024.0);
-  c.stepsPerEpoch = (p.data.subjects + p.batch - 1) / p.batch;
+  c.stepsPerEpoch = (p.data.count() + p.batch - 1) / p.batch;
   c.steps = c.stepsPerEpoch * p.epochs;
   return c;
 }
@@ -105,15 +112,16 @@ std::string printPlan(const Plan& plan) {
       CostEstimate c = estimateCost(s.pretrain);
       std::snprintf(buf, sizeof buf,
                     "  cost      %lld parameters; %.2f GFLOP and %.0f MiB of activations per step (batch %lld); "
-                    "%lld steps (%lld epochs x %lld)\n",
+                    "%lld steps (%lld epochs x %lld); about %.0f MiB of memory\n",
                     static_cast<long long>(c.parameters), c.gflopPerStep, c.activationMiB,
                     static_cast<long long>(s.pretrain.batch), static_cast<long long>(c.steps),
-                    static_cast<long long>(s.pretrain.epochs), static_cast<long long>(c.stepsPerEpoch));
+                    static_cast<long long>(s.pretrain.epochs), static_cast<long long>(c.stepsPerEpoch),
+                    static_cast<double>(c.parameters) * 16.0 / (1024.0 * 1024.0) + c.activationMiB);
       out += buf;
     } else {
       const ir::EvaluateStage& e = s.evaluate;
       std::snprintf(buf, sizeof buf, "  cost      %lld subjects encoded once; %lld probe fits\n",
-                    static_cast<long long>(e.data.subjects), static_cast<long long>(e.repeats * 2));
+                    static_cast<long long>(e.data.count()), static_cast<long long>(e.repeats * 2));
       out += buf;
     }
   }

@@ -7,6 +7,7 @@
 #include <exception>
 #include <new>
 
+#include "ClinicWriter.h"
 #include "NiftiFormat.h"
 
 namespace gyrus::io {
@@ -47,6 +48,16 @@ class Module final : public IoModule {
       std::string error;
       bool ok = io::writeNifti(path, image, options, error);
       return classify(ok, error);
+    } catch (const std::exception& e) {
+      return fail(IoResult::Status::InternalError, e.what());
+    } catch (...) {
+      return fail(IoResult::Status::InternalError, "unknown exception");
+    }
+  }
+
+  IoResult synthesize(const SynthRequest& request, SynthSummary& summary) override {
+    try {
+      return writeClinic(request, summary);
     } catch (const std::exception& e) {
       return fail(IoResult::Status::InternalError, e.what());
     } catch (...) {

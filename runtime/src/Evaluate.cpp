@@ -8,6 +8,12 @@
 // response that an average over the whole head dilutes. The same protocol runs on a randomly initialised encoder of the same
 // architecture (torch::manual_seed(stage.seed)) as a reference point.
 //
+// Data: synthetic subjects (labels `lesion`, binary, and `age`, continuous) or a NIfTI
+// folder data set (label `label`, FolderSample::label; binary labels must be 0 or 1).
+// A sample with several channels (FOMO25 tasks) is encoded channel by channel by the
+// single-channel encoder, and the per-channel features are concatenated in channel
+// order (channels x 2 x the sum of stage widths features).
+//
 // Pipeline: the stage's pipeline without its random operations (Flip, Noise, Gamma):
 // features come from the clean, deterministic images. The front end already strips
 // them from evaluation pipelines; dropping them here too keeps evaluation
@@ -37,8 +43,65 @@ namespace gyrus::rt {
 
 namespace {
 
-/// Pooled features of every subject: [N, 2 x sum of stage widths], in double.
-Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images) {
+/// The labels of a data set: one value per sample, the classes (0/1) for binary
+/// labels, and the words for messages.
+struct Labels {
+  std::vector<double> values;
+  std::vector<int> classes;  ///< binary labels only
+  std::string column;        ///< "lesion", "age" or "label"
+  bool synthetic = true;
+  /// "subjects" (synthetic) or "samples" (folder data).
+  const char* units() const { return synthetic ? "subjects" : "samples"; }
+};
+
+/// Checks the label of `stage` against its data set before anything is loaded.
+void checkLabel(const ir::EvaluateStage& stage, bool binary) {
+  if (stage.data.kind == ir::DataKind::Synthetic) {
+    if (binary && stage.label != "lesion")
+      throw UserError("unknown binary label '" + stage.label + "': the synthetic data set has 'lesion'");
+    if (!binary && stage.label != "age")
+      throw UserError("unknown continuous label '" + stage.label + "': the synthetic data set has 'age'");
+    return;
+  }
+  const ir::FolderData& folder = stage.data.folder;
+  if (stage.label != "label")
+    throw UserError("unknown label '" + stage.label + "': a folder data set has 'label' (labels/<subject>/<session>/label.txt)");
+  if (!folder.hasLabel)
+    throw UserError("the data set at '" + folder.root +
+                    "' has no labels: evaluation needs labels/<subject>/<session>/label.txt for every sample");
+  if (binary)
+    for (const ir::FolderSample& sample : folder.samples)
+      if (sample.label != 0.0 && sample.label != 1.0) {
+        std::ostringstream msg;
+        msg << "sample " << sampleName(sample) << " has the label " << sample.label
+            << ", but a binary label must be 0 or 1: fix its label.txt, or evaluate a continuous label";
+        throw UserError(msg.str());
+      }
+}
+
+Labels labelsOf(const ir::EvaluateStage& stage, const Dataset& data, bool binary) {
+  Labels l;
+  l.column = stage.label;
+  l.synthetic = stage.data.kind == ir::DataKind::Synthetic;
+  if (l.synthetic) {
+    if (binary) {
+      l.classes = data.lesion;
+      l.values.assign(data.lesion.begin(), data.lesion.end());
+    } else {
+      l.values = data.age;
+    }
+  } else {
+    l.values = data.label;
+    if (binary)
+      for (double v : l.values) l.classes.push_back(v == 1.0 ? 1 : 0);
+  }
+  return l;
+}
+
+/// Pooled features of every sample: [N, channels x 2 x sum of stage widths], in
+/// double. The rows of `images` are the channels of each sample in turn; a sample's
+/// per-channel features are concatenated in channel order.
+Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images, int64_t channels) {
   constexpr int64_t kBatch = 8;
   encoder->eval();
   torch::NoGradGuard noGrad;
@@ -53,7 +116,7 @@ Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images) {
     }
     rows.push_back(torch::cat(pooled, 1));
   }
-  torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).contiguous();
+  torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).reshape({n / channels, -1}).contiguous();
   Matrix x(all.size(0), all.size(1));
   std::copy(all.data_ptr<double>(), all.data_ptr<double>() + all.numel(), x.data.begin());
   return x;
@@ -72,7 +135,7 @@ struct Split {
   std::vector<int64_t> pool;
 };
 
-Split splitSubjects(const ir::EvaluateStage& stage, const Dataset& data, bool binary) {
+Split splitSubjects(const ir::EvaluateStage& stage, const Labels& labels, bool binary) {
   Rng rng(deriveSeed(stage.seed, tag("split")));
   Split split;
   auto take = [&](std::vector<int64_t> members, const std::string& what) {
@@ -80,9 +143,13 @@ Split splitSubjects(const ir::EvaluateStage& stage, const Dataset& data, bool bi
     auto m = static_cast<int64_t>(members.size());
     if (m < 2) {
       std::ostringstream msg;
-      msg << "the data set has " << m << " subject(s) " << what
-          << "; need at least 2 (one for testing, one for training): increase subjects"
-          << (binary ? " or move lesionRate away from 0/1" : "");
+      if (labels.synthetic)
+        msg << "the data set has " << m << " subject(s) " << what
+            << "; need at least 2 (one for testing, one for training): increase subjects"
+            << (binary ? " or move lesionRate away from 0/1" : "");
+      else
+        msg << "the data set has " << m << " sample(s) " << what
+            << "; need at least 2 (one for testing, one for training): add labelled samples";
       throw UserError(msg.str());
     }
     auto nTest = static_cast<int64_t>(std::llround(stage.testFraction * static_cast<double>(m)));
@@ -90,12 +157,12 @@ Split splitSubjects(const ir::EvaluateStage& stage, const Dataset& data, bool bi
     split.test.insert(split.test.end(), members.begin(), members.begin() + nTest);
     split.pool.insert(split.pool.end(), members.begin() + nTest, members.end());
   };
-  int64_t n = static_cast<int64_t>(data.age.size());
+  auto n = static_cast<int64_t>(labels.values.size());
   if (binary) {
     std::vector<int64_t> cls[2];
-    for (int64_t i = 0; i < n; ++i) cls[data.lesion[static_cast<size_t>(i)]].push_back(i);
-    take(cls[0], "with lesion = 0");
-    take(cls[1], "with lesion = 1");
+    for (int64_t i = 0; i < n; ++i) cls[labels.classes[static_cast<size_t>(i)]].push_back(i);
+    take(cls[0], "with " + labels.column + " = 0");
+    take(cls[1], "with " + labels.column + " = 1");
   } else {
     std::vector<int64_t> all(static_cast<size_t>(n));
     std::iota(all.begin(), all.end(), int64_t{0});
@@ -106,20 +173,20 @@ Split splitSubjects(const ir::EvaluateStage& stage, const Dataset& data, bool bi
   return split;
 }
 
-std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Dataset& data, const Split& split, bool binary,
+std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& labels, const Split& split, bool binary,
                                int64_t repeat) {
   Rng rng(deriveSeed(stage.seed, tag("repeat") + static_cast<uint64_t>(repeat)));
   auto poolSize = static_cast<int64_t>(split.pool.size());
   if (stage.shots > poolSize) {
     std::ostringstream msg;
-    msg << "shots = " << stage.shots << " but the training pool has only " << poolSize << " subjects ("
-        << data.age.size() << " subjects, testFraction " << stage.testFraction
-        << "): lower shots, lower testFraction, or increase subjects";
+    msg << "shots = " << stage.shots << " but the training pool has only " << poolSize << " " << labels.units()
+        << " (" << labels.values.size() << " " << labels.units() << ", testFraction " << stage.testFraction
+        << "): lower shots, lower testFraction, or " << (labels.synthetic ? "increase subjects" : "add samples");
     throw UserError(msg.str());
   }
   if (!binary) return drawFrom(split.pool, stage.shots, rng);
   std::vector<int64_t> cls[2];
-  for (int64_t i : split.pool) cls[data.lesion[static_cast<size_t>(i)]].push_back(i);
+  for (int64_t i : split.pool) cls[labels.classes[static_cast<size_t>(i)]].push_back(i);
   auto pos = static_cast<int64_t>(cls[1].size()), neg = static_cast<int64_t>(cls[0].size());
   auto nPos = static_cast<int64_t>(
       std::llround(static_cast<double>(stage.shots) * static_cast<double>(pos) / static_cast<double>(poolSize)));
@@ -128,8 +195,8 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Dataset& da
   if (nPos > pos || nNeg > neg) {
     std::ostringstream msg;
     msg << "cannot draw " << stage.shots << " shots with " << nPos << " positive and " << nNeg
-        << " negative subjects: the training pool has " << pos << " positive and " << neg
-        << ": lower shots or increase subjects";
+        << " negative " << labels.units() << ": the training pool has " << pos << " positive and " << neg
+        << ": lower shots or " << (labels.synthetic ? "increase subjects" : "add samples");
     throw UserError(msg.str());
   }
   std::vector<int64_t> shots = drawFrom(cls[1], nPos, rng);
@@ -140,7 +207,7 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Dataset& da
 }
 
 /// Probe scores of the test subjects after fitting on the training draw.
-std::vector<double> probeScores(const Matrix& features, const Dataset& data, const std::vector<int64_t>& train,
+std::vector<double> probeScores(const Matrix& features, const Labels& labels, const std::vector<int64_t>& train,
                                 const std::vector<int64_t>& test, bool binary) {
   Matrix xTrain = features.selectRows(train);
   Standardizer standardizer = Standardizer::fit(xTrain);
@@ -149,11 +216,11 @@ std::vector<double> probeScores(const Matrix& features, const Dataset& data, con
   LinearModel model;
   if (binary) {
     std::vector<int> y;
-    for (int64_t i : train) y.push_back(data.lesion[static_cast<size_t>(i)]);
+    for (int64_t i : train) y.push_back(labels.classes[static_cast<size_t>(i)]);
     model = fitLogistic(xTrain, y);
   } else {
     std::vector<double> y;
-    for (int64_t i : train) y.push_back(data.age[static_cast<size_t>(i)]);
+    for (int64_t i : train) y.push_back(labels.values[static_cast<size_t>(i)]);
     model = fitRidge(xTrain, y);
   }
   return model.predict(xTest);
@@ -163,19 +230,19 @@ std::vector<double> probeScores(const Matrix& features, const Dataset& data, con
 
 StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
   bool binary = stage.labelKind == ir::LabelKind::Binary;
-  if (binary && stage.label != "lesion")
-    throw UserError("unknown binary label '" + stage.label + "': the synthetic data set has 'lesion'");
-  if (!binary && stage.label != "age")
-    throw UserError("unknown continuous label '" + stage.label + "': the synthetic data set has 'age'");
+  checkLabel(stage, binary);
   if (stage.shots < 2) throw UserError("shots must be at least 2 to fit a probe");
   if (stage.repeats < 1) throw UserError("repeats must be at least 1");
   if (!(stage.testFraction > 0.0 && stage.testFraction < 1.0))
     throw UserError("testFraction must lie strictly between 0 and 1");
+  for (const ir::PipelineOp& op : stage.pipeline.ops)
+    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
+      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
   std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
   if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
     throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +
                     "' to completion first");
-  setThreads(ctx.threads);
+  int threads = setThreads(ctx.threads);
 
   UNetEncoder trained(stage.encoder);
   {
@@ -186,41 +253,43 @@ StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
   torch::manual_seed(stage.seed);
   UNetEncoder random(stage.encoder);
 
-  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride());
-  Matrix features = extractFeatures(trained, data.images);
-  Matrix randomFeatures = extractFeatures(random, data.images);
-  Split split = splitSubjects(stage, data, binary);
+  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(),
+                              {threads, ctx.progress});
+  Labels labels = labelsOf(stage, data, binary);
+  Matrix features = extractFeatures(trained, data.images, data.channels);
+  Matrix randomFeatures = extractFeatures(random, data.images, data.channels);
+  Split split = splitSubjects(stage, labels, binary);
 
   std::vector<double> primary, primaryRandom, pearson, pearsonRandom;
   nlohmann::json repeatsJson = nlohmann::json::array();
-  std::vector<int> testLesion;
-  std::vector<double> testAge;
+  std::vector<int> testClasses;
+  std::vector<double> testValues;
   for (int64_t i : split.test) {
-    testLesion.push_back(data.lesion[static_cast<size_t>(i)]);
-    testAge.push_back(data.age[static_cast<size_t>(i)]);
+    if (binary) testClasses.push_back(labels.classes[static_cast<size_t>(i)]);
+    testValues.push_back(labels.values[static_cast<size_t>(i)]);
   }
   for (int64_t r = 0; r < stage.repeats; ++r) {
     auto start = std::chrono::steady_clock::now();
-    std::vector<int64_t> train = drawShots(stage, data, split, binary, r);
-    std::vector<double> scores = probeScores(features, data, train, split.test, binary);
-    std::vector<double> scoresRandom = probeScores(randomFeatures, data, train, split.test, binary);
+    std::vector<int64_t> train = drawShots(stage, labels, split, binary, r);
+    std::vector<double> scores = probeScores(features, labels, train, split.test, binary);
+    std::vector<double> scoresRandom = probeScores(randomFeatures, labels, train, split.test, binary);
     nlohmann::json rep = {{"repeat", r}, {"train", train}, {"test", split.test}, {"scores", scores},
                           {"scores_random_encoder", scoresRandom}};
     char line[160];
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (binary) {
-      primary.push_back(auroc(scores, testLesion));
-      primaryRandom.push_back(auroc(scoresRandom, testLesion));
-      rep["labels"] = testLesion;
+      primary.push_back(auroc(scores, testClasses));
+      primaryRandom.push_back(auroc(scoresRandom, testClasses));
+      rep["labels"] = testClasses;
       std::snprintf(line, sizeof line, "repeat %lld/%lld  auroc %.4f  (random encoder %.4f)  %.2f s",
                     static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
                     primaryRandom.back(), seconds);
     } else {
-      primary.push_back(meanAbsoluteError(scores, testAge));
-      primaryRandom.push_back(meanAbsoluteError(scoresRandom, testAge));
-      pearson.push_back(pearsonR(scores, testAge));
-      pearsonRandom.push_back(pearsonR(scoresRandom, testAge));
-      rep["labels"] = testAge;
+      primary.push_back(meanAbsoluteError(scores, testValues));
+      primaryRandom.push_back(meanAbsoluteError(scoresRandom, testValues));
+      pearson.push_back(pearsonR(scores, testValues));
+      pearsonRandom.push_back(pearsonR(scoresRandom, testValues));
+      rep["labels"] = testValues;
       std::snprintf(line, sizeof line, "repeat %lld/%lld  mae %.3f  r %.4f  (random encoder mae %.3f  r %.4f)  %.2f s",
                     static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
                     pearson.back(), primaryRandom.back(), pearsonRandom.back(), seconds);

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -154,12 +155,42 @@ torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& 
   return (sq * weight).sum() / weight.sum().clamp_min(1.0);
 }
 
-Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride) {
-  if (data.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
+namespace {
+
+std::string shapeText(const ir::Shape3& s) {
+  return std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]);
+}
+
+/// Where row `k` of a data set came from, for messages.
+std::string rowName(const ir::DataSource& data, size_t k) {
+  if (data.kind == ir::DataKind::Synthetic) return "subject " + std::to_string(k);
+  auto channels = static_cast<size_t>(data.channelCount());
+  return data.folder.samples[k / channels].files[k % channels];
+}
+
+/// The hint for volumes that differ in shape after `prefix`.
+std::string shapeHint(const ir::Pipeline& prefix, const ir::Pipeline& suffix) {
+  bool resampled = false, cropped = false;
+  for (const ir::PipelineOp& op : prefix.ops) {
+    if (op.kind == ir::OpKind::Resample) {
+      resampled = true;
+      cropped = false;
+    }
+    if (op.kind == ir::OpKind::Crop) cropped = true;
+  }
+  bool laterCrop = std::any_of(suffix.ops.begin(), suffix.ops.end(),
+                               [](const ir::PipelineOp& op) { return op.kind == ir::OpKind::Crop; });
+  if (laterCrop && !cropped)
+    return "move crop(...) before the first random augmentation (flip, noise, gamma): the preprocessed volumes are "
+           "cached before it, and must share one shape";
+  return resampled ? "add crop(...) after resample(...) so that every volume has the same shape"
+                   : "add crop(...) to the pipeline so that every volume has the same shape";
+}
+
+/// Synthesizes every subject and applies `prefix` (in parallel, deterministic).
+std::vector<Volume> synthesizeAll(const ir::SyntheticData& data, const ir::Pipeline& prefix, Dataset& ds) {
   auto n = static_cast<size_t>(data.subjects);
-  SplitPipeline split = splitAtFirstRandom(pipeline);
   std::vector<Volume> volumes(n);
-  Dataset ds;
   ds.lesion.resize(n);
   ds.age.resize(n);
   at::parallel_for(0, data.subjects, 1, [&](int64_t begin, int64_t end) {
@@ -168,12 +199,55 @@ Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline
       auto k = static_cast<size_t>(i);
       ds.lesion[k] = s.lesion;
       ds.age[k] = s.age;
-      volumes[k] = applyPipeline(split.prefix, std::move(s.image));
+      volumes[k] = applyPipeline(prefix, std::move(s.image));
     }
   });
+  return volumes;
+}
+
+}  // namespace
+
+Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
+                     const LoadOptions& load) {
+  SplitPipeline split = splitAtFirstRandom(pipeline);
+  Dataset ds;
+  std::vector<Volume> volumes;
+  if (data.kind == ir::DataKind::Synthetic) {
+    if (data.synthetic.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
+    volumes = synthesizeAll(data.synthetic, split.prefix, ds);
+  } else {
+    if (data.folder.samples.empty())
+      throw UserError("the data set at '" + data.folder.root + "' has no samples: check its layout and filters");
+    volumes = loadFolder(data, split.prefix, load);
+    if (data.folder.hasLabel)
+      for (const ir::FolderSample& s : data.folder.samples) ds.label.push_back(s.label);
+  }
+  ds.samples = data.count();
+  ds.channels = data.channelCount();
   ds.shape = volumes[0].shape;
+  for (size_t k = 1; k < volumes.size(); ++k)
+    if (volumes[k].shape != ds.shape) {
+      std::ostringstream msg;
+      msg << "the preprocessed volumes differ in shape: " << rowName(data, 0) << " is " << shapeText(ds.shape)
+          << ", " << rowName(data, k) << " is " << shapeText(volumes[k].shape) << ": "
+          << shapeHint(split.prefix, split.suffix);
+      throw UserError(msg.str());
+    }
   ds.augment = split.suffix;
-  ds.viewShape = outputShape(ds.augment, ds.shape);
+  ds.spacing.reserve(volumes.size());
+  for (size_t k = 0; k < volumes.size(); ++k) {
+    ds.spacing.push_back(volumes[k].spacing);
+    ir::Shape3 view = outputShape(ds.augment, ds.shape, volumes[k].spacing);
+    if (k == 0) {
+      ds.viewShape = view;
+    } else if (view != ds.viewShape) {
+      std::ostringstream msg;
+      msg << "the augmented views differ in shape: " << rowName(data, 0) << " gives " << shapeText(ds.viewShape) << ", "
+          << rowName(data, k) << " gives " << shapeText(view)
+          << ": add crop(...) after resample(...) so that every view has the same shape";
+      throw UserError(msg.str());
+    }
+  }
   for (int i = 0; i < 3; ++i) {
     if (ds.viewShape[i] % totalStride != 0) {
       int64_t down = ds.viewShape[i] / totalStride * totalStride, up = down + totalStride;
@@ -186,10 +260,15 @@ Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline
     }
   }
   int64_t voxels = ds.shape[0] * ds.shape[1] * ds.shape[2];
-  ds.images = torch::empty({data.subjects, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
+  auto rows = static_cast<int64_t>(volumes.size());
+  ds.images = torch::empty({rows, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
   float* dst = ds.images.data_ptr<float>();
-  for (size_t k = 0; k < n; ++k)
+  // Each volume is freed once copied: the tensor's pages are touched one volume at a
+  // time, so the peak stays near one copy of the data set.
+  for (size_t k = 0; k < volumes.size(); ++k) {
     std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
+    volumes[k] = Volume{};
+  }
   return ds;
 }
 
@@ -217,6 +296,7 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
       int64_t v = j / b, i = j % b, sample = samples[static_cast<size_t>(i)];
       Volume input;
       input.shape = in;
+      input.spacing = data.spacing[static_cast<size_t>(sample)];
       input.data.assign(src + sample * inVoxels, src + (sample + 1) * inVoxels);
       bool target = targetDst != nullptr && v == 0;
       Volume clean;

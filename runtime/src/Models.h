@@ -7,10 +7,12 @@
 #include <torch/nn.h>
 #include <torch/serialize.h>
 
+#include <array>
 #include <filesystem>
 #include <functional>
 #include <vector>
 
+#include "Folder.h"
 #include "Random.h"
 #include "Synth.h"
 #include "gyrus/Ir.h"
@@ -118,21 +120,35 @@ torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjec
 torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& target,
                       const torch::Tensor& mask, bool maskedOnly);
 
-/// A preprocessed data set in memory: images [N, 1, z, y, x] after the deterministic
-/// prefix of the pipeline, the random suffix still to apply per view, and the labels.
+/// A preprocessed data set in memory: images [N x channels, 1, z, y, x] after the
+/// deterministic prefix of the pipeline (row k is channel k % channels of sample
+/// k / channels), the random suffix still to apply per view, and the labels.
 struct Dataset {
   torch::Tensor images;
-  std::vector<int> lesion;
-  std::vector<double> age;
+  int64_t samples = 0;
+  int64_t channels = 1;
+  std::vector<int> lesion;   ///< synthetic data: the binary label, per sample
+  std::vector<double> age;   ///< synthetic data: the continuous label, per sample
+  std::vector<double> label; ///< folder data with labels: FolderSample::label, per sample
   ir::Shape3 shape{0, 0, 0};      ///< spatial shape of `images`, (x, y, z)
+  std::vector<std::array<double, 3>> spacing;  ///< voxel size in mm of every row of `images`
   ir::Pipeline augment;           ///< the pipeline from its first random op on (may be empty)
   ir::Shape3 viewShape{0, 0, 0};  ///< spatial shape after `augment`
 };
 
-/// Synthesizes all subjects of `data` (in parallel, deterministic) and applies the
-/// pipeline up to its first random operation; the rest is kept in `augment`. Throws
-/// UserError when the final shape is not divisible by `totalStride`.
-Dataset buildDataset(const ir::SyntheticData& data, const ir::Pipeline& pipeline, int64_t totalStride);
+/// Builds the data set of `data` and applies the pipeline up to its first random
+/// operation; the rest is kept in `augment`. Synthetic subjects are generated in
+/// parallel with at::parallel_for (deterministic); folder data are read with
+/// `load.threads` reader threads (see Folder.h; `load.progress` reports long loads).
+/// Throws UserError when the preprocessed volumes differ in shape (naming two shapes,
+/// and their files for folder data) or when the final shape is not divisible by
+/// `totalStride`.
+///
+/// Example:
+///   ir::DataSource src;  // synthetic(), 64 subjects of 40^3
+///   Dataset ds = buildDataset(src, pipeline, encoder.totalStride());
+Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
+                     const LoadOptions& load = {});
 
 /// Stochastic views of some samples of a data set, each [B, 1, z, y, x] at viewShape.
 struct Views {

@@ -79,6 +79,100 @@ void clipPercentiles(Volume& v, double lo, double hi) {
     if (f != 0.0f) f = static_cast<float>(std::clamp<double>(f, loValue, hiValue));
 }
 
+ir::Shape3 resampledShape(const ir::Shape3& shape, const std::array<double, 3>& spacing, double mm) {
+  if (!(mm > 0.0) || !std::isfinite(mm)) throw std::invalid_argument("resample: need a voxel size mm > 0");
+  ir::Shape3 out{};
+  for (size_t i = 0; i < 3; ++i) {
+    if (!(spacing[i] > 0.0) || !std::isfinite(spacing[i]))
+      throw std::invalid_argument("resample: the volume's spacing must be positive");
+    out[i] = std::max<int64_t>(1, std::llround(static_cast<double>(shape[i]) * spacing[i] / mm));
+  }
+  return out;
+}
+
+namespace {
+
+/// One axis of a linear resampling: output voxel j reads input voxels i0[j] and i1[j]
+/// with weight w[j] on i1 (value = a + w * (b - a)).
+struct AxisMap {
+  std::vector<int64_t> i0, i1;
+  std::vector<float> w;
+  bool identity = false;
+};
+
+AxisMap axisMap(int64_t nIn, double spacing, int64_t nOut, double mm) {
+  AxisMap m;
+  m.identity = nIn == nOut && spacing == mm;
+  if (m.identity) return m;
+  const double step = mm / spacing;
+  const double cIn = 0.5 * static_cast<double>(nIn - 1), cOut = 0.5 * static_cast<double>(nOut - 1);
+  auto n = static_cast<size_t>(nOut);
+  m.i0.resize(n);
+  m.i1.resize(n);
+  m.w.resize(n);
+  for (size_t j = 0; j < n; ++j) {
+    double pos = std::clamp(cIn + (static_cast<double>(j) - cOut) * step, 0.0, static_cast<double>(nIn - 1));
+    auto lo = static_cast<int64_t>(std::floor(pos));
+    m.i0[j] = lo;
+    m.i1[j] = std::min(lo + 1, nIn - 1);
+    m.w[j] = static_cast<float>(pos - static_cast<double>(lo));
+  }
+  return m;
+}
+
+/// Resamples `in` (shape `s`, x fastest) along `axis` with `m` to `n` voxels on that axis.
+std::vector<float> resampleAxis(const std::vector<float>& in, const ir::Shape3& s, int axis, const AxisMap& m,
+                                int64_t n) {
+  ir::Shape3 o = s;
+  o[static_cast<size_t>(axis)] = n;
+  std::vector<float> out(static_cast<size_t>(o[0] * o[1] * o[2]));
+  if (axis == 0) {
+    for (int64_t row = 0; row < s[1] * s[2]; ++row) {
+      const float* src = in.data() + row * s[0];
+      float* dst = out.data() + row * n;
+      for (size_t j = 0; j < static_cast<size_t>(n); ++j) {
+        float a = src[m.i0[j]], b = src[m.i1[j]];
+        dst[j] = a + m.w[j] * (b - a);
+      }
+    }
+    return out;
+  }
+  // y or z: whole rows (y) or planes (z) are blended, x fastest: vectorisable.
+  const int64_t inner = axis == 1 ? s[0] : s[0] * s[1];          // contiguous run
+  const int64_t outer = axis == 1 ? s[2] : 1;                     // repeated blocks
+  const int64_t inAxis = s[static_cast<size_t>(axis)];
+  for (int64_t k = 0; k < outer; ++k) {
+    const float* srcBlock = in.data() + k * inner * inAxis;
+    float* dstBlock = out.data() + k * inner * n;
+    for (size_t j = 0; j < static_cast<size_t>(n); ++j) {
+      const float* a = srcBlock + m.i0[j] * inner;
+      const float* b = srcBlock + m.i1[j] * inner;
+      float* d = dstBlock + static_cast<int64_t>(j) * inner;
+      const float w = m.w[j];
+      for (int64_t x = 0; x < inner; ++x) d[x] = a[x] + w * (b[x] - a[x]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Volume resample(const Volume& in, double mm) {
+  const ir::Shape3 target = resampledShape(in.shape, in.spacing, mm);
+  Volume out;
+  out.shape = in.shape;
+  out.data = in.data;
+  for (int axis = 0; axis < 3; ++axis) {
+    auto a = static_cast<size_t>(axis);
+    AxisMap m = axisMap(in.shape[a], in.spacing[a], target[a], mm);
+    if (m.identity) continue;
+    out.data = resampleAxis(out.data, out.shape, axis, m, target[a]);
+    out.shape[a] = target[a];
+  }
+  out.spacing = {mm, mm, mm};
+  return out;
+}
+
 void mirror(Volume& v, const FlipAxes& axes) {
   const int64_t nx = v.shape[0], ny = v.shape[1], nz = v.shape[2];
   float* d = v.data.data();
@@ -174,6 +268,9 @@ Volume applyPipeline(const ir::Pipeline& pipeline, Volume v) {
       case ir::OpKind::Clip:
         clipPercentiles(v, op.lo, op.hi);
         break;
+      case ir::OpKind::Resample:
+        v = resample(v, op.mm);
+        break;
       case ir::OpKind::Flip:
       case ir::OpKind::Noise:
       case ir::OpKind::Gamma:
@@ -200,9 +297,14 @@ ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
   return out;
 }
 
-ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in) {
-  for (const ir::PipelineOp& op : pipeline.ops)
+ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in, std::array<double, 3> spacing) {
+  for (const ir::PipelineOp& op : pipeline.ops) {
     if (op.kind == ir::OpKind::Crop) in = op.size;
+    if (op.kind == ir::OpKind::Resample) {
+      in = resampledShape(in, spacing, op.mm);
+      spacing = {op.mm, op.mm, op.mm};
+    }
+  }
   return in;
 }
 
@@ -220,6 +322,10 @@ void applyAugmentations(const ir::Pipeline& pipeline, Volume& input, Volume* tar
       case ir::OpKind::Clip:
         clipPercentiles(input, op.lo, op.hi);
         if (target) clipPercentiles(*target, op.lo, op.hi);
+        break;
+      case ir::OpKind::Resample:
+        input = resample(input, op.mm);
+        if (target) *target = resample(*target, op.mm);
         break;
       case ir::OpKind::Flip: {
         FlipAxes axes = drawFlip(op.p, rng);

@@ -1,5 +1,6 @@
-// Preprocessing operations on float volumes: centre crop / zero pad, z-score, and
-// percentile clipping; the random augmentations (flip, Gaussian noise, gamma), which
+// Preprocessing operations on float volumes: centre crop / zero pad, z-score,
+// percentile clipping and trilinear resampling to an isotropic voxel size; the random
+// augmentations (flip, Gaussian noise, gamma), which
 // take an explicit Rng so a view is a function of the generator's seed; and the
 // interpreters of an `ir::Pipeline`.
 #pragma once
@@ -26,6 +27,25 @@ void zscore(Volume& v, bool nonzeroOnly);
 /// percentiles are taken over non-zero voxels and zero voxels stay 0, so clipping never
 /// lifts the background. Throws std::invalid_argument unless 0 <= lo <= hi <= 1.
 void clipPercentiles(Volume& v, double lo, double hi);
+
+/// The shape `resample(v, mm)` gives a volume of `shape` and `spacing` (mm per axis):
+/// round(shape[i] * spacing[i] / mm) per axis, at least 1.
+ir::Shape3 resampledShape(const ir::Shape3& shape, const std::array<double, 3>& spacing, double mm);
+
+/// Trilinear resampling to isotropic voxels of `mm` millimetres (the output's spacing).
+/// The output shape is resampledShape(in.shape, in.spacing, mm); the physical centre of
+/// the field of view stays where it was: output voxel j of an axis samples the input at
+/// index c_in + (j - c_out) * mm / spacing, c = (n - 1) / 2, clamped to the volume
+/// (edge values extend outwards, so a constant volume stays constant). An axis whose
+/// spacing already is `mm` and whose size does not change is copied exactly. Separable:
+/// one linear pass per axis, in single precision. Throws std::invalid_argument unless
+/// mm > 0 and every spacing is positive.
+///
+/// Example:
+///   Volume v = Volume::zeros({10, 10, 10});
+///   v.spacing = {2.0, 2.0, 2.0};
+///   Volume w = resample(v, 1.0);  // 20^3, spacing 1 mm
+Volume resample(const Volume& in, double mm);
 
 /// The axes (x, y, z) a flip mirrors.
 using FlipAxes = std::array<bool, 3>;
@@ -69,13 +89,14 @@ SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
 /// The pipeline without its random operations (what evaluation applies).
 ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
 
-/// The spatial shape `pipeline` produces from an input of shape `in`.
-ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in);
+/// The spatial shape `pipeline` produces from an input of shape `in` and voxel size
+/// `spacing` (mm; Resample changes both, Crop sets the shape).
+ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in, std::array<double, 3> spacing = {1.0, 1.0, 1.0});
 
 /// Makes one stochastic view: applies every operation of `pipeline` in order to
 /// `input`, random ones with draws from `rng`. When `target` is given it must hold the
 /// same image as `input` on entry; it becomes the view's reconstruction target (AMAES):
-/// spatial operations (Flip with the same axes, Crop) and deterministic ones (ZScore,
+/// spatial operations (Flip with the same axes, Crop, Resample) and deterministic ones (ZScore,
 /// Clip, computed on the target itself) apply to it too, intensity augmentations
 /// (Noise, Gamma) do not, so the target is the clean image in the view's geometry.
 /// The draws do not depend on whether `target` is given.

@@ -19,6 +19,9 @@
 // Without random operations no augmentation draws are made, so MAE runs consume the
 // same stream as before augmentations existed.
 //
+// Data: synthetic subjects or a NIfTI folder data set of single-channel samples
+// (FOMO60K: every scan is a sample); a multi-channel data set is the user's error.
+//
 // Batches: contrastive terms need at least 2 samples per step; when the epoch's last
 // batch would hold a single sample it is merged into the previous one.
 #include <chrono>
@@ -70,11 +73,16 @@ void validate(const ir::PretrainStage& stage) {
   if (stage.objective.terms.empty()) throw UserError("the objective has no terms: add mae(...) or simclr(...)");
   if (stage.batch <= 0) throw UserError("batch must be at least 1");
   if (stage.epochs <= 0) throw UserError("epochs must be at least 1");
+  if (stage.data.channelCount() != 1)
+    throw UserError("pretraining takes single-channel samples; use a fomo60k layout (every scan is one sample), "
+                    "not a data set with " + std::to_string(stage.data.channelCount()) + " channels");
   bool random = std::any_of(stage.pipeline.ops.begin(), stage.pipeline.ops.end(),
                             [](const ir::PipelineOp& op) { return op.isRandom(); });
   for (const ir::PipelineOp& op : stage.pipeline.ops) {
     if (op.kind == ir::OpKind::Flip && !(op.p >= 0.0 && op.p <= 1.0))
       throw UserError("flip: p = " + std::to_string(op.p) + " is not a probability: use 0 <= p <= 1");
+    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
+      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
     if (op.kind == ir::OpKind::Noise && !(op.sigma >= 0.0))
       throw UserError("noise: sigma = " + std::to_string(op.sigma) + " must not be negative");
     if (op.kind == ir::OpKind::Gamma && !(op.lo > 0.0 && op.lo <= op.hi))
@@ -89,8 +97,11 @@ void validate(const ir::PretrainStage& stage) {
     if (stage.batch < 2)
       throw UserError("simclr: contrastive learning needs batch >= 2 (the other samples of a batch are the "
                       "negatives; with batch = 1 there are none): set batch to at least 2");
-    if (stage.data.subjects < 2)
-      throw UserError("simclr: contrastive learning needs at least 2 subjects: increase subjects");
+    if (stage.data.count() < 2)
+      throw UserError(stage.data.kind == ir::DataKind::Synthetic
+                          ? "simclr: contrastive learning needs at least 2 subjects: increase subjects"
+                          : "simclr: contrastive learning needs at least 2 samples; the data set has " +
+                                std::to_string(stage.data.count()));
     if (!random)
       throw UserError("simclr: the two views of a sample are identical without a random augmentation: add "
                       "flip(...), noise(...) or gamma(...) to the pipeline");
@@ -115,7 +126,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   bool contrastive = false, reconstructive = false;
   for (const ir::ObjectiveTerm& term : stage.objective.terms)
     (term.kind == ir::ObjectiveKind::SimClr ? contrastive : reconstructive) = true;
-  setThreads(ctx.threads);
+  int threads = setThreads(ctx.threads);
   torch::manual_seed(stage.seed);
   PretrainNet net(stage.encoder, stage.objective);
   torch::optim::AdamW optimizer(
@@ -141,8 +152,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));
   }
 
-  Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride());
-  int64_t n = stage.data.subjects;
+  Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride(), {threads, ctx.progress});
+  int64_t n = data.samples;
   std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
   int64_t totalSteps = stepsPerEpoch * stage.epochs;

@@ -76,6 +76,21 @@ assert st["pretrain"] == "resumed", st
 print("pretrain status after kill:", st["pretrain"])
 PY
 
+echo "e2e: a sweep runs its shared pretraining once (augmented views, hybrid objective)"
+"$gyrus" run tests/e2e/sweep.gy --threads 2 --store "$tmp/sweep" --json > "$tmp/sweep.json" 2> "$tmp/sweep.err" \
+  || { cat "$tmp/sweep.err"; fail "sweep run"; }
+python3 - "$tmp/sweep.json" <<'PY' || fail "sweep JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+stages = d["stages"]
+assert [s["kind"] for s in stages] == ["pretrain", "evaluate", "evaluate"], stages
+assert all(s["status"] == "ran" for s in stages), stages
+assert stages[0]["points"] == [1, 2], stages[0]
+assert [s["name"] for s in stages[1:]] == ["base_lesion[1]", "base_lesion[2]"], stages
+assert d["points"] == ["base_lesion.shots = 4", "base_lesion.shots = 8"], d["points"]
+PY
+[ "$(grep -c '\[base\] epoch' "$tmp/sweep.err")" = 2 ] || fail "the shared pretraining did not run exactly once"
+
 echo "e2e: user errors exit 1 with a located diagnostic"
 printf 'dataset corpus = synthetic(subjects = 8 size = 32^3)\n' > "$tmp/bad.gy"
 set +e
@@ -88,4 +103,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 5 passed, 0 failed"
+echo "e2e: 6 passed, 0 failed"

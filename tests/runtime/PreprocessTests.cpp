@@ -334,3 +334,104 @@ TEST_CASE("pipelines split at the first random operation; evaluation drops rando
   CHECK(splitAtFirstRandom(det).suffix.ops.empty());
   CHECK_THROWS_AS(applyPipeline(p, ramp({10, 10, 10})), std::invalid_argument);
 }
+
+namespace {
+
+/// A volume of `shape` and isotropic `mm` spacing holding a + bx*x + by*y + bz*z.
+Volume linear(const Shape3& shape, double mm, float a, float bx, float by, float bz) {
+  Volume v = Volume::zeros(shape);
+  v.spacing = {mm, mm, mm};
+  for (int64_t z = 0; z < shape[2]; ++z)
+    for (int64_t y = 0; y < shape[1]; ++y)
+      for (int64_t x = 0; x < shape[0]; ++x)
+        v.at(x, y, z) = a + bx * static_cast<float>(x) + by * static_cast<float>(y) + bz * static_cast<float>(z);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("resample: identity when the spacing already is the target") {
+  Volume v = ramp({7, 5, 6});
+  Volume r = resample(v, 1.0);
+  CHECK(r.shape == v.shape);
+  CHECK(r.data == v.data);  // bit for bit
+  CHECK(r.spacing == std::array<double, 3>{1.0, 1.0, 1.0});
+  // One axis already at the target is copied, the others resampled.
+  v.spacing = {1.0, 2.0, 1.0};
+  Volume s = resample(v, 1.0);
+  CHECK(s.shape == Shape3{7, 10, 6});
+}
+
+TEST_CASE("resample: a 2 mm volume doubles its shape at 1 mm and keeps a linear ramp in the interior") {
+  // Input voxel i of a 2 mm axis of n voxels sits at output index 2i + 0.5 (centres
+  // aligned): the ramp a + b*i becomes a + b*(j - 0.5)/2.
+  Volume v = linear({10, 8, 6}, 2.0, 3.0f, 1.0f, -2.0f, 0.5f);
+  Volume r = resample(v, 1.0);
+  REQUIRE(r.shape == Shape3{20, 16, 12});
+  CHECK(r.spacing == std::array<double, 3>{1.0, 1.0, 1.0});
+  int64_t checked = 0;
+  for (int64_t z = 1; z < 11; ++z)
+    for (int64_t y = 1; y < 15; ++y)
+      for (int64_t x = 1; x < 19; ++x) {
+        double ix = (static_cast<double>(x) - 0.5) / 2.0, iy = (static_cast<double>(y) - 0.5) / 2.0,
+               iz = (static_cast<double>(z) - 0.5) / 2.0;
+        double expected = 3.0 + ix - 2.0 * iy + 0.5 * iz;
+        REQUIRE(r.at(x, y, z) == doctest::Approx(expected).epsilon(1e-6));
+        ++checked;
+      }
+  CHECK(checked == 18 * 14 * 10);
+  // At the faces the input's edge values extend outwards (index clamped at 0 and n-1).
+  CHECK(r.at(0, 1, 1) == doctest::Approx(r.at(1, 1, 1) - 0.25));
+  CHECK(r.at(0, 1, 1) == doctest::Approx(v.at(0, 0, 0) - 2.0 * 0.25 + 0.5 * 0.25));
+}
+
+TEST_CASE("resample: downsampling keeps the centre; shape rounds, at least one voxel") {
+  Volume v = linear({9, 9, 9}, 1.0, 0.0f, 1.0f, 0.0f, 0.0f);
+  Volume r = resample(v, 3.0);
+  REQUIRE(r.shape == Shape3{3, 3, 3});
+  CHECK(r.spacing == std::array<double, 3>{3.0, 3.0, 3.0});
+  // Output voxel j reads input index 4 + 3 (j - 1): 1, 4, 7.
+  CHECK(r.at(0, 1, 1) == doctest::Approx(1.0));
+  CHECK(r.at(1, 1, 1) == doctest::Approx(4.0));
+  CHECK(r.at(2, 1, 1) == doctest::Approx(7.0));
+  Volume thin = Volume::zeros({4, 4, 1});
+  thin.spacing = {1.0, 1.0, 0.4};
+  CHECK(resample(thin, 2.0).shape == Shape3{2, 2, 1});
+  CHECK(resampledShape({10, 10, 10}, {1.25, 1.0, 0.7}, 1.0) == Shape3{13, 10, 7});  // 12.5 rounds away from 0
+  CHECK_THROWS_AS(resample(thin, 0.0), std::invalid_argument);
+  thin.spacing = {1.0, 0.0, 1.0};
+  CHECK_THROWS_AS(resample(thin, 1.0), std::invalid_argument);
+}
+
+TEST_CASE("resample: a constant volume stays constant, exactly") {
+  Volume v = Volume::zeros({11, 7, 5});
+  v.spacing = {0.9, 1.7, 3.1};
+  for (float& f : v.data) f = 0.3f;
+  Volume r = resample(v, 1.0);
+  CHECK(r.shape == Shape3{10, 12, 16});
+  for (float f : r.data) REQUIRE(f == 0.3f);
+}
+
+TEST_CASE("pipelines with resample: output shape follows spacing, crop fixes it") {
+  PipelineOp res = op(OpKind::Resample);
+  res.mm = 1.0;
+  PipelineOp crop = op(OpKind::Crop);
+  crop.size = {16, 16, 16};
+  gyrus::ir::Pipeline p{{res, crop, op(OpKind::ZScore)}};
+  CHECK(outputShape(gyrus::ir::Pipeline{{res}}, {10, 10, 10}, {2.0, 1.5, 1.0}) == Shape3{20, 15, 10});
+  CHECK(outputShape(p, {10, 10, 10}, {2.0, 1.5, 1.0}) == Shape3{16, 16, 16});
+  for (double mm : {0.8, 1.0, 2.0}) {
+    Volume v = ramp({10, 12, 9});
+    v.spacing = {mm, mm, mm};
+    Volume out = applyPipeline(p, v);
+    CHECK(out.shape == Shape3{16, 16, 16});
+    CHECK(out.spacing == std::array<double, 3>{1.0, 1.0, 1.0});
+  }
+  // As an augmentation step, the target is resampled along with the input.
+  Volume in = ramp({6, 6, 6}), target = in;
+  in.spacing = target.spacing = {2.0, 2.0, 2.0};
+  Rng rng(1);
+  applyAugmentations(gyrus::ir::Pipeline{{res}}, in, &target, rng);
+  CHECK(in.shape == Shape3{12, 12, 12});
+  CHECK(target.data == in.data);
+}

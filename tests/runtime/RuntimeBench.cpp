@@ -3,8 +3,20 @@
 // synthetic cropped to 32^3, U-Net width 8, 4 stages, batch 8), the augmentation of a
 // step's views (flip + noise + gamma) and a SimCLR step on them. Usage:
 //   gyrus_runtime_bench [threads=2]
+// With `load`, it measures folder loading instead: writes `volumes` synthetic brains of
+// side^3 as .nii.gz (half at 1 mm, half at 1.25 mm) into a temp dir, loads them with
+// resample(1mm) >> crop(64^3) >> zscore() with 1 and with `threads` reader threads, and
+// compares with the volumes per second a MAE step at 64^3 consumes:
+//   gyrus_runtime_bench load [threads=2] [volumes=64] [side=96]
+#include "Folder.h"
 #include "Models.h"
 #include "Preprocess.h"
+#include "gyrus/io/Nifti.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
 
 #include <torch/optim.h>
 
@@ -31,16 +43,130 @@ double synthMs(int64_t side, int reps) {
   return sink >= 0.0 ? ms : -ms;
 }
 
+/// Writes the data set of the load benchmark; returns it as a folder data source.
+ir::DataSource writeBrains(const std::filesystem::path& root, int64_t volumes, int64_t side) {
+  ir::SyntheticData d;
+  d.size = {side, side, side};
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.root = root.string();
+  for (int64_t i = 0; i < volumes; ++i) {
+    double mm = i % 2 == 0 ? 1.0 : 1.25;
+    io::Image image;
+    image.shape = d.size;
+    image.spacing = {mm, mm, mm};
+    image.data = synthesize(d, i).image.data;
+    for (size_t a = 0; a < 3; ++a) {
+      image.affine[a][a] = mm;
+      image.affine[a][3] = -mm * 0.5 * static_cast<double>(side - 1);
+    }
+    image.affine[3][3] = 1.0;
+    ir::FolderSample sample;
+    sample.subject = "sub_" + std::to_string(i);
+    std::filesystem::path file = root / sample.subject / "t1.nii.gz";
+    std::filesystem::create_directories(file.parent_path());
+    std::string error;
+    if (!io::writeNifti(file.string(), image, io::WriteOptions{}, error)) {
+      std::fprintf(stderr, "%s: %s\n", file.c_str(), error.c_str());
+      std::exit(1);
+    }
+    sample.files = {file.string()};
+    src.folder.samples.push_back(sample);
+  }
+  return src;
+}
+
+int loadBenchmark(int threads, int64_t volumes, int64_t side) {
+  namespace fs = std::filesystem;
+  fs::path root = fs::temp_directory_path() / ("gyrus_load_bench_" + std::to_string(::getpid()));
+  auto t0 = std::chrono::steady_clock::now();
+  ir::DataSource src = writeBrains(root, volumes, side);
+  uintmax_t bytes = 0;
+  for (const auto& s : src.folder.samples) bytes += fs::file_size(s.files[0]);
+  std::printf("wrote %lld volumes of %lld^3 (.nii.gz, %.1f MB on disk) in %.1f s\n", static_cast<long long>(volumes),
+              static_cast<long long>(side), static_cast<double>(bytes) / 1e6, msSince(t0) / 1000.0);
+  ir::PipelineOp resample, crop;
+  resample.kind = ir::OpKind::Resample;
+  resample.mm = 1.0;
+  crop.kind = ir::OpKind::Crop;
+  crop.size = {64, 64, 64};
+  ir::Pipeline pipeline{{resample, crop, ir::PipelineOp{}}};
+  for (int t : {1, threads}) {
+    setThreads(t);
+    auto t1 = std::chrono::steady_clock::now();
+    Dataset ds = buildDataset(src, pipeline, 8, LoadOptions{t, nullptr});
+    double s = msSince(t1) / 1000.0;
+    std::printf("load resample(1mm) >> crop(64^3) >> zscore(): %lld volumes in %.2f s = %.1f volumes/s (%d thread%s)\n",
+                static_cast<long long>(ds.samples), s, static_cast<double>(ds.samples) / s, t, t == 1 ? "" : "s");
+  }
+  // Per-volume cost of the pieces, one thread: read, resample, crop + zscore.
+  {
+    constexpr int kReps = 8;
+    double readMs = 0, resampleMs = 0, restMs = 0;
+    for (int i = 0; i < kReps; ++i) {
+      auto t2 = std::chrono::steady_clock::now();
+      io::Image image;
+      std::string error;
+      io::readNifti(src.folder.samples[static_cast<size_t>(i)].files[0], io::ReadOptions{}, image, error);
+      readMs += msSince(t2);
+      Volume v;
+      v.shape = image.shape;
+      v.spacing = image.spacing;
+      v.data = std::move(image.data);
+      auto t3 = std::chrono::steady_clock::now();
+      v = rt::resample(v, 1.0);
+      resampleMs += msSince(t3);
+      auto t4 = std::chrono::steady_clock::now();
+      v = centerCropOrPad(v, crop.size);
+      zscore(v, true);
+      restMs += msSince(t4);
+    }
+    std::printf("per volume (1 thread, mean of %d, half 1 mm, half 1.25 mm): read %.1f ms, resample %.1f ms, "
+                "crop+zscore %.1f ms\n", kReps, readMs / kReps, resampleMs / kReps, restMs / kReps);
+  }
+  fs::remove_all(root);
+
+  // What training consumes: one MAE step at 64^3, batch 4, width 8, 4 stages.
+  setThreads(threads);
+  ir::UNetEncoder enc;
+  enc.width = 8;
+  enc.stages = 4;
+  torch::manual_seed(0);
+  MaeNet net(enc);
+  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(3e-5));
+  Rng rng(1);
+  ir::MaeObjective mae;
+  auto batch = torch::randn({4, 1, 64, 64, 64});
+  auto step = [&] {
+    opt.zero_grad();
+    auto mask = maeMask(4, {64, 64, 64}, mae, rng);
+    auto loss = maeLoss(net->forward(batch * (1.0 - mask)), batch, mask, false);
+    loss.backward();
+    opt.step();
+  };
+  step();
+  constexpr int kSteps = 3;
+  auto t5 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSteps; ++i) step();
+  double ms = msSince(t5) / kSteps;
+  std::printf("MAE step 64^3, batch 4, width 8, 4 stages: %.0f ms = %.1f volumes/s consumed (%d threads)\n", ms,
+              4000.0 / ms, threads);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "load")
+    return loadBenchmark(argc > 2 ? std::atoi(argv[2]) : 2, argc > 3 ? std::atoll(argv[3]) : 64,
+                         argc > 4 ? std::atoll(argv[4]) : 96);
   int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   std::printf("synthesize 40^3: %.1f ms/subject (1 thread)\n", synthMs(40, 20));
   std::printf("synthesize 96^3: %.1f ms/subject (1 thread)\n", synthMs(96, 3));
 
   int used = setThreads(threads);
-  ir::SyntheticData data;
-  data.subjects = 16;
+  ir::DataSource data;
+  data.synthetic.subjects = 16;
   ir::Pipeline pipeline;
   ir::PipelineOp crop;
   crop.kind = ir::OpKind::Crop;

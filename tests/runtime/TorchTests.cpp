@@ -36,9 +36,9 @@ ir::UNetEncoder tinyEncoder() {
 ir::PretrainStage tinyPretrain(int64_t epochs) {
   ir::PretrainStage s;
   s.name = "pre";
-  s.data.subjects = 8;
-  s.data.size = {16, 16, 16};
-  s.data.seed = 21;
+  s.data.synthetic.subjects = 8;
+  s.data.synthetic.size = {16, 16, 16};
+  s.data.synthetic.seed = 21;
   s.pipeline.ops = {ir::PipelineOp{}};  // z-score over non-zero voxels
   s.encoder = tinyEncoder();
   s.objective.terms = {ir::ObjectiveTerm{}};
@@ -205,9 +205,9 @@ TEST_CASE("pretraining network: shared encoder, decoder only for MAE, one projec
 }
 
 TEST_CASE("augmented views: per-view draws, clean flipped target, same result for any thread count") {
-  ir::SyntheticData d;
-  d.subjects = 4;
-  d.size = {16, 16, 16};
+  ir::DataSource d;
+  d.synthetic.subjects = 4;
+  d.synthetic.size = {16, 16, 16};
   ir::Pipeline p;
   ir::PipelineOp flip = augmentation(ir::OpKind::Flip);
   flip.p = 1.0;
@@ -311,9 +311,9 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     ir::EvaluateStage ev;
     ev.name = "eval";
     ev.pretrain = "pre";
-    ev.data.subjects = 24;
-    ev.data.size = {16, 16, 16};
-    ev.data.seed = 99;
+    ev.data.synthetic.subjects = 24;
+    ev.data.synthetic.size = {16, 16, 16};
+    ev.data.synthetic.seed = 99;
     ev.pipeline = stage.pipeline;
     ev.encoder = tinyEncoder();
     ev.shots = 6;
@@ -380,7 +380,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
 TEST_CASE("pretrain: images not divisible by the total stride are the user's error") {
   auto rt = makeRuntime();
   ir::PretrainStage stage = tinyPretrain(1);
-  stage.data.size = {18, 18, 18};  // stride 4
+  stage.data.synthetic.size = {18, 18, 18};  // stride 4
   StageContext ctx;
   ctx.dir = freshDir("indivisible");
   StageResult r = rt->runPretrain(stage, ctx);
@@ -454,7 +454,7 @@ TEST_CASE("SimCLR pretraining on augmented views lowers the loss; encoder.pt hol
   // samples at initialisation): 16 epochs of 2 steps, temperature 0.1.
   ir::PretrainStage stage = augmentedPretrain(16, {simclrTerm(1.0)});
   stage.objective.terms[0].simclr.temperature = 0.1;
-  stage.data.subjects = 9;  // batch 4: the last single-sample batch is merged (4 + 5)
+  stage.data.synthetic.subjects = 9;  // batch 4: the last single-sample batch is merged (4 + 5)
   StageResult r;
   fs::path dir;
   std::vector<double> losses = runLosses(stage, "simclr", r, &dir);
@@ -491,9 +491,9 @@ TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random ope
   ir::EvaluateStage ev;
   ev.name = "eval";
   ev.pretrain = "pre";
-  ev.data.subjects = 24;
-  ev.data.size = {16, 16, 16};
-  ev.data.seed = 99;
+  ev.data.synthetic.subjects = 24;
+  ev.data.synthetic.size = {16, 16, 16};
+  ev.data.synthetic.seed = 99;
   ev.encoder = tinyEncoder();
   ev.label = "lesion";
   ev.shots = 6;

@@ -29,7 +29,7 @@ TEST_CASE("the valid base experiment checks and lowers to two stages") {
   CHECK((ex.stages[1].kind == ir::StageKind::Evaluate));
   CHECK(ex.stages[1].deps == std::vector<size_t>{0});
   const ir::PretrainStage& p = ex.stages[0].pretrain;
-  CHECK(p.data.subjects == 32);
+  CHECK(p.data.synthetic.subjects == 32);
   CHECK(p.pipeline.ops.size() == 2);
   CHECK(p.pipeline.ops[0].size == ir::Shape3{32, 32, 32});
   CHECK(p.objective.terms.at(0).mae.maskRatio == doctest::Approx(0.6));
@@ -222,4 +222,28 @@ TEST_CASE("the typed print is deterministic and shows defaults") {
   CHECK(a->check.typed == b->check.typed);
   CHECK(a->check.typed.find("weight_decay = 3e-05") != std::string::npos);
   CHECK(a->check.typed.find("input     : Shape = 32^3") != std::string::npos);
+}
+
+TEST_CASE("a declared memory budget warns when the estimate exceeds it") {
+  const char* src = R"(dataset corpus = synthetic(subjects = 16, size = 96^3)
+pretrain base {
+  data = corpus
+  encoder = unet_b
+  objective = amaes
+  batch = 8
+  memory = 4GiB
+}
+)";
+  auto c = compile(src);
+  CHECK(kinds(*c).empty());
+  REQUIRE(kinds(*c, Severity::Warning) == std::vector<std::string>{"memory-budget"});
+  const Diagnostic* d = test::find(*c, "memory-budget");
+  CHECK(d->message.find("more than memory = 4GiB") != std::string::npos);
+  REQUIRE(!d->notes.empty());
+  CHECK(d->notes[0].message.find("would fit") != std::string::npos);
+  // Enough memory: no warning; the budget is not part of the stage's identity.
+  auto roomy = compile(src, {{"base.memory", "80GiB"}});
+  CHECK(kinds(*roomy, Severity::Warning).empty());
+  CHECK(roomy->check.experiment->stages[0].hash == c->check.experiment->stages[0].hash);
+  CHECK(kinds(*compile(src, {{"base.memory", "4"}})) == std::vector<std::string>{"type-mismatch"});
 }

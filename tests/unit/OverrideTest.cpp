@@ -36,7 +36,7 @@ TEST_CASE("overrides reach block fields, call arguments and positional arguments
   CHECK(kinds(*c).empty());
   const ir::Experiment& ex = experiment(*c);
   CHECK(ex.stages[0].pretrain.epochs == 5);
-  CHECK(ex.stages[0].pretrain.data.subjects == 16);
+  CHECK(ex.stages[0].pretrain.data.synthetic.subjects == 16);
   CHECK(ex.stages[0].pretrain.objective.terms[0].mae.maskRatio == doctest::Approx(0.75));
   CHECK(ex.stages[0].pretrain.pipeline.ops[0].size == ir::Shape3{24, 24, 24});
   CHECK(ex.stages[0].pretrain.seed == 7);

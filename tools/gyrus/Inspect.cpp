@@ -23,8 +23,12 @@ fs::path executableDir() {
   return ec ? fs::current_path() : exe.parent_path();
 }
 
-// Loads libgyrus_io.so: $GYRUS_IO, else next to the executable, else ../lib/gyrus/
-// relative to it. The module stays loaded until exit.
+std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
+  return fmt::format("{}{}{}{}{}", v[0], sep, v[1], sep, v[2]);
+}
+
+}  // namespace
+
 std::unique_ptr<io::IoModule> loadIoModule(std::string& error) {
   std::vector<fs::path> candidates;
   if (const char* env = std::getenv("GYRUS_IO"); env != nullptr && *env != '\0') {
@@ -57,12 +61,6 @@ std::unique_ptr<io::IoModule> loadIoModule(std::string& error) {
           "target or set GYRUS_IO to its path";
   return nullptr;
 }
-
-std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
-  return fmt::format("{}{}{}{}{}", v[0], sep, v[1], sep, v[2]);
-}
-
-}  // namespace
 
 int runInspect(const std::string& path, bool json, int volume) {
   std::string error;

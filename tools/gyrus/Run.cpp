@@ -164,6 +164,14 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
       for (const rt::Metric& m : r.metrics)
         j["metrics"].push_back({{"stage", r.stage->name}, {"name", m.name}, {"value", m.value}});
     }
+    if (options.plan != nullptr && !options.plan->points.empty()) {
+      j["points"] = options.plan->points;
+      for (size_t i = 0; i < reports.size(); ++i) {
+        nlohmann::json users = nlohmann::json::array();
+        for (size_t p : options.plan->users.at(i)) users.push_back(p + 1);
+        j["stages"][i]["points"] = users;
+      }
+    }
     j["ok"] = exitCode == 0;
     fmt::print("{}\n", j.dump(2));
   } else {
@@ -180,6 +188,17 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
         } else {
           fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", r.metrics[i].name, r.metrics[i].value);
         }
+      }
+    }
+    // With sweeps: which points each stage variant belongs to.
+    if (options.plan != nullptr && !options.plan->points.empty()) {
+      fmt::print("\nsweep points:\n");
+      for (size_t p = 0; p < options.plan->points.size(); ++p) {
+        std::string stages;
+        for (size_t i = 0; i < options.plan->users.size() && i < experiment.stages.size(); ++i)
+          for (size_t u : options.plan->users[i])
+            if (u == p) stages += (stages.empty() ? "" : ", ") + experiment.stages[i].name;
+        fmt::print("  {:>2}: {}  ->  {}\n", p + 1, options.plan->points[p], stages);
       }
     }
   }

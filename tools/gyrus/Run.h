@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gyrus/Ir.h"
+#include "gyrus/Plan.h"
 
 namespace gyrus::driver {
 
@@ -14,6 +15,8 @@ struct RunOptions {
   bool json = false;
   int threads = 0;
   std::string experimentPath;
+  /// The sweep points and which stages each uses (for the results' legend); may be null.
+  const Plan* plan = nullptr;
 };
 
 /// Returns the process exit code: 0 ok, 1 user error, 2 internal error.

@@ -18,6 +18,7 @@
 
 #include "Inspect.h"
 #include "Run.h"
+#include "Synth.h"
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
 #include "gyrus/Parse.h"
@@ -172,6 +173,21 @@ int realMain(int argc, char** argv) {
   inspect->add_flag("--json", inspectJson, "Print one JSON object on stdout");
   inspect->add_option("--volume", inspectVolume, "Volume of a 4-D file (0-based)")->check(CLI::NonNegativeNumber);
 
+  driver::SynthArgs synthArgs;
+  CLI::App* synth = app.add_subcommand(
+      "synth", "Write a synthetic clinic (brain MRI sequences, findings, sites) as NIfTI in a FOMO60K/FOMO25 layout");
+  synth->add_option("--out", synthArgs.out, "Output directory (created; must be empty unless --force)")->required();
+  synth->add_option("--layout", synthArgs.layout, "fomo60k | fomo25-task1 | fomo25-task2 | fomo25-task3")
+      ->required()
+      ->check(CLI::IsMember({"fomo60k", "fomo25-task1", "fomo25-task2", "fomo25-task3"}));
+  synth->add_option("--subjects", synthArgs.subjects, "Number of subjects (default 16)")->check(CLI::Range(1, 100000));
+  synth->add_option("--size", synthArgs.size, "Voxels per axis, 1 mm (default 96)")->check(CLI::Range(16, 512));
+  synth->add_option("--seed", synthArgs.seed, "Random seed (default 1)");
+  synth->add_option("--sites", synthArgs.sites, "Site names, comma-separated; subject i at site i mod count (default a,b)");
+  synth->add_flag("--force", synthArgs.force, "Write into a non-empty directory (same-named files are replaced)");
+  synth->add_option("--threads", synthArgs.threads, "Subjects generated in parallel (default: cores, at most 8)")
+      ->check(CLI::Range(0, 1024));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -230,9 +246,11 @@ int realMain(int argc, char** argv) {
     ro.threads = threads;
     ro.experimentPath = runOpts.file;
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
+    ro.plan = &c->plan;
     return driver::runExperiment(*c->check.experiment, ro);
   }
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
+  if (*synth) return driver::runSynth(synthArgs);
   fmt::print(stderr, "{}", app.help());
   return 1;
 }

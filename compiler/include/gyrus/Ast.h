@@ -18,7 +18,7 @@ namespace gyrus::ast {
 enum class NodeKind {
   ExprNumber, ExprQuantity, ExprShape, ExprString, ExprBool, ExprName, ExprMember,
   ExprCall, ExprUnary, ExprBinary, ExprList,
-  DeclBind, DeclPretrain, DeclEvaluate, DeclSweep,
+  DeclBind, DeclPretrain, DeclEvaluate, DeclSweep, DeclUse,
 };
 
 struct Node {
@@ -189,6 +189,16 @@ struct DeclSweep final : Decl {
   std::vector<std::vector<std::string>> paths;
   std::vector<SourceRange> pathRanges;
   Expr* values = nullptr;
+};
+
+/// `use std.fomo25` (a standard-library module) or `use "common.gy"` (a file, relative
+/// to the one that uses it): the module's declarations become visible here.
+struct DeclUse final : Decl {
+  static constexpr NodeKind kKind = NodeKind::DeclUse;
+  DeclUse(SourceRange r) : Decl(kKind, r, std::string(), r) {}
+  std::vector<std::string> module;  ///< `std.fomo25` -> {"std", "fomo25"}; empty for a file
+  std::string file;                 ///< `use "common.gy"`
+  SourceRange targetRange;
 };
 
 /// One parsed source file.

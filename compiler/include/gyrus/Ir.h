@@ -25,12 +25,64 @@ struct SyntheticData {
   double noise = 0.03;      ///< Rician-like noise level relative to white matter
 };
 
+enum class LabelKind { Binary, Continuous };
+
+/// One sample of a NIfTI folder data set: its files (one per channel) and label.
+struct FolderSample {
+  std::string subject;             ///< e.g. "sub_1"
+  std::string session;             ///< e.g. "ses_1" ("" when the layout has none)
+  std::vector<std::string> files;  ///< absolute paths, one per channel, in channel order
+  double label = 0.0;              ///< the task label, when the data set has one
+};
+
+/// A NIfTI folder in a FOMO layout, resolved by the checker: every sample's files are
+/// listed (and their labels read) at check time, so the runtime reads exactly what was
+/// checked, and the fingerprint (relative paths, sizes, modification times, labels)
+/// makes stage hashes change when the data change.
+///   Fomo60k: `<root>/<subject>/<session>/<sequence>.nii.gz`; every scan (optionally
+///            only the listed sequences) is one single-channel sample.
+///   Fomo25:  `<root>/preprocessed/<subject>/<session>/<channel>.nii.gz` with
+///            `<root>/labels/<subject>/<session>/label.txt` (one number); one sample per
+///            session, one channel per entry of `channels` (`"swi|t2s"`: the first
+///            that exists).
+struct FolderData {
+  enum class Layout { Fomo60k, Fomo25 };
+  Layout layout = Layout::Fomo60k;
+  std::string root;                   ///< absolute path (not part of the stage hash)
+  std::vector<std::string> channels;  ///< Fomo25: channel names; Fomo60k: sequence filter
+  bool hasLabel = false;
+  LabelKind labelKind = LabelKind::Binary;
+  std::vector<FolderSample> samples;  ///< sorted by subject, session, file
+  std::string fingerprint;            ///< hex SHA-256 of the listing and labels
+};
+
+/// Where a stage's volumes come from.
+enum class DataKind { Synthetic, Folder };
+struct DataSource {
+  DataKind kind = DataKind::Synthetic;
+  SyntheticData synthetic;  ///< when kind == Synthetic
+  FolderData folder;        ///< when kind == Folder
+  /// Number of samples.
+  int64_t count() const {
+    return kind == DataKind::Synthetic ? synthetic.subjects : static_cast<int64_t>(folder.samples.size());
+  }
+  /// Channels per sample.
+  int64_t channelCount() const {
+    return kind == DataKind::Folder && folder.layout == FolderData::Layout::Fomo25
+               ? static_cast<int64_t>(folder.channels.size())
+               : 1;
+  }
+};
+
 /// One preprocessing operation of a pipeline, in application order. Flip, Noise and
 /// Gamma are random augmentations: during pretraining they are drawn anew for every
 /// view of every sample (a pipeline with one of them yields stochastic views); the
 /// deterministic prefix before the first random operation may be computed once and
 /// cached. Evaluation pipelines never contain random operations.
-enum class OpKind { Crop, ZScore, Clip, Flip, Noise, Gamma };
+/// Resample changes the voxel size to `mm` (isotropic, trilinear; labels and masks
+/// nearest-neighbour), so the shape after it depends on each volume's spacing: a Crop
+/// must follow it before the encoder sees the data.
+enum class OpKind { Crop, ZScore, Clip, Flip, Noise, Gamma, Resample };
 struct PipelineOp {
   OpKind kind = OpKind::ZScore;
   Shape3 size{0, 0, 0};  ///< Crop: output size (centre crop / zero pad)
@@ -39,6 +91,7 @@ struct PipelineOp {
   bool nonzero = true;   ///< ZScore: statistics over non-zero voxels only
   double p = 0.5;        ///< Flip: probability of mirroring each axis independently
   double sigma = 0.0;    ///< Noise: std of additive Gaussian noise (intensity units)
+  double mm = 1.0;       ///< Resample: target isotropic voxel size in millimetres
   bool isRandom() const { return kind == OpKind::Flip || kind == OpKind::Noise || kind == OpKind::Gamma; }
 };
 struct Pipeline {
@@ -104,7 +157,7 @@ struct Optimizer {
 /// Self-supervised pretraining of an encoder.
 struct PretrainStage {
   std::string name;
-  SyntheticData data;
+  DataSource data;
   Pipeline pipeline;
   UNetEncoder encoder;
   Objective objective;
@@ -114,18 +167,20 @@ struct PretrainStage {
   uint64_t seed = 0;
 };
 
-enum class LabelKind { Binary, Continuous };
 enum class Probe { Linear };
 
 /// Few-shot evaluation of a pretrained encoder on a labelled data set: `shots`
 /// labelled training subjects are drawn `repeats` times from the training pool; a
 /// probe (frozen encoder, pooled features, linear head) is fitted on them and scored
 /// on the held-out test subjects (`testFraction` of the data set, disjoint from every
-/// training draw).
+/// training draw). Labels: synthetic data sets have `lesion` (binary) and `age`
+/// (continuous); folder data sets have `label` (FolderSample::label, of `labelKind`).
+/// A sample with several channels is encoded channel by channel by the (single-channel)
+/// encoder and the per-channel features are concatenated.
 struct EvaluateStage {
   std::string name;
   std::string pretrain;  ///< name of the pretrain stage whose encoder is judged
-  SyntheticData data;
+  DataSource data;
   Pipeline pipeline;  ///< the pretraining pipeline, applied to the task data
   UNetEncoder encoder;
   std::string label;  ///< label column, e.g. "lesion" or "age"
@@ -173,10 +228,14 @@ std::string formatNumber(double v);
 
 /// Canonical prints of IR fragments, in gyrus syntax with every parameter spelled out.
 std::string print(const SyntheticData& d);
+std::string print(const DataSource& d);
 std::string print(const Pipeline& p);
 std::string print(const UNetEncoder& e);
 std::string print(const Objective& o);
 std::string print(const Optimizer& o);
+
+/// Hex SHA-256 of `data`.
+std::string sha256Hex(const std::string& data);
 
 /// Trainable parameters of the encoder.
 int64_t parameterCount(const UNetEncoder& e);

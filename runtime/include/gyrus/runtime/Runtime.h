@@ -17,7 +17,8 @@
 namespace gyrus::rt {
 
 /// Bumped whenever this header changes in a way that breaks the module ABI.
-inline constexpr int kRuntimeAbiVersion = 1;
+/// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
+inline constexpr int kRuntimeAbiVersion = 2;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss"

@@ -1,0 +1,30 @@
+// Resolving NIfTI folder data sets at check time: the checker lists every sample's
+// files and reads its label, so errors in a data tree (a missing channel, a missing or
+// malformed label) are reported before any compute, and the stage hash covers the data.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "gyrus/Ir.h"
+
+namespace gyrus {
+
+/// Why a folder could not be resolved: `message` for the diagnostic, `note` with
+/// details (e.g. the files that do exist), both empty on success.
+struct DataProblem {
+  std::string message;
+  std::string note;
+  bool ok() const { return message.empty(); }
+};
+
+/// Lists `<root>/<subject>/<session>/<sequence>.nii[.gz]`; every scan is one sample.
+/// `sequences` (file names without extension, case-insensitive) filters when not empty.
+DataProblem resolveFomo60k(const std::string& root, const std::vector<std::string>& sequences, ir::FolderData& out);
+
+/// Lists `<root>/preprocessed/<subject>/<session>/` with one file per channel (`"swi|t2s"`:
+/// the first alternative that exists) and reads `<root>/labels/<subject>/<session>/label.txt`.
+DataProblem resolveFomo25(const std::string& root, const std::vector<std::string>& channels, ir::LabelKind kind,
+                          ir::FolderData& out);
+
+}  // namespace gyrus

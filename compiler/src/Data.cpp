@@ -1,0 +1,181 @@
+// Folder data sets (see Data.h).
+#include "gyrus/Data.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace gyrus {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "t1.nii.gz" -> "t1"; "" when not a NIfTI file name.
+std::string niftiStem(const std::string& name) {
+  for (const char* ext : {".nii.gz", ".nii"}) {
+    std::string e(ext);
+    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0)
+      return name.substr(0, name.size() - e.size());
+  }
+  return {};
+}
+
+std::vector<fs::path> sortedDirs(const fs::path& p) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec)) out.push_back(it->path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<fs::path> sortedNifti(const fs::path& p) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && !niftiStem(it->path().filename().string()).empty()) out.push_back(it->path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Adds a file's identity (path relative to the root, size, modification time).
+void fingerprintFile(std::string& material, const fs::path& root, const fs::path& file) {
+  std::error_code ec;
+  auto size = fs::file_size(file, ec);
+  auto time = fs::last_write_time(file, ec).time_since_epoch().count();
+  material += fs::relative(file, root, ec).string() + " " + std::to_string(size) + " " + std::to_string(time) + "\n";
+}
+
+DataProblem checkRoot(const std::string& root, fs::path& abs) {
+  std::error_code ec;
+  abs = fs::absolute(root, ec);
+  if (!fs::is_directory(abs, ec)) return {"data folder '" + root + "' does not exist or is not a directory", ""};
+  abs = fs::canonical(abs, ec);
+  return {};
+}
+
+}  // namespace
+
+DataProblem resolveFomo60k(const std::string& root, const std::vector<std::string>& sequences, ir::FolderData& out) {
+  fs::path abs;
+  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  out = {};
+  out.layout = ir::FolderData::Layout::Fomo60k;
+  out.root = abs.string();
+  out.channels = sequences;
+  std::vector<std::string> wanted;
+  for (const std::string& s : sequences) wanted.push_back(lower(s));
+  std::string material = "fomo60k\n";
+  size_t scans = 0;
+  for (const fs::path& subject : sortedDirs(abs)) {
+    for (const fs::path& session : sortedDirs(subject)) {
+      for (const fs::path& file : sortedNifti(session)) {
+        ++scans;
+        std::string seq = lower(niftiStem(file.filename().string()));
+        if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), seq) == wanted.end()) continue;
+        ir::FolderSample s;
+        s.subject = subject.filename().string();
+        s.session = session.filename().string();
+        s.files.push_back(file.string());
+        fingerprintFile(material, abs, file);
+        out.samples.push_back(std::move(s));
+      }
+    }
+  }
+  if (out.samples.empty()) {
+    if (scans == 0)
+      return {"no scans found in '" + root + "'",
+              "a fomo60k folder holds <subject>/<session>/<sequence>.nii.gz, e.g. sub_1/ses_1/t1.nii.gz"};
+    return {"none of the " + std::to_string(scans) + " scans in '" + root + "' is one of the requested sequences",
+            "sequences are file names without extension, e.g. \"t1\" for t1.nii.gz"};
+  }
+  out.fingerprint = ir::sha256Hex(material);
+  return {};
+}
+
+DataProblem resolveFomo25(const std::string& root, const std::vector<std::string>& channels, ir::LabelKind kind,
+                          ir::FolderData& out) {
+  fs::path abs;
+  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  out = {};
+  out.layout = ir::FolderData::Layout::Fomo25;
+  out.root = abs.string();
+  out.channels = channels;
+  out.hasLabel = true;
+  out.labelKind = kind;
+  fs::path images = abs / "preprocessed";
+  fs::path labels = abs / "labels";
+  std::error_code ec;
+  if (!fs::is_directory(images, ec))
+    return {"'" + root + "' has no preprocessed/ folder", "a FOMO25 task folder holds preprocessed/sub_N/ses_1/*.nii.gz "
+                                                          "and labels/sub_N/ses_1/label.txt"};
+  std::string material = "fomo25\n";
+  for (const fs::path& subject : sortedDirs(images)) {
+    for (const fs::path& session : sortedDirs(subject)) {
+      ir::FolderSample s;
+      s.subject = subject.filename().string();
+      s.session = session.filename().string();
+      std::vector<fs::path> present = sortedNifti(session);
+      for (const std::string& channel : channels) {
+        // Alternatives: "swi|t2s".
+        std::vector<std::string> options;
+        std::stringstream ss(channel);
+        for (std::string o; std::getline(ss, o, '|');) options.push_back(lower(o));
+        const fs::path* found = nullptr;
+        for (const std::string& o : options) {
+          for (const fs::path& f : present)
+            if (lower(niftiStem(f.filename().string())) == o) found = &f;
+          if (found != nullptr) break;
+        }
+        if (found == nullptr) {
+          std::string have;
+          for (const fs::path& f : present) have += (have.empty() ? "" : ", ") + f.filename().string();
+          return {"session '" + fs::relative(session, abs, ec).string() + "' has no channel '" + channel + "'",
+                  "it has: " + (have.empty() ? std::string("no NIfTI files") : have)};
+        }
+        s.files.push_back(found->string());
+        fingerprintFile(material, abs, *found);
+      }
+      fs::path labelFile = labels / s.subject / s.session / "label.txt";
+      std::ifstream in(labelFile);
+      if (!in) {
+        return {"missing label for '" + s.subject + "/" + s.session + "'",
+                "expected " + fs::relative(labelFile, abs, ec).string() + " holding one number"};
+      }
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      char* end = nullptr;
+      double value = std::strtod(text.c_str(), &end);
+      std::string rest = end != nullptr ? std::string(end) : std::string();
+      bool clean = end != text.c_str() && std::all_of(rest.begin(), rest.end(), [](char c) {
+                     return std::isspace(static_cast<unsigned char>(c)) != 0;
+                   });
+      if (!clean || !std::isfinite(value)) {
+        return {"label of '" + s.subject + "/" + s.session + "' is not a number",
+                fs::relative(labelFile, abs, ec).string() + " holds '" + text.substr(0, 40) + "'"};
+      }
+      if (kind == ir::LabelKind::Binary && value != 0.0 && value != 1.0) {
+        return {"label of '" + s.subject + "/" + s.session + "' is " + ir::formatNumber(value) +
+                    ", but a binary label must be 0 or 1",
+                "declare the data set with label = regression for continuous labels"};
+      }
+      s.label = value;
+      material += s.subject + "/" + s.session + " label " + ir::formatNumber(value) + "\n";
+      out.samples.push_back(std::move(s));
+    }
+  }
+  if (out.samples.empty())
+    return {"no sessions found in '" + root + "/preprocessed'", "expected preprocessed/sub_N/ses_1/<channel>.nii.gz"};
+  out.fingerprint = ir::sha256Hex(material);
+  return {};
+}
+
+}  // namespace gyrus

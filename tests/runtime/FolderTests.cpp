@@ -1,0 +1,337 @@
+// NIfTI folder data sets in the runtime: small FOMO60K- and FOMO25-like trees written at
+// test time with the gyrus_nifti writer, loaded, pretrained on and evaluated through the
+// Runtime interface; the user errors of bad files, shapes and labels; loading gives the
+// same tensors for any number of reader threads.
+// Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
+#include "Folder.h"
+#include "Models.h"
+#include "Preprocess.h"
+#include "Stages.h"
+#include "gyrus/io/Nifti.h"
+#include "gyrus/runtime/Runtime.h"
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+using namespace gyrus;
+using namespace gyrus::rt;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("gyrus_folder_tests_" + std::to_string(::getpid())) / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::unique_ptr<Runtime> runtime() {
+  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
+  REQUIRE(rt);
+  return rt;
+}
+
+double metricOf(const StageResult& r, const std::string& name) {
+  for (const Metric& m : r.metrics)
+    if (m.name == name) return m.value;
+  FAIL("missing metric " << name);
+  return 0.0;
+}
+
+/// Writes `v` as a float32 NIfTI file with voxel size `spacing`, centred on the origin.
+/// With `lps`, the file's x and y axes run to the Left and Posterior (stored mirrored),
+/// so reading it back exercises the reorientation to RAS.
+void writeVolume(const fs::path& path, const Volume& v, const std::array<double, 3>& spacing, bool lps = false) {
+  io::Image image;
+  image.shape = v.shape;
+  image.spacing = spacing;
+  image.data = v.data;
+  for (size_t i = 0; i < 3; ++i) {
+    double sign = lps && i < 2 ? -1.0 : 1.0;
+    image.affine[i][i] = sign * spacing[i];
+    image.affine[i][3] = -sign * spacing[i] * 0.5 * static_cast<double>(v.shape[i] - 1);
+  }
+  image.affine[3][3] = 1.0;
+  if (lps) {  // store the mirrored data, so that the RAS volume read back is `v` again
+    image.data.assign(v.data.size(), 0.0f);
+    for (int64_t z = 0; z < v.shape[2]; ++z)
+      for (int64_t y = 0; y < v.shape[1]; ++y)
+        for (int64_t x = 0; x < v.shape[0]; ++x)
+          image.data[v.index(v.shape[0] - 1 - x, v.shape[1] - 1 - y, z)] = v.at(x, y, z);
+  }
+  fs::create_directories(path.parent_path());
+  std::string error;
+  REQUIRE_MESSAGE(io::writeNifti(path.string(), image, io::WriteOptions{}, error), error);
+}
+
+Volume brain(int64_t side, uint64_t seed, int64_t index) {
+  ir::SyntheticData d;
+  d.size = {side, side, side};
+  d.seed = seed;
+  return synthesize(d, index).image;
+}
+
+/// FOMO60K-like: <root>/sub_<i>/ses_1/t1.nii.gz, three scans of 24^3 at 1 mm and three
+/// of 14^3 at 1.5 mm (21^3 after resampling to 1 mm); one of them stored LPS.
+ir::DataSource fomo60k(const fs::path& root) {
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.layout = ir::FolderData::Layout::Fomo60k;
+  src.folder.root = root.string();
+  for (int64_t i = 0; i < 6; ++i) {
+    bool fine = i < 3;
+    ir::FolderSample s;
+    s.subject = "sub_" + std::to_string(i + 1);
+    s.session = "ses_1";
+    fs::path file = root / s.subject / s.session / "t1.nii.gz";
+    double mm = fine ? 1.0 : 1.5;
+    writeVolume(file, brain(fine ? 24 : 14, 11, i), {mm, mm, mm}, i == 4);
+    s.files = {file.string()};
+    src.folder.samples.push_back(s);
+  }
+  return src;
+}
+
+/// FOMO25-like task: <root>/preprocessed/sub_<i>/ses_1/{flair,dwi}.nii.gz, 16 samples
+/// (8 with a lesion, 8 without) of 16^3 at 1.25 mm, label = the lesion.
+ir::DataSource fomo25(const fs::path& root) {
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.layout = ir::FolderData::Layout::Fomo25;
+  src.folder.root = root.string();
+  src.folder.channels = {"flair", "dwi"};
+  src.folder.hasLabel = true;
+  ir::SyntheticData d;
+  d.size = {16, 16, 16};
+  d.seed = 77;
+  int count[2] = {0, 0};
+  for (int64_t i = 0; count[0] < 8 || count[1] < 8; ++i) {
+    Subject subject = synthesize(d, i);
+    if (count[subject.lesion] >= 8) continue;
+    ++count[subject.lesion];
+    ir::FolderSample s;
+    s.subject = "sub_" + std::to_string(src.folder.samples.size() + 1);
+    s.session = "ses_1";
+    s.label = subject.lesion;
+    fs::path dir = root / "preprocessed" / s.subject / s.session;
+    Volume dwi = subject.image;  // another contrast of the same anatomy
+    for (float& f : dwi.data) f = std::sqrt(std::max(0.0f, f));
+    writeVolume(dir / "flair.nii.gz", subject.image, {1.25, 1.25, 1.25});
+    writeVolume(dir / "dwi.nii.gz", dwi, {1.25, 1.25, 1.25});
+    s.files = {(dir / "flair.nii.gz").string(), (dir / "dwi.nii.gz").string()};
+    src.folder.samples.push_back(s);
+  }
+  return src;
+}
+
+ir::PipelineOp resampleOp(double mm) {
+  ir::PipelineOp op;
+  op.kind = ir::OpKind::Resample;
+  op.mm = mm;
+  return op;
+}
+
+ir::PipelineOp cropOp(int64_t side) {
+  ir::PipelineOp op;
+  op.kind = ir::OpKind::Crop;
+  op.size = {side, side, side};
+  return op;
+}
+
+ir::UNetEncoder smallEncoder() {
+  ir::UNetEncoder e;
+  e.width = 4;
+  e.stages = 3;
+  e.convsPerStage = 2;
+  return e;
+}
+
+ir::PretrainStage folderPretrain(const ir::DataSource& data) {
+  ir::PretrainStage s;
+  s.name = "pre";
+  s.data = data;
+  s.pipeline.ops = {resampleOp(1.0), cropOp(16), ir::PipelineOp{}};  // resample(1mm) >> crop(16^3) >> zscore()
+  s.encoder = smallEncoder();
+  s.objective.terms = {ir::ObjectiveTerm{}};
+  s.optimizer.lr = 3e-3;
+  s.epochs = 2;
+  s.batch = 3;
+  s.seed = 5;
+  return s;
+}
+
+ir::EvaluateStage folderEvaluate(const ir::DataSource& data, const ir::Pipeline& pipeline) {
+  ir::EvaluateStage ev;
+  ev.name = "eval";
+  ev.pretrain = "pre";
+  ev.data = data;
+  ev.pipeline = pipeline;
+  ev.encoder = smallEncoder();
+  ev.label = "label";
+  ev.labelKind = ir::LabelKind::Binary;
+  ev.shots = 4;
+  ev.repeats = 2;
+  ev.seed = 3;
+  return ev;
+}
+
+StageResult pretrainIn(const fs::path& dir, const ir::PretrainStage& stage, std::vector<std::string>* lines = nullptr) {
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.dir = dir;
+  if (lines) ctx.progress = [lines](std::string_view l) { lines->emplace_back(l); };
+  return runtime()->runPretrain(stage, ctx);
+}
+
+void expectUserError(const StageResult& r, const std::vector<std::string>& needles) {
+  CHECK(r.status == StageResult::Status::UserError);
+  for (const std::string& n : needles) CHECK_MESSAGE(r.message.find(n) != std::string::npos, r.message << " lacks " << n);
+}
+
+}  // namespace
+
+TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-channel FOMO25-like task") {
+  fs::path root = scratch("trees");
+  ir::DataSource scans = fomo60k(root / "fomo60k");
+  ir::DataSource task = fomo25(root / "task1");
+  ir::PretrainStage pre = folderPretrain(scans);
+  fs::path preDir = scratch("pre");
+  std::vector<std::string> lines;
+  StageResult p = pretrainIn(preDir, pre, &lines);
+  REQUIRE_MESSAGE(p.status == StageResult::Status::Ok, p.message);
+  CHECK(std::isfinite(metricOf(p, "final_loss")));
+  CHECK(lines.size() == 2);  // two epochs; six volumes are too few for load progress
+  CHECK(fs::exists(preDir / kEncoderFile));
+
+  StageContext ectx;
+  ectx.threads = 2;
+  ectx.dir = scratch("eval");
+  ectx.pretrainDir = preDir;
+  ir::EvaluateStage ev = folderEvaluate(task, pre.pipeline);
+  StageResult e = runtime()->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(e.status == StageResult::Status::Ok, e.message);
+  for (const char* m : {"auroc", "auroc_random_encoder"}) {
+    CHECK(metricOf(e, m) >= 0.0);
+    CHECK(metricOf(e, m) <= 1.0);
+  }
+  std::ifstream f(ectx.dir / kPredictionsFile);
+  auto j = nlohmann::json::parse(f);
+  // Per channel: mean and max of every stage (widths 4 + 8 + 16); two channels.
+  CHECK(j.at("features") == 2 * 2 * (4 + 8 + 16));
+  CHECK(j.at("label") == "label");
+  REQUIRE(j.at("repeats").size() == 2);
+  CHECK(j["repeats"][0]["train"].size() == 4);
+  CHECK(j["repeats"][0]["test"].size() == 8);  // half of each class
+  int positives = 0;
+  for (const auto& l : j["repeats"][0]["labels"]) positives += l.get<int>();
+  CHECK(positives == 4);
+
+  // One run with its variations in turn (not SUBCASEs, which would pretrain again each).
+  ev.labelKind = ir::LabelKind::Continuous;  // the same labels as a continuous target
+  StageResult c = runtime()->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(c.status == StageResult::Status::Ok, c.message);
+  CHECK(std::isfinite(metricOf(c, "mae")));
+  ev.labelKind = ir::LabelKind::Binary;
+
+  ev.data.folder.samples[5].label = 2.0;  // a binary label other than 0/1 names the sample
+  expectUserError(runtime()->runEvaluate(ev, ectx), {"sample sub_6/ses_1 has the label 2", "must be 0 or 1"});
+  ev.data.folder.samples[5].label = 1.0;
+
+  ev.label = "lesion";  // folder data sets have the label 'label' only
+  expectUserError(runtime()->runEvaluate(ev, ectx), {"unknown label 'lesion'", "'label'"});
+  ev.label = "label";
+
+  // Multi-channel data cannot be pretrained on.
+  expectUserError(pretrainIn(scratch("multi"), folderPretrain(task)),
+                  {"pretraining takes single-channel samples; use a fomo60k layout"});
+
+  // The channels of one sample on different grids: both files and shapes are named.
+  const ir::FolderSample& s = ev.data.folder.samples[2];
+  writeVolume(s.files[1], brain(12, 1, 0), {1.25, 1.25, 1.25});
+  expectUserError(runtime()->runEvaluate(ev, ectx),
+                  {"sample sub_3/ses_1", s.files[0] + " is 16x16x16", s.files[1] + " is 12x12x12"});
+}
+
+TEST_CASE("folder data: volumes that differ in shape need a crop after resample") {
+  fs::path root = scratch("shapes");
+  ir::DataSource scans = fomo60k(root);
+  ir::PretrainStage stage = folderPretrain(scans);
+  stage.pipeline.ops = {resampleOp(1.0), ir::PipelineOp{}};  // no crop: 24^3 and 21^3
+  expectUserError(pretrainIn(scratch("nocrop"), stage),
+                  {"differ in shape", scans.folder.samples[0].files[0] + " is 24x24x24",
+                   scans.folder.samples[3].files[0] + " is 21x21x21", "add crop(...) after resample(...)"});
+  ir::PipelineOp flip;
+  flip.kind = ir::OpKind::Flip;
+  stage.pipeline.ops = {resampleOp(1.0), flip, cropOp(16)};  // the crop comes after the cache
+  expectUserError(pretrainIn(scratch("latecrop"), stage), {"move crop(...) before the first random augmentation"});
+  stage.pipeline.ops = {resampleOp(1.0), cropOp(16), flip};
+  StageResult ok = pretrainIn(scratch("flipped"), stage);
+  CHECK_MESSAGE(ok.status == StageResult::Status::Ok, ok.message);
+}
+
+TEST_CASE("folder data: missing and corrupt files are the user's error, naming the file") {
+  fs::path root = scratch("corrupt");
+  ir::DataSource scans = fomo60k(root);
+  ir::PretrainStage stage = folderPretrain(scans);
+  const std::string victim = scans.folder.samples[4].files[0];
+  {  // keep the first half of the compressed stream
+    std::ifstream in(victim, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream out(victim, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  expectUserError(pretrainIn(scratch("c1"), stage), {victim + ": ", "corrupt gzip stream"});
+  fs::remove(scans.folder.samples[1].files[0]);
+  // The first bad file in sample order is reported, whatever the threads did.
+  expectUserError(pretrainIn(scratch("c2"), stage), {scans.folder.samples[1].files[0] + ": no such file"});
+}
+
+TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads, in sample order") {
+  fs::path root = scratch("threads");
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.root = root.string();
+  std::vector<Volume> originals;
+  for (int64_t i = 0; i < 60; ++i) {  // enough volumes for progress lines
+    ir::FolderSample s;
+    s.subject = "sub_" + std::to_string(i);
+    fs::path file = root / s.subject / "t2.nii.gz";
+    double mm = i % 3 == 0 ? 1.5 : 1.0;
+    originals.push_back(brain(i % 2 == 0 ? 12 : 10, 5, i));
+    originals.back().spacing = {mm, mm, mm};
+    writeVolume(file, originals.back(), originals.back().spacing);
+    s.files = {file.string()};
+    src.folder.samples.push_back(s);
+  }
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(12), ir::PipelineOp{}}};
+  std::vector<std::string> lines;
+  LoadOptions one{1, [&](std::string_view l) { lines.emplace_back(l); }};
+  Dataset a = buildDataset(src, pipeline, 4, one);
+  Dataset b = buildDataset(src, pipeline, 4, {2, nullptr});
+  Dataset c = buildDataset(src, pipeline, 4, {5, nullptr});
+  REQUIRE(a.images.sizes().vec() == std::vector<int64_t>{60, 1, 12, 12, 12});
+  CHECK(torch::equal(a.images, b.images));
+  CHECK(torch::equal(a.images, c.images));
+  CHECK(a.samples == 60);
+  CHECK(a.channels == 1);
+  CHECK(a.label.empty());
+  // Row k is sample k, preprocessed exactly as the torch-free pipeline does it.
+  for (int64_t k : {0, 1, 3, 59}) {
+    Volume expected = applyPipeline(pipeline, originals[static_cast<size_t>(k)]);
+    auto row = a.images[k].contiguous();
+    CHECK(std::equal(expected.data.begin(), expected.data.end(), row.data_ptr<float>()));
+  }
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.size() <= 10);
+  CHECK(lines.back() == "loading 60/60 volumes");
+  CHECK(lines.front().rfind("loading ", 0) == 0);
+}

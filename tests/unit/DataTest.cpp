@@ -1,0 +1,161 @@
+// Folder data sets in the language: fomo60k(...) and fomo25(...) are resolved at check
+// time (files listed, labels read), with located errors for trees that do not match.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "TestUtil.h"
+
+using namespace gyrus;
+using gyrus::test::compile;
+using gyrus::test::kinds;
+
+namespace {
+namespace fs = std::filesystem;
+
+// A temporary tree, removed at the end of the test.
+struct Tree {
+  fs::path root;
+  Tree() {
+    root = fs::temp_directory_path() / ("gyrus-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    fs::create_directories(root);
+  }
+  ~Tree() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  void file(const std::string& rel, const std::string& text = "x") const {
+    fs::create_directories((root / rel).parent_path());
+    std::ofstream(root / rel) << text;
+  }
+};
+
+std::string experiment(const std::string& corpus, const std::string& task, const std::string& taskLabel = "label") {
+  return "dataset corpus = " + corpus + "\ndataset task = " + task +
+         "\npipeline prep = resample(1mm) >> crop(32^3) >> zscore()\n"
+         "pretrain base {\n  data = corpus |> prep\n  encoder = unet(width = 4, stages = 3)\n  objective = mae()\n"
+         "  batch = 2\n}\nevaluate base on task." +
+         taskLabel + " (shots = 2, repeats = 1)\n";
+}
+
+void fomo25Tree(const Tree& t, int subjects) {
+  for (int i = 1; i <= subjects; ++i) {
+    std::string s = "sub_" + std::to_string(i) + "/ses_1/";
+    t.file("task/preprocessed/" + s + "flair.nii.gz");
+    t.file("task/preprocessed/" + s + (i % 2 ? "swi.nii.gz" : "t2s.nii.gz"));
+    t.file("task/labels/" + s + "label.txt", std::to_string(i % 2) + "\n");
+  }
+}
+}  // namespace
+
+TEST_CASE("fomo60k and fomo25 folders resolve to samples, channels and labels") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_1/ses_1/flair.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii");
+  t.file("corpus/sub_2/ses_1/notes.txt");
+  fomo25Tree(t, 6);
+  std::string root = t.root.string();
+  auto c = compile(experiment("fomo60k(\"" + root + "/corpus\")",
+                              "fomo25(\"" + root + "/task\", channels = [\"flair\", \"swi|t2s\"])"));
+  REQUIRE(kinds(*c).empty());
+  const ir::Experiment& ex = *c->check.experiment;
+  const ir::FolderData& corpus = ex.stages[0].pretrain.data.folder;
+  CHECK((ex.stages[0].pretrain.data.kind == ir::DataKind::Folder));
+  REQUIRE(corpus.samples.size() == 3);  // notes.txt is not a scan
+  CHECK(corpus.samples[0].files[0] == root + "/corpus/sub_1/ses_1/flair.nii.gz");
+  const ir::FolderData& task = ex.stages[1].evaluate.data.folder;
+  REQUIRE(task.samples.size() == 6);
+  CHECK(task.samples[0].files.size() == 2);
+  CHECK(task.samples[1].files[1].find("t2s.nii.gz") != std::string::npos);  // the alternative
+  CHECK(task.samples[0].label == 1.0);
+  CHECK(task.samples[1].label == 0.0);
+  CHECK(task.fingerprint.size() == 64);
+  // The root is not part of the hash; the content is.
+  std::string before = ex.stages[1].hash;
+  t.file("task/labels/sub_1/ses_1/label.txt", "0\n");
+  t.file("task/labels/sub_2/ses_1/label.txt", "1\n");
+  auto changed = compile(experiment("fomo60k(\"" + root + "/corpus\")",
+                                    "fomo25(\"" + root + "/task\", channels = [\"flair\", \"swi|t2s\"])"));
+  REQUIRE(changed->check.experiment);
+  CHECK(changed->check.experiment->stages[1].hash != before);
+  CHECK(changed->check.experiment->stages[0].hash == ex.stages[0].hash);
+}
+
+TEST_CASE("a sequence filter selects scans") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_1/ses_1/FLAIR.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  auto c = compile("dataset d = fomo60k(\"" + t.root.string() +
+                   "/corpus\", sequences = [\"flair\"])\npretrain p {\n  data = d |> crop(16^3)\n  encoder = unet(width = 2, stages = 2)\n  objective = mae()\n  batch = 1\n}\n");
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->check.experiment->stages[0].pretrain.data.folder.samples.size() == 1);
+}
+
+TEST_CASE("data trees that do not match their declaration are [data] errors at the root") {
+  Tree t;
+  fomo25Tree(t, 4);
+  std::string root = t.root.string();
+  auto missing = compile("dataset d = fomo60k(\"" + root + "/nowhere\")\nlet x = d\n");
+  REQUIRE(kinds(*missing) == std::vector<std::string>{"data"});
+  CHECK(std::string(missing->sources.text(test::find(*missing, "data")->range)) == "\"" + root + "/nowhere\"");
+  auto channel = compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\", \"dwi_b1000\"])\nlet x = d\n");
+  REQUIRE(kinds(*channel) == std::vector<std::string>{"data"});
+  CHECK(test::find(*channel, "data")->message == "session 'preprocessed/sub_1/ses_1' has no channel 'dwi_b1000'");
+  t.file("task/labels/sub_3/ses_1/label.txt", "0.5\n");
+  auto binary = compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"])\nlet x = d\n");
+  CHECK(kinds(*binary) == std::vector<std::string>{"data"});
+  CHECK(kinds(*compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"], label = regression)\nlet x = d\n"))
+            .empty());
+  t.file("task/labels/sub_3/ses_1/label.txt", "old\n");
+  CHECK(kinds(*compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"], label = regression)\nlet x = d\n")) ==
+        std::vector<std::string>{"data"});
+  fs::remove(t.root / "task/labels/sub_3/ses_1/label.txt");
+  CHECK(kinds(*compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"])\nlet x = d\n")) ==
+        std::vector<std::string>{"data"});
+  CHECK(kinds(*compile("dataset d = fomo25(\"" + root + "/task\", channels = [1, 2])\nlet x = d\n")) ==
+        std::vector<std::string>{"type-mismatch"});
+}
+
+TEST_CASE("folder volumes vary in size: a crop must fix the encoder's input") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  fomo25Tree(t, 6);
+  std::string root = t.root.string();
+  std::string src = experiment("fomo60k(\"" + root + "/corpus\")",
+                               "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
+  src.replace(src.find("resample(1mm) >> crop(32^3) >> zscore()"), 39, "zscore() >> resample(1mm)");
+  CHECK(kinds(*compile(src)) == std::vector<std::string>{"shape-unknown"});
+}
+
+TEST_CASE("pretraining on multi-channel samples and evaluating unlabelled folders are errors") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  fomo25Tree(t, 6);
+  std::string root = t.root.string();
+  auto multi = compile(experiment("fomo25(\"" + root + "/task\", channels = [\"flair\", \"swi|t2s\"])",
+                                  "fomo25(\"" + root + "/task\", channels = [\"flair\"])"));
+  CHECK(kinds(*multi) == std::vector<std::string>{"data"});
+  auto unlabelled = compile(experiment("fomo60k(\"" + root + "/corpus\")", "fomo60k(\"" + root + "/corpus\")"));
+  CHECK(kinds(*unlabelled) == std::vector<std::string>{"unknown-label"});
+  auto wrongName = compile(experiment("fomo60k(\"" + root + "/corpus\")",
+                                      "fomo25(\"" + root + "/task\", channels = [\"flair\"])", "lesion"));
+  CHECK(kinds(*wrongName) == std::vector<std::string>{"unknown-label"});
+}
+
+TEST_CASE("relative data roots are relative to the experiment file") {
+  Tree t;
+  t.file("exp/data/sub_1/ses_1/t1.nii.gz");
+  std::string src = "dataset d = fomo60k(\"data\")\npretrain p {\n  data = d |> crop(16^3)\n  encoder = unet(width = 2, stages = 2)\n  objective = mae()\n  batch = 1\n}\n";
+  auto c = compileFile((t.root / "exp" / "x.gy").string(), {}, StopAfter::Check, &src);
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->check.experiment->stages[0].pretrain.data.folder.root == fs::canonical(t.root / "exp" / "data").string());
+}

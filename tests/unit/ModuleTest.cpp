@@ -1,0 +1,102 @@
+// Modules: `use std.<name>` (embedded standard library) and `use "file.gy"`.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "TestUtil.h"
+#include "gyrus/Format.h"
+#include "gyrus/Parse.h"
+
+using namespace gyrus;
+using gyrus::test::kinds;
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Dir {
+  fs::path root = fs::temp_directory_path() / ("gyrus-module-test-" + std::to_string(::getpid()));
+  Dir() { fs::create_directories(root); }
+  ~Dir() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  void write(const std::string& rel, const std::string& text) const { std::ofstream(root / rel) << text; }
+  std::unique_ptr<Compilation> compile(const std::string& main) const {
+    write("main.gy", main);
+    return compileFile((root / "main.gy").string(), {}, StopAfter::Check);
+  }
+};
+
+const char* kUsesFomo = R"(use std.fomo25
+
+dataset corpus = synthetic(subjects = 16, size = 128^3)
+
+pretrain base {
+  data      = corpus |> fomo_views
+  encoder   = unet_b
+  objective = amaes
+  optimizer = fomo_optimizer
+}
+)";
+}  // namespace
+
+TEST_CASE("the standard library's fomo25 module provides the baseline's settings") {
+  auto c = test::compile(kUsesFomo);
+  REQUIRE(kinds(*c).empty());
+  const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
+  CHECK(p.optimizer.warmupEpochs == 5);
+  CHECK(p.pipeline.ops.size() == 6);
+  CHECK((p.pipeline.ops[1].kind == ir::OpKind::Crop));
+  CHECK(p.pipeline.ops[1].size == ir::Shape3{96, 96, 96});
+  // Nothing of a module is reported as unused.
+  CHECK(c->diags.warningCount() == 0);
+}
+
+TEST_CASE("file modules are relative to the file that uses them, loaded once, and may use others") {
+  Dir d;
+  d.write("common.gy", "use \"encoders.gy\"\npipeline prep = crop(32^3) >> zscore()\n");
+  d.write("encoders.gy", "encoder small = unet(width = 4, stages = 3)\n");
+  auto c = d.compile(
+      "use \"common.gy\"\nuse \"encoders.gy\"\ndataset corpus = synthetic(subjects = 8)\n"
+      "pretrain base {\n  data = corpus |> prep\n  encoder = small\n  objective = mae()\n}\n");
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.width == 4);
+}
+
+TEST_CASE("bad uses are [module] errors with suggestions; cycles are [cycle]") {
+  auto unknown = test::compile("use std.fomo26\n");
+  REQUIRE(kinds(*unknown) == std::vector<std::string>{"module"});
+  const Diagnostic* d = test::find(*unknown, "module");
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "std.fomo25");
+  CHECK(kinds(*test::compile("use prelude\n")) == std::vector<std::string>{"module"});
+  Dir dir;
+  CHECK(kinds(*dir.compile("use \"missing.gy\"\n")) == std::vector<std::string>{"module"});
+  dir.write("a.gy", "use \"b.gy\"\nlet x = 1\n");
+  dir.write("b.gy", "use \"a.gy\"\nlet y = 2\n");
+  CHECK(kinds(*dir.compile("use \"a.gy\"\n")) == std::vector<std::string>{"cycle"});
+  dir.write("stages.gy", "pretrain p {\n  data = synthetic()\n  encoder = unet()\n  objective = mae()\n}\n");
+  CHECK(kinds(*dir.compile("use \"stages.gy\"\n")) == std::vector<std::string>{"module"});
+  // A module's names clash with the file's like any other.
+  CHECK(kinds(*test::compile("use std.fomo25\npipeline fomo_prep = zscore()\n")) ==
+        std::vector<std::string>{"duplicate-name"});
+}
+
+TEST_CASE("every standard-library module checks cleanly and is formatted") {
+  for (const char* name : {"prelude", "fomo25"}) {
+    fs::path p = fs::path(GYRUS_SOURCE_DIR) / "stdlib" / (std::string(name) + ".gy");
+    std::ifstream in(p);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    SourceManager sm;
+    ast::Arena arena;
+    DiagnosticEngine diags;
+    FileId id = sm.add(p.string(), text);
+    ast::File* file = parseFile(sm, id, arena, diags);
+    REQUIRE(file != nullptr);
+    INFO(name << " is not formatted");
+    CHECK(formatFile(sm, id, *file) == text);
+  }
+  CHECK(kinds(*test::compile("use std.fomo25\n"), Severity::Warning).empty());
+}
