@@ -91,6 +91,31 @@ assert d["points"] == ["base_lesion.shots = 4", "base_lesion.shots = 8"], d["poi
 PY
 [ "$(grep -c '\[base\] epoch' "$tmp/sweep.err")" = 2 ] || fail "the shared pretraining did not run exactly once"
 
+echo "e2e: the quickstart runs on gyrus synth folders through NIfTI"
+mkdir -p "$tmp/folders"
+cp examples/folders.gy "$tmp/folders/"
+"$gyrus" synth --out "$tmp/folders/synth/fomo60k" --layout fomo60k --subjects 12 --size 32 > /dev/null || fail "synth fomo60k"
+"$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 2 > /dev/null \
+  || fail "synth task1"
+"$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
+  --set base_label.repeats=2 --threads 2 --store "$tmp/folders/store" --json > "$tmp/folders.json" 2> "$tmp/folders.err" \
+  || { cat "$tmp/folders.err"; fail "folder run"; }
+python3 - "$tmp/folders.json" <<'PY' || fail "folder run JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert [s["status"] for s in d["stages"]] == ["ran", "ran"], d["stages"]
+m = {(x["stage"], x["name"]): x["value"] for x in d["metrics"]}
+assert 0 <= m[("base_label", "auroc")] <= 1, m
+PY
+# Changing the data changes the stages that read them.
+"$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 3 --force > /dev/null
+"$gyrus" plan "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
+  --set base_label.repeats=2 > "$tmp/plan2.txt" || fail "plan after new data"
+grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][1]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \
+  && fail "the evaluation's hash did not change with its data"
+grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][0]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \
+  || fail "the pretraining's hash changed although its data did not"
+
 echo "e2e: user errors exit 1 with a located diagnostic"
 printf 'dataset corpus = synthetic(subjects = 8 size = 32^3)\n' > "$tmp/bad.gy"
 set +e
@@ -103,4 +128,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 6 passed, 0 failed"
+echo "e2e: 7 passed, 0 failed"
