@@ -23,8 +23,8 @@ ms_per_run() {  # command...
 store="$(mktemp -d)"
 trap 'rm -rf "$store"' EXIT
 small=(--set corpus.subjects=8 --set clinic.subjects=16 --set base.epochs=1 --set base.batch=4
-       --set base_lesion.shots=4 --set base_lesion.repeats=1)
-"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$store" > /dev/null 2>&1
+       --set base_lesion.shots=4 --set base_lesion.repeats=1 --set base_age.shots=4 --set base_age.repeats=1)
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$store" > /dev/null 2>&1 || { echo "bench: the warm-up run failed" >&2; exit 1; }
 
 bash bench/gen_large.sh 2000 > "$store/large.gy"
 base=$(ms_per_run true)
