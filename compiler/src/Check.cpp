@@ -23,6 +23,7 @@ namespace {
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
   Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
+  ProtocolTy, Site,
 };
 
 std::string_view tyName(Ty t) {
@@ -50,6 +51,8 @@ std::string_view tyName(Ty t) {
     case Ty::Model: return "a pretrained model";
     case Ty::LabelType: return "a label kind (binary or regression)";
     case Ty::Bytes: return "an amount of memory";
+    case Ty::ProtocolTy: return "a protocol (probe or finetune)";
+    case Ty::Site: return "a site";
   }
   return "?";
 }
@@ -78,6 +81,8 @@ std::string_view typeLabel(Ty t) {
     case Ty::Model: return "Pretrain";
     case Ty::LabelType: return "LabelKind";
     case Ty::Bytes: return "Bytes";
+    case Ty::ProtocolTy: return "Protocol";
+    case Ty::Site: return "Site";
     case Ty::Error: return "Error";
   }
   return "?";
@@ -104,6 +109,8 @@ struct Value {
   SourceRange shapeOrigin;               // Dataset/Pipeline/Data: what set the spatial size
   bool pipelineSetsShape = false;        // Pipeline/Data: contains a crop
   bool shapeKnown = true;                // Dataset/Data: false when sizes vary by volume
+  std::vector<SourceRange> opOrigins;    // Pipeline/Data: the call that made each op
+  SourceRange encoderOrigin;             // Model: where its encoder is declared
   std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
 };
 
@@ -263,6 +270,7 @@ class Checker {
   void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
   bool checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
+  bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
   void reportUnknownShape(SourceRange where) {
     diags_.report(DiagKind::ShapeUnknown, where,
                   "the volumes of this data set differ in size, so the encoder's input size is unknown")
@@ -284,7 +292,8 @@ std::vector<std::string> Checker::visibleNames() const {
   std::vector<std::string> names;
   for (const auto& [name, sym] : symbols_) names.push_back(name);
   for (const Builtin& b : builtins()) names.push_back(b.name);
-  for (const char* c : {"cosine", "constant", "linear", "binary", "regression"}) names.emplace_back(c);
+  for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "probe", "finetune"})
+    names.emplace_back(c);
   return names;
 }
 
@@ -419,6 +428,11 @@ Value Checker::evalName(const ast::ExprName& n) {
     v.ty = Ty::Probe;
     return v;
   }
+  if (n.name == "probe" || n.name == "finetune") {
+    v.ty = Ty::ProtocolTy;
+    v.flag = n.name == "finetune";
+    return v;
+  }
   if (n.name == "binary" || n.name == "regression") {
     v.ty = Ty::LabelType;
     v.flag = n.name == "binary";
@@ -528,6 +542,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   if (!ok) return errorValue();
   Value v = fn->build(*this, bound, c.range);
   v.range = c.range;
+  if (v.ty == Ty::Pipeline) v.opOrigins.assign(v.pipeline.ops.size(), c.range);
   return v;
 }
 
@@ -633,6 +648,7 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
       }
       v = l;
       for (const ir::PipelineOp& op : r.pipeline.ops) v.pipeline.ops.push_back(op);
+      for (const SourceRange& o : r.opOrigins) v.opOrigins.push_back(o);
       if (r.pipelineSetsShape) {
         v.pipelineSetsShape = true;
         v.shapeOrigin = r.shapeOrigin;
@@ -648,6 +664,7 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
       v = l;
       v.ty = Ty::Data;
       v.pipeline = r.pipeline;
+      v.opOrigins = r.opOrigins;
       if (r.pipelineSetsShape) {
         v.pipelineSetsShape = true;
         v.shapeOrigin = r.shapeOrigin;
@@ -743,9 +760,61 @@ void Checker::checkCube(const Value& data, const Value& objective) {
   }
 }
 
+// Spacing and intensity normalisation of an evaluation's pipeline must be those the
+// encoder was pretrained with (the FOMO25 baseline fine-tuned at native spacing and
+// predicted at 1 mm: a silent accuracy loss). Crops may differ.
+bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRange evalAt, bool finetune) {
+  struct Facts {
+    double mm = 0;  // 0: native spacing
+    SourceRange mmAt;
+    int zscore = 0;  // 0 none, 1 over all voxels, 2 over non-zero voxels
+    SourceRange zAt;
+  };
+  auto facts = [](const Value& v, SourceRange fallback) {
+    Facts f;
+    f.mmAt = f.zAt = fallback;
+    for (size_t i = 0; i < v.pipeline.ops.size(); ++i) {
+      const ir::PipelineOp& op = v.pipeline.ops[i];
+      SourceRange at = i < v.opOrigins.size() ? v.opOrigins[i] : fallback;
+      if (op.kind == ir::OpKind::Resample) {
+        f.mm = op.mm;
+        f.mmAt = at;
+      }
+      if (op.kind == ir::OpKind::ZScore) {
+        f.zscore = op.nonzero ? 2 : 1;
+        f.zAt = at;
+      }
+    }
+    return f;
+  };
+  Facts a = facts(pre, pre.range), b = facts(eval, evalAt);
+  const char* use = finetune ? "fine-tuning" : "evaluation";
+  auto spacing = [](double mm) { return mm == 0 ? std::string("native spacing") : ir::formatNumber(mm) + "mm"; };
+  if (a.mm != b.mm) {
+    diags_.report(DiagKind::PipelineMismatch, b.mmAt,
+                  std::string(use) + " data are resampled to " + spacing(b.mm) + ", but the encoder was pretrained at " +
+                      spacing(a.mm))
+        .note(a.mmAt, "pretraining resamples here")
+        .note("use the pretraining's spacing, e.g. `resample(" + (a.mm == 0 ? std::string("1") : ir::formatNumber(a.mm)) +
+              "mm)`, in both pipelines");
+    return false;
+  }
+  if (a.zscore != b.zscore) {
+    auto norm = [](int z) {
+      return z == 0 ? std::string("no z-score") : z == 1 ? std::string("a z-score over all voxels")
+                                                         : std::string("a z-score over non-zero voxels");
+    };
+    diags_.report(DiagKind::PipelineMismatch, b.zAt,
+                  std::string(use) + " data get " + norm(b.zscore) + ", but the encoder was pretrained with " + norm(a.zscore))
+        .note(a.zAt, "pretraining normalises here");
+    return false;
+  }
+  return true;
+}
+
 Value Checker::evalPretrain(const ast::DeclPretrain& d) {
-  static const std::vector<std::string> kFields = {"data",  "encoder", "objective", "optimizer",
-                                                   "epochs", "batch",  "seed",      "memory"};
+  static const std::vector<std::string> kFields = {"data",  "encoder", "objective", "optimizer", "epochs",
+                                                   "batch", "seed",    "memory",    "init"};
   std::map<std::string, std::pair<Value, SourceRange>> fields;
   bool ok = true;
   for (const ast::Field& f : d.fields) {
@@ -772,6 +841,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
               : f.name == "objective" ? Ty::Objective
               : f.name == "optimizer" ? Ty::Optimizer
               : f.name == "memory"    ? Ty::Bytes
+              : f.name == "init"      ? Ty::Model
                                       : Ty::Int;
     std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
     if (!coerce(v, want, f.value->range, what)) {
@@ -851,6 +921,21 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   if (fields.count("epochs")) p.epochs = static_cast<int64_t>(fields["epochs"].first.num);
   if (fields.count("batch")) p.batch = static_cast<int64_t>(fields["batch"].first.num);
   if (fields.count("seed")) p.seed = static_cast<uint64_t>(fields["seed"].first.num);
+  if (fields.count("init")) {
+    const Value& from = fields["init"].first;
+    const ir::UNetEncoder& a = from.encoder;
+    bool same = a.inChannels == encoder.inChannels && a.width == encoder.width && a.stages == encoder.stages &&
+                a.convsPerStage == encoder.convsPerStage && a.maxWidth == encoder.maxWidth;
+    if (!same) {
+      diags_.report(DiagKind::InitMismatch, fields["encoder"].second,
+                    "pretrain '" + d.name + "' starts from '" + from.model + "', whose encoder is " + ir::print(a) +
+                        ", not " + ir::print(encoder))
+          .note(from.encoderOrigin, "'" + from.model + "' declares its encoder here")
+          .note("a stage that continues another's training must use the same encoder");
+      return errorValue();
+    }
+    p.init = from.model;
+  }
   if (p.batch > p.data.count()) {
     diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
                   "batch " + std::to_string(p.batch) + " is larger than the data set (" +
@@ -891,7 +976,9 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   typed_ += "  epochs    : Int = " + std::to_string(p.epochs) + "\n";
   typed_ += "  batch     : Int = " + std::to_string(p.batch) + "\n";
   typed_ += "  seed      : Int = " + std::to_string(p.seed) + "\n";
+  if (!p.init.empty()) typed_ += "  init      : Pretrain = " + p.init + "\n";
 
+  if (!p.init.empty()) stage.deps.push_back(stageIndex_.at(p.init));
   stageIndex_[d.name] = experiment_.stages.size();
   experiment_.stages.push_back(std::move(stage));
   Value v;
@@ -899,9 +986,11 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   v.model = d.name;
   v.encoder = encoder;
   v.pipeline = data.pipeline;
+  v.opOrigins = data.opOrigins;
   v.pipelineSetsShape = data.pipelineSetsShape;
   v.shapeOrigin = data.shapeOrigin;
   v.range = fields["encoder"].second;
+  v.encoderOrigin = fields["encoder"].second;
   return v;
 }
 
@@ -960,13 +1049,16 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         label = d.task[1];
         if (!data.dataset.folder.hasLabel) {
           diags_.report(DiagKind::UnknownLabel, d.taskRanges[1], "dataset '" + d.task[0] + "' has no labels")
-              .note("fomo60k folders are unlabelled; labelled tasks are fomo25(...) folders, whose label is `label`");
+              .note("fomo60k folders are unlabelled; labelled data are fomo25(...) folders or folder(...) with a table");
           data = errorValue();
-        } else if (label != "label") {
+        } else if (label != data.dataset.folder.labelName) {
+          const std::string& name = data.dataset.folder.labelName;
           Diagnostic& diag = diags_.report(DiagKind::UnknownLabel, d.taskRanges[1],
                                            "dataset '" + d.task[0] + "' has no label '" + label + "'");
-          diag.fixit(d.taskRanges[1], "label");
-          diag.note("a fomo25 folder's label (labels/<subject>/<session>/label.txt) is called `label`");
+          diag.fixit(d.taskRanges[1], name);
+          diag.note(data.dataset.folder.layout == ir::FolderData::Layout::Fomo25
+                        ? std::string("a fomo25 folder's label (labels/<subject>/<session>/label.txt) is called `label`")
+                        : "this folder's label is its table column `" + name + "`");
           data = errorValue();
         } else {
           labelKind = data.dataset.folder.labelKind;
@@ -994,7 +1086,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
 
   // Protocol arguments.
-  static const std::vector<std::string> kArgs = {"shots", "repeats", "test", "seed", "probe"};
+  static const std::vector<std::string> kArgs = {"shots", "repeats", "test",   "seed",
+                                                 "probe", "protocol", "epochs", "lr", "pipeline"};
   std::map<std::string, std::pair<Value, SourceRange>> args;
   bool ok = true;
   for (const ast::Arg& a : d.args) {
@@ -1012,7 +1105,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         diag.message += "; did you mean '" + best + "'?";
         diag.fixit(a.nameRange, best);
       }
-      diag.note("evaluate takes: shots, repeats, test, seed, probe");
+      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, pipeline");
       ok = false;
       continue;
     }
@@ -1022,7 +1115,13 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       ok = false;
       continue;
     }
-    Ty want = a.name == "test" ? Ty::Fraction : a.name == "probe" ? Ty::Probe : Ty::Int;
+    Ty want = a.name == "test" && v.ty == Ty::Site ? Ty::Site
+              : a.name == "test"     ? Ty::Fraction
+              : a.name == "probe"    ? Ty::Probe
+              : a.name == "protocol" ? Ty::ProtocolTy
+              : a.name == "lr"       ? Ty::Float
+              : a.name == "pipeline" ? Ty::Pipeline
+                                     : Ty::Int;
     std::string what = "argument '" + a.name + "' of evaluate";
     if (!coerce(v, want, a.value->range, what)) {
       ok = false;
@@ -1030,8 +1129,10 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
     std::string why;
     if (a.name == "shots" || a.name == "repeats") why = between(1, 100000, false, false)(v);
-    if (a.name == "test") why = between(0, 1, true, true)(v);
+    if (a.name == "test" && v.ty != Ty::Site) why = between(0, 1, true, true)(v);
     if (a.name == "seed") why = atLeast(0)(v);
+    if (a.name == "epochs") why = between(1, 100000, false, false)(v);
+    if (a.name == "lr") why = between(0, 10, true, false)(v);
     if (!why.empty()) {
       diags_.report(DiagKind::ValueRange, a.value->range, what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
       ok = false;
@@ -1039,7 +1140,30 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
     args[a.name] = {v, a.value->range};
   }
+  bool finetune = args.count("protocol") != 0 && args["protocol"].first.flag;
+  for (const char* only : {"epochs", "lr"}) {
+    if (args.count(only) != 0 && !finetune) {
+      diags_.report(DiagKind::UnknownArgument, args[only].second,
+                    std::string("'") + only + "' is an argument of the fine-tuning protocol; a probe does not train "
+                                         "the encoder")
+          .note("add `protocol = finetune` to fine-tune the encoder on the shots");
+      ok = false;
+    }
+  }
   if (!ok || model.ty != Ty::Model || data.ty != Ty::Dataset) return;
+
+  // The evaluation's own preprocessing must match what the encoder was pretrained on.
+  Value evalPipeline = model;
+  SourceRange evalPipelineAt = model.range;
+  if (args.count("pipeline") != 0) {
+    const Value& pv = args["pipeline"].first;
+    evalPipeline.pipeline = pv.pipeline;
+    evalPipeline.opOrigins = pv.opOrigins;
+    evalPipeline.pipelineSetsShape = pv.pipelineSetsShape;
+    evalPipeline.shapeOrigin = pv.shapeOrigin;
+    evalPipelineAt = args["pipeline"].second;
+    if (!checkPipelinesAgree(model, evalPipeline, evalPipelineAt, finetune)) return;
+  }
 
   ir::Stage stage;
   stage.kind = ir::StageKind::Evaluate;
@@ -1049,20 +1173,67 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.pretrain = model.model;
   e.data = data.dataset;
   // Augmentations are for training views only: evaluation sees the deterministic part.
-  for (const ir::PipelineOp& op : model.pipeline.ops)
+  for (const ir::PipelineOp& op : evalPipeline.pipeline.ops)
     if (!op.isRandom()) e.pipeline.ops.push_back(op);
+  if (finetune) {
+    e.protocol = ir::Protocol::Finetune;
+    if (args.count("epochs")) e.epochs = static_cast<int64_t>(args["epochs"].first.num);
+    if (args.count("lr")) e.lr = args["lr"].first.num;
+    if (e.data.channelCount() > e.encoder.inChannels) {
+      diags_.report(DiagKind::StemReinit, d.taskRanges[0],
+                    "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
+                        " channels but '" + model.model + "' was pretrained on " +
+                        std::to_string(e.encoder.inChannels) + ": fine-tuning re-initialises the first convolution")
+          .note("the rest of the encoder starts from the pretrained weights; the probe protocol instead encodes each "
+                "channel with the pretrained stem");
+    }
+  }
   e.encoder = model.encoder;
   e.label = label;
   e.labelKind = labelKind;
   if (args.count("shots")) e.shots = static_cast<int64_t>(args["shots"].first.num);
   if (args.count("repeats")) e.repeats = static_cast<int64_t>(args["repeats"].first.num);
-  if (args.count("test")) e.testFraction = args["test"].first.num;
+  if (args.count("test") && args["test"].first.ty == Ty::Site) {
+    e.testSite = args["test"].first.str;
+  } else if (args.count("test")) {
+    e.testFraction = args["test"].first.num;
+  }
   if (args.count("seed")) e.seed = static_cast<uint64_t>(args["seed"].first.num);
 
   // Sizes: the held-out test set and the pool the shots are drawn from.
   int64_t n = e.data.count();
   auto testCount = static_cast<int64_t>(std::llround(e.testFraction * static_cast<double>(n)));
   testCount = std::clamp<int64_t>(testCount, 1, std::max<int64_t>(1, n - 1));
+  if (!e.testSite.empty()) {
+    // Out-of-domain: test on one site, draw the shots from the others.
+    std::vector<std::string> sites;
+    testCount = 0;
+    if (e.data.kind == ir::DataKind::Folder)
+      for (const ir::FolderSample& smp : e.data.folder.samples) {
+        if (std::find(sites.begin(), sites.end(), smp.site) == sites.end() && !smp.site.empty()) sites.push_back(smp.site);
+        testCount += smp.site == e.testSite ? 1 : 0;
+      }
+    SourceRange at = args["test"].second;
+    if (sites.empty()) {
+      diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no sites to test on")
+          .note("sites come from a table of subject and site (sites.tsv in the folder, or the `sites` argument)");
+      return;
+    }
+    if (testCount == 0) {
+      std::string list;
+      for (const std::string& site : sites) list += (list.empty() ? "" : ", ") + site;
+      Diagnostic& diag = diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no site '" + e.testSite + "'");
+      std::string best = closestMatch(e.testSite, sites);
+      if (!best.empty()) diag.fixit(at, "site(\"" + best + "\")");
+      diag.note("its sites: " + list);
+      return;
+    }
+    if (testCount == n) {
+      diags_.report(DiagKind::Data, at, "every sample of '" + d.task[0] + "' is from site '" + e.testSite +
+                                            "': no other site is left to draw the shots from");
+      return;
+    }
+  }
   int64_t pool = n - testCount;
   SourceRange shotsAt = args.count("shots") ? args["shots"].second : d.range;
   int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : 3;
@@ -1073,8 +1244,12 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                              " subjects"
                        : "a " + std::string(labelKind == ir::LabelKind::Binary ? "binary" : "regression") +
                              " probe needs at least " + std::to_string(minShots) + " shots");
-    diag.note(taskDatasetRange(d), "'" + d.task[0] + "' has " + std::to_string(n) + " subjects; " + std::to_string(testCount) +
-                               " are held out for testing (test = " + ir::formatNumber(e.testFraction * 100) + "%)");
+    diag.note(taskDatasetRange(d),
+              "'" + d.task[0] + "' has " + std::to_string(n) + " subjects; " + std::to_string(testCount) +
+                  " are held out for testing (" +
+                  (e.testSite.empty() ? "test = " + ir::formatNumber(e.testFraction * 100) + "%"
+                                      : "site '" + e.testSite + "'") +
+                  ")");
     return;
   }
   if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
@@ -1096,20 +1271,26 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // The task data go through the pretraining pipeline: they must fit the encoder too.
   Value taskData = data;
   taskData.ty = Ty::Data;
-  flowShape(taskData, model.pipeline);
-  if (model.pipelineSetsShape) taskData.shapeOrigin = model.shapeOrigin;
+  flowShape(taskData, evalPipeline.pipeline);
+  if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
   if (!taskData.shapeKnown) {
     reportUnknownShape(d.taskRanges[0]);
     return;
   }
-  if (!checkDivisible(taskData, e.encoder, model.range, model.pipelineSetsShape ? "crop" : "input size")) return;
+  if (!checkDivisible(taskData, e.encoder, model.range, evalPipeline.pipelineSetsShape ? "crop" : "input size")) return;
 
   typed_ += "evaluate " + d.name + " : Evaluate\n";
   typed_ += "  model  : Pretrain = " + e.pretrain + "\n";
   typed_ += "  task   : Label = " + d.task[0] + "." + e.label + " (" + std::string(ir::toString(e.labelKind)) +
             ") of " + ir::print(e.data) + "\n";
-  typed_ += "  probe  : Probe = linear, shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
-            ", test = " + ir::formatNumber(e.testFraction * 100) + "% (" + std::to_string(testCount) + " subjects)\n";
+  typed_ += std::string("  ") + (finetune ? "finetune : Protocol = finetune, epochs = " + std::to_string(e.epochs) +
+                                                  ", lr = " + ir::formatNumber(e.lr) + ","
+                                            : "probe  : Probe = linear,") +
+            " shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
+            ", test = " +
+            (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
+            std::to_string(testCount) + " subjects)\n";
+  typed_ += "  pipeline : Pipeline = " + ir::print(e.pipeline) + "\n";
 
   stage.deps.push_back(stageIndex_.at(e.pretrain));
   experiment_.stages.push_back(std::move(stage));
@@ -1245,7 +1426,9 @@ const std::vector<Builtin>& builtins() {
     };
     t.push_back({"fomo60k",
                  Ty::Dataset,
-                 {{"root", Ty::String, true, nullptr}, {"sequences", Ty::List, false, nullptr}},
+                 {{"root", Ty::String, true, nullptr},
+                  {"sequences", Ty::List, false, nullptr},
+                  {"sites", Ty::String, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> sequences;
                    if (std::string why = strings(a["sequences"], sequences); !why.empty()) {
@@ -1257,6 +1440,7 @@ const std::vector<Builtin>& builtins() {
                    v.dataset.kind = ir::DataKind::Folder;
                    v.shapeKnown = false;
                    DataProblem p = resolveFomo60k(c.resolvePath(a["root"].value.str), sequences, v.dataset.folder);
+                   if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
                    if (!p.ok()) {
                      Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
                      if (!p.note.empty()) d.note(p.note);
@@ -1269,7 +1453,8 @@ const std::vector<Builtin>& builtins() {
                  Ty::Dataset,
                  {{"root", Ty::String, true, nullptr},
                   {"channels", Ty::List, true, nullptr},
-                  {"label", Ty::LabelType, false, nullptr}},
+                  {"label", Ty::LabelType, false, nullptr},
+                  {"sites", Ty::String, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> channels;
                    std::string why = strings(a["channels"], channels);
@@ -1285,12 +1470,57 @@ const std::vector<Builtin>& builtins() {
                    v.dataset.kind = ir::DataKind::Folder;
                    v.shapeKnown = false;
                    DataProblem p = resolveFomo25(c.resolvePath(a["root"].value.str), channels, kind, v.dataset.folder);
+                   if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
                    if (!p.ok()) {
                      Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
                      if (!p.note.empty()) d.note(p.note);
                      return errorValue();
                    }
                    v.shapeOrigin = a["root"].range;
+                   return v;
+                 }});
+    t.push_back({"folder",
+                 Ty::Dataset,
+                 {{"root", Ty::String, true, nullptr},
+                  {"glob", Ty::String, false, nullptr},
+                  {"table", Ty::String, false, nullptr},
+                  {"subject", Ty::String, false, nullptr},
+                  {"column", Ty::String, false, nullptr},
+                  {"label", Ty::LabelType, false, nullptr},
+                  {"sites", Ty::String, false, nullptr}},
+                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   auto str = [&](const char* k, const char* def) {
+                     return a[k].present ? a[k].value.str : std::string(def);
+                   };
+                   if (a["table"].present != a["column"].present) {
+                     c.diags().report(DiagKind::MissingArgument, a[a["table"].present ? "table" : "column"].range,
+                                      "folder() needs both 'table' and 'column' to read labels");
+                     return errorValue();
+                   }
+                   ir::LabelKind kind = !a["label"].present || a["label"].value.flag ? ir::LabelKind::Binary
+                                                                                     : ir::LabelKind::Continuous;
+                   Value v;
+                   v.ty = Ty::Dataset;
+                   v.dataset.kind = ir::DataKind::Folder;
+                   v.shapeKnown = false;
+                   DataProblem p = resolveGlob(c.resolvePath(a["root"].value.str), str("glob", "*.nii.gz"), str("table", ""),
+                                               str("subject", "subject"), str("column", ""), kind, v.dataset.folder);
+                   if (p.ok()) p = readSites(str("sites", ""), v.dataset.folder);
+                   if (!p.ok()) {
+                     Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
+                     if (!p.note.empty()) d.note(p.note);
+                     return errorValue();
+                   }
+                   v.shapeOrigin = a["root"].range;
+                   return v;
+                 }});
+    t.push_back({"site",
+                 Ty::Site,
+                 {{"name", Ty::String, true, nullptr}},
+                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Site;
+                   v.str = a["name"].value.str;
                    return v;
                  }});
     t.push_back({"resample",

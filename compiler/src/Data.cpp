@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fnmatch.h>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -55,6 +57,63 @@ void fingerprintFile(std::string& material, const fs::path& root, const fs::path
   material += fs::relative(file, root, ec).string() + " " + std::to_string(size) + " " + std::to_string(time) + "\n";
 }
 
+// A CSV or TSV table with a header row: column name -> values, row by row.
+struct Table {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  int column(const std::string& name) const {
+    for (size_t i = 0; i < header.size(); ++i)
+      if (lower(header[i]) == lower(name)) return static_cast<int>(i);
+    return -1;
+  }
+};
+
+std::string trim(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  s = s.substr(i);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+DataProblem readTable(const fs::path& path, Table& t) {
+  std::ifstream in(path);
+  if (!in) return {"cannot read the table '" + path.string() + "'", ""};
+  std::string line;
+  char sep = path.extension() == ".csv" ? ',' : '\t';
+  bool first = true;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (trim(line).empty()) continue;
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, sep);) cells.push_back(trim(cell));
+    if (first) {
+      t.header = cells;
+      first = false;
+    } else {
+      t.rows.push_back(cells);
+    }
+  }
+  if (t.header.empty()) return {"the table '" + path.string() + "' is empty", ""};
+  return {};
+}
+
+// Parses a label; an empty string when it is fine, else why not.
+std::string parseLabel(const std::string& text, ir::LabelKind kind, double& value) {
+  char* end = nullptr;
+  value = std::strtod(text.c_str(), &end);
+  std::string rest = end != nullptr ? std::string(end) : std::string();
+  bool clean = end != text.c_str() && std::all_of(rest.begin(), rest.end(), [](char c) {
+                 return std::isspace(static_cast<unsigned char>(c)) != 0;
+               });
+  if (!clean || !std::isfinite(value)) return "is not a number ('" + text.substr(0, 40) + "')";
+  if (kind == ir::LabelKind::Binary && value != 0.0 && value != 1.0)
+    return "is " + ir::formatNumber(value) + ", but a binary label must be 0 or 1";
+  return {};
+}
+
 DataProblem checkRoot(const std::string& root, fs::path& abs) {
   std::error_code ec;
   abs = fs::absolute(root, ec);
@@ -64,6 +123,94 @@ DataProblem checkRoot(const std::string& root, fs::path& abs) {
 }
 
 }  // namespace
+
+DataProblem resolveGlob(const std::string& root, const std::string& glob, const std::string& table,
+                        const std::string& subjectColumn, const std::string& labelColumn, ir::LabelKind kind,
+                        ir::FolderData& out) {
+  fs::path abs;
+  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  out = {};
+  out.layout = ir::FolderData::Layout::Glob;
+  out.root = abs.string();
+  out.glob = glob;
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(abs, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    std::string rel = fs::relative(it->path(), abs, ec).string();
+    if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) == 0) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty())
+    return {"no file in '" + root + "' matches '" + glob + "'", "the pattern is matched against paths relative to the "
+                                                                "folder, e.g. \"*/anat/*_T1w.nii.gz\""};
+  std::map<std::string, double> labels;
+  if (!table.empty()) {
+    Table t;
+    if (DataProblem p = readTable(abs / table, t); !p.ok()) return p;
+    int sc = t.column(subjectColumn), lc = t.column(labelColumn);
+    std::string cols;
+    for (const std::string& h : t.header) cols += (cols.empty() ? "" : ", ") + h;
+    if (sc < 0) return {"the table '" + table + "' has no column '" + subjectColumn + "'", "its columns: " + cols};
+    if (lc < 0) return {"the table '" + table + "' has no column '" + labelColumn + "'", "its columns: " + cols};
+    for (const auto& row : t.rows) {
+      if (row.size() <= static_cast<size_t>(std::max(sc, lc))) continue;
+      double v = 0;
+      if (!row[static_cast<size_t>(lc)].empty() && parseLabel(row[static_cast<size_t>(lc)], kind, v).empty())
+        labels[row[static_cast<size_t>(sc)]] = v;
+    }
+    out.hasLabel = true;
+    out.labelKind = kind;
+    out.labelName = labelColumn;
+  }
+  std::string material = "glob " + glob + "\n";
+  for (const fs::path& f : files) {
+    ir::FolderSample s;
+    fs::path rel = fs::relative(f, abs, ec);
+    s.subject = rel.has_parent_path() ? rel.begin()->string() : niftiStem(rel.filename().string());
+    if (s.subject.empty()) s.subject = rel.stem().string();
+    s.files.push_back(f.string());
+    fingerprintFile(material, abs, f);
+    if (out.hasLabel) {
+      auto it = labels.find(s.subject);
+      if (it == labels.end()) {
+        return {"no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'",
+                "the subject of " + rel.string() + " is its first path component; the table needs a row with " +
+                    subjectColumn + " = " + s.subject + " and a " +
+                    (kind == ir::LabelKind::Binary ? std::string("0 or 1") : std::string("number")) + " in " +
+                    labelColumn};
+      }
+      s.label = it->second;
+      material += s.subject + " label " + ir::formatNumber(s.label) + "\n";
+    }
+    out.samples.push_back(std::move(s));
+  }
+  out.fingerprint = ir::sha256Hex(material);
+  return {};
+}
+
+DataProblem readSites(const std::string& table, ir::FolderData& data) {
+  fs::path path = fs::path(data.root) / (table.empty() ? std::string("sites.tsv") : table);
+  std::error_code ec;
+  if (table.empty() && !fs::exists(path, ec)) return {};
+  Table t;
+  if (DataProblem p = readTable(path, t); !p.ok()) return p;
+  int sc = t.column("subject"), st = t.column("site");
+  if (sc < 0 || st < 0) return {"the sites table '" + path.string() + "' needs the columns subject and site", ""};
+  std::map<std::string, std::string> site;
+  for (const auto& row : t.rows)
+    if (row.size() > static_cast<size_t>(std::max(sc, st))) site[row[static_cast<size_t>(sc)]] = row[static_cast<size_t>(st)];
+  std::string material = data.fingerprint + "\n";
+  for (ir::FolderSample& s : data.samples) {
+    auto it = site.find(s.subject);
+    if (it == site.end())
+      return {"subject '" + s.subject + "' has no site in '" + path.string() + "'", "add a row: " + s.subject + "\t<site>"};
+    s.site = it->second;
+    material += s.subject + " site " + s.site + "\n";
+  }
+  data.fingerprint = ir::sha256Hex(material);
+  return {};
+}
 
 DataProblem resolveFomo60k(const std::string& root, const std::vector<std::string>& sequences, ir::FolderData& out) {
   fs::path abs;
@@ -152,20 +299,11 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
                 "expected " + fs::relative(labelFile, abs, ec).string() + " holding one number"};
       }
       std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      char* end = nullptr;
-      double value = std::strtod(text.c_str(), &end);
-      std::string rest = end != nullptr ? std::string(end) : std::string();
-      bool clean = end != text.c_str() && std::all_of(rest.begin(), rest.end(), [](char c) {
-                     return std::isspace(static_cast<unsigned char>(c)) != 0;
-                   });
-      if (!clean || !std::isfinite(value)) {
-        return {"label of '" + s.subject + "/" + s.session + "' is not a number",
-                fs::relative(labelFile, abs, ec).string() + " holds '" + text.substr(0, 40) + "'"};
-      }
-      if (kind == ir::LabelKind::Binary && value != 0.0 && value != 1.0) {
-        return {"label of '" + s.subject + "/" + s.session + "' is " + ir::formatNumber(value) +
-                    ", but a binary label must be 0 or 1",
-                "declare the data set with label = regression for continuous labels"};
+      double value = 0;
+      if (std::string why = parseLabel(trim(text), kind, value); !why.empty()) {
+        return {"the label of '" + s.subject + "/" + s.session + "' " + why,
+                kind == ir::LabelKind::Binary ? "declare the data set with label = regression for continuous labels"
+                                              : fs::relative(labelFile, abs, ec).string() + " must hold one number"};
       }
       s.label = value;
       material += s.subject + "/" + s.session + " label " + ir::formatNumber(value) + "\n";

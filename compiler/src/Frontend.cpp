@@ -300,6 +300,7 @@ void nameVariants(Plan& plan) {
   for (ir::Stage& s : plan.experiment.stages) {
     if (s.kind == ir::StageKind::Pretrain) {
       s.pretrain.name = s.name;
+      if (!s.deps.empty()) s.pretrain.init = names[s.deps.front()];
     } else {
       s.evaluate.name = s.name;
       if (!s.deps.empty()) s.evaluate.pretrain = names[s.deps.front()];

@@ -25,6 +25,7 @@ std::string_view toString(OpKind k) {
 }
 std::string_view toString(LabelKind k) { return k == LabelKind::Binary ? "binary" : "continuous"; }
 std::string_view toString(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
+std::string_view toString(Protocol p) { return p == Protocol::Probe ? "probe" : "finetune"; }
 
 std::string formatNumber(double v) {
   if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 1e15) {
@@ -68,8 +69,11 @@ std::string stringList(const std::vector<std::string>& items) {
 std::string print(const DataSource& d) {
   if (d.kind == DataKind::Synthetic) return print(d.synthetic);
   const FolderData& f = d.folder;
-  std::string out = f.layout == FolderData::Layout::Fomo60k ? "fomo60k(sequences = " : "fomo25(channels = ";
-  out += stringList(f.channels);
+  std::string out = f.layout == FolderData::Layout::Fomo60k ? "fomo60k(sequences = "
+                    : f.layout == FolderData::Layout::Fomo25  ? "fomo25(channels = "
+                                                              : "folder(glob = ";
+  out += f.layout == FolderData::Layout::Glob ? quoted(f.glob) : stringList(f.channels);
+  if (f.layout == FolderData::Layout::Glob && f.hasLabel) out += ", column = " + quoted(f.labelName);
   if (f.hasLabel) out += std::string(", label = ") + (f.labelKind == LabelKind::Binary ? "binary" : "regression");
   out += ", samples = " + std::to_string(f.samples.size()) + ", fingerprint = " + f.fingerprint.substr(0, 16) + ")";
   return out;
@@ -147,6 +151,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     out += "  epochs = " + std::to_string(p.epochs) + "\n";
     out += "  batch = " + std::to_string(p.batch) + "\n";
     out += "  seed = " + std::to_string(p.seed) + "\n";
+    if (!p.init.empty()) out += "  init = after\n";  // the dependency's hash identifies it
   } else {
     const EvaluateStage& e = stage.evaluate;
     out += "  model = " + e.pretrain + "\n";
@@ -155,8 +160,16 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     out += "  pipeline = " + print(e.pipeline) + "\n";
     out += "  encoder = " + print(e.encoder) + "\n";
     out += "  label = " + e.label + " (" + std::string(toString(e.labelKind)) + ")\n";
-    out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
-           ", test = " + formatNumber(e.testFraction) + ", seed = " + std::to_string(e.seed) + ")\n";
+    if (e.protocol == Protocol::Probe) {
+      out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
+             ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
+             ", seed = " + std::to_string(e.seed) + ")\n";
+    } else {
+      out += "  finetune = (shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
+             ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
+             ", seed = " + std::to_string(e.seed) +
+             ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) + ")\n";
+    }
   }
   for (size_t d : stage.deps) out += "  after " + experiment.stages.at(d).name + "\n";
   return out;

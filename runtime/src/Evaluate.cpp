@@ -1,4 +1,6 @@
-// Few-shot linear-probe evaluation (see Stages.h).
+// Few-shot evaluation (see Stages.h): the linear probe, and the split and draws that
+// fine-tuning (Finetune.cpp) shares with it (FewShot.h). A stage with
+// protocol = finetune goes to `finetune`.
 //
 // Features: the frozen encoder (eval mode, no grad) runs on each preprocessed subject;
 // every stage's output is pooled over space by its global average and its global
@@ -19,7 +21,9 @@
 // them from evaluation pipelines; dropping them here too keeps evaluation
 // deterministic whatever the IR holds.
 //
-// Splits: test = testFraction of the subjects (stratified by class for binary labels),
+// Splits: with EvaluateStage::testSite, the test set is every sample of that site and
+// the pool every other sample (out-of-domain). Otherwise
+// test = testFraction of the subjects (stratified by class for binary labels),
 // drawn with Rng(deriveSeed(seed, tag("split"))); repeat r draws `shots` training
 // subjects from the rest with Rng(deriveSeed(seed, tag("repeat") + r)), stratified by
 // class with at least one of each for binary labels.
@@ -33,6 +37,7 @@
 #include <sstream>
 
 #include "Errors.h"
+#include "FewShot.h"
 #include "Metrics.h"
 #include "Models.h"
 #include "Preprocess.h"
@@ -41,20 +46,6 @@
 
 namespace gyrus::rt {
 
-namespace {
-
-/// The labels of a data set: one value per sample, the classes (0/1) for binary
-/// labels, and the words for messages.
-struct Labels {
-  std::vector<double> values;
-  std::vector<int> classes;  ///< binary labels only
-  std::string column;        ///< "lesion", "age" or "label"
-  bool synthetic = true;
-  /// "subjects" (synthetic) or "samples" (folder data).
-  const char* units() const { return synthetic ? "subjects" : "samples"; }
-};
-
-/// Checks the label of `stage` against its data set before anything is loaded.
 void checkLabel(const ir::EvaluateStage& stage, bool binary) {
   if (stage.data.kind == ir::DataKind::Synthetic) {
     if (binary && stage.label != "lesion")
@@ -98,6 +89,8 @@ Labels labelsOf(const ir::EvaluateStage& stage, const Dataset& data, bool binary
   return l;
 }
 
+namespace {
+
 /// Pooled features of every sample: [N, channels x 2 x sum of stage widths], in
 /// double. The rows of `images` are the channels of each sample in turn; a sample's
 /// per-channel features are concatenated in channel order.
@@ -130,14 +123,30 @@ std::vector<int64_t> drawFrom(std::vector<int64_t> pool, int64_t count, Rng& rng
   return pool;
 }
 
-struct Split {
-  std::vector<int64_t> test;
-  std::vector<int64_t> pool;
-};
+}  // namespace
 
 Split splitSubjects(const ir::EvaluateStage& stage, const Labels& labels, bool binary) {
   Rng rng(deriveSeed(stage.seed, tag("split")));
   Split split;
+  if (!stage.testSite.empty()) {
+    // Out-of-domain: every sample of the test site is held out; the rest is the pool.
+    const auto& samples = stage.data.folder.samples;
+    if (stage.data.kind != ir::DataKind::Folder || samples.size() != labels.values.size())
+      throw UserError("test = site(\"" + stage.testSite + "\") needs a folder data set with sites");
+    for (size_t i = 0; i < samples.size(); ++i)
+      (samples[i].site == stage.testSite ? split.test : split.pool).push_back(static_cast<int64_t>(i));
+    if (split.test.empty() || split.pool.empty())
+      throw UserError("site '" + stage.testSite + "' leaves " + std::to_string(split.test.size()) + " test and " +
+                      std::to_string(split.pool.size()) + " training samples; both must be non-empty");
+    if (binary) {
+      size_t positives = 0;
+      for (int64_t i : split.test) positives += labels.classes[static_cast<size_t>(i)] == 1 ? 1 : 0;
+      if (positives == 0 || positives == split.test.size())
+        throw UserError("every test sample of site '" + stage.testSite + "' has " + labels.column + " = " +
+                        (positives == 0 ? "0" : "1") + ": AUROC needs both classes");
+    }
+    return split;
+  }
   auto take = [&](std::vector<int64_t> members, const std::string& what) {
     rng.shuffle(members);
     auto m = static_cast<int64_t>(members.size());
@@ -206,6 +215,26 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& lab
   return shots;
 }
 
+std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary) {
+  checkLabel(stage, binary);
+  if (stage.shots < 2)
+    throw UserError(stage.protocol == ir::Protocol::Probe ? "shots must be at least 2 to fit a probe"
+                                                          : "shots must be at least 2 to fine-tune");
+  if (stage.repeats < 1) throw UserError("repeats must be at least 1");
+  if (!(stage.testFraction > 0.0 && stage.testFraction < 1.0))
+    throw UserError("testFraction must lie strictly between 0 and 1");
+  for (const ir::PipelineOp& op : stage.pipeline.ops)
+    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
+      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
+  std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
+  if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
+    throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +
+                    "' to completion first");
+  return encoderPath;
+}
+
+namespace {
+
 /// Probe scores of the test subjects after fitting on the training draw.
 std::vector<double> probeScores(const Matrix& features, const Labels& labels, const std::vector<int64_t>& train,
                                 const std::vector<int64_t>& test, bool binary) {
@@ -229,19 +258,9 @@ std::vector<double> probeScores(const Matrix& features, const Labels& labels, co
 }  // namespace
 
 StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
+  if (stage.protocol == ir::Protocol::Finetune) return finetune(stage, ctx);
   bool binary = stage.labelKind == ir::LabelKind::Binary;
-  checkLabel(stage, binary);
-  if (stage.shots < 2) throw UserError("shots must be at least 2 to fit a probe");
-  if (stage.repeats < 1) throw UserError("repeats must be at least 1");
-  if (!(stage.testFraction > 0.0 && stage.testFraction < 1.0))
-    throw UserError("testFraction must lie strictly between 0 and 1");
-  for (const ir::PipelineOp& op : stage.pipeline.ops)
-    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
-      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
-  std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
-  if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
-    throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +
-                    "' to completion first");
+  std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
   int threads = setThreads(ctx.threads);
 
   UNetEncoder trained(stage.encoder);

@@ -129,6 +129,17 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   int threads = setThreads(ctx.threads);
   torch::manual_seed(stage.seed);
   PretrainNet net(stage.encoder, stage.objective);
+  if (!stage.init.empty()) {
+    // A multi-stage recipe: the encoder starts from an earlier stage's result.
+    std::filesystem::path from = ctx.pretrainDir / kEncoderFile;
+    if (!std::filesystem::exists(from))
+      throw UserError("pretrain '" + stage.name + "' starts from '" + stage.init + "', whose encoder " + from.string() +
+                      " does not exist: run that stage first");
+    torch::serialize::InputArchive archive;
+    archive.load_from(from.string());
+    loadStrict(*net->encoder, archive, from.string());
+    if (ctx.progress) ctx.progress("starting from the encoder of '" + stage.init + "'");
+  }
   torch::optim::AdamW optimizer(
       net->parameters(), torch::optim::AdamWOptions(stage.optimizer.lr).weight_decay(stage.optimizer.weightDecay));
 

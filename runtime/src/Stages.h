@@ -16,8 +16,14 @@ inline constexpr const char* kPredictionsFile = "predictions.json";
 /// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).
 StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx);
 
-/// Few-shot linear-probe evaluation of a pretrained encoder (see Runtime.h). Random
-/// operations of the pipeline are skipped.
+/// Few-shot evaluation of a pretrained encoder (see Runtime.h): the linear probe, or
+/// `finetune` when stage.protocol is Finetune. Random operations of the pipeline are
+/// skipped.
 StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx);
+
+/// Few-shot fine-tuning of the pretrained encoder with a pooled linear head, and the
+/// same from a random initialisation as the reference (see Finetune.cpp). Writes
+/// predictions.json; no checkpoints (a rerun starts over).
+StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx);
 
 }  // namespace gyrus::rt

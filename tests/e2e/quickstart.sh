@@ -91,14 +91,25 @@ assert d["points"] == ["base_lesion.shots = 4", "base_lesion.shots = 8"], d["poi
 PY
 [ "$(grep -c '\[base\] epoch' "$tmp/sweep.err")" = 2 ] || fail "the shared pretraining did not run exactly once"
 
-echo "e2e: the quickstart runs on gyrus synth folders through NIfTI"
+echo "e2e: a multi-stage recipe starts its second stage from the first's encoder"
+"$gyrus" run tests/e2e/recipe.gy --threads 2 --store "$tmp/recipe" --json > "$tmp/recipe.json" 2> "$tmp/recipe.err" \
+  || { cat "$tmp/recipe.err"; fail "recipe run"; }
+grep -q "\[second\] starting from the encoder of 'first'" "$tmp/recipe.err" || fail "the second stage did not start from the first"
+python3 - "$tmp/recipe.json" <<'PY' || fail "recipe JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert [(s["name"], s["status"]) for s in d["stages"]] == [("first", "ran"), ("second", "ran"), ("second_lesion", "ran")], d["stages"]
+PY
+
+echo "e2e: the quickstart runs on gyrus synth folders through NIfTI, tested out-of-domain on site b"
 mkdir -p "$tmp/folders"
 cp examples/folders.gy "$tmp/folders/"
 "$gyrus" synth --out "$tmp/folders/synth/fomo60k" --layout fomo60k --subjects 12 --size 32 > /dev/null || fail "synth fomo60k"
 "$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 2 > /dev/null \
   || fail "synth task1"
 "$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
-  --set base_label.repeats=2 --threads 2 --store "$tmp/folders/store" --json > "$tmp/folders.json" 2> "$tmp/folders.err" \
+  --set base_label.repeats=2 --set 'base_label.test=site("b")' --threads 2 --store "$tmp/folders/store" --json \
+  > "$tmp/folders.json" 2> "$tmp/folders.err" \
   || { cat "$tmp/folders.err"; fail "folder run"; }
 python3 - "$tmp/folders.json" <<'PY' || fail "folder run JSON"
 import json, sys
@@ -110,7 +121,7 @@ PY
 # Changing the data changes the stages that read them.
 "$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 3 --force > /dev/null
 "$gyrus" plan "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
-  --set base_label.repeats=2 > "$tmp/plan2.txt" || fail "plan after new data"
+  --set base_label.repeats=2 --set 'base_label.test=site("b")' > "$tmp/plan2.txt" || fail "plan after new data"
 grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][1]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \
   && fail "the evaluation's hash did not change with its data"
 grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][0]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \
@@ -128,4 +139,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 7 passed, 0 failed"
+echo "e2e: 8 passed, 0 failed"

@@ -335,3 +335,46 @@ TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads,
   CHECK(lines.back() == "loading 60/60 volumes");
   CHECK(lines.front().rfind("loading ", 0) == 0);
 }
+
+TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel task re-initialises the stem") {
+  fs::path root = scratch("finetune");
+  ir::DataSource task = fomo25(root / "task1");
+  fs::path preDir = scratch("finetune_pre");
+  {  // a single-channel encoder.pt, as a pretrain stage writes it
+    torch::manual_seed(8);
+    UNetEncoder single(smallEncoder());
+    torch::serialize::OutputArchive archive;
+    single->save(archive);
+    archive.save_to((preDir / kEncoderFile).string());
+  }
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::PipelineOp{}}};
+  ir::EvaluateStage ev = folderEvaluate(task, pipeline);
+  ev.protocol = ir::Protocol::Finetune;
+  ev.epochs = 3;
+  ev.lr = 1e-3;
+  StageContext ectx;
+  ectx.threads = 2;
+  ectx.dir = scratch("finetune_eval");
+  ectx.pretrainDir = preDir;
+  std::vector<std::string> lines;
+  ectx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
+  StageResult e = runtime()->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(e.status == StageResult::Status::Ok, e.message);
+  for (const char* m : {"auroc", "auroc_scratch"}) {
+    CHECK(metricOf(e, m) >= 0.0);
+    CHECK(metricOf(e, m) <= 1.0);
+  }
+  REQUIRE(lines.size() == 3);  // the stem message, then one line per repeat
+  CHECK(lines[0].find("the task has 2 channels, the pretrained encoder takes 1") != std::string::npos);
+  CHECK(lines[0].find("first convolution re-initialised (stage0.conv0.conv.weight)") != std::string::npos);
+  CHECK(lines[1].rfind("repeat 1/2  auroc ", 0) == 0);
+  std::ifstream f(ectx.dir / kPredictionsFile);
+  auto j = nlohmann::json::parse(f);
+  CHECK(j.at("protocol") == "finetune");
+  CHECK(j.at("channels") == 2);
+  CHECK(j.at("reinitialised") == nlohmann::json::array({"stage0.conv0.conv.weight"}));
+  REQUIRE(j.at("repeats").size() == 2);
+  CHECK(j["repeats"][0]["train"].size() == 4);
+  CHECK(j["repeats"][0]["scores"].size() == 8);
+  CHECK(j["repeats"][0]["loss"].size() == 3);
+}

@@ -247,3 +247,75 @@ pretrain base {
   CHECK(roomy->check.experiment->stages[0].hash == c->check.experiment->stages[0].hash);
   CHECK(kinds(*compile(src, {{"base.memory", "4"}})) == std::vector<std::string>{"type-mismatch"});
 }
+
+TEST_CASE("fine-tuning: protocol arguments, and preprocessing that must match the pretraining's") {
+  const char* src = R"(dataset corpus = synthetic(subjects = 32, size = 40^3, seed = 1)
+dataset clinic = synthetic(subjects = 40, size = 40^3, seed = 2)
+pipeline prep = resample(1mm) >> crop(32^3) >> zscore()
+
+pretrain base {
+  data      = corpus |> prep >> flip()
+  encoder   = unet(width = 4, stages = 3)
+  objective = mae()
+}
+
+evaluate base on clinic.lesion (shots = 8, protocol = finetune, epochs = 20, lr = 1e-3)
+)";
+  auto c = compile(src);
+  REQUIRE(kinds(*c).empty());
+  const ir::EvaluateStage& e = c->check.experiment->stages[1].evaluate;
+  CHECK((e.protocol == ir::Protocol::Finetune));
+  CHECK(e.epochs == 20);
+  CHECK(e.lr == doctest::Approx(1e-3));
+  CHECK(e.pipeline.ops.size() == 3);  // the flip is for pretraining views only
+  // The protocol is part of the evaluation's identity.
+  auto probe = compile(src, {{"base_lesion.protocol", "probe"}, {"base_lesion.epochs", "20"}});
+  CHECK(kinds(*probe) == std::vector<std::string>{"unknown-argument", "unknown-argument"});
+  // Own preprocessing: a different crop is fine; a different spacing or normalisation is not.
+  CHECK(kinds(*compile(src, {{"base_lesion.pipeline", "resample(1mm) >> crop(24^3) >> zscore()"}})).empty());
+  auto spacing = compile(src, {{"base_lesion.pipeline", "crop(32^3) >> zscore()"}});
+  REQUIRE(kinds(*spacing) == std::vector<std::string>{"pipeline-mismatch"});
+  const Diagnostic* d = test::find(*spacing, "pipeline-mismatch");
+  CHECK(d->message == "fine-tuning data are resampled to native spacing, but the encoder was pretrained at 1mm");
+  REQUIRE(!d->notes.empty());
+  CHECK(std::string(spacing->sources.text(d->notes[0].range)) == "resample(1mm)");
+  auto norm = compile(src, {{"base_lesion.pipeline", "resample(1mm) >> crop(32^3) >> zscore(nonzero = false)"}});
+  CHECK(kinds(*norm) == std::vector<std::string>{"pipeline-mismatch"});
+  auto twoMm = compile(src, {{"base_lesion.pipeline", "resample(2mm) >> crop(16^3) >> zscore()"}});
+  CHECK(kinds(*twoMm) == std::vector<std::string>{"pipeline-mismatch"});
+}
+
+TEST_CASE("multi-stage recipes: a pretraining that starts from another's encoder") {
+  const char* src = R"(dataset corpus = synthetic(subjects = 32, size = 32^3)
+pipeline views = zscore() >> flip() >> noise(sigma = 0.05)
+
+pretrain first {
+  data      = corpus |> views
+  encoder   = unet(width = 4, stages = 3)
+  objective = mae(mask = 60%)
+}
+
+pretrain second {
+  data      = corpus |> views
+  encoder   = unet(width = 4, stages = 3)
+  objective = mae(mask = 60%) + 0.1 * simclr()
+  init      = first
+}
+)";
+  auto c = compile(src);
+  REQUIRE(kinds(*c).empty());
+  const ir::Experiment& ex = *c->check.experiment;
+  REQUIRE(ex.stages.size() == 2);
+  CHECK(ex.stages[0].name == "first");
+  CHECK(ex.stages[1].pretrain.init == "first");
+  CHECK(ex.stages[1].deps == std::vector<size_t>{0});
+  // The second stage's identity includes the first's.
+  auto longer = compile(src, {{"first.epochs", "20"}});
+  REQUIRE(longer->check.experiment);
+  CHECK(longer->check.experiment->stages[1].hash != ex.stages[1].hash);
+  // Encoders must match; init must name a pretraining; no cycles.
+  CHECK(kinds(*compile(src, {{"second.encoder", "unet(width = 8, stages = 3)"}})) ==
+        std::vector<std::string>{"init-mismatch"});
+  CHECK(kinds(*compile(src, {{"second.init", "corpus"}})) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile(src, {{"first.init", "second"}})) == std::vector<std::string>{"cycle"});
+}

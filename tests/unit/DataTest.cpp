@@ -159,3 +159,63 @@ TEST_CASE("relative data roots are relative to the experiment file") {
   REQUIRE(kinds(*c).empty());
   CHECK(c->check.experiment->stages[0].pretrain.data.folder.root == fs::canonical(t.root / "exp" / "data").string());
 }
+
+TEST_CASE("folder(): a glob, a label table and sites") {
+  Tree t;
+  t.file("ixi/IXI002/anat/T1.nii.gz");
+  t.file("ixi/IXI012/anat/T1.nii.gz");
+  t.file("ixi/IXI013/anat/T1.nii.gz");
+  t.file("ixi/IXI013/anat/T2.nii.gz");
+  t.file("ixi/participants.tsv", "participant_id\tage\tsex\nIXI002\t35.8\tF\nIXI012\t38.8\tM\nIXI013\t46.7\tM\n");
+  t.file("ixi/scanners.csv", "subject,site\nIXI002,guys\nIXI012,hh\nIXI013,hh\n");
+  std::string root = t.root.string() + "/ixi";
+  std::string decl = "dataset ixi = folder(\"" + root +
+                     "\", glob = \"*/anat/T1.nii.gz\", table = \"participants.tsv\", subject = \"participant_id\", "
+                     "column = \"age\", label = regression, sites = \"scanners.csv\")\n";
+  auto c = compile(decl + "let x = ixi\n");
+  REQUIRE(kinds(*c).empty());
+  // Resolved through a pretrain + evaluate to look at the IR.
+  std::string src = decl +
+                    "pretrain p {\n  data = ixi |> crop(16^3)\n  encoder = unet(width = 2, stages = 2)\n  objective = "
+                    "mae()\n  batch = 1\n}\nevaluate p on ixi.age (shots = 1, test = site(\"guys\"))\n";
+  auto e = compile(src);
+  CHECK(kinds(*e) == std::vector<std::string>{"few-shot-size"});  // a regression probe needs 3 shots
+  auto ok = compile(src + "", {{"p_age.shots", "3"}, {"ixi.glob", "\"*/anat/T*.nii.gz\""}});
+  REQUIRE(kinds(*ok).empty());
+  const ir::EvaluateStage& ev = ok->check.experiment->stages[1].evaluate;
+  REQUIRE(ev.data.folder.samples.size() == 4);
+  CHECK(ev.data.folder.samples[0].subject == "IXI002");
+  CHECK(ev.data.folder.samples[0].label == doctest::Approx(35.8));
+  CHECK(ev.data.folder.samples[0].site == "guys");
+  CHECK(ev.testSite == "guys");
+  CHECK((ev.labelKind == ir::LabelKind::Continuous));
+  // Errors: a subject missing from the table, an unknown column, an unknown site.
+  t.file("ixi/IXI099/anat/T1.nii.gz");
+  CHECK(kinds(*compile(decl + "let x = ixi\n")) == std::vector<std::string>{"data"});
+  CHECK(kinds(*compile(decl + "let x = ixi\n", {{"ixi.column", "\"height\""}})) == std::vector<std::string>{"data"});
+  CHECK(kinds(*compile(decl + "let x = ixi\n", {{"ixi.glob", "\"nothing/*.nii\""}})) ==
+        std::vector<std::string>{"data"});
+}
+
+TEST_CASE("out-of-domain evaluation: test = site(...)") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  fomo25Tree(t, 8);
+  std::string sites = "subject\tsite\n";
+  for (int i = 1; i <= 8; ++i) sites += "sub_" + std::to_string(i) + "\t" + (i <= 4 ? "india" : "denmark") + "\n";
+  t.file("task/sites.tsv", sites);
+  std::string root = t.root.string();
+  std::string src = experiment("fomo60k(\"" + root + "/corpus\")", "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
+  auto c = compile(src, {{"base_label.test", "site(\"denmark\")"}});
+  REQUIRE(kinds(*c).empty());
+  CHECK(c->check.experiment->stages[1].evaluate.testSite == "denmark");
+  CHECK(c->check.experiment->stages[1].evaluate.data.folder.samples[7].site == "denmark");
+  auto typo = compile(src, {{"base_label.test", "site(\"danmark\")"}});
+  REQUIRE(kinds(*typo) == std::vector<std::string>{"data"});
+  REQUIRE(test::find(*typo, "data")->fixits.size() == 1);
+  CHECK(test::find(*typo, "data")->fixits[0].replacement == "site(\"denmark\")");
+  // Without a sites table there is no site to test on.
+  fs::remove(t.root / "task/sites.tsv");
+  CHECK(kinds(*compile(src, {{"base_label.test", "site(\"denmark\")"}})) == std::vector<std::string>{"data"});
+}

@@ -27,4 +27,16 @@ DataProblem resolveFomo60k(const std::string& root, const std::vector<std::strin
 DataProblem resolveFomo25(const std::string& root, const std::vector<std::string>& channels, ir::LabelKind kind,
                           ir::FolderData& out);
 
+/// Lists the files under `root` whose path relative to it matches `glob` (`*` and `?`
+/// within a path component, as fnmatch with FNM_PATHNAME). With `table` (a CSV or TSV
+/// file with a header, relative to the root), reads column `labelColumn` of the row whose
+/// `subjectColumn` is the sample's subject; every sample must have a number there.
+DataProblem resolveGlob(const std::string& root, const std::string& glob, const std::string& table,
+                        const std::string& subjectColumn, const std::string& labelColumn, ir::LabelKind kind,
+                        ir::FolderData& out);
+
+/// Reads the samples' sites from `table` (relative to the folder's root; columns
+/// `subject` and `site`). An empty `table` reads `sites.tsv` when the root has one.
+DataProblem readSites(const std::string& table, ir::FolderData& data);
+
 }  // namespace gyrus

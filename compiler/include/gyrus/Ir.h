@@ -33,6 +33,7 @@ struct FolderSample {
   std::string session;             ///< e.g. "ses_1" ("" when the layout has none)
   std::vector<std::string> files;  ///< absolute paths, one per channel, in channel order
   double label = 0.0;              ///< the task label, when the data set has one
+  std::string site;                ///< acquisition site ("" when unknown)
 };
 
 /// A NIfTI folder in a FOMO layout, resolved by the checker: every sample's files are
@@ -45,11 +46,17 @@ struct FolderSample {
 ///            `<root>/labels/<subject>/<session>/label.txt` (one number); one sample per
 ///            session, one channel per entry of `channels` (`"swi|t2s"`: the first
 ///            that exists).
+///   Glob:    every file under <root> whose relative path matches `glob` is one
+///            single-channel sample; its subject is the first path component (or the
+///            file name without extension at the top level); labels come from a table.
+/// Sites come from a table (`sites.tsv` in the root by default: columns subject, site).
 struct FolderData {
-  enum class Layout { Fomo60k, Fomo25 };
+  enum class Layout { Fomo60k, Fomo25, Glob };
   Layout layout = Layout::Fomo60k;
   std::string root;                   ///< absolute path (not part of the stage hash)
   std::vector<std::string> channels;  ///< Fomo25: channel names; Fomo60k: sequence filter
+  std::string glob;                   ///< Glob: the pattern
+  std::string labelName = "label";    ///< Fomo25: "label"; Glob: the table column
   bool hasLabel = false;
   LabelKind labelKind = LabelKind::Binary;
   std::vector<FolderSample> samples;  ///< sorted by subject, session, file
@@ -165,18 +172,37 @@ struct PretrainStage {
   int64_t epochs = 10;
   int64_t batch = 4;
   uint64_t seed = 0;
+  /// Multi-stage recipes: the name of the pretrain stage whose finished encoder this
+  /// one starts from (its only dependency; same encoder architecture), or empty to
+  /// start from random weights (seeded). Decoder and heads always start fresh.
+  std::string init;
 };
 
+/// How an evaluation uses the pretrained encoder.
+///   Probe:    frozen encoder, pooled features, a linear model (logistic / ridge).
+///   Finetune: the encoder and a head (global average and maximum of the bottleneck,
+///             concatenated, then one linear layer) are trained together on the shots
+///             for `epochs` epochs with AdamW (`lr`, weight decay 3e-5, cosine), batch
+///             min(shots, 4); binary labels with cross-entropy on one logit, continuous
+///             ones with MSE on standardised targets. `encoder` is the pretrained
+///             architecture (single-channel); when the task has more channels
+///             (`data.channelCount()`), the fine-tuned encoder takes them all and its
+///             first convolution is re-initialised (the FOMO25 baseline's rule:
+///             weights whose shapes differ are dropped). The same protocol from a
+///             randomly initialised encoder is the from-scratch reference.
+enum class Protocol { Probe, Finetune };
 enum class Probe { Linear };
 
-/// Few-shot evaluation of a pretrained encoder on a labelled data set: `shots`
+/// Few-shot evaluation of a pretrained encoder on a labelled data set (with the probe
+/// or the fine-tuning protocol, see `Protocol`): `shots`
 /// labelled training subjects are drawn `repeats` times from the training pool; a
 /// probe (frozen encoder, pooled features, linear head) is fitted on them and scored
 /// on the held-out test subjects (`testFraction` of the data set, disjoint from every
 /// training draw). Labels: synthetic data sets have `lesion` (binary) and `age`
 /// (continuous); folder data sets have `label` (FolderSample::label, of `labelKind`).
-/// A sample with several channels is encoded channel by channel by the (single-channel)
-/// encoder and the per-channel features are concatenated.
+/// With the probe, a sample with several channels is encoded channel by channel by the
+/// (single-channel) encoder and the per-channel features are concatenated; fine-tuning
+/// feeds all channels to an encoder with a re-initialised first convolution.
 struct EvaluateStage {
   std::string name;
   std::string pretrain;  ///< name of the pretrain stage whose encoder is judged
@@ -186,9 +212,15 @@ struct EvaluateStage {
   std::string label;  ///< label column, e.g. "lesion" or "age"
   LabelKind labelKind = LabelKind::Binary;
   Probe probe = Probe::Linear;
+  Protocol protocol = Protocol::Probe;
+  int64_t epochs = 50;  ///< Finetune only
+  double lr = 1e-4;     ///< Finetune only
   int64_t shots = 16;
   int64_t repeats = 3;
   double testFraction = 0.5;
+  /// Out-of-domain protocol: when not empty, the test set is every sample of this site
+  /// and the shots are drawn from the other sites (`testFraction` is unused).
+  std::string testSite;
   uint64_t seed = 0;
 };
 
@@ -214,6 +246,7 @@ std::string_view toString(StageKind k);
 std::string_view toString(OpKind k);
 std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
+std::string_view toString(Protocol p);
 
 /// Canonical, deterministic print of one stage (without its hash).
 std::string printStage(const Stage& stage, const Experiment& experiment);

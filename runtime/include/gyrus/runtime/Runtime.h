@@ -18,7 +18,8 @@ namespace gyrus::rt {
 
 /// Bumped whenever this header changes in a way that breaks the module ABI.
 /// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
-inline constexpr int kRuntimeAbiVersion = 2;
+/// 3: evaluate stages carry a protocol (probe or finetune), epochs and lr.
+inline constexpr int kRuntimeAbiVersion = 3;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss"
@@ -57,7 +58,9 @@ class Runtime {
   /// `encoder.pt` (the trained encoder's parameters) and the metrics hold at least
   /// `final_loss`.
   virtual StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) = 0;
-  /// Runs an evaluation stage against the encoder in `ctx.pretrainDir`.
+  /// Runs an evaluation stage against the encoder in `ctx.pretrainDir`, with the
+  /// stage's protocol (linear probe or fine-tuning); the stage directory receives
+  /// `predictions.json`.
   virtual StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) = 0;
 };
 

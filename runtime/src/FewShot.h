@@ -1,0 +1,60 @@
+// The few-shot protocol shared by the linear probe (Evaluate.cpp) and fine-tuning
+// (Finetune.cpp): label checks, the labels of a data set, the stratified test split and
+// the per-repeat training draws, and the checks both make before loading anything.
+// Implemented in Evaluate.cpp; both protocols draw exactly the same subjects for the
+// same seed, so their results line up repeat by repeat.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "Models.h"
+#include "gyrus/Ir.h"
+#include "gyrus/runtime/Runtime.h"
+
+namespace gyrus::rt {
+
+/// The labels of a data set: one value per sample, the classes (0/1) for binary
+/// labels, and the words for messages.
+struct Labels {
+  std::vector<double> values;
+  std::vector<int> classes;  ///< binary labels only
+  std::string column;        ///< "lesion", "age" or "label"
+  bool synthetic = true;
+  /// "subjects" (synthetic) or "samples" (folder data).
+  const char* units() const { return synthetic ? "subjects" : "samples"; }
+};
+
+/// Checks the label of `stage` against its data set before anything is loaded; throws
+/// UserError for an unknown label, a folder data set without labels, or a binary label
+/// other than 0 / 1 (naming the sample).
+void checkLabel(const ir::EvaluateStage& stage, bool binary);
+
+/// The labels `stage.label` of the samples of `data`.
+Labels labelsOf(const ir::EvaluateStage& stage, const Dataset& data, bool binary);
+
+/// Held-out test samples and the pool the training draws come from (both sorted).
+struct Split {
+  std::vector<int64_t> test;
+  std::vector<int64_t> pool;
+};
+
+/// test = testFraction of the samples (stratified by class for binary labels), drawn
+/// with Rng(deriveSeed(seed, tag("split"))). Throws UserError when a class (or the
+/// data set) has fewer than 2 samples.
+Split splitSubjects(const ir::EvaluateStage& stage, const Labels& labels, bool binary);
+
+/// The `shots` training samples of repeat `repeat` (sorted), drawn from the pool with
+/// Rng(deriveSeed(seed, tag("repeat") + repeat)), stratified by class with at least
+/// one of each for binary labels. Throws UserError when the pool is too small.
+std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& labels, const Split& split, bool binary,
+                               int64_t repeat);
+
+/// The checks both protocols make before loading anything (label, shots, repeats,
+/// testFraction, resample sizes, the pretrained encoder file); returns the path of
+/// encoder.pt in ctx.pretrainDir.
+std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary);
+
+}  // namespace gyrus::rt

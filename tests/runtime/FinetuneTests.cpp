@@ -1,0 +1,267 @@
+// Fine-tuning evaluation (ir::Protocol::Finetune) on small synthetic data sets through
+// the Runtime interface: the training loss falls, metrics are in range and
+// deterministic for a seed, continuous labels, the probe's draws, user errors; and the
+// copying of a single-channel pretrained encoder into a multi-channel one. The
+// two-channel folder case is in FolderTests.cpp.
+// Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
+#include "Finetune.h"
+#include "Models.h"
+#include "Stages.h"
+#include "gyrus/runtime/Runtime.h"
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+using namespace gyrus;
+using namespace gyrus::rt;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path finetuneDir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("gyrus_finetune_tests_" + std::to_string(::getpid())) / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::unique_ptr<Runtime> finetuneRuntime() {
+  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
+  REQUIRE(rt);
+  return rt;
+}
+
+double metricNamed(const StageResult& r, const std::string& name) {
+  for (const Metric& m : r.metrics)
+    if (m.name == name) return m.value;
+  FAIL("missing metric " << name);
+  return 0.0;
+}
+
+ir::UNetEncoder tiny() {
+  ir::UNetEncoder e;
+  e.width = 4;
+  e.stages = 3;
+  e.convsPerStage = 2;
+  return e;
+}
+
+/// A briefly MAE-pretrained tiny encoder (8 synthetic subjects of 16^3, 2 epochs);
+/// returns its stage directory.
+fs::path pretrainTiny() {
+  ir::PretrainStage s;
+  s.name = "pre";
+  s.data.synthetic.subjects = 8;
+  s.data.synthetic.size = {16, 16, 16};
+  s.data.synthetic.seed = 21;
+  s.pipeline.ops = {ir::PipelineOp{}};  // z-score over non-zero voxels
+  s.encoder = tiny();
+  s.objective.terms = {ir::ObjectiveTerm{}};
+  s.optimizer.lr = 3e-3;
+  s.epochs = 2;
+  s.batch = 4;
+  s.seed = 5;
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.dir = finetuneDir("pre");
+  StageResult r = finetuneRuntime()->runPretrain(s, ctx);
+  REQUIRE_MESSAGE(r.status == StageResult::Status::Ok, r.message);
+  return ctx.dir;
+}
+
+ir::EvaluateStage finetuneStage() {
+  ir::EvaluateStage ev;
+  ev.name = "tune";
+  ev.pretrain = "pre";
+  ev.data.synthetic.subjects = 24;
+  ev.data.synthetic.size = {16, 16, 16};
+  ev.data.synthetic.seed = 99;
+  ev.pipeline.ops = {ir::PipelineOp{}};
+  ev.encoder = tiny();
+  ev.label = "lesion";
+  ev.protocol = ir::Protocol::Finetune;
+  ev.epochs = 6;
+  ev.lr = 3e-3;
+  ev.shots = 8;
+  ev.repeats = 2;
+  ev.seed = 4;
+  return ev;
+}
+
+struct Run {
+  StageResult result;
+  nlohmann::json predictions;
+  std::vector<std::string> lines;
+};
+
+Run runFinetune(const ir::EvaluateStage& ev, const fs::path& pretrainDir, const std::string& name) {
+  Run run;
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.dir = finetuneDir(name);
+  ctx.pretrainDir = pretrainDir;
+  ctx.progress = [&run](std::string_view l) { run.lines.emplace_back(l); };
+  run.result = finetuneRuntime()->runEvaluate(ev, ctx);
+  if (run.result.status == StageResult::Status::Ok) {
+    std::ifstream f(ctx.dir / kPredictionsFile);
+    run.predictions = nlohmann::json::parse(f);
+  }
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("finetune: the loss falls, metrics are in range and identical for the same seed") {
+  fs::path pre = pretrainTiny();
+  ir::EvaluateStage ev = finetuneStage();
+  Run a = runFinetune(ev, pre, "tune_a");
+  REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
+  for (const char* m : {"auroc", "auroc_scratch"}) {
+    CHECK(metricNamed(a.result, m) >= 0.0);
+    CHECK(metricNamed(a.result, m) <= 1.0);
+  }
+  CHECK(metricNamed(a.result, "auroc_std") >= 0.0);
+  CHECK(a.result.metrics.size() == 3);
+  REQUIRE(a.lines.size() == 2);  // one line per repeat; one channel: no stem message
+  CHECK(a.lines[0].rfind("repeat 1/2  auroc ", 0) == 0);
+  CHECK(a.lines[0].find("(from scratch ") != std::string::npos);
+
+  const nlohmann::json& j = a.predictions;
+  CHECK(j.at("protocol") == "finetune");
+  CHECK(j.at("channels") == 1);
+  CHECK(j.at("reinitialised").empty());
+  CHECK(j.at("batch") == 4);
+  REQUIRE(j.at("repeats").size() == 2);
+  for (const auto& rep : j["repeats"]) {
+    CHECK(rep.at("train").size() == 8);
+    CHECK(rep.at("scores").size() == rep.at("test").size());
+    CHECK(rep.at("scores_scratch").size() == rep.at("test").size());
+    CHECK(rep.at("labels").size() == rep.at("test").size());
+    std::vector<double> loss = rep.at("loss"), lossScratch = rep.at("loss_scratch");
+    REQUIRE(loss.size() == 6);
+    REQUIRE(lossScratch.size() == 6);
+    MESSAGE("fine-tuning loss " << loss.front() << " -> " << loss.back() << ", from scratch " << lossScratch.front()
+                                << " -> " << lossScratch.back());
+    CHECK(loss.back() < loss.front());
+    CHECK(lossScratch.back() < lossScratch.front());
+    // The pretrained weights make a difference: the two runs share seed and order only.
+    CHECK(rep.at("scores") != rep.at("scores_scratch"));
+  }
+
+  // The probe draws the same subjects for the same seed.
+  ir::EvaluateStage probe = ev;
+  probe.protocol = ir::Protocol::Probe;
+  Run p = runFinetune(probe, pre, "probe");
+  REQUIRE_MESSAGE(p.result.status == StageResult::Status::Ok, p.result.message);
+  for (size_t r = 0; r < 2; ++r) {
+    CHECK(p.predictions["repeats"][r]["train"] == j["repeats"][r]["train"]);
+    CHECK(p.predictions["repeats"][r]["test"] == j["repeats"][r]["test"]);
+  }
+
+  Run b = runFinetune(ev, pre, "tune_b");
+  REQUIRE_MESSAGE(b.result.status == StageResult::Status::Ok, b.result.message);
+  for (const Metric& m : a.result.metrics) CHECK_MESSAGE(metricNamed(b.result, m.name) == m.value, m.name);
+  CHECK(b.predictions == a.predictions);
+
+  ev.seed = 5;  // another seed: other draws, other metrics
+  Run c = runFinetune(ev, pre, "tune_c");
+  REQUIRE_MESSAGE(c.result.status == StageResult::Status::Ok, c.result.message);
+  CHECK(c.predictions["repeats"][0]["scores"] != a.predictions["repeats"][0]["scores"]);
+}
+
+TEST_CASE("finetune: continuous labels are fitted on standardised targets and predicted in their units") {
+  fs::path pre = pretrainTiny();
+  ir::EvaluateStage ev = finetuneStage();
+  ev.label = "age";
+  ev.labelKind = ir::LabelKind::Continuous;
+  Run r = runFinetune(ev, pre, "tune_age");
+  REQUIRE_MESSAGE(r.result.status == StageResult::Status::Ok, r.result.message);
+  CHECK(r.result.metrics.size() == 5);
+  for (const char* m : {"mae", "mae_scratch"}) {
+    CHECK(std::isfinite(metricNamed(r.result, m)));
+    CHECK(metricNamed(r.result, m) > 0.0);
+    CHECK(metricNamed(r.result, m) < 40.0);
+  }
+  CHECK(metricNamed(r.result, "mae_std") >= 0.0);
+  for (const char* m : {"pearson_r", "pearson_r_scratch"}) {
+    CHECK(metricNamed(r.result, m) >= -1.0);
+    CHECK(metricNamed(r.result, m) <= 1.0);
+  }
+  REQUIRE(r.lines.size() == 2);
+  CHECK(r.lines[1].find("(from scratch mae ") != std::string::npos);
+  // Predictions are ages (years), not standardised values.
+  std::vector<double> scores = r.predictions["repeats"][0]["scores"];
+  double mean = 0.0;
+  for (double s : scores) mean += s / static_cast<double>(scores.size());
+  CHECK(mean > 20.0);
+  CHECK(mean < 90.0);
+  std::vector<double> loss = r.predictions["repeats"][0]["loss"];
+  CHECK(loss.back() < loss.front());
+}
+
+TEST_CASE("finetune: user errors") {
+  ir::EvaluateStage ev = finetuneStage();
+  Run missing = runFinetune(ev, finetuneDir("empty"), "tune_missing");
+  CHECK(missing.result.status == StageResult::Status::UserError);
+  CHECK(missing.result.message.find("encoder.pt") != std::string::npos);
+  CHECK(missing.result.message.find("run the pretrain stage 'pre'") != std::string::npos);
+
+  fs::path pre = pretrainTiny();
+  ev.epochs = 0;
+  Run noEpochs = runFinetune(ev, pre, "tune_epochs");
+  CHECK(noEpochs.result.status == StageResult::Status::UserError);
+  CHECK(noEpochs.result.message.find("epochs must be at least 1") != std::string::npos);
+  ev.epochs = 1;
+  ev.lr = 0.0;
+  Run noLr = runFinetune(ev, pre, "tune_lr");
+  CHECK(noLr.result.status == StageResult::Status::UserError);
+  CHECK(noLr.result.message.find("lr must be a positive") != std::string::npos);
+  ev.lr = 1e-3;
+  ev.encoder.width = 8;  // not the pretrained architecture
+  Run other = runFinetune(ev, pre, "tune_arch");
+  CHECK(other.result.status == StageResult::Status::UserError);
+  CHECK(other.result.message.find("does not match the declared encoder") != std::string::npos);
+  ev.encoder.width = 4;
+  ev.shots = 20;
+  Run shots = runFinetune(ev, pre, "tune_shots");
+  CHECK(shots.result.status == StageResult::Status::UserError);
+  CHECK(shots.result.message.find("shots = 20") != std::string::npos);
+}
+
+TEST_CASE("finetune: a single-channel encoder goes into a two-channel one, all but the first convolution") {
+  torch::manual_seed(3);
+  UNetEncoder single(tiny());
+  ir::UNetEncoder cfg = tiny();
+  cfg.inChannels = 2;
+  UNetEncoder multi(cfg);
+  torch::Tensor stemBefore = multi->named_parameters()["stage0.conv0.conv.weight"].clone();
+  std::vector<std::string> dropped = copyMatchingParameters(multi, single);
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0] == "stage0.conv0.conv.weight");
+  auto source = single->named_parameters(), target = multi->named_parameters();
+  CHECK(target["stage0.conv0.conv.weight"].sizes().vec() == std::vector<int64_t>{4, 2, 3, 3, 3});
+  CHECK(torch::equal(target["stage0.conv0.conv.weight"], stemBefore));
+  for (const auto& p : target)
+    if (p.key() != "stage0.conv0.conv.weight") CHECK_MESSAGE(torch::equal(p.value(), source[p.key()]), p.key());
+
+  UNetEncoder same(tiny());
+  CHECK(copyMatchingParameters(same, single).empty());
+  for (const auto& p : same->named_parameters()) CHECK(torch::equal(p.value(), source[p.key()]));
+
+  ir::UNetEncoder wider = tiny();
+  wider.width = 8;
+  UNetEncoder other(wider);
+  CHECK_THROWS_AS(copyMatchingParameters(other, single), std::invalid_argument);
+
+  FinetuneNet net(cfg);
+  CHECK(net->forward(torch::randn({3, 2, 16, 16, 16})).sizes().vec() == std::vector<int64_t>{3});
+  CHECK(net->named_parameters()["head.weight"].sizes().vec() == std::vector<int64_t>{1, 32});
+}
