@@ -23,7 +23,7 @@ namespace {
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
   Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
-  ProtocolTy, Site,
+  ProtocolTy, Site, Head, Decoder,
 };
 
 std::string_view tyName(Ty t) {
@@ -49,10 +49,12 @@ std::string_view tyName(Ty t) {
     case Ty::Probe: return "a probe";
     case Ty::Function: return "a function";
     case Ty::Model: return "a pretrained model";
-    case Ty::LabelType: return "a label kind (binary or regression)";
+    case Ty::LabelType: return "a label kind (binary, regression or segmentation)";
     case Ty::Bytes: return "an amount of memory";
     case Ty::ProtocolTy: return "a protocol (probe or finetune)";
     case Ty::Site: return "a site";
+    case Ty::Head: return "a head (pooled or dense)";
+    case Ty::Decoder: return "a decoder (light or none)";
   }
   return "?";
 }
@@ -83,6 +85,8 @@ std::string_view typeLabel(Ty t) {
     case Ty::Bytes: return "Bytes";
     case Ty::ProtocolTy: return "Protocol";
     case Ty::Site: return "Site";
+    case Ty::Head: return "Head";
+    case Ty::Decoder: return "Decoder";
     case Ty::Error: return "Error";
   }
   return "?";
@@ -292,7 +296,8 @@ std::vector<std::string> Checker::visibleNames() const {
   std::vector<std::string> names;
   for (const auto& [name, sym] : symbols_) names.push_back(name);
   for (const Builtin& b : builtins()) names.push_back(b.name);
-  for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "probe", "finetune"})
+  for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "segmentation", "probe", "finetune",
+                        "pooled", "dense", "light", "none"})
     names.emplace_back(c);
   return names;
 }
@@ -433,9 +438,20 @@ Value Checker::evalName(const ast::ExprName& n) {
     v.flag = n.name == "finetune";
     return v;
   }
-  if (n.name == "binary" || n.name == "regression") {
+  if (n.name == "binary" || n.name == "regression" || n.name == "segmentation") {
     v.ty = Ty::LabelType;
     v.flag = n.name == "binary";
+    v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
+    return v;
+  }
+  if (n.name == "pooled" || n.name == "dense") {
+    v.ty = Ty::Head;
+    v.flag = n.name == "dense";
+    return v;
+  }
+  if (n.name == "light" || n.name == "none") {
+    v.ty = Ty::Decoder;
+    v.flag = n.name == "light";
     return v;
   }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
@@ -813,8 +829,8 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
 }
 
 Value Checker::evalPretrain(const ast::DeclPretrain& d) {
-  static const std::vector<std::string> kFields = {"data",  "encoder", "objective", "optimizer", "epochs",
-                                                   "batch", "seed",    "memory",    "init"};
+  static const std::vector<std::string> kFields = {"data", "encoder", "objective", "optimizer", "epochs",
+                                                   "batch", "seed",  "memory",    "init",      "decoder"};
   std::map<std::string, std::pair<Value, SourceRange>> fields;
   bool ok = true;
   for (const ast::Field& f : d.fields) {
@@ -842,6 +858,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
               : f.name == "optimizer" ? Ty::Optimizer
               : f.name == "memory"    ? Ty::Bytes
               : f.name == "init"      ? Ty::Model
+              : f.name == "decoder"   ? Ty::Decoder
                                       : Ty::Int;
     std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
     if (!coerce(v, want, f.value->range, what)) {
@@ -892,8 +909,27 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     reportUnknownShape(fields["data"].second);
     return errorValue();
   }
-  checkDivisible(data, encoder, fields["encoder"].second, data.pipelineSetsShape ? "crop" : "input size");
-  checkCube(data, obj);
+  // A size the encoder cannot tile is reported once: fixing it usually fixes the mask
+  // cube too, so the cube is checked only against sizes the encoder accepts.
+  if (checkDivisible(data, encoder, fields["encoder"].second, data.pipelineSetsShape ? "crop" : "input size"))
+    checkCube(data, obj);
+  // A reconstruction objective needs a decoder (the light MAE decoder is the default).
+  bool reconstructs = false;
+  for (const ir::ObjectiveTerm& t : obj.objective.terms) reconstructs = reconstructs || t.kind == ir::ObjectiveKind::Mae;
+  if (fields.count("decoder")) {
+    bool light = fields["decoder"].first.flag;
+    if (reconstructs && !light) {
+      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].second,
+                    "mae reconstructs the input, so pretrain '" + d.name + "' needs a decoder")
+          .fixit(fields["decoder"].second, "light")
+          .note(fields["objective"].second, "the objective is declared here");
+      return errorValue();
+    }
+    if (!reconstructs && light) {
+      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].second,
+                    "the decoder is unused: no term of the objective reconstructs the input");
+    }
+  }
   bool stochastic = false;
   for (const ir::PipelineOp& op : data.pipeline.ops) stochastic = stochastic || op.isRandom();
   for (size_t t = 0; t < obj.objective.terms.size(); ++t) {
@@ -1086,8 +1122,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
 
   // Protocol arguments.
-  static const std::vector<std::string> kArgs = {"shots", "repeats", "test",   "seed",
-                                                 "probe", "protocol", "epochs", "lr", "pipeline"};
+  static const std::vector<std::string> kArgs = {"shots",  "repeats", "test", "seed",     "probe",    "protocol",
+                                                 "epochs", "lr",      "head", "pipeline", "tolerance"};
   std::map<std::string, std::pair<Value, SourceRange>> args;
   bool ok = true;
   for (const ast::Arg& a : d.args) {
@@ -1105,7 +1141,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         diag.message += "; did you mean '" + best + "'?";
         diag.fixit(a.nameRange, best);
       }
-      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, pipeline");
+      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, head, pipeline, tolerance");
       ok = false;
       continue;
     }
@@ -1121,6 +1157,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
               : a.name == "protocol" ? Ty::ProtocolTy
               : a.name == "lr"       ? Ty::Float
               : a.name == "pipeline" ? Ty::Pipeline
+              : a.name == "head"     ? Ty::Head
+              : a.name == "tolerance" ? Ty::Length
                                      : Ty::Int;
     std::string what = "argument '" + a.name + "' of evaluate";
     if (!coerce(v, want, a.value->range, what)) {
@@ -1133,6 +1171,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (a.name == "seed") why = atLeast(0)(v);
     if (a.name == "epochs") why = between(1, 100000, false, false)(v);
     if (a.name == "lr") why = between(0, 10, true, false)(v);
+    if (a.name == "tolerance") why = between(0, 100, false, false)(v);
     if (!why.empty()) {
       diags_.report(DiagKind::ValueRange, a.value->range, what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
       ok = false;
@@ -1151,6 +1190,31 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
   }
   if (!ok || model.ty != Ty::Model || data.ty != Ty::Dataset) return;
+
+  // The head follows from the task: one number per sample needs a pooled head, a mask
+  // a dense decoder; a probe has no decoder at all.
+  bool segmentation = labelKind == ir::LabelKind::Mask;
+  if (segmentation && !finetune) {
+    diags_.report(DiagKind::TaskHead, d.taskRanges[1],
+                  "'" + d.task[0] + "." + label + "' is a segmentation; a probe predicts one number per sample")
+        .note("segment with `protocol = finetune`: the encoder is trained with a dense U-Net decoder");
+    return;
+  }
+  if (args.count("head") != 0 && args["head"].first.flag != segmentation) {
+    bool dense = args["head"].first.flag;
+    Diagnostic& diag = diags_.report(
+        DiagKind::TaskHead, args["head"].second,
+        dense ? "a dense decoder predicts a mask, but '" + d.task[0] + "." + label + "' is one number per sample"
+              : "a pooled head predicts one number, but '" + d.task[0] + "." + label + "' is a segmentation mask");
+    diag.fixit(args["head"].second, dense ? "pooled" : "dense");
+    return;
+  }
+  if (args.count("tolerance") != 0 && !segmentation) {
+    diags_.report(DiagKind::UnknownArgument, args["tolerance"].second,
+                  "'tolerance' is the surface-distance tolerance of segmentation metrics; '" + d.task[0] + "." + label +
+                      "' is not a segmentation");
+    return;
+  }
 
   // The evaluation's own preprocessing must match what the encoder was pretrained on.
   Value evalPipeline = model;
@@ -1199,6 +1263,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     e.testFraction = args["test"].first.num;
   }
   if (args.count("seed")) e.seed = static_cast<uint64_t>(args["seed"].first.num);
+  if (args.count("tolerance")) e.nsdToleranceMm = args["tolerance"].first.num;
 
   // Sizes: the held-out test set and the pool the shots are drawn from.
   int64_t n = e.data.count();
@@ -1236,14 +1301,14 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
   int64_t pool = n - testCount;
   SourceRange shotsAt = args.count("shots") ? args["shots"].second : d.range;
-  int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : 3;
+  int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : labelKind == ir::LabelKind::Mask ? 1 : 3;
   if (e.shots > pool || e.shots < minShots || pool < minShots) {
     Diagnostic& diag = diags_.report(
         DiagKind::FewShotSize, shotsAt,
         e.shots > pool ? std::to_string(e.shots) + " shots do not fit in the training pool of " + std::to_string(pool) +
                              " subjects"
                        : "a " + std::string(labelKind == ir::LabelKind::Binary ? "binary" : "regression") +
-                             " probe needs at least " + std::to_string(minShots) + " shots");
+                             " task needs at least " + std::to_string(minShots) + " shots");
     diag.note(taskDatasetRange(d),
               "'" + d.task[0] + "' has " + std::to_string(n) + " subjects; " + std::to_string(testCount) +
                   " are held out for testing (" +
@@ -1389,6 +1454,11 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
 
 namespace {
 
+ir::LabelKind labelKindOf(const Bound& b) {
+  if (!b.present || b.value.num == 0) return ir::LabelKind::Binary;
+  return b.value.num == 1 ? ir::LabelKind::Continuous : ir::LabelKind::Mask;
+}
+
 int64_t asInt(const Bound& b, int64_t fallback) { return b.present ? static_cast<int64_t>(b.value.num) : fallback; }
 double asNum(const Bound& b, double fallback) { return b.present ? b.value.num : fallback; }
 
@@ -1463,8 +1533,7 @@ const std::vector<Builtin>& builtins() {
                      c.diags().report(DiagKind::TypeMismatch, a["channels"].range, "argument 'channels' of fomo25() " + why);
                      return errorValue();
                    }
-                   ir::LabelKind kind = !a["label"].present || a["label"].value.flag ? ir::LabelKind::Binary
-                                                                                     : ir::LabelKind::Continuous;
+                   ir::LabelKind kind = labelKindOf(a["label"]);
                    Value v;
                    v.ty = Ty::Dataset;
                    v.dataset.kind = ir::DataKind::Folder;
@@ -1497,8 +1566,13 @@ const std::vector<Builtin>& builtins() {
                                       "folder() needs both 'table' and 'column' to read labels");
                      return errorValue();
                    }
-                   ir::LabelKind kind = !a["label"].present || a["label"].value.flag ? ir::LabelKind::Binary
-                                                                                     : ir::LabelKind::Continuous;
+                   ir::LabelKind kind = labelKindOf(a["label"]);
+                   if (kind == ir::LabelKind::Mask) {
+                     c.diags().report(DiagKind::TypeMismatch, a["label"].range,
+                                      "folder() reads one number per subject from its table; segmentation masks come "
+                                      "from fomo25(..., label = segmentation) folders");
+                     return errorValue();
+                   }
                    Value v;
                    v.ty = Ty::Dataset;
                    v.dataset.kind = ir::DataKind::Folder;

@@ -292,6 +292,20 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
         s.files.push_back(found->string());
         fingerprintFile(material, abs, *found);
       }
+      if (kind == ir::LabelKind::Mask) {
+        fs::path dir = labels / s.subject / s.session;
+        fs::path mask;
+        for (const char* name : {"seg.nii.gz", "seg.nii"})
+          if (fs::is_regular_file(dir / name, ec)) mask = dir / name;
+        if (mask.empty()) {
+          return {"missing segmentation for '" + s.subject + "/" + s.session + "'",
+                  "expected " + fs::relative(dir, abs, ec).string() + "/seg.nii.gz (a {0,1} mask on the images' grid)"};
+        }
+        s.mask = mask.string();
+        fingerprintFile(material, abs, mask);
+        out.samples.push_back(std::move(s));
+        continue;
+      }
       fs::path labelFile = labels / s.subject / s.session / "label.txt";
       std::ifstream in(labelFile);
       if (!in) {

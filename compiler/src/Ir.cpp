@@ -23,7 +23,9 @@ std::string_view toString(OpKind k) {
   }
   return "?";
 }
-std::string_view toString(LabelKind k) { return k == LabelKind::Binary ? "binary" : "continuous"; }
+std::string_view toString(LabelKind k) {
+  return k == LabelKind::Binary ? "binary" : k == LabelKind::Continuous ? "continuous" : "mask";
+}
 std::string_view toString(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
 std::string_view toString(Protocol p) { return p == Protocol::Probe ? "probe" : "finetune"; }
 
@@ -74,7 +76,10 @@ std::string print(const DataSource& d) {
                                                               : "folder(glob = ";
   out += f.layout == FolderData::Layout::Glob ? quoted(f.glob) : stringList(f.channels);
   if (f.layout == FolderData::Layout::Glob && f.hasLabel) out += ", column = " + quoted(f.labelName);
-  if (f.hasLabel) out += std::string(", label = ") + (f.labelKind == LabelKind::Binary ? "binary" : "regression");
+  if (f.hasLabel)
+    out += std::string(", label = ") + (f.labelKind == LabelKind::Binary       ? "binary"
+                                        : f.labelKind == LabelKind::Continuous ? "regression"
+                                                                               : "segmentation");
   out += ", samples = " + std::to_string(f.samples.size()) + ", fingerprint = " + f.fingerprint.substr(0, 16) + ")";
   return out;
 }
@@ -168,7 +173,9 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
       out += "  finetune = (shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
              ", seed = " + std::to_string(e.seed) +
-             ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) + ")\n";
+             ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) +
+             (e.labelKind == LabelKind::Mask ? ", tolerance = " + formatNumber(e.nsdToleranceMm) + "mm" : std::string()) +
+             ")\n";
     }
   }
   for (size_t d : stage.deps) out += "  after " + experiment.stages.at(d).name + "\n";

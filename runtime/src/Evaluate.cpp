@@ -47,6 +47,13 @@
 namespace gyrus::rt {
 
 void checkLabel(const ir::EvaluateStage& stage, bool binary) {
+  const bool mask = stage.labelKind == ir::LabelKind::Mask;
+  if (mask && stage.protocol != ir::Protocol::Finetune)
+    throw UserError("segmentation masks are evaluated by fine-tuning (protocol = finetune): the probe predicts one "
+                    "number per sample");
+  if (mask && stage.data.kind != ir::DataKind::Folder)
+    throw UserError("the synthetic data set has no segmentation masks: segmentation needs a fomo25(..., label = "
+                    "segmentation) folder");
   if (stage.data.kind == ir::DataKind::Synthetic) {
     if (binary && stage.label != "lesion")
       throw UserError("unknown binary label '" + stage.label + "': the synthetic data set has 'lesion'");
@@ -55,11 +62,25 @@ void checkLabel(const ir::EvaluateStage& stage, bool binary) {
     return;
   }
   const ir::FolderData& folder = stage.data.folder;
-  if (stage.label != "label")
-    throw UserError("unknown label '" + stage.label + "': a folder data set has 'label' (labels/<subject>/<session>/label.txt)");
+  const std::string labelFile = mask ? "seg.nii.gz" : "label.txt";
+  if (stage.label != folder.labelName)
+    throw UserError("unknown label '" + stage.label + "': the data set has '" + folder.labelName + "'" +
+                    (folder.layout == ir::FolderData::Layout::Glob
+                         ? std::string(" (a column of its table)")
+                         : " (labels/<subject>/<session>/" + labelFile + ")"));
   if (!folder.hasLabel)
-    throw UserError("the data set at '" + folder.root +
-                    "' has no labels: evaluation needs labels/<subject>/<session>/label.txt for every sample");
+    throw UserError("the data set at '" + folder.root + "' has no labels: evaluation needs labels/<subject>/<session>/" +
+                    labelFile + " for every sample");
+  if (mask) {
+    if (folder.labelKind != ir::LabelKind::Mask)
+      throw UserError("the data set at '" + folder.root + "' has one number per sample, not segmentation masks: "
+                      "declare it with label = segmentation and labels/<subject>/<session>/seg.nii.gz");
+    for (const ir::FolderSample& sample : folder.samples)
+      if (sample.mask.empty())
+        throw UserError("sample " + sampleName(sample) + " has no segmentation mask: segmentation needs labels/" +
+                        sampleName(sample) + "/seg.nii.gz for every sample");
+    return;
+  }
   if (binary)
     for (const ir::FolderSample& sample : folder.samples)
       if (sample.label != 0.0 && sample.label != 1.0) {

@@ -18,6 +18,15 @@
 // in eval mode: logits for binary labels (as the probe's), predicted values for
 // continuous ones.
 //
+// Segmentation (LabelKind::Mask): the head is the dense U-Net decoder of SegNet (see
+// Finetune.h) and the loss soft Dice + BCE (segmentationLoss), with the same draws,
+// optimiser, schedule, batches and shuffling. The split and draws are those of a
+// continuous label (unstratified: a mask has no class). Test masks are the decoder's
+// logits > 0 (probability > 0.5), scored per test sample against the preprocessed mask
+// on the preprocessed grid (its voxel size after the pipeline): Dice and NSD at
+// nsdToleranceMm (Metrics.h); a repeat's figure is the mean over test samples, the
+// stage's `dice` / `nsd` the mean over repeats (`dice_std` across repeats).
+//
 // Reference: the same protocol from a randomly initialised encoder. Both runs of a
 // repeat start from torch::manual_seed(deriveSeed(seed, tag("finetune init") + r)) and
 // shuffle with Rng(deriveSeed(seed, tag("finetune order") + r)): they start from the
@@ -30,7 +39,8 @@
 //
 // Resume: a repeat takes seconds to minutes; nothing is checkpointed, a rerun starts
 // over. predictions.json (written atomically at the end) holds every repeat's draws,
-// test scores, labels and per-epoch training losses.
+// test scores, labels and per-epoch training losses; for segmentation, per test sample
+// Dice, NSD and voxel counts instead of scores (never whole volumes).
 #include "Finetune.h"
 
 #include <nlohmann/json.hpp>
@@ -40,6 +50,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <numbers>
 #include <sstream>
 #include <stdexcept>
@@ -94,37 +105,33 @@ struct RunOutput {
   std::vector<double> losses;  ///< mean training loss per epoch
 };
 
-/// Trains `net` on `train` and scores `test` (see the file comment).
-RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Targets& targets,
-                        const std::vector<int64_t>& train, const std::vector<int64_t>& test,
-                        const ir::EvaluateStage& stage, bool binary, uint64_t orderSeed) {
-  namespace F = torch::nn::functional;
+/// The optimisation both heads share (see the file comment): `epochs` epochs over
+/// `train` in shuffled batches of min(shots, 4), AdamW with a per-step cosine learning
+/// rate. `batchLoss(index)` gives the mean loss of the samples `index` (int64 row
+/// indices). Returns the mean training loss of every epoch; leaves `net` in train mode.
+std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& train, const ir::EvaluateStage& stage,
+                                uint64_t orderSeed, const std::function<torch::Tensor(const torch::Tensor&)>& batchLoss) {
   auto n = static_cast<int64_t>(train.size());
   int64_t batch = std::min(n, kMaxBatch);
   int64_t stepsPerEpoch = (n + batch - 1) / batch;
   int64_t totalSteps = stepsPerEpoch * stage.epochs;
-  torch::optim::AdamW optimizer(net->parameters(),
+  torch::optim::AdamW optimizer(net.parameters(),
                                 torch::optim::AdamWOptions(stage.lr).weight_decay(kFinetuneWeightDecay));
   Rng rng(orderSeed);
   std::vector<int64_t> order = train;
-  RunOutput out;
-  net->train();
+  std::vector<double> losses;
+  net.train();
   for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
     rng.shuffle(order);
     double lossSum = 0.0;
     for (int64_t step = 0; step < stepsPerEpoch; ++step) {
       int64_t begin = step * batch, end = std::min(n, begin + batch);
-      std::vector<float> y;
-      for (int64_t k = begin; k < end; ++k) y.push_back(targets.values[static_cast<size_t>(order[static_cast<size_t>(k)])]);
       torch::Tensor index = torch::from_blob(order.data() + begin, {end - begin}, torch::kInt64);
-      torch::Tensor x = images.index_select(0, index);
-      torch::Tensor target = torch::from_blob(y.data(), {end - begin}, torch::kFloat32);
       double t = static_cast<double>(epoch * stepsPerEpoch + step) / static_cast<double>(totalSteps);
       double lr = stage.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       optimizer.zero_grad();
-      torch::Tensor output = net->forward(x);
-      torch::Tensor loss = binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
+      torch::Tensor loss = batchLoss(index);
       loss.backward();
       optimizer.step();
       lossSum += loss.item<double>() * static_cast<double>(end - begin);
@@ -136,8 +143,23 @@ RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Tar
           << stage.lr << ")";
       throw UserError(msg.str());
     }
-    out.losses.push_back(epochLoss);
+    losses.push_back(epochLoss);
   }
+  return losses;
+}
+
+/// Trains `net` on `train` and scores `test` (see the file comment).
+RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Targets& targets,
+                        const std::vector<int64_t>& train, const std::vector<int64_t>& test,
+                        const ir::EvaluateStage& stage, bool binary, uint64_t orderSeed) {
+  namespace F = torch::nn::functional;
+  torch::Tensor targetValues = torch::tensor(targets.values, torch::kFloat32);
+  RunOutput out;
+  out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
+    torch::Tensor output = net->forward(images.index_select(0, index));
+    torch::Tensor target = targetValues.index_select(0, index);
+    return binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
+  });
 
   net->eval();
   torch::NoGradGuard noGrad;
@@ -153,7 +175,243 @@ RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Tar
   return out;
 }
 
+/// One segmentation run's per-test-sample figures.
+struct SegOutput {
+  std::vector<double> dice, nsd;     ///< per test sample
+  std::vector<int64_t> predicted;    ///< voxels of each predicted test mask
+  std::vector<double> losses;        ///< mean training loss per epoch
+};
+
+/// The {0, 1} bytes of `n` floats thresholded at `threshold` (1 above it).
+std::vector<uint8_t> maskBytes(const float* values, int64_t n, float threshold) {
+  std::vector<uint8_t> out(static_cast<size_t>(n));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = values[i] > threshold ? 1 : 0;
+  return out;
+}
+
+/// Trains the segmentation net on `train`, then segments `test` and scores every test
+/// sample (see the file comment). `spacing[i]`: voxel size of sample i's grid.
+SegOutput trainAndSegment(SegNet& net, const torch::Tensor& images, const torch::Tensor& masks,
+                          const std::vector<int64_t>& train, const std::vector<int64_t>& test,
+                          const std::vector<std::array<double, 3>>& spacing, const ir::Shape3& shape,
+                          const ir::EvaluateStage& stage, uint64_t orderSeed) {
+  SegOutput out;
+  out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
+    return segmentationLoss(net->forward(images.index_select(0, index)), masks.index_select(0, index));
+  });
+
+  net->eval();
+  torch::NoGradGuard noGrad;
+  std::vector<int64_t> rows = test;
+  auto m = static_cast<int64_t>(rows.size());
+  out.dice.resize(rows.size());
+  out.nsd.resize(rows.size());
+  out.predicted.resize(rows.size());
+  const int64_t voxels = shape[0] * shape[1] * shape[2];
+  torch::Tensor truthTensor = masks.contiguous();
+  const float* truthData = truthTensor.data_ptr<float>();
+  for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
+    int64_t end = std::min(m, begin + kEvalBatch);
+    torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
+    torch::Tensor logits = net->forward(images.index_select(0, index)).contiguous();
+    const float* logitData = logits.data_ptr<float>();
+    // Scoring is torch-free and per sample: in parallel, each result in its own slot.
+    at::parallel_for(begin, end, 1, [&](int64_t from, int64_t to) {
+      for (int64_t k = from; k < to; ++k) {
+        auto slot = static_cast<size_t>(k);
+        int64_t row = rows[slot];
+        std::vector<uint8_t> predicted = maskBytes(logitData + (k - begin) * voxels, voxels, 0.0f);
+        std::vector<uint8_t> truth = maskBytes(truthData + row * voxels, voxels, 0.5f);
+        out.dice[slot] = dice(predicted, truth);
+        out.nsd[slot] = normalizedSurfaceDice(predicted, truth, shape, spacing[static_cast<size_t>(row)],
+                                              stage.nsdToleranceMm);
+        out.predicted[slot] = std::count(predicted.begin(), predicted.end(), uint8_t{1});
+      }
+    });
+  }
+  return out;
+}
+
+/// What both heads need before their repeats: the checked stage, the pretrained
+/// encoder, the preprocessed data set (with masks for segmentation), labels and split.
+struct Prepared {
+  UNetEncoder pretrained{nullptr};
+  Dataset data;
+  Labels labels;
+  Split split;
+  torch::Tensor images;       ///< [samples, channels, z, y, x]
+  ir::UNetEncoder config;     ///< the fine-tuned encoder: every channel of the task
+};
+
+Prepared prepare(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary, bool segmentation) {
+  std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
+  if (stage.epochs < 1) throw UserError("epochs must be at least 1 to fine-tune");
+  if (!(stage.lr > 0.0) || !std::isfinite(stage.lr))
+    throw UserError("lr must be a positive learning rate (e.g. 1e-4) to fine-tune");
+  if (segmentation && (!(stage.nsdToleranceMm >= 0.0) || !std::isfinite(stage.nsdToleranceMm)))
+    throw UserError("the NSD tolerance must be a distance of 0 mm or more (e.g. tolerance = 2mm)");
+  int threads = setThreads(ctx.threads);
+
+  Prepared p;
+  p.pretrained = UNetEncoder(stage.encoder);
+  {
+    torch::serialize::InputArchive archive;
+    archive.load_from(encoderPath.string());
+    loadStrict(*p.pretrained, archive, encoderPath.string());
+  }
+  LoadOptions load{threads, ctx.progress};
+  load.masks = segmentation;
+  p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
+  p.labels = labelsOf(stage, p.data, binary);
+  p.split = splitSubjects(stage, p.labels, binary);
+  // Rows of data.images are the channels of each sample in turn: one sample per row.
+  p.images = p.data.images.view(
+      {p.data.samples, p.data.channels, p.data.shape[2], p.data.shape[1], p.data.shape[0]});
+  p.config = stage.encoder;
+  p.config.inChannels = p.data.channels;
+  return p;
+}
+
+/// Loads the pretrained weights into `encoder` (all but a re-initialised stem); reports
+/// the re-initialisation once (repeat 0).
+std::vector<std::string> loadPretrained(UNetEncoder& encoder, Prepared& p, const ir::EvaluateStage& stage,
+                                        const StageContext& ctx, int64_t repeat) {
+  std::vector<std::string> reinitialised = copyMatchingParameters(encoder, p.pretrained);
+  if (repeat == 0 && !reinitialised.empty() && ctx.progress) {
+    auto channels = [](int64_t n) { return std::to_string(n) + (n == 1 ? " channel" : " channels"); };
+    ctx.progress("the task has " + channels(p.data.channels) + ", the pretrained encoder takes " +
+                 channels(stage.encoder.inChannels) + ": first convolution re-initialised (" + reinitialised.front() +
+                 ")");
+  }
+  return reinitialised;
+}
+
+void writePredictions(const StageContext& ctx, const nlohmann::json& out) {
+  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
+    std::ofstream f(temp);
+    f << out.dump(2) << '\n';
+    if (!f) throw std::runtime_error("cannot write " + temp);
+  });
+}
+
+double mean(const std::vector<double>& v) { return meanStd(v).mean; }
+
+/// Segmentation fine-tuning (LabelKind::Mask; see the file comment).
+StageResult finetuneSegmentation(const ir::EvaluateStage& stage, const StageContext& ctx) {
+  Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
+  const std::vector<int64_t>& test = p.split.test;
+  // The voxel size of each sample's grid: that of its first channel after the pipeline.
+  std::vector<std::array<double, 3>> spacing;
+  for (int64_t i = 0; i < p.data.samples; ++i) spacing.push_back(p.data.spacing[static_cast<size_t>(i * p.data.channels)]);
+  std::vector<int64_t> maskVoxels;
+  for (int64_t i : test) maskVoxels.push_back(p.data.masks[i].sum().item<int64_t>());
+
+  std::vector<double> dices, nsds, dicesScratch, nsdsScratch;
+  std::vector<std::string> reinitialised;
+  nlohmann::json repeatsJson = nlohmann::json::array();
+  for (int64_t r = 0; r < stage.repeats; ++r) {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<int64_t> train = drawShots(stage, p.labels, p.split, /*binary=*/false, r);
+    uint64_t initSeed = deriveSeed(stage.seed, tag("finetune init") + static_cast<uint64_t>(r));
+    uint64_t orderSeed = deriveSeed(stage.seed, tag("finetune order") + static_cast<uint64_t>(r));
+
+    torch::manual_seed(initSeed);
+    SegNet net(p.config);
+    reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
+    SegOutput tuned = trainAndSegment(net, p.images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+
+    torch::manual_seed(initSeed);
+    SegNet scratchNet(p.config);
+    SegOutput scratch =
+        trainAndSegment(scratchNet, p.images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+
+    dices.push_back(mean(tuned.dice));
+    nsds.push_back(mean(tuned.nsd));
+    dicesScratch.push_back(mean(scratch.dice));
+    nsdsScratch.push_back(mean(scratch.nsd));
+    repeatsJson.push_back({{"repeat", r},
+                           {"train", train},
+                           {"test", test},
+                           {"dice", tuned.dice},
+                           {"nsd", tuned.nsd},
+                           {"dice_scratch", scratch.dice},
+                           {"nsd_scratch", scratch.nsd},
+                           {"mask_voxels", maskVoxels},
+                           {"predicted_voxels", tuned.predicted},
+                           {"predicted_voxels_scratch", scratch.predicted},
+                           {"loss", tuned.losses},
+                           {"loss_scratch", scratch.losses}});
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char line[192];
+    std::snprintf(line, sizeof line, "repeat %lld/%lld  dice %.4f  nsd %.4f  (from scratch dice %.4f  nsd %.4f)  %.1f s",
+                  static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), dices.back(), nsds.back(),
+                  dicesScratch.back(), nsdsScratch.back(), seconds);
+    if (ctx.progress) ctx.progress(line);
+  }
+
+  StageResult result;
+  MeanStd d = meanStd(dices);
+  result.metrics = {{"dice", d.mean},
+                    {"dice_std", d.std},
+                    {"nsd", mean(nsds)},
+                    {"dice_scratch", mean(dicesScratch)},
+                    {"nsd_scratch", mean(nsdsScratch)}};
+  writePredictions(ctx, {{"protocol", "finetune"},
+                         {"label", stage.label},
+                         {"kind", "mask"},
+                         {"channels", p.data.channels},
+                         {"reinitialised", reinitialised},
+                         {"epochs", stage.epochs},
+                         {"lr", stage.lr},
+                         {"batch", std::min(stage.shots, kMaxBatch)},
+                         {"tolerance_mm", stage.nsdToleranceMm},
+                         {"repeats", repeatsJson}});
+  return result;
+}
+
 }  // namespace
+
+SegDecoderImpl::SegDecoderImpl(const ir::UNetEncoder& cfg) {
+  up_.resize(static_cast<size_t>(std::max<int64_t>(0, cfg.stages - 1)), {ConvBlock(nullptr), ConvBlock(nullptr)});
+  for (int64_t s = cfg.stages - 2; s >= 0; --s) {
+    auto level = register_module("up" + std::to_string(s), std::make_shared<nn::Module>());
+    int64_t w = cfg.widthOf(s);
+    up_[static_cast<size_t>(s)] = {level->register_module("conv0", ConvBlock(cfg.widthOf(s + 1) + w, w, 1)),
+                                   level->register_module("conv1", ConvBlock(w, w, 1))};
+  }
+  head_ = register_module("head", nn::Conv3d(nn::Conv3dOptions(cfg.widthOf(0), 1, 1).bias(true)));
+}
+
+torch::Tensor SegDecoderImpl::forward(const std::vector<torch::Tensor>& features) {
+  namespace F = torch::nn::functional;
+  torch::Tensor x = features.back();
+  for (auto s = static_cast<int64_t>(up_.size()) - 1; s >= 0; --s) {
+    const torch::Tensor& skip = features[static_cast<size_t>(s)];
+    auto options = F::InterpolateFuncOptions()
+                       .size(std::vector<int64_t>{skip.size(2), skip.size(3), skip.size(4)})
+                       .mode(torch::kTrilinear)
+                       .align_corners(false);
+    x = torch::cat({F::interpolate(x, options), skip}, 1);
+    auto& blocks = up_[static_cast<size_t>(s)];
+    x = blocks[1]->forward(blocks[0]->forward(x));
+  }
+  return head_->forward(x);
+}
+
+SegNetImpl::SegNetImpl(const ir::UNetEncoder& config) {
+  encoder = register_module("encoder", UNetEncoder(config));
+  decoder = register_module("decoder", SegDecoder(config));
+}
+
+torch::Tensor SegNetImpl::forward(const torch::Tensor& x) { return decoder->forward(encoder->forward(x)); }
+
+torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor& target) {
+  namespace F = torch::nn::functional;
+  torch::Tensor bce = F::binary_cross_entropy_with_logits(logits, target);
+  torch::Tensor p = torch::sigmoid(logits).flatten(1), y = target.flatten(1);
+  torch::Tensor softDice = (2.0 * (p * y).sum(1) + 1.0) / (p.sum(1) + y.sum(1) + 1.0);
+  return bce + (1.0 - softDice).mean();
+}
 
 FinetuneNetImpl::FinetuneNetImpl(const ir::UNetEncoder& config) {
   encoder = register_module("encoder", UNetEncoder(config));
@@ -186,28 +444,11 @@ std::vector<std::string> copyMatchingParameters(UNetEncoder& target, UNetEncoder
 }
 
 StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx) {
+  if (stage.labelKind == ir::LabelKind::Mask) return finetuneSegmentation(stage, ctx);
   bool binary = stage.labelKind == ir::LabelKind::Binary;
-  std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
-  if (stage.epochs < 1) throw UserError("epochs must be at least 1 to fine-tune");
-  if (!(stage.lr > 0.0) || !std::isfinite(stage.lr))
-    throw UserError("lr must be a positive learning rate (e.g. 1e-4) to fine-tune");
-  int threads = setThreads(ctx.threads);
-
-  UNetEncoder pretrained(stage.encoder);
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(encoderPath.string());
-    loadStrict(*pretrained, archive, encoderPath.string());
-  }
-  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(),
-                              {threads, ctx.progress});
-  Labels labels = labelsOf(stage, data, binary);
-  Split split = splitSubjects(stage, labels, binary);
-  // Rows of data.images are the channels of each sample in turn: one sample per row.
-  torch::Tensor images =
-      data.images.view({data.samples, data.channels, data.shape[2], data.shape[1], data.shape[0]});
-  ir::UNetEncoder config = stage.encoder;
-  config.inChannels = data.channels;
+  Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
+  const Labels& labels = p.labels;
+  const Split& split = p.split;
 
   std::vector<double> primary, primaryScratch, pearson, pearsonScratch;
   std::vector<int> testClasses;
@@ -226,20 +467,13 @@ StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx) {
     uint64_t orderSeed = deriveSeed(stage.seed, tag("finetune order") + static_cast<uint64_t>(r));
 
     torch::manual_seed(initSeed);
-    FinetuneNet net(config);
-    reinitialised = copyMatchingParameters(net->encoder, pretrained);
-    if (r == 0 && !reinitialised.empty() && ctx.progress) {
-      auto channels = [](int64_t n) { return std::to_string(n) + (n == 1 ? " channel" : " channels"); };
-      ctx.progress("the task has " + channels(data.channels) + ", the pretrained encoder takes " +
-                   channels(stage.encoder.inChannels) + ": first convolution re-initialised (" +
-                   reinitialised.front() + ")");
-    }
-    RunOutput tuned = trainAndScore(net, images, targets, train, split.test, stage, binary, orderSeed);
+    FinetuneNet net(p.config);
+    reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
+    RunOutput tuned = trainAndScore(net, p.images, targets, train, split.test, stage, binary, orderSeed);
 
     torch::manual_seed(initSeed);
-    FinetuneNet scratchNet(config);
-    RunOutput scratch = trainAndScore(scratchNet, images, targets, train, split.test, stage, binary, orderSeed);
-
+    FinetuneNet scratchNet(p.config);
+    RunOutput scratch = trainAndScore(scratchNet, p.images, targets, train, split.test, stage, binary, orderSeed);
     nlohmann::json rep = {{"repeat", r},           {"train", train},          {"test", split.test},
                           {"scores", tuned.scores}, {"scores_scratch", scratch.scores}, {"loss", tuned.losses},
                           {"loss_scratch", scratch.losses}};
@@ -280,17 +514,13 @@ StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx) {
   nlohmann::json out = {{"protocol", "finetune"},
                         {"label", stage.label},
                         {"kind", binary ? "binary" : "continuous"},
-                        {"channels", data.channels},
+                        {"channels", p.data.channels},
                         {"reinitialised", reinitialised},
                         {"epochs", stage.epochs},
                         {"lr", stage.lr},
                         {"batch", std::min(stage.shots, kMaxBatch)},
                         {"repeats", repeatsJson}};
-  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
-    std::ofstream f(temp);
-    f << out.dump(2) << '\n';
-    if (!f) throw std::runtime_error("cannot write " + temp);
-  });
+  writePredictions(ctx, out);
   return result;
 }
 

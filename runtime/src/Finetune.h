@@ -1,9 +1,11 @@
 // Fine-tuning a pretrained encoder on a labelled few-shot draw (ir::Protocol::Finetune):
-// the network (encoder + pooled linear head) and the loading of a pretrained encoder
-// into an encoder that may take more input channels. The stage itself is `finetune`
-// in Stages.h (see Finetune.cpp for the protocol).
+// the networks (encoder + pooled linear head for one number per sample; encoder + dense
+// U-Net decoder for segmentation masks), the segmentation loss, and the loading of a
+// pretrained encoder into an encoder that may take more input channels. The stage
+// itself is `finetune` in Stages.h (see Finetune.cpp for the protocol).
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,45 @@ class FinetuneNetImpl : public torch::nn::Module {
   torch::nn::Linear head{nullptr};
 };
 TORCH_MODULE(FinetuneNet);
+
+/// The dense decoder of segmentation fine-tuning: a U-Net decoder with skip
+/// connections. Level s, from stages - 2 down to 0 (`up<s>`), upsamples the deeper
+/// features x2 (trilinear, to the exact size of the encoder's stage-s map), concatenates
+/// them with that map (deeper features first) and applies two ConvBlocks
+/// (`up<s>.conv0`: width(s + 1) + width(s) -> width(s); `up<s>.conv1`: width(s) ->
+/// width(s)); then a 1x1x1 convolution with bias (`head`) gives one logit per voxel.
+/// Upsampling + convolution rather than ConvTranspose3d, as in MaeDecoder.
+class SegDecoderImpl : public torch::nn::Module {
+ public:
+  explicit SegDecoderImpl(const ir::UNetEncoder& config);
+  /// `features`: the encoder's per-stage maps (full resolution first); returns
+  /// [N, 1, z, y, x] logits at full resolution.
+  torch::Tensor forward(const std::vector<torch::Tensor>& features);
+
+ private:
+  std::vector<std::array<ConvBlock, 2>> up_;  // up_[s]: level s
+  torch::nn::Conv3d head_{nullptr};
+};
+TORCH_MODULE(SegDecoder);
+
+/// The segmentation network: encoder (`encoder.*`) + SegDecoder (`decoder.*`). forward
+/// gives one logit per voxel, [N, 1, z, y, x].
+class SegNetImpl : public torch::nn::Module {
+ public:
+  explicit SegNetImpl(const ir::UNetEncoder& config);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  UNetEncoder encoder{nullptr};
+  SegDecoder decoder{nullptr};
+};
+TORCH_MODULE(SegNet);
+
+/// The segmentation loss: soft Dice + binary cross-entropy, both on `logits` [N, ...]
+/// against `target` {0, 1} of the same shape. BCE with logits is averaged over every
+/// voxel; soft Dice is 1 - mean over samples of (2 sum(p y) + 1) / (sum(p) + sum(y) + 1),
+/// p = sigmoid(logits), with a smoothing of one voxel so that an empty target asks for
+/// an empty prediction (nnU-Net's Dice + CE, for one foreground class).
+torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor& target);
 
 /// Copies the parameters of `pretrained` into `target` wherever the name and shape
 /// match; the others keep their current (random) values. Returns the names of the

@@ -1,9 +1,16 @@
 // Evaluation metrics with the conventions of the FOMO25 scoring code: AUROC as
 // scikit-learn's roc_auc_score (ties count one half), Pearson r as scipy's pearsonr,
-// mean absolute error.
+// mean absolute error; for segmentation, Dice of binary masks and the normalised
+// surface Dice (NSD, Nikolov et al. 2021) at a tolerance in millimetres, with an exact
+// Euclidean distance transform on anisotropic voxels.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <span>
+#include <vector>
+
+#include "gyrus/Ir.h"
 
 namespace gyrus::rt {
 
@@ -27,5 +34,41 @@ struct MeanStd {
   double std = 0.0;
 };
 MeanStd meanStd(std::span<const double> values);
+
+// Segmentation metrics. A mask is one byte per voxel, x fastest (data[x + nx * (y + ny *
+// z)], as Volume), non-zero inside; `spacing` is the voxel size in mm per axis (x, y, z).
+
+/// Dice coefficient 2|A n B| / (|A| + |B|). Both masks empty: 1.0 (nothing to find, and
+/// nothing was found: a perfect answer, the convention of the FOMO25 scoring code and of
+/// nnU-Net's evaluation); exactly one empty: 0.0. Throws std::invalid_argument when the
+/// sizes differ.
+double dice(std::span<const uint8_t> a, std::span<const uint8_t> b);
+
+/// The surface of a mask: voxels inside it with at least one of their 6 face
+/// neighbours outside it. Voxels beyond the volume's edge count as outside, so a mask
+/// touching the edge has its surface there. Returns one byte per voxel (1 on the
+/// surface). Throws std::invalid_argument when mask.size() is not the shape's volume.
+std::vector<uint8_t> surfaceVoxels(std::span<const uint8_t> mask, const ir::Shape3& shape);
+
+/// Exact squared Euclidean distance transform (Felzenszwalb & Huttenlocher 2012,
+/// separable: one lower envelope of parabolas per axis): for every voxel, the squared
+/// distance in mm^2 between its centre and the centre of the nearest voxel with
+/// `features` non-zero, voxel centres lying `spacing` apart per axis. +infinity
+/// everywhere when there is no feature voxel. Equals the square of scipy's
+/// distance_transform_edt(features == 0, sampling=spacing) up to rounding.
+std::vector<double> squaredDistanceTransform(std::span<const uint8_t> features, const ir::Shape3& shape,
+                                             const std::array<double, 3>& spacing);
+
+/// Normalised surface Dice at tolerance `toleranceMm` (Nikolov et al.): with S_a, S_b
+/// the surfaces of the masks (surfaceVoxels) and d the Euclidean distance between voxel
+/// centres (mm),
+///   NSD = (|{s in S_a : d(s, S_b) <= tau}| + |{s in S_b : d(s, S_a) <= tau}|) / (|S_a| + |S_b|),
+/// counting surface voxels (not surface areas). Distances equal to tau count as within
+/// it (up to a relative 1e-9, so that tau = 0.8 holds a neighbour 0.8 mm away whatever
+/// the rounding). Both masks empty: 1.0; exactly one empty: 0.0. Throws
+/// std::invalid_argument on a size mismatch, a non-positive spacing or a negative or
+/// non-finite tolerance.
+double normalizedSurfaceDice(std::span<const uint8_t> a, std::span<const uint8_t> b, const ir::Shape3& shape,
+                             const std::array<double, 3>& spacing, double toleranceMm);
 
 }  // namespace gyrus::rt

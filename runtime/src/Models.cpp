@@ -211,14 +211,15 @@ Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, i
                      const LoadOptions& load) {
   SplitPipeline split = splitAtFirstRandom(pipeline);
   Dataset ds;
-  std::vector<Volume> volumes;
+  std::vector<Volume> volumes, masks;
   if (data.kind == ir::DataKind::Synthetic) {
+    if (load.masks) throw std::invalid_argument("buildDataset: synthetic data sets have no masks");
     if (data.synthetic.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
     volumes = synthesizeAll(data.synthetic, split.prefix, ds);
   } else {
     if (data.folder.samples.empty())
       throw UserError("the data set at '" + data.folder.root + "' has no samples: check its layout and filters");
-    volumes = loadFolder(data, split.prefix, load);
+    volumes = loadFolder(data, split.prefix, load, &masks);
     if (data.folder.hasLabel)
       for (const ir::FolderSample& s : data.folder.samples) ds.label.push_back(s.label);
   }
@@ -268,6 +269,20 @@ Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, i
   for (size_t k = 0; k < volumes.size(); ++k) {
     std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
     volumes[k] = Volume{};
+  }
+  if (load.masks) {
+    ds.masks = torch::empty({ds.samples, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
+    float* m = ds.masks.data_ptr<float>();
+    for (size_t k = 0; k < masks.size(); ++k) {
+      // loadFolder checked raw shapes and voxel sizes (to 1e-4): only a resample whose
+      // rounding the tiny difference of voxel sizes tips can make them differ here.
+      if (masks[k].shape != ds.shape)
+        throw UserError("the mask " + data.folder.samples[k].mask + " is " + shapeText(masks[k].shape) +
+                        " after preprocessing, its images " + shapeText(ds.shape) +
+                        ": their voxel sizes differ slightly; write the mask with its images' header");
+      std::copy(masks[k].data.begin(), masks[k].data.end(), m + static_cast<int64_t>(k) * voxels);
+      masks[k] = Volume{};
+    }
   }
   return ds;
 }

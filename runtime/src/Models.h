@@ -130,6 +130,9 @@ struct Dataset {
   std::vector<int> lesion;   ///< synthetic data: the binary label, per sample
   std::vector<double> age;   ///< synthetic data: the continuous label, per sample
   std::vector<double> label; ///< folder data with labels: FolderSample::label, per sample
+  /// With LoadOptions::masks: the segmentation masks, [N, 1, z, y, x], float {0, 1}, on
+  /// the grid of `images` (see loadFolder); undefined otherwise.
+  torch::Tensor masks;
   ir::Shape3 shape{0, 0, 0};      ///< spatial shape of `images`, (x, y, z)
   std::vector<std::array<double, 3>> spacing;  ///< voxel size in mm of every row of `images`
   ir::Pipeline augment;           ///< the pipeline from its first random op on (may be empty)
@@ -140,6 +143,7 @@ struct Dataset {
 /// operation; the rest is kept in `augment`. Synthetic subjects are generated in
 /// parallel with at::parallel_for (deterministic); folder data are read with
 /// `load.threads` reader threads (see Folder.h; `load.progress` reports long loads).
+/// With `load.masks` (folder data only), every sample's mask goes to `masks`.
 /// Throws UserError when the preprocessed volumes differ in shape (naming two shapes,
 /// and their files for folder data) or when the final shape is not divisible by
 /// `totalStride`.

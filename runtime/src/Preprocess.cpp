@@ -173,6 +173,39 @@ Volume resample(const Volume& in, double mm) {
   return out;
 }
 
+Volume resampleNearest(const Volume& in, double mm) {
+  const ir::Shape3 target = resampledShape(in.shape, in.spacing, mm);
+  // The source voxel of every output voxel, per axis (the positions of axisMap).
+  std::array<std::vector<int64_t>, 3> source;
+  for (size_t a = 0; a < 3; ++a) {
+    const int64_t nIn = in.shape[a], nOut = target[a];
+    source[a].resize(static_cast<size_t>(nOut));
+    if (nIn == nOut && in.spacing[a] == mm) {
+      for (int64_t j = 0; j < nOut; ++j) source[a][static_cast<size_t>(j)] = j;
+      continue;
+    }
+    const double step = mm / in.spacing[a];
+    const double cIn = 0.5 * static_cast<double>(nIn - 1), cOut = 0.5 * static_cast<double>(nOut - 1);
+    for (int64_t j = 0; j < nOut; ++j) {
+      double pos = std::clamp(cIn + (static_cast<double>(j) - cOut) * step, 0.0, static_cast<double>(nIn - 1));
+      source[a][static_cast<size_t>(j)] = std::min(static_cast<int64_t>(std::floor(pos + 0.5)), nIn - 1);
+    }
+  }
+  Volume out = Volume::zeros(target);
+  out.spacing = {mm, mm, mm};
+  for (int64_t z = 0; z < target[2]; ++z)
+    for (int64_t y = 0; y < target[1]; ++y) {
+      const float* row = in.data.data() + in.index(0, source[1][static_cast<size_t>(y)], source[2][static_cast<size_t>(z)]);
+      float* dst = &out.data[out.index(0, y, z)];
+      for (size_t x = 0; x < static_cast<size_t>(target[0]); ++x) dst[x] = row[source[0][x]];
+    }
+  return out;
+}
+
+void binarize(Volume& mask) {
+  for (float& f : mask.data) f = f > 0.5f ? 1.0f : 0.0f;
+}
+
 void mirror(Volume& v, const FlipAxes& axes) {
   const int64_t nx = v.shape[0], ny = v.shape[1], nz = v.shape[2];
   float* d = v.data.data();
@@ -279,6 +312,27 @@ Volume applyPipeline(const ir::Pipeline& pipeline, Volume v) {
     }
   }
   return v;
+}
+
+Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask) {
+  for (const ir::PipelineOp& op : pipeline.ops) {
+    switch (op.kind) {
+      case ir::OpKind::Crop:
+        mask = centerCropOrPad(mask, op.size);
+        break;
+      case ir::OpKind::Resample:
+        mask = resampleNearest(mask, op.mm);
+        break;
+      case ir::OpKind::ZScore:
+      case ir::OpKind::Clip:
+        break;  // intensity operations: a mask keeps its {0, 1} values
+      case ir::OpKind::Flip:
+      case ir::OpKind::Noise:
+      case ir::OpKind::Gamma:
+        throw std::invalid_argument("applySpatialOps: a random operation (flip, noise, gamma) in a mask pipeline");
+    }
+  }
+  return mask;
 }
 
 SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline) {

@@ -47,6 +47,18 @@ ir::Shape3 resampledShape(const ir::Shape3& shape, const std::array<double, 3>& 
 ///   Volume w = resample(v, 1.0);  // 20^3, spacing 1 mm
 Volume resample(const Volume& in, double mm);
 
+/// Nearest-neighbour resampling on the grid of `resample(in, mm)` (same output shape,
+/// spacing and centre): output voxel j of an axis takes input voxel round(pos), pos
+/// being the (clamped) position `resample` interpolates at, halves rounded up. Values
+/// are copied, never blended, so a {0, 1} mask stays a {0, 1} mask (used for masks and
+/// label maps). An axis whose spacing already is `mm` and whose size does not change is
+/// copied exactly. Throws std::invalid_argument unless mm > 0 and every spacing is
+/// positive.
+Volume resampleNearest(const Volume& in, double mm);
+
+/// Binarises a mask in place: 1 where the value is above 0.5, else 0.
+void binarize(Volume& mask);
+
 /// The axes (x, y, z) a flip mirrors.
 using FlipAxes = std::array<bool, 3>;
 
@@ -76,6 +88,13 @@ double randomGamma(Volume& v, double lo, double hi, Rng& rng);
 /// Applies the operations of `pipeline` in order. Throws std::invalid_argument on a
 /// random operation (those need an Rng: see applyAugmentations).
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v);
+
+/// Applies the spatial operations of `pipeline` to a mask, in order, so that it stays
+/// on the grid of the images the whole pipeline preprocesses: Crop (zero padding, as
+/// for images) and Resample (nearest-neighbour, see resampleNearest); the intensity
+/// operations (ZScore, Clip) leave a mask alone. Throws std::invalid_argument on a
+/// random operation (evaluation pipelines have none).
+Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask);
 
 /// A pipeline cut before its first random operation: `prefix` is deterministic (it
 /// can be computed once per subject and cached); `suffix` starts with a random

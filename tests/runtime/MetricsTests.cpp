@@ -1,11 +1,18 @@
 // Metrics and linear probes against reference values from scikit-learn and scipy
-// (fixtures/metrics.json, made by fixtures/make_metric_fixtures.py).
+// (fixtures/metrics.json, made by fixtures/make_metric_fixtures.py); segmentation
+// metrics against hand-computed cases and scipy.ndimage (fixtures/segmentation.json,
+// made by fixtures/make_segmentation_fixtures.py).
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "Metrics.h"
 #include "Probe.h"
@@ -112,4 +119,139 @@ TEST_CASE("standardizer centres and scales training features; constant columns a
   }
   CHECK(sum == doctest::Approx(0.0));
   CHECK(sq / 4 == doctest::Approx(1.0));
+}
+
+// Segmentation metrics: hand-computable cases, then scipy.ndimage on random masks
+// (fixtures/segmentation.json, made by fixtures/make_segmentation_fixtures.py).
+namespace {
+
+using gyrus::ir::Shape3;
+
+/// A {0, 1} mask of `shape` holding the box [lo, hi] (inclusive, per axis x, y, z).
+std::vector<uint8_t> box(const Shape3& shape, const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& hi) {
+  std::vector<uint8_t> m(static_cast<size_t>(shape[0] * shape[1] * shape[2]), 0);
+  for (int64_t z = lo[2]; z <= hi[2]; ++z)
+    for (int64_t y = lo[1]; y <= hi[1]; ++y)
+      for (int64_t x = lo[0]; x <= hi[0]; ++x) m[static_cast<size_t>(x + shape[0] * (y + shape[1] * z))] = 1;
+  return m;
+}
+
+size_t ones(const std::vector<uint8_t>& m) { return static_cast<size_t>(std::count(m.begin(), m.end(), uint8_t{1})); }
+
+const nlohmann::json& segmentationFixtures() {
+  static const nlohmann::json j = [] {
+    std::ifstream f(GYRUS_RUNTIME_FIXTURES "/segmentation.json");
+    if (!f) throw std::runtime_error("cannot open " GYRUS_RUNTIME_FIXTURES "/segmentation.json");
+    return nlohmann::json::parse(f);
+  }();
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("dice of known overlaps; both empty is 1, one empty is 0") {
+  std::vector<uint8_t> a{1, 1, 1, 1, 0, 0}, b{0, 0, 0, 1, 1, 0}, empty(6, 0);
+  CHECK(dice(a, b) == doctest::Approx(2.0 * 1 / (4 + 2)));
+  CHECK(dice(a, a) == 1.0);
+  CHECK(dice(a, std::vector<uint8_t>{0, 0, 0, 0, 1, 1}) == 0.0);
+  CHECK(dice(empty, empty) == 1.0);
+  CHECK(dice(a, empty) == 0.0);
+  CHECK(dice(empty, b) == 0.0);
+  std::vector<uint8_t> nonBinary{7, 0, 0, 0, 0, 0};  // non-zero is inside
+  CHECK(dice(nonBinary, std::vector<uint8_t>{1, 0, 0, 0, 0, 0}) == 1.0);
+  CHECK_THROWS_AS(dice(a, std::vector<uint8_t>{1}), std::invalid_argument);
+}
+
+TEST_CASE("surface voxels: a cube's shell without its core; the volume's edge counts as outside") {
+  Shape3 shape{5, 5, 5};
+  std::vector<uint8_t> cube = box(shape, {1, 1, 1}, {3, 3, 3});
+  std::vector<uint8_t> s = surfaceVoxels(cube, shape);
+  CHECK(ones(s) == 26);
+  CHECK(s[static_cast<size_t>(2 + 5 * (2 + 5 * 2))] == 0);  // the centre
+  std::vector<uint8_t> full(27, 1);
+  CHECK(ones(surfaceVoxels(full, {3, 3, 3})) == 26);  // touching every edge
+  std::vector<uint8_t> single = box(shape, {2, 2, 2}, {2, 2, 2});
+  CHECK(ones(surfaceVoxels(single, shape)) == 1);
+  CHECK_THROWS_AS(surfaceVoxels(full, shape), std::invalid_argument);
+}
+
+TEST_CASE("distance transform: exact squared distances in mm on anisotropic voxels") {
+  Shape3 shape{3, 3, 3};
+  std::vector<uint8_t> centre = box(shape, {1, 1, 1}, {1, 1, 1});
+  std::vector<double> d = squaredDistanceTransform(centre, shape, {1.0, 2.0, 3.0});
+  CHECK(d[static_cast<size_t>(1 + 3 * (1 + 3 * 1))] == 0.0);
+  CHECK(d[0] == doctest::Approx(1.0 + 4.0 + 9.0));            // a corner
+  CHECK(d[static_cast<size_t>(1 + 3 * (0 + 3 * 1))] == 4.0);  // one voxel along y
+  CHECK(d[static_cast<size_t>(2 + 3 * (1 + 3 * 2))] == doctest::Approx(1.0 + 9.0));
+  // A line of 6 voxels, features at both ends, 2 mm apart: the nearer end wins.
+  std::vector<uint8_t> ends{1, 0, 0, 0, 0, 1};
+  std::vector<double> line = squaredDistanceTransform(ends, {6, 1, 1}, {2.0, 1.0, 1.0});
+  std::vector<double> expected{0, 4, 16, 16, 4, 0};
+  for (size_t i = 0; i < 6; ++i) CHECK(line[i] == doctest::Approx(expected[i]));
+  // No features: infinitely far.
+  std::vector<double> none = squaredDistanceTransform(std::vector<uint8_t>(27, 0), shape, {1.0, 1.0, 1.0});
+  CHECK(std::isinf(none[13]));
+  CHECK_THROWS_AS(squaredDistanceTransform(centre, shape, {1.0, 0.0, 1.0}), std::invalid_argument);
+}
+
+TEST_CASE("NSD: identical masks give 1; a cube shifted by one voxel is within 1 mm but not 0.5 mm") {
+  Shape3 shape{10, 10, 10};
+  std::vector<uint8_t> a = box(shape, {2, 2, 2}, {5, 5, 5});
+  std::vector<uint8_t> b = box(shape, {3, 2, 2}, {6, 5, 5});  // one voxel along x
+  const std::array<double, 3> iso{1.0, 1.0, 1.0};
+  CHECK(normalizedSurfaceDice(a, a, shape, iso, 0.0) == 1.0);
+  CHECK(normalizedSurfaceDice(a, b, shape, iso, 1.0) == 1.0);
+  // 56 surface voxels each; 36 of each surface lie on the other (the rings of x = 3..5),
+  // the rest are 1 mm away: (36 + 36) / (56 + 56) within 0.5 mm.
+  CHECK(normalizedSurfaceDice(a, b, shape, iso, 0.5) == doctest::Approx(72.0 / 112.0));
+  CHECK(normalizedSurfaceDice(a, b, shape, iso, 0.5) == normalizedSurfaceDice(b, a, shape, iso, 0.5));
+  // The spacing is respected: 2 mm voxels along x put the shifted end faces (16 voxels
+  // each) 2 mm from the other surface; the 4 voxels inside the other end face of each
+  // cube are still 1 mm (along y or z) from the other surface: (40 + 40) / 112.
+  const std::array<double, 3> wideX{2.0, 1.0, 1.0};
+  CHECK(normalizedSurfaceDice(a, b, shape, wideX, 1.5) == doctest::Approx(80.0 / 112.0));
+  CHECK(normalizedSurfaceDice(a, b, shape, wideX, 2.0) == 1.0);
+  // A one-voxel shift along a 1 mm axis of the same grid is 1 mm.
+  std::vector<uint8_t> c = box(shape, {2, 3, 2}, {5, 6, 5});  // one voxel along y
+  CHECK(normalizedSurfaceDice(a, c, shape, wideX, 1.0) == 1.0);
+  // A tolerance that equals a non-integer spacing counts the neighbour at that distance.
+  CHECK(normalizedSurfaceDice(a, b, shape, {0.8, 1.0, 1.0}, 0.8) == 1.0);
+}
+
+TEST_CASE("NSD: both empty is 1, one empty is 0; bad arguments throw") {
+  Shape3 shape{4, 4, 4};
+  std::vector<uint8_t> empty(64, 0), a = box(shape, {1, 1, 1}, {2, 2, 2});
+  CHECK(normalizedSurfaceDice(empty, empty, shape, {1.0, 1.0, 1.0}, 2.0) == 1.0);
+  CHECK(normalizedSurfaceDice(a, empty, shape, {1.0, 1.0, 1.0}, 2.0) == 0.0);
+  CHECK(normalizedSurfaceDice(empty, a, shape, {1.0, 1.0, 1.0}, 2.0) == 0.0);
+  CHECK_THROWS_AS(normalizedSurfaceDice(a, a, shape, {1.0, 1.0, 1.0}, -1.0), std::invalid_argument);
+  CHECK_THROWS_AS(normalizedSurfaceDice(a, std::vector<uint8_t>(8, 0), shape, {1.0, 1.0, 1.0}, 1.0),
+                  std::invalid_argument);
+}
+
+TEST_CASE("segmentation metrics match scipy.ndimage (distance_transform_edt, binary_erosion) on random masks") {
+  const auto& cases = segmentationFixtures().at("cases");
+  REQUIRE(cases.size() >= 2);
+  for (const auto& c : cases) {
+    CAPTURE(c.at("name").get<std::string>());
+    auto s = c.at("shape").get<std::vector<int64_t>>();
+    auto sp = c.at("spacing").get<std::vector<double>>();
+    Shape3 shape{s[0], s[1], s[2]};
+    std::array<double, 3> spacing{sp[0], sp[1], sp[2]};
+    auto a = c.at("a").get<std::vector<uint8_t>>();
+    auto b = c.at("b").get<std::vector<uint8_t>>();
+    CHECK(dice(a, b) == doctest::Approx(c.at("dice").get<double>()).epsilon(1e-12));
+    CHECK(surfaceVoxels(a, shape) == c.at("surface_a").get<std::vector<uint8_t>>());
+    std::vector<double> d = squaredDistanceTransform(surfaceVoxels(b, shape), shape, spacing);
+    auto expected = c.at("distance_to_surface_b").get<std::vector<double>>();
+    REQUIRE(d.size() == expected.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < d.size(); ++i) bad += std::abs(std::sqrt(d[i]) - expected[i]) > 1e-9 ? 1 : 0;
+    CHECK(bad == 0);
+    for (const auto& [tau, nsd] : c.at("nsd").items()) {
+      CAPTURE(tau);
+      CHECK(normalizedSurfaceDice(a, b, shape, spacing, std::stod(tau)) ==
+            doctest::Approx(nsd.get<double>()).epsilon(1e-12));
+    }
+  }
 }

@@ -1,6 +1,7 @@
 // Preprocessing: crop/pad geometry, z-score statistics, percentile clipping, pipelines.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -434,4 +435,76 @@ TEST_CASE("pipelines with resample: output shape follows spacing, crop fixes it"
   applyAugmentations(gyrus::ir::Pipeline{{res}}, in, &target, rng);
   CHECK(in.shape == Shape3{12, 12, 12});
   CHECK(target.data == in.data);
+}
+
+TEST_CASE("nearest-neighbour resampling: the grid of resample, values copied, never blended") {
+  Volume mask = Volume::zeros({6, 5, 4});
+  mask.spacing = {2.0, 1.5, 1.0};
+  for (int64_t z = 1; z < 3; ++z)
+    for (int64_t y = 1; y < 4; ++y)
+      for (int64_t x = 2; x < 5; ++x) mask.at(x, y, z) = 1.0f;
+  Volume linear = resample(mask, 1.0);
+  Volume nearest = resampleNearest(mask, 1.0);
+  CHECK(nearest.shape == linear.shape);
+  CHECK(nearest.shape == Shape3{12, 8, 4});
+  CHECK(nearest.spacing == std::array<double, 3>{1.0, 1.0, 1.0});
+  for (float f : nearest.data) CHECK((f == 0.0f || f == 1.0f));
+  // Where the trilinear result is clearly inside or outside, nearest agrees with it.
+  size_t compared = 0;
+  for (size_t i = 0; i < linear.data.size(); ++i) {
+    if (linear.data[i] > 0.75f || linear.data[i] < 0.25f) {
+      CHECK(nearest.data[i] == (linear.data[i] > 0.5f ? 1.0f : 0.0f));
+      ++compared;
+    }
+  }
+  CHECK(compared > linear.data.size() / 2);
+  // z already is 1 mm with an unchanged size: copied exactly, slice by slice.
+  for (int64_t z = 0; z < 4; ++z) CHECK(nearest.at(6, 4, z) == mask.at(3, 2, z));
+  // A volume already at 1 mm is copied.
+  Volume same = resampleNearest(ramp({3, 3, 3}), 1.0);
+  CHECK(same.data == ramp({3, 3, 3}).data);
+  CHECK_THROWS_AS(resampleNearest(mask, 0.0), std::invalid_argument);
+}
+
+TEST_CASE("masks: binarised above 0.5; spatial operations only (crop pads with zeros, z-score and clip skip)") {
+  Volume m = Volume::zeros({4, 4, 4});
+  m.data[0] = 0.5f;
+  m.data[1] = 0.51f;
+  m.data[2] = 3.0f;
+  m.data[3] = -1.0f;
+  binarize(m);
+  CHECK(m.data[0] == 0.0f);
+  CHECK(m.data[1] == 1.0f);
+  CHECK(m.data[2] == 1.0f);
+  CHECK(m.data[3] == 0.0f);
+
+  Volume mask = Volume::zeros({8, 8, 8});
+  mask.spacing = {2.0, 2.0, 2.0};
+  for (int64_t z = 3; z < 5; ++z)
+    for (int64_t y = 3; y < 5; ++y)
+      for (int64_t x = 3; x < 5; ++x) mask.at(x, y, z) = 1.0f;
+  gyrus::ir::PipelineOp resampleOp, crop, zscoreOp, clip;
+  resampleOp.kind = gyrus::ir::OpKind::Resample;
+  resampleOp.mm = 1.0;
+  crop.kind = gyrus::ir::OpKind::Crop;
+  crop.size = {20, 12, 16};  // pad x, crop y and z
+  zscoreOp.kind = gyrus::ir::OpKind::ZScore;
+  clip.kind = gyrus::ir::OpKind::Clip;
+  clip.lo = 0.1;
+  clip.hi = 0.9;
+  gyrus::ir::Pipeline pipeline{{resampleOp, zscoreOp, crop, clip}};
+  Volume out = applySpatialOps(pipeline, mask);
+  CHECK(out.shape == Shape3{20, 12, 16});
+  CHECK(out.shape == outputShape(pipeline, mask.shape, mask.spacing));
+  double sum = 0.0;
+  for (float f : out.data) {
+    CHECK((f == 0.0f || f == 1.0f));
+    sum += f;
+  }
+  CHECK(sum == 4.0 * 4.0 * 4.0);  // 2^3 voxels of 2 mm are 4^3 of 1 mm
+  CHECK(out.at(9, 5, 7) == 1.0f);  // the centre (padded by 2 on x, cropped by 2 on y)
+  CHECK(out.at(0, 0, 0) == 0.0f);
+  gyrus::ir::PipelineOp flip;
+  flip.kind = gyrus::ir::OpKind::Flip;
+  CHECK_THROWS_AS(applySpatialOps(gyrus::ir::Pipeline{{flip}}, mask), std::invalid_argument);
 }

@@ -8,21 +8,32 @@
 // resample(1mm) >> crop(64^3) >> zscore() with 1 and with `threads` reader threads, and
 // compares with the volumes per second a MAE step at 64^3 consumes:
 //   gyrus_runtime_bench load [threads=2] [volumes=64] [side=96]
+// With `segment`, it runs segmentation fine-tuning (shots 8, 2 repeats, 20 epochs, crop
+// to `side`^3 >> zscore(), encoder width 16, 4 stages) on a `gyrus synth --layout
+// fomo25-task2` tree, from an encoder MAE-pretrained for `pretrainEpochs` epochs on a
+// `gyrus synth --layout fomo60k` tree (or randomly initialised when pretrainEpochs is 0),
+// printing the progress lines and metrics:
+//   gyrus_runtime_bench segment TASK2 FOMO60K [pretrainEpochs=5] [lr=1e-4] [side=32] [threads=2]
 #include "Folder.h"
 #include "Models.h"
 #include "Preprocess.h"
+#include "Stages.h"
 #include "gyrus/io/Nifti.h"
+#include "gyrus/runtime/Runtime.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <torch/optim.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 using namespace gyrus;
 using namespace gyrus::rt;
@@ -41,6 +52,141 @@ double synthMs(int64_t side, int reps) {
   for (int i = 0; i < reps; ++i) sink += synthesize(d, i).image.data[0];
   double ms = msSince(t) / reps;
   return sink >= 0.0 ? ms : -ms;
+}
+
+/// The entries of `dir` that are directories, in natural order (sub_2 before sub_10).
+std::vector<std::filesystem::path> subdirs(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_directory()) out.push_back(e.path());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    std::string x = a.filename().string(), y = b.filename().string();
+    return x.size() != y.size() ? x.size() < y.size() : x < y;
+  });
+  return out;
+}
+
+/// A `gyrus synth` fomo25-task2 tree as the checker would resolve it (channels flair,
+/// dwi_b1000, swi|t2s; masks labels/<subject>/<session>/seg.nii.gz).
+ir::DataSource listTask2(const std::filesystem::path& root) {
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.layout = ir::FolderData::Layout::Fomo25;
+  src.folder.root = root.string();
+  src.folder.channels = {"flair", "dwi_b1000", "swi|t2s"};
+  src.folder.hasLabel = true;
+  src.folder.labelKind = ir::LabelKind::Mask;
+  for (const auto& subject : subdirs(root / "preprocessed"))
+    for (const auto& session : subdirs(subject)) {
+      ir::FolderSample s;
+      s.subject = subject.filename().string();
+      s.session = session.filename().string();
+      for (const char* c : {"flair", "dwi_b1000"}) s.files.push_back((session / (std::string(c) + ".nii.gz")).string());
+      bool swi = std::filesystem::exists(session / "swi.nii.gz");
+      s.files.push_back((session / (swi ? "swi.nii.gz" : "t2s.nii.gz")).string());
+      s.mask = (root / "labels" / s.subject / s.session / "seg.nii.gz").string();
+      src.folder.samples.push_back(s);
+    }
+  return src;
+}
+
+/// A `gyrus synth` fomo60k tree: every scan one single-channel sample.
+ir::DataSource listFomo60k(const std::filesystem::path& root) {
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.layout = ir::FolderData::Layout::Fomo60k;
+  src.folder.root = root.string();
+  for (const auto& subject : subdirs(root))
+    for (const auto& session : subdirs(subject)) {
+      std::vector<std::filesystem::path> scans;
+      for (const auto& e : std::filesystem::directory_iterator(session)) scans.push_back(e.path());
+      std::sort(scans.begin(), scans.end());
+      for (const auto& scan : scans) {
+        ir::FolderSample s;
+        s.subject = subject.filename().string();
+        s.session = session.filename().string();
+        s.files = {scan.string()};
+        src.folder.samples.push_back(s);
+      }
+    }
+  return src;
+}
+
+int segmentBench(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s segment TASK2 FOMO60K [pretrainEpochs=5] [lr=1e-4] [side=32] [threads=2]\n", argv[0]);
+    return 2;
+  }
+  namespace fs = std::filesystem;
+  const int pretrainEpochs = argc > 4 ? std::atoi(argv[4]) : 5;
+  const double lr = argc > 5 ? std::atof(argv[5]) : 1e-4;
+  const int64_t side = argc > 6 ? std::atoll(argv[6]) : 32;
+  const int threads = argc > 7 ? std::atoi(argv[7]) : 2;
+  ir::UNetEncoder enc;
+  enc.width = 16;
+  enc.stages = 4;
+  ir::PipelineOp crop;
+  crop.kind = ir::OpKind::Crop;
+  crop.size = {side, side, side};
+  ir::Pipeline pipeline{{crop, ir::PipelineOp{}}};
+  fs::path work = fs::temp_directory_path() / ("gyrus_segment_bench_" + std::to_string(::getpid()));
+  fs::create_directories(work / "pre");
+  fs::create_directories(work / "eval");
+  auto print = [](std::string_view line) { std::printf("  %.*s\n", static_cast<int>(line.size()), line.data()); };
+  StageContext pctx;
+  pctx.threads = threads;
+  pctx.dir = work / "pre";
+  pctx.progress = print;
+  if (pretrainEpochs > 0) {
+    ir::PretrainStage pre;
+    pre.name = "pre";
+    pre.data = listFomo60k(argv[3]);
+    pre.pipeline = pipeline;
+    pre.encoder = enc;
+    pre.objective.terms = {ir::ObjectiveTerm{}};
+    pre.optimizer.lr = 1e-3;
+    pre.epochs = pretrainEpochs;
+    pre.batch = 4;
+    pre.seed = 1;
+    auto t = std::chrono::steady_clock::now();
+    StageResult r = pretrain(pre, pctx);
+    std::printf("MAE pretraining: %zu scans, %d epochs, final loss %.4f, %.1f s\n", pre.data.folder.samples.size(),
+                pretrainEpochs, r.metrics.empty() ? 0.0 : r.metrics.front().value, msSince(t) / 1000.0);
+  } else {
+    torch::manual_seed(1);
+    UNetEncoder random(enc);
+    torch::serialize::OutputArchive archive;
+    random->save(archive);
+    archive.save_to((work / "pre" / kEncoderFile).string());
+    std::printf("randomly initialised encoder (no pretraining)\n");
+  }
+  ir::EvaluateStage ev;
+  ev.name = "seg";
+  ev.pretrain = "pre";
+  ev.data = listTask2(argv[2]);
+  ev.pipeline = pipeline;
+  ev.encoder = enc;
+  ev.label = "label";
+  ev.labelKind = ir::LabelKind::Mask;
+  ev.protocol = ir::Protocol::Finetune;
+  ev.epochs = 20;
+  ev.lr = lr;
+  ev.shots = 8;
+  ev.repeats = 2;
+  ev.seed = 1;
+  StageContext ectx;
+  ectx.threads = threads;
+  ectx.dir = work / "eval";
+  ectx.pretrainDir = work / "pre";
+  ectx.progress = print;
+  std::printf("segmentation fine-tuning: %zu samples of %lld^3, 3 channels, shots 8, 2 repeats, 20 epochs, lr %g, "
+              "NSD at %g mm (%d threads)\n",
+              ev.data.folder.samples.size(), static_cast<long long>(side), lr, ev.nsdToleranceMm, threads);
+  auto t = std::chrono::steady_clock::now();
+  StageResult r = evaluate(ev, ectx);
+  for (const Metric& m : r.metrics) std::printf("  %s = %.4f\n", m.name.c_str(), m.value);
+  std::printf("total %.1f s; predictions in %s\n", msSince(t) / 1000.0, (ectx.dir / kPredictionsFile).c_str());
+  return 0;
 }
 
 /// Writes the data set of the load benchmark; returns it as a folder data source.
@@ -157,6 +303,14 @@ int loadBenchmark(int threads, int64_t volumes, int64_t side) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "segment") {
+    try {
+      return segmentBench(argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+  }
   if (argc > 1 && std::string(argv[1]) == "load")
     return loadBenchmark(argc > 2 ? std::atoi(argv[2]) : 2, argc > 3 ? std::atoll(argv[3]) : 64,
                          argc > 4 ? std::atoll(argv[4]) : 96);

@@ -219,3 +219,47 @@ TEST_CASE("out-of-domain evaluation: test = site(...)") {
   fs::remove(t.root / "task/sites.tsv");
   CHECK(kinds(*compile(src, {{"base_label.test", "site(\"denmark\")"}})) == std::vector<std::string>{"data"});
 }
+
+TEST_CASE("segmentation tasks: fomo25(..., label = segmentation) reads masks and needs fine-tuning") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  for (int i = 1; i <= 6; ++i) {
+    std::string s = "sub_" + std::to_string(i) + "/ses_1/";
+    t.file("task/preprocessed/" + s + "flair.nii.gz");
+    t.file("task/labels/" + s + "seg.nii.gz");
+  }
+  std::string root = t.root.string();
+  std::string src =
+      experiment("fomo60k(\"" + root + "/corpus\")",
+                 "fomo25(\"" + root + "/task\", channels = [\"flair\"], label = segmentation)");
+  auto probe = compile(src);
+  CHECK(kinds(*probe) == std::vector<std::string>{"task-head"});
+  auto ft = compile(src, {{"base_label.protocol", "finetune"}, {"base_label.tolerance", "1.5mm"}});
+  REQUIRE(kinds(*ft).empty());
+  const ir::EvaluateStage& e = ft->check.experiment->stages[1].evaluate;
+  CHECK((e.labelKind == ir::LabelKind::Mask));
+  CHECK(e.nsdToleranceMm == doctest::Approx(1.5));
+  REQUIRE(e.data.folder.samples.size() == 6);
+  CHECK(e.data.folder.samples[0].mask == root + "/task/labels/sub_1/ses_1/seg.nii.gz");
+  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "pooled"}})) ==
+        std::vector<std::string>{"task-head"});
+  fs::remove(t.root / "task/labels/sub_4/ses_1/seg.nii.gz");
+  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}})) == std::vector<std::string>{"data"});
+}
+
+TEST_CASE("tolerance and dense heads belong to segmentation tasks") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  fomo25Tree(t, 6);
+  std::string root = t.root.string();
+  std::string src = experiment("fomo60k(\"" + root + "/corpus\")", "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
+  CHECK(kinds(*compile(src, {{"base_label.tolerance", "2mm"}})) == std::vector<std::string>{"unknown-argument"});
+  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "dense"}})) ==
+        std::vector<std::string>{"task-head"});
+  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "pooled"}})).empty());
+  // The decoder of a pretraining: MAE needs one; SimCLR alone does not use one.
+  CHECK(kinds(*compile(src, {{"base.decoder", "none"}})) == std::vector<std::string>{"objective-head"});
+  CHECK(kinds(*compile(src, {{"base.decoder", "light"}})).empty());
+}

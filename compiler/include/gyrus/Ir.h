@@ -25,7 +25,9 @@ struct SyntheticData {
   double noise = 0.03;      ///< Rician-like noise level relative to white matter
 };
 
-enum class LabelKind { Binary, Continuous };
+/// Binary: one 0/1 number per sample (AUROC). Continuous: one number (MAE, Pearson r).
+/// Mask: a {0,1} segmentation volume per sample, on the grid of its images (Dice, NSD).
+enum class LabelKind { Binary, Continuous, Mask };
 
 /// One sample of a NIfTI folder data set: its files (one per channel) and label.
 struct FolderSample {
@@ -33,6 +35,7 @@ struct FolderSample {
   std::string session;             ///< e.g. "ses_1" ("" when the layout has none)
   std::vector<std::string> files;  ///< absolute paths, one per channel, in channel order
   double label = 0.0;              ///< the task label, when the data set has one
+  std::string mask;                ///< LabelKind::Mask: absolute path of the mask (seg.nii.gz)
   std::string site;                ///< acquisition site ("" when unknown)
 };
 
@@ -43,7 +46,8 @@ struct FolderSample {
 ///   Fomo60k: `<root>/<subject>/<session>/<sequence>.nii.gz`; every scan (optionally
 ///            only the listed sequences) is one single-channel sample.
 ///   Fomo25:  `<root>/preprocessed/<subject>/<session>/<channel>.nii.gz` with
-///            `<root>/labels/<subject>/<session>/label.txt` (one number); one sample per
+///            `<root>/labels/<subject>/<session>/label.txt` (one number), or `seg.nii.gz`
+///            (a mask, LabelKind::Mask); one sample per
 ///            session, one channel per entry of `channels` (`"swi|t2s"`: the first
 ///            that exists).
 ///   Glob:    every file under <root> whose relative path matches `glob` is one
@@ -184,7 +188,13 @@ struct PretrainStage {
 ///             concatenated, then one linear layer) are trained together on the shots
 ///             for `epochs` epochs with AdamW (`lr`, weight decay 3e-5, cosine), batch
 ///             min(shots, 4); binary labels with cross-entropy on one logit, continuous
-///             ones with MSE on standardised targets. `encoder` is the pretrained
+///             ones with MSE on standardised targets. Masks (segmentation, Finetune
+///             only) use a dense decoder instead of the pooled head: a U-Net decoder
+///             with skip connections (per level: trilinear upsampling x2, concatenation
+///             with the encoder's feature map, two conv-norm-activation blocks), a 1x1x1
+///             conv to one logit; loss soft Dice + cross-entropy; metrics Dice of the
+///             mask thresholded at 0.5 and NSD at `nsdToleranceMm`, averaged over test
+///             samples, computed on the preprocessed grid. `encoder` is the pretrained
 ///             architecture (single-channel); when the task has more channels
 ///             (`data.channelCount()`), the fine-tuned encoder takes them all and its
 ///             first convolution is re-initialised (the FOMO25 baseline's rule:
@@ -215,6 +225,8 @@ struct EvaluateStage {
   Protocol protocol = Protocol::Probe;
   int64_t epochs = 50;  ///< Finetune only
   double lr = 1e-4;     ///< Finetune only
+  /// LabelKind::Mask: the tolerance of the normalised surface Dice, in millimetres.
+  double nsdToleranceMm = 2.0;
   int64_t shots = 16;
   int64_t repeats = 3;
   double testFraction = 0.5;

@@ -19,7 +19,8 @@ namespace gyrus::rt {
 /// Bumped whenever this header changes in a way that breaks the module ABI.
 /// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
 /// 3: evaluate stages carry a protocol (probe or finetune), epochs and lr.
-inline constexpr int kRuntimeAbiVersion = 3;
+/// 4: segmentation masks (LabelKind::Mask, FolderSample::mask, EvaluateStage::nsdToleranceMm).
+inline constexpr int kRuntimeAbiVersion = 4;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss"
