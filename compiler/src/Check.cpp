@@ -412,6 +412,12 @@ Value Checker::evalName(const ast::ExprName& n) {
   auto it = symbols_.find(n.name);
   if (it != symbols_.end()) {
     ++it->second.uses;
+    if (it->second.decl->is<ast::DeclEvaluate>()) {
+      diags_.report(DiagKind::TypeMismatch, n.range,
+                    "'" + n.name + "' is an evaluation: it produces metrics, not a value that can be used here")
+          .note(it->second.decl->nameRange, "'" + n.name + "' declared here");
+      return errorValue();
+    }
     Value v = evalDecl(it->second);
     return v;
   }
@@ -627,6 +633,10 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
             isInt = isInt && std::fmod(l.num, r.num) == 0;
         }
         v.ty = isInt ? Ty::Int : Ty::Float;
+        if (isInt && std::fabs(v.num) > 4.0e15) {
+          diags_.report(DiagKind::ValueRange, b.range, "integer result " + ir::formatNumber(v.num) + " is too large");
+          return errorValue();
+        }
         return v;
       }
       bool sameUnit = l.ty == r.ty && (l.ty == Ty::Length || l.ty == Ty::Fraction || l.ty == Ty::Voxels);
@@ -1044,6 +1054,10 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       diag.message += "; did you mean '" + best + "'?";
       diag.fixit(d.modelRange, best);
     }
+  } else if (it->second.decl->is<ast::DeclEvaluate>()) {
+    diags_.report(DiagKind::TypeMismatch, d.modelRange,
+                  "evaluate needs a pretrain stage, but '" + d.model + "' is an evaluation")
+        .note(it->second.decl->nameRange, "'" + d.model + "' declared here");
   } else {
     ++it->second.uses;
     model = evalDecl(it->second);
@@ -1236,6 +1250,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.name = d.name;
   e.pretrain = model.model;
   e.data = data.dataset;
+  e.encoder = model.encoder;
   // Augmentations are for training views only: evaluation sees the deterministic part.
   for (const ir::PipelineOp& op : evalPipeline.pipeline.ops)
     if (!op.isRandom()) e.pipeline.ops.push_back(op);

@@ -31,20 +31,23 @@ std::string niftiStem(const std::string& name) {
   return {};
 }
 
-std::vector<fs::path> sortedDirs(const fs::path& p) {
+// Directory listings; an unreadable directory is an error (never a silent skip).
+std::vector<fs::path> sortedDirs(const fs::path& p, std::string& error) {
   std::vector<fs::path> out;
   std::error_code ec;
   for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
     if (it->is_directory(ec)) out.push_back(it->path());
+  if (ec && error.empty()) error = "cannot list '" + p.string() + "': " + ec.message();
   std::sort(out.begin(), out.end());
   return out;
 }
 
-std::vector<fs::path> sortedNifti(const fs::path& p) {
+std::vector<fs::path> sortedNifti(const fs::path& p, std::string& error) {
   std::vector<fs::path> out;
   std::error_code ec;
   for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
     if (it->is_regular_file(ec) && !niftiStem(it->path().filename().string()).empty()) out.push_back(it->path());
+  if (ec && error.empty()) error = "cannot list '" + p.string() + "': " + ec.message();
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -135,11 +138,13 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
   out.glob = glob;
   std::vector<fs::path> files;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(abs, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::recursive_directory_iterator it(abs, fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
     if (!it->is_regular_file(ec)) continue;
     std::string rel = fs::relative(it->path(), abs, ec).string();
     if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) == 0) files.push_back(it->path());
   }
+  if (ec) return {"cannot list '" + root + "': " + ec.message(), ""};
   std::sort(files.begin(), files.end());
   if (files.empty())
     return {"no file in '" + root + "' matches '" + glob + "'", "the pattern is matched against paths relative to the "
@@ -223,9 +228,10 @@ DataProblem resolveFomo60k(const std::string& root, const std::vector<std::strin
   for (const std::string& s : sequences) wanted.push_back(lower(s));
   std::string material = "fomo60k\n";
   size_t scans = 0;
-  for (const fs::path& subject : sortedDirs(abs)) {
-    for (const fs::path& session : sortedDirs(subject)) {
-      for (const fs::path& file : sortedNifti(session)) {
+  std::string listError;
+  for (const fs::path& subject : sortedDirs(abs, listError)) {
+    for (const fs::path& session : sortedDirs(subject, listError)) {
+      for (const fs::path& file : sortedNifti(session, listError)) {
         ++scans;
         std::string seq = lower(niftiStem(file.filename().string()));
         if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), seq) == wanted.end()) continue;
@@ -238,6 +244,7 @@ DataProblem resolveFomo60k(const std::string& root, const std::vector<std::strin
       }
     }
   }
+  if (!listError.empty()) return {listError, "gyrus reads every folder of a data set; fix the permissions"};
   if (out.samples.empty()) {
     if (scans == 0)
       return {"no scans found in '" + root + "'",
@@ -266,12 +273,13 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
     return {"'" + root + "' has no preprocessed/ folder", "a FOMO25 task folder holds preprocessed/sub_N/ses_1/*.nii.gz "
                                                           "and labels/sub_N/ses_1/label.txt"};
   std::string material = "fomo25\n";
-  for (const fs::path& subject : sortedDirs(images)) {
-    for (const fs::path& session : sortedDirs(subject)) {
+  std::string listError;
+  for (const fs::path& subject : sortedDirs(images, listError)) {
+    for (const fs::path& session : sortedDirs(subject, listError)) {
       ir::FolderSample s;
       s.subject = subject.filename().string();
       s.session = session.filename().string();
-      std::vector<fs::path> present = sortedNifti(session);
+      std::vector<fs::path> present = sortedNifti(session, listError);
       for (const std::string& channel : channels) {
         // Alternatives: "swi|t2s".
         std::vector<std::string> options;
@@ -324,6 +332,7 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
       out.samples.push_back(std::move(s));
     }
   }
+  if (!listError.empty()) return {listError, "gyrus reads every folder of a data set; fix the permissions"};
   if (out.samples.empty())
     return {"no sessions found in '" + root + "/preprocessed'", "expected preprocessed/sub_N/ses_1/<channel>.nii.gz"};
   out.fingerprint = ir::sha256Hex(material);

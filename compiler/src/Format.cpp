@@ -21,7 +21,9 @@ class Formatter {
       bool blankBefore = !first && hasBlankLine(prevEnd, firstCommentOrBegin(prevEnd, r.begin));
       if (blankBefore) out_ += "\n";
       emitLeadingComments(prevEnd, r.begin);
-      if (commentInside(r.begin, r.end) && !d->is<ast::DeclPretrain>()) {
+      bool verbatim = d->is<ast::DeclPretrain>() ? commentInside(r.begin, d->nameRange.end + 1)
+                                                 : commentInside(r.begin, r.end);
+      if (verbatim) {
         out_ += std::string(sm_.text(r));
       } else {
         decl(*d);
@@ -136,8 +138,11 @@ class Formatter {
     for (const ast::Field& f : p.fields) {
       SourceRange fr{id_, f.nameRange.begin, f.value->range.end};
       emitLeadingComments(prev, fr.begin, "  ");
-      out_ += "  " + f.name + std::string(width - f.name.size(), ' ') + " = ";
-      out_ += commentInside(fr.begin, fr.end) ? std::string(sm_.text(f.value->range)) : expr(*f.value);
+      if (commentInside(fr.begin, fr.end)) {
+        out_ += "  " + std::string(sm_.text(fr));  // a comment inside the field: as written
+      } else {
+        out_ += "  " + f.name + std::string(width - f.name.size(), ' ') + " = " + expr(*f.value);
+      }
       prev = fr.end;
       emitTrailingComment(prev);
       out_ += "\n";

@@ -271,7 +271,10 @@ void mergePoint(Plan& plan, const ir::Experiment& ex, size_t point, std::map<std
   std::vector<size_t> local(ex.stages.size());
   for (size_t i = 0; i < ex.stages.size(); ++i) {
     const ir::Stage& s = ex.stages[i];
-    auto it = byHash.find(s.hash);
+    // Identical work under two names in one file stays two stages (both are reported);
+    // the same stage in several points is shared.
+    std::string key = s.hash + " " + s.name;
+    auto it = byHash.find(key);
     if (it != byHash.end()) {
       local[i] = it->second;
       std::vector<size_t>& users = plan.users[it->second];
@@ -281,7 +284,7 @@ void mergePoint(Plan& plan, const ir::Experiment& ex, size_t point, std::map<std
     ir::Stage copy = s;
     for (size_t& d : copy.deps) d = local[d];
     local[i] = plan.experiment.stages.size();
-    byHash[s.hash] = local[i];
+    byHash[key] = local[i];
     plan.experiment.stages.push_back(std::move(copy));
     plan.users.push_back({point});
   }
@@ -431,9 +434,9 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     if (readSweep(*sw, c->diags, axis)) axes.push_back(std::move(axis));
     else sweepsOk = false;
   }
-  size_t points = 1;
-  for (const SweepAxis& a : axes) points *= a.rows.size();
   constexpr size_t kMaxPoints = 10000;
+  size_t points = 1;
+  for (const SweepAxis& a : axes) points = points > kMaxPoints ? points : points * a.rows.size();
   if (points > kMaxPoints) {
     c->diags.report(DiagKind::BadSweep, SourceRange{},
                     "the sweeps expand to " + std::to_string(points) + " points; at most " + std::to_string(kMaxPoints) +

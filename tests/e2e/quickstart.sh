@@ -55,6 +55,17 @@ echo "e2e: human output has a results table"
 "$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" > "$tmp/table.txt" 2>/dev/null || fail "table run"
 grep -q "auroc" "$tmp/table.txt" || fail "no auroc in the table"
 
+echo "e2e: a stored NaN metric (written as null) is read back, not a crash"
+python3 - "$tmp/store" <<'PY' || fail "could not edit a result.json"
+import glob, json, sys
+path = next(p for p in glob.glob(sys.argv[1] + "/stages/*/result.json") if json.load(open(p))["kind"] == "evaluate")
+d = json.load(open(path))
+d["metrics"][0]["value"] = None
+json.dump(d, open(path, "w"))
+PY
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" --json > "$tmp/nan.json" 2> "$tmp/nan.err" \
+  || { cat "$tmp/nan.err"; fail "a null metric in the store broke the run"; }
+
 echo "e2e: a run killed mid-pretraining resumes"
 long=("${small[@]}" --set base.epochs=20)
 "$gyrus" run examples/quickstart.gy "${long[@]}" --store "$tmp/resume" > /dev/null 2> "$tmp/killed.err" &
@@ -139,4 +150,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 8 passed, 0 failed"
+echo "e2e: 9 passed, 0 failed"

@@ -319,3 +319,12 @@ pretrain second {
   CHECK(kinds(*compile(src, {{"second.init", "corpus"}})) == std::vector<std::string>{"type-mismatch"});
   CHECK(kinds(*compile(src, {{"first.init", "second"}})) == std::vector<std::string>{"cycle"});
 }
+
+TEST_CASE("regressions found in review: evaluation names are not values; integer arithmetic is bounded") {
+  // An evaluation used where a value or a model is needed is an error, not a silent drop.
+  CHECK(kinds(*compile(std::string(kValid) + "evaluate p2 = base_lesion on clinic.lesion (shots = 8)\n")) ==
+        std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile(std::string(kValid) + "let x = base_lesion\n")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("dataset d = synthetic(seed = 100000000000 * 100000000000)\nlet x = d\n")) ==
+        std::vector<std::string>{"value-range"});
+}

@@ -85,3 +85,15 @@ TEST_CASE("examples and the prelude are fixed points of fmt") {
     CHECK(format(text) == text);
   }
 }
+
+TEST_CASE("regression: comments between a field's name and value, and in a block's header, are kept") {
+  std::string src = "pretrain /* header */ p {\n  objective =   // 60% as in the paper\n    mae(mask = 60%)\n}\n";
+  std::string out = format(src);
+  CHECK(out.find("// 60% as in the paper") != std::string::npos);
+  CHECK(out.find("/* header */") != std::string::npos);
+  CHECK(format(out) == out);
+  std::string field = "pretrain p {\n  objective =   // why\n    mae(mask = 60%)\n  epochs = 2\n}\n";
+  std::string f = format(field);
+  CHECK(f.find("// why") != std::string::npos);
+  CHECK(format(f) == f);
+}

@@ -122,3 +122,12 @@ TEST_CASE("contrastive objectives need stochastic views") {
   CHECK(kinds(*compile(kBase, {{"base.objective", "simclr()"}})).empty());
   CHECK(kinds(*compile(kBase, {{"base.objective", "mae() + 0.5 * simclr(temperature = 0.2)"}})).empty());
 }
+
+TEST_CASE("regression: identical work under two names in a sweep keeps both names") {
+  auto c = compile(std::string(kBase) + "evaluate twin = base on clinic.lesion (shots = 8)\nsweep base.epochs in [2, 3]\n");
+  REQUIRE(kinds(*c).empty());
+  size_t twins = 0;
+  for (const ir::Stage& s : c->plan.experiment.stages) twins += s.name.rfind("twin", 0) == 0 ? 1 : 0;
+  CHECK(twins == 2);
+  CHECK(c->plan.experiment.stages.size() == 6);
+}

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -31,13 +32,24 @@ void writeFileAtomic(const fs::path& path, const std::string& text) {
     ssize_t n = write(fd, text.data() + done, text.size() - done);
     if (n <= 0) {
       close(fd);
+      unlink(tmp.c_str());
       throw std::runtime_error("cannot write '" + tmp.string() + "'");
     }
     done += static_cast<size_t>(n);
   }
-  fsync(fd);
-  close(fd);
+  bool ok = fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok) {
+    unlink(tmp.c_str());
+    throw std::runtime_error("cannot write '" + tmp.string() + "'");
+  }
   fs::rename(tmp, path);
+  // Make the rename itself durable.
+  int dir = open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
 }
 
 fs::path Store::prepare(const ir::Stage& stage, const ir::Experiment& ex) {
@@ -65,13 +77,19 @@ std::optional<StageRecord> Store::load(const ir::Stage& stage) const {
   std::ifstream in(stageDir(stage) / "result.json");
   if (!in) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || j.value("hash", "") != stage.hash || !j.contains("metrics")) {
+  if (j.is_discarded() || !j.is_object() || !j["hash"].is_string() || j["hash"] != stage.hash ||
+      !j["metrics"].is_array()) {
     return std::nullopt;  // torn or foreign: recompute
   }
   StageRecord r;
-  r.seconds = j.value("seconds", 0.0);
-  r.resumed = j.value("resumed", false);
-  for (const auto& m : j["metrics"]) r.metrics.push_back({m.value("name", ""), m.value("value", 0.0)});
+  r.seconds = j["seconds"].is_number() ? j["seconds"].get<double>() : 0.0;
+  r.resumed = j["resumed"].is_boolean() && j["resumed"].get<bool>();
+  for (const auto& m : j["metrics"]) {
+    if (!m.is_object() || !m["name"].is_string()) return std::nullopt;
+    // A metric that was NaN (e.g. AUROC of a single-class test set) is stored as null.
+    double value = m["value"].is_number() ? m["value"].get<double>() : std::nan("");
+    r.metrics.push_back({m["name"].get<std::string>(), value});
+  }
   return r;
 }
 
