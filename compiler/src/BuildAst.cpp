@@ -187,7 +187,11 @@ class Builder {
     }
     auto* e = dynamic_cast<G::EvaluateDeclContext*>(ctx);
     std::vector<G::IdentContext*> ids = e->task->ident();
-    std::string name = e->name != nullptr ? e->name->getText() : e->model->getText() + "_" + ids.back()->getText();
+    // The default name is <model>_<label>; a fomo25 folder's label is always called
+    // `label`, so there the data set names the evaluation: <model>_<dataset>.
+    std::string labelPart = ids.size() >= 2 && ids.back()->getText() == "label" ? ids[ids.size() - 2]->getText()
+                                                                                 : ids.back()->getText();
+    std::string name = e->name != nullptr ? e->name->getText() : e->model->getText() + "_" + labelPart;
     SourceRange nameRange = e->name != nullptr ? range(e->name) : range(e->model);
     auto* d = arena_.make<ast::DeclEvaluate>(range(ctx), name, nameRange);
     d->explicitName = e->name != nullptr;

@@ -118,8 +118,8 @@ cp examples/folders.gy "$tmp/folders/"
 "$gyrus" synth --out "$tmp/folders/synth/fomo60k" --layout fomo60k --subjects 12 --size 32 > /dev/null || fail "synth fomo60k"
 "$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 2 > /dev/null \
   || fail "synth task1"
-"$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
-  --set base_label.repeats=2 --set 'base_label.test=site("b")' --threads 2 --store "$tmp/folders/store" --json \
+"$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_infarct.shots=6 \
+  --set base_infarct.repeats=2 --set 'base_infarct.test=site("b")' --threads 2 --store "$tmp/folders/store" --json \
   > "$tmp/folders.json" 2> "$tmp/folders.err" \
   || { cat "$tmp/folders.err"; fail "folder run"; }
 python3 - "$tmp/folders.json" <<'PY' || fail "folder run JSON"
@@ -127,12 +127,12 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert [s["status"] for s in d["stages"]] == ["ran", "ran"], d["stages"]
 m = {(x["stage"], x["name"]): x["value"] for x in d["metrics"]}
-assert 0 <= m[("base_label", "auroc")] <= 1, m
+assert 0 <= m[("base_infarct", "auroc")] <= 1, m
 PY
 # Changing the data changes the stages that read them.
 "$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 3 --force > /dev/null
-"$gyrus" plan "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_label.shots=6 \
-  --set base_label.repeats=2 --set 'base_label.test=site("b")' > "$tmp/plan2.txt" || fail "plan after new data"
+"$gyrus" plan "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_infarct.shots=6 \
+  --set base_infarct.repeats=2 --set 'base_infarct.test=site("b")' > "$tmp/plan2.txt" || fail "plan after new data"
 grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][1]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \
   && fail "the evaluation's hash did not change with its data"
 grep -q "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][0]["hash"][:16])' "$tmp/folders.json")" "$tmp/plan2.txt" \

@@ -207,17 +207,17 @@ TEST_CASE("out-of-domain evaluation: test = site(...)") {
   t.file("task/sites.tsv", sites);
   std::string root = t.root.string();
   std::string src = experiment("fomo60k(\"" + root + "/corpus\")", "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
-  auto c = compile(src, {{"base_label.test", "site(\"denmark\")"}});
+  auto c = compile(src, {{"base_task.test", "site(\"denmark\")"}});
   REQUIRE(kinds(*c).empty());
   CHECK(c->check.experiment->stages[1].evaluate.testSite == "denmark");
   CHECK(c->check.experiment->stages[1].evaluate.data.folder.samples[7].site == "denmark");
-  auto typo = compile(src, {{"base_label.test", "site(\"danmark\")"}});
+  auto typo = compile(src, {{"base_task.test", "site(\"danmark\")"}});
   REQUIRE(kinds(*typo) == std::vector<std::string>{"data"});
   REQUIRE(test::find(*typo, "data")->fixits.size() == 1);
   CHECK(test::find(*typo, "data")->fixits[0].replacement == "site(\"denmark\")");
   // Without a sites table there is no site to test on.
   fs::remove(t.root / "task/sites.tsv");
-  CHECK(kinds(*compile(src, {{"base_label.test", "site(\"denmark\")"}})) == std::vector<std::string>{"data"});
+  CHECK(kinds(*compile(src, {{"base_task.test", "site(\"denmark\")"}})) == std::vector<std::string>{"data"});
 }
 
 TEST_CASE("segmentation tasks: fomo25(..., label = segmentation) reads masks and needs fine-tuning") {
@@ -235,17 +235,17 @@ TEST_CASE("segmentation tasks: fomo25(..., label = segmentation) reads masks and
                  "fomo25(\"" + root + "/task\", channels = [\"flair\"], label = segmentation)");
   auto probe = compile(src);
   CHECK(kinds(*probe) == std::vector<std::string>{"task-head"});
-  auto ft = compile(src, {{"base_label.protocol", "finetune"}, {"base_label.tolerance", "1.5mm"}});
+  auto ft = compile(src, {{"base_task.protocol", "finetune"}, {"base_task.tolerance", "1.5mm"}});
   REQUIRE(kinds(*ft).empty());
   const ir::EvaluateStage& e = ft->check.experiment->stages[1].evaluate;
   CHECK((e.labelKind == ir::LabelKind::Mask));
   CHECK(e.nsdToleranceMm == doctest::Approx(1.5));
   REQUIRE(e.data.folder.samples.size() == 6);
   CHECK(e.data.folder.samples[0].mask == root + "/task/labels/sub_1/ses_1/seg.nii.gz");
-  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "pooled"}})) ==
+  CHECK(kinds(*compile(src, {{"base_task.protocol", "finetune"}, {"base_task.head", "pooled"}})) ==
         std::vector<std::string>{"task-head"});
   fs::remove(t.root / "task/labels/sub_4/ses_1/seg.nii.gz");
-  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}})) == std::vector<std::string>{"data"});
+  CHECK(kinds(*compile(src, {{"base_task.protocol", "finetune"}})) == std::vector<std::string>{"data"});
 }
 
 TEST_CASE("tolerance and dense heads belong to segmentation tasks") {
@@ -255,10 +255,10 @@ TEST_CASE("tolerance and dense heads belong to segmentation tasks") {
   fomo25Tree(t, 6);
   std::string root = t.root.string();
   std::string src = experiment("fomo60k(\"" + root + "/corpus\")", "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
-  CHECK(kinds(*compile(src, {{"base_label.tolerance", "2mm"}})) == std::vector<std::string>{"unknown-argument"});
-  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "dense"}})) ==
+  CHECK(kinds(*compile(src, {{"base_task.tolerance", "2mm"}})) == std::vector<std::string>{"unknown-argument"});
+  CHECK(kinds(*compile(src, {{"base_task.protocol", "finetune"}, {"base_task.head", "dense"}})) ==
         std::vector<std::string>{"task-head"});
-  CHECK(kinds(*compile(src, {{"base_label.protocol", "finetune"}, {"base_label.head", "pooled"}})).empty());
+  CHECK(kinds(*compile(src, {{"base_task.protocol", "finetune"}, {"base_task.head", "pooled"}})).empty());
   // The decoder of a pretraining: MAE needs one; SimCLR alone does not use one.
   CHECK(kinds(*compile(src, {{"base.decoder", "none"}})) == std::vector<std::string>{"objective-head"});
   CHECK(kinds(*compile(src, {{"base.decoder", "light"}})).empty());

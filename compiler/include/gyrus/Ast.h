@@ -166,7 +166,7 @@ struct DeclPretrain final : Decl {
 };
 
 /// `evaluate [name =] model on data.label (args)`. Without an explicit name the
-/// stage is called `<model>_<label>`.
+/// stage is called `<model>_<label>`, or `<model>_<data>` when the label is `label`.
 struct DeclEvaluate final : Decl {
   static constexpr NodeKind kKind = NodeKind::DeclEvaluate;
   DeclEvaluate(SourceRange r, std::string n, SourceRange nr)
