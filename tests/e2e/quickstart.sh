@@ -55,6 +55,20 @@ echo "e2e: human output has a results table"
 "$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" > "$tmp/table.txt" 2>/dev/null || fail "table run"
 grep -q "auroc" "$tmp/table.txt" || fail "no auroc in the table"
 
+echo "e2e: a stage locked by another process is not run twice"
+hash="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][0]["hash"])' "$tmp/first.json")"
+mkdir -p "$tmp/locked/stages/$hash"
+flock "$tmp/locked/stages/$hash/lock" sleep 30 &
+holder=$!
+sleep 0.5
+set +e
+"$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/locked" > /dev/null 2> "$tmp/locked.err"; code=$?
+set -e
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+[ "$code" = 1 ] || fail "a locked stage: exit $code"
+grep -q "is being run by another gyrus process" "$tmp/locked.err" || fail "no lock message: $(cat "$tmp/locked.err")"
+
 echo "e2e: a stored NaN metric (written as null) is read back, not a crash"
 python3 - "$tmp/store" <<'PY' || fail "could not edit a result.json"
 import glob, json, sys
@@ -150,4 +164,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 9 passed, 0 failed"
+echo "e2e: 10 passed, 0 failed"

@@ -82,21 +82,33 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
 
   for (const ir::Stage& stage : experiment.stages) {
     StageReport report{&stage, "", 0.0, {}};
-    fs::path dir;
-    try {
-      dir = store.prepare(stage, experiment);
-    } catch (const std::exception& e) {
-      log(fmt::format("error: cannot use the run store '{}': {}", options.store.string(), e.what()));
-      return 1;
+    // A finished stage is reused without taking its lock (result.json is written
+    // atomically), so a read-only store still serves its results.
+    std::optional<StageRecord> done = store.load(stage);
+    fs::path dir = store.stageDir(stage);
+    StageLock lock;
+    if (!done) {
+      try {
+        dir = store.prepare(stage, experiment);
+      } catch (const std::exception& e) {
+        log(fmt::format("error: cannot use the run store '{}': {}", options.store.string(), e.what()));
+        return 1;
+      }
+      lock = store.tryLock(stage);
+      if (!lock.held()) {
+        if (!lock.error().empty()) {
+          log(fmt::format("error: cannot use the run store '{}': {}; choose a writable --store", options.store.string(),
+                          lock.error()));
+        } else {
+          log(fmt::format("error: stage '{}' is being run by another gyrus process (store {}); wait for it or use "
+                          "another --store",
+                          stage.name, options.store.string()));
+        }
+        return 1;
+      }
+      done = store.load(stage);  // another process may have finished it meanwhile
     }
-    StageLock lock = store.tryLock(stage);
-    if (!lock.held()) {
-      log(fmt::format("error: stage '{}' is being run by another gyrus process (store {}); wait for it or use "
-                      "another --store",
-                      stage.name, options.store.string()));
-      return 1;
-    }
-    if (std::optional<StageRecord> done = store.load(stage)) {
+    if (done) {
       report.status = "cached";
       report.metrics = done->metrics;
       log(fmt::format("[{}] {} {}: cached ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));

@@ -5,7 +5,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,6 +22,19 @@ StageLock::~StageLock() {
     flock(fd_, LOCK_UN);
     close(fd_);
   }
+}
+
+StageLock& StageLock::operator=(StageLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) {
+      flock(fd_, LOCK_UN);
+      close(fd_);
+    }
+    fd_ = o.fd_;
+    error_ = std::move(o.error_);
+    o.fd_ = -1;
+  }
+  return *this;
 }
 
 void writeFileAtomic(const fs::path& path, const std::string& text) {
@@ -64,7 +79,10 @@ StageLock Store::tryLock(const ir::Stage& stage) const {
   StageLock lock;
   fs::path path = stageDir(stage) / "lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return lock;
+  if (fd < 0) {
+    lock.error_ = "cannot open '" + path.string() + "': " + std::strerror(errno);
+    return lock;
+  }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     close(fd);
     return lock;

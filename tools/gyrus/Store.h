@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -29,14 +30,18 @@ struct StageRecord {
 class StageLock {
  public:
   StageLock() = default;
-  StageLock(StageLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  StageLock& operator=(StageLock&&) = delete;
+  StageLock(StageLock&& o) noexcept : fd_(o.fd_), error_(std::move(o.error_)) { o.fd_ = -1; }
+  StageLock& operator=(StageLock&& o) noexcept;
   ~StageLock();
   bool held() const { return fd_ >= 0; }
+  /// When not held: why the lock file could not be opened (empty: another process
+  /// holds the lock).
+  const std::string& error() const { return error_; }
 
  private:
   friend class Store;
   int fd_ = -1;
+  std::string error_;
 };
 
 class Store {
