@@ -16,7 +16,7 @@ exprOnly
 
 decl
   : 'use' (module=path | target=STRING)                                                # useDecl
-  | kind=('dataset' | 'pipeline' | 'encoder' | 'objective' | 'let') name=ID '=' expr  # bindDecl
+  | kind=('dataset' | 'pipeline' | 'encoder' | 'objective' | 'let') name=ID params? '=' expr  # bindDecl
   | 'pretrain' name=ID '{' field* '}'                                                  # pretrainDecl
   | 'evaluate' (name=ID '=')? model=ID 'on' task=path argList?                         # evaluateDecl
   | 'sweep' path (',' path)* 'in' values=expr                                          # sweepDecl
@@ -24,6 +24,15 @@ decl
 
 field
   : name=ident '=' expr (';' | ',')?
+  ;
+
+// The parameters of a parameterised definition: `pipeline views(p = 50%) = ...`.
+params
+  : '(' (param (',' param)* ','?)? ')'
+  ;
+
+param
+  : name=ID ('=' value=expr)?
   ;
 
 path

@@ -155,7 +155,13 @@ class Builder {
                            : kw == "encoder"  ? ast::BindKind::Encoder
                            : kw == "objective" ? ast::BindKind::Objective
                                                : ast::BindKind::Let;
-      return arena_.make<ast::DeclBind>(range(ctx), b->name->getText(), range(b->name), kind, expr(b->expr()));
+      auto* decl = arena_.make<ast::DeclBind>(range(ctx), b->name->getText(), range(b->name), kind, expr(b->expr()));
+      if (b->params() != nullptr) {
+        decl->isFunction = true;
+        for (G::ParamContext* pc : b->params()->param())
+          decl->params.push_back({pc->name->getText(), range(pc->name), pc->value != nullptr ? expr(pc->value) : nullptr});
+      }
+      return decl;
     }
     if (auto* p = dynamic_cast<G::PretrainDeclContext*>(ctx)) {
       std::vector<ast::Field> fields;

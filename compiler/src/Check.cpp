@@ -266,6 +266,7 @@ class Checker {
  private:
   Value evalName(const ast::ExprName& n);
   Value evalCall(const ast::ExprCall& c);
+  Value callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c);
   Value evalBinary(const ast::ExprBinary& b);
   Value evalQuantity(const ast::ExprQuantity& q);
   Value evalDecl(Symbol& s);
@@ -286,6 +287,9 @@ class Checker {
   DiagnosticEngine& diags_;
   std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
+  // Parameters of the parameterised definitions being called (innermost last).
+  std::vector<std::map<std::string, Value>> scopes_;
+  std::set<std::string> activeCalls_;
   std::vector<const ast::DeclPretrain*> pretrains_;
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
@@ -409,6 +413,10 @@ Value Checker::evalQuantity(const ast::ExprQuantity& q) {
 }
 
 Value Checker::evalName(const ast::ExprName& n) {
+  if (!scopes_.empty()) {
+    auto local = scopes_.back().find(n.name);
+    if (local != scopes_.back().end()) return local->second;
+  }
   auto it = symbols_.find(n.name);
   if (it != symbols_.end()) {
     ++it->second.uses;
@@ -471,7 +479,18 @@ Value Checker::evalName(const ast::ExprName& n) {
 
 Value Checker::evalCall(const ast::ExprCall& c) {
   const auto* calleeName = c.callee->as<ast::ExprName>();
-  if (calleeName == nullptr || symbols_.count(calleeName->name) != 0) {
+  if (calleeName != nullptr && (scopes_.empty() || scopes_.back().count(calleeName->name) == 0)) {
+    auto sym = symbols_.find(calleeName->name);
+    if (sym != symbols_.end()) {
+      const auto* def = sym->second.decl->as<ast::DeclBind>();
+      if (def != nullptr && def->isFunction) {
+        ++sym->second.uses;
+        return callDefinition(sym->second, *def, c);
+      }
+    }
+  }
+  if (calleeName == nullptr || symbols_.count(calleeName->name) != 0 ||
+      (!scopes_.empty() && scopes_.back().count(calleeName->name) != 0)) {
     Value callee = eval(*c.callee);
     for (const ast::Arg& a : c.args) eval(*a.value);
     if (callee.ty == Ty::Error) return errorValue();
@@ -566,6 +585,108 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   v.range = c.range;
   if (v.ty == Ty::Pipeline) v.opOrigins.assign(v.pipeline.ops.size(), c.range);
   return v;
+}
+
+// Calls a parameterised definition: binds the arguments (positional, then named) to
+// its parameters, fills defaults, and evaluates the body with only the parameters in
+// scope. The declaration's keyword constrains the result.
+Value Checker::callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c) {
+  std::map<std::string, Value> bound;
+  std::map<std::string, SourceRange> where;
+  bool ok = true, sawNamed = false;
+  size_t positional = 0;
+  for (const ast::Arg& a : c.args) {
+    Value v = eval(*a.value);
+    std::string name;
+    if (a.name.empty()) {
+      if (sawNamed) {
+        diags_.report(DiagKind::Syntax, a.value->range, "positional argument after a named one");
+        ok = false;
+        continue;
+      }
+      if (positional >= def.params.size()) {
+        diags_.report(DiagKind::TooManyArguments, a.value->range,
+                      def.name + "() takes at most " + std::to_string(def.params.size()) + " argument" +
+                          (def.params.size() == 1 ? "" : "s"))
+            .note(def.nameRange, "'" + def.name + "' declared here");
+        ok = false;
+        continue;
+      }
+      name = def.params[positional++].name;
+    } else {
+      sawNamed = true;
+      std::vector<std::string> names;
+      for (const ast::Param& p : def.params) names.push_back(p.name);
+      if (std::find(names.begin(), names.end(), a.name) == names.end()) {
+        Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
+                                      def.name + "() has no parameter '" + a.name + "'");
+        std::string best = closestMatch(a.name, names);
+        if (!best.empty()) {
+          d.message += "; did you mean '" + best + "'?";
+          d.fixit(a.nameRange, best);
+        }
+        d.note(def.nameRange, "'" + def.name + "' declared here");
+        ok = false;
+        continue;
+      }
+      name = a.name;
+    }
+    if (bound.count(name) != 0) {
+      diags_.report(DiagKind::DuplicateArgument, a.name.empty() ? a.value->range : a.nameRange,
+                    "argument '" + name + "' of " + def.name + "() is given twice")
+          .note(where[name], "first given here");
+      ok = false;
+      continue;
+    }
+    if (v.ty == Ty::Error) ok = false;
+    bound[name] = v;
+    where[name] = a.value->range;
+  }
+  if (activeCalls_.count(def.name) != 0) {
+    diags_.report(DiagKind::Cycle, c.range, "'" + def.name + "' calls itself");
+    return errorValue();
+  }
+  // Defaults and the body see the definition's parameters only, never the caller's.
+  std::vector<std::map<std::string, Value>> saved;
+  saved.swap(scopes_);
+  for (const ast::Param& p : def.params) {
+    if (bound.count(p.name) != 0) continue;
+    if (p.value == nullptr) {
+      // After an argument error (often a misspelt name) a missing one is its echo.
+      if (ok)
+        diags_.report(DiagKind::MissingArgument, c.range, def.name + "() needs argument '" + p.name + "'")
+            .note(p.nameRange, "parameter declared here without a default");
+      ok = false;
+      continue;
+    }
+    Value dv = eval(*p.value);
+    if (dv.ty == Ty::Error) ok = false;
+    bound[p.name] = dv;
+  }
+  Value result;
+  if (ok) {
+    activeCalls_.insert(def.name);
+    scopes_.push_back(bound);
+    result = eval(*def.value);
+    scopes_.pop_back();
+    activeCalls_.erase(def.name);
+  }
+  scopes_.swap(saved);
+  (void)sym;
+  if (!ok || result.ty == Ty::Error) return errorValue();
+  Ty want = def.bindKind == ast::BindKind::Dataset    ? Ty::Dataset
+            : def.bindKind == ast::BindKind::Pipeline ? Ty::Pipeline
+            : def.bindKind == ast::BindKind::Encoder  ? Ty::Encoder
+            : def.bindKind == ast::BindKind::Objective ? Ty::Objective
+                                                       : result.ty;
+  if (result.ty != want) {
+    diags_.report(DiagKind::TypeMismatch, c.range,
+                  def.name + "() is declared as " + std::string(tyName(want)) + " but returns " +
+                      std::string(tyName(result.ty)))
+        .note(def.value->range, "its body");
+    return errorValue();
+  }
+  return result;
 }
 
 Value Checker::evalBinary(const ast::ExprBinary& b) {
@@ -721,6 +842,12 @@ Value Checker::evalDecl(Symbol& s) {
 }
 
 Value Checker::evalBind(const ast::DeclBind& d) {
+  if (d.isFunction) {
+    Value f;
+    f.ty = Ty::Function;
+    f.function = d.name;
+    return f;
+  }
   Value v = eval(*d.value);
   Ty want = Ty::Error;
   switch (d.bindKind) {
@@ -1404,7 +1531,13 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
     if (it == symbols_.end() || it->second.decl != d) continue;
     if (const auto* b = d->as<ast::DeclBind>()) {
       Value v = evalDecl(it->second);
-      if (v.ty != Ty::Error) {
+      if (b->isFunction) {
+        std::string params;
+        for (const ast::Param& p : b->params)
+          params += (params.empty() ? "" : ", ") + p.name + (p.value != nullptr ? " = " + ast::printExpr(*p.value) : "");
+        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + "(" + params + ") : Function = " +
+                  ast::printExpr(*b->value) + "\n";
+      } else if (v.ty != Ty::Error) {
         std::string shown = v.ty == Ty::Dataset    ? ir::print(v.dataset)
                             : v.ty == Ty::Pipeline ? ir::print(v.pipeline)
                             : v.ty == Ty::Encoder  ? ir::print(v.encoder)

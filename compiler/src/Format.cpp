@@ -108,7 +108,16 @@ class Formatter {
   // ---- declarations ----
   void decl(const ast::Decl& d) {
     if (const auto* b = d.as<ast::DeclBind>()) {
-      out_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " = " + expr(*b->value);
+      out_ += std::string(ast::toString(b->bindKind)) + " " + b->name;
+      if (b->isFunction) {
+        out_ += "(";
+        for (size_t i = 0; i < b->params.size(); ++i) {
+          out_ += (i ? ", " : "") + b->params[i].name;
+          if (b->params[i].value != nullptr) out_ += " = " + expr(*b->params[i].value);
+        }
+        out_ += ")";
+      }
+      out_ += " = " + expr(*b->value);
     } else if (const auto* p = d.as<ast::DeclPretrain>()) {
       pretrain(*p);
     } else if (const auto* e = d.as<ast::DeclEvaluate>()) {

@@ -328,3 +328,38 @@ TEST_CASE("regressions found in review: evaluation names are not values; integer
   CHECK(kinds(*compile("dataset d = synthetic(seed = 100000000000 * 100000000000)\nlet x = d\n")) ==
         std::vector<std::string>{"value-range"});
 }
+
+TEST_CASE("parameterised definitions: called like built-ins, checked at every call") {
+  const char* src = R"(dataset corpus = synthetic(subjects = 32, size = 40^3)
+pipeline prep = crop(32^3) >> zscore()
+pipeline views(p = 50%, sigma) = prep >> flip(p = p) >> noise(sigma = sigma)
+encoder small(w = 8) = unet(width = w, stages = 3)
+
+pretrain base {
+  data      = corpus |> views(sigma = 0.05)
+  encoder   = small(16)
+  objective = mae() + 0.1 * simclr()
+}
+)";
+  auto c = compile(src);
+  REQUIRE(kinds(*c).empty());
+  const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
+  CHECK(p.encoder.width == 16);
+  REQUIRE(p.pipeline.ops.size() == 4);
+  CHECK(p.pipeline.ops[2].p == doctest::Approx(0.5));
+  CHECK(p.pipeline.ops[3].sigma == doctest::Approx(0.05));
+  // Argument errors, like a built-in's.
+  CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v(q = 1)\n")) == std::vector<std::string>{"unknown-argument"});
+  CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v()\n")) == std::vector<std::string>{"missing-argument"});
+  CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v(1, 2)\n")) ==
+        std::vector<std::string>{"too-many-arguments"});
+  CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v(p = 150%)\n")) == std::vector<std::string>{"value-range"});
+  // The keyword constrains the result; recursion is a cycle; parameters do not leak.
+  CHECK(kinds(*compile("pipeline bad() = synthetic()\nlet x = bad()\n")) == std::vector<std::string>{"type-mismatch"});
+  CHECK(kinds(*compile("let r(n = 1) = r(n)\nlet x = r()\n")) == std::vector<std::string>{"cycle"});
+  CHECK(kinds(*compile("let f(a = 1) = g()\nlet g() = a\nlet x = f()\n")) == std::vector<std::string>{"unknown-name"});
+  // A definition used without a call gets the call as a fix-it.
+  auto bare = compile("pipeline v(p = 50%) = flip(p = p)\npipeline w = zscore() >> v\nlet x = w\n");
+  REQUIRE(kinds(*bare) == std::vector<std::string>{"type-mismatch"});
+  CHECK(test::find(*bare, "type-mismatch")->fixits.at(0).replacement == "v()");
+}

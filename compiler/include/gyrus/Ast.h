@@ -142,13 +142,24 @@ struct Decl : Node {
 /// The keyword a binding was declared with.
 enum class BindKind { Dataset, Pipeline, Encoder, Objective, Let };
 
-/// `dataset corpus = synthetic(...)`, `pipeline prep = ...`, `let x = ...`.
+/// A parameter of a parameterised definition; `value` (the default) may be null.
+struct Param {
+  std::string name;
+  SourceRange nameRange;
+  Expr* value = nullptr;
+};
+
+/// `dataset corpus = synthetic(...)`, `pipeline prep = ...`, `let x = ...`, and
+/// parameterised definitions `pipeline views(p = 50%) = prep >> flip(p = p)`, which are
+/// called like built-in functions; the keyword constrains what a call returns.
 struct DeclBind final : Decl {
   static constexpr NodeKind kKind = NodeKind::DeclBind;
   DeclBind(SourceRange r, std::string n, SourceRange nr, BindKind k, Expr* v)
       : Decl(kKind, r, std::move(n), nr), bindKind(k), value(v) {}
   BindKind bindKind;
   Expr* value;
+  bool isFunction = false;  ///< declared with a parameter list (possibly empty)
+  std::vector<Param> params;
 };
 
 struct Field {
