@@ -1,6 +1,8 @@
 // `gyrus inspect` (see Inspect.h).
 #include "Inspect.h"
 
+#include "Module.h"
+
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -17,12 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path executableDir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::current_path() : exe.parent_path();
-}
-
 std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
   return fmt::format("{}{}{}{}{}", v[0], sep, v[1], sep, v[2]);
 }
@@ -30,36 +26,9 @@ std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
 }  // namespace
 
 std::unique_ptr<io::IoModule> loadIoModule(std::string& error) {
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("GYRUS_IO"); env != nullptr && *env != '\0') {
-    candidates.emplace_back(env);
-  } else {
-    candidates.push_back(executableDir() / "libgyrus_io.so");
-    candidates.push_back(executableDir() / ".." / "lib" / "gyrus" / "libgyrus_io.so");
-  }
-  for (const fs::path& p : candidates) {
-    if (!fs::exists(p)) continue;
-    void* handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      error = std::string("cannot load the I/O module: ") + dlerror();
-      return nullptr;
-    }
-    using Create = io::IoModule* (*)(int);
-    auto create = reinterpret_cast<Create>(dlsym(handle, "gyrus_io_create"));
-    if (create == nullptr) {
-      error = "'" + p.string() + "' is not a gyrus I/O module";
-      return nullptr;
-    }
-    io::IoModule* module = create(io::kIoAbiVersion);
-    if (module == nullptr) {
-      error = "'" + p.string() + "' was built for another version of gyrus; rebuild it";
-      return nullptr;
-    }
-    return std::unique_ptr<io::IoModule>(module);
-  }
-  error = "the I/O module libgyrus_io.so was not found next to the gyrus executable; build the `gyrus_io` "
-          "target or set GYRUS_IO to its path";
-  return nullptr;
+  static const ModuleSpec spec{"libgyrus_io.so", "GYRUS_IO",  "gyrus_io_create",
+                               "I/O module",     "gyrus_io", io::kIoAbiVersion};
+  return loadModule<io::IoModule>(spec, error);
 }
 
 int runInspect(const std::string& path, bool json, int volume) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "Module.h"
 #include "Store.h"
 #include "gyrus/runtime/Runtime.h"
 
@@ -19,45 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path executableDir() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::current_path() : exe.parent_path();
-}
-
-// Loads libgyrus_runtime.so: $GYRUS_RUNTIME, else next to the executable, else
-// ../lib/gyrus/ relative to it. The module stays loaded until exit.
 std::unique_ptr<rt::Runtime> loadRuntime(std::string& error) {
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("GYRUS_RUNTIME"); env != nullptr && *env != '\0') {
-    candidates.emplace_back(env);
-  } else {
-    candidates.push_back(executableDir() / "libgyrus_runtime.so");
-    candidates.push_back(executableDir() / ".." / "lib" / "gyrus" / "libgyrus_runtime.so");
-  }
-  for (const fs::path& p : candidates) {
-    if (!fs::exists(p)) continue;
-    void* handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      error = std::string("cannot load the runtime module: ") + dlerror();
-      return nullptr;
-    }
-    using Create = rt::Runtime* (*)(int);
-    auto create = reinterpret_cast<Create>(dlsym(handle, "gyrus_runtime_create"));
-    if (create == nullptr) {
-      error = "'" + p.string() + "' is not a gyrus runtime module";
-      return nullptr;
-    }
-    rt::Runtime* runtime = create(rt::kRuntimeAbiVersion);
-    if (runtime == nullptr) {
-      error = "'" + p.string() + "' was built for another version of gyrus; rebuild it";
-      return nullptr;
-    }
-    return std::unique_ptr<rt::Runtime>(runtime);
-  }
-  error = "the runtime module libgyrus_runtime.so was not found next to the gyrus executable; build the "
-          "`gyrus_runtime` target or set GYRUS_RUNTIME to its path";
-  return nullptr;
+  static const ModuleSpec spec{"libgyrus_runtime.so", "GYRUS_RUNTIME", "gyrus_runtime_create",
+                               "runtime module",      "gyrus_runtime", rt::kRuntimeAbiVersion};
+  return loadModule<rt::Runtime>(spec, error);
 }
 
 struct StageReport {

@@ -1,0 +1,295 @@
+// The checker's internal types, shared by Check.cpp (the checker's passes) and
+// Builtins.cpp (the table of built-in functions). Not part of the public API.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gyrus/Check.h"
+
+namespace gyrus::check {
+
+enum class Ty {
+  Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
+  Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
+  ProtocolTy, Site, Head, Decoder,
+};
+
+inline std::string_view tyName(Ty t) {
+  switch (t) {
+    case Ty::Error: return "<error>";
+    case Ty::Int: return "an integer";
+    case Ty::Float: return "a number";
+    case Ty::Fraction: return "a fraction";
+    case Ty::Length: return "a length";
+    case Ty::Voxels: return "a voxel count";
+    case Ty::Shape: return "a 3-D shape";
+    case Ty::String: return "a string";
+    case Ty::Bool: return "a boolean";
+    case Ty::Range: return "a range";
+    case Ty::List: return "a list";
+    case Ty::Dataset: return "a dataset";
+    case Ty::Data: return "prepared data";
+    case Ty::Pipeline: return "a pipeline";
+    case Ty::Encoder: return "an encoder";
+    case Ty::Objective: return "an objective";
+    case Ty::Optimizer: return "an optimizer";
+    case Ty::Schedule: return "a schedule";
+    case Ty::Probe: return "a probe";
+    case Ty::Function: return "a function";
+    case Ty::Model: return "a pretrained model";
+    case Ty::LabelType: return "a label kind (binary, regression or segmentation)";
+    case Ty::Bytes: return "an amount of memory";
+    case Ty::ProtocolTy: return "a protocol (probe or finetune)";
+    case Ty::Site: return "a site";
+    case Ty::Head: return "a head (pooled or dense)";
+    case Ty::Decoder: return "a decoder (light or none)";
+  }
+  return "?";
+}
+
+inline std::string_view typeLabel(Ty t) {
+  switch (t) {
+    case Ty::Int: return "Int";
+    case Ty::Float: return "Float";
+    case Ty::Fraction: return "Fraction";
+    case Ty::Length: return "Length";
+    case Ty::Voxels: return "Voxels";
+    case Ty::Shape: return "Shape";
+    case Ty::String: return "String";
+    case Ty::Bool: return "Bool";
+    case Ty::Range: return "Range";
+    case Ty::List: return "List";
+    case Ty::Dataset: return "Dataset";
+    case Ty::Data: return "Data";
+    case Ty::Pipeline: return "Pipeline";
+    case Ty::Encoder: return "Encoder";
+    case Ty::Objective: return "Objective";
+    case Ty::Optimizer: return "Optimizer";
+    case Ty::Schedule: return "Schedule";
+    case Ty::Probe: return "Probe";
+    case Ty::Function: return "Function";
+    case Ty::Model: return "Pretrain";
+    case Ty::LabelType: return "LabelKind";
+    case Ty::Bytes: return "Bytes";
+    case Ty::ProtocolTy: return "Protocol";
+    case Ty::Site: return "Site";
+    case Ty::Head: return "Head";
+    case Ty::Decoder: return "Decoder";
+    case Ty::Error: return "Error";
+  }
+  return "?";
+}
+
+struct Value {
+  Ty ty = Ty::Error;
+  double num = 0.0;
+  double hi = 0.0;  // Ty::Range: the upper end (`num` is the lower one)
+  ir::Shape3 shape{0, 0, 0};
+  std::string str;
+  bool flag = false;
+  std::vector<Value> items;  // Ty::List
+  ir::DataSource dataset;
+  ir::Pipeline pipeline;
+  ir::UNetEncoder encoder;
+  ir::Objective objective;
+  ir::Optimizer optimizer;
+  ir::Schedule schedule = ir::Schedule::Cosine;
+  std::string function;  // Ty::Function: the builtin's name
+  std::string model;     // Ty::Model: the pretrain's name
+  // Provenance, for diagnostics that point at where a property came from.
+  SourceRange range;                     // the whole expression
+  SourceRange shapeOrigin;               // Dataset/Pipeline/Data: what set the spatial size
+  bool pipelineSetsShape = false;        // Pipeline/Data: contains a crop
+  bool shapeKnown = true;                // Dataset/Data: false when sizes vary by volume
+  std::vector<SourceRange> opOrigins;    // Pipeline/Data: the call that made each op
+  SourceRange encoderOrigin;             // Model: where its encoder is declared
+  std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
+};
+
+inline Value errorValue() { return Value{}; }
+
+// Source range of an evaluation's dataset (for notes).
+inline SourceRange taskDatasetRange(const ast::DeclEvaluate& d) {
+  return d.taskRanges.empty() ? d.range : d.taskRanges.front();
+}
+
+inline bool isNumeric(Ty t) { return t == Ty::Int || t == Ty::Float; }
+
+// ---- Built-in functions -------------------------------------------------------------
+
+struct Bound {
+  bool present = false;
+  Value value;
+  SourceRange range;  // the argument's value, or the call when defaulted
+};
+
+struct Param {
+  std::string name;
+  Ty ty;
+  bool required = false;
+  // Range check: returns an empty string when fine, else the reason.
+  std::function<std::string(const Value&)> check;
+};
+
+class Checker;
+struct Builtin {
+  std::string name;
+  Ty result;
+  std::vector<Param> params;
+  std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)> build;
+};
+
+inline std::function<std::string(const Value&)> atLeast(double lo) {
+  return [lo](const Value& v) {
+    return v.num >= lo ? std::string() : "must be at least " + ir::formatNumber(lo);
+  };
+}
+inline std::function<std::string(const Value&)> between(double lo, double hi, bool openLo, bool openHi) {
+  return [=](const Value& v) {
+    bool ok = (openLo ? v.num > lo : v.num >= lo) && (openHi ? v.num < hi : v.num <= hi);
+    if (ok) return std::string();
+    return std::string("must be in ") + (openLo ? "(" : "[") + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) +
+           (openHi ? ")" : "]");
+  };
+}
+inline std::function<std::string(const Value&)> shapeAtLeast(int64_t lo) {
+  return [lo](const Value& v) {
+    for (int64_t d : v.shape)
+      if (d < lo) return "every side must be at least " + std::to_string(lo) + " voxels";
+    for (int64_t d : v.shape)
+      if (d > 1024) return std::string("every side must be at most 1024 voxels");
+    return std::string();
+  };
+}
+
+/// The built-in functions' table (Builtins.cpp).
+const std::vector<Builtin>& builtins();
+
+// The volume size after `pipeline`: crops fix it; a resample scales a synthetic
+// (1 mm) volume and makes a folder's sizes unknown until the next crop.
+inline void flowShape(Value& data, const ir::Pipeline& pipeline) {
+  for (const ir::PipelineOp& op : pipeline.ops) {
+    if (op.kind == ir::OpKind::Crop) {
+      data.shape = op.size;
+      data.shapeKnown = true;
+    } else if (op.kind == ir::OpKind::Resample) {
+      if (data.dataset.kind == ir::DataKind::Synthetic && data.shapeKnown) {
+        for (int64_t& side : data.shape) side = std::max<int64_t>(1, std::llround(static_cast<double>(side) / op.mm));
+      } else {
+        data.shapeKnown = false;
+      }
+    }
+  }
+}
+
+// ---- The checker --------------------------------------------------------------------
+
+struct Symbol {
+  const ast::Decl* decl = nullptr;
+  bool inPrelude = false;
+  enum class State { Unvisited, InProgress, Done } state = State::Unvisited;
+  Value value;
+  size_t uses = 0;
+};
+
+class Checker {
+ public:
+  Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
+
+  CheckResult run(const std::vector<const ast::File*>& files);
+
+  DiagnosticEngine& diags() { return diags_; }
+  const SourceManager& sources() const { return sm_; }
+  /// A data path as the user wrote it, relative to the experiment file's directory.
+  std::string resolvePath(const std::string& path) const {
+    std::filesystem::path p(path);
+    return p.is_absolute() ? path : (baseDir_ / p).lexically_normal().string();
+  }
+
+  // Reports that `v` (at `where`) is not of the type `want` needs, with a fix where an
+  // obvious one exists. `what` names the slot, e.g. "argument 'size' of crop".
+  void typeMismatch(const Value& v, Ty want, SourceRange where, const std::string& what) {
+    Diagnostic& d = diags_.report(DiagKind::TypeMismatch, where,
+                                  what + " must be " + std::string(tyName(want)) + ", not " + std::string(tyName(v.ty)) +
+                                      " ('" + std::string(sm_.text(where)) + "')");
+    if (want == Ty::Shape && v.ty == Ty::Int) {
+      d.fixit(where, std::string(sm_.text(where)) + "^3");
+    } else if (want == Ty::Length && isNumeric(v.ty)) {
+      d.fixit(where, std::string(sm_.text(where)) + "mm");
+    } else if (want == Ty::Shape) {
+      d.note("write a shape in voxels, such as 96^3 or 160x192x160");
+    } else if (want == Ty::Pipeline && v.ty == Ty::Function) {
+      d.fixit(where, std::string(sm_.text(where)) + "()");
+    }
+  }
+
+  // Converts `v` to what a parameter of type `want` holds; reports and returns false
+  // when it cannot.
+  bool coerce(Value& v, Ty want, SourceRange where, const std::string& what) {
+    if (v.ty == Ty::Error) return false;
+    if (v.ty == want) return true;
+    if (want == Ty::Float && v.ty == Ty::Int) {
+      v.ty = Ty::Float;
+      return true;
+    }
+    if (want == Ty::Fraction && isNumeric(v.ty)) {
+      v.ty = Ty::Fraction;
+      return true;
+    }
+    if (want == Ty::Voxels && v.ty == Ty::Int) {
+      v.ty = Ty::Voxels;
+      return true;
+    }
+    if (want == Ty::Data && v.ty == Ty::Dataset) {
+      Value d = v;
+      d.ty = Ty::Data;
+      v = d;
+      return true;
+    }
+    typeMismatch(v, want, where, what);
+    return false;
+  }
+
+  Value eval(const ast::Expr& e);
+
+ private:
+  Value evalName(const ast::ExprName& n);
+  Value evalCall(const ast::ExprCall& c);
+  Value callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c);
+  Value evalBinary(const ast::ExprBinary& b);
+  Value evalQuantity(const ast::ExprQuantity& q);
+  Value evalDecl(Symbol& s);
+  Value evalBind(const ast::DeclBind& d);
+  Value evalPretrain(const ast::DeclPretrain& d);
+  void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
+  bool checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what);
+  void checkCube(const Value& data, const Value& objective);
+  bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
+  void reportUnknownShape(SourceRange where) {
+    diags_.report(DiagKind::ShapeUnknown, where,
+                  "the volumes of this data set differ in size, so the encoder's input size is unknown")
+        .note("end the pipeline with a crop to a fixed size, e.g. `resample(1mm) >> crop(96^3) >> zscore()`");
+  }
+  std::vector<std::string> visibleNames() const;
+
+  const SourceManager& sm_;
+  DiagnosticEngine& diags_;
+  std::filesystem::path baseDir_;
+  std::map<std::string, Symbol> symbols_;
+  // Parameters of the parameterised definitions being called (innermost last).
+  std::vector<std::map<std::string, Value>> scopes_;
+  std::set<std::string> activeCalls_;
+  std::vector<const ast::DeclPretrain*> pretrains_;
+  ir::Experiment experiment_;
+  std::map<std::string, size_t> stageIndex_;
+  std::string typed_;
+};
+
+}  // namespace gyrus::check
