@@ -15,12 +15,21 @@ Value folderDataset(Checker& c, std::map<std::string, Bound>& a,
   v.ty = Ty::Dataset;
   v.dataset.kind = ir::DataKind::Folder;
   v.shapeKnown = false;
+  v.dataset.folder.skipUnreadable = a["skip_unreadable"].present && a["skip_unreadable"].value.flag;
   DataProblem p = resolve(c.resolvePath(a["root"].value.str), v.dataset.folder);
   if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
   if (!p.ok()) {
     Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
     if (!p.note.empty()) d.note(p.note);
     return errorValue();
+  }
+  if (const std::vector<ir::SkippedSample>& skipped = v.dataset.folder.skipped; !skipped.empty()) {
+    size_t total = skipped.size() + v.dataset.folder.samples.size();
+    Diagnostic& d = c.diags().report(DiagKind::DataSkipped, a["skip_unreadable"].range,
+                                     std::to_string(skipped.size()) + " of " + std::to_string(total) +
+                                         " samples are skipped: " + skipped.front().reason);
+    for (size_t i = 1; i < skipped.size() && i < 4; ++i) d.note(skipped[i].reason);
+    if (skipped.size() > 4) d.note("and " + std::to_string(skipped.size() - 4) + " more");
   }
   v.shapeOrigin = a["root"].range;
   return v;
@@ -70,7 +79,8 @@ const std::vector<Builtin>& builtins() {
                  Ty::Dataset,
                  {{"root", Ty::String, true, nullptr},
                   {"sequences", Ty::List, false, nullptr},
-                  {"sites", Ty::String, false, nullptr}},
+                  {"sites", Ty::String, false, nullptr},
+                  {"skip_unreadable", Ty::Bool, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> sequences;
                    if (std::string why = strings(a["sequences"], sequences); !why.empty()) {
@@ -86,7 +96,8 @@ const std::vector<Builtin>& builtins() {
                  {{"root", Ty::String, true, nullptr},
                   {"channels", Ty::List, true, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr}},
+                  {"sites", Ty::String, false, nullptr},
+                  {"skip_unreadable", Ty::Bool, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> channels;
                    std::string why = strings(a["channels"], channels);
@@ -108,7 +119,8 @@ const std::vector<Builtin>& builtins() {
                   {"subject", Ty::String, false, nullptr},
                   {"column", Ty::String, false, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr}},
+                  {"sites", Ty::String, false, nullptr},
+                  {"skip_unreadable", Ty::Bool, false, nullptr}},
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    auto str = [&](const char* k, const char* def) {
                      return a[k].present ? a[k].value.str : std::string(def);

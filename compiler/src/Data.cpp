@@ -132,7 +132,9 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
                         ir::FolderData& out) {
   fs::path abs;
   if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  const bool skip = out.skipUnreadable;
   out = {};
+  out.skipUnreadable = skip;
   out.layout = ir::FolderData::Layout::Glob;
   out.root = abs.string();
   out.glob = glob;
@@ -178,6 +180,11 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
     fingerprintFile(material, abs, f);
     if (out.hasLabel) {
       auto it = labels.find(s.subject);
+      if (it == labels.end() && out.skipUnreadable) {
+        out.skipped.push_back({s.subject, "no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'"});
+        material += "skipped " + s.subject + "\n";
+        continue;
+      }
       if (it == labels.end()) {
         return {"no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'",
                 "the subject of " + rel.string() + " is its first path component; the table needs a row with " +
@@ -190,6 +197,8 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
     }
     out.samples.push_back(std::move(s));
   }
+  if (out.samples.empty())
+    return {"every file under '" + root + "' is skipped; the first: " + out.skipped.front().reason, ""};
   out.fingerprint = ir::sha256Hex(material);
   return {};
 }
@@ -220,7 +229,9 @@ DataProblem readSites(const std::string& table, ir::FolderData& data) {
 DataProblem resolveFomo60k(const std::string& root, const std::vector<std::string>& sequences, ir::FolderData& out) {
   fs::path abs;
   if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  const bool skip = out.skipUnreadable;
   out = {};
+  out.skipUnreadable = skip;
   out.layout = ir::FolderData::Layout::Fomo60k;
   out.root = abs.string();
   out.channels = sequences;
@@ -260,7 +271,9 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
                           ir::FolderData& out) {
   fs::path abs;
   if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  const bool skip = out.skipUnreadable;
   out = {};
+  out.skipUnreadable = skip;
   out.layout = ir::FolderData::Layout::Fomo25;
   out.root = abs.string();
   out.channels = channels;
@@ -276,6 +289,8 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
   std::string listError;
   for (const fs::path& subject : sortedDirs(images, listError)) {
     for (const fs::path& session : sortedDirs(subject, listError)) {
+      // One session: its sample, or why it cannot be one.
+      auto readSession = [&]() -> DataProblem {
       ir::FolderSample s;
       s.subject = subject.filename().string();
       s.session = session.filename().string();
@@ -312,7 +327,7 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
         s.mask = mask.string();
         fingerprintFile(material, abs, mask);
         out.samples.push_back(std::move(s));
-        continue;
+        return {};
       }
       fs::path labelFile = labels / s.subject / s.session / "label.txt";
       std::ifstream in(labelFile);
@@ -330,9 +345,21 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
       s.label = value;
       material += s.subject + "/" + s.session + " label " + ir::formatNumber(value) + "\n";
       out.samples.push_back(std::move(s));
+      return {};
+      };
+      if (DataProblem p = readSession(); !p.ok()) {
+        if (!out.skipUnreadable) return p;
+        std::string name = subject.filename().string() + "/" + session.filename().string();
+        out.skipped.push_back({name, p.message + (p.note.empty() ? "" : " (" + p.note + ")")});
+        material += "skipped " + name + "\n";
+      }
     }
   }
   if (!listError.empty()) return {listError, "gyrus reads every folder of a data set; fix the permissions"};
+  if (out.samples.empty() && !out.skipped.empty())
+    return {"every session in '" + root + "' is skipped; the first: " + out.skipped.front().name + ": " +
+                out.skipped.front().reason,
+            ""};
   if (out.samples.empty())
     return {"no sessions found in '" + root + "/preprocessed'", "expected preprocessed/sub_N/ses_1/<channel>.nii.gz"};
   out.fingerprint = ir::sha256Hex(material);

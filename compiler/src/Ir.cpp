@@ -80,6 +80,8 @@ std::string print(const DataSource& d) {
     out += std::string(", label = ") + (f.labelKind == LabelKind::Binary       ? "binary"
                                         : f.labelKind == LabelKind::Continuous ? "regression"
                                                                                : "segmentation");
+  // Printed only when set, so data sets declared without it keep their hashes.
+  if (f.skipUnreadable) out += ", skip_unreadable = true";
   out += ", samples = " + std::to_string(f.samples.size()) + ", fingerprint = " + f.fingerprint.substr(0, 16) + ")";
   return out;
 }

@@ -278,8 +278,9 @@ std::vector<double> probeScores(const Matrix& features, const Labels& labels, co
 
 }  // namespace
 
-StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
-  if (stage.protocol == ir::Protocol::Finetune) return finetune(stage, ctx);
+StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
+  if (given.protocol == ir::Protocol::Finetune) return finetune(given, ctx);
+  ir::EvaluateStage stage = given;  // the loader drops skipped samples from its data
   bool binary = stage.labelKind == ir::LabelKind::Binary;
   std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
   int threads = setThreads(ctx.threads);
@@ -294,7 +295,7 @@ StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
   UNetEncoder random(stage.encoder);
 
   Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(),
-                              {threads, ctx.progress});
+                              loadOptions(ctx, threads));
   Labels labels = labelsOf(stage, data, binary);
   Matrix features = extractFeatures(trained, data.images, data.channels);
   Matrix randomFeatures = extractFeatures(random, data.images, data.channels);
@@ -359,6 +360,7 @@ StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx) {
     f << out.dump(2) << '\n';
     if (!f) throw std::runtime_error("cannot write " + temp);
   });
+  reportData(data, ctx, result);
   return result;
 }
 

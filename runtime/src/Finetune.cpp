@@ -243,7 +243,8 @@ struct Prepared {
   ir::UNetEncoder config;     ///< the fine-tuned encoder: every channel of the task
 };
 
-Prepared prepare(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary, bool segmentation) {
+/// `stage`'s data lose the samples the loader skips.
+Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary, bool segmentation) {
   std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
   if (stage.epochs < 1) throw UserError("epochs must be at least 1 to fine-tune");
   if (!(stage.lr > 0.0) || !std::isfinite(stage.lr))
@@ -259,7 +260,7 @@ Prepared prepare(const ir::EvaluateStage& stage, const StageContext& ctx, bool b
     archive.load_from(encoderPath.string());
     loadStrict(*p.pretrained, archive, encoderPath.string());
   }
-  LoadOptions load{threads, ctx.progress};
+  LoadOptions load = loadOptions(ctx, threads);
   load.masks = segmentation;
   p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   p.labels = labelsOf(stage, p.data, binary);
@@ -297,7 +298,8 @@ void writePredictions(const StageContext& ctx, const nlohmann::json& out) {
 double mean(const std::vector<double>& v) { return meanStd(v).mean; }
 
 /// Segmentation fine-tuning (LabelKind::Mask; see the file comment).
-StageResult finetuneSegmentation(const ir::EvaluateStage& stage, const StageContext& ctx) {
+StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageContext& ctx) {
+  ir::EvaluateStage stage = given;
   Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
   const std::vector<int64_t>& test = p.split.test;
   // The voxel size of each sample's grid: that of its first channel after the pipeline.
@@ -366,6 +368,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& stage, const StageCont
                          {"batch", std::min(stage.shots, kMaxBatch)},
                          {"tolerance_mm", stage.nsdToleranceMm},
                          {"repeats", repeatsJson}});
+  reportData(p.data, ctx, result);
   return result;
 }
 
@@ -443,8 +446,9 @@ std::vector<std::string> copyMatchingParameters(UNetEncoder& target, UNetEncoder
   return dropped;
 }
 
-StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx) {
-  if (stage.labelKind == ir::LabelKind::Mask) return finetuneSegmentation(stage, ctx);
+StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
+  if (given.labelKind == ir::LabelKind::Mask) return finetuneSegmentation(given, ctx);
+  ir::EvaluateStage stage = given;  // the loader drops skipped samples from its data
   bool binary = stage.labelKind == ir::LabelKind::Binary;
   Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
   const Labels& labels = p.labels;
@@ -521,6 +525,7 @@ StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx) {
                         {"batch", std::min(stage.shots, kMaxBatch)},
                         {"repeats", repeatsJson}};
   writePredictions(ctx, out);
+  reportData(p.data, ctx, result);
   return result;
 }
 

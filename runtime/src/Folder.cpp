@@ -5,7 +5,9 @@
 // count or on timing. The calling thread only waits and reports progress. After a
 // failure workers take no new files; since files are handed out in order, every file
 // before the failing one has been taken and finishes, so the error reported (the first
-// failing file in sample order) is the same for every thread count.
+// failing file in sample order) is the same for every thread count. A data set that
+// skips unreadable samples does not stop: every file is read, and a sample with any
+// problem is left out (and listed) after all threads are done, in sample order.
 #include "Folder.h"
 
 #include <algorithm>
@@ -15,11 +17,13 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "Errors.h"
 #include "Preprocess.h"
+#include "VolumeCache.h"
 #include "gyrus/io/Nifti.h"
 
 namespace gyrus::rt {
@@ -38,28 +42,30 @@ std::string shapeText(const ir::Shape3& s) {
 enum class FileRole { Channel, Mask };
 
 /// Reads one file and applies `prefix` (an image) or its spatial operations after
-/// binarising (a mask). Stores the shape and spacing as read (RAS order) in `raw`,
+/// binarising (a mask). Keeps the shape and spacing as read (RAS order) in `rawShape`,
 /// `rawSpacing`.
-Volume loadOne(const std::string& path, const ir::Pipeline& prefix, FileRole role, ir::Shape3& raw,
-               std::array<double, 3>& rawSpacing) {
+CachedVolume loadOne(const std::string& path, const ir::Pipeline& prefix, FileRole role) {
   io::Image image;
   std::string error;
   if (!io::readNifti(path, io::ReadOptions{}, image, error)) throw UserError(path + ": " + error);
-  Volume v;
+  CachedVolume out;
+  Volume& v = out.volume;
   v.shape = image.shape;
   v.spacing = image.spacing;
   v.data = std::move(image.data);
-  raw = v.shape;
-  rawSpacing = v.spacing;
+  out.rawShape = v.shape;
+  out.rawSpacing = v.spacing;
   for (size_t i = 0; i < 3; ++i)
     if (!(v.spacing[i] > 0.0))
       throw UserError(path + ": the voxel size (pixdim) of axis " + std::to_string(i) +
                       " is 0: corrupt header, or not an image in mm");
   if (role == FileRole::Mask) {
     binarize(v);
-    return applySpatialOps(prefix, std::move(v));
+    v = applySpatialOps(prefix, std::move(v));
+  } else {
+    v = applyPipeline(prefix, std::move(v));
   }
-  return applyPipeline(prefix, std::move(v));
+  return out;
 }
 
 std::string spacingText(const std::array<double, 3>& s) {
@@ -77,32 +83,85 @@ bool sameSpacing(const std::array<double, 3>& a, const std::array<double, 3>& b)
 
 }  // namespace
 
-std::vector<Volume> loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, const LoadOptions& options,
-                               std::vector<Volume>* masks) {
+FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, const LoadOptions& options) {
   if (source.kind != ir::DataKind::Folder) throw std::invalid_argument("loadFolder: not a folder data source");
-  if (options.masks && masks == nullptr) throw std::invalid_argument("loadFolder: masks requested without a place for them");
   const std::vector<ir::FolderSample>& samples = source.folder.samples;
+  const bool skip = source.folder.skipUnreadable;
   const auto channels = static_cast<size_t>(source.channelCount());
   if (channels == 0) throw UserError("the data set declares no channels");
-  for (const ir::FolderSample& s : samples) {
+  if (samples.empty())
+    throw UserError("the data set at '" + source.folder.root + "' has no samples: check its layout and filters");
+  FolderLoad result;
+  // Problems found before reading: a sample without all its files, or without a mask.
+  std::vector<std::string> problem(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const ir::FolderSample& s = samples[i];
     if (s.files.size() != channels)
-      throw UserError("sample " + sampleName(s) + " has " + std::to_string(s.files.size()) + " file(s) but the data set has " +
-                      std::to_string(channels) + " channel(s)");
-    if (options.masks && s.mask.empty())
-      throw UserError("sample " + sampleName(s) + " has no segmentation mask: segmentation needs labels/" + sampleName(s) +
-                      "/seg.nii.gz for every sample");
+      problem[i] = "sample " + sampleName(s) + " has " + std::to_string(s.files.size()) +
+                   " file(s) but the data set has " + std::to_string(channels) + " channel(s)";
+    else if (options.masks && s.mask.empty())
+      problem[i] = "sample " + sampleName(s) + " has no segmentation mask: segmentation needs labels/" +
+                   sampleName(s) + "/seg.nii.gz for every sample";
+    if (!problem[i].empty() && !skip) throw UserError(problem[i]);
   }
   // Files are read per sample in the order: channels, then the mask (when read).
   const size_t perSample = channels + (options.masks ? 1 : 0);
   const size_t total = samples.size() * perSample;
-  std::vector<Volume> out(total);
-  std::vector<ir::Shape3> raw(total);
-  std::vector<std::array<double, 3>> rawSpacing(total);
-  std::vector<std::exception_ptr> errors(total);
   auto fileOf = [&](size_t k) -> const std::string& {
     const ir::FolderSample& s = samples[k / perSample];
     size_t c = k % perSample;
     return c < channels ? s.files[c] : s.mask;
+  };
+  auto roleOf = [&](size_t k) { return k % perSample < channels ? FileRole::Channel : FileRole::Mask; };
+
+  // Streaming: the first readable image tells the size of a preprocessed volume.
+  std::filesystem::path cacheDir = options.cache;
+  if (options.memoryBudget > 0 && !(options.cache.empty() && options.spill.empty())) {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      if (!problem[i].empty()) continue;
+      try {
+        CachedVolume first = loadOne(samples[i].files[0], prefix, FileRole::Channel);
+        int64_t bytes = first.volume.numel() * 4 * static_cast<int64_t>(samples.size() * channels);
+        if (bytes > options.memoryBudget) {
+          result.streamed = true;
+          if (cacheDir.empty()) cacheDir = options.spill;
+        }
+        break;
+      } catch (const UserError&) {
+        if (!skip) break;  // the main pass reports it in order
+      }
+    }
+  }
+  std::optional<VolumeCache> cache;
+  if (!cacheDir.empty()) cache.emplace(cacheDir);
+
+  std::vector<CachedVolume> out(total);
+  std::vector<std::filesystem::path> entries(cache ? total : 0);
+  std::vector<std::exception_ptr> errors(total);
+  std::vector<char> fatal(total, 0);  // an error skipping cannot excuse (the cache's)
+  std::atomic<int64_t> hits{0}, writes{0};
+  auto readOne = [&](size_t k) {
+    const FileRole role = roleOf(k);
+    if (!cache) {
+      out[k] = loadOne(fileOf(k), prefix, role);
+      return;
+    }
+    std::string key = VolumeCache::key(fileOf(k), prefix, role == FileRole::Mask);
+    entries[k] = cache->pathOf(key);
+    if (cache->load(key, out[k])) {
+      ++hits;
+    } else {
+      out[k] = loadOne(fileOf(k), prefix, role);
+      try {
+        cache->store(key, out[k]);
+      } catch (...) {
+        fatal[k] = 1;
+        throw;
+      }
+      ++writes;
+    }
+    // Streamed images live on disk only; masks always stay in memory.
+    if (result.streamed && role == FileRole::Channel) std::vector<float>().swap(out[k].volume.data);
   };
 
   std::atomic<size_t> next{0};
@@ -116,12 +175,13 @@ std::vector<Volume> loadFolder(const ir::DataSource& source, const ir::Pipeline&
       if (stop.load()) break;
       size_t k = next.fetch_add(1);
       if (k >= total) break;
-      try {
-        FileRole role = k % perSample < channels ? FileRole::Channel : FileRole::Mask;
-        out[k] = loadOne(fileOf(k), prefix, role, raw[k], rawSpacing[k]);
-      } catch (...) {
-        errors[k] = std::current_exception();
-        stop.store(true);
+      if (problem[k / perSample].empty()) {
+        try {
+          readOne(k);
+        } catch (...) {
+          errors[k] = std::current_exception();
+          if (!skip || fatal[k]) stop.store(true);
+        }
       }
       {
         std::lock_guard lock(mutex);
@@ -152,6 +212,7 @@ std::vector<Volume> loadFolder(const ir::DataSource& source, const ir::Pipeline&
       if (reached < nextDecile || stop.load()) continue;
       nextDecile = reached + 1;
       std::string line = "loading " + std::to_string(done) + "/" + std::to_string(total) + " volumes";
+      if (result.streamed) line += " (streamed from " + cacheDir.string() + ")";
       lock.unlock();
       try {
         options.progress(line);
@@ -168,46 +229,72 @@ std::vector<Volume> loadFolder(const ir::DataSource& source, const ir::Pipeline&
   }
   for (std::thread& t : pool) t.join();
   if (progressError) std::rethrow_exception(progressError);
-  for (const std::exception_ptr& e : errors)
-    if (e) std::rethrow_exception(e);
+  for (size_t k = 0; k < total; ++k)
+    if (errors[k] && (!skip || fatal[k])) std::rethrow_exception(errors[k]);
 
   for (size_t s = 0; s < samples.size(); ++s) {
     const size_t first = s * perSample;
-    for (size_t c = 1; c < channels; ++c) {
-      const ir::Shape3& a = raw[first];
-      const ir::Shape3& b = raw[first + c];
-      if (a == b) continue;
-      std::ostringstream msg;
-      msg << "the channels of sample " << sampleName(samples[s])
-          << " differ in shape after reorientation to RAS: " << samples[s].files[0] << " is " << shapeText(a) << ", "
-          << samples[s].files[c] << " is " << shapeText(b)
-          << "; the channels of a sample must lie on one voxel grid (co-registered and resampled alike)";
-      throw UserError(msg.str());
+    if (problem[s].empty())
+      for (size_t k = first; k < first + perSample; ++k) {
+        if (!errors[k]) continue;
+        try {
+          std::rethrow_exception(errors[k]);
+        } catch (const UserError& e) {
+          problem[s] = e.what();
+        }  // anything else is internal: it propagates
+        break;
+      }
+    if (problem[s].empty()) {
+      for (size_t c = 1; c < channels && problem[s].empty(); ++c) {
+        const ir::Shape3& a = out[first].rawShape;
+        const ir::Shape3& b = out[first + c].rawShape;
+        if (a == b) continue;
+        std::ostringstream msg;
+        msg << "the channels of sample " << sampleName(samples[s])
+            << " differ in shape after reorientation to RAS: " << samples[s].files[0] << " is " << shapeText(a) << ", "
+            << samples[s].files[c] << " is " << shapeText(b)
+            << "; the channels of a sample must lie on one voxel grid (co-registered and resampled alike)";
+        problem[s] = msg.str();
+      }
     }
-    if (!options.masks) continue;
-    const size_t m = first + channels;
-    if (raw[m] != raw[first]) {
-      std::ostringstream msg;
-      msg << "the mask of sample " << sampleName(samples[s]) << " does not match its images: " << samples[s].mask
-          << " is " << shapeText(raw[m]) << ", " << samples[s].files[0] << " is " << shapeText(raw[first])
-          << " (after reorientation to RAS); a mask must have exactly the shape of its sample's images";
-      throw UserError(msg.str());
+    if (problem[s].empty() && options.masks) {
+      const CachedVolume& m = out[first + channels];
+      const CachedVolume& image = out[first];
+      if (m.rawShape != image.rawShape) {
+        std::ostringstream msg;
+        msg << "the mask of sample " << sampleName(samples[s]) << " does not match its images: " << samples[s].mask
+            << " is " << shapeText(m.rawShape) << ", " << samples[s].files[0] << " is " << shapeText(image.rawShape)
+            << " (after reorientation to RAS); a mask must have exactly the shape of its sample's images";
+        problem[s] = msg.str();
+      } else if (!sameSpacing(m.rawSpacing, image.rawSpacing)) {
+        std::ostringstream msg;
+        msg << "the mask of sample " << sampleName(samples[s]) << " does not match its images: " << samples[s].mask
+            << " has voxels of " << spacingText(m.rawSpacing) << ", " << samples[s].files[0] << " of "
+            << spacingText(image.rawSpacing) << "; a mask must lie on its sample's voxel grid";
+        problem[s] = msg.str();
+      }
     }
-    if (!sameSpacing(rawSpacing[m], rawSpacing[first])) {
-      std::ostringstream msg;
-      msg << "the mask of sample " << sampleName(samples[s]) << " does not match its images: " << samples[s].mask
-          << " has voxels of " << spacingText(rawSpacing[m]) << ", " << samples[s].files[0] << " of "
-          << spacingText(rawSpacing[first]) << "; a mask must lie on its sample's voxel grid";
-      throw UserError(msg.str());
+    if (!problem[s].empty()) {
+      if (!skip) throw UserError(problem[s]);
+      result.skipped.push_back({sampleName(samples[s]), problem[s]});
+      continue;
+    }
+    result.kept.push_back(s);
+    for (size_t k = first; k < first + perSample; ++k) {
+      if (roleOf(k) == FileRole::Mask) {
+        result.masks.push_back(std::move(out[k].volume));
+        continue;
+      }
+      result.images.push_back(std::move(out[k].volume));
+      if (cache) result.entries.push_back(std::move(entries[k]));
     }
   }
-  if (!options.masks) return out;
-  std::vector<Volume> images;
-  images.reserve(samples.size() * channels);
-  masks->clear();
-  masks->reserve(samples.size());
-  for (size_t k = 0; k < total; ++k) (k % perSample < channels ? images : *masks).push_back(std::move(out[k]));
-  return images;
+  if (result.kept.empty())
+    throw UserError("every sample of the data set at '" + source.folder.root + "' was skipped as unreadable; the first: " +
+                    result.skipped.front().reason);
+  result.cacheHits = hits.load();
+  result.cacheWrites = writes.load();
+  return result;
 }
 
 }  // namespace gyrus::rt

@@ -2,15 +2,19 @@
 #include "Models.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <thread>
 
 #include "Errors.h"
 #include "Preprocess.h"
+#include "Stages.h"
+#include "VolumeCache.h"
 
 namespace gyrus::rt {
 
@@ -207,7 +211,7 @@ std::vector<Volume> synthesizeAll(const ir::SyntheticData& data, const ir::Pipel
 
 }  // namespace
 
-Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
+Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
                      const LoadOptions& load) {
   SplitPipeline split = splitAtFirstRandom(pipeline);
   Dataset ds;
@@ -217,9 +221,22 @@ Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, i
     if (data.synthetic.subjects <= 0) throw UserError("the data set has no subjects: set subjects >= 1");
     volumes = synthesizeAll(data.synthetic, split.prefix, ds);
   } else {
-    if (data.folder.samples.empty())
-      throw UserError("the data set at '" + data.folder.root + "' has no samples: check its layout and filters");
-    volumes = loadFolder(data, split.prefix, load, &masks);
+    FolderLoad read = loadFolder(data, split.prefix, load);
+    volumes = std::move(read.images);
+    masks = std::move(read.masks);
+    ds.entries = std::move(read.entries);
+    if (!read.streamed) ds.entries.clear();
+    ds.cacheHits = read.cacheHits;
+    ds.cacheWrites = read.cacheWrites;
+    ds.skipped = data.folder.skipped;
+    ds.skipped.insert(ds.skipped.end(), read.skipped.begin(), read.skipped.end());
+    if (!read.skipped.empty()) {
+      std::vector<ir::FolderSample> kept;
+      kept.reserve(read.kept.size());
+      for (size_t i : read.kept) kept.push_back(std::move(data.folder.samples[i]));
+      data.folder.samples = std::move(kept);
+      data.folder.skipped = ds.skipped;
+    }
     if (data.folder.hasLabel)
       for (const ir::FolderSample& s : data.folder.samples) ds.label.push_back(s.label);
   }
@@ -262,13 +279,15 @@ Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, i
   }
   int64_t voxels = ds.shape[0] * ds.shape[1] * ds.shape[2];
   auto rows = static_cast<int64_t>(volumes.size());
-  ds.images = torch::empty({rows, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
-  float* dst = ds.images.data_ptr<float>();
-  // Each volume is freed once copied: the tensor's pages are touched one volume at a
-  // time, so the peak stays near one copy of the data set.
-  for (size_t k = 0; k < volumes.size(); ++k) {
-    std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
-    volumes[k] = Volume{};
+  if (ds.entries.empty()) {
+    ds.images = torch::empty({rows, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
+    float* dst = ds.images.data_ptr<float>();
+    // Each volume is freed once copied: the tensor's pages are touched one volume at a
+    // time, so the peak stays near one copy of the data set.
+    for (size_t k = 0; k < volumes.size(); ++k) {
+      std::copy(volumes[k].data.begin(), volumes[k].data.end(), dst + static_cast<int64_t>(k) * voxels);
+      volumes[k] = Volume{};
+    }
   }
   if (load.masks) {
     ds.masks = torch::empty({ds.samples, 1, ds.shape[2], ds.shape[1], ds.shape[0]}, torch::kFloat32);
@@ -287,7 +306,21 @@ Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, i
   return ds;
 }
 
-Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng) {
+torch::Tensor Dataset::rows(const std::vector<int64_t>& index) const {
+  if (!streamed()) {
+    auto i = torch::from_blob(const_cast<int64_t*>(index.data()), {static_cast<int64_t>(index.size())}, torch::kInt64);
+    return images.index_select(0, i);
+  }
+  const int64_t voxels = shape[0] * shape[1] * shape[2];
+  torch::Tensor out = torch::empty({static_cast<int64_t>(index.size()), 1, shape[2], shape[1], shape[0]}, torch::kFloat32);
+  float* dst = out.data_ptr<float>();
+  for (size_t i = 0; i < index.size(); ++i)
+    readCachedVoxels(entries.at(static_cast<size_t>(index[i])), voxels, dst + static_cast<int64_t>(i) * voxels);
+  return out;
+}
+
+Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
+                torch::Tensor rows) {
   auto b = static_cast<int64_t>(samples.size());
   std::vector<uint64_t> seeds(static_cast<size_t>(views * b));
   for (uint64_t& s : seeds) s = rng.bits();
@@ -304,15 +337,20 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
     result.target = torch::empty({b, 1, out[2], out[1], out[0]}, torch::kFloat32);
     targetDst = result.target.data_ptr<float>();
   }
-  TORCH_CHECK(data.images.is_contiguous() && data.images.size(0) > 0, "makeViews: bad data set tensor");
-  const float* src = data.images.data_ptr<float>();
+  // In memory, sample s is row s of `images`; read ahead or streamed, sample i of the
+  // batch is row i of `rows`.
+  const bool batchRows = rows.defined() || data.streamed();
+  if (!rows.defined() && data.streamed()) rows = data.rows(samples);
+  const torch::Tensor& source = batchRows ? rows : data.images;
+  TORCH_CHECK(source.is_contiguous() && source.size(0) > 0, "makeViews: bad data set tensor");
+  const float* src = source.data_ptr<float>();
   at::parallel_for(0, views * b, 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      int64_t v = j / b, i = j % b, sample = samples[static_cast<size_t>(i)];
+      int64_t v = j / b, i = j % b, sample = samples[static_cast<size_t>(i)], row = batchRows ? i : sample;
       Volume input;
       input.shape = in;
       input.spacing = data.spacing[static_cast<size_t>(sample)];
-      input.data.assign(src + sample * inVoxels, src + (sample + 1) * inVoxels);
+      input.data.assign(src + row * inVoxels, src + (row + 1) * inVoxels);
       bool target = targetDst != nullptr && v == 0;
       Volume clean;
       if (target) clean = input;
@@ -323,6 +361,45 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
     }
   });
   return result;
+}
+
+LoadOptions loadOptions(const StageContext& ctx, int threads) {
+  LoadOptions load;
+  load.threads = threads;
+  load.progress = ctx.progress;
+  load.cache = ctx.volumeCache;
+  return load;
+}
+
+int64_t defaultLoaderMemory() {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || size <= 0) return int64_t{4} << 30;
+  return static_cast<int64_t>(pages) * size / 2;
+}
+
+void reportData(const Dataset& data, const StageContext& ctx, StageResult& result) {
+  if (ctx.progress && (data.cacheHits > 0 || data.cacheWrites > 0))
+    ctx.progress("volume cache: " + std::to_string(data.cacheHits) + " volumes reused, " +
+                 std::to_string(data.cacheWrites) + " written");
+  if (data.skipped.empty()) return;
+  if (ctx.progress) {
+    ctx.progress("skipped " + std::to_string(data.skipped.size()) + " of " +
+                 std::to_string(data.skipped.size() + static_cast<size_t>(data.samples)) +
+                 " samples (skip_unreadable); the first: " + data.skipped.front().reason);
+    ctx.progress("the full list: " + (ctx.dir / kSkippedFile).string());
+  }
+  writeAtomically(ctx.dir / kSkippedFile, [&](const std::string& temp) {
+    std::ofstream f(temp);
+    f << "sample\treason\n";
+    for (const ir::SkippedSample& s : data.skipped) {
+      std::string reason = s.reason;
+      std::replace(reason.begin(), reason.end(), '\t', ' ');
+      std::replace(reason.begin(), reason.end(), '\n', ' ');
+      f << s.name << '\t' << reason << '\n';
+    }
+    if (!f) throw UserError("cannot write " + temp);
+  });
+  result.metrics.push_back({"skipped_samples", static_cast<double>(data.skipped.size())});
 }
 
 int setThreads(int threads) {

@@ -120,9 +120,11 @@ torch::Tensor maeMask(int64_t batch, const ir::Shape3& shape, const ir::MaeObjec
 torch::Tensor maeLoss(const torch::Tensor& reconstruction, const torch::Tensor& target,
                       const torch::Tensor& mask, bool maskedOnly);
 
-/// A preprocessed data set in memory: images [N x channels, 1, z, y, x] after the
-/// deterministic prefix of the pipeline (row k is channel k % channels of sample
-/// k / channels), the random suffix still to apply per view, and the labels.
+/// A preprocessed data set: images [N x channels, 1, z, y, x] after the deterministic
+/// prefix of the pipeline (row k is channel k % channels of sample k / channels), the
+/// random suffix still to apply per view, and the labels. A streamed data set (one that
+/// exceeded LoadOptions::memoryBudget) keeps its rows on disk: `images` is undefined and
+/// `rows` reads them.
 struct Dataset {
   torch::Tensor images;
   int64_t samples = 0;
@@ -137,13 +139,29 @@ struct Dataset {
   std::vector<std::array<double, 3>> spacing;  ///< voxel size in mm of every row of `images`
   ir::Pipeline augment;           ///< the pipeline from its first random op on (may be empty)
   ir::Shape3 viewShape{0, 0, 0};  ///< spatial shape after `augment`
+  /// Streamed: the volume cache entry of every row (VolumeCache.h).
+  std::vector<std::filesystem::path> entries;
+  /// Samples left out (skip_unreadable): at check time, then by the loader.
+  std::vector<ir::SkippedSample> skipped;
+  /// Volumes found in / written to the volume cache while building.
+  int64_t cacheHits = 0, cacheWrites = 0;
+
+  bool streamed() const { return !images.defined(); }
+  /// Rows `rows` of `images` as a new [rows.size(), 1, z, y, x] tensor, read from the
+  /// cache when streamed (sequentially, on the calling thread). Throws UserError when a
+  /// cache entry has gone or is damaged.
+  torch::Tensor rows(const std::vector<int64_t>& rows) const;
 };
 
 /// Builds the data set of `data` and applies the pipeline up to its first random
 /// operation; the rest is kept in `augment`. Synthetic subjects are generated in
 /// parallel with at::parallel_for (deterministic); folder data are read with
-/// `load.threads` reader threads (see Folder.h; `load.progress` reports long loads).
-/// With `load.masks` (folder data only), every sample's mask goes to `masks`.
+/// `load.threads` reader threads (see Folder.h; `load.progress` reports long loads),
+/// through `load.cache` when set, streamed when larger than `load.memoryBudget` (see
+/// LoadOptions). With `load.masks` (folder data only), every sample's mask goes to
+/// `masks`. The samples the loader skips (FolderData::skipUnreadable) are removed from
+/// `data.folder.samples`, so that the caller's labels, sites and sample indices keep
+/// matching the rows; they are listed in `skipped` with those skipped at check time.
 /// Throws UserError when the preprocessed volumes differ in shape (naming two shapes,
 /// and their files for folder data) or when the final shape is not divisible by
 /// `totalStride`.
@@ -151,7 +169,7 @@ struct Dataset {
 /// Example:
 ///   ir::DataSource src;  // synthetic(), 64 subjects of 40^3
 ///   Dataset ds = buildDataset(src, pipeline, encoder.totalStride());
-Dataset buildDataset(const ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
+Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
                      const LoadOptions& load = {});
 
 /// Stochastic views of some samples of a data set, each [B, 1, z, y, x] at viewShape.
@@ -164,7 +182,10 @@ struct Views {
 /// draws are one `rng.bits()` per (view, sample), view-major, seeding that view's own
 /// Rng, so the result depends only on `rng`'s state, not on the thread count; the
 /// work runs in parallel with at::parallel_for.
-Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng);
+/// `rows`, when defined, holds those samples' rows in order (e.g. read ahead from a
+/// streamed data set); otherwise they are taken from `data` (Dataset::rows).
+Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
+                torch::Tensor rows = {});
 
 /// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
 /// (0: the hardware concurrency). Returns the number used.

@@ -25,6 +25,7 @@
 // Batches: contrastive terms need at least 2 samples per step; when the epoch's last
 // batch would hold a single sample it is merged into the previous one.
 #include <chrono>
+#include <future>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
@@ -163,7 +164,15 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));
   }
 
-  Dataset data = buildDataset(stage.data, stage.pipeline, stage.encoder.totalStride(), {threads, ctx.progress});
+  // The loader drops skipped samples from its copy of the data source.
+  ir::DataSource source = stage.data;
+  LoadOptions load = loadOptions(ctx, threads);
+  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
+  load.spill = ctx.dir / kSpillDir;
+  Dataset data = buildDataset(source, stage.pipeline, stage.encoder.totalStride(), load);
+  if (data.streamed() && ctx.progress)
+    ctx.progress("streaming " + std::to_string(data.samples) + " preprocessed volumes from " +
+                 data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
   int64_t n = data.samples;
   std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
@@ -179,16 +188,31 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     std::iota(order.begin(), order.end(), int64_t{0});
     rng.shuffle(order);
     double lossSum = 0.0;
+    auto samplesOf = [&](int64_t step) {
+      return std::vector<int64_t>(order.begin() + starts[static_cast<size_t>(step)],
+                                  order.begin() + starts[static_cast<size_t>(step) + 1]);
+    };
+    // A streamed data set is read one batch ahead, on another thread, while the current
+    // step computes: at most two batches of it are in memory.
+    auto readAhead = [&data](std::vector<int64_t> samples) {
+      return std::async(std::launch::async, [&data, samples = std::move(samples)] { return data.rows(samples); });
+    };
+    std::future<torch::Tensor> ahead;
+    if (data.streamed()) ahead = readAhead(samplesOf(0));
     for (int64_t step = 0; step < stepsPerEpoch; ++step) {
       int64_t begin = starts[static_cast<size_t>(step)], end = starts[static_cast<size_t>(step) + 1];
+      std::vector<int64_t> samples = samplesOf(step);
+      torch::Tensor rows;
+      if (data.streamed()) {
+        rows = ahead.get();
+        if (step + 1 < stepsPerEpoch) ahead = readAhead(samplesOf(step + 1));
+      }
       Views batch;
       if (data.augment.ops.empty()) {
-        auto index = torch::from_blob(order.data() + begin, {end - begin}, torch::kInt64);
-        batch.target = data.images.index_select(0, index);
+        batch.target = rows.defined() ? rows : data.rows(samples);
         batch.inputs.assign(static_cast<size_t>(views), batch.target);
       } else {
-        std::vector<int64_t> samples(order.begin() + begin, order.begin() + end);
-        batch = makeViews(data, samples, views, reconstructive, rng);
+        batch = makeViews(data, samples, views, reconstructive, rng, rows);
       }
       double lr = learningRate(stage.optimizer, epoch * stepsPerEpoch + step, warmupSteps, totalSteps);
       for (auto& group : optimizer.param_groups())
@@ -238,6 +262,11 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     archive.save_to(temp);
   });
   result.metrics.push_back({"final_loss", lastLoss});
+  reportData(data, ctx, result);
+  // A streamed data set's private copy has served its purpose (a killed run keeps it, so
+  // that its resume reads it back instead of preprocessing again).
+  std::error_code ec;
+  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
   return result;
 }
 

@@ -3,6 +3,7 @@
 // exceptions into StageResults so none crosses the module boundary.
 #pragma once
 
+#include "Models.h"
 #include "gyrus/runtime/Runtime.h"
 
 namespace gyrus::rt {
@@ -11,6 +12,21 @@ namespace gyrus::rt {
 inline constexpr const char* kCheckpointFile = "checkpoint.pt";
 inline constexpr const char* kEncoderFile = "encoder.pt";
 inline constexpr const char* kPredictionsFile = "predictions.json";
+/// The samples a stage left out (skip_unreadable): one per line, name TAB reason.
+inline constexpr const char* kSkippedFile = "skipped.tsv";
+/// A pretraining's streamed volumes when no volume cache is set (removed at the end).
+inline constexpr const char* kSpillDir = "volumes";
+
+/// Loader options for a stage run with `ctx`: reader threads, progress, the volume cache.
+LoadOptions loadOptions(const StageContext& ctx, int threads);
+
+/// Half of the machine's physical memory, in bytes (the default loader memory).
+int64_t defaultLoaderMemory();
+
+/// After buildDataset: a progress line on the volume cache and on skipped samples,
+/// which are also written to `kSkippedFile` in the stage directory and counted in the
+/// metric `skipped_samples` (appended to `result`; call it after setting the metrics).
+void reportData(const Dataset& data, const StageContext& ctx, StageResult& result);
 
 /// Self-supervised pretraining (MAE, SimCLR, weighted sums) on augmented views, with
 /// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).

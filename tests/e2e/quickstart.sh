@@ -134,8 +134,11 @@ cp examples/folders.gy "$tmp/folders/"
   || fail "synth task1"
 "$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_infarct.shots=6 \
   --set base_infarct.repeats=2 --set 'base_infarct.test=site("b")' --threads 2 --store "$tmp/folders/store" --json \
-  > "$tmp/folders.json" 2> "$tmp/folders.err" \
+  --volume-cache "$tmp/vcache" --loader-memory 256KiB > "$tmp/folders.json" 2> "$tmp/folders.err" \
   || { cat "$tmp/folders.err"; fail "folder run"; }
+grep -q "\[base\] streaming [0-9]* preprocessed volumes from $tmp/vcache" "$tmp/folders.err" \
+  || fail "the pretraining was not streamed: $(cat "$tmp/folders.err")"
+grep -q "\[base\] volume cache: 0 volumes reused, [1-9][0-9]* written" "$tmp/folders.err" || fail "no volume cache line"
 python3 - "$tmp/folders.json" <<'PY' || fail "folder run JSON"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -143,6 +146,14 @@ assert [s["status"] for s in d["stages"]] == ["ran", "ran"], d["stages"]
 m = {(x["stage"], x["name"]): x["value"] for x in d["metrics"]}
 assert 0 <= m[("base_infarct", "auroc")] <= 1, m
 PY
+# Another store, the same volume cache: every preprocessed volume is reused.
+"$gyrus" run "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_infarct.shots=6 \
+  --set base_infarct.repeats=2 --set 'base_infarct.test=site("b")' --threads 2 --store "$tmp/folders/store2" \
+  --volume-cache "$tmp/vcache" > /dev/null 2> "$tmp/folders2.err" || { cat "$tmp/folders2.err"; fail "cached folder run"; }
+grep -q "\[base\] volume cache: [1-9][0-9]* volumes reused, 0 written" "$tmp/folders2.err" \
+  || fail "the volume cache was not reused: $(cat "$tmp/folders2.err")"
+"$gyrus" run "$tmp/folders/folders.gy" --loader-memory 12parsecs > /dev/null 2> "$tmp/size.err" && fail "a bad size was accepted"
+grep -q "is not a size" "$tmp/size.err" || fail "no message for a bad size: $(cat "$tmp/size.err")"
 # Changing the data changes the stages that read them.
 "$gyrus" synth --out "$tmp/folders/synth/task1" --layout fomo25-task1 --subjects 24 --size 32 --seed 3 --force > /dev/null
 "$gyrus" plan "$tmp/folders/folders.gy" --set base.epochs=1 --set base.batch=4 --set base_infarct.shots=6 \

@@ -7,6 +7,7 @@
 #include "Models.h"
 #include "Preprocess.h"
 #include "Stages.h"
+#include "VolumeCache.h"
 #include "gyrus/io/Nifti.h"
 #include "gyrus/runtime/Runtime.h"
 
@@ -14,6 +15,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -314,10 +316,10 @@ TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads,
   }
   ir::Pipeline pipeline{{resampleOp(1.0), cropOp(12), ir::PipelineOp{}}};
   std::vector<std::string> lines;
-  LoadOptions one{1, [&](std::string_view l) { lines.emplace_back(l); }};
+  LoadOptions one = LoadOptions::reading(1, [&](std::string_view l) { lines.emplace_back(l); });
   Dataset a = buildDataset(src, pipeline, 4, one);
-  Dataset b = buildDataset(src, pipeline, 4, {2, nullptr});
-  Dataset c = buildDataset(src, pipeline, 4, {5, nullptr});
+  Dataset b = buildDataset(src, pipeline, 4, LoadOptions::reading(2));
+  Dataset c = buildDataset(src, pipeline, 4, LoadOptions::reading(5));
   REQUIRE(a.images.sizes().vec() == std::vector<int64_t>{60, 1, 12, 12, 12});
   CHECK(torch::equal(a.images, b.images));
   CHECK(torch::equal(a.images, c.images));
@@ -377,4 +379,169 @@ TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel ta
   CHECK(j["repeats"][0]["train"].size() == 4);
   CHECK(j["repeats"][0]["scores"].size() == 8);
   CHECK(j["repeats"][0]["loss"].size() == 3);
+}
+
+namespace {
+
+/// Keeps the first half of a file's bytes (a truncated gzip stream).
+void truncateHalf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+}
+
+std::vector<fs::path> cacheEntries(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("volume cache: a second load reuses every volume, keyed by content, and rebuilds a damaged entry") {
+  fs::path root = scratch("cache");
+  ir::DataSource scans = fomo60k(root / "tree");
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::PipelineOp{}}};
+  LoadOptions load = LoadOptions::reading(2);
+  Dataset plain = buildDataset(scans, pipeline, 4, load);
+  load.cache = root / "volumes";
+  Dataset first = buildDataset(scans, pipeline, 4, load);
+  CHECK(first.cacheWrites == 6);
+  CHECK(first.cacheHits == 0);
+  CHECK(torch::equal(first.images, plain.images));
+  std::vector<fs::path> entries = cacheEntries(load.cache);
+  REQUIRE(entries.size() == 6);
+  CHECK(fs::file_size(entries[0]) == static_cast<uintmax_t>(cacheEntryBytes(16 * 16 * 16)));
+
+  Dataset second = buildDataset(scans, pipeline, 4, load);
+  CHECK(second.cacheHits == 6);
+  CHECK(second.cacheWrites == 0);
+  CHECK(torch::equal(second.images, plain.images));
+  CHECK((second.spacing == plain.spacing));
+
+  // The key is the file's content, not its name: a moved tree still hits.
+  fs::rename(root / "tree", root / "moved");
+  ir::DataSource moved = fomo60k(root / "unused");  // same samples, new paths below
+  for (size_t i = 0; i < moved.folder.samples.size(); ++i)
+    moved.folder.samples[i].files[0] = (root / "moved" / scans.folder.samples[i].subject / "ses_1" / "t1.nii.gz").string();
+  Dataset third = buildDataset(moved, pipeline, 4, load);
+  CHECK(third.cacheHits == 6);
+  CHECK(torch::equal(third.images, plain.images));
+
+  // A damaged entry is a miss, rewritten; the result does not change.
+  fs::resize_file(entries[2], 100);
+  Dataset fourth = buildDataset(moved, pipeline, 4, load);
+  CHECK(fourth.cacheHits == 5);
+  CHECK(fourth.cacheWrites == 1);
+  CHECK(torch::equal(fourth.images, plain.images));
+  CHECK(fs::file_size(entries[2]) == static_cast<uintmax_t>(cacheEntryBytes(16 * 16 * 16)));
+
+  // Another prefix is another key.
+  ir::Pipeline smaller{{resampleOp(1.0), cropOp(8), ir::PipelineOp{}}};
+  Dataset fifth = buildDataset(moved, smaller, 4, load);
+  CHECK(fifth.cacheWrites == 6);
+  CHECK(cacheEntries(load.cache).size() == 12);
+}
+
+TEST_CASE("streaming: a pretraining larger than the loader memory reads its volumes from disk and trains identically") {
+  fs::path root = scratch("stream");
+  ir::DataSource scans = fomo60k(root / "tree");
+  for (bool augmented : {false, true}) {
+    CAPTURE(augmented);
+    ir::PretrainStage stage = folderPretrain(scans);
+    if (augmented) {
+      ir::PipelineOp flip;
+      flip.kind = ir::OpKind::Flip;
+      stage.pipeline.ops.push_back(flip);
+    }
+    std::string tag = augmented ? "a" : "p";
+    fs::path memDir = scratch("mem" + tag);
+    StageResult inMemory = pretrainIn(memDir, stage);
+    REQUIRE_MESSAGE(inMemory.status == StageResult::Status::Ok, inMemory.message);
+
+    StageContext ctx;
+    ctx.threads = 2;
+    ctx.dir = scratch("disk" + tag);
+    ctx.loaderMemory = 1;  // nothing fits: stream
+    std::vector<std::string> lines;
+    ctx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
+    StageResult streamed = runtime()->runPretrain(stage, ctx);
+    REQUIRE_MESSAGE(streamed.status == StageResult::Status::Ok, streamed.message);
+    CHECK(metricOf(streamed, "final_loss") == metricOf(inMemory, "final_loss"));  // bit for bit
+    REQUIRE_FALSE(lines.empty());
+    CHECK(lines.front().find("streaming 6 preprocessed volumes from " + (ctx.dir / kSpillDir).string()) == 0);
+    CHECK_FALSE(fs::exists(ctx.dir / kSpillDir));  // the private copy is gone once the stage is done
+
+    UNetEncoder a(stage.encoder), b(stage.encoder);
+    torch::serialize::InputArchive ia, ib;
+    ia.load_from((memDir / kEncoderFile).string());
+    ib.load_from((ctx.dir / kEncoderFile).string());
+    a->load(ia);
+    b->load(ib);
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (const auto& p : pa) CHECK_MESSAGE(torch::equal(p.value(), pb[p.key()]), p.key());
+  }
+}
+
+TEST_CASE("skip_unreadable: broken samples are left out, counted and listed; labels and sites stay aligned") {
+  fs::path root = scratch("skip");
+  ir::DataSource task = fomo25(root / "task");
+  ir::DataSource scans = fomo60k(root / "scans");
+  ir::PretrainStage pre = folderPretrain(scans);
+  fs::path preDir = scratch("skip-pre");
+  REQUIRE(pretrainIn(preDir, pre).status == StageResult::Status::Ok);
+
+  // The reference: the same task without samples 3 and 6.
+  ir::DataSource reduced = task;
+  reduced.folder.samples.erase(reduced.folder.samples.begin() + 5);
+  reduced.folder.samples.erase(reduced.folder.samples.begin() + 2);
+  StageContext ctx;
+  ctx.threads = 2;
+  ctx.pretrainDir = preDir;
+  ctx.dir = scratch("skip-ref");
+  StageResult reference = runtime()->runEvaluate(folderEvaluate(reduced, pre.pipeline), ctx);
+  REQUIRE_MESSAGE(reference.status == StageResult::Status::Ok, reference.message);
+
+  // Sample 3: a truncated channel; sample 6: channels on different grids.
+  truncateHalf(task.folder.samples[2].files[1]);
+  writeVolume(task.folder.samples[5].files[1], brain(12, 1, 0), {1.25, 1.25, 1.25});
+  ir::EvaluateStage ev = folderEvaluate(task, pre.pipeline);
+  ctx.dir = scratch("skip-strict");
+  expectUserError(runtime()->runEvaluate(ev, ctx), {task.folder.samples[2].files[1] + ": "});
+
+  ev.data.folder.skipUnreadable = true;
+  ctx.dir = scratch("skip-lenient");
+  std::vector<std::string> lines;
+  ctx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
+  StageResult skipped = runtime()->runEvaluate(ev, ctx);
+  REQUIRE_MESSAGE(skipped.status == StageResult::Status::Ok, skipped.message);
+  CHECK(metricOf(skipped, "skipped_samples") == 2.0);
+  // Leaving samples out is exactly the same as never having had them.
+  CHECK(metricOf(skipped, "auroc") == metricOf(reference, "auroc"));
+  CHECK(metricOf(skipped, "auroc_random_encoder") == metricOf(reference, "auroc_random_encoder"));
+  std::ifstream f(ctx.dir / kSkippedFile);
+  std::string header, first, second, extra;
+  std::getline(f, header);
+  std::getline(f, first);
+  std::getline(f, second);
+  CHECK(header == "sample\treason");
+  CHECK(first.rfind("sub_3/ses_1\t" + task.folder.samples[2].files[1] + ": ", 0) == 0);
+  CHECK(second.rfind("sub_6/ses_1\tthe channels of sample sub_6/ses_1 differ in shape", 0) == 0);
+  CHECK_FALSE(std::getline(f, extra));
+  bool reported = false;
+  for (const std::string& l : lines) reported = reported || l.rfind("skipped 2 of 16 samples (skip_unreadable)", 0) == 0;
+  CHECK(reported);
+
+  // Pretraining skips too; a data set with nothing left is still an error.
+  truncateHalf(scans.folder.samples[1].files[0]);
+  pre.data.folder.skipUnreadable = true;
+  StageResult p = pretrainIn(scratch("skip-pre2"), pre);
+  REQUIRE_MESSAGE(p.status == StageResult::Status::Ok, p.message);
+  CHECK(metricOf(p, "skipped_samples") == 1.0);
+  for (const ir::FolderSample& s : pre.data.folder.samples) truncateHalf(s.files[0]);
+  expectUserError(pretrainIn(scratch("skip-pre3"), pre), {"every sample of the data set", "was skipped"});
 }

@@ -240,7 +240,7 @@ int loadBenchmark(int threads, int64_t volumes, int64_t side) {
   for (int t : {1, threads}) {
     setThreads(t);
     auto t1 = std::chrono::steady_clock::now();
-    Dataset ds = buildDataset(src, pipeline, 8, LoadOptions{t, nullptr});
+    Dataset ds = buildDataset(src, pipeline, 8, LoadOptions::reading(t));
     double s = msSince(t1) / 1000.0;
     std::printf("load resample(1mm) >> crop(64^3) >> zscore(): %lld volumes in %.2f s = %.1f volumes/s (%d thread%s)\n",
                 static_cast<long long>(ds.samples), s, static_cast<double>(ds.samples) / s, t, t == 1 ? "" : "s");

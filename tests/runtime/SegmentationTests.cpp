@@ -208,9 +208,9 @@ void expectUserError(const StageResult& r, const std::vector<std::string>& needl
 
 TEST_CASE("segmentation: masks load with their images, spatial operations only, for any thread count") {
   Task t = task2(segDir("load") / "task2", 6);
-  LoadOptions one{1, nullptr};
+  LoadOptions one = LoadOptions::reading(1);
   one.masks = true;
-  LoadOptions three{3, nullptr};
+  LoadOptions three = LoadOptions::reading(3);
   three.masks = true;
   Dataset a = buildDataset(t.source, pipeline(), 4, one);
   Dataset b = buildDataset(t.source, pipeline(), 4, three);
@@ -231,7 +231,7 @@ TEST_CASE("segmentation: masks load with their images, spatial operations only, 
   torch::Tensor flair = a.images.index({torch::indexing::Slice(0, torch::indexing::None, 2)});
   CHECK(flair.masked_select(a.masks > 0.5).mean().item<double>() >
         flair.masked_select(a.masks < 0.5).mean().item<double>() + 1.0);
-  Dataset noMasks = buildDataset(t.source, pipeline(), 4, {1, nullptr});
+  Dataset noMasks = buildDataset(t.source, pipeline(), 4, LoadOptions::reading(1));
   CHECK_FALSE(noMasks.masks.defined());
   CHECK(torch::equal(noMasks.images, a.images));
 }

@@ -35,6 +35,28 @@ struct StageReport {
 
 }  // namespace
 
+bool parseByteSize(const std::string& text, int64_t& bytes) {
+  size_t end = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &end);
+  } catch (const std::exception&) {
+    return false;
+  }
+  std::string unit = text.substr(end);
+  static const std::pair<const char*, double> units[] = {
+      {"", 1.0},          {"B", 1.0},         {"K", 1024.0},      {"KiB", 1024.0}, {"M", 1048576.0},
+      {"MiB", 1048576.0}, {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"T", 1099511627776.0}, {"TiB", 1099511627776.0}};
+  for (const auto& [name, scale] : units) {
+    if (unit != name) continue;
+    double b = value * scale;
+    if (!(b >= 1.0) || b > 9.0e18) return false;
+    bytes = static_cast<int64_t>(b);
+    return true;
+  }
+  return false;
+}
+
 int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
   int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
@@ -101,6 +123,8 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     rt::StageContext ctx;
     ctx.dir = dir;
     ctx.threads = threads;
+    ctx.volumeCache = options.volumeCache;
+    ctx.loaderMemory = options.loaderMemory;
     ctx.progress = [&stage](std::string_view line) { fmt::print(stderr, "[{}] {}\n", stage.name, line); };
     if (!stage.deps.empty()) ctx.pretrainDir = store.stageDir(experiment.stages[stage.deps.front()]);
     auto start = std::chrono::steady_clock::now();

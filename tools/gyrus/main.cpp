@@ -164,6 +164,19 @@ int realMain(int argc, char** argv) {
   run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
   run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
   run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+  std::string volumeCache, loaderMemory;
+  run->add_option("--volume-cache", volumeCache,
+                  "Directory of preprocessed volumes, shared by runs and keyed by content (default: none)");
+  run->add_option("--loader-memory", loaderMemory,
+                  "Memory for a pretraining's preprocessed data, e.g. 8GiB; larger data sets are streamed from "
+                  "disk (default: half of the machine's memory)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            int64_t bytes = 0;
+            return driver::parseByteSize(v, bytes) ? std::string()
+                                                   : "'" + v + "' is not a size: write e.g. 8GiB, 512MiB or 2G";
+          },
+          "SIZE"));
 
   std::string inspectPath;
   bool inspectJson = false;
@@ -244,6 +257,8 @@ int realMain(int argc, char** argv) {
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;
+    ro.volumeCache = volumeCache.empty() ? std::filesystem::path() : std::filesystem::absolute(volumeCache);
+    if (!loaderMemory.empty()) driver::parseByteSize(loaderMemory, ro.loaderMemory);
     ro.experimentPath = runOpts.file;
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
     ro.plan = &c->plan;

@@ -39,6 +39,12 @@ struct FolderSample {
   std::string site;                ///< acquisition site ("" when unknown)
 };
 
+/// A sample a data set declared with `skip_unreadable = true` leaves out.
+struct SkippedSample {
+  std::string name;    ///< e.g. "sub_3/ses_1"
+  std::string reason;  ///< what is wrong with it, naming the file
+};
+
 /// A NIfTI folder in a FOMO layout, resolved by the checker: every sample's files are
 /// listed (and their labels read) at check time, so the runtime reads exactly what was
 /// checked, and the fingerprint (relative paths, sizes, modification times, labels)
@@ -65,6 +71,14 @@ struct FolderData {
   LabelKind labelKind = LabelKind::Binary;
   std::vector<FolderSample> samples;  ///< sorted by subject, session, file
   std::string fingerprint;            ///< hex SHA-256 of the listing and labels
+  /// `skip_unreadable = true`: a sample whose files cannot be read, or whose channels or
+  /// mask do not lie on one grid, is left out of the run (counted and reported) instead
+  /// of failing it.
+  bool skipUnreadable = false;
+  /// With skipUnreadable: the samples left out at check time (a missing channel, label
+  /// or mask, a malformed label), in listing order. Not part of the stage's print (the
+  /// fingerprint covers them).
+  std::vector<SkippedSample> skipped;
 };
 
 /// Where a stage's volumes come from.

@@ -20,10 +20,11 @@ namespace gyrus::rt {
 /// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
 /// 3: evaluate stages carry a protocol (probe or finetune), epochs and lr.
 /// 4: segmentation masks (LabelKind::Mask, FolderSample::mask, EvaluateStage::nsdToleranceMm).
-inline constexpr int kRuntimeAbiVersion = 4;
+/// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData).
+inline constexpr int kRuntimeAbiVersion = 5;
 
 struct Metric {
-  std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss"
+  std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss", "skipped_samples"
   double value = 0.0;
 };
 
@@ -39,6 +40,12 @@ struct StageContext {
   int threads = 0;
   /// Progress lines for the user (one line each, no trailing newline).
   std::function<void(std::string_view)> progress;
+  /// The on-disk cache of preprocessed volumes shared by runs (`--volume-cache`);
+  /// empty: none.
+  std::filesystem::path volumeCache;
+  /// Bytes a pretraining's preprocessed images may take in memory before they are
+  /// streamed from disk (`--loader-memory`); 0: half of the machine's memory.
+  int64_t loaderMemory = 0;
 };
 
 struct StageResult {

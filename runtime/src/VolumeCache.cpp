@@ -1,0 +1,177 @@
+// The on-disk cache of preprocessed volumes (see VolumeCache.h).
+#include "VolumeCache.h"
+
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <system_error>
+
+#include "Errors.h"
+
+namespace gyrus::rt {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Bumped whenever the entry format or the meaning of a prefix's operations changes
+/// (e.g. a different resampling kernel): old entries then miss instead of lying.
+constexpr uint32_t kFormatVersion = 1;
+constexpr char kMagic[8] = {'G', 'Y', 'R', 'U', 'S', 'V', 'O', 'L'};
+
+/// The fixed-size part of an entry, followed by `voxels` float32 values.
+struct Header {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved;
+  int64_t shape[3];
+  double spacing[3];
+  int64_t rawShape[3];
+  double rawSpacing[3];
+  int64_t voxels;
+};
+static_assert(sizeof(Header) == 120, "the entry header must not depend on the compiler's padding");
+
+struct DigestDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+/// Every parameter of every operation, in order, in a text that changes whenever one does.
+std::string describe(const ir::Pipeline& prefix) {
+  std::string out;
+  char buf[256];
+  for (const ir::PipelineOp& op : prefix.ops) {
+    std::snprintf(buf, sizeof buf, "%d %lld %lld %lld %.17g %.17g %d %.17g %.17g %.17g;", static_cast<int>(op.kind),
+                  static_cast<long long>(op.size[0]), static_cast<long long>(op.size[1]),
+                  static_cast<long long>(op.size[2]), op.lo, op.hi, op.nonzero ? 1 : 0, op.p, op.sigma, op.mm);
+    out += buf;
+  }
+  return out;
+}
+
+bool readAll(std::ifstream& in, void* dst, size_t bytes) {
+  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(bytes));
+  return static_cast<size_t>(in.gcount()) == bytes;
+}
+
+bool validHeader(const Header& h) {
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kFormatVersion) return false;
+  for (int i = 0; i < 3; ++i)
+    if (h.shape[i] <= 0 || h.shape[i] > (int64_t{1} << 20)) return false;
+  return h.voxels == h.shape[0] * h.shape[1] * h.shape[2];
+}
+
+}  // namespace
+
+VolumeCache::VolumeCache(fs::path dir) : dir_(std::move(dir)) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec || !fs::is_directory(dir_))
+    throw UserError("cannot create the volume cache '" + dir_.string() + "': " +
+                    (ec ? ec.message() : std::string("not a directory")) + "; choose another with --volume-cache");
+}
+
+std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix, bool mask) {
+  std::unique_ptr<EVP_MD_CTX, DigestDeleter> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+  std::string head = "gyrus-volume " + std::to_string(kFormatVersion) + (mask ? " mask\n" : " image\n") +
+                     describe(prefix) + "\n";
+  EVP_DigestUpdate(ctx.get(), head.data(), head.size());
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw UserError(file + ": cannot open the file: " + std::strerror(errno));
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) throw UserError(file + ": read error while hashing the file");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+fs::path VolumeCache::pathOf(const std::string& key) const { return dir_ / key.substr(0, 2) / (key + ".vol"); }
+
+bool VolumeCache::load(const std::string& key, CachedVolume& out) const {
+  std::ifstream in(pathOf(key), std::ios::binary);
+  if (!in) return false;
+  Header h{};
+  if (!readAll(in, &h, sizeof h) || !validHeader(h)) return false;
+  CachedVolume v;
+  for (int i = 0; i < 3; ++i) {
+    v.volume.shape[static_cast<size_t>(i)] = h.shape[i];
+    v.volume.spacing[static_cast<size_t>(i)] = h.spacing[i];
+    v.rawShape[static_cast<size_t>(i)] = h.rawShape[i];
+    v.rawSpacing[static_cast<size_t>(i)] = h.rawSpacing[i];
+  }
+  v.volume.data.resize(static_cast<size_t>(h.voxels));
+  if (!readAll(in, v.volume.data.data(), v.volume.data.size() * sizeof(float))) return false;
+  if (in.peek() != std::char_traits<char>::eof()) return false;  // longer than it says
+  out = std::move(v);
+  return true;
+}
+
+void VolumeCache::store(const std::string& key, const CachedVolume& v) const {
+  fs::path path = pathOf(key);
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  Header h{};
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.version = kFormatVersion;
+  for (int i = 0; i < 3; ++i) {
+    h.shape[i] = v.volume.shape[static_cast<size_t>(i)];
+    h.spacing[i] = v.volume.spacing[static_cast<size_t>(i)];
+    h.rawShape[i] = v.rawShape[static_cast<size_t>(i)];
+    h.rawSpacing[i] = v.rawSpacing[static_cast<size_t>(i)];
+  }
+  h.voxels = v.volume.numel();
+  if (static_cast<size_t>(h.voxels) != v.volume.data.size())
+    throw std::logic_error("VolumeCache::store: the volume's data do not match its shape");
+  // A name no other writer (thread or process) uses; rename() replaces atomically.
+  static std::atomic<uint64_t> counter{0};
+  fs::path temp = path;
+  temp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  {
+    std::ofstream f(temp, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(&h), sizeof h);
+    f.write(reinterpret_cast<const char*>(v.volume.data.data()),
+            static_cast<std::streamsize>(v.volume.data.size() * sizeof(float)));
+    f.close();
+    if (!f) {
+      fs::remove(temp, ec);
+      throw UserError("cannot write to the volume cache '" + dir_.string() +
+                      "' (disk full or not writable): free space, or choose another with --volume-cache");
+    }
+  }
+  fs::rename(temp, path, ec);
+  if (ec) {
+    fs::remove(temp, ec);
+    throw UserError("cannot write to the volume cache '" + dir_.string() + "': " + ec.message());
+  }
+}
+
+void readCachedVoxels(const fs::path& path, int64_t voxels, float* dst) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UserError("the cached volume " + path.string() + " has disappeared: do not remove the volume cache "
+                           "while a run uses it; rerun to rebuild it");
+  Header h{};
+  if (!readAll(in, &h, sizeof h) || !validHeader(h) || h.voxels != voxels ||
+      !readAll(in, dst, static_cast<size_t>(voxels) * sizeof(float)))
+    throw UserError("the cached volume " + path.string() + " is damaged: remove it and rerun");
+}
+
+int64_t cacheEntryBytes(int64_t voxels) { return static_cast<int64_t>(sizeof(Header)) + voxels * 4; }
+
+}  // namespace gyrus::rt
