@@ -329,6 +329,12 @@ class Builder {
     if (auto* b = dynamic_cast<G::BoolLitContext*>(ctx)) return arena_.make<ast::ExprBool>(r, b->value->getText() == "true");
     if (auto* n = dynamic_cast<G::NameRefContext*>(ctx)) return arena_.make<ast::ExprName>(r, n->getText());
     if (auto* p = dynamic_cast<G::ParenExprContext*>(ctx)) return expr(p->expr());
+    if (auto* rec = dynamic_cast<G::RecordLitContext*>(ctx)) {
+      std::vector<ast::RecordField> fields;
+      for (G::RecordFieldContext* f : rec->recordField())
+        fields.push_back({f->name->getText(), range(f->name), expr(f->expr())});
+      return arena_.make<ast::ExprRecord>(r, std::move(fields));
+    }
     auto* l = dynamic_cast<G::ListLitContext*>(ctx);
     std::vector<ast::Expr*> items;
     for (G::ExprContext* e : l->expr()) items.push_back(expr(e));

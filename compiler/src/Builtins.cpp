@@ -86,7 +86,8 @@ const std::vector<Builtin>& builtins() {
                  {{"root", Ty::String, true, nullptr},
                   {"channels", Ty::List, true, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr}},
+                  {"sites", Ty::String, false, nullptr},
+                  {"task", Ty::Record, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> channels;
                    std::string why = strings(a["channels"], channels);
@@ -108,7 +109,8 @@ const std::vector<Builtin>& builtins() {
                   {"subject", Ty::String, false, nullptr},
                   {"column", Ty::String, false, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr}},
+                  {"sites", Ty::String, false, nullptr},
+                  {"task", Ty::Record, false, nullptr}},
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    auto str = [&](const char* k, const char* def) {
                      return a[k].present ? a[k].value.str : std::string(def);
