@@ -318,7 +318,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
     if (p.required && bound.count(p.name) == 0) {
       if (taskOk) {
         Diagnostic& d = diags_.report(DiagKind::MissingArgument, c.range, fn->name + "() needs argument '" + p.name + "'");
-        if (task.given) d.note(task.at, "the task given here does not set '" + p.name + "' either");
+        if (task.given && p.name != "root") d.note(task.at, "the task given here does not set '" + p.name + "' either");
       }
       ok = false;
     }
