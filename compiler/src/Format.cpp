@@ -310,11 +310,16 @@ class Formatter {
     bool comments = commentInside(r.range.begin, r.range.end);
     if (!comments) {
       if (r.fields.empty()) return "{}";
+      // The one-line form, with nested records on one line too (`flat_`): rendering
+      // each level once keeps deep nesting linear per level.
+      bool wasFlat = flat_;
+      flat_ = true;
       std::string one = "{ ";
       for (size_t i = 0; i < r.fields.size(); ++i)
         one += (i ? ", " : "") + r.fields[i].name + " = " + expr(*r.fields[i].value);
       one += " }";
-      if (one.size() <= kRecordLine && one.find('\n') == std::string::npos) return one;
+      flat_ = wasFlat;
+      if (flat_ || (one.size() <= kRecordLine && one.find('\n') == std::string::npos)) return one;
     }
     std::string outer = indent_, inner = indent_ + "  ";
     size_t width = 0;
@@ -350,6 +355,7 @@ class Formatter {
   std::vector<uint32_t> used_;
   std::string out_;
   std::string indent_;  // indentation of the line the current expression starts on
+  bool flat_ = false;   // rendering a record's one-line form: nested records stay flat
 };
 
 }  // namespace

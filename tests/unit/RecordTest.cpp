@@ -348,3 +348,14 @@ TEST_CASE("syntax errors in records say a name was expected and not a declaratio
   auto unclosed = compile("let t = { a = 1\n");
   CHECK(test::find(*unclosed, "syntax")->message == "unexpected end of file, expected {'}', ','}");
 }
+
+TEST_CASE("regression: fmt of deeply nested records takes time linear per level") {
+  std::string src = "let t = ";
+  for (int i = 0; i < 200; ++i) src += "{ a = ";
+  src += "1";
+  for (int i = 0; i < 200; ++i) src += " }";
+  src += "\n";
+  std::string out = format(src);  // rendered each level twice before the fix: 2^200
+  REQUIRE_FALSE(out.empty());
+  CHECK(format(out) == out);
+}
