@@ -76,6 +76,12 @@ primary
   | ID                                       # nameRef
   | '(' expr ')'                             # parenExpr
   | '[' (expr (',' expr)* ','?)? ']'         # listLit
+  | '{' (recordField (',' recordField)* ','?)? '}'   # recordLit
+  ;
+
+// A field of a record literal: `{ channels = ["t1"], label = regression }`.
+recordField
+  : name=ident '=' expr
   ;
 
 // A shape literal: 160x192x160 (one token, so `x` is never an identifier here).

@@ -142,6 +142,21 @@ void print(const Expr& e, std::string& out) {
       out += "]";
       return;
     }
+    case NodeKind::ExprRecord: {
+      const auto& r = static_cast<const ExprRecord&>(e);
+      if (r.fields.empty()) {
+        out += "{}";
+        return;
+      }
+      out += "{ ";
+      for (size_t i = 0; i < r.fields.size(); ++i) {
+        if (i) out += ", ";
+        out += r.fields[i].name + " = ";
+        print(*r.fields[i].value, out);
+      }
+      out += " }";
+      return;
+    }
     default: out += "<?>"; return;
   }
 }
@@ -202,6 +217,14 @@ void dumpExpr(const SourceManager& sm, const Expr& e, int depth, std::string& ou
     case NodeKind::ExprList: {
       out += pad + "List" + where + "\n";
       for (const Expr* i : static_cast<const ExprList&>(e).items) dumpExpr(sm, *i, depth + 1, out);
+      return;
+    }
+    case NodeKind::ExprRecord: {
+      out += pad + "Record" + where + "\n";
+      for (const RecordField& f : static_cast<const ExprRecord&>(e).fields) {
+        out += pad + "  Field " + f.name + " @" + at(sm, f.nameRange) + "\n";
+        dumpExpr(sm, *f.value, depth + 2, out);
+      }
       return;
     }
     default: {

@@ -3,6 +3,7 @@
 // leaves this file.
 #include <antlr4-runtime.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -70,6 +71,31 @@ std::string humanize(std::string msg) {
   return msg;
 }
 
+// `{'}', 'use', 'dataset', ..., a name}` -> `{'}', a name}`; a set left with one
+// member loses its braces.
+std::string collapseNameSet(const std::string& msg) {
+  size_t open = msg.find('{');
+  size_t close = open == std::string::npos ? std::string::npos : msg.find('}', open);
+  if (close != std::string::npos && close + 1 < msg.size() && msg[close + 1] == '\'') close = msg.find('}', close + 1);
+  if (open == std::string::npos || close == std::string::npos) return msg;
+  std::string set = msg.substr(open + 1, close - open - 1);
+  if (set.find("a name") == std::string::npos) return msg;
+  static const std::vector<std::string> keywords = {"'dataset'", "'pipeline'", "'encoder'", "'objective'", "'let'",
+                                                    "'pretrain'", "'evaluate'", "'on'", "'sweep'", "'in'", "'use'"};
+  std::vector<std::string> kept;
+  size_t start = 0;
+  while (start <= set.size()) {
+    size_t comma = set.find(", ", start);
+    std::string item = set.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (std::find(keywords.begin(), keywords.end(), item) == keywords.end()) kept.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 2;
+  }
+  std::string joined;
+  for (const std::string& k : kept) joined += (joined.empty() ? "" : ", ") + k;
+  return msg.substr(0, open) + (kept.size() == 1 ? joined : "{" + joined + "}") + msg.substr(close + 1);
+}
+
 class ErrorCollector final : public antlr4::BaseErrorListener {
  public:
   ErrorCollector(FileId file, const OffsetMap& map, DiagnosticEngine& diags) : file_(file), map_(map), diags_(diags) {}
@@ -106,6 +132,9 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
     if (offending != nullptr && offending->getType() == grammar::GyrusLexer::BAD_CHAR) {
       message = "unexpected character " + describeToken(text);
     }
+    // Where a name is expected, keywords are names too (fields, arguments, members):
+    // the set lists them all; say "a name".
+    message = collapseNameSet(message);
     // The expected set at the top level is every declaration keyword: say so.
     size_t brace = message.find("expected {");
     if (brace != std::string::npos && message.find("'pretrain'", brace) != std::string::npos) {
@@ -329,6 +358,12 @@ class Builder {
     if (auto* b = dynamic_cast<G::BoolLitContext*>(ctx)) return arena_.make<ast::ExprBool>(r, b->value->getText() == "true");
     if (auto* n = dynamic_cast<G::NameRefContext*>(ctx)) return arena_.make<ast::ExprName>(r, n->getText());
     if (auto* p = dynamic_cast<G::ParenExprContext*>(ctx)) return expr(p->expr());
+    if (auto* rec = dynamic_cast<G::RecordLitContext*>(ctx)) {
+      std::vector<ast::RecordField> fields;
+      for (G::RecordFieldContext* f : rec->recordField())
+        fields.push_back({f->name->getText(), range(f->name), expr(f->expr())});
+      return arena_.make<ast::ExprRecord>(r, std::move(fields));
+    }
     auto* l = dynamic_cast<G::ListLitContext*>(ctx);
     std::vector<ast::Expr*> items;
     for (G::ExprContext* e : l->expr()) items.push_back(expr(e));

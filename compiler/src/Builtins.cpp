@@ -97,7 +97,8 @@ const std::vector<Builtin>& builtins() {
                   {"channels", Ty::List, true, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
                   {"sites", Ty::String, false, nullptr},
-                  {"skip_unreadable", Ty::Bool, false, nullptr}},
+                  {"skip_unreadable", Ty::Bool, false, nullptr},
+                  {"task", Ty::Record, false, nullptr}},
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> channels;
                    std::string why = strings(a["channels"], channels);
@@ -120,7 +121,8 @@ const std::vector<Builtin>& builtins() {
                   {"column", Ty::String, false, nullptr},
                   {"label", Ty::LabelType, false, nullptr},
                   {"sites", Ty::String, false, nullptr},
-                  {"skip_unreadable", Ty::Bool, false, nullptr}},
+                  {"skip_unreadable", Ty::Bool, false, nullptr},
+                  {"task", Ty::Record, false, nullptr}},
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    auto str = [&](const char* k, const char* def) {
                      return a[k].present ? a[k].value.str : std::string(def);

@@ -14,12 +14,23 @@ namespace gyrus {
 namespace check {
 
 
+namespace {
+// A value's type as `emit --stage=typed` prints it; records list their fields' types.
+std::string typeText(const Value& v) {
+  if (v.ty != Ty::Record) return std::string(typeLabel(v.ty));
+  std::string out = "{";
+  for (size_t i = 0; i < v.fieldNames.size(); ++i)
+    out += (i ? ", " : "") + v.fieldNames[i] + " : " + typeText(v.items[i]);
+  return out + "}";
+}
+}  // namespace
+
 std::vector<std::string> Checker::visibleNames() const {
   std::vector<std::string> names;
   for (const auto& [name, sym] : symbols_) names.push_back(name);
   for (const Builtin& b : builtins()) names.push_back(b.name);
   for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "segmentation", "probe", "finetune",
-                        "pooled", "dense", "light", "none"})
+                        "pooled", "dense", "light", "none", "auroc", "dice", "nsd", "pearson_r"})
     names.emplace_back(c);
   return names;
 }
@@ -65,14 +76,14 @@ Value Checker::eval(const ast::Expr& e) {
       v.flag = static_cast<const ast::ExprBool&>(e).value;
       break;
     case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e)); break;
-    case ast::NodeKind::ExprMember: {
-      const auto& m = static_cast<const ast::ExprMember&>(e);
-      Value base = eval(*m.base);
-      if (base.ty == Ty::Error) return errorValue();
-      diags_.report(DiagKind::UnknownField, m.nameRange,
-                    std::string(tyName(base.ty)) + " has no member '" + m.name + "'");
-      return errorValue();
-    }
+    case ast::NodeKind::ExprMember:
+      v = evalMember(static_cast<const ast::ExprMember&>(e));
+      if (v.ty == Ty::Error) return v;
+      break;
+    case ast::NodeKind::ExprRecord:
+      v = evalRecord(static_cast<const ast::ExprRecord&>(e));
+      if (v.ty == Ty::Error) return v;
+      break;
     case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e)); break;
     case ast::NodeKind::ExprUnary: {
       const auto& u = static_cast<const ast::ExprUnary&>(e);
@@ -186,6 +197,12 @@ Value Checker::evalName(const ast::ExprName& n) {
     v.flag = n.name == "light";
     return v;
   }
+  // Metrics (`mae` is also the objective's function, resolved above; see metricName).
+  if (n.name == "auroc" || n.name == "dice" || n.name == "nsd" || n.name == "pearson_r") {
+    v.ty = Ty::Metric;
+    v.str = n.name;
+    return v;
+  }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
   std::string best = closestMatch(n.name, visibleNames());
   if (!best.empty()) {
@@ -291,15 +308,26 @@ Value Checker::evalCall(const ast::ExprCall& c) {
     }
     bound[p->name] = {true, v, a.value->range};
   }
+  // A task record supplies the arguments the call does not give (Tasks.cpp).
+  // After a mistake in the task, a missing argument is usually its echo.
+  TaskUse task;
+  bool taskOk = applyTask(*fn, c, bound, task);
+  if (bound.count("task") != 0 && bound["task"].present && bound["task"].value.ty == Ty::Error) taskOk = false;
+  ok = ok && taskOk;
   for (const Param& p : fn->params) {
     if (p.required && bound.count(p.name) == 0) {
-      diags_.report(DiagKind::MissingArgument, c.range, fn->name + "() needs argument '" + p.name + "'");
+      if (taskOk) {
+        Diagnostic& d = diags_.report(DiagKind::MissingArgument, c.range, fn->name + "() needs argument '" + p.name + "'");
+        if (task.given && p.name != "root") d.note(task.at, "the task given here does not set '" + p.name + "' either");
+      }
       ok = false;
     }
     if (bound.count(p.name) == 0) bound[p.name] = {false, Value{}, c.range};
   }
   if (!ok) return errorValue();
+  size_t firstDiag = diags_.all().size();
   Value v = fn->build(*this, bound, c.range);
+  finishTask(task, firstDiag, c.range, v);
   v.range = c.range;
   if (v.ty == Ty::Pipeline) v.opOrigins.assign(v.pipeline.ops.size(), c.range);
   return v;
@@ -981,9 +1009,11 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
 
   // Protocol arguments.
-  static const std::vector<std::string> kArgs = {"shots",  "repeats", "test", "seed",     "probe",    "protocol",
-                                                 "epochs", "lr",      "head", "pipeline", "tolerance"};
+  static const std::vector<std::string> kArgs = {"shots", "repeats", "test",     "seed",      "probe",  "protocol",
+                                                 "epochs", "lr",     "head",     "pipeline", "tolerance", "metrics"};
   std::map<std::string, std::pair<Value, SourceRange>> args;
+  std::vector<std::string> metricNames;
+  std::vector<SourceRange> metricRanges;
   bool ok = true;
   for (const ast::Arg& a : d.args) {
     Value v = eval(*a.value);
@@ -1000,7 +1030,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         diag.message += "; did you mean '" + best + "'?";
         diag.fixit(a.nameRange, best);
       }
-      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, head, pipeline, tolerance");
+      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, head, pipeline, tolerance, "
+                "metrics");
       ok = false;
       continue;
     }
@@ -1008,6 +1039,14 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       diags_.report(DiagKind::DuplicateArgument, a.nameRange, "argument '" + a.name + "' is given twice")
           .note(args[a.name].second, "first given here");
       ok = false;
+      continue;
+    }
+    if (a.name == "metrics") {
+      if (!readMetrics(v, a.value->range, "argument 'metrics' of evaluate", metricNames, metricRanges)) {
+        ok = false;
+        continue;
+      }
+      args[a.name] = {v, a.value->range};
       continue;
     }
     Ty want = a.name == "test" && v.ty == Ty::Site ? Ty::Site
@@ -1075,6 +1114,23 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     return;
   }
 
+  // The metrics to report, in order: the evaluation's own, its data set's task's, or
+  // the label kind's.
+  std::vector<std::string> metrics;
+  std::string metricsFrom;
+  if (args.count("metrics") != 0) {
+    if (!checkMetricsSuit(metricNames, metricRanges, args["metrics"].second, labelKind,
+                          "'" + d.task[0] + "." + label + "'", SourceRange{}))
+      return;
+    metrics = metricNames;
+  } else if (!data.taskMetrics.empty()) {
+    for (const Value& m : data.taskMetrics) metrics.push_back(metricName(m));
+    metricsFrom = " (from the task of '" + d.task[0] + "')";
+  } else {
+    metrics = metricsOf(labelKind);
+    metricsFrom = " (the default for " + labelKindWord(labelKind) + " labels)";
+  }
+
   // The evaluation's own preprocessing must match what the encoder was pretrained on.
   Value evalPipeline = model;
   SourceRange evalPipelineAt = model.range;
@@ -1115,6 +1171,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.encoder = model.encoder;
   e.label = label;
   e.labelKind = labelKind;
+  e.metrics = metrics;
   if (args.count("shots")) e.shots = static_cast<int64_t>(args["shots"].first.num);
   if (args.count("repeats")) e.repeats = static_cast<int64_t>(args["repeats"].first.num);
   if (args.count("test") && args["test"].first.ty == Ty::Site) {
@@ -1216,6 +1273,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
             (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
             std::to_string(testCount) + " subjects)\n";
   typed_ += "  pipeline : Pipeline = " + ir::print(e.pipeline) + "\n";
+  std::string metricList;
+  for (const std::string& m : e.metrics) metricList += (metricList.empty() ? "" : ", ") + m;
+  typed_ += "  metrics  : List = [" + metricList + "]" + metricsFrom + "\n";
 
   stage.deps.push_back(stageIndex_.at(e.pretrain));
   experiment_.stages.push_back(std::move(stage));
@@ -1264,8 +1324,7 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
                             : v.ty == Ty::Shape     ? ir::formatShape(v.shape)
                             : isNumeric(v.ty) || v.ty == Ty::Fraction || v.ty == Ty::Length ? ir::formatNumber(v.num)
                                                                                              : ast::printExpr(*b->value);
-        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " : " + std::string(typeLabel(v.ty)) +
-                  " = " + shown + "\n";
+        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " : " + typeText(v) + " = " + shown + "\n";
       }
     } else if (d->is<ast::DeclPretrain>()) {
       evalDecl(it->second);

@@ -18,7 +18,7 @@ namespace gyrus::check {
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
   Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
-  ProtocolTy, Site, Head, Decoder,
+  ProtocolTy, Site, Head, Decoder, Record, Metric,
 };
 
 inline std::string_view tyName(Ty t) {
@@ -50,6 +50,8 @@ inline std::string_view tyName(Ty t) {
     case Ty::Site: return "a site";
     case Ty::Head: return "a head (pooled or dense)";
     case Ty::Decoder: return "a decoder (light or none)";
+    case Ty::Record: return "a record";
+    case Ty::Metric: return "a metric (auroc, dice, nsd, mae or pearson_r)";
   }
   return "?";
 }
@@ -82,6 +84,8 @@ inline std::string_view typeLabel(Ty t) {
     case Ty::Site: return "Site";
     case Ty::Head: return "Head";
     case Ty::Decoder: return "Decoder";
+    case Ty::Record: return "Record";
+    case Ty::Metric: return "Metric";
     case Ty::Error: return "Error";
   }
   return "?";
@@ -94,7 +98,9 @@ struct Value {
   ir::Shape3 shape{0, 0, 0};
   std::string str;
   bool flag = false;
-  std::vector<Value> items;  // Ty::List
+  std::vector<Value> items;  // Ty::List; Ty::Record: the field values, in source order
+  std::vector<std::string> fieldNames;        // Ty::Record
+  std::vector<SourceRange> fieldNameRanges;  // Ty::Record
   ir::DataSource dataset;
   ir::Pipeline pipeline;
   ir::UNetEncoder encoder;
@@ -111,6 +117,12 @@ struct Value {
   std::vector<SourceRange> opOrigins;    // Pipeline/Data: the call that made each op
   SourceRange encoderOrigin;             // Model: where its encoder is declared
   std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
+  SourceRange literal;                   // Record: the literal that made it
+  // Dataset: the metrics of the task record it was declared with (Ty::Metric items or
+  // `mae`, ranges inside the record), the list, and where the task was given.
+  std::vector<Value> taskMetrics;
+  SourceRange taskMetricsOrigin;
+  SourceRange taskOrigin;
 };
 
 inline Value errorValue() { return Value{}; }
@@ -121,6 +133,23 @@ inline SourceRange taskDatasetRange(const ast::DeclEvaluate& d) {
 }
 
 inline bool isNumeric(Ty t) { return t == Ty::Int || t == Ty::Float; }
+
+// ---- Records and metrics (Tasks.cpp) ------------------------------------------------
+
+/// The index of field `name` of a record value, or -1.
+inline int fieldIndex(const Value& record, const std::string& name) {
+  for (size_t i = 0; i < record.fieldNames.size(); ++i)
+    if (record.fieldNames[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+/// The metric a value names: a metric identifier, or `mae` (which is also the MAE
+/// objective's function); empty when it names none.
+std::string metricName(const Value& v);
+/// The metrics that can score a label kind, in their default order.
+const std::vector<std::string>& metricsOf(ir::LabelKind kind);
+/// "binary", "regression" or "segmentation".
+std::string labelKindWord(ir::LabelKind kind);
 
 // ---- Built-in functions -------------------------------------------------------------
 
@@ -259,7 +288,34 @@ class Checker {
 
   Value eval(const ast::Expr& e);
 
+  // Records, task records and metric lists (Tasks.cpp).
+  /// A call's `task = RECORD` argument: its fields become the call's arguments where the
+  /// call does not give them (checked like them); `layout` must be the function's;
+  /// `metrics` must suit the label. Every error shows the field and the use.
+  struct TaskUse {
+    bool given = false;
+    SourceRange at;              // the task argument
+    std::vector<Value> metrics;  // the task's metrics, when it has any
+    SourceRange metricsAt;       // its `metrics` field's value
+  };
+  bool applyTask(const Builtin& fn, const ast::ExprCall& call, std::map<std::string, Bound>& bound, TaskUse& use);
+  /// After the built-in ran: notes at the use on what it reported about task fields,
+  /// and the task's metrics on the data set it made.
+  void finishTask(const TaskUse& use, size_t firstDiag, SourceRange call, Value& result);
+  /// Reads a list of metrics (`what` names the slot); false after reporting.
+  bool readMetrics(const Value& list, SourceRange at, const std::string& what, std::vector<std::string>& names,
+                   std::vector<SourceRange>& ranges);
+  /// Reports the metrics that cannot score a label of `kind` ([metric-mismatch], once, at
+  /// the first), with the corrected list as a fix-it for `listAt`; `label` describes the
+  /// label and `labelAt` (when valid) is where it was set.
+  bool checkMetricsSuit(const std::vector<std::string>& names, const std::vector<SourceRange>& ranges,
+                        SourceRange listAt, ir::LabelKind kind, const std::string& label, SourceRange labelAt);
+  /// Adds "task given here" at `use` to the diagnostics reported since `from` outside it.
+  void noteTaskUse(size_t from, SourceRange use);
+
  private:
+  Value evalRecord(const ast::ExprRecord& r);
+  Value evalMember(const ast::ExprMember& m);
   Value evalName(const ast::ExprName& n);
   Value evalCall(const ast::ExprCall& c);
   Value callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c);

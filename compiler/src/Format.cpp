@@ -2,6 +2,7 @@
 #include "gyrus/Format.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "gyrus/Parse.h"
 
@@ -21,8 +22,10 @@ class Formatter {
       bool blankBefore = !first && hasBlankLine(prevEnd, firstCommentOrBegin(prevEnd, r.begin));
       if (blankBefore) out_ += "\n";
       emitLeadingComments(prevEnd, r.begin);
+      // A comment the layout cannot place (inside an expression, outside a record
+      // literal) keeps the declaration as written.
       bool verbatim = d->is<ast::DeclPretrain>() ? commentInside(r.begin, d->nameRange.end + 1)
-                                                 : commentInside(r.begin, r.end);
+                                                 : looseComment(r.begin, r.end, recordsOf(*d));
       if (verbatim) {
         out_ += std::string(sm_.text(r));
       } else {
@@ -74,30 +77,39 @@ class Formatter {
     return true;
   }
 
-  void emitLeadingComments(uint32_t from, uint32_t to, const std::string& indent = "") {
+  // The comments in [from, to), each on its own line.
+  std::string leadingComments(uint32_t from, uint32_t to, const std::string& indent) {
+    std::string out;
     uint32_t last = from;
     bool any = false;
     for (const SourceRange& c : comments_) {
       if (c.begin < from || c.begin >= to || used(c)) continue;
-      if (any && hasBlankLine(last, c.begin)) out_ += "\n";
-      out_ += indent + std::string(sm_.text(c)) + "\n";
+      if (any && hasBlankLine(last, c.begin)) out += "\n";
+      out += indent + std::string(sm_.text(c)) + "\n";
       markUsed(c);
       last = c.end;
       any = true;
     }
-    if (any && hasBlankLine(last, to)) out_ += "\n";
+    if (any && hasBlankLine(last, to)) out += "\n";
+    return out;
+  }
+  void emitLeadingComments(uint32_t from, uint32_t to, const std::string& indent = "") {
+    out_ += leadingComments(from, to, indent);
   }
 
-  void emitTrailingComment(uint32_t end) {
+  // The first comment after `end` when it starts on the same line (and before `limit`).
+  std::string trailingComment(uint32_t end, uint32_t limit = UINT32_MAX) {
     for (const SourceRange& c : comments_) {
       if (c.begin < end || used(c)) continue;
-      if (sameLine(end, c.begin)) {
-        out_ += "  " + std::string(sm_.text(c));
+      if (sameLine(end, c.begin) && c.begin < limit) {
         markUsed(c);
+        return "  " + std::string(sm_.text(c));
       }
-      return;
+      return std::string();
     }
+    return std::string();
   }
+  void emitTrailingComment(uint32_t end) { out_ += trailingComment(end); }
 
   bool commentInside(uint32_t begin, uint32_t end) const {
     for (const SourceRange& c : comments_)
@@ -105,8 +117,67 @@ class Formatter {
     return false;
   }
 
+  // A comment in (begin, end) outside every record literal in `records`: the record
+  // formatter places comments between fields; any other one is kept as written.
+  bool looseComment(uint32_t begin, uint32_t end, const std::vector<SourceRange>& records) const {
+    for (const SourceRange& c : comments_) {
+      if (c.begin <= begin || c.begin >= end) continue;
+      bool inRecord = false;
+      for (const SourceRange& r : records) inRecord = inRecord || (c.begin > r.begin && c.begin < r.end);
+      if (!inRecord) return true;
+    }
+    return false;
+  }
+
+  // The source ranges of the record literals in an expression or a declaration.
+  static void collectRecords(const ast::Expr* e, std::vector<SourceRange>& out) {
+    if (e == nullptr) return;
+    switch (e->kind) {
+      case ast::NodeKind::ExprMember: collectRecords(static_cast<const ast::ExprMember*>(e)->base, out); return;
+      case ast::NodeKind::ExprCall: {
+        const auto* c = static_cast<const ast::ExprCall*>(e);
+        collectRecords(c->callee, out);
+        for (const ast::Arg& a : c->args) collectRecords(a.value, out);
+        return;
+      }
+      case ast::NodeKind::ExprUnary: collectRecords(static_cast<const ast::ExprUnary*>(e)->operand, out); return;
+      case ast::NodeKind::ExprBinary: {
+        const auto* b = static_cast<const ast::ExprBinary*>(e);
+        collectRecords(b->lhs, out);
+        collectRecords(b->rhs, out);
+        return;
+      }
+      case ast::NodeKind::ExprList:
+        for (const ast::Expr* i : static_cast<const ast::ExprList*>(e)->items) collectRecords(i, out);
+        return;
+      case ast::NodeKind::ExprRecord:
+        out.push_back(e->range);
+        for (const ast::RecordField& f : static_cast<const ast::ExprRecord*>(e)->fields) collectRecords(f.value, out);
+        return;
+      default: return;
+    }
+  }
+  static std::vector<SourceRange> recordsOf(const ast::Expr& e) {
+    std::vector<SourceRange> out;
+    collectRecords(&e, out);
+    return out;
+  }
+  static std::vector<SourceRange> recordsOf(const ast::Decl& d) {
+    std::vector<SourceRange> out;
+    if (const auto* b = d.as<ast::DeclBind>()) {
+      collectRecords(b->value, out);
+      for (const ast::Param& p : b->params) collectRecords(p.value, out);
+    } else if (const auto* e = d.as<ast::DeclEvaluate>()) {
+      for (const ast::Arg& a : e->args) collectRecords(a.value, out);
+    } else if (const auto* s = d.as<ast::DeclSweep>()) {
+      collectRecords(s->values, out);
+    }
+    return out;
+  }
+
   // ---- declarations ----
   void decl(const ast::Decl& d) {
+    indent_.clear();
     if (const auto* b = d.as<ast::DeclBind>()) {
       out_ += std::string(ast::toString(b->bindKind)) + " " + b->name;
       if (b->isFunction) {
@@ -147,10 +218,12 @@ class Formatter {
     for (const ast::Field& f : p.fields) {
       SourceRange fr{id_, f.nameRange.begin, f.value->range.end};
       emitLeadingComments(prev, fr.begin, "  ");
-      if (commentInside(fr.begin, fr.end)) {
+      if (looseComment(fr.begin, fr.end, recordsOf(*f.value))) {
         out_ += "  " + std::string(sm_.text(fr));  // a comment inside the field: as written
       } else {
+        indent_ = "  ";
         out_ += "  " + f.name + std::string(width - f.name.size(), ' ') + " = " + expr(*f.value);
+        indent_.clear();
       }
       prev = fr.end;
       emitTrailingComment(prev);
@@ -224,8 +297,55 @@ class Formatter {
         for (size_t i = 0; i < l.items.size(); ++i) out += (i ? ", " : "") + expr(*l.items[i]);
         return out + "]";
       }
+      case ast::NodeKind::ExprRecord: return record(static_cast<const ast::ExprRecord&>(e));
       default: return std::string(sm_.text(e.range));
     }
+  }
+
+  // A record literal: `{ a = 1, b = 2 }` on one line when short and free of comments,
+  // else one field per line (names aligned, every field followed by a comma), indented
+  // one level past the line it starts on, with its comments in place.
+  static constexpr size_t kRecordLine = 60;
+  std::string record(const ast::ExprRecord& r) {
+    bool comments = commentInside(r.range.begin, r.range.end);
+    if (!comments) {
+      if (r.fields.empty()) return "{}";
+      // The one-line form, with nested records on one line too (`flat_`): rendering
+      // each level once keeps deep nesting linear per level.
+      bool wasFlat = flat_;
+      flat_ = true;
+      std::string one = "{ ";
+      for (size_t i = 0; i < r.fields.size(); ++i)
+        one += (i ? ", " : "") + r.fields[i].name + " = " + expr(*r.fields[i].value);
+      one += " }";
+      flat_ = wasFlat;
+      if (flat_ || (one.size() <= kRecordLine && one.find('\n') == std::string::npos)) return one;
+    }
+    std::string outer = indent_, inner = indent_ + "  ";
+    size_t width = 0;
+    for (const ast::RecordField& f : r.fields) width = std::max(width, f.name.size());
+    std::string out = "{";
+    uint32_t prev = r.range.begin + 1;
+    out += trailingComment(prev, r.fields.empty() ? r.range.end : r.fields.front().nameRange.begin);
+    out += "\n";
+    for (size_t i = 0; i < r.fields.size(); ++i) {
+      const ast::RecordField& f = r.fields[i];
+      SourceRange fr{id_, f.nameRange.begin, f.value->range.end};
+      out += leadingComments(prev, fr.begin, inner);
+      if (looseComment(fr.begin, fr.end, recordsOf(*f.value))) {
+        out += inner + std::string(sm_.text(fr));  // a comment inside the value: as written
+      } else {
+        indent_ = inner;
+        out += inner + f.name + std::string(width - f.name.size(), ' ') + " = " + expr(*f.value);
+        indent_ = outer;
+      }
+      out += ",";
+      prev = fr.end;
+      uint32_t next = i + 1 < r.fields.size() ? r.fields[i + 1].nameRange.begin : r.range.end;
+      out += trailingComment(prev, next) + "\n";
+    }
+    out += leadingComments(prev, r.range.end - 1, inner);
+    return out + outer + "}";
   }
 
   const SourceManager& sm_;
@@ -234,6 +354,8 @@ class Formatter {
   std::vector<SourceRange> comments_;
   std::vector<uint32_t> used_;
   std::string out_;
+  std::string indent_;  // indentation of the line the current expression starts on
+  bool flat_ = false;   // rendering a record's one-line form: nested records stay flat
 };
 
 }  // namespace

@@ -83,6 +83,21 @@ class OverrideApplier {
       slot = value_;
       return true;
     }
+    // A record literal: one of its fields (added when absent, like a block's).
+    if (auto* record = slot->as<ast::ExprRecord>()) {
+      for (ast::RecordField& f : record->fields)
+        if (f.name == path[i]) return apply(f.value, path, i + 1);
+      if (i + 1 == path.size()) {
+        record->fields.push_back({path[i], value_->range, value_});
+        return true;
+      }
+      std::vector<std::string> names;
+      for (const ast::RecordField& f : record->fields) names.push_back(f.name);
+      std::string best = closestMatch(path[i], names);
+      fail("the record '" + join(path, i) + "' has no field '" + path[i] + "'" +
+           (best.empty() ? "" : "; did you mean '" + best + "'?"));
+      return false;
+    }
     std::vector<ast::ExprCall*> calls;
     collectCalls(slot, calls);
     // `prep.crop.size`: select a call by its function's name first.

@@ -61,6 +61,11 @@ std::string quoted(const std::string& s) {
   }
   return out + "\"";
 }
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
 std::string stringList(const std::vector<std::string>& items) {
   std::string out = "[";
   for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
@@ -167,6 +172,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     out += "  pipeline = " + print(e.pipeline) + "\n";
     out += "  encoder = " + print(e.encoder) + "\n";
     out += "  label = " + e.label + " (" + std::string(toString(e.labelKind)) + ")\n";
+    if (!e.metrics.empty()) out += "  metrics = " + join(e.metrics) + "\n";  // reporting only: not hashed
     if (e.protocol == Protocol::Probe) {
       out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
@@ -210,14 +216,16 @@ void hashStages(Experiment& experiment) {
   for (Stage& s : experiment.stages) {
     // Names (the stage's own, its model's, its dependencies') and data roots are left
     // out: renaming a stage or moving a data folder reuses its work (the data enter by
-    // their fingerprint). Dependencies enter by hash.
+    // their fingerprint). Dependencies enter by hash. An evaluation's metrics only
+    // choose what is reported, so they are left out too.
     std::string print = printStage(s, experiment);
     std::string material = std::string("gyrus-ir ") + kIrVersion + "\n" + std::string(toString(s.kind)) + "\n";
     size_t pos = print.find('\n') + 1;
     while (pos < print.size()) {
       size_t end = print.find('\n', pos);
       std::string line = print.substr(pos, end - pos);
-      bool name = line.rfind("  model = ", 0) == 0 || line.rfind("  after ", 0) == 0 || line.rfind("  root = ", 0) == 0;
+      bool name = line.rfind("  model = ", 0) == 0 || line.rfind("  after ", 0) == 0 || line.rfind("  root = ", 0) == 0 ||
+                  line.rfind("  metrics = ", 0) == 0;
       if (!name) material += line + "\n";
       pos = end + 1;
     }

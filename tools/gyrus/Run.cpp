@@ -33,6 +33,19 @@ struct StageReport {
   std::vector<rt::Metric> metrics;
 };
 
+// The figures of a stage as the summary shows them. An evaluation declares its metrics
+// (`metrics = [...]`, its task's, or its label's): each is shown in that order with its
+// companions (`mae_std`, `mae_random_encoder`, `dice_scratch`, ...); the runtime's other
+// figures are left out. Other stages show all of theirs.
+std::vector<rt::Metric> reported(const ir::Stage& stage, const std::vector<rt::Metric>& metrics) {
+  if (stage.kind != ir::StageKind::Evaluate || stage.evaluate.metrics.empty()) return metrics;
+  std::vector<rt::Metric> out;
+  for (const std::string& name : stage.evaluate.metrics)
+    for (const rt::Metric& m : metrics)
+      if (m.name == name || m.name.rfind(name + "_", 0) == 0) out.push_back(m);
+  return out;
+}
+
 }  // namespace
 
 bool parseByteSize(const std::string& text, int64_t& bytes) {
@@ -163,6 +176,8 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
                              {"hash", r.stage->hash},
                              {"status", r.status},
                              {"seconds", r.seconds}});
+      // The metrics an evaluation reports, in their declared order.
+      if (r.stage->kind == ir::StageKind::Evaluate) j["stages"].back()["metrics"] = r.stage->evaluate.metrics;
       for (const rt::Metric& m : r.metrics)
         j["metrics"].push_back({{"stage", r.stage->name}, {"name", m.name}, {"value", m.value}});
     }
@@ -180,15 +195,16 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     fmt::print("\n{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10}\n", "stage", "kind", "status", "time", "metric", "value");
     for (const StageReport& r : reports) {
       std::string time = r.status == "cached" ? "-" : fmt::format("{:.1f} s", r.seconds);
-      if (r.metrics.empty()) {
+      std::vector<rt::Metric> shown = reported(*r.stage, r.metrics);
+      if (shown.empty()) {
         fmt::print("{:<24} {:<9} {:<8} {:>8}\n", r.stage->name, ir::toString(r.stage->kind), r.status, time);
       }
-      for (size_t i = 0; i < r.metrics.size(); ++i) {
+      for (size_t i = 0; i < shown.size(); ++i) {
         if (i == 0) {
           fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", r.stage->name, ir::toString(r.stage->kind),
-                     r.status, time, r.metrics[i].name, r.metrics[i].value);
+                     r.status, time, shown[i].name, shown[i].value);
         } else {
-          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", r.metrics[i].name, r.metrics[i].value);
+          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", shown[i].name, shown[i].value);
         }
       }
     }

@@ -17,7 +17,7 @@ namespace gyrus::ast {
 
 enum class NodeKind {
   ExprNumber, ExprQuantity, ExprShape, ExprString, ExprBool, ExprName, ExprMember,
-  ExprCall, ExprUnary, ExprBinary, ExprList,
+  ExprCall, ExprUnary, ExprBinary, ExprList, ExprRecord,
   DeclBind, DeclPretrain, DeclEvaluate, DeclSweep, DeclUse,
 };
 
@@ -130,6 +130,20 @@ struct ExprList final : Expr {
   static constexpr NodeKind kKind = NodeKind::ExprList;
   ExprList(SourceRange r, std::vector<Expr*> i) : Expr(kKind, r), items(std::move(i)) {}
   std::vector<Expr*> items;
+};
+
+/// One field of a record literal.
+struct RecordField {
+  std::string name;
+  SourceRange nameRange;
+  Expr* value = nullptr;
+};
+
+/// `{ channels = ["t1", "t2"], label = regression }`: fields in source order.
+struct ExprRecord final : Expr {
+  static constexpr NodeKind kKind = NodeKind::ExprRecord;
+  ExprRecord(SourceRange r, std::vector<RecordField> f) : Expr(kKind, r), fields(std::move(f)) {}
+  std::vector<RecordField> fields;
 };
 
 struct Decl : Node {

@@ -73,6 +73,9 @@ class DiagnosticEngine {
   /// Diagnostics sorted by file, position and kind, exact duplicates removed.
   std::vector<Diagnostic> sorted() const;
   const std::vector<Diagnostic>& all() const { return diags_; }
+  /// The diagnostic reported `index`-th (an index into all()), for a pass that adds a
+  /// note to what a callee reported.
+  Diagnostic& at(size_t index) { return diags_.at(index); }
 
  private:
   std::vector<Diagnostic> diags_;

@@ -248,6 +248,11 @@ struct EvaluateStage {
   /// and the shots are drawn from the other sites (`testFraction` is unused).
   std::string testSite;
   uint64_t seed = 0;
+  /// The metrics to report, in order ("auroc"; "mae", "pearson_r"; "dice", "nsd"): the
+  /// evaluation's `metrics`, its data set's task's, or the label kind's. The runtime
+  /// computes every metric of the label kind; this list only selects and orders what is
+  /// reported, so it is not part of the stage's hash.
+  std::vector<std::string> metrics;
 };
 
 enum class StageKind { Pretrain, Evaluate };

@@ -20,7 +20,8 @@ namespace gyrus::rt {
 /// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
 /// 3: evaluate stages carry a protocol (probe or finetune), epochs and lr.
 /// 4: segmentation masks (LabelKind::Mask, FolderSample::mask, EvaluateStage::nsdToleranceMm).
-/// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData).
+/// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData),
+///    the metrics an evaluation reports (EvaluateStage::metrics).
 inline constexpr int kRuntimeAbiVersion = 5;
 
 struct Metric {
