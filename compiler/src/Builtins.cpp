@@ -255,11 +255,44 @@ const std::vector<Builtin>& builtins() {
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Encoder;
-                   ir::UNetEncoder& e = v.encoder;
+                   v.encoder.kind = ir::EncoderKind::UNet;
+                   ir::UNetEncoder& e = v.encoder.unet;
                    e.width = asInt(a["width"], e.width);
                    e.stages = asInt(a["stages"], e.stages);
                    e.convsPerStage = asInt(a["convs"], e.convsPerStage);
                    e.maxWidth = asInt(a["max_width"], e.maxWidth);
+                   return v;
+                 }});
+    t.push_back({"vit",
+                 Ty::Encoder,
+                 {{"patch", Ty::Voxels, false, between(2, 64, false, false)},
+                  {"dim", Ty::Int, false, between(6, 4096, false, false)},
+                  {"depth", Ty::Int, false, between(1, 64, false, false)},
+                  {"heads", Ty::Int, false, between(1, 64, false, false)},
+                  {"mlp_ratio", Ty::Int, false, between(1, 16, false, false)}},
+                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Encoder;
+                   v.encoder.kind = ir::EncoderKind::Vit;
+                   ir::VitEncoder& e = v.encoder.vit;
+                   e.patch = asInt(a["patch"], e.patch);
+                   e.dim = asInt(a["dim"], e.dim);
+                   e.depth = asInt(a["depth"], e.depth);
+                   e.heads = asInt(a["heads"], e.heads);
+                   e.mlpRatio = asInt(a["mlp_ratio"], e.mlpRatio);
+                   // Attention splits the features evenly over the heads.
+                   if (e.dim % e.heads != 0) {
+                     int64_t down = e.dim / e.heads * e.heads, up = down + e.heads;
+                     SourceRange at = a["dim"].present ? a["dim"].range : a["heads"].range;
+                     Diagnostic& d = c.diags().report(DiagKind::ShapeDivisibility, at,
+                                                      "dim " + std::to_string(e.dim) + " is not divisible by heads " +
+                                                          std::to_string(e.heads) +
+                                                          ": attention splits the features evenly over the heads");
+                     d.note("nearest valid dims: " + (down > 0 ? std::to_string(down) + " or " : std::string()) +
+                            std::to_string(up));
+                     if (a["dim"].present) d.fixit(a["dim"].range, std::to_string(down > 0 ? down : up));
+                     return errorValue();
+                   }
                    return v;
                  }});
     t.push_back({"mae",

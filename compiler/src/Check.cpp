@@ -608,15 +608,19 @@ Value Checker::evalBind(const ast::DeclBind& d) {
   return errorValue();
 }
 
-bool Checker::checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what) {
+bool Checker::checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what) {
   int64_t stride = enc.totalStride();
   bool ok = true;
   for (int64_t side : data.shape) ok = ok && side % stride == 0;
   if (ok) return true;
   std::string shape = ir::formatShape(data.shape);
   Diagnostic& d = diags_.report(DiagKind::ShapeDivisibility, data.shapeOrigin,
-                                std::string(what) + " " + shape + " is not divisible by the encoder's total stride " +
-                                    std::to_string(stride) + " (" + std::to_string(enc.stages - 1) + " downsamplings)");
+                                std::string(what) + " " + shape +
+                                    (enc.kind == ir::EncoderKind::Vit
+                                         ? " is not divisible by the ViT's patch size " + std::to_string(stride) +
+                                               ": the patches must tile the input"
+                                         : " is not divisible by the encoder's total stride " + std::to_string(stride) +
+                                               " (" + std::to_string(enc.unet.stages - 1) + " downsamplings)"));
   d.note(encoderRange, "encoder '" + std::string(sm_.text(encoderRange)) + "' declared here");
   ir::Shape3 down{}, up{};
   for (size_t i = 0; i < 3; ++i) {
@@ -779,8 +783,8 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   const Value& data = fields["data"].first;
   const Value& enc = fields["encoder"].first;
   const Value& obj = fields["objective"].first;
-  ir::UNetEncoder encoder = enc.encoder;
-  encoder.inChannels = 1;
+  ir::Encoder encoder = enc.encoder;
+  encoder.setInChannels(1);
   if (data.dataset.channelCount() > 1) {
     diags_.report(DiagKind::Data, fields["data"].second,
                   "pretraining takes single-channel volumes, but this data set has " +
@@ -842,10 +846,8 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   if (fields.count("seed")) p.seed = static_cast<uint64_t>(fields["seed"].first.num);
   if (fields.count("init")) {
     const Value& from = fields["init"].first;
-    const ir::UNetEncoder& a = from.encoder;
-    bool same = a.inChannels == encoder.inChannels && a.width == encoder.width && a.stages == encoder.stages &&
-                a.convsPerStage == encoder.convsPerStage && a.maxWidth == encoder.maxWidth;
-    if (!same) {
+    const ir::Encoder& a = from.encoder;
+    if (!(a == encoder)) {
       diags_.report(DiagKind::InitMismatch, fields["encoder"].second,
                     "pretrain '" + d.name + "' starts from '" + from.model + "', whose encoder is " + ir::print(a) +
                         ", not " + ir::print(encoder))
@@ -1159,11 +1161,12 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     e.protocol = ir::Protocol::Finetune;
     if (args.count("epochs")) e.epochs = static_cast<int64_t>(args["epochs"].first.num);
     if (args.count("lr")) e.lr = args["lr"].first.num;
-    if (e.data.channelCount() > e.encoder.inChannels) {
+    if (e.data.channelCount() > e.encoder.inChannels()) {
       diags_.report(DiagKind::StemReinit, d.taskRanges[0],
                     "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
                         " channels but '" + model.model + "' was pretrained on " +
-                        std::to_string(e.encoder.inChannels) + ": fine-tuning re-initialises the first convolution")
+                        std::to_string(e.encoder.inChannels()) + ": fine-tuning re-initialises the " +
+                        (e.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution"))
           .note("the rest of the encoder starts from the pretrained weights; the probe protocol instead encodes each "
                 "channel with the pretrained stem");
     }

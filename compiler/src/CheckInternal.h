@@ -103,7 +103,7 @@ struct Value {
   std::vector<SourceRange> fieldNameRanges;  // Ty::Record
   ir::DataSource dataset;
   ir::Pipeline pipeline;
-  ir::UNetEncoder encoder;
+  ir::Encoder encoder;
   ir::Objective objective;
   ir::Optimizer optimizer;
   ir::Schedule schedule = ir::Schedule::Cosine;
@@ -325,7 +325,7 @@ class Checker {
   Value evalBind(const ast::DeclBind& d);
   Value evalPretrain(const ast::DeclPretrain& d);
   void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
-  bool checkDivisible(const Value& data, const ir::UNetEncoder& enc, SourceRange encoderRange, const char* what);
+  bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
   bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
   void reportUnknownShape(SourceRange where) {

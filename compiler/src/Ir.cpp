@@ -115,6 +115,17 @@ std::string print(const UNetEncoder& e) {
          ", max_width = " + std::to_string(e.maxWidth) + ")";
 }
 
+std::string print(const VitEncoder& e) {
+  return "vit(in_channels = " + std::to_string(e.inChannels) + ", patch = " + std::to_string(e.patch) +
+         ", dim = " + std::to_string(e.dim) + ", depth = " + std::to_string(e.depth) +
+         ", heads = " + std::to_string(e.heads) + ", mlp_ratio = " + std::to_string(e.mlpRatio) + ")";
+}
+
+// A U-Net prints as before ViTs existed, so its stages keep their hashes.
+std::string print(const Encoder& e) { return e.kind == EncoderKind::UNet ? print(e.unet) : print(e.vit); }
+
+bool Encoder::operator==(const Encoder& o) const { return print(*this) == print(o); }
+
 std::string print(const Objective& o) {
   std::string out;
   for (const ObjectiveTerm& t : o.terms) {
@@ -134,6 +145,18 @@ std::string print(const Objective& o) {
 std::string print(const Optimizer& o) {
   return "adamw(lr = " + formatNumber(o.lr) + ", weight_decay = " + formatNumber(o.weightDecay) +
          ", warmup = " + std::to_string(o.warmupEpochs) + ", schedule = " + std::string(toString(o.schedule)) + ")";
+}
+
+int64_t parameterCount(const VitEncoder& e) {
+  const int64_t d = e.dim, hidden = e.mlpRatio * e.dim;
+  int64_t total = e.inChannels * e.patch * e.patch * e.patch * d + d;  // patch embedding, with bias
+  // Per block: two LayerNorms, qkv and output projections, the MLP (all with biases).
+  total += e.depth * (2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d));
+  return total + 2 * d;  // the final LayerNorm
+}
+
+int64_t parameterCount(const Encoder& e) {
+  return e.kind == EncoderKind::UNet ? parameterCount(e.unet) : parameterCount(e.vit);
 }
 
 int64_t parameterCount(const UNetEncoder& e) {

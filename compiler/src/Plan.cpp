@@ -27,11 +27,53 @@ ir::Shape3 inputShape(const ir::PretrainStage& p) {
   return s;
 }
 
+/// A ViT pretraining: flops and activations of the patch embedding, the attention and
+/// MLP of every block, the linear patch decoder (MAE) and the projection heads.
+CostEstimate estimateVit(const ir::PretrainStage& p) {
+  CostEstimate c;
+  const ir::VitEncoder& e = p.encoder.vit;
+  ir::Shape3 shape = inputShape(p);
+  const double patchVoxels = static_cast<double>(e.patch * e.patch * e.patch);
+  const double tokens = voxels(shape, 0) / patchVoxels;
+  const double d = static_cast<double>(e.dim), hidden = static_cast<double>(e.mlpRatio * e.dim);
+  const double cin = static_cast<double>(e.inChannels);
+  double encFlop = 2.0 * cin * patchVoxels * d * tokens;
+  double encAct = d * tokens;
+  for (int64_t b = 0; b < e.depth; ++b) {
+    encFlop += 2.0 * tokens * d * (3.0 * d + d + 2.0 * hidden) + 4.0 * tokens * tokens * d;
+    // Inputs of both norms, q, k, v, attention output, the MLP's hidden layer twice,
+    // and the attention matrix (scores and softmax) of every head.
+    encAct += tokens * (8.0 * d + 2.0 * hidden) + 2.0 * static_cast<double>(e.heads) * tokens * tokens;
+  }
+  int64_t params = ir::parameterCount(e);
+  double flop = 0.0, act = 0.0;
+  for (const ir::ObjectiveTerm& t : p.objective.terms) {
+    if (t.kind == ir::ObjectiveKind::Mae) {
+      const double out = patchVoxels * cin;  // a linear layer per token back to its voxels
+      flop += encFlop + 2.0 * tokens * d * out;
+      act += encAct + tokens * out;
+      params += static_cast<int64_t>(d * out + out);
+    } else {
+      int64_t w = 2 * e.dim;
+      flop += 2.0 * encFlop;
+      act += 2.0 * encAct;
+      params += w * w + w + w * t.simclr.projection + t.simclr.projection;
+    }
+  }
+  c.parameters = params;
+  c.gflopPerStep = 3.0 * flop * static_cast<double>(p.batch) / 1e9;
+  c.activationMiB = act * 4.0 * static_cast<double>(p.batch) / (1024.0 * 1024.0);
+  c.stepsPerEpoch = (p.data.count() + p.batch - 1) / p.batch;
+  c.steps = c.stepsPerEpoch * p.epochs;
+  return c;
+}
+
 }  // namespace
 
 CostEstimate estimateCost(const ir::PretrainStage& p) {
+  if (p.encoder.kind == ir::EncoderKind::Vit) return estimateVit(p);
   CostEstimate c;
-  const ir::UNetEncoder& e = p.encoder;
+  const ir::UNetEncoder& e = p.encoder.unet;
   ir::Shape3 shape = inputShape(p);
   double encFlop = 0.0, encAct = 0.0;  // per sample, forward
   int64_t params = 0;

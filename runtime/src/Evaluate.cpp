@@ -115,7 +115,7 @@ namespace {
 /// Pooled features of every sample: [N, channels x 2 x sum of stage widths], in
 /// double. The rows of `images` are the channels of each sample in turn; a sample's
 /// per-channel features are concatenated in channel order.
-Matrix extractFeatures(UNetEncoder& encoder, const torch::Tensor& images, int64_t channels) {
+Matrix extractFeatures(EncoderModule& encoder, const torch::Tensor& images, int64_t channels) {
   constexpr int64_t kBatch = 8;
   encoder->eval();
   torch::NoGradGuard noGrad;
@@ -285,17 +285,18 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
   int threads = setThreads(ctx.threads);
 
-  UNetEncoder trained(stage.encoder);
+  EncoderModule trained = makeEncoder(stage.encoder);
   {
     torch::serialize::InputArchive archive;
     archive.load_from(encoderPath.string());
     loadStrict(*trained, archive, encoderPath.string());
   }
   torch::manual_seed(stage.seed);
-  UNetEncoder random(stage.encoder);
+  EncoderModule random = makeEncoder(stage.encoder);
 
   Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(),
                               loadOptions(ctx, threads));
+  reportData(data, ctx);
   Labels labels = labelsOf(stage, data, binary);
   Matrix features = extractFeatures(trained, data.images, data.channels);
   Matrix randomFeatures = extractFeatures(random, data.images, data.channels);
@@ -360,7 +361,7 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
     f << out.dump(2) << '\n';
     if (!f) throw std::runtime_error("cannot write " + temp);
   });
-  reportData(data, ctx, result);
+  addDataMetrics(data, result);
   return result;
 }
 

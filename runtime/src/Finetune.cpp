@@ -67,7 +67,6 @@ namespace nn = torch::nn;
 
 namespace {
 
-constexpr const char* kStemWeight = "stage0.conv0.conv.weight";
 constexpr double kFinetuneWeightDecay = 3e-5;
 constexpr int64_t kMaxBatch = 4;
 constexpr int64_t kEvalBatch = 8;
@@ -235,12 +234,12 @@ SegOutput trainAndSegment(SegNet& net, const torch::Tensor& images, const torch:
 /// What both heads need before their repeats: the checked stage, the pretrained
 /// encoder, the preprocessed data set (with masks for segmentation), labels and split.
 struct Prepared {
-  UNetEncoder pretrained{nullptr};
+  EncoderModule pretrained;
   Dataset data;
   Labels labels;
   Split split;
   torch::Tensor images;       ///< [samples, channels, z, y, x]
-  ir::UNetEncoder config;     ///< the fine-tuned encoder: every channel of the task
+  ir::Encoder config;         ///< the fine-tuned encoder: every channel of the task
 };
 
 /// `stage`'s data lose the samples the loader skips.
@@ -254,7 +253,7 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
   int threads = setThreads(ctx.threads);
 
   Prepared p;
-  p.pretrained = UNetEncoder(stage.encoder);
+  p.pretrained = makeEncoder(stage.encoder);
   {
     torch::serialize::InputArchive archive;
     archive.load_from(encoderPath.string());
@@ -263,26 +262,28 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
   LoadOptions load = loadOptions(ctx, threads);
   load.masks = segmentation;
   p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
+  reportData(p.data, ctx);
   p.labels = labelsOf(stage, p.data, binary);
   p.split = splitSubjects(stage, p.labels, binary);
   // Rows of data.images are the channels of each sample in turn: one sample per row.
   p.images = p.data.images.view(
       {p.data.samples, p.data.channels, p.data.shape[2], p.data.shape[1], p.data.shape[0]});
   p.config = stage.encoder;
-  p.config.inChannels = p.data.channels;
+  p.config.setInChannels(p.data.channels);
   return p;
 }
 
 /// Loads the pretrained weights into `encoder` (all but a re-initialised stem); reports
 /// the re-initialisation once (repeat 0).
-std::vector<std::string> loadPretrained(UNetEncoder& encoder, Prepared& p, const ir::EvaluateStage& stage,
+std::vector<std::string> loadPretrained(EncoderModule& encoder, Prepared& p, const ir::EvaluateStage& stage,
                                         const StageContext& ctx, int64_t repeat) {
   std::vector<std::string> reinitialised = copyMatchingParameters(encoder, p.pretrained);
   if (repeat == 0 && !reinitialised.empty() && ctx.progress) {
     auto channels = [](int64_t n) { return std::to_string(n) + (n == 1 ? " channel" : " channels"); };
     ctx.progress("the task has " + channels(p.data.channels) + ", the pretrained encoder takes " +
-                 channels(stage.encoder.inChannels) + ": first convolution re-initialised (" + reinitialised.front() +
-                 ")");
+                 channels(stage.encoder.inChannels()) + ": " +
+                 (stage.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution") +
+                 " re-initialised (" + reinitialised.front() + ")");
   }
   return reinitialised;
 }
@@ -368,7 +369,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                          {"batch", std::min(stage.shots, kMaxBatch)},
                          {"tolerance_mm", stage.nsdToleranceMm},
                          {"repeats", repeatsJson}});
-  reportData(p.data, ctx, result);
+  addDataMetrics(p.data, result);
   return result;
 }
 
@@ -401,12 +402,17 @@ torch::Tensor SegDecoderImpl::forward(const std::vector<torch::Tensor>& features
   return head_->forward(x);
 }
 
-SegNetImpl::SegNetImpl(const ir::UNetEncoder& config) {
-  encoder = register_module("encoder", UNetEncoder(config));
-  decoder = register_module("decoder", SegDecoder(config));
+SegNetImpl::SegNetImpl(const ir::Encoder& config) {
+  encoder = register_module("encoder", makeEncoder(config));
+  if (config.kind == ir::EncoderKind::Vit)
+    patchDecoder = register_module("decoder", std::make_shared<PatchDecoderImpl>(config.vit.dim, config.vit.patch, 1));
+  else
+    decoder = register_module("decoder", SegDecoder(config.unet));
 }
 
-torch::Tensor SegNetImpl::forward(const torch::Tensor& x) { return decoder->forward(encoder->forward(x)); }
+torch::Tensor SegNetImpl::forward(const torch::Tensor& x) {
+  return patchDecoder ? patchDecoder->forward(encoder->forward(x).back()) : decoder->forward(encoder->forward(x));
+}
 
 torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor& target) {
   namespace F = torch::nn::functional;
@@ -416,9 +422,9 @@ torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor&
   return bce + (1.0 - softDice).mean();
 }
 
-FinetuneNetImpl::FinetuneNetImpl(const ir::UNetEncoder& config) {
-  encoder = register_module("encoder", UNetEncoder(config));
-  head = register_module("head", nn::Linear(2 * config.widthOf(config.stages - 1), 1));
+FinetuneNetImpl::FinetuneNetImpl(const ir::Encoder& config) {
+  encoder = register_module("encoder", makeEncoder(config));
+  head = register_module("head", nn::Linear(2 * config.bottleneckWidth(), 1));
 }
 
 torch::Tensor FinetuneNetImpl::forward(const torch::Tensor& x) {
@@ -426,7 +432,7 @@ torch::Tensor FinetuneNetImpl::forward(const torch::Tensor& x) {
   return head->forward(torch::cat({deepest.mean({2, 3, 4}), deepest.amax({2, 3, 4})}, 1)).squeeze(1);
 }
 
-std::vector<std::string> copyMatchingParameters(UNetEncoder& target, UNetEncoder& pretrained) {
+std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained) {
   torch::NoGradGuard noGrad;
   auto source = pretrained->named_parameters();
   auto params = target->named_parameters();
@@ -437,7 +443,7 @@ std::vector<std::string> copyMatchingParameters(UNetEncoder& target, UNetEncoder
     const torch::Tensor* s = source.find(p.key());
     if (s != nullptr && s->sizes() == p.value().sizes()) {
       p.value().copy_(*s);
-    } else if (s != nullptr && p.key() == kStemWeight) {
+    } else if (s != nullptr && p.key() == target->stemWeight()) {
       dropped.push_back(p.key());
     } else {
       throw std::invalid_argument("copyMatchingParameters: '" + p.key() + "' differs beyond the input channels");
@@ -525,7 +531,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
                         {"batch", std::min(stage.shots, kMaxBatch)},
                         {"repeats", repeatsJson}};
   writePredictions(ctx, out);
-  reportData(p.data, ctx, result);
+  addDataMetrics(p.data, result);
   return result;
 }
 

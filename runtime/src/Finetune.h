@@ -13,15 +13,16 @@
 
 namespace gyrus::rt {
 
-/// The fine-tuning network: the U-Net encoder (`encoder.*`) and a head on its
-/// bottleneck: global average and global maximum, concatenated (2w features), then
-/// Linear(2w, 1) (`head`, with bias). forward gives one score per sample, [N].
+/// The fine-tuning network: the encoder (`encoder.*`) and a head on its bottleneck
+/// (the U-Net's deepest map, the ViT's token grid): global average and global maximum,
+/// concatenated (2w features), then Linear(2w, 1) (`head`, with bias). forward gives
+/// one score per sample, [N].
 class FinetuneNetImpl : public torch::nn::Module {
  public:
-  explicit FinetuneNetImpl(const ir::UNetEncoder& config);
+  explicit FinetuneNetImpl(const ir::Encoder& config);
   torch::Tensor forward(const torch::Tensor& x);
 
-  UNetEncoder encoder{nullptr};
+  EncoderModule encoder;
   torch::nn::Linear head{nullptr};
 };
 TORCH_MODULE(FinetuneNet);
@@ -46,18 +47,19 @@ class SegDecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SegDecoder);
 
-/// The segmentation network: encoder (`encoder.*`) + SegDecoder (`decoder.*`). forward
-/// gives one logit per voxel, [N, 1, z, y, x].
+/// The segmentation network: encoder (`encoder.*`) + dense decoder (`decoder.*`): the
+/// SegDecoder of a U-Net, or for a ViT the PatchDecoder (one linear layer per token to
+/// its patch's logits, SETR-naive style). forward gives one logit per voxel,
+/// [N, 1, z, y, x].
 class SegNetImpl : public torch::nn::Module {
  public:
-  explicit SegNetImpl(const ir::UNetEncoder& config);
+  explicit SegNetImpl(const ir::Encoder& config);
   torch::Tensor forward(const torch::Tensor& x);
-
-  UNetEncoder encoder{nullptr};
-  SegDecoder decoder{nullptr};
+  EncoderModule encoder;
+  SegDecoder decoder{nullptr};          ///< U-Net
+  std::shared_ptr<PatchDecoderImpl> patchDecoder;  ///< ViT
 };
 TORCH_MODULE(SegNet);
-
 /// The segmentation loss: soft Dice + binary cross-entropy, both on `logits` [N, ...]
 /// against `target` {0, 1} of the same shape. BCE with logits is averaged over every
 /// voxel; soft Dice is 1 - mean over samples of (2 sum(p y) + 1) / (sum(p) + sum(y) + 1),
@@ -68,9 +70,10 @@ torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor&
 /// Copies the parameters of `pretrained` into `target` wherever the name and shape
 /// match; the others keep their current (random) values. Returns the names of the
 /// parameters left out (FOMO25 baseline rule: weights whose shapes differ are dropped).
-/// The two encoders may differ only in their input channels, so at most the first
-/// convolution (`stage0.conv0.conv.weight`) is left out; any other difference throws
-/// std::invalid_argument (an internal error: the caller builds both from one config).
-std::vector<std::string> copyMatchingParameters(UNetEncoder& target, UNetEncoder& pretrained);
+/// The two encoders may differ only in their input channels, so at most the stem
+/// (EncoderImpl::stemWeight: the first convolution, or the ViT's patch embedding) is left
+/// out; any other difference throws std::invalid_argument (an internal error: the
+/// caller builds both from one config).
+std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained);
 
 }  // namespace gyrus::rt

@@ -140,6 +140,7 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
   std::vector<std::exception_ptr> errors(total);
   std::vector<char> fatal(total, 0);  // an error skipping cannot excuse (the cache's)
   std::atomic<int64_t> hits{0}, writes{0};
+  std::mutex warningMutex;
   auto readOne = [&](size_t k) {
     const FileRole role = roleOf(k);
     if (!cache) {
@@ -154,11 +155,15 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
       out[k] = loadOne(fileOf(k), prefix, role);
       try {
         cache->store(key, out[k]);
-      } catch (...) {
-        fatal[k] = 1;
-        throw;
+        ++writes;
+      } catch (const UserError& e) {
+        if (result.streamed) {  // the cache is where a streamed data set lives
+          fatal[k] = 1;
+          throw;
+        }
+        std::lock_guard lock(warningMutex);
+        if (result.cacheWarning.empty()) result.cacheWarning = e.what();
       }
-      ++writes;
     }
     // Streamed images live on disk only; masks always stay in memory.
     if (result.streamed && role == FileRole::Channel) std::vector<float>().swap(out[k].volume.data);

@@ -79,6 +79,9 @@ struct FolderLoad {
   bool streamed = false;
   /// Volumes found in the cache / written to it.
   int64_t cacheHits = 0, cacheWrites = 0;
+  /// Why the cache could not be written (the first failure), when the load went on
+  /// without it; empty otherwise.
+  std::string cacheWarning;
 };
 
 /// Reads every file of `source` (kind Folder) and applies `prefix` (deterministic
@@ -101,7 +104,9 @@ struct FolderLoad {
 /// sample's images. Each throws UserError, unless the data set was declared with
 /// `skip_unreadable = true` (FolderData::skipUnreadable): then the sample is left out
 /// and listed in `skipped` with the message, and only a data set with no sample left
-/// throws. A cache that cannot be written is always an error.
+/// throws. A cache that cannot be written is an error when the data set is streamed
+/// (it is where the volumes go); otherwise the load goes on without storing and says why
+/// in `cacheWarning`.
 ///
 /// Example:
 ///   ir::DataSource src;  src.kind = ir::DataKind::Folder;  src.folder = ...;

@@ -30,7 +30,7 @@ torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
   return torch::leaky_relu(norm->forward(conv->forward(x)), 0.01);
 }
 
-UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg) : config(cfg) {
+UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
   int64_t in = cfg.inChannels;
   for (int64_t s = 0; s < cfg.stages; ++s) {
     auto stage = register_module("stage" + std::to_string(s), std::make_shared<nn::Module>());
@@ -55,6 +55,69 @@ std::vector<torch::Tensor> UNetEncoderImpl::forward(torch::Tensor x) {
   return out;
 }
 
+TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, int64_t hidden) : heads_(heads) {
+  norm1_ = register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({dim})));
+  auto attn = register_module("attn", std::make_shared<nn::Module>());
+  qkv_ = attn->register_module("qkv", nn::Linear(dim, 3 * dim));
+  proj_ = attn->register_module("proj", nn::Linear(dim, dim));
+  norm2_ = register_module("norm2", nn::LayerNorm(nn::LayerNormOptions({dim})));
+  auto mlp = register_module("mlp", std::make_shared<nn::Module>());
+  fc1_ = mlp->register_module("fc1", nn::Linear(dim, hidden));
+  fc2_ = mlp->register_module("fc2", nn::Linear(hidden, dim));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
+  const int64_t n = x.size(0), t = x.size(1), d = x.size(2), dh = d / heads_;
+  // [N, T, 3, heads, dh] -> three [N, heads, T, dh]
+  auto qkv = qkv_->forward(norm1_->forward(x)).view({n, t, 3, heads_, dh}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  auto attention = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(dh)), -1);
+  auto mixed = torch::matmul(attention, v).transpose(1, 2).reshape({n, t, d});
+  auto h = x + proj_->forward(mixed);
+  return h + fc2_->forward(torch::gelu(fc1_->forward(norm2_->forward(h))));
+}
+
+torch::Tensor sincosPositions(int64_t z, int64_t y, int64_t x, int64_t dim) {
+  const int64_t per = dim / 3 / 2 * 2;  // features per axis, even
+  torch::Tensor out = torch::zeros({z * y * x, dim}, torch::kFloat32);
+  if (per == 0) return out;
+  auto grid = torch::meshgrid({torch::arange(z, torch::kFloat32), torch::arange(y, torch::kFloat32),
+                               torch::arange(x, torch::kFloat32)},
+                              "ij");
+  const int64_t half = per / 2;
+  // Frequencies 1 / 10000^(i / half), as in the 2-D codes of ViT-MAE.
+  auto omega = 1.0 / torch::pow(10000.0, torch::arange(half, torch::kFloat64).to(torch::kFloat32) / static_cast<double>(half));
+  for (int64_t a = 0; a < 3; ++a) {
+    auto pos = grid[static_cast<size_t>(a)].reshape({-1, 1}) * omega.reshape({1, -1});  // [T, half]
+    out.slice(1, a * per, a * per + half).copy_(torch::sin(pos));
+    out.slice(1, a * per + half, (a + 1) * per).copy_(torch::cos(pos));
+  }
+  return out;
+}
+
+VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
+  patchEmbed_ = register_module(
+      "patch_embed", nn::Conv3d(nn::Conv3dOptions(cfg.inChannels, cfg.dim, cfg.patch).stride(cfg.patch).bias(true)));
+  for (int64_t b = 0; b < cfg.depth; ++b)
+    blocks_.push_back(
+        register_module("block" + std::to_string(b), TransformerBlock(cfg.dim, cfg.heads, cfg.mlpRatio * cfg.dim)));
+  norm_ = register_module("norm", nn::LayerNorm(nn::LayerNormOptions({cfg.dim})));
+}
+
+std::vector<torch::Tensor> VitEncoderImpl::forward(torch::Tensor x) {
+  auto grid = patchEmbed_->forward(x);  // [N, dim, z, y, x]
+  const int64_t n = grid.size(0), d = grid.size(1), gz = grid.size(2), gy = grid.size(3), gx = grid.size(4);
+  auto tokens = grid.flatten(2).transpose(1, 2) + sincosPositions(gz, gy, gx, d).to(grid.dtype()).unsqueeze(0);
+  for (auto& block : blocks_) tokens = block->forward(tokens);
+  tokens = norm_->forward(tokens);
+  return {tokens.transpose(1, 2).reshape({n, d, gz, gy, gx})};
+}
+
+EncoderModule makeEncoder(const ir::Encoder& config) {
+  if (config.kind == ir::EncoderKind::Vit) return std::make_shared<VitEncoderImpl>(config.vit);
+  return std::make_shared<UNetEncoderImpl>(config.unet);
+}
+
 MaeDecoderImpl::MaeDecoderImpl(const ir::UNetEncoder& cfg) {
   for (int64_t s = 0; s + 1 < cfg.stages; ++s)
     up_.push_back(register_module("up" + std::to_string(s), ConvBlock(cfg.widthOf(s + 1), cfg.widthOf(s), 1)));
@@ -71,9 +134,27 @@ torch::Tensor MaeDecoderImpl::forward(torch::Tensor x) {
   return head_->forward(x);
 }
 
-MaeNetImpl::MaeNetImpl(const ir::UNetEncoder& cfg) {
-  encoder = register_module("encoder", UNetEncoder(cfg));
-  decoder = register_module("decoder", MaeDecoder(cfg));
+PatchDecoderImpl::PatchDecoderImpl(int64_t dim, int64_t patch, int64_t out) : patch_(patch), out_(out) {
+  head_ = register_module("head", nn::Linear(dim, out * patch * patch * patch));
+}
+
+torch::Tensor PatchDecoderImpl::forward(torch::Tensor grid) {
+  const int64_t n = grid.size(0), gz = grid.size(2), gy = grid.size(3), gx = grid.size(4), p = patch_;
+  auto voxels = head_->forward(grid.flatten(2).transpose(1, 2));  // [N, T, out * p^3], (c, pz, py, px) order
+  return voxels.view({n, gz, gy, gx, out_, p, p, p})
+      .permute({0, 4, 1, 5, 2, 6, 3, 7})
+      .reshape({n, out_, gz * p, gy * p, gx * p});
+}
+
+VoxelDecoder makeMaeDecoder(const ir::Encoder& config) {
+  if (config.kind == ir::EncoderKind::Vit)
+    return std::make_shared<PatchDecoderImpl>(config.vit.dim, config.vit.patch, config.vit.inChannels);
+  return std::make_shared<MaeDecoderImpl>(config.unet);
+}
+
+MaeNetImpl::MaeNetImpl(const ir::Encoder& cfg) {
+  encoder = register_module("encoder", makeEncoder(cfg));
+  decoder = register_module("decoder", makeMaeDecoder(cfg));
 }
 
 torch::Tensor MaeNetImpl::forward(const torch::Tensor& x) { return decoder->forward(encoder->forward(x).back()); }
@@ -85,8 +166,8 @@ ProjectionHeadImpl::ProjectionHeadImpl(int64_t width, int64_t projection) {
 
 torch::Tensor ProjectionHeadImpl::forward(const torch::Tensor& x) { return fc2_->forward(torch::relu(fc1_->forward(x))); }
 
-PretrainNetImpl::PretrainNetImpl(const ir::UNetEncoder& cfg, const ir::Objective& objective) {
-  encoder = register_module("encoder", UNetEncoder(cfg));
+PretrainNetImpl::PretrainNetImpl(const ir::Encoder& cfg, const ir::Objective& objective) {
+  encoder = register_module("encoder", makeEncoder(cfg));
   bool mae = false;
   for (const ir::ObjectiveTerm& term : objective.terms) {
     switch (term.kind) {
@@ -95,13 +176,13 @@ PretrainNetImpl::PretrainNetImpl(const ir::UNetEncoder& cfg, const ir::Objective
         break;
       case ir::ObjectiveKind::SimClr: {
         auto k = std::to_string(projectors.size());
-        projectors.push_back(register_module(
-            "projector" + k, ProjectionHead(2 * cfg.widthOf(cfg.stages - 1), term.simclr.projection)));
+        projectors.push_back(
+            register_module("projector" + k, ProjectionHead(2 * cfg.bottleneckWidth(), term.simclr.projection)));
         break;
       }
     }
   }
-  if (mae) decoder = register_module("decoder", MaeDecoder(cfg));
+  if (mae) decoder = register_module("decoder", makeMaeDecoder(cfg));
 }
 
 torch::Tensor PretrainNetImpl::pooledBottleneck(const torch::Tensor& x) {
@@ -228,6 +309,7 @@ Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t
     if (!read.streamed) ds.entries.clear();
     ds.cacheHits = read.cacheHits;
     ds.cacheWrites = read.cacheWrites;
+    ds.cacheWarning = read.cacheWarning;
     ds.skipped = data.folder.skipped;
     ds.skipped.insert(ds.skipped.end(), read.skipped.begin(), read.skipped.end());
     if (!read.skipped.empty()) {
@@ -371,22 +453,43 @@ LoadOptions loadOptions(const StageContext& ctx, int threads) {
   return load;
 }
 
-int64_t defaultLoaderMemory() {
-  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || size <= 0) return int64_t{4} << 30;
-  return static_cast<int64_t>(pages) * size / 2;
+namespace {
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, or v1), if any: what a
+/// job under SLURM, Docker or Kubernetes may use, often far less than the machine has.
+int64_t cgroupMemoryLimit() {
+  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(file);
+    std::string text;
+    if (!(in >> text) || text == "max") continue;
+    try {
+      long long v = std::stoll(text);
+      if (v > 0 && v < (int64_t{1} << 60)) return v;
+    } catch (const std::exception&) {
+    }
+  }
+  return 0;
 }
 
-void reportData(const Dataset& data, const StageContext& ctx, StageResult& result) {
+}  // namespace
+
+int64_t defaultLoaderMemory() {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  int64_t memory = pages > 0 && size > 0 ? static_cast<int64_t>(pages) * size : int64_t{8} << 30;
+  if (int64_t limit = cgroupMemoryLimit(); limit > 0) memory = std::min(memory, limit);
+  return memory / 2;
+}
+
+void reportData(const Dataset& data, const StageContext& ctx) {
   if (ctx.progress && (data.cacheHits > 0 || data.cacheWrites > 0))
     ctx.progress("volume cache: " + std::to_string(data.cacheHits) + " volumes reused, " +
                  std::to_string(data.cacheWrites) + " written");
-  if (data.skipped.empty()) return;
-  if (ctx.progress) {
-    ctx.progress("skipped " + std::to_string(data.skipped.size()) + " of " +
-                 std::to_string(data.skipped.size() + static_cast<size_t>(data.samples)) +
-                 " samples (skip_unreadable); the first: " + data.skipped.front().reason);
-    ctx.progress("the full list: " + (ctx.dir / kSkippedFile).string());
+  if (ctx.progress && !data.cacheWarning.empty())
+    ctx.progress("warning: the volume cache was not written (" + data.cacheWarning + "); the run goes on without it");
+  std::error_code ec;
+  if (data.skipped.empty()) {  // a list left by an earlier attempt no longer holds
+    std::filesystem::remove(ctx.dir / kSkippedFile, ec);
+    return;
   }
   writeAtomically(ctx.dir / kSkippedFile, [&](const std::string& temp) {
     std::ofstream f(temp);
@@ -399,7 +502,17 @@ void reportData(const Dataset& data, const StageContext& ctx, StageResult& resul
     }
     if (!f) throw UserError("cannot write " + temp);
   });
-  result.metrics.push_back({"skipped_samples", static_cast<double>(data.skipped.size())});
+  if (ctx.progress) {
+    ctx.progress("skipped " + std::to_string(data.skipped.size()) + " of " +
+                 std::to_string(data.skipped.size() + static_cast<size_t>(data.samples)) +
+                 " samples (skip_unreadable); the first: " + data.skipped.front().reason);
+    ctx.progress("the full list: " + (ctx.dir / kSkippedFile).string());
+  }
+}
+
+void addDataMetrics(const Dataset& data, StageResult& result) {
+  if (!data.skipped.empty())
+    result.metrics.push_back({"skipped_samples", static_cast<double>(data.skipped.size())});
 }
 
 int setThreads(int threads) {

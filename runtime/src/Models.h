@@ -31,33 +31,96 @@ class ConvBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvBlock);
 
+/// An encoder network: a U-Net (UNetEncoderImpl) or a ViT (VitEncoderImpl), behind
+/// one interface so that pretraining, probing and fine-tuning take either.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  explicit EncoderImpl(const ir::Encoder& cfg) : config(cfg) {}
+  /// Feature maps [N, width, z, y, x], finest first, deepest last: one per U-Net stage,
+  /// one (the token grid) for a ViT.
+  virtual std::vector<torch::Tensor> forward(torch::Tensor x) = 0;
+  /// The parameter that reads the input channels (re-initialised when fine-tuning on
+  /// more channels than the pretraining had).
+  virtual std::string stemWeight() const = 0;
+
+  ir::Encoder config;
+};
+using EncoderModule = std::shared_ptr<EncoderImpl>;
+
+/// The encoder network of `config`, with fresh random weights (torch's current seed).
+EncoderModule makeEncoder(const ir::Encoder& config);
+
 /// The U-Net encoder of `ir::UNetEncoder`: stage s has `convsPerStage` ConvBlocks
 /// (`stage<s>.conv<i>`); the first block of every stage s >= 1 has stride 2.
 ///
 /// Example:
 ///   UNetEncoder enc(ir::UNetEncoder{.width = 8, .stages = 4});
 ///   auto features = enc->forward(torch::zeros({2, 1, 32, 32, 32}));  // 4 maps, 4^3 last
-class UNetEncoderImpl : public torch::nn::Module {
+class UNetEncoderImpl : public EncoderImpl {
  public:
   explicit UNetEncoderImpl(const ir::UNetEncoder& config);
   /// Per-stage feature maps, full resolution first, deepest last.
-  std::vector<torch::Tensor> forward(torch::Tensor x);
-
-  ir::UNetEncoder config;
+  std::vector<torch::Tensor> forward(torch::Tensor x) override;
+  std::string stemWeight() const override { return "stage0.conv0.conv.weight"; }
 
  private:
   std::vector<std::vector<ConvBlock>> blocks_;
 };
 TORCH_MODULE(UNetEncoder);
 
+/// One pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)); the
+/// attention has `heads` heads over `dim` features (`attn.qkv`, `attn.proj`), the MLP
+/// is Linear(dim, hidden) -> GELU -> Linear(hidden, dim) (`mlp.fc1`, `mlp.fc2`).
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(int64_t dim, int64_t heads, int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& x);  ///< [N, tokens, dim]
+
+ private:
+  int64_t heads_;
+  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
+  torch::nn::Linear qkv_{nullptr}, proj_{nullptr}, fc1_{nullptr}, fc2_{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+/// The ViT encoder of `ir::VitEncoder` (see there): `patch_embed` (Conv3d, kernel and
+/// stride `patch`, with bias), `block<i>`, `norm`. Position embeddings are fixed 3-D
+/// sine-cosine codes (no parameters), so any input whose sides are multiples of the
+/// patch works. forward returns one map: the normalised tokens as a grid
+/// [N, dim, z/patch, y/patch, x/patch].
+class VitEncoderImpl : public EncoderImpl {
+ public:
+  explicit VitEncoderImpl(const ir::VitEncoder& config);
+  std::vector<torch::Tensor> forward(torch::Tensor x) override;
+  std::string stemWeight() const override { return "patch_embed.weight"; }
+
+ private:
+  torch::nn::Conv3d patchEmbed_{nullptr};
+  std::vector<TransformerBlock> blocks_;
+  torch::nn::LayerNorm norm_{nullptr};
+};
+
+/// The fixed 3-D sine-cosine position code of a (z, y, x) token grid: [z*y*x, dim]
+/// (token order z-major, as flatten gives it). A third of the features (rounded down to
+/// an even count) per axis, half sines and half cosines of the position at geometric
+/// frequencies; the remaining features are zero.
+torch::Tensor sincosPositions(int64_t z, int64_t y, int64_t x, int64_t dim);
+
+/// A decoder from the deepest feature map back to voxels.
+class VoxelDecoderImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(torch::Tensor deepest) = 0;
+};
+using VoxelDecoder = std::shared_ptr<VoxelDecoderImpl>;
+
 /// The light MAE decoder (no skips): from the deepest features, per level a trilinear
 /// x2 upsample and one ConvBlock (`up<s>` produces stage s's width), then a 1x1x1
 /// convolution (`head`, with bias) to the input channels. Upsample + conv instead of
 /// ConvTranspose3d, which runs through a slow BLAS path in CPU LibTorch 1.13.
-class MaeDecoderImpl : public torch::nn::Module {
+class MaeDecoderImpl : public VoxelDecoderImpl {
  public:
   explicit MaeDecoderImpl(const ir::UNetEncoder& config);
-  torch::Tensor forward(torch::Tensor deepest);
+  torch::Tensor forward(torch::Tensor deepest) override;
 
  private:
   std::vector<ConvBlock> up_;  // up_[s] maps stage s+1's width to stage s's
@@ -65,14 +128,30 @@ class MaeDecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MaeDecoder);
 
+/// The ViT's light decoder: one linear layer per token (`head`, with bias) to the
+/// `out` x patch^3 voxels of its patch, put back in place ("unpatchify"): the MAE
+/// reconstruction (out = input channels) or the segmentation logits (out = 1).
+class PatchDecoderImpl : public VoxelDecoderImpl {
+ public:
+  PatchDecoderImpl(int64_t dim, int64_t patch, int64_t out);
+  torch::Tensor forward(torch::Tensor grid) override;  ///< [N, dim, z, y, x] -> [N, out, z*p, y*p, x*p]
+
+ private:
+  int64_t patch_, out_;
+  torch::nn::Linear head_{nullptr};
+};
+
+/// The MAE decoder of an encoder: MaeDecoder (U-Net) or PatchDecoder (ViT).
+VoxelDecoder makeMaeDecoder(const ir::Encoder& config);
+
 /// Encoder + decoder for masked-autoencoder pretraining (`encoder.*`, `decoder.*`).
 class MaeNetImpl : public torch::nn::Module {
  public:
-  explicit MaeNetImpl(const ir::UNetEncoder& config);
+  explicit MaeNetImpl(const ir::Encoder& config);
   torch::Tensor forward(const torch::Tensor& x);
 
-  UNetEncoder encoder{nullptr};
-  MaeDecoder decoder{nullptr};
+  EncoderModule encoder;
+  VoxelDecoder decoder;
 };
 TORCH_MODULE(MaeNet);
 
@@ -94,12 +173,12 @@ TORCH_MODULE(ProjectionHead);
 /// encoder goes to encoder.pt; the heads live in checkpoint.pt.
 class PretrainNetImpl : public torch::nn::Module {
  public:
-  PretrainNetImpl(const ir::UNetEncoder& config, const ir::Objective& objective);
+  PretrainNetImpl(const ir::Encoder& config, const ir::Objective& objective);
   /// Global average and global maximum of the bottleneck, concatenated: [N, 2 x width].
   torch::Tensor pooledBottleneck(const torch::Tensor& x);
 
-  UNetEncoder encoder{nullptr};
-  MaeDecoder decoder{nullptr};              ///< null without MAE terms
+  EncoderModule encoder;
+  VoxelDecoder decoder;                    ///< null without MAE terms
   std::vector<ProjectionHead> projectors;  ///< one per SimCLR term, in term order
 };
 TORCH_MODULE(PretrainNet);
@@ -143,8 +222,10 @@ struct Dataset {
   std::vector<std::filesystem::path> entries;
   /// Samples left out (skip_unreadable): at check time, then by the loader.
   std::vector<ir::SkippedSample> skipped;
-  /// Volumes found in / written to the volume cache while building.
+  /// Volumes found in / written to the volume cache while building, and why it could
+  /// not be written (FolderLoad::cacheWarning).
   int64_t cacheHits = 0, cacheWrites = 0;
+  std::string cacheWarning;
 
   bool streamed() const { return !images.defined(); }
   /// Rows `rows` of `images` as a new [rows.size(), 1, z, y, x] tensor, read from the

@@ -56,7 +56,7 @@ double learningRate(const ir::Optimizer& opt, int64_t step, int64_t warmupSteps,
 }
 
 void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, torch::optim::AdamW& optimizer,
-                    int64_t epochsDone, double lastLoss) {
+                    int64_t epochsDone, double lastLoss, int64_t samples) {
   writeAtomically(path, [&](const std::string& temp) {
     torch::serialize::OutputArchive archive, model, optim;
     net->save(model);
@@ -65,6 +65,7 @@ void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, torch::
     archive.write("optimizer", optim);
     archive.write("epochs_done", torch::tensor(epochsDone, torch::kInt64));
     archive.write("last_loss", torch::tensor(lastLoss, torch::kFloat64));
+    archive.write("samples", torch::tensor(samples, torch::kInt64));
     archive.save_to(temp);
   });
 }
@@ -147,6 +148,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   std::filesystem::path checkpoint = ctx.dir / kCheckpointFile;
   int64_t startEpoch = 0;
   double lastLoss = std::nan("");
+  int64_t checkpointSamples = -1;  // -1: no checkpoint, or one from before samples were recorded
   if (std::filesystem::exists(checkpoint)) {
     torch::serialize::InputArchive archive, model, optim;
     archive.load_from(checkpoint.string());
@@ -159,6 +161,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     startEpoch = t.item<int64_t>();
     archive.read("last_loss", t);
     lastLoss = t.item<double>();
+    if (archive.try_read("samples", t)) checkpointSamples = t.item<int64_t>();
     result.resumed = true;
     if (ctx.progress)
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));
@@ -170,6 +173,16 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
   load.spill = ctx.dir / kSpillDir;
   Dataset data = buildDataset(source, stage.pipeline, stage.encoder.totalStride(), load);
+  reportData(data, ctx);
+  if (contrastive && data.samples < 2)
+    throw UserError("simclr: contrastive learning needs at least 2 samples; " + std::to_string(data.samples) +
+                    " is left after skipping " + std::to_string(data.skipped.size()) + " unreadable ones");
+  // A resumed run must train on the samples its checkpoint was trained on: with
+  // skip_unreadable, files that became unreadable (or readable again) change them.
+  if (checkpointSamples >= 0 && checkpointSamples != data.samples)
+    throw UserError("the checkpoint " + checkpoint.string() + " was trained on " + std::to_string(checkpointSamples) +
+                    " samples, but " + std::to_string(data.samples) +
+                    " are readable now (skip_unreadable); restore the files, or delete the checkpoint to start over");
   if (data.streamed() && ctx.progress)
     ctx.progress("streaming " + std::to_string(data.samples) + " preprocessed volumes from " +
                  data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
@@ -246,7 +259,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     if (!std::isfinite(lastLoss))
       throw UserError("the loss diverged (" + std::to_string(lastLoss) + ") in epoch " + std::to_string(epoch + 1) +
                       ": lower the learning rate");
-    saveCheckpoint(checkpoint, net, optimizer, epoch + 1, lastLoss);
+    saveCheckpoint(checkpoint, net, optimizer, epoch + 1, lastLoss, n);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (ctx.progress) {
       char line[128];
@@ -262,7 +275,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     archive.save_to(temp);
   });
   result.metrics.push_back({"final_loss", lastLoss});
-  reportData(data, ctx, result);
+  addDataMetrics(data, result);
   // A streamed data set's private copy has served its purpose (a killed run keeps it, so
   // that its resume reads it back instead of preprocessing again).
   std::error_code ec;

@@ -23,10 +23,14 @@ LoadOptions loadOptions(const StageContext& ctx, int threads);
 /// Half of the machine's physical memory, in bytes (the default loader memory).
 int64_t defaultLoaderMemory();
 
-/// After buildDataset: a progress line on the volume cache and on skipped samples,
-/// which are also written to `kSkippedFile` in the stage directory and counted in the
-/// metric `skipped_samples` (appended to `result`; call it after setting the metrics).
-void reportData(const Dataset& data, const StageContext& ctx, StageResult& result);
+/// Right after buildDataset: progress lines on the volume cache and on skipped samples,
+/// which are also listed in `kSkippedFile` in the stage directory (removed when none
+/// are), so that the user learns of them even if the stage then fails.
+void reportData(const Dataset& data, const StageContext& ctx);
+
+/// Appends the metric `skipped_samples` (when samples were skipped) to `result`; call
+/// it after setting the stage's own metrics.
+void addDataMetrics(const Dataset& data, StageResult& result);
 
 /// Self-supervised pretraining (MAE, SimCLR, weighted sums) on augmented views, with
 /// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).

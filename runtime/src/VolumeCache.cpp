@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -59,11 +61,23 @@ bool readAll(std::ifstream& in, void* dst, size_t bytes) {
   return static_cast<size_t>(in.gcount()) == bytes;
 }
 
-bool validHeader(const Header& h) {
+/// A header that describes an entry of exactly `fileBytes` bytes, with sane values (a
+/// damaged header must not make the reader allocate what it claims).
+bool validHeader(const Header& h, uintmax_t fileBytes) {
   if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kFormatVersion) return false;
-  for (int i = 0; i < 3; ++i)
-    if (h.shape[i] <= 0 || h.shape[i] > (int64_t{1} << 20)) return false;
-  return h.voxels == h.shape[0] * h.shape[1] * h.shape[2];
+  for (int i = 0; i < 3; ++i) {
+    if (h.shape[i] <= 0 || h.shape[i] > 4096 || h.rawShape[i] <= 0 || h.rawShape[i] > 4096) return false;
+    if (!(std::isfinite(h.spacing[i]) && h.spacing[i] > 0) || !(std::isfinite(h.rawSpacing[i]) && h.rawSpacing[i] > 0))
+      return false;
+  }
+  return h.voxels == h.shape[0] * h.shape[1] * h.shape[2] &&
+         fileBytes == sizeof(Header) + static_cast<uintmax_t>(h.voxels) * sizeof(float);
+}
+
+uintmax_t sizeOf(const fs::path& path) {
+  std::error_code ec;
+  uintmax_t size = fs::file_size(path, ec);
+  return ec ? 0 : size;
 }
 
 }  // namespace
@@ -79,8 +93,10 @@ VolumeCache::VolumeCache(fs::path dir) : dir_(std::move(dir)) {
 std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix, bool mask) {
   std::unique_ptr<EVP_MD_CTX, DigestDeleter> ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
-  std::string head = "gyrus-volume " + std::to_string(kFormatVersion) + (mask ? " mask\n" : " image\n") +
-                     describe(prefix) + "\n";
+  // The digest of the reading and preprocessing code (set by the build), so that a
+  // changed resampler or reader never serves volumes the old code made.
+  std::string head = "gyrus-volume " + std::to_string(kFormatVersion) + " " + GYRUS_PREPROCESS_DIGEST +
+                     (mask ? " mask\n" : " image\n") + describe(prefix) + "\n";
   EVP_DigestUpdate(ctx.get(), head.data(), head.size());
   std::ifstream in(file, std::ios::binary);
   if (!in) throw UserError(file + ": cannot open the file: " + std::strerror(errno));
@@ -105,10 +121,11 @@ std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix
 fs::path VolumeCache::pathOf(const std::string& key) const { return dir_ / key.substr(0, 2) / (key + ".vol"); }
 
 bool VolumeCache::load(const std::string& key, CachedVolume& out) const {
-  std::ifstream in(pathOf(key), std::ios::binary);
+  const fs::path path = pathOf(key);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return false;
   Header h{};
-  if (!readAll(in, &h, sizeof h) || !validHeader(h)) return false;
+  if (!readAll(in, &h, sizeof h) || !validHeader(h, sizeOf(path))) return false;
   CachedVolume v;
   for (int i = 0; i < 3; ++i) {
     v.volume.shape[static_cast<size_t>(i)] = h.shape[i];
@@ -118,7 +135,6 @@ bool VolumeCache::load(const std::string& key, CachedVolume& out) const {
   }
   v.volume.data.resize(static_cast<size_t>(h.voxels));
   if (!readAll(in, v.volume.data.data(), v.volume.data.size() * sizeof(float))) return false;
-  if (in.peek() != std::char_traits<char>::eof()) return false;  // longer than it says
   out = std::move(v);
   return true;
 }
@@ -139,10 +155,17 @@ void VolumeCache::store(const std::string& key, const CachedVolume& v) const {
   h.voxels = v.volume.numel();
   if (static_cast<size_t>(h.voxels) != v.volume.data.size())
     throw std::logic_error("VolumeCache::store: the volume's data do not match its shape");
-  // A name no other writer (thread or process) uses; rename() replaces atomically.
+  // A name no other writer (thread, process, or host sharing the directory) uses;
+  // rename() replaces atomically.
   static std::atomic<uint64_t> counter{0};
+  static const std::string unique = [] {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    std::random_device random;
+    return std::string(host) + "." + std::to_string(::getpid()) + "." + std::to_string(random());
+  }();
   fs::path temp = path;
-  temp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  temp += ".tmp." + unique + "." + std::to_string(counter.fetch_add(1));
   {
     std::ofstream f(temp, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(&h), sizeof h);
@@ -157,8 +180,10 @@ void VolumeCache::store(const std::string& key, const CachedVolume& v) const {
   }
   fs::rename(temp, path, ec);
   if (ec) {
+    std::string why = ec.message();
     fs::remove(temp, ec);
-    throw UserError("cannot write to the volume cache '" + dir_.string() + "': " + ec.message());
+    throw UserError("cannot write to the volume cache '" + dir_.string() + "': " + why +
+                    "; check its permissions, or choose another with --volume-cache");
   }
 }
 
@@ -167,7 +192,7 @@ void readCachedVoxels(const fs::path& path, int64_t voxels, float* dst) {
   if (!in) throw UserError("the cached volume " + path.string() + " has disappeared: do not remove the volume cache "
                            "while a run uses it; rerun to rebuild it");
   Header h{};
-  if (!readAll(in, &h, sizeof h) || !validHeader(h) || h.voxels != voxels ||
+  if (!readAll(in, &h, sizeof h) || !validHeader(h, sizeOf(path)) || h.voxels != voxels ||
       !readAll(in, dst, static_cast<size_t>(voxels) * sizeof(float)))
     throw UserError("the cached volume " + path.string() + " is damaged: remove it and rerun");
 }

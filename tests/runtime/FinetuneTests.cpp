@@ -225,11 +225,11 @@ TEST_CASE("finetune: user errors") {
   CHECK(noLr.result.status == StageResult::Status::UserError);
   CHECK(noLr.result.message.find("lr must be a positive") != std::string::npos);
   ev.lr = 1e-3;
-  ev.encoder.width = 8;  // not the pretrained architecture
+  ev.encoder.unet.width = 8;  // not the pretrained architecture
   Run other = runFinetune(ev, pre, "tune_arch");
   CHECK(other.result.status == StageResult::Status::UserError);
   CHECK(other.result.message.find("does not match the declared encoder") != std::string::npos);
-  ev.encoder.width = 4;
+  ev.encoder.unet.width = 4;
   ev.shots = 20;
   Run shots = runFinetune(ev, pre, "tune_shots");
   CHECK(shots.result.status == StageResult::Status::UserError);
@@ -238,10 +238,10 @@ TEST_CASE("finetune: user errors") {
 
 TEST_CASE("finetune: a single-channel encoder goes into a two-channel one, all but the first convolution") {
   torch::manual_seed(3);
-  UNetEncoder single(tiny());
+  EncoderModule single = makeEncoder(tiny());
   ir::UNetEncoder cfg = tiny();
   cfg.inChannels = 2;
-  UNetEncoder multi(cfg);
+  EncoderModule multi = makeEncoder(cfg);
   torch::Tensor stemBefore = multi->named_parameters()["stage0.conv0.conv.weight"].clone();
   std::vector<std::string> dropped = copyMatchingParameters(multi, single);
   REQUIRE(dropped.size() == 1);
@@ -252,13 +252,13 @@ TEST_CASE("finetune: a single-channel encoder goes into a two-channel one, all b
   for (const auto& p : target)
     if (p.key() != "stage0.conv0.conv.weight") CHECK_MESSAGE(torch::equal(p.value(), source[p.key()]), p.key());
 
-  UNetEncoder same(tiny());
+  EncoderModule same = makeEncoder(tiny());
   CHECK(copyMatchingParameters(same, single).empty());
   for (const auto& p : same->named_parameters()) CHECK(torch::equal(p.value(), source[p.key()]));
 
   ir::UNetEncoder wider = tiny();
   wider.width = 8;
-  UNetEncoder other(wider);
+  EncoderModule other = makeEncoder(wider);
   CHECK_THROWS_AS(copyMatchingParameters(other, single), std::invalid_argument);
 
   FinetuneNet net(cfg);

@@ -323,3 +323,17 @@ TEST_CASE("segmentation: the dense decoder's names and shapes; the loss is small
   torch::Tensor empty = torch::zeros({1, 1, 8, 8, 8});
   CHECK(segmentationLoss(torch::full({1, 1, 8, 8, 8}, -30.0), empty).item<double>() < 1e-3);
 }
+
+TEST_CASE("segmentation: a ViT's dense head gives one logit per voxel from its tokens") {
+  ir::VitEncoder vit;
+  vit.inChannels = 2;
+  vit.patch = 4;
+  vit.dim = 12;
+  vit.depth = 1;
+  vit.heads = 2;
+  SegNet net{ir::Encoder(vit)};
+  auto params = net->named_parameters();
+  CHECK(params["decoder.head.weight"].sizes().vec() == std::vector<int64_t>{64, 12});  // 4^3 logits per token
+  CHECK(params["encoder.patch_embed.weight"].sizes().vec() == std::vector<int64_t>{12, 2, 4, 4, 4});
+  CHECK(net->forward(torch::randn({2, 2, 16, 8, 12})).sizes().vec() == std::vector<int64_t>{2, 1, 16, 8, 12});
+}

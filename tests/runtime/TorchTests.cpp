@@ -2,6 +2,7 @@
 // stages through the Runtime interface (MAE, SimCLR and hybrid pretraining, exact
 // resume after a kill with and without augmentations, evaluation and its user errors).
 // Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
+#include "Finetune.h"
 #include "Models.h"
 #include "Preprocess.h"
 #include "Stages.h"
@@ -104,8 +105,8 @@ double metric(const StageResult& r, const std::string& name) {
 }
 
 /// Encoder parameters as written to encoder.pt.
-UNetEncoder loadEncoder(const fs::path& file) {
-  UNetEncoder e(tinyEncoder());
+EncoderModule loadEncoder(const fs::path& file, const ir::Encoder& config = tinyEncoder()) {
+  EncoderModule e = makeEncoder(config);
   torch::serialize::InputArchive a;
   a.load_from(file.string());
   loadStrict(*e, a, file.string());
@@ -369,7 +370,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
       CHECK(r.message.find("run the pretrain stage 'pre'") != std::string::npos);
     }
     SUBCASE("an encoder of another architecture is the user's error") {
-      ev.encoder.width = 8;
+      ev.encoder.unet.width = 8;
       StageResult r = rt->runEvaluate(ev, ectx);
       CHECK(r.status == StageResult::Status::UserError);
       CHECK(r.message.find("does not match the declared encoder") != std::string::npos);
@@ -414,8 +415,8 @@ fs::path checkExactResume(const ir::PretrainStage& stage, const std::string& nam
   REQUIRE_MESSAGE(b.status == StageResult::Status::Ok, b.message);
   CHECK(b.resumed);
   CHECK(metric(a, "final_loss") == metric(b, "final_loss"));
-  auto ea = loadEncoder(full.dir / kEncoderFile)->named_parameters();
-  auto eb = loadEncoder(killed.dir / kEncoderFile)->named_parameters();
+  auto ea = loadEncoder(full.dir / kEncoderFile, stage.encoder)->named_parameters();
+  auto eb = loadEncoder(killed.dir / kEncoderFile, stage.encoder)->named_parameters();
   for (const auto& p : ea) CHECK_MESSAGE(torch::equal(p.value(), eb[p.key()]), p.key());
   // The heads (decoder, projectors) too, from the checkpoints.
   auto loadNet = [&](const fs::path& dir) {
@@ -536,4 +537,114 @@ TEST_CASE("SimCLR user errors: batch 1, no random augmentation, bad parameters")
   stage.pipeline.ops[3].lo = 0.0;
   expectUserError(stage, "gamma: the exponent range");
   CHECK_FALSE(fs::exists(ctx.dir / kCheckpointFile));
+}
+
+namespace {
+
+ir::VitEncoder tinyVit() {
+  ir::VitEncoder v;
+  v.patch = 4;
+  v.dim = 24;
+  v.depth = 2;
+  v.heads = 3;
+  v.mlpRatio = 2;
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("ViT: token grid, parameter names and count, position codes") {
+  torch::manual_seed(1);
+  ir::Encoder cfg(tinyVit());
+  EncoderModule vit = makeEncoder(cfg);
+  std::vector<torch::Tensor> maps = vit->forward(torch::randn({2, 1, 16, 12, 8}));
+  REQUIRE(maps.size() == 1);
+  CHECK(maps[0].sizes().vec() == std::vector<int64_t>{2, 24, 4, 3, 2});
+  int64_t count = 0;
+  for (const auto& p : vit->parameters()) count += p.numel();
+  CHECK(count == ir::parameterCount(cfg));  // the checker's estimate is exact
+  auto names = vit->named_parameters();
+  for (const char* n : {"patch_embed.weight", "patch_embed.bias", "block0.attn.qkv.weight", "block1.mlp.fc2.bias",
+                        "norm.weight"})
+    CHECK_MESSAGE(names.find(n) != nullptr, n);
+  CHECK(vit->stemWeight() == "patch_embed.weight");
+
+  torch::Tensor pos = sincosPositions(4, 3, 2, 24);
+  REQUIRE(pos.sizes().vec() == std::vector<int64_t>{24, 24});
+  CHECK(pos.abs().max().item<float>() <= 1.0f);
+  // Every token has its own code.
+  torch::Tensor d = torch::cdist(pos, pos) + torch::eye(24) * 1e3;
+  CHECK(d.min().item<float>() > 1e-3f);
+  // 24 features: 8 per axis, 4 sines then 4 cosines; at position 0 sin = 0, cos = 1.
+  CHECK(torch::equal(pos[0].slice(0, 0, 4), torch::zeros({4})));
+  CHECK(torch::equal(pos[0].slice(0, 4, 8), torch::ones({4})));
+}
+
+TEST_CASE("ViT: the patch decoder puts each token's voxels back in its own patch") {
+  PatchDecoderImpl decoder(/*dim=*/6, /*patch=*/2, /*out=*/1);
+  torch::NoGradGuard noGrad;
+  auto params = decoder.named_parameters();
+  params["head.weight"].zero_();
+  params["head.bias"].copy_(torch::arange(8, torch::kFloat32));  // voxel (pz, py, px) of a patch: 4 pz + 2 py + px
+  torch::Tensor out = decoder.forward(torch::zeros({1, 6, 3, 2, 1}));
+  REQUIRE(out.sizes().vec() == std::vector<int64_t>{1, 1, 6, 4, 2});
+  for (int64_t z = 0; z < 6; ++z)
+    for (int64_t y = 0; y < 4; ++y)
+      for (int64_t x = 0; x < 2; ++x)
+        CHECK(out[0][0][z][y][x].item<float>() == static_cast<float>(4 * (z % 2) + 2 * (y % 2) + x % 2));
+}
+
+TEST_CASE("ViT: MAE and hybrid pretraining lower the loss and resume exactly; probe and fine-tuning use it") {
+  ir::PretrainStage stage = augmentedPretrain(4, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
+  stage.encoder = ir::Encoder(tinyVit());
+  stage.objective.terms[0].mae.cube = 4;
+  stage.objective.terms[0].mae.maskRatio = 0.75;
+  StageResult r;
+  std::vector<double> losses = runLosses(stage, "vit_hybrid", r);
+  REQUIRE_MESSAGE(r.status == StageResult::Status::Ok, r.message);
+  REQUIRE(losses.size() == 4);
+  MESSAGE("vit hybrid losses: " << losses.front() << " -> " << losses.back());
+  CHECK(losses.back() < losses.front());
+  fs::path pretrained = checkExactResume(stage, "vit_resume");
+
+  auto rt = makeRuntime();
+  ir::EvaluateStage ev;
+  ev.name = "eval";
+  ev.pretrain = "pre";
+  ev.data.synthetic.subjects = 24;
+  ev.data.synthetic.size = {16, 16, 16};
+  ev.data.synthetic.seed = 99;
+  ev.pipeline = withoutRandomOps(stage.pipeline);
+  ev.encoder = stage.encoder;
+  ev.label = "lesion";
+  ev.shots = 6;
+  ev.repeats = 2;
+  ev.seed = 4;
+  StageContext ectx;
+  ectx.threads = 2;
+  ectx.pretrainDir = pretrained;
+  ectx.dir = freshDir("vit_probe");
+  StageResult probe = rt->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(probe.status == StageResult::Status::Ok, probe.message);
+  CHECK(metric(probe, "auroc") >= 0.0);
+  std::ifstream f(ectx.dir / kPredictionsFile);
+  CHECK(nlohmann::json::parse(f).at("features") == 2 * 24);  // mean and max of the token grid
+
+  ev.protocol = ir::Protocol::Finetune;
+  ev.epochs = 2;
+  ev.repeats = 1;
+  ectx.dir = freshDir("vit_finetune");
+  StageResult tuned = rt->runEvaluate(ev, ectx);
+  REQUIRE_MESSAGE(tuned.status == StageResult::Status::Ok, tuned.message);
+  CHECK(metric(tuned, "auroc") >= 0.0);
+  CHECK(metric(tuned, "auroc_scratch") >= 0.0);
+
+  // A pretrained ViT loads into a two-channel one, all but its patch embedding.
+  EncoderModule single = loadEncoder(pretrained / kEncoderFile, stage.encoder);
+  ir::Encoder two = stage.encoder;
+  two.setInChannels(2);
+  EncoderModule multi = makeEncoder(two);
+  std::vector<std::string> dropped = copyMatchingParameters(multi, single);
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0] == "patch_embed.weight");
 }

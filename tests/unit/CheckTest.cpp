@@ -206,8 +206,8 @@ pretrain base {
 )");
   CHECK(kinds(*c).empty());
   REQUIRE(c->check.experiment);
-  CHECK(c->check.experiment->stages[0].pretrain.encoder.width == 32);
-  CHECK(c->check.experiment->stages[0].pretrain.encoder.stages == 5);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.unet.width == 32);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.unet.stages == 5);
 }
 
 TEST_CASE("unused declarations warn") {
@@ -344,7 +344,7 @@ pretrain base {
   auto c = compile(src);
   REQUIRE(kinds(*c).empty());
   const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
-  CHECK(p.encoder.width == 16);
+  CHECK(p.encoder.unet.width == 16);
   REQUIRE(p.pipeline.ops.size() == 4);
   CHECK(p.pipeline.ops[2].p == doctest::Approx(0.5));
   CHECK(p.pipeline.ops[3].sigma == doctest::Approx(0.05));

@@ -62,7 +62,7 @@ TEST_CASE("file modules are relative to the file that uses them, loaded once, an
       "use \"common.gy\"\nuse \"encoders.gy\"\ndataset corpus = synthetic(subjects = 8)\n"
       "pretrain base {\n  data = corpus |> prep\n  encoder = small\n  objective = mae()\n}\n");
   REQUIRE(kinds(*c).empty());
-  CHECK(c->check.experiment->stages[0].pretrain.encoder.width == 4);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.unet.width == 4);
 }
 
 TEST_CASE("bad uses are [module] errors with suggestions; cycles are [cycle]") {

@@ -107,7 +107,7 @@ TEST_CASE("evaluate's dataset.label still parses next to member access") {
   auto c = compile(kRecordExperiment);
   CHECK(kinds(*c, Severity::Warning).empty());
   const ir::Experiment& ex = *c->check.experiment;
-  CHECK(ex.stages[0].pretrain.encoder.width == 4);
+  CHECK(ex.stages[0].pretrain.encoder.unet.width == 4);
   CHECK(ex.stages[0].pretrain.pipeline.ops[0].size == ir::Shape3{32, 32, 32});
   CHECK(ex.stages[1].evaluate.label == "lesion");
 }
@@ -149,7 +149,7 @@ TEST_CASE("records pass through parameterised definitions and print their field 
 TEST_CASE("--set and sweeps reach record fields") {
   auto c = compile(kRecordExperiment, {{"sizes.width", "8"}, {"sizes.extra", "1"}});
   CHECK(kinds(*c).empty());
-  CHECK(c->check.experiment->stages[0].pretrain.encoder.width == 8);
+  CHECK(c->check.experiment->stages[0].pretrain.encoder.unet.width == 8);
   auto missing = compile(kRecordExperiment, {{"sizes.widht.x", "8"}});
   REQUIRE(kinds(*missing) == std::vector<std::string>{"bad-override"});
   CHECK(test::find(*missing, "bad-override")->message.find("did you mean 'width'?") != std::string::npos);
@@ -158,7 +158,7 @@ TEST_CASE("--set and sweeps reach record fields") {
   CHECK(sweep->plan.points.size() == 2);
   auto set = compile(kRecordExperiment, {{"sizes", "{ crop = 24^3, width = 2 }"}});
   CHECK(kinds(*set).empty());
-  CHECK(set->check.experiment->stages[0].pretrain.encoder.width == 2);
+  CHECK(set->check.experiment->stages[0].pretrain.encoder.unet.width == 2);
 }
 
 TEST_CASE("metrics come from the evaluation then the label kind") {

@@ -36,13 +36,16 @@ struct StageReport {
 // The figures of a stage as the summary shows them. An evaluation declares its metrics
 // (`metrics = [...]`, its task's, or its label's): each is shown in that order with its
 // companions (`mae_std`, `mae_random_encoder`, `dice_scratch`, ...); the runtime's other
-// figures are left out. Other stages show all of theirs.
+// figures are left out, except `skipped_samples`. Other stages show all of theirs.
 std::vector<rt::Metric> reported(const ir::Stage& stage, const std::vector<rt::Metric>& metrics) {
   if (stage.kind != ir::StageKind::Evaluate || stage.evaluate.metrics.empty()) return metrics;
   std::vector<rt::Metric> out;
   for (const std::string& name : stage.evaluate.metrics)
     for (const rt::Metric& m : metrics)
       if (m.name == name || m.name.rfind(name + "_", 0) == 0) out.push_back(m);
+  // Samples a data set left out (skip_unreadable) are always shown.
+  for (const rt::Metric& m : metrics)
+    if (m.name == "skipped_samples") out.push_back(m);
   return out;
 }
 

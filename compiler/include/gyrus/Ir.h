@@ -142,6 +142,41 @@ struct UNetEncoder {
   }
 };
 
+/// A 3-D Vision Transformer encoder (Primus/UNETR style): the input is cut into
+/// non-overlapping cubes of `patch` voxels, each embedded linearly to `dim` features
+/// (a Conv3d with kernel and stride `patch`), fixed 3-D sine-cosine position
+/// embeddings are added, then `depth` pre-norm transformer blocks (multi-head
+/// self-attention with `heads` heads, an MLP of `mlpRatio` x dim with GELU), and a final
+/// LayerNorm. Its one feature map is the token grid, [dim, z/patch, y/patch, x/patch].
+struct VitEncoder {
+  int64_t inChannels = 1;
+  int64_t patch = 16;
+  int64_t dim = 384;
+  int64_t depth = 12;
+  int64_t heads = 6;
+  int64_t mlpRatio = 4;
+};
+
+/// The encoder of a stage: a convolutional U-Net or a ViT.
+enum class EncoderKind { UNet, Vit };
+struct Encoder {
+  Encoder() = default;
+  /// A U-Net encoder (implicit: a U-Net is the default kind of encoder).
+  Encoder(const UNetEncoder& u) : kind(EncoderKind::UNet), unet(u) {}  // NOLINT(google-explicit-constructor)
+  explicit Encoder(const VitEncoder& v) : kind(EncoderKind::Vit), vit(v) {}
+
+  EncoderKind kind = EncoderKind::UNet;
+  UNetEncoder unet;  ///< when kind == UNet
+  VitEncoder vit;    ///< when kind == Vit
+  /// Input sizes must be multiples of this: the U-Net's downsampling, the ViT's patch.
+  int64_t totalStride() const { return kind == EncoderKind::UNet ? unet.totalStride() : vit.patch; }
+  int64_t inChannels() const { return kind == EncoderKind::UNet ? unet.inChannels : vit.inChannels; }
+  void setInChannels(int64_t c) { (kind == EncoderKind::UNet ? unet.inChannels : vit.inChannels) = c; }
+  /// Width of the deepest feature map (the pooled features are twice this).
+  int64_t bottleneckWidth() const { return kind == EncoderKind::UNet ? unet.widthOf(unet.stages - 1) : vit.dim; }
+  bool operator==(const Encoder& o) const;
+};
+
 /// Masked-autoencoder objective (AMAES style): cubes of `cube` voxels on a regular
 /// grid are masked with probability `maskRatio` (set to 0) and the whole input is
 /// reconstructed by a light decoder; the loss is MSE over all voxels, or over masked
@@ -184,7 +219,7 @@ struct PretrainStage {
   std::string name;
   DataSource data;
   Pipeline pipeline;
-  UNetEncoder encoder;
+  Encoder encoder;
   Objective objective;
   Optimizer optimizer;
   int64_t epochs = 10;
@@ -232,7 +267,7 @@ struct EvaluateStage {
   std::string pretrain;  ///< name of the pretrain stage whose encoder is judged
   DataSource data;
   Pipeline pipeline;  ///< the pretraining pipeline, applied to the task data
-  UNetEncoder encoder;
+  Encoder encoder;
   std::string label;  ///< label column, e.g. "lesion" or "age"
   LabelKind labelKind = LabelKind::Binary;
   Probe probe = Probe::Linear;
@@ -295,6 +330,8 @@ std::string print(const SyntheticData& d);
 std::string print(const DataSource& d);
 std::string print(const Pipeline& p);
 std::string print(const UNetEncoder& e);
+std::string print(const VitEncoder& e);
+std::string print(const Encoder& e);
 std::string print(const Objective& o);
 std::string print(const Optimizer& o);
 
@@ -303,5 +340,7 @@ std::string sha256Hex(const std::string& data);
 
 /// Trainable parameters of the encoder.
 int64_t parameterCount(const UNetEncoder& e);
+int64_t parameterCount(const VitEncoder& e);
+int64_t parameterCount(const Encoder& e);
 
 }  // namespace gyrus::ir
