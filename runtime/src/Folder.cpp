@@ -149,7 +149,9 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
     }
     std::string key = VolumeCache::key(fileOf(k), prefix, role == FileRole::Mask);
     entries[k] = cache->pathOf(key);
-    if (cache->load(key, out[k])) {
+    // A streamed image stays on disk: its header says all the loader needs.
+    const bool streamedImage = result.streamed && role == FileRole::Channel;
+    if (cache->load(key, out[k], /*voxels=*/!streamedImage)) {
       ++hits;
     } else {
       out[k] = loadOne(fileOf(k), prefix, role);

@@ -120,7 +120,7 @@ std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix
 
 fs::path VolumeCache::pathOf(const std::string& key) const { return dir_ / key.substr(0, 2) / (key + ".vol"); }
 
-bool VolumeCache::load(const std::string& key, CachedVolume& out) const {
+bool VolumeCache::load(const std::string& key, CachedVolume& out, bool voxels) const {
   const fs::path path = pathOf(key);
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
@@ -133,8 +133,10 @@ bool VolumeCache::load(const std::string& key, CachedVolume& out) const {
     v.rawShape[static_cast<size_t>(i)] = h.rawShape[i];
     v.rawSpacing[static_cast<size_t>(i)] = h.rawSpacing[i];
   }
-  v.volume.data.resize(static_cast<size_t>(h.voxels));
-  if (!readAll(in, v.volume.data.data(), v.volume.data.size() * sizeof(float))) return false;
+  if (voxels) {
+    v.volume.data.resize(static_cast<size_t>(h.voxels));
+    if (!readAll(in, v.volume.data.data(), v.volume.data.size() * sizeof(float))) return false;
+  }
   out = std::move(v);
   return true;
 }

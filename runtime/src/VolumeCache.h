@@ -47,8 +47,10 @@ class VolumeCache {
   /// The entry's path (it may not exist).
   std::filesystem::path pathOf(const std::string& key) const;
 
-  /// Reads the entry `key` into `out`. False on a miss or an invalid entry.
-  bool load(const std::string& key, CachedVolume& out) const;
+  /// Reads the entry `key` into `out`. False on a miss or an invalid entry. With
+  /// `voxels = false` only the header is read (and checked against the file's size):
+  /// `out.volume` gets its shape and spacing but no data (for streaming).
+  bool load(const std::string& key, CachedVolume& out, bool voxels = true) const;
 
   /// Writes `v` as the entry `key` (atomically). Throws UserError when the disk refuses.
   void store(const std::string& key, const CachedVolume& v) const;

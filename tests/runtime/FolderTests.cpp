@@ -493,6 +493,21 @@ TEST_CASE("streaming: a pretraining larger than the loader memory reads its volu
     CHECK(std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(expected, 0) == 0; }));
     CHECK_FALSE(fs::exists(ctx.dir / kSpillDir));  // the private copy is gone once the stage is done
 
+    // Streamed through a shared volume cache, twice: the second run finds every entry
+    // (and reads only its header until a batch needs it).
+    for (int round = 0; round < 2; ++round) {
+      StageContext shared = ctx;
+      shared.dir = scratch("shared" + tag + std::to_string(round));
+      shared.volumeCache = root / ("vc" + tag);
+      std::vector<std::string> sharedLines;
+      shared.progress = [&sharedLines](std::string_view l) { sharedLines.emplace_back(l); };
+      StageResult again = runtime()->runPretrain(stage, shared);
+      REQUIRE_MESSAGE(again.status == StageResult::Status::Ok, again.message);
+      CHECK(metricOf(again, "final_loss") == metricOf(inMemory, "final_loss"));
+      const std::string cacheLine = round == 0 ? "volume cache: 0 volumes reused, 6 written" : "volume cache: 6 volumes reused, 0 written";
+      CHECK(std::find(sharedLines.begin(), sharedLines.end(), cacheLine) != sharedLines.end());
+    }
+
     EncoderModule a = makeEncoder(stage.encoder), b = makeEncoder(stage.encoder);
     torch::serialize::InputArchive ia, ib;
     ia.load_from((memDir / kEncoderFile).string());
