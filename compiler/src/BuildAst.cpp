@@ -160,6 +160,20 @@ class Builder {
  public:
   Builder(FileId file, const OffsetMap& map, ast::Arena& arena) : file_(file), map_(map), arena_(arena) {}
 
+  /// Runs `build` (a member of this builder); an expression nested too deeply is a
+  /// [syntax] error and gives nullptr.
+  template <class F>
+  static auto guarded(DiagnosticEngine& diags, F&& build) -> decltype(build()) {
+    try {
+      return build();
+    } catch (const TooDeep& e) {
+      diags.report(DiagKind::Syntax, e.where,
+                   "expressions nest more than " + std::to_string(kMaxNesting) +
+                       " levels deep here; name the inner parts with `let` bindings");
+      return nullptr;
+    }
+  }
+
   SourceRange range(antlr4::ParserRuleContext* ctx) const {
     return {file_, map_.byteOf(ctx->getStart()->getStartIndex()), map_.byteOf(ctx->getStop()->getStopIndex() + 1)};
   }
@@ -254,8 +268,21 @@ class Builder {
     return out;
   }
 
+  /// Thrown when expressions nest deeper than kMaxNesting (the checker and formatter
+  /// recurse over expressions; a pathological file must not exhaust their stack).
+  struct TooDeep {
+    SourceRange where;
+  };
+  static constexpr int kMaxNesting = 256;
+
   ast::Expr* expr(G::ExprContext* ctx) {
     SourceRange r = range(ctx);
+    struct Depth {
+      int& d;
+      explicit Depth(int& depth) : d(++depth) {}
+      ~Depth() { --d; }
+    } depth(depth_);
+    if (depth_ > kMaxNesting) throw TooDeep{r};
     if (auto* m = dynamic_cast<G::MemberExprContext*>(ctx)) {
       return arena_.make<ast::ExprMember>(r, expr(m->expr()), m->ident()->getText(), range(m->ident()));
     }
@@ -374,6 +401,7 @@ class Builder {
   FileId file_;
   const OffsetMap& map_;
   ast::Arena& arena_;
+  int depth_ = 0;  // expressions being built, innermost last
 };
 
 // The byte offset of the first byte that is not valid UTF-8, or npos. ANTLR's input
@@ -433,7 +461,8 @@ ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, Diag
   ParserSetup p(text, id, diags);
   G::FileContext* tree = p.parser.file();
   if (diags.errorCount() != before) return nullptr;
-  return Builder(id, p.map, arena).file(tree);
+  Builder builder(id, p.map, arena);
+  return Builder::guarded(diags, [&] { return builder.file(tree); });
 }
 
 ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
@@ -443,7 +472,8 @@ ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena
   ParserSetup p(text, id, diags);
   G::ExprOnlyContext* tree = p.parser.exprOnly();
   if (diags.errorCount() != before) return nullptr;
-  return Builder(id, p.map, arena).expr(tree->expr());
+  Builder builder(id, p.map, arena);
+  return Builder::guarded(diags, [&] { return builder.expr(tree->expr()); });
 }
 
 std::vector<SourceRange> comments(const SourceManager& sm, FileId id) {

@@ -282,15 +282,31 @@ const std::vector<Builtin>& builtins() {
                    e.mlpRatio = asInt(a["mlp_ratio"], e.mlpRatio);
                    // Attention splits the features evenly over the heads.
                    if (e.dim % e.heads != 0) {
-                     int64_t down = e.dim / e.heads * e.heads, up = down + e.heads;
+                     // The nearest multiples of heads that dim may be, and the number of
+                     // heads nearest to the one given that divides dim.
+                     std::vector<int64_t> dims;
+                     for (int64_t d : {e.dim / e.heads * e.heads, (e.dim / e.heads + 1) * e.heads})
+                       if (d >= 6 && d <= 4096) dims.push_back(d);
+                     int64_t heads = 1;
+                     for (int64_t h = 1; h <= 64; ++h)
+                       if (e.dim % h == 0 && std::llabs(h - e.heads) < std::llabs(heads - e.heads)) heads = h;
                      SourceRange at = a["dim"].present ? a["dim"].range : a["heads"].range;
                      Diagnostic& d = c.diags().report(DiagKind::ShapeDivisibility, at,
                                                       "dim " + std::to_string(e.dim) + " is not divisible by heads " +
                                                           std::to_string(e.heads) +
                                                           ": attention splits the features evenly over the heads");
-                     d.note("nearest valid dims: " + (down > 0 ? std::to_string(down) + " or " : std::string()) +
-                            std::to_string(up));
-                     if (a["dim"].present) d.fixit(a["dim"].range, std::to_string(down > 0 ? down : up));
+                     std::string dimText;
+                     for (int64_t x : dims) dimText += (dimText.empty() ? "" : " or ") + std::to_string(x);
+                     d.note((dimText.empty() ? std::string() : "nearest valid dims: " + dimText + "; or ") +
+                            "heads = " + std::to_string(heads) + ", which divides " + std::to_string(e.dim));
+                     if (a["dim"].present && !dims.empty()) {
+                       int64_t best = dims.front();
+                       for (int64_t x : dims)
+                         if (std::llabs(x - e.dim) < std::llabs(best - e.dim)) best = x;
+                       d.fixit(a["dim"].range, std::to_string(best));
+                     } else if (a["heads"].present) {
+                       d.fixit(a["heads"].range, std::to_string(heads));
+                     }
                      return errorValue();
                    }
                    return v;

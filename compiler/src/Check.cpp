@@ -1097,7 +1097,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   if (segmentation && !finetune) {
     diags_.report(DiagKind::TaskHead, d.taskRanges[1],
                   "'" + d.task[0] + "." + label + "' is a segmentation; a probe predicts one number per sample")
-        .note("segment with `protocol = finetune`: the encoder is trained with a dense U-Net decoder");
+        .note(std::string("segment with `protocol = finetune`: the encoder is trained with ") +
+              (model.encoder.kind == ir::EncoderKind::Vit ? "a per-token patch head (one logit per voxel)"
+                                                          : "a dense U-Net decoder"));
     return;
   }
   if (args.count("head") != 0 && args["head"].first.flag != segmentation) {
@@ -1338,12 +1340,33 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
     if (it == symbols_.end() || it->second.decl != d) continue;
     if (const auto* e = d->as<ast::DeclEvaluate>()) checkEvaluate(*e, 0);
   }
-  // Warn about declarations of the user's file that nothing uses (a name a sweep sets
-  // counts as used: some points may not need it).
+  // Warn about declarations of the user's file that nothing uses. A name a sweep sets,
+  // or one its values mention, counts as used: the points that do not need it are not
+  // the whole experiment (and each point is checked on its own).
   std::set<std::string> swept;
+  std::function<void(const ast::Expr*)> mentions = [&](const ast::Expr* e) {
+    if (e == nullptr) return;
+    if (const auto* n = e->as<ast::ExprName>()) swept.insert(n->name);
+    if (const auto* m = e->as<ast::ExprMember>()) mentions(m->base);
+    if (const auto* c = e->as<ast::ExprCall>()) {
+      mentions(c->callee);
+      for (const ast::Arg& a : c->args) mentions(a.value);
+    }
+    if (const auto* u = e->as<ast::ExprUnary>()) mentions(u->operand);
+    if (const auto* b = e->as<ast::ExprBinary>()) {
+      mentions(b->lhs);
+      mentions(b->rhs);
+    }
+    if (const auto* l = e->as<ast::ExprList>())
+      for (const ast::Expr* item : l->items) mentions(item);
+    if (const auto* r = e->as<ast::ExprRecord>())
+      for (const ast::RecordField& f : r->fields) mentions(f.value);
+  };
   for (const ast::Decl* d : main->decls)
-    if (const auto* sw = d->as<ast::DeclSweep>())
+    if (const auto* sw = d->as<ast::DeclSweep>()) {
       for (const std::vector<std::string>& path : sw->paths) swept.insert(path.front());
+      mentions(sw->values);
+    }
   for (const ast::Decl* d : main->decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;

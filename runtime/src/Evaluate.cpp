@@ -113,16 +113,27 @@ Labels labelsOf(const ir::EvaluateStage& stage, const Dataset& data, bool binary
 namespace {
 
 /// Pooled features of every sample: [N, channels x 2 x sum of stage widths], in
-/// double. The rows of `images` are the channels of each sample in turn; a sample's
-/// per-channel features are concatenated in channel order.
-Matrix extractFeatures(EncoderModule& encoder, const torch::Tensor& images, int64_t channels) {
+/// double. The rows of `data` are the channels of each sample in turn; a sample's
+/// per-channel features are concatenated in channel order. A streamed data set is read
+/// a batch of rows at a time.
+Matrix extractFeatures(EncoderModule& encoder, const Dataset& data) {
   constexpr int64_t kBatch = 8;
   encoder->eval();
   torch::NoGradGuard noGrad;
-  int64_t n = images.size(0);
+  const int64_t channels = data.channels;
+  const int64_t n = data.samples * channels;
   std::vector<torch::Tensor> rows;
   for (int64_t begin = 0; begin < n; begin += kBatch) {
-    auto maps = encoder->forward(images.slice(0, begin, std::min(n, begin + kBatch)));
+    const int64_t end = std::min(n, begin + kBatch);
+    torch::Tensor batch;
+    if (data.streamed()) {
+      std::vector<int64_t> index(static_cast<size_t>(end - begin));
+      std::iota(index.begin(), index.end(), begin);
+      batch = data.rows(index);
+    } else {
+      batch = data.images.slice(0, begin, end);
+    }
+    auto maps = encoder->forward(batch);
     std::vector<torch::Tensor> pooled;
     for (auto& m : maps) {
       pooled.push_back(m.mean({2, 3, 4}));
@@ -294,12 +305,19 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   torch::manual_seed(stage.seed);
   EncoderModule random = makeEncoder(stage.encoder);
 
-  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(),
-                              loadOptions(ctx, threads));
+  // The probe reads its data set once per encoder: a large one is streamed like a
+  // pretraining's.
+  LoadOptions load = loadOptions(ctx, threads);
+  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
+  load.spill = ctx.dir / kSpillDir;
+  Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(data, ctx);
+  if (data.streamed() && ctx.progress)
+    ctx.progress("streaming " + std::to_string(data.samples) + " preprocessed samples from " +
+                 data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
   Labels labels = labelsOf(stage, data, binary);
-  Matrix features = extractFeatures(trained, data.images, data.channels);
-  Matrix randomFeatures = extractFeatures(random, data.images, data.channels);
+  Matrix features = extractFeatures(trained, data);
+  Matrix randomFeatures = extractFeatures(random, data);
   Split split = splitSubjects(stage, labels, binary);
 
   std::vector<double> primary, primaryRandom, pearson, pearsonRandom;
@@ -362,6 +380,8 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
     if (!f) throw std::runtime_error("cannot write " + temp);
   });
   addDataMetrics(data, result);
+  std::error_code ec;
+  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
   return result;
 }
 

@@ -18,7 +18,8 @@
 // in eval mode: logits for binary labels (as the probe's), predicted values for
 // continuous ones.
 //
-// Segmentation (LabelKind::Mask): the head is the dense U-Net decoder of SegNet (see
+// Segmentation (LabelKind::Mask): the head is SegNet's dense decoder (a U-Net decoder, or
+// a ViT's per-token patch head; see
 // Finetune.h) and the loss soft Dice + BCE (segmentationLoss), with the same draws,
 // optimiser, schedule, batches and shuffling. The split and draws are those of a
 // continuous label (unstratified: a mask has no class). Test masks are the decoder's

@@ -1,6 +1,7 @@
 // Fine-tuning a pretrained encoder on a labelled few-shot draw (ir::Protocol::Finetune):
 // the networks (encoder + pooled linear head for one number per sample; encoder + dense
-// U-Net decoder for segmentation masks), the segmentation loss, and the loading of a
+// decoder for segmentation masks: U-Net decoder or ViT patch head), the segmentation
+// loss, and the loading of a
 // pretrained encoder into an encoder that may take more input channels. The stage
 // itself is `finetune` in Stages.h (see Finetune.cpp for the protocol).
 #pragma once

@@ -107,7 +107,7 @@ VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Enco
 std::vector<torch::Tensor> VitEncoderImpl::forward(torch::Tensor x) {
   auto grid = patchEmbed_->forward(x);  // [N, dim, z, y, x]
   const int64_t n = grid.size(0), d = grid.size(1), gz = grid.size(2), gy = grid.size(3), gx = grid.size(4);
-  auto tokens = grid.flatten(2).transpose(1, 2) + sincosPositions(gz, gy, gx, d).to(grid.dtype()).unsqueeze(0);
+  auto tokens = grid.flatten(2).transpose(1, 2) + sincosPositions(gz, gy, gx, d).to(grid.options()).unsqueeze(0);
   for (auto& block : blocks_) tokens = block->forward(tokens);
   tokens = norm_->forward(tokens);
   return {tokens.transpose(1, 2).reshape({n, d, gz, gy, gx})};

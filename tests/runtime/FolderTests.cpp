@@ -226,6 +226,16 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
     CHECK(metricOf(e, m) >= 0.0);
     CHECK(metricOf(e, m) <= 1.0);
   }
+  // A probe too large for the loader memory streams its samples: the same figures.
+  StageContext streamCtx = ectx;
+  streamCtx.dir = scratch("eval-streamed");
+  streamCtx.loaderMemory = 1;
+  StageResult es = runtime()->runEvaluate(folderEvaluate(task, pre.pipeline), streamCtx);
+  REQUIRE_MESSAGE(es.status == StageResult::Status::Ok, es.message);
+  CHECK(metricOf(es, "auroc") == metricOf(e, "auroc"));
+  CHECK(metricOf(es, "auroc_random_encoder") == metricOf(e, "auroc_random_encoder"));
+  CHECK_FALSE(fs::exists(streamCtx.dir / kSpillDir));
+
   std::ifstream f(ectx.dir / kPredictionsFile);
   auto j = nlohmann::json::parse(f);
   // Per channel: mean and max of every stage (widths 4 + 8 + 16); two channels.

@@ -592,6 +592,17 @@ TEST_CASE("ViT: the patch decoder puts each token's voxels back in its own patch
     for (int64_t y = 0; y < 4; ++y)
       for (int64_t x = 0; x < 2; ++x)
         CHECK(out[0][0][z][y][x].item<float>() == static_cast<float>(4 * (z % 2) + 2 * (y % 2) + x % 2));
+  // Token (tz, ty, tx) lands in its own block: a token grid holding each token's index.
+  params["head.weight"].zero_();
+  params["head.bias"].zero_();
+  params["head.weight"].select(1, 0).fill_(1.0f);  // every voxel copies feature 0
+  torch::Tensor grid = torch::zeros({1, 6, 3, 2, 1});
+  for (int64_t t = 0; t < 6; ++t) grid[0][0][t / 2][t % 2][0] = static_cast<float>(t);
+  torch::Tensor placed = decoder.forward(grid);
+  for (int64_t z = 0; z < 6; ++z)
+    for (int64_t y = 0; y < 4; ++y)
+      for (int64_t x = 0; x < 2; ++x)
+        CHECK(placed[0][0][z][y][x].item<float>() == static_cast<float>((z / 2) * 2 + y / 2));
 }
 
 TEST_CASE("ViT: MAE and hybrid pretraining lower the loss and resume exactly; probe and fine-tuning use it") {

@@ -130,3 +130,23 @@ TEST_CASE("invalid UTF-8 is a located syntax error, not an exception") {
   CHECK(compile("let a = 1 // \xed\xa0\x80\n", {}, StopAfter::Parse)->main == nullptr);
   CHECK(compile("let a = 1 // \xe2\x9c\x93 \xf0\x9f\xa7\xa0\n", {}, StopAfter::Parse)->main != nullptr);
 }
+
+TEST_CASE("expressions nested deeper than 256 levels are a syntax error, not a stack overflow") {
+  auto nested = [](int depth, const std::string& open, const std::string& close) {
+    std::string text = "let r = ";
+    for (int i = 0; i < depth; ++i) text += open;
+    text += "1";
+    for (int i = 0; i < depth; ++i) text += close;
+    return text + "\n";
+  };
+  for (const auto& [open, close] : std::vector<std::pair<std::string, std::string>>{{"{a = ", "}"}, {"[", "]"}, {"(", ")"}}) {
+    CAPTURE(open);
+    CHECK(compile(nested(200, open, close))->diags.errorCount() == 0);
+    auto deep = compile(nested(5000, open, close));
+    REQUIRE(deep->diags.errorCount() == 1);
+    CHECK(deep->diags.all().front().message.find("nest more than 256 levels") != std::string::npos);
+  }
+  std::string sum = "let r = 1";
+  for (int i = 0; i < 20000; ++i) sum += " + 1";
+  CHECK(compile(sum + "\n")->diags.errorCount() == 1);
+}

@@ -131,3 +131,17 @@ TEST_CASE("regression: identical work under two names in a sweep keeps both name
   CHECK(twins == 2);
   CHECK(c->plan.experiment.stages.size() == 6);
 }
+
+TEST_CASE("a declaration only a sweep's values mention is used, not reported once per point") {
+  auto c = compile(std::string(kBase) +
+                   "encoder small = unet(width = 2, stages = 3)\n"
+                   "encoder token = vit(patch = 8, dim = 48, depth = 1, heads = 2)\n"
+                   "sweep base.encoder in [small, token, unet(width = 8, stages = 3)]\n");
+  CHECK(kinds(*c, Severity::Warning).empty());
+  CHECK(c->plan.points.size() == 3);
+  CHECK(count(c->plan, ir::StageKind::Pretrain) == 3);
+  // A declaration nothing mentions is still reported, once.
+  auto d = compile(std::string(kBase) + "encoder spare = unet(width = 2, stages = 3)\n"
+                                        "sweep base_lesion.shots in [4, 8]\n");
+  CHECK(kinds(*d, Severity::Warning) == std::vector<std::string>{"unused"});
+}

@@ -22,7 +22,8 @@ namespace gyrus::rt {
 /// 4: segmentation masks (LabelKind::Mask, FolderSample::mask, EvaluateStage::nsdToleranceMm).
 /// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData),
 ///    the metrics an evaluation reports (EvaluateStage::metrics).
-inline constexpr int kRuntimeAbiVersion = 5;
+/// 6: stages carry an ir::Encoder (a U-Net or a ViT) instead of an ir::UNetEncoder.
+inline constexpr int kRuntimeAbiVersion = 6;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss", "skipped_samples"
@@ -44,8 +45,9 @@ struct StageContext {
   /// The on-disk cache of preprocessed volumes shared by runs (`--volume-cache`);
   /// empty: none.
   std::filesystem::path volumeCache;
-  /// Bytes a pretraining's preprocessed images may take in memory before they are
-  /// streamed from disk (`--loader-memory`); 0: half of the machine's memory.
+  /// Bytes the preprocessed images of a pretraining or a probe may take in memory
+  /// before they are streamed from disk (`--loader-memory`); 0: half of the machine's
+  /// memory (or of the cgroup's limit).
   int64_t loaderMemory = 0;
 };
 
