@@ -2,8 +2,10 @@
 #include "VolumeCache.h"
 
 #include <openssl/evp.h>
+#include <zlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <random>
@@ -23,14 +25,14 @@ namespace fs = std::filesystem;
 
 /// Bumped whenever the entry format or the meaning of a prefix's operations changes
 /// (e.g. a different resampling kernel): old entries then miss instead of lying.
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr char kMagic[8] = {'G', 'Y', 'R', 'U', 'S', 'V', 'O', 'L'};
 
 /// The fixed-size part of an entry, followed by `voxels` float32 values.
 struct Header {
   char magic[8];
   uint32_t version;
-  uint32_t reserved;
+  uint32_t crc;  ///< CRC-32 of the voxels' bytes
   int64_t shape[3];
   double spacing[3];
   int64_t rawShape[3];
@@ -72,6 +74,19 @@ bool validHeader(const Header& h, uintmax_t fileBytes) {
   }
   return h.voxels == h.shape[0] * h.shape[1] * h.shape[2] &&
          fileBytes == sizeof(Header) + static_cast<uintmax_t>(h.voxels) * sizeof(float);
+}
+
+uint32_t crcOf(const float* data, size_t count) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* bytes = reinterpret_cast<const Bytef*>(data);
+  size_t left = count * sizeof(float);
+  while (left > 0) {  // zlib takes uInt lengths
+    auto chunk = static_cast<uInt>(std::min<size_t>(left, size_t{1} << 30));
+    crc = crc32(crc, bytes, chunk);
+    bytes += chunk;
+    left -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
 }
 
 uintmax_t sizeOf(const fs::path& path) {
@@ -136,6 +151,7 @@ bool VolumeCache::load(const std::string& key, CachedVolume& out, bool voxels) c
   if (voxels) {
     v.volume.data.resize(static_cast<size_t>(h.voxels));
     if (!readAll(in, v.volume.data.data(), v.volume.data.size() * sizeof(float))) return false;
+    if (crcOf(v.volume.data.data(), v.volume.data.size()) != h.crc) return false;  // damaged voxels
   }
   out = std::move(v);
   return true;
@@ -148,6 +164,7 @@ void VolumeCache::store(const std::string& key, const CachedVolume& v) const {
   Header h{};
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = kFormatVersion;
+  h.crc = crcOf(v.volume.data.data(), v.volume.data.size());
   for (int i = 0; i < 3; ++i) {
     h.shape[i] = v.volume.shape[static_cast<size_t>(i)];
     h.spacing[i] = v.volume.spacing[static_cast<size_t>(i)];
@@ -195,7 +212,7 @@ void readCachedVoxels(const fs::path& path, int64_t voxels, float* dst) {
                            "while a run uses it; rerun to rebuild it");
   Header h{};
   if (!readAll(in, &h, sizeof h) || !validHeader(h, sizeOf(path)) || h.voxels != voxels ||
-      !readAll(in, dst, static_cast<size_t>(voxels) * sizeof(float)))
+      !readAll(in, dst, static_cast<size_t>(voxels) * sizeof(float)) || crcOf(dst, static_cast<size_t>(voxels)) != h.crc)
     throw UserError("the cached volume " + path.string() + " is damaged: remove it and rerun");
 }
 

@@ -11,7 +11,8 @@
 // (shape and voxel size after the prefix, and as read), written to a temporary file and
 // renamed into place, so a killed writer never leaves a torn entry and concurrent
 // writers of one key are harmless. An entry that fails validation (wrong magic, version
-// or size) is a miss and gets rewritten.
+// or size, or a CRC-32 of its voxels that does not match) is a miss and gets rewritten;
+// one that goes bad while a streamed run reads it is an error naming it.
 //
 // Layout: <dir>/<first two hex digits>/<key>.vol. Nothing is ever evicted: remove the
 // directory to reclaim the space (docs/data.md says how much an entry takes).

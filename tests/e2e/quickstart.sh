@@ -55,6 +55,18 @@ echo "e2e: human output has a results table"
 "$gyrus" run examples/quickstart.gy "${small[@]}" --store "$tmp/store" > "$tmp/table.txt" 2>/dev/null || fail "table run"
 grep -q "auroc" "$tmp/table.txt" || fail "no auroc in the table"
 
+echo "e2e: the quickstart with a ViT encoder is a one-line change (here a --set)"
+"$gyrus" run examples/quickstart.gy "${small[@]}" --set 'base.encoder=vit(patch = 8, dim = 48, depth = 2, heads = 4)' \
+  --store "$tmp/store" --json > "$tmp/vit.json" 2> "$tmp/vit.err" || { cat "$tmp/vit.err"; fail "ViT run"; }
+python3 - "$tmp/vit.json" "$tmp/first.json" <<'PY' || fail "ViT run JSON"
+import json, sys
+vit, unet = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert [s["status"] for s in vit["stages"]] == ["ran", "ran", "ran"], vit["stages"]
+assert vit["stages"][0]["hash"] != unet["stages"][0]["hash"], "the encoder is part of the stage"
+m = {(x["stage"], x["name"]): x["value"] for x in vit["metrics"]}
+assert 0 <= m[("base_lesion", "auroc")] <= 1, m
+PY
+
 echo "e2e: a stage locked by another process is not run twice"
 hash="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stages"][0]["hash"])' "$tmp/first.json")"
 mkdir -p "$tmp/locked/stages/$hash"
@@ -175,4 +187,4 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
-echo "e2e: 10 passed, 0 failed"
+echo "e2e: 11 passed, 0 failed"

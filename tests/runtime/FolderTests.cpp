@@ -451,6 +451,16 @@ TEST_CASE("volume cache: a second load reuses every volume, keyed by content, an
   CHECK(torch::equal(fourth.images, plain.images));
   CHECK(fs::file_size(entries[2]) == static_cast<uintmax_t>(cacheEntryBytes(16 * 16 * 16)));
 
+  // Damaged voxels behind an intact header (a flipped byte) are caught by the CRC.
+  {
+    std::fstream f(entries[3], std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(cacheEntryBytes(16 * 16 * 16) / 2));
+    f.put('\x5a');
+  }
+  Dataset flipped = buildDataset(moved, pipeline, 4, load);
+  CHECK(flipped.cacheWrites == 1);
+  CHECK(torch::equal(flipped.images, plain.images));
+
   // Another prefix is another key.
   ir::Pipeline smaller{{resampleOp(1.0), cropOp(8), ir::PipelineOp{}}};
   Dataset fifth = buildDataset(moved, smaller, 4, load);
