@@ -27,90 +27,91 @@ ir::Shape3 inputShape(const ir::PretrainStage& p) {
   return s;
 }
 
-/// A ViT pretraining: flops and activations of the patch embedding, the attention and
-/// MLP of every block, the linear patch decoder (MAE) and the projection heads.
-CostEstimate estimateVit(const ir::PretrainStage& p) {
-  CostEstimate c;
-  const ir::VitEncoder& e = p.encoder.vit;
-  ir::Shape3 shape = inputShape(p);
-  const double patchVoxels = static_cast<double>(e.patch * e.patch * e.patch);
-  const double tokens = voxels(shape, 0) / patchVoxels;
-  const double d = static_cast<double>(e.dim), hidden = static_cast<double>(e.mlpRatio * e.dim);
-  const double cin = static_cast<double>(e.inChannels);
-  double encFlop = 2.0 * cin * patchVoxels * d * tokens;
-  double encAct = d * tokens;
-  for (int64_t b = 0; b < e.depth; ++b) {
-    encFlop += 2.0 * tokens * d * (3.0 * d + d + 2.0 * hidden) + 4.0 * tokens * tokens * d;
-    // Inputs of both norms, q, k, v, attention output, the MLP's hidden layer twice,
-    // and the attention matrix (scores and softmax) of every head.
-    encAct += tokens * (8.0 * d + 2.0 * hidden) + 2.0 * static_cast<double>(e.heads) * tokens * tokens;
-  }
-  int64_t params = ir::parameterCount(e);
-  double flop = 0.0, act = 0.0;
-  for (const ir::ObjectiveTerm& t : p.objective.terms) {
-    if (t.kind == ir::ObjectiveKind::Mae) {
-      const double out = patchVoxels * cin;  // a linear layer per token back to its voxels
-      flop += encFlop + 2.0 * tokens * d * out;
-      act += encAct + tokens * out;
-      params += static_cast<int64_t>(d * out + out);
-    } else {
-      int64_t w = 2 * e.dim;
-      flop += 2.0 * encFlop;
-      act += 2.0 * encAct;
-      params += w * w + w + w * t.simclr.projection + t.simclr.projection;
-    }
-  }
-  c.parameters = params;
-  c.gflopPerStep = 3.0 * flop * static_cast<double>(p.batch) / 1e9;
-  c.activationMiB = act * 4.0 * static_cast<double>(p.batch) / (1024.0 * 1024.0);
-  c.stepsPerEpoch = (p.data.count() + p.batch - 1) / p.batch;
-  c.steps = c.stepsPerEpoch * p.epochs;
-  return c;
-}
+/// Per-sample forward costs of an encoder and of its MAE decoder: flops, activations
+/// (floats kept for the backward pass) and parameters, and the pooled feature width.
+struct NetCost {
+  double encFlop = 0.0, encAct = 0.0, decFlop = 0.0, decAct = 0.0;
+  int64_t encParams = 0, decParams = 0;
+  int64_t pooled = 0;  ///< mean and max of the bottleneck
+};
 
-}  // namespace
-
-CostEstimate estimateCost(const ir::PretrainStage& p) {
-  if (p.encoder.kind == ir::EncoderKind::Vit) return estimateVit(p);
-  CostEstimate c;
-  const ir::UNetEncoder& e = p.encoder.unet;
-  ir::Shape3 shape = inputShape(p);
-  double encFlop = 0.0, encAct = 0.0;  // per sample, forward
-  int64_t params = 0;
+/// The U-Net: 3x3x3 convolutions per stage; the light decoder, one conv block per level
+/// on the way up, then a 1x1x1 head.
+NetCost unetCost(const ir::UNetEncoder& e, const ir::Shape3& shape) {
+  NetCost n;
   int64_t in = e.inChannels;
   for (int64_t s = 0; s < e.stages; ++s) {
     int64_t w = e.widthOf(s);
     double v = voxels(shape, s);
     for (int64_t k = 0; k < e.convsPerStage; ++k) {
-      encFlop += 2.0 * static_cast<double>(in * w * 27) * v;
-      encAct += 3.0 * static_cast<double>(w) * v;
-      params += in * w * 27 + 2 * w;
+      n.encFlop += 2.0 * static_cast<double>(in * w * 27) * v;
+      n.encAct += 3.0 * static_cast<double>(w) * v;
+      n.encParams += in * w * 27 + 2 * w;
       in = w;
     }
   }
+  for (int64_t s = e.stages - 2; s >= 0; --s) {
+    int64_t cin = e.widthOf(s + 1), cout = e.widthOf(s);
+    double v = voxels(shape, s);
+    n.decFlop += 2.0 * static_cast<double>(cin * cout * 27) * v;
+    n.decAct += 4.0 * static_cast<double>(cout) * v + static_cast<double>(cin) * v;  // upsampled input too
+    n.decParams += cin * cout * 27 + 2 * cout;
+  }
+  n.decFlop += 2.0 * static_cast<double>(e.widthOf(0) * e.inChannels) * voxels(shape, 0);
+  n.decParams += e.widthOf(0) * e.inChannels + e.inChannels;
+  n.pooled = 2 * e.widthOf(e.stages - 1);
+  return n;
+}
+
+/// The ViT: the patch embedding, the attention and MLP of every block; the decoder, one
+/// linear layer per token back to its voxels.
+NetCost vitCost(const ir::VitEncoder& e, const ir::Shape3& shape) {
+  NetCost n;
+  const double patchVoxels = static_cast<double>(e.patch * e.patch * e.patch);
+  const double tokens = voxels(shape, 0) / patchVoxels;
+  const double d = static_cast<double>(e.dim), hidden = static_cast<double>(e.mlpRatio * e.dim);
+  const double cin = static_cast<double>(e.inChannels);
+  n.encFlop = 2.0 * cin * patchVoxels * d * tokens;
+  n.encAct = d * tokens;
+  for (int64_t b = 0; b < e.depth; ++b) {
+    n.encFlop += 2.0 * tokens * d * (3.0 * d + d + 2.0 * hidden) + 4.0 * tokens * tokens * d;
+    // Inputs of both norms, q, k, v, attention output, the MLP's hidden layer twice,
+    // and the attention matrix (scores and softmax) of every head.
+    n.encAct += tokens * (8.0 * d + 2.0 * hidden) + 2.0 * static_cast<double>(e.heads) * tokens * tokens;
+  }
+  n.encParams = ir::parameterCount(e);
+  const double out = patchVoxels * cin;
+  n.decFlop = 2.0 * tokens * d * out;
+  n.decAct = tokens * out;
+  n.decParams = static_cast<int64_t>(d * out + out);
+  n.pooled = 2 * e.dim;
+  return n;
+}
+
+}  // namespace
+
+CostEstimate estimateCost(const ir::PretrainStage& p) {
+  const ir::Shape3 shape = inputShape(p);
+  const NetCost n = p.encoder.kind == ir::EncoderKind::Vit ? vitCost(p.encoder.vit, shape)
+                                                           : unetCost(p.encoder.unet, shape);
   double flop = 0.0, act = 0.0;
+  int64_t params = n.encParams;
+  bool decoder = false;
   for (const ir::ObjectiveTerm& t : p.objective.terms) {
     if (t.kind == ir::ObjectiveKind::Mae) {
-      // The light decoder: one conv block per level on the way up, then a 1x1x1 head.
-      double decFlop = 0.0, decAct = 0.0;
-      for (int64_t s = e.stages - 2; s >= 0; --s) {
-        int64_t cin = e.widthOf(s + 1), cout = e.widthOf(s);
-        double v = voxels(shape, s);
-        decFlop += 2.0 * static_cast<double>(cin * cout * 27) * v;
-        decAct += 4.0 * static_cast<double>(cout) * v + static_cast<double>(cin) * v;  // upsampled input too
-        params += cin * cout * 27 + 2 * cout;
-      }
-      decFlop += 2.0 * static_cast<double>(e.widthOf(0) * e.inChannels) * voxels(shape, 0);
-      params += e.widthOf(0) * e.inChannels + e.inChannels;
-      flop += encFlop + decFlop;
-      act += encAct + decAct;
+      // Every MAE term encodes its own masked input; they share one decoder.
+      flop += n.encFlop + n.decFlop;
+      act += n.encAct + n.decAct;
+      decoder = true;
     } else {
-      int64_t w = 2 * e.widthOf(e.stages - 1);  // mean and max pooled bottleneck
-      flop += 2.0 * encFlop;                      // two views
-      act += 2.0 * encAct;
+      flop += 2.0 * n.encFlop;  // two views
+      act += 2.0 * n.encAct;
+      const int64_t w = n.pooled;
       params += w * w + w + w * t.simclr.projection + t.simclr.projection;
     }
   }
+  if (decoder) params += n.decParams;
+  CostEstimate c;
   c.parameters = params;
   c.gflopPerStep = 3.0 * flop * static_cast<double>(p.batch) / 1e9;
   c.activationMiB = act * 4.0 * static_cast<double>(p.batch) / (1024.0 * 1024.0);

@@ -432,6 +432,22 @@ fs::path checkExactResume(const ir::PretrainStage& stage, const std::string& nam
   return full.dir;
 }
 
+/// A 6-shot x 2 lesion probe on 24 synthetic subjects of 16^3 for `encoder`.
+ir::EvaluateStage lesionProbe(const ir::Encoder& encoder) {
+  ir::EvaluateStage ev;
+  ev.name = "eval";
+  ev.pretrain = "pre";
+  ev.data.synthetic.subjects = 24;
+  ev.data.synthetic.size = {16, 16, 16};
+  ev.data.synthetic.seed = 99;
+  ev.encoder = encoder;
+  ev.label = "lesion";
+  ev.shots = 6;
+  ev.repeats = 2;
+  ev.seed = 4;
+  return ev;
+}
+
 std::vector<double> runLosses(const ir::PretrainStage& stage, const std::string& name, StageResult& result,
                               fs::path* dir = nullptr) {
   auto rt = makeRuntime();
@@ -489,17 +505,7 @@ TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random ope
   fs::path pretrained = checkExactResume(stage, "mae_aug_resume");
 
   auto rt = makeRuntime();
-  ir::EvaluateStage ev;
-  ev.name = "eval";
-  ev.pretrain = "pre";
-  ev.data.synthetic.subjects = 24;
-  ev.data.synthetic.size = {16, 16, 16};
-  ev.data.synthetic.seed = 99;
-  ev.encoder = tinyEncoder();
-  ev.label = "lesion";
-  ev.shots = 6;
-  ev.repeats = 2;
-  ev.seed = 4;
+  ir::EvaluateStage ev = lesionProbe(tinyEncoder());
   StageContext ectx;
   ectx.threads = 2;
   ectx.pretrainDir = pretrained;
@@ -619,18 +625,8 @@ TEST_CASE("ViT: MAE and hybrid pretraining lower the loss and resume exactly; pr
   fs::path pretrained = checkExactResume(stage, "vit_resume");
 
   auto rt = makeRuntime();
-  ir::EvaluateStage ev;
-  ev.name = "eval";
-  ev.pretrain = "pre";
-  ev.data.synthetic.subjects = 24;
-  ev.data.synthetic.size = {16, 16, 16};
-  ev.data.synthetic.seed = 99;
+  ir::EvaluateStage ev = lesionProbe(stage.encoder);
   ev.pipeline = withoutRandomOps(stage.pipeline);
-  ev.encoder = stage.encoder;
-  ev.label = "lesion";
-  ev.shots = 6;
-  ev.repeats = 2;
-  ev.seed = 4;
   StageContext ectx;
   ectx.threads = 2;
   ectx.pretrainDir = pretrained;
