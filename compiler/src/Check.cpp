@@ -1012,7 +1012,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
 
   // Protocol arguments.
   static const std::vector<std::string> kArgs = {"shots", "repeats", "test",     "seed",      "probe",  "protocol",
-                                                 "epochs", "lr",     "head",     "pipeline", "tolerance", "metrics"};
+                                                 "epochs", "lr",     "head",     "pipeline", "tolerance", "metrics",
+                                                 "batch",  "batches"};
   std::map<std::string, std::pair<Value, SourceRange>> args;
   std::vector<std::string> metricNames;
   std::vector<SourceRange> metricRanges;
@@ -1032,8 +1033,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         diag.message += "; did you mean '" + best + "'?";
         diag.fixit(a.nameRange, best);
       }
-      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, head, pipeline, tolerance, "
-                "metrics");
+      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, head, "
+                "pipeline, tolerance, metrics");
       ok = false;
       continue;
     }
@@ -1070,6 +1071,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (a.name == "test" && v.ty != Ty::Site) why = between(0, 1, true, true)(v);
     if (a.name == "seed") why = atLeast(0)(v);
     if (a.name == "epochs") why = between(1, 100000, false, false)(v);
+    if (a.name == "batch") why = between(1, 4096, false, false)(v);
+    if (a.name == "batches") why = between(1, 1000000, false, false)(v);
     if (a.name == "lr") why = between(0, 10, true, false)(v);
     if (a.name == "tolerance") why = between(0, 100, false, false)(v);
     if (!why.empty()) {
@@ -1080,7 +1083,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     args[a.name] = {v, a.value->range};
   }
   bool finetune = args.count("protocol") != 0 && args["protocol"].first.flag;
-  for (const char* only : {"epochs", "lr"}) {
+  for (const char* only : {"epochs", "lr", "batch", "batches"}) {
     if (args.count(only) != 0 && !finetune) {
       diags_.report(DiagKind::UnknownArgument, args[only].second,
                     std::string("'") + only + "' is an argument of the fine-tuning protocol; a probe does not train "
@@ -1163,6 +1166,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     e.protocol = ir::Protocol::Finetune;
     if (args.count("epochs")) e.epochs = static_cast<int64_t>(args["epochs"].first.num);
     if (args.count("lr")) e.lr = args["lr"].first.num;
+    if (args.count("batch")) e.batch = static_cast<int64_t>(args["batch"].first.num);
+    if (args.count("batches")) e.batches = static_cast<int64_t>(args["batches"].first.num);
     if (e.data.channelCount() > e.encoder.inChannels()) {
       diags_.report(DiagKind::StemReinit, d.taskRanges[0],
                     "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
@@ -1178,6 +1183,14 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.labelKind = labelKind;
   e.metrics = metrics;
   if (args.count("shots")) e.shots = static_cast<int64_t>(args["shots"].first.num);
+  if (e.batch > e.shots) {
+    diags_.report(DiagKind::ValueRange, args["batch"].second,
+                  "batch " + std::to_string(e.batch) + " is larger than shots " + std::to_string(e.shots) +
+                      ": a batch holds distinct training samples")
+        .fixit(args["batch"].second, std::to_string(e.shots))
+        .note("to train on more batches per epoch, set `batches` (e.g. the FOMO25 baseline's 100)");
+    return;
+  }
   if (args.count("repeats")) e.repeats = static_cast<int64_t>(args["repeats"].first.num);
   if (args.count("test") && args["test"].first.ty == Ty::Site) {
     e.testSite = args["test"].first.str;

@@ -205,6 +205,9 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
              ", seed = " + std::to_string(e.seed) +
              ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) +
+             // Printed only when set, so stages declared without them keep their hashes.
+             (e.batch > 0 ? ", batch = " + std::to_string(e.batch) : std::string()) +
+             (e.batches > 0 ? ", batches = " + std::to_string(e.batches) : std::string()) +
              (e.labelKind == LabelKind::Mask ? ", tolerance = " + formatNumber(e.nsdToleranceMm) + "mm" : std::string()) +
              ")\n";
     }

@@ -10,7 +10,9 @@
 // bottleneck (global average and maximum, concatenated) into Linear(2w, 1).
 //
 // Training, per repeat: `epochs` epochs over the `shots` training samples in batches of
-// min(shots, 4) (the last batch of an epoch may be smaller), shuffled every epoch;
+// `batch` (default min(shots, 4); the last batch of an epoch may be smaller), shuffled
+// every epoch; or, with `batches`, epochs of that many full batches drawn in turn from
+// successive shuffles (the FOMO25 baseline's 100 batches of 2 per epoch);
 // AdamW(lr, weight decay 3e-5) on encoder and head; the learning rate follows a cosine
 // from lr towards 0 over all steps, set per step. Binary labels: BCE with logits;
 // continuous labels: MSE on targets standardised with the training draw's mean and
@@ -105,28 +107,49 @@ struct RunOutput {
   std::vector<double> losses;  ///< mean training loss per epoch
 };
 
-/// The optimisation both heads share (see the file comment): `epochs` epochs over
-/// `train` in shuffled batches of min(shots, 4), AdamW with a per-step cosine learning
-/// rate. `batchLoss(index)` gives the mean loss of the samples `index` (int64 row
-/// indices). Returns the mean training loss of every epoch; leaves `net` in train mode.
+/// Samples per fine-tuning step: `batch`, or min(shots, 4).
+int64_t batchSize(const ir::EvaluateStage& stage, int64_t n) {
+  return stage.batch > 0 ? std::min(stage.batch, n) : std::min(n, kMaxBatch);
+}
+
+/// The optimisation both heads share (see the file comment): `epochs` epochs of AdamW
+/// with a per-step cosine learning rate. Without `batches`, an epoch is one pass over
+/// `train`, shuffled, in batches of batchSize (the last may be smaller); with it, an
+/// epoch is `batches` full batches taken in turn from successive shuffles of `train`.
+/// `batchLoss(index)` gives the mean loss of the samples `index` (int64 row indices).
+/// Returns the mean training loss of every epoch; leaves `net` in train mode.
 std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& train, const ir::EvaluateStage& stage,
                                 uint64_t orderSeed, const std::function<torch::Tensor(const torch::Tensor&)>& batchLoss) {
   auto n = static_cast<int64_t>(train.size());
-  int64_t batch = std::min(n, kMaxBatch);
-  int64_t stepsPerEpoch = (n + batch - 1) / batch;
-  int64_t totalSteps = stepsPerEpoch * stage.epochs;
+  const int64_t batch = batchSize(stage, n);
+  const int64_t stepsPerEpoch = stage.batches > 0 ? stage.batches : (n + batch - 1) / batch;
+  const int64_t totalSteps = stepsPerEpoch * stage.epochs;
   torch::optim::AdamW optimizer(net.parameters(),
                                 torch::optim::AdamWOptions(stage.lr).weight_decay(kFinetuneWeightDecay));
   Rng rng(orderSeed);
   std::vector<int64_t> order = train;
+  size_t next = order.size();  // the position in the current shuffle (`batches` only)
   std::vector<double> losses;
   net.train();
   for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
-    rng.shuffle(order);
+    if (stage.batches == 0) rng.shuffle(order);
     double lossSum = 0.0;
+    int64_t seen = 0;
     for (int64_t step = 0; step < stepsPerEpoch; ++step) {
-      int64_t begin = step * batch, end = std::min(n, begin + batch);
-      torch::Tensor index = torch::from_blob(order.data() + begin, {end - begin}, torch::kInt64);
+      std::vector<int64_t> rows;
+      if (stage.batches == 0) {
+        int64_t begin = step * batch, end = std::min(n, begin + batch);
+        rows.assign(order.begin() + begin, order.begin() + end);
+      } else {
+        while (static_cast<int64_t>(rows.size()) < batch) {
+          if (next == order.size()) {
+            rng.shuffle(order);
+            next = 0;
+          }
+          rows.push_back(order[next++]);
+        }
+      }
+      torch::Tensor index = torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, torch::kInt64);
       double t = static_cast<double>(epoch * stepsPerEpoch + step) / static_cast<double>(totalSteps);
       double lr = stage.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -134,9 +157,10 @@ std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& tra
       torch::Tensor loss = batchLoss(index);
       loss.backward();
       optimizer.step();
-      lossSum += loss.item<double>() * static_cast<double>(end - begin);
+      lossSum += loss.item<double>() * static_cast<double>(rows.size());
+      seen += static_cast<int64_t>(rows.size());
     }
-    double epochLoss = lossSum / static_cast<double>(n);
+    double epochLoss = lossSum / static_cast<double>(seen);
     if (!std::isfinite(epochLoss)) {
       std::ostringstream msg;
       msg << "fine-tuning diverged (loss " << epochLoss << " in epoch " << epoch + 1 << "): lower lr (now "
@@ -367,7 +391,8 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                          {"reinitialised", reinitialised},
                          {"epochs", stage.epochs},
                          {"lr", stage.lr},
-                         {"batch", std::min(stage.shots, kMaxBatch)},
+                         {"batch", batchSize(stage, stage.shots)},
+                         {"batches_per_epoch", stage.batches},
                          {"tolerance_mm", stage.nsdToleranceMm},
                          {"repeats", repeatsJson}});
   addDataMetrics(p.data, result);
@@ -529,7 +554,8 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
                         {"reinitialised", reinitialised},
                         {"epochs", stage.epochs},
                         {"lr", stage.lr},
-                        {"batch", std::min(stage.shots, kMaxBatch)},
+                        {"batch", batchSize(stage, stage.shots)},
+                         {"batches_per_epoch", stage.batches},
                         {"repeats", repeatsJson}};
   writePredictions(ctx, out);
   addDataMetrics(p.data, result);

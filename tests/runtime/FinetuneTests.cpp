@@ -177,6 +177,31 @@ TEST_CASE("finetune: the loss falls, metrics are in range and identical for the 
   CHECK(c.predictions["repeats"][0]["scores"] != a.predictions["repeats"][0]["scores"]);
 }
 
+TEST_CASE("finetune: batch and batches per epoch (the baseline's schedule) are deterministic") {
+  fs::path pre = pretrainTiny();
+  ir::EvaluateStage ev = finetuneStage();
+  ev.epochs = 3;
+  ev.repeats = 1;
+  ev.batch = 2;
+  ev.batches = 10;  // 20 samples an epoch from shuffles of 8 shots
+  Run a = runFinetune(ev, pre, "batches_a");
+  REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
+  CHECK(a.predictions.at("batch") == 2);
+  CHECK(a.predictions.at("batches_per_epoch") == 10);
+  std::vector<double> loss = a.predictions["repeats"][0].at("loss");
+  REQUIRE(loss.size() == 3);
+  CHECK(loss.back() < loss.front());
+  Run b = runFinetune(ev, pre, "batches_b");
+  REQUIRE_MESSAGE(b.result.status == StageResult::Status::Ok, b.result.message);
+  CHECK(b.predictions == a.predictions);
+  // Another schedule trains another model.
+  ev.batches = 0;
+  Run c = runFinetune(ev, pre, "batches_c");
+  REQUIRE_MESSAGE(c.result.status == StageResult::Status::Ok, c.result.message);
+  CHECK(c.predictions.at("batches_per_epoch") == 0);
+  CHECK(c.predictions["repeats"][0]["scores"] != a.predictions["repeats"][0]["scores"]);
+}
+
 TEST_CASE("finetune: continuous labels are fitted on standardised targets and predicted in their units") {
   fs::path pre = pretrainTiny();
   ir::EvaluateStage ev = finetuneStage();

@@ -363,3 +363,32 @@ pretrain base {
   REQUIRE(kinds(*bare) == std::vector<std::string>{"type-mismatch"});
   CHECK(test::find(*bare, "type-mismatch")->fixits.at(0).replacement == "v()");
 }
+
+TEST_CASE("fine-tuning batch and batches per epoch: checked, and in the stage only when set") {
+  const std::string base = R"(dataset corpus = synthetic(subjects = 16, size = 32^3)
+dataset clinic = synthetic(subjects = 40, size = 32^3, seed = 2)
+pretrain base {
+  data = corpus
+  encoder = unet(width = 4, stages = 3)
+  objective = mae()
+}
+)";
+  auto plain = compile(base + "evaluate base on clinic.lesion (shots = 4, protocol = finetune)\n");
+  REQUIRE(plain->check.experiment);
+  const ir::Experiment& p = *plain->check.experiment;
+  CHECK(ir::printStage(p.stages[1], p).find("batch") == std::string::npos);  // old hashes stay
+
+  auto baseline = compile(base + "evaluate base on clinic.lesion (shots = 4, protocol = finetune, epochs = 500, "
+                                 "batches = 100, batch = 2)\n");
+  REQUIRE(baseline->check.experiment);
+  const ir::Experiment& b = *baseline->check.experiment;
+  CHECK(b.stages[1].evaluate.batch == 2);
+  CHECK(b.stages[1].evaluate.batches == 100);
+  CHECK(ir::printStage(b.stages[1], b).find("batch = 2, batches = 100") != std::string::npos);
+  CHECK(b.stages[1].hash != p.stages[1].hash);
+
+  auto big = compile(base + "evaluate base on clinic.lesion (shots = 4, protocol = finetune, batch = 8)\n");
+  CHECK(kinds(*big) == std::vector<std::string>{"value-range"});
+  auto probe = compile(base + "evaluate base on clinic.lesion (shots = 4, batches = 10)\n");
+  CHECK(kinds(*probe) == std::vector<std::string>{"unknown-argument"});
+}

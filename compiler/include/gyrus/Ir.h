@@ -274,6 +274,12 @@ struct EvaluateStage {
   Protocol protocol = Protocol::Probe;
   int64_t epochs = 50;  ///< Finetune only
   double lr = 1e-4;     ///< Finetune only
+  /// Finetune only: samples per step, 0 for min(shots, 4).
+  int64_t batch = 0;
+  /// Finetune only: steps per epoch, 0 for one pass over the shots. More steps than a
+  /// pass draw the batches from successive shuffles of the shots (the FOMO25 baseline
+  /// trains 100 batches of 2 per epoch, whatever the number of cases).
+  int64_t batches = 0;
   /// LabelKind::Mask: the tolerance of the normalised surface Dice, in millimetres.
   double nsdToleranceMm = 2.0;
   int64_t shots = 16;

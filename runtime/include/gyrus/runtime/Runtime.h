@@ -23,7 +23,8 @@ namespace gyrus::rt {
 /// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData),
 ///    the metrics an evaluation reports (EvaluateStage::metrics).
 /// 6: stages carry an ir::Encoder (a U-Net or a ViT) instead of an ir::UNetEncoder.
-inline constexpr int kRuntimeAbiVersion = 6;
+/// 7: fine-tuning batch size and batches per epoch (EvaluateStage::batch, batches).
+inline constexpr int kRuntimeAbiVersion = 7;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss", "skipped_samples"
