@@ -312,9 +312,6 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   load.spill = ctx.dir / kSpillDir;
   Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(data, ctx);
-  if (data.streamed() && ctx.progress)
-    ctx.progress("streaming " + std::to_string(data.samples) + " preprocessed samples from " +
-                 data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
   Labels labels = labelsOf(stage, data, binary);
   Matrix features = extractFeatures(trained, data);
   Matrix randomFeatures = extractFeatures(random, data);

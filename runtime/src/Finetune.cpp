@@ -102,6 +102,32 @@ Targets targetsFor(const Labels& labels, const std::vector<int64_t>& train, bool
   return t;
 }
 
+/// The images of some samples, [k, channels, z, y, x], by sample index (int64): a view
+/// of the data set in memory, or read from the volume cache when it is streamed (a
+/// sample's channels are consecutive rows).
+class SampleImages {
+ public:
+  explicit SampleImages(const Dataset& data) : data_(&data) {
+    if (!data.streamed())
+      view_ = data.images.view({data.samples, data.channels, data.shape[2], data.shape[1], data.shape[0]});
+  }
+  torch::Tensor operator()(const torch::Tensor& index) const {
+    if (!data_->streamed()) return view_.index_select(0, index);
+    const int64_t k = index.numel(), channels = data_->channels;
+    torch::Tensor samples = index.to(torch::kInt64).contiguous();
+    std::vector<int64_t> rows;
+    rows.reserve(static_cast<size_t>(k * channels));
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t c = 0; c < channels; ++c) rows.push_back(samples.data_ptr<int64_t>()[i] * channels + c);
+    const ir::Shape3& s = data_->shape;
+    return data_->rows(rows).view({k, channels, s[2], s[1], s[0]});
+  }
+
+ private:
+  const Dataset* data_;
+  torch::Tensor view_;
+};
+
 struct RunOutput {
   std::vector<double> scores;  ///< per test sample
   std::vector<double> losses;  ///< mean training loss per epoch
@@ -173,14 +199,14 @@ std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& tra
 }
 
 /// Trains `net` on `train` and scores `test` (see the file comment).
-RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Targets& targets,
+RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targets& targets,
                         const std::vector<int64_t>& train, const std::vector<int64_t>& test,
                         const ir::EvaluateStage& stage, bool binary, uint64_t orderSeed) {
   namespace F = torch::nn::functional;
   torch::Tensor targetValues = torch::tensor(targets.values, torch::kFloat32);
   RunOutput out;
   out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
-    torch::Tensor output = net->forward(images.index_select(0, index));
+    torch::Tensor output = net->forward(images(index));
     torch::Tensor target = targetValues.index_select(0, index);
     return binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
   });
@@ -192,7 +218,7 @@ RunOutput trainAndScore(FinetuneNet& net, const torch::Tensor& images, const Tar
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
     int64_t end = std::min(m, begin + kEvalBatch);
     torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
-    torch::Tensor scores = net->forward(images.index_select(0, index)).to(torch::kFloat64).contiguous();
+    torch::Tensor scores = net->forward(images(index)).to(torch::kFloat64).contiguous();
     const double* s = scores.data_ptr<double>();
     for (int64_t k = 0; k < end - begin; ++k) out.scores.push_back(s[k] * targets.scale + targets.mean);
   }
@@ -215,13 +241,13 @@ std::vector<uint8_t> maskBytes(const float* values, int64_t n, float threshold) 
 
 /// Trains the segmentation net on `train`, then segments `test` and scores every test
 /// sample (see the file comment). `spacing[i]`: voxel size of sample i's grid.
-SegOutput trainAndSegment(SegNet& net, const torch::Tensor& images, const torch::Tensor& masks,
+SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::Tensor& masks,
                           const std::vector<int64_t>& train, const std::vector<int64_t>& test,
                           const std::vector<std::array<double, 3>>& spacing, const ir::Shape3& shape,
                           const ir::EvaluateStage& stage, uint64_t orderSeed) {
   SegOutput out;
   out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
-    return segmentationLoss(net->forward(images.index_select(0, index)), masks.index_select(0, index));
+    return segmentationLoss(net->forward(images(index)), masks.index_select(0, index));
   });
 
   net->eval();
@@ -237,7 +263,7 @@ SegOutput trainAndSegment(SegNet& net, const torch::Tensor& images, const torch:
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
     int64_t end = std::min(m, begin + kEvalBatch);
     torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
-    torch::Tensor logits = net->forward(images.index_select(0, index)).contiguous();
+    torch::Tensor logits = net->forward(images(index)).contiguous();
     const float* logitData = logits.data_ptr<float>();
     // Scoring is torch-free and per sample: in parallel, each result in its own slot.
     at::parallel_for(begin, end, 1, [&](int64_t from, int64_t to) {
@@ -263,7 +289,6 @@ struct Prepared {
   Dataset data;
   Labels labels;
   Split split;
-  torch::Tensor images;       ///< [samples, channels, z, y, x]
   ir::Encoder config;         ///< the fine-tuned encoder: every channel of the task
 };
 
@@ -285,14 +310,13 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
     loadStrict(*p.pretrained, archive, encoderPath.string());
   }
   LoadOptions load = loadOptions(ctx, threads);
-  load.masks = segmentation;
+  load.masks = segmentation;  // masks stay in memory; the images stream when they must
+  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
+  load.spill = ctx.dir / kSpillDir;
   p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(p.data, ctx);
   p.labels = labelsOf(stage, p.data, binary);
   p.split = splitSubjects(stage, p.labels, binary);
-  // Rows of data.images are the channels of each sample in turn: one sample per row.
-  p.images = p.data.images.view(
-      {p.data.samples, p.data.channels, p.data.shape[2], p.data.shape[1], p.data.shape[0]});
   p.config = stage.encoder;
   p.config.setInChannels(p.data.channels);
   return p;
@@ -327,6 +351,7 @@ double mean(const std::vector<double>& v) { return meanStd(v).mean; }
 StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageContext& ctx) {
   ir::EvaluateStage stage = given;
   Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
+  const SampleImages images(p.data);
   const std::vector<int64_t>& test = p.split.test;
   // The voxel size of each sample's grid: that of its first channel after the pipeline.
   std::vector<std::array<double, 3>> spacing;
@@ -346,12 +371,12 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
     torch::manual_seed(initSeed);
     SegNet net(p.config);
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
-    SegOutput tuned = trainAndSegment(net, p.images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+    SegOutput tuned = trainAndSegment(net, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
 
     torch::manual_seed(initSeed);
     SegNet scratchNet(p.config);
     SegOutput scratch =
-        trainAndSegment(scratchNet, p.images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+        trainAndSegment(scratchNet, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
 
     dices.push_back(mean(tuned.dice));
     nsds.push_back(mean(tuned.nsd));
@@ -396,6 +421,8 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                          {"tolerance_mm", stage.nsdToleranceMm},
                          {"repeats", repeatsJson}});
   addDataMetrics(p.data, result);
+  std::error_code ec;
+  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
   return result;
 }
 
@@ -483,6 +510,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   ir::EvaluateStage stage = given;  // the loader drops skipped samples from its data
   bool binary = stage.labelKind == ir::LabelKind::Binary;
   Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
+  const SampleImages images(p.data);
   const Labels& labels = p.labels;
   const Split& split = p.split;
 
@@ -505,11 +533,11 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
     torch::manual_seed(initSeed);
     FinetuneNet net(p.config);
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
-    RunOutput tuned = trainAndScore(net, p.images, targets, train, split.test, stage, binary, orderSeed);
+    RunOutput tuned = trainAndScore(net, images, targets, train, split.test, stage, binary, orderSeed);
 
     torch::manual_seed(initSeed);
     FinetuneNet scratchNet(p.config);
-    RunOutput scratch = trainAndScore(scratchNet, p.images, targets, train, split.test, stage, binary, orderSeed);
+    RunOutput scratch = trainAndScore(scratchNet, images, targets, train, split.test, stage, binary, orderSeed);
     nlohmann::json rep = {{"repeat", r},           {"train", train},          {"test", split.test},
                           {"scores", tuned.scores}, {"scores_scratch", scratch.scores}, {"loss", tuned.losses},
                           {"loss_scratch", scratch.losses}};
@@ -559,6 +587,8 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
                         {"repeats", repeatsJson}};
   writePredictions(ctx, out);
   addDataMetrics(p.data, result);
+  std::error_code ec;
+  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
   return result;
 }
 

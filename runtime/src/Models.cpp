@@ -484,6 +484,9 @@ void reportData(const Dataset& data, const StageContext& ctx) {
   if (ctx.progress && (data.cacheHits > 0 || data.cacheWrites > 0))
     ctx.progress("volume cache: " + std::to_string(data.cacheHits) + " volumes reused, " +
                  std::to_string(data.cacheWrites) + " written");
+  if (ctx.progress && data.streamed())
+    ctx.progress("streaming " + std::to_string(data.entries.size()) + " preprocessed volumes from " +
+                 data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
   if (ctx.progress && !data.cacheWarning.empty())
     ctx.progress("warning: the volume cache was not written (" + data.cacheWarning + "); the run goes on without it");
   std::error_code ec;

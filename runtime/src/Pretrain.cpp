@@ -183,9 +183,6 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     throw UserError("the checkpoint " + checkpoint.string() + " was trained on " + std::to_string(checkpointSamples) +
                     " samples, but " + std::to_string(data.samples) +
                     " are readable now (skip_unreadable); restore the files, or delete the checkpoint to start over");
-  if (data.streamed() && ctx.progress)
-    ctx.progress("streaming " + std::to_string(data.samples) + " preprocessed volumes from " +
-                 data.entries.front().parent_path().parent_path().string() + " (they exceed the loader memory)");
   int64_t n = data.samples;
   std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;

@@ -23,9 +23,9 @@ LoadOptions loadOptions(const StageContext& ctx, int threads);
 /// Half of the machine's physical memory, in bytes (the default loader memory).
 int64_t defaultLoaderMemory();
 
-/// Right after buildDataset: progress lines on the volume cache and on skipped samples,
-/// which are also listed in `kSkippedFile` in the stage directory (removed when none
-/// are), so that the user learns of them even if the stage then fails.
+/// Right after buildDataset: progress lines on the volume cache, streaming and skipped
+/// samples, which are also listed in `kSkippedFile` in the stage directory (removed
+/// when none are), so that the user learns of them even if the stage then fails.
 void reportData(const Dataset& data, const StageContext& ctx);
 
 /// Appends the metric `skipped_samples` (when samples were skipped) to `result`; call

@@ -390,6 +390,20 @@ TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel ta
   CHECK(j["repeats"][0]["train"].size() == 4);
   CHECK(j["repeats"][0]["scores"].size() == 8);
   CHECK(j["repeats"][0]["loss"].size() == 3);
+
+  // Streamed (the two channels of a sample are consecutive cache entries): the same run.
+  StageContext streamed = ectx;
+  streamed.dir = scratch("finetune_streamed");
+  streamed.loaderMemory = 1;
+  std::vector<std::string> streamedLines;
+  streamed.progress = [&streamedLines](std::string_view l) { streamedLines.emplace_back(l); };
+  StageResult es = runtime()->runEvaluate(ev, streamed);
+  REQUIRE_MESSAGE(es.status == StageResult::Status::Ok, es.message);
+  for (const Metric& m : e.metrics) CHECK_MESSAGE(metricOf(es, m.name) == m.value, m.name);
+  CHECK(std::any_of(streamedLines.begin(), streamedLines.end(), [](const std::string& l) {
+    return l.rfind("streaming 32 preprocessed volumes from ", 0) == 0;
+  }));
+  CHECK_FALSE(fs::exists(streamed.dir / kSpillDir));
 }
 
 namespace {

@@ -168,7 +168,7 @@ int realMain(int argc, char** argv) {
   run->add_option("--volume-cache", volumeCache,
                   "Directory of preprocessed volumes, shared by runs and keyed by content (default: none)");
   run->add_option("--loader-memory", loaderMemory,
-                  "Memory for the preprocessed data of a pretraining or a probe, e.g. 8GiB; larger data sets are streamed from "
+                  "Memory for a stage's preprocessed images, e.g. 8GiB; larger data sets are streamed from "
                   "disk (default: half of the machine's memory)")
       ->check(CLI::Validator(
           [](std::string& v) {

@@ -46,9 +46,9 @@ struct StageContext {
   /// The on-disk cache of preprocessed volumes shared by runs (`--volume-cache`);
   /// empty: none.
   std::filesystem::path volumeCache;
-  /// Bytes the preprocessed images of a pretraining or a probe may take in memory
-  /// before they are streamed from disk (`--loader-memory`); 0: half of the machine's
-  /// memory (or of the cgroup's limit).
+  /// Bytes a stage's preprocessed images may take in memory before they are streamed
+  /// from disk (`--loader-memory`); 0: half of the machine's memory (or of the cgroup's
+  /// limit).
   int64_t loaderMemory = 0;
 };
 
