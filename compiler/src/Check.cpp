@@ -890,7 +890,8 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   typed_ += "  data      : Data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) + "\n";
   typed_ += "  input     : Shape = " + ir::formatShape(data.shape) + "\n";
   typed_ += "  encoder   : Encoder = " + ir::print(p.encoder) + "  // " +
-            std::to_string(ir::parameterCount(p.encoder)) + " parameters, stride " +
+            std::to_string(ir::parameterCount(p.encoder)) +
+            (p.encoder.kind == ir::EncoderKind::Vit ? " parameters, patch " : " parameters, stride ") +
             std::to_string(p.encoder.totalStride()) + "\n";
   typed_ += "  objective : Objective = " + ir::print(p.objective) + "\n";
   typed_ += "  optimizer : Optimizer = " + ir::print(p.optimizer) + "\n";
