@@ -133,7 +133,14 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
     }
   }
   std::optional<VolumeCache> cache;
-  if (!cacheDir.empty()) cache.emplace(cacheDir);
+  if (!cacheDir.empty()) {
+    try {
+      cache.emplace(cacheDir);
+    } catch (const UserError& e) {
+      if (result.streamed) throw;  // the cache is where a streamed data set lives
+      result.cacheWarning = e.what();
+    }
+  }
 
   std::vector<CachedVolume> out(total);
   std::vector<std::filesystem::path> entries(cache ? total : 0);

@@ -496,6 +496,15 @@ TEST_CASE("volume cache: a second load reuses every volume, keyed by content, an
   blocked.memoryBudget = 1;
   CHECK_THROWS_WITH_AS(buildDataset(moved, pipeline, 4, blocked), doctest::Contains("cannot write to the volume cache"),
                        UserError);
+  // A cache directory that cannot even be created (a file is in the way): the same.
+  LoadOptions nowhere = LoadOptions::reading(2);
+  nowhere.cache = blocked.cache / "00" / "cache";
+  Dataset uncached = buildDataset(moved, pipeline, 4, nowhere);
+  CHECK(uncached.cacheWarning.find("cannot create the volume cache") != std::string::npos);
+  CHECK(torch::equal(uncached.images, plain.images));
+  nowhere.memoryBudget = 1;
+  CHECK_THROWS_WITH_AS(buildDataset(moved, pipeline, 4, nowhere), doctest::Contains("cannot create the volume cache"),
+                       UserError);
 }
 
 TEST_CASE("streaming: a pretraining larger than the loader memory reads its volumes from disk and trains identically") {
