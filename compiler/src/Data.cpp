@@ -125,18 +125,25 @@ DataProblem checkRoot(const std::string& root, fs::path& abs) {
   return {};
 }
 
+/// Checks `root` (its absolute path goes to `abs`) and starts `out` afresh as a folder of
+/// `layout` there; only the caller's skipUnreadable choice is kept.
+DataProblem startFolder(const std::string& root, ir::FolderData::Layout layout, ir::FolderData& out, fs::path& abs) {
+  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
+  const bool skip = out.skipUnreadable;
+  out = {};
+  out.skipUnreadable = skip;
+  out.layout = layout;
+  out.root = abs.string();
+  return {};
+}
+
 }  // namespace
 
 DataProblem resolveGlob(const std::string& root, const std::string& glob, const std::string& table,
                         const std::string& subjectColumn, const std::string& labelColumn, ir::LabelKind kind,
                         ir::FolderData& out) {
   fs::path abs;
-  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
-  const bool skip = out.skipUnreadable;
-  out = {};
-  out.skipUnreadable = skip;
-  out.layout = ir::FolderData::Layout::Glob;
-  out.root = abs.string();
+  if (DataProblem p = startFolder(root, ir::FolderData::Layout::Glob, out, abs); !p.ok()) return p;
   out.glob = glob;
   std::vector<fs::path> files;
   std::error_code ec;
@@ -228,12 +235,7 @@ DataProblem readSites(const std::string& table, ir::FolderData& data) {
 
 DataProblem resolveFomo60k(const std::string& root, const std::vector<std::string>& sequences, ir::FolderData& out) {
   fs::path abs;
-  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
-  const bool skip = out.skipUnreadable;
-  out = {};
-  out.skipUnreadable = skip;
-  out.layout = ir::FolderData::Layout::Fomo60k;
-  out.root = abs.string();
+  if (DataProblem p = startFolder(root, ir::FolderData::Layout::Fomo60k, out, abs); !p.ok()) return p;
   out.channels = sequences;
   std::vector<std::string> wanted;
   for (const std::string& s : sequences) wanted.push_back(lower(s));
@@ -270,12 +272,7 @@ DataProblem resolveFomo60k(const std::string& root, const std::vector<std::strin
 DataProblem resolveFomo25(const std::string& root, const std::vector<std::string>& channels, ir::LabelKind kind,
                           ir::FolderData& out) {
   fs::path abs;
-  if (DataProblem p = checkRoot(root, abs); !p.ok()) return p;
-  const bool skip = out.skipUnreadable;
-  out = {};
-  out.skipUnreadable = skip;
-  out.layout = ir::FolderData::Layout::Fomo25;
-  out.root = abs.string();
+  if (DataProblem p = startFolder(root, ir::FolderData::Layout::Fomo25, out, abs); !p.ok()) return p;
   out.channels = channels;
   out.hasLabel = true;
   out.labelKind = kind;

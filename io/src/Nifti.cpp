@@ -573,12 +573,27 @@ bool allFinite(const std::vector<float>& data, const std::array<int64_t, 3>& sha
   return false;
 }
 
+/// Runs `body`, which reports its own failures in `error`; running out of memory and
+/// internal errors become messages too, so that no exception leaves the library.
+template <class Body>
+bool reported(std::string& error, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    error = "out of memory";
+    return false;
+  } catch (const std::exception& e) {
+    error = std::string("internal: ") + e.what();
+    return false;
+  }
+}
+
 }  // namespace
 
 std::string orientationCode(const Affine& affine) { return codeOf(orientationOf(affine)); }
 
 bool readNifti(const std::string& path, const ReadOptions& options, Image& image, std::string& error) {
-  try {
+  return reported(error, [&]() -> bool {
     Header h;
     if (!detail::readHeader(path, options.volume, h, error)) return false;
     if (options.volume < 0 || options.volume >= h.volumes) {
@@ -666,13 +681,7 @@ bool readNifti(const std::string& path, const ReadOptions& options, Image& image
                  [&](int64_t f, int64_t r) { out.data[static_cast<size_t>(r)] = fileData[static_cast<size_t>(f)]; });
     image = std::move(out);
     return true;
-  } catch (const std::bad_alloc&) {
-    error = "out of memory";
-    return false;
-  } catch (const std::exception& e) {
-    error = std::string("internal: ") + e.what();
-    return false;
-  }
+  });
 }
 
 namespace {
@@ -703,7 +712,7 @@ void store(unsigned char* raw, size_t offset, T v) {
 }  // namespace
 
 bool writeNifti(const std::string& path, const Image& image, const WriteOptions& options, std::string& error) {
-  try {
+  return reported(error, [&]() -> bool {
     const int64_t n = image.shape[0] * image.shape[1] * image.shape[2];
     if (image.shape[0] < 1 || image.shape[1] < 1 || image.shape[2] < 1 || static_cast<int64_t>(image.data.size()) != n) {
       error = "the image's data does not match its shape";
@@ -823,13 +832,7 @@ bool writeNifti(const std::string& path, const Image& image, const WriteOptions&
       return false;
     }
     return true;
-  } catch (const std::bad_alloc&) {
-    error = "out of memory";
-    return false;
-  } catch (const std::exception& e) {
-    error = std::string("internal: ") + e.what();
-    return false;
-  }
+  });
 }
 
 }  // namespace gyrus::io

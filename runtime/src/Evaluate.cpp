@@ -265,6 +265,47 @@ std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageC
   return encoderPath;
 }
 
+RepeatFigures::RepeatFigures(const Labels& labels, const std::vector<int64_t>& test, bool binary,
+                             std::string reference, std::string words)
+    : binary_(binary), reference_(std::move(reference)), words_(std::move(words)) {
+  for (int64_t i : test) {
+    if (binary) classes_.push_back(labels.classes[static_cast<size_t>(i)]);
+    values_.push_back(labels.values[static_cast<size_t>(i)]);
+  }
+}
+
+std::string RepeatFigures::add(int64_t repeat, int64_t repeats, const std::vector<double>& scores,
+                               const std::vector<double>& referenceScores, double seconds) {
+  char line[192];
+  if (binary_) {
+    primary_.push_back(auroc(scores, classes_));
+    primaryReference_.push_back(auroc(referenceScores, classes_));
+    std::snprintf(line, sizeof line, "repeat %lld/%lld  auroc %.4f  (%s %.4f)  %.2f s", static_cast<long long>(repeat + 1),
+                  static_cast<long long>(repeats), primary_.back(), words_.c_str(), primaryReference_.back(), seconds);
+  } else {
+    primary_.push_back(meanAbsoluteError(scores, values_));
+    primaryReference_.push_back(meanAbsoluteError(referenceScores, values_));
+    pearson_.push_back(pearsonR(scores, values_));
+    pearsonReference_.push_back(pearsonR(referenceScores, values_));
+    std::snprintf(line, sizeof line, "repeat %lld/%lld  mae %.3f  r %.4f  (%s mae %.3f  r %.4f)  %.2f s",
+                  static_cast<long long>(repeat + 1), static_cast<long long>(repeats), primary_.back(), pearson_.back(),
+                  words_.c_str(), primaryReference_.back(), pearsonReference_.back(), seconds);
+  }
+  return line;
+}
+
+nlohmann::json RepeatFigures::labels() const { return binary_ ? nlohmann::json(classes_) : nlohmann::json(values_); }
+
+std::vector<Metric> RepeatFigures::metrics() const {
+  MeanStd m = meanStd(primary_);
+  if (binary_) return {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_" + reference_, meanStd(primaryReference_).mean}};
+  return {{"mae", m.mean},
+          {"mae_std", m.std},
+          {"pearson_r", meanStd(pearson_).mean},
+          {"mae_" + reference_, meanStd(primaryReference_).mean},
+          {"pearson_r_" + reference_, meanStd(pearsonReference_).mean}};
+}
+
 namespace {
 
 /// Probe scores of the test subjects after fitting on the training draw.
@@ -305,11 +346,7 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   torch::manual_seed(stage.seed);
   EncoderModule random = makeEncoder(stage.encoder);
 
-  // The probe reads its data set once per encoder: a large one is streamed like a
-  // pretraining's.
   LoadOptions load = loadOptions(ctx, threads);
-  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
-  load.spill = ctx.dir / kSpillDir;
   Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(data, ctx);
   Labels labels = labelsOf(stage, data, binary);
@@ -317,56 +354,26 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   Matrix randomFeatures = extractFeatures(random, data);
   Split split = splitSubjects(stage, labels, binary);
 
-  std::vector<double> primary, primaryRandom, pearson, pearsonRandom;
   nlohmann::json repeatsJson = nlohmann::json::array();
-  std::vector<int> testClasses;
-  std::vector<double> testValues;
-  for (int64_t i : split.test) {
-    if (binary) testClasses.push_back(labels.classes[static_cast<size_t>(i)]);
-    testValues.push_back(labels.values[static_cast<size_t>(i)]);
-  }
+  RepeatFigures figures(labels, split.test, binary, "random_encoder", "random encoder");
   for (int64_t r = 0; r < stage.repeats; ++r) {
     auto start = std::chrono::steady_clock::now();
     std::vector<int64_t> train = drawShots(stage, labels, split, binary, r);
     std::vector<double> scores = probeScores(features, labels, train, split.test, binary);
     std::vector<double> scoresRandom = probeScores(randomFeatures, labels, train, split.test, binary);
-    nlohmann::json rep = {{"repeat", r}, {"train", train}, {"test", split.test}, {"scores", scores},
-                          {"scores_random_encoder", scoresRandom}};
-    char line[160];
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (binary) {
-      primary.push_back(auroc(scores, testClasses));
-      primaryRandom.push_back(auroc(scoresRandom, testClasses));
-      rep["labels"] = testClasses;
-      std::snprintf(line, sizeof line, "repeat %lld/%lld  auroc %.4f  (random encoder %.4f)  %.2f s",
-                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
-                    primaryRandom.back(), seconds);
-    } else {
-      primary.push_back(meanAbsoluteError(scores, testValues));
-      primaryRandom.push_back(meanAbsoluteError(scoresRandom, testValues));
-      pearson.push_back(pearsonR(scores, testValues));
-      pearsonRandom.push_back(pearsonR(scoresRandom, testValues));
-      rep["labels"] = testValues;
-      std::snprintf(line, sizeof line, "repeat %lld/%lld  mae %.3f  r %.4f  (random encoder mae %.3f  r %.4f)  %.2f s",
-                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
-                    pearson.back(), primaryRandom.back(), pearsonRandom.back(), seconds);
-    }
+    std::string line = figures.add(r, stage.repeats, scores, scoresRandom, seconds);
     if (ctx.progress) ctx.progress(line);
-    repeatsJson.push_back(std::move(rep));
+    repeatsJson.push_back({{"repeat", r},
+                           {"train", train},
+                           {"test", split.test},
+                           {"scores", scores},
+                           {"scores_random_encoder", scoresRandom},
+                           {"labels", figures.labels()}});
   }
 
   StageResult result;
-  if (binary) {
-    MeanStd m = meanStd(primary);
-    result.metrics = {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_random_encoder", meanStd(primaryRandom).mean}};
-  } else {
-    MeanStd m = meanStd(primary);
-    result.metrics = {{"mae", m.mean},
-                      {"mae_std", m.std},
-                      {"pearson_r", meanStd(pearson).mean},
-                      {"mae_random_encoder", meanStd(primaryRandom).mean},
-                      {"pearson_r_random_encoder", meanStd(pearsonRandom).mean}};
-  }
+  result.metrics = figures.metrics();
   nlohmann::json out = {{"label", stage.label},
                         {"kind", binary ? "binary" : "continuous"},
                         {"features", features.cols},
@@ -376,9 +383,7 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
     f << out.dump(2) << '\n';
     if (!f) throw std::runtime_error("cannot write " + temp);
   });
-  addDataMetrics(data, result);
-  std::error_code ec;
-  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
+  finishData(data, ctx, result);
   return result;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,33 @@ Split splitSubjects(const ir::EvaluateStage& stage, const Labels& labels, bool b
 /// one of each for binary labels. Throws UserError when the pool is too small.
 std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& labels, const Split& split, bool binary,
                                int64_t repeat);
+
+/// The figures of a few-shot evaluation, repeat by repeat, next to its reference (the
+/// same probe on a randomly initialised encoder, or the same fine-tuning from scratch):
+/// AUROC for binary labels, MAE and Pearson r for continuous ones.
+class RepeatFigures {
+ public:
+  /// `labels`: the test samples' labels; `reference`: the metric suffix
+  /// ("random_encoder", "scratch"); `words`: how progress lines name it.
+  RepeatFigures(const Labels& labels, const std::vector<int64_t>& test, bool binary, std::string reference,
+                std::string words);
+  /// Scores one repeat's test predictions and its reference's; returns the progress
+  /// line ("repeat 2/5  auroc 0.8125  (random encoder 0.7500)  0.02 s").
+  std::string add(int64_t repeat, int64_t repeats, const std::vector<double>& scores,
+                  const std::vector<double>& referenceScores, double seconds);
+  /// The test labels, for predictions.json.
+  nlohmann::json labels() const;
+  /// Means over the repeats: auroc, auroc_std, auroc_<reference>; or mae, mae_std,
+  /// pearson_r, mae_<reference>, pearson_r_<reference>.
+  std::vector<Metric> metrics() const;
+
+ private:
+  bool binary_;
+  std::string reference_, words_;
+  std::vector<int> classes_;
+  std::vector<double> values_;
+  std::vector<double> primary_, primaryReference_, pearson_, pearsonReference_;
+};
 
 /// The checks both protocols make before loading anything (label, shots, repeats,
 /// testFraction, resample sizes, the pretrained encoder file); returns the path of

@@ -311,8 +311,6 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
   }
   LoadOptions load = loadOptions(ctx, threads);
   load.masks = segmentation;  // masks stay in memory; the images stream when they must
-  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
-  load.spill = ctx.dir / kSpillDir;
   p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(p.data, ctx);
   p.labels = labelsOf(stage, p.data, binary);
@@ -420,9 +418,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                          {"batches_per_epoch", stage.batches},
                          {"tolerance_mm", stage.nsdToleranceMm},
                          {"repeats", repeatsJson}});
-  addDataMetrics(p.data, result);
-  std::error_code ec;
-  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
+  finishData(p.data, ctx, result);
   return result;
 }
 
@@ -514,13 +510,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   const Labels& labels = p.labels;
   const Split& split = p.split;
 
-  std::vector<double> primary, primaryScratch, pearson, pearsonScratch;
-  std::vector<int> testClasses;
-  std::vector<double> testValues;
-  for (int64_t i : split.test) {
-    if (binary) testClasses.push_back(labels.classes[static_cast<size_t>(i)]);
-    testValues.push_back(labels.values[static_cast<size_t>(i)]);
-  }
+  RepeatFigures figures(labels, split.test, binary, "scratch", "from scratch");
   std::vector<std::string> reinitialised;
   nlohmann::json repeatsJson = nlohmann::json::array();
   for (int64_t r = 0; r < stage.repeats; ++r) {
@@ -538,43 +528,21 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
     torch::manual_seed(initSeed);
     FinetuneNet scratchNet(p.config);
     RunOutput scratch = trainAndScore(scratchNet, images, targets, train, split.test, stage, binary, orderSeed);
-    nlohmann::json rep = {{"repeat", r},           {"train", train},          {"test", split.test},
-                          {"scores", tuned.scores}, {"scores_scratch", scratch.scores}, {"loss", tuned.losses},
-                          {"loss_scratch", scratch.losses}};
-    char line[192];
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (binary) {
-      primary.push_back(auroc(tuned.scores, testClasses));
-      primaryScratch.push_back(auroc(scratch.scores, testClasses));
-      rep["labels"] = testClasses;
-      std::snprintf(line, sizeof line, "repeat %lld/%lld  auroc %.4f  (from scratch %.4f)  %.1f s",
-                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
-                    primaryScratch.back(), seconds);
-    } else {
-      primary.push_back(meanAbsoluteError(tuned.scores, testValues));
-      primaryScratch.push_back(meanAbsoluteError(scratch.scores, testValues));
-      pearson.push_back(pearsonR(tuned.scores, testValues));
-      pearsonScratch.push_back(pearsonR(scratch.scores, testValues));
-      rep["labels"] = testValues;
-      std::snprintf(line, sizeof line, "repeat %lld/%lld  mae %.3f  r %.4f  (from scratch mae %.3f  r %.4f)  %.1f s",
-                    static_cast<long long>(r + 1), static_cast<long long>(stage.repeats), primary.back(),
-                    pearson.back(), primaryScratch.back(), pearsonScratch.back(), seconds);
-    }
+    std::string line = figures.add(r, stage.repeats, tuned.scores, scratch.scores, seconds);
     if (ctx.progress) ctx.progress(line);
-    repeatsJson.push_back(std::move(rep));
+    repeatsJson.push_back({{"repeat", r},
+                           {"train", train},
+                           {"test", split.test},
+                           {"scores", tuned.scores},
+                           {"scores_scratch", scratch.scores},
+                           {"loss", tuned.losses},
+                           {"loss_scratch", scratch.losses},
+                           {"labels", figures.labels()}});
   }
 
   StageResult result;
-  MeanStd m = meanStd(primary);
-  if (binary) {
-    result.metrics = {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_scratch", meanStd(primaryScratch).mean}};
-  } else {
-    result.metrics = {{"mae", m.mean},
-                      {"mae_std", m.std},
-                      {"pearson_r", meanStd(pearson).mean},
-                      {"mae_scratch", meanStd(primaryScratch).mean},
-                      {"pearson_r_scratch", meanStd(pearsonScratch).mean}};
-  }
+  result.metrics = figures.metrics();
   nlohmann::json out = {{"protocol", "finetune"},
                         {"label", stage.label},
                         {"kind", binary ? "binary" : "continuous"},
@@ -586,9 +554,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
                          {"batches_per_epoch", stage.batches},
                         {"repeats", repeatsJson}};
   writePredictions(ctx, out);
-  addDataMetrics(p.data, result);
-  std::error_code ec;
-  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
+  finishData(p.data, ctx, result);
   return result;
 }
 

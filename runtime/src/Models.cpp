@@ -450,6 +450,8 @@ LoadOptions loadOptions(const StageContext& ctx, int threads) {
   load.threads = threads;
   load.progress = ctx.progress;
   load.cache = ctx.volumeCache;
+  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
+  load.spill = ctx.dir / kSpillDir;
   return load;
 }
 
@@ -513,9 +515,11 @@ void reportData(const Dataset& data, const StageContext& ctx) {
   }
 }
 
-void addDataMetrics(const Dataset& data, StageResult& result) {
+void finishData(const Dataset& data, const StageContext& ctx, StageResult& result) {
   if (!data.skipped.empty())
     result.metrics.push_back({"skipped_samples", static_cast<double>(data.skipped.size())});
+  std::error_code ec;
+  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
 }
 
 int setThreads(int threads) {

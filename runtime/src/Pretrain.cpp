@@ -170,8 +170,6 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   // The loader drops skipped samples from its copy of the data source.
   ir::DataSource source = stage.data;
   LoadOptions load = loadOptions(ctx, threads);
-  load.memoryBudget = ctx.loaderMemory > 0 ? ctx.loaderMemory : defaultLoaderMemory();
-  load.spill = ctx.dir / kSpillDir;
   Dataset data = buildDataset(source, stage.pipeline, stage.encoder.totalStride(), load);
   reportData(data, ctx);
   if (contrastive && data.samples < 2)
@@ -272,11 +270,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     archive.save_to(temp);
   });
   result.metrics.push_back({"final_loss", lastLoss});
-  addDataMetrics(data, result);
-  // A streamed data set's private copy has served its purpose (a killed run keeps it, so
-  // that its resume reads it back instead of preprocessing again).
-  std::error_code ec;
-  std::filesystem::remove_all(ctx.dir / kSpillDir, ec);
+  finishData(data, ctx, result);
   return result;
 }
 

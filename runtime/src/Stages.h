@@ -17,7 +17,8 @@ inline constexpr const char* kSkippedFile = "skipped.tsv";
 /// A pretraining's streamed volumes when no volume cache is set (removed at the end).
 inline constexpr const char* kSpillDir = "volumes";
 
-/// Loader options for a stage run with `ctx`: reader threads, progress, the volume cache.
+/// Loader options for a stage run with `ctx`: reader threads, progress, the volume
+/// cache, and streaming beyond the loader memory (to `kSpillDir` without a cache).
 LoadOptions loadOptions(const StageContext& ctx, int threads);
 
 /// Half of the machine's physical memory, in bytes (the default loader memory).
@@ -28,9 +29,11 @@ int64_t defaultLoaderMemory();
 /// when none are), so that the user learns of them even if the stage then fails.
 void reportData(const Dataset& data, const StageContext& ctx);
 
-/// Appends the metric `skipped_samples` (when samples were skipped) to `result`; call
-/// it after setting the stage's own metrics.
-void addDataMetrics(const Dataset& data, StageResult& result);
+/// When a stage has succeeded: appends the metric `skipped_samples` (when samples were
+/// skipped) to `result` (call it after setting the stage's own metrics), and removes
+/// the stage's private copy of a streamed data set (a killed run keeps it, so that its
+/// resume reads it back instead of preprocessing again).
+void finishData(const Dataset& data, const StageContext& ctx, StageResult& result);
 
 /// Self-supervised pretraining (MAE, SimCLR, weighted sums) on augmented views, with
 /// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).

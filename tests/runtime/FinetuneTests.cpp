@@ -11,6 +11,8 @@
 
 #include <doctest/doctest.h>
 
+#include "TestSupport.h"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -22,29 +24,14 @@
 
 using namespace gyrus;
 using namespace gyrus::rt;
+using gyrus::rt::test::freshDir;
+using gyrus::rt::test::makeRuntime;
+using gyrus::rt::test::metricOf;
+using gyrus::rt::test::EvaluateRun;
+using gyrus::rt::test::runEvaluateIn;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path finetuneDir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("gyrus_finetune_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::unique_ptr<Runtime> finetuneRuntime() {
-  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
-  REQUIRE(rt);
-  return rt;
-}
-
-double metricNamed(const StageResult& r, const std::string& name) {
-  for (const Metric& m : r.metrics)
-    if (m.name == name) return m.value;
-  FAIL("missing metric " << name);
-  return 0.0;
-}
 
 ir::UNetEncoder tiny() {
   ir::UNetEncoder e;
@@ -71,8 +58,8 @@ fs::path pretrainTiny() {
   s.seed = 5;
   StageContext ctx;
   ctx.threads = 2;
-  ctx.dir = finetuneDir("pre");
-  StageResult r = finetuneRuntime()->runPretrain(s, ctx);
+  ctx.dir = freshDir("finetune", "pre");
+  StageResult r = makeRuntime()->runPretrain(s, ctx);
   REQUIRE_MESSAGE(r.status == StageResult::Status::Ok, r.message);
   return ctx.dir;
 }
@@ -96,25 +83,8 @@ ir::EvaluateStage finetuneStage() {
   return ev;
 }
 
-struct Run {
-  StageResult result;
-  nlohmann::json predictions;
-  std::vector<std::string> lines;
-};
-
-Run runFinetune(const ir::EvaluateStage& ev, const fs::path& pretrainDir, const std::string& name) {
-  Run run;
-  StageContext ctx;
-  ctx.threads = 2;
-  ctx.dir = finetuneDir(name);
-  ctx.pretrainDir = pretrainDir;
-  ctx.progress = [&run](std::string_view l) { run.lines.emplace_back(l); };
-  run.result = finetuneRuntime()->runEvaluate(ev, ctx);
-  if (run.result.status == StageResult::Status::Ok) {
-    std::ifstream f(ctx.dir / kPredictionsFile);
-    run.predictions = nlohmann::json::parse(f);
-  }
-  return run;
+EvaluateRun runFinetune(const ir::EvaluateStage& ev, const fs::path& pretrainDir, const std::string& name) {
+  return runEvaluateIn(ev, pretrainDir, freshDir("finetune", name));
 }
 
 }  // namespace
@@ -122,13 +92,13 @@ Run runFinetune(const ir::EvaluateStage& ev, const fs::path& pretrainDir, const 
 TEST_CASE("finetune: the loss falls, metrics are in range and identical for the same seed") {
   fs::path pre = pretrainTiny();
   ir::EvaluateStage ev = finetuneStage();
-  Run a = runFinetune(ev, pre, "tune_a");
+  EvaluateRun a = runFinetune(ev, pre, "tune_a");
   REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
   for (const char* m : {"auroc", "auroc_scratch"}) {
-    CHECK(metricNamed(a.result, m) >= 0.0);
-    CHECK(metricNamed(a.result, m) <= 1.0);
+    CHECK(metricOf(a.result, m) >= 0.0);
+    CHECK(metricOf(a.result, m) <= 1.0);
   }
-  CHECK(metricNamed(a.result, "auroc_std") >= 0.0);
+  CHECK(metricOf(a.result, "auroc_std") >= 0.0);
   CHECK(a.result.metrics.size() == 3);
   REQUIRE(a.lines.size() == 2);  // one line per repeat; one channel: no stem message
   CHECK(a.lines[0].rfind("repeat 1/2  auroc ", 0) == 0);
@@ -159,20 +129,20 @@ TEST_CASE("finetune: the loss falls, metrics are in range and identical for the 
   // The probe draws the same subjects for the same seed.
   ir::EvaluateStage probe = ev;
   probe.protocol = ir::Protocol::Probe;
-  Run p = runFinetune(probe, pre, "probe");
+  EvaluateRun p = runFinetune(probe, pre, "probe");
   REQUIRE_MESSAGE(p.result.status == StageResult::Status::Ok, p.result.message);
   for (size_t r = 0; r < 2; ++r) {
     CHECK(p.predictions["repeats"][r]["train"] == j["repeats"][r]["train"]);
     CHECK(p.predictions["repeats"][r]["test"] == j["repeats"][r]["test"]);
   }
 
-  Run b = runFinetune(ev, pre, "tune_b");
+  EvaluateRun b = runFinetune(ev, pre, "tune_b");
   REQUIRE_MESSAGE(b.result.status == StageResult::Status::Ok, b.result.message);
-  for (const Metric& m : a.result.metrics) CHECK_MESSAGE(metricNamed(b.result, m.name) == m.value, m.name);
+  for (const Metric& m : a.result.metrics) CHECK_MESSAGE(metricOf(b.result, m.name) == m.value, m.name);
   CHECK(b.predictions == a.predictions);
 
   ev.seed = 5;  // another seed: other draws, other metrics
-  Run c = runFinetune(ev, pre, "tune_c");
+  EvaluateRun c = runFinetune(ev, pre, "tune_c");
   REQUIRE_MESSAGE(c.result.status == StageResult::Status::Ok, c.result.message);
   CHECK(c.predictions["repeats"][0]["scores"] != a.predictions["repeats"][0]["scores"]);
 }
@@ -184,19 +154,19 @@ TEST_CASE("finetune: batch and batches per epoch (the baseline's schedule) are d
   ev.repeats = 1;
   ev.batch = 2;
   ev.batches = 10;  // 20 samples an epoch from shuffles of 8 shots
-  Run a = runFinetune(ev, pre, "batches_a");
+  EvaluateRun a = runFinetune(ev, pre, "batches_a");
   REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
   CHECK(a.predictions.at("batch") == 2);
   CHECK(a.predictions.at("batches_per_epoch") == 10);
   std::vector<double> loss = a.predictions["repeats"][0].at("loss");
   REQUIRE(loss.size() == 3);
   CHECK(loss.back() < loss.front());
-  Run b = runFinetune(ev, pre, "batches_b");
+  EvaluateRun b = runFinetune(ev, pre, "batches_b");
   REQUIRE_MESSAGE(b.result.status == StageResult::Status::Ok, b.result.message);
   CHECK(b.predictions == a.predictions);
   // Another schedule trains another model.
   ev.batches = 0;
-  Run c = runFinetune(ev, pre, "batches_c");
+  EvaluateRun c = runFinetune(ev, pre, "batches_c");
   REQUIRE_MESSAGE(c.result.status == StageResult::Status::Ok, c.result.message);
   CHECK(c.predictions.at("batches_per_epoch") == 0);
   CHECK(c.predictions["repeats"][0]["scores"] != a.predictions["repeats"][0]["scores"]);
@@ -207,18 +177,18 @@ TEST_CASE("finetune: continuous labels are fitted on standardised targets and pr
   ir::EvaluateStage ev = finetuneStage();
   ev.label = "age";
   ev.labelKind = ir::LabelKind::Continuous;
-  Run r = runFinetune(ev, pre, "tune_age");
+  EvaluateRun r = runFinetune(ev, pre, "tune_age");
   REQUIRE_MESSAGE(r.result.status == StageResult::Status::Ok, r.result.message);
   CHECK(r.result.metrics.size() == 5);
   for (const char* m : {"mae", "mae_scratch"}) {
-    CHECK(std::isfinite(metricNamed(r.result, m)));
-    CHECK(metricNamed(r.result, m) > 0.0);
-    CHECK(metricNamed(r.result, m) < 40.0);
+    CHECK(std::isfinite(metricOf(r.result, m)));
+    CHECK(metricOf(r.result, m) > 0.0);
+    CHECK(metricOf(r.result, m) < 40.0);
   }
-  CHECK(metricNamed(r.result, "mae_std") >= 0.0);
+  CHECK(metricOf(r.result, "mae_std") >= 0.0);
   for (const char* m : {"pearson_r", "pearson_r_scratch"}) {
-    CHECK(metricNamed(r.result, m) >= -1.0);
-    CHECK(metricNamed(r.result, m) <= 1.0);
+    CHECK(metricOf(r.result, m) >= -1.0);
+    CHECK(metricOf(r.result, m) <= 1.0);
   }
   REQUIRE(r.lines.size() == 2);
   CHECK(r.lines[1].find("(from scratch mae ") != std::string::npos);
@@ -234,29 +204,29 @@ TEST_CASE("finetune: continuous labels are fitted on standardised targets and pr
 
 TEST_CASE("finetune: user errors") {
   ir::EvaluateStage ev = finetuneStage();
-  Run missing = runFinetune(ev, finetuneDir("empty"), "tune_missing");
+  EvaluateRun missing = runFinetune(ev, freshDir("finetune", "empty"), "tune_missing");
   CHECK(missing.result.status == StageResult::Status::UserError);
   CHECK(missing.result.message.find("encoder.pt") != std::string::npos);
   CHECK(missing.result.message.find("run the pretrain stage 'pre'") != std::string::npos);
 
   fs::path pre = pretrainTiny();
   ev.epochs = 0;
-  Run noEpochs = runFinetune(ev, pre, "tune_epochs");
+  EvaluateRun noEpochs = runFinetune(ev, pre, "tune_epochs");
   CHECK(noEpochs.result.status == StageResult::Status::UserError);
   CHECK(noEpochs.result.message.find("epochs must be at least 1") != std::string::npos);
   ev.epochs = 1;
   ev.lr = 0.0;
-  Run noLr = runFinetune(ev, pre, "tune_lr");
+  EvaluateRun noLr = runFinetune(ev, pre, "tune_lr");
   CHECK(noLr.result.status == StageResult::Status::UserError);
   CHECK(noLr.result.message.find("lr must be a positive") != std::string::npos);
   ev.lr = 1e-3;
   ev.encoder.unet.width = 8;  // not the pretrained architecture
-  Run other = runFinetune(ev, pre, "tune_arch");
+  EvaluateRun other = runFinetune(ev, pre, "tune_arch");
   CHECK(other.result.status == StageResult::Status::UserError);
   CHECK(other.result.message.find("does not match the declared encoder") != std::string::npos);
   ev.encoder.unet.width = 4;
   ev.shots = 20;
-  Run shots = runFinetune(ev, pre, "tune_shots");
+  EvaluateRun shots = runFinetune(ev, pre, "tune_shots");
   CHECK(shots.result.status == StageResult::Status::UserError);
   CHECK(shots.result.message.find("shots = 20") != std::string::npos);
 }

@@ -14,6 +14,8 @@
 
 #include <doctest/doctest.h>
 
+#include "TestSupport.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,29 +28,13 @@
 
 using namespace gyrus;
 using namespace gyrus::rt;
+using gyrus::rt::test::freshDir;
+using gyrus::rt::test::makeRuntime;
+using gyrus::rt::test::metricOf;
+using gyrus::rt::test::expectUserError;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("gyrus_folder_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::unique_ptr<Runtime> runtime() {
-  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
-  REQUIRE(rt);
-  return rt;
-}
-
-double metricOf(const StageResult& r, const std::string& name) {
-  for (const Metric& m : r.metrics)
-    if (m.name == name) return m.value;
-  FAIL("missing metric " << name);
-  return 0.0;
-}
 
 /// Writes `v` as a float32 NIfTI file with voxel size `spacing`, centred on the origin.
 /// With `lps`, the file's x and y axes run to the Left and Posterior (stored mirrored),
@@ -192,22 +178,17 @@ StageResult pretrainIn(const fs::path& dir, const ir::PretrainStage& stage, std:
   ctx.threads = 2;
   ctx.dir = dir;
   if (lines) ctx.progress = [lines](std::string_view l) { lines->emplace_back(l); };
-  return runtime()->runPretrain(stage, ctx);
-}
-
-void expectUserError(const StageResult& r, const std::vector<std::string>& needles) {
-  CHECK(r.status == StageResult::Status::UserError);
-  for (const std::string& n : needles) CHECK_MESSAGE(r.message.find(n) != std::string::npos, r.message << " lacks " << n);
+  return makeRuntime()->runPretrain(stage, ctx);
 }
 
 }  // namespace
 
 TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-channel FOMO25-like task") {
-  fs::path root = scratch("trees");
+  fs::path root = freshDir("folder", "trees");
   ir::DataSource scans = fomo60k(root / "fomo60k");
   ir::DataSource task = fomo25(root / "task1");
   ir::PretrainStage pre = folderPretrain(scans);
-  fs::path preDir = scratch("pre");
+  fs::path preDir = freshDir("folder", "pre");
   std::vector<std::string> lines;
   StageResult p = pretrainIn(preDir, pre, &lines);
   REQUIRE_MESSAGE(p.status == StageResult::Status::Ok, p.message);
@@ -217,10 +198,10 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
 
   StageContext ectx;
   ectx.threads = 2;
-  ectx.dir = scratch("eval");
+  ectx.dir = freshDir("folder", "eval");
   ectx.pretrainDir = preDir;
   ir::EvaluateStage ev = folderEvaluate(task, pre.pipeline);
-  StageResult e = runtime()->runEvaluate(ev, ectx);
+  StageResult e = makeRuntime()->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(e.status == StageResult::Status::Ok, e.message);
   for (const char* m : {"auroc", "auroc_random_encoder"}) {
     CHECK(metricOf(e, m) >= 0.0);
@@ -228,9 +209,9 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
   }
   // A probe too large for the loader memory streams its samples: the same figures.
   StageContext streamCtx = ectx;
-  streamCtx.dir = scratch("eval-streamed");
+  streamCtx.dir = freshDir("folder", "eval-streamed");
   streamCtx.loaderMemory = 1;
-  StageResult es = runtime()->runEvaluate(folderEvaluate(task, pre.pipeline), streamCtx);
+  StageResult es = makeRuntime()->runEvaluate(folderEvaluate(task, pre.pipeline), streamCtx);
   REQUIRE_MESSAGE(es.status == StageResult::Status::Ok, es.message);
   CHECK(metricOf(es, "auroc") == metricOf(e, "auroc"));
   CHECK(metricOf(es, "auroc_random_encoder") == metricOf(e, "auroc_random_encoder"));
@@ -250,49 +231,49 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
 
   // One run with its variations in turn (not SUBCASEs, which would pretrain again each).
   ev.labelKind = ir::LabelKind::Continuous;  // the same labels as a continuous target
-  StageResult c = runtime()->runEvaluate(ev, ectx);
+  StageResult c = makeRuntime()->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(c.status == StageResult::Status::Ok, c.message);
   CHECK(std::isfinite(metricOf(c, "mae")));
   ev.labelKind = ir::LabelKind::Binary;
 
   ev.data.folder.samples[5].label = 2.0;  // a binary label other than 0/1 names the sample
-  expectUserError(runtime()->runEvaluate(ev, ectx), {"sample sub_6/ses_1 has the label 2", "must be 0 or 1"});
+  expectUserError(makeRuntime()->runEvaluate(ev, ectx), {"sample sub_6/ses_1 has the label 2", "must be 0 or 1"});
   ev.data.folder.samples[5].label = 1.0;
 
   ev.label = "lesion";  // folder data sets have the label 'label' only
-  expectUserError(runtime()->runEvaluate(ev, ectx), {"unknown label 'lesion'", "'label'"});
+  expectUserError(makeRuntime()->runEvaluate(ev, ectx), {"unknown label 'lesion'", "'label'"});
   ev.label = "label";
 
   // Multi-channel data cannot be pretrained on.
-  expectUserError(pretrainIn(scratch("multi"), folderPretrain(task)),
+  expectUserError(pretrainIn(freshDir("folder", "multi"), folderPretrain(task)),
                   {"pretraining takes single-channel samples; use a fomo60k layout"});
 
   // The channels of one sample on different grids: both files and shapes are named.
   const ir::FolderSample& s = ev.data.folder.samples[2];
   writeVolume(s.files[1], brain(12, 1, 0), {1.25, 1.25, 1.25});
-  expectUserError(runtime()->runEvaluate(ev, ectx),
+  expectUserError(makeRuntime()->runEvaluate(ev, ectx),
                   {"sample sub_3/ses_1", s.files[0] + " is 16x16x16", s.files[1] + " is 12x12x12"});
 }
 
 TEST_CASE("folder data: volumes that differ in shape need a crop after resample") {
-  fs::path root = scratch("shapes");
+  fs::path root = freshDir("folder", "shapes");
   ir::DataSource scans = fomo60k(root);
   ir::PretrainStage stage = folderPretrain(scans);
   stage.pipeline.ops = {resampleOp(1.0), ir::PipelineOp{}};  // no crop: 24^3 and 21^3
-  expectUserError(pretrainIn(scratch("nocrop"), stage),
+  expectUserError(pretrainIn(freshDir("folder", "nocrop"), stage),
                   {"differ in shape", scans.folder.samples[0].files[0] + " is 24x24x24",
                    scans.folder.samples[3].files[0] + " is 21x21x21", "add crop(...) after resample(...)"});
   ir::PipelineOp flip;
   flip.kind = ir::OpKind::Flip;
   stage.pipeline.ops = {resampleOp(1.0), flip, cropOp(16)};  // the crop comes after the cache
-  expectUserError(pretrainIn(scratch("latecrop"), stage), {"move crop(...) before the first random augmentation"});
+  expectUserError(pretrainIn(freshDir("folder", "latecrop"), stage), {"move crop(...) before the first random augmentation"});
   stage.pipeline.ops = {resampleOp(1.0), cropOp(16), flip};
-  StageResult ok = pretrainIn(scratch("flipped"), stage);
+  StageResult ok = pretrainIn(freshDir("folder", "flipped"), stage);
   CHECK_MESSAGE(ok.status == StageResult::Status::Ok, ok.message);
 }
 
 TEST_CASE("folder data: missing and corrupt files are the user's error, naming the file") {
-  fs::path root = scratch("corrupt");
+  fs::path root = freshDir("folder", "corrupt");
   ir::DataSource scans = fomo60k(root);
   ir::PretrainStage stage = folderPretrain(scans);
   const std::string victim = scans.folder.samples[4].files[0];
@@ -302,14 +283,14 @@ TEST_CASE("folder data: missing and corrupt files are the user's error, naming t
     std::ofstream out(victim, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
   }
-  expectUserError(pretrainIn(scratch("c1"), stage), {victim + ": ", "corrupt gzip stream"});
+  expectUserError(pretrainIn(freshDir("folder", "c1"), stage), {victim + ": ", "corrupt gzip stream"});
   fs::remove(scans.folder.samples[1].files[0]);
   // The first bad file in sample order is reported, whatever the threads did.
-  expectUserError(pretrainIn(scratch("c2"), stage), {scans.folder.samples[1].files[0] + ": no such file"});
+  expectUserError(pretrainIn(freshDir("folder", "c2"), stage), {scans.folder.samples[1].files[0] + ": no such file"});
 }
 
 TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads, in sample order") {
-  fs::path root = scratch("threads");
+  fs::path root = freshDir("folder", "threads");
   ir::DataSource src;
   src.kind = ir::DataKind::Folder;
   src.folder.root = root.string();
@@ -350,9 +331,9 @@ TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads,
 }
 
 TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel task re-initialises the stem") {
-  fs::path root = scratch("finetune");
+  fs::path root = freshDir("folder", "finetune");
   ir::DataSource task = fomo25(root / "task1");
-  fs::path preDir = scratch("finetune_pre");
+  fs::path preDir = freshDir("folder", "finetune_pre");
   {  // a single-channel encoder.pt, as a pretrain stage writes it
     torch::manual_seed(8);
     UNetEncoder single(smallEncoder());
@@ -367,11 +348,11 @@ TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel ta
   ev.lr = 1e-3;
   StageContext ectx;
   ectx.threads = 2;
-  ectx.dir = scratch("finetune_eval");
+  ectx.dir = freshDir("folder", "finetune_eval");
   ectx.pretrainDir = preDir;
   std::vector<std::string> lines;
   ectx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
-  StageResult e = runtime()->runEvaluate(ev, ectx);
+  StageResult e = makeRuntime()->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(e.status == StageResult::Status::Ok, e.message);
   for (const char* m : {"auroc", "auroc_scratch"}) {
     CHECK(metricOf(e, m) >= 0.0);
@@ -393,11 +374,11 @@ TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel ta
 
   // Streamed (the two channels of a sample are consecutive cache entries): the same run.
   StageContext streamed = ectx;
-  streamed.dir = scratch("finetune_streamed");
+  streamed.dir = freshDir("folder", "finetune_streamed");
   streamed.loaderMemory = 1;
   std::vector<std::string> streamedLines;
   streamed.progress = [&streamedLines](std::string_view l) { streamedLines.emplace_back(l); };
-  StageResult es = runtime()->runEvaluate(ev, streamed);
+  StageResult es = makeRuntime()->runEvaluate(ev, streamed);
   REQUIRE_MESSAGE(es.status == StageResult::Status::Ok, es.message);
   for (const Metric& m : e.metrics) CHECK_MESSAGE(metricOf(es, m.name) == m.value, m.name);
   CHECK(std::any_of(streamedLines.begin(), streamedLines.end(), [](const std::string& l) {
@@ -428,7 +409,7 @@ std::vector<fs::path> cacheEntries(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("volume cache: a second load reuses every volume, keyed by content, and rebuilds a damaged entry") {
-  fs::path root = scratch("cache");
+  fs::path root = freshDir("folder", "cache");
   ir::DataSource scans = fomo60k(root / "tree");
   ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::PipelineOp{}}};
   LoadOptions load = LoadOptions::reading(2);
@@ -508,7 +489,7 @@ TEST_CASE("volume cache: a second load reuses every volume, keyed by content, an
 }
 
 TEST_CASE("streaming: a pretraining larger than the loader memory reads its volumes from disk and trains identically") {
-  fs::path root = scratch("stream");
+  fs::path root = freshDir("folder", "stream");
   ir::DataSource scans = fomo60k(root / "tree");
   for (bool augmented : {false, true}) {
     CAPTURE(augmented);
@@ -519,17 +500,17 @@ TEST_CASE("streaming: a pretraining larger than the loader memory reads its volu
       stage.pipeline.ops.push_back(flip);
     }
     std::string tag = augmented ? "a" : "p";
-    fs::path memDir = scratch("mem" + tag);
+    fs::path memDir = freshDir("folder", "mem" + tag);
     StageResult inMemory = pretrainIn(memDir, stage);
     REQUIRE_MESSAGE(inMemory.status == StageResult::Status::Ok, inMemory.message);
 
     StageContext ctx;
     ctx.threads = 2;
-    ctx.dir = scratch("disk" + tag);
+    ctx.dir = freshDir("folder", "disk" + tag);
     ctx.loaderMemory = 1;  // nothing fits: stream
     std::vector<std::string> lines;
     ctx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
-    StageResult streamed = runtime()->runPretrain(stage, ctx);
+    StageResult streamed = makeRuntime()->runPretrain(stage, ctx);
     REQUIRE_MESSAGE(streamed.status == StageResult::Status::Ok, streamed.message);
     CHECK(metricOf(streamed, "final_loss") == metricOf(inMemory, "final_loss"));  // bit for bit
     const std::string expected = "streaming 6 preprocessed volumes from " + (ctx.dir / kSpillDir).string();
@@ -540,11 +521,11 @@ TEST_CASE("streaming: a pretraining larger than the loader memory reads its volu
     // (and reads only its header until a batch needs it).
     for (int round = 0; round < 2; ++round) {
       StageContext shared = ctx;
-      shared.dir = scratch("shared" + tag + std::to_string(round));
+      shared.dir = freshDir("folder", "shared" + tag + std::to_string(round));
       shared.volumeCache = root / ("vc" + tag);
       std::vector<std::string> sharedLines;
       shared.progress = [&sharedLines](std::string_view l) { sharedLines.emplace_back(l); };
-      StageResult again = runtime()->runPretrain(stage, shared);
+      StageResult again = makeRuntime()->runPretrain(stage, shared);
       REQUIRE_MESSAGE(again.status == StageResult::Status::Ok, again.message);
       CHECK(metricOf(again, "final_loss") == metricOf(inMemory, "final_loss"));
       const std::string cacheLine = round == 0 ? "volume cache: 0 volumes reused, 6 written" : "volume cache: 6 volumes reused, 0 written";
@@ -563,11 +544,11 @@ TEST_CASE("streaming: a pretraining larger than the loader memory reads its volu
 }
 
 TEST_CASE("skip_unreadable: broken samples are left out, counted and listed; labels and sites stay aligned") {
-  fs::path root = scratch("skip");
+  fs::path root = freshDir("folder", "skip");
   ir::DataSource task = fomo25(root / "task");
   ir::DataSource scans = fomo60k(root / "scans");
   ir::PretrainStage pre = folderPretrain(scans);
-  fs::path preDir = scratch("skip-pre");
+  fs::path preDir = freshDir("folder", "skip-pre");
   REQUIRE(pretrainIn(preDir, pre).status == StageResult::Status::Ok);
 
   // The reference: the same task without samples 3 and 6.
@@ -577,22 +558,22 @@ TEST_CASE("skip_unreadable: broken samples are left out, counted and listed; lab
   StageContext ctx;
   ctx.threads = 2;
   ctx.pretrainDir = preDir;
-  ctx.dir = scratch("skip-ref");
-  StageResult reference = runtime()->runEvaluate(folderEvaluate(reduced, pre.pipeline), ctx);
+  ctx.dir = freshDir("folder", "skip-ref");
+  StageResult reference = makeRuntime()->runEvaluate(folderEvaluate(reduced, pre.pipeline), ctx);
   REQUIRE_MESSAGE(reference.status == StageResult::Status::Ok, reference.message);
 
   // Sample 3: a truncated channel; sample 6: channels on different grids.
   truncateHalf(task.folder.samples[2].files[1]);
   writeVolume(task.folder.samples[5].files[1], brain(12, 1, 0), {1.25, 1.25, 1.25});
   ir::EvaluateStage ev = folderEvaluate(task, pre.pipeline);
-  ctx.dir = scratch("skip-strict");
-  expectUserError(runtime()->runEvaluate(ev, ctx), {task.folder.samples[2].files[1] + ": "});
+  ctx.dir = freshDir("folder", "skip-strict");
+  expectUserError(makeRuntime()->runEvaluate(ev, ctx), {task.folder.samples[2].files[1] + ": "});
 
   ev.data.folder.skipUnreadable = true;
-  ctx.dir = scratch("skip-lenient");
+  ctx.dir = freshDir("folder", "skip-lenient");
   std::vector<std::string> lines;
   ctx.progress = [&lines](std::string_view l) { lines.emplace_back(l); };
-  StageResult skipped = runtime()->runEvaluate(ev, ctx);
+  StageResult skipped = makeRuntime()->runEvaluate(ev, ctx);
   REQUIRE_MESSAGE(skipped.status == StageResult::Status::Ok, skipped.message);
   CHECK(metricOf(skipped, "skipped_samples") == 2.0);
   // Leaving samples out is exactly the same as never having had them.
@@ -614,9 +595,9 @@ TEST_CASE("skip_unreadable: broken samples are left out, counted and listed; lab
   // Pretraining skips too; a data set with nothing left is still an error.
   truncateHalf(scans.folder.samples[1].files[0]);
   pre.data.folder.skipUnreadable = true;
-  StageResult p = pretrainIn(scratch("skip-pre2"), pre);
+  StageResult p = pretrainIn(freshDir("folder", "skip-pre2"), pre);
   REQUIRE_MESSAGE(p.status == StageResult::Status::Ok, p.message);
   CHECK(metricOf(p, "skipped_samples") == 1.0);
   for (const ir::FolderSample& s : pre.data.folder.samples) truncateHalf(s.files[0]);
-  expectUserError(pretrainIn(scratch("skip-pre3"), pre), {"every sample of the data set", "was skipped"});
+  expectUserError(pretrainIn(freshDir("folder", "skip-pre3"), pre), {"every sample of the data set", "was skipped"});
 }

@@ -13,6 +13,8 @@
 
 #include <doctest/doctest.h>
 
+#include "TestSupport.h"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -24,29 +26,15 @@
 
 using namespace gyrus;
 using namespace gyrus::rt;
+using gyrus::rt::test::freshDir;
+using gyrus::rt::test::makeRuntime;
+using gyrus::rt::test::metricOf;
+using gyrus::rt::test::EvaluateRun;
+using gyrus::rt::test::expectUserError;
+using gyrus::rt::test::runEvaluateIn;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path segDir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("gyrus_segmentation_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::unique_ptr<Runtime> segRuntime() {
-  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
-  REQUIRE(rt);
-  return rt;
-}
-
-double metric(const StageResult& r, const std::string& name) {
-  for (const Metric& m : r.metrics)
-    if (m.name == name) return m.value;
-  FAIL("missing metric " << name);
-  return 0.0;
-}
 
 /// Writes `v` (RAS voxel order) as NIfTI with voxel size `mm`; with `lps` the file's x
 /// and y axes run Left and Posterior (data stored mirrored), so that reading it back
@@ -150,7 +138,7 @@ ir::UNetEncoder tinyEncoder() {
 
 /// A randomly initialised single-channel encoder.pt, as a pretrain stage writes it.
 fs::path encoderDir() {
-  fs::path dir = segDir("pre");
+  fs::path dir = freshDir("segmentation", "pre");
   torch::manual_seed(8);
   UNetEncoder single(tinyEncoder());
   torch::serialize::OutputArchive archive;
@@ -178,36 +166,14 @@ ir::EvaluateStage segStage(const ir::DataSource& data) {
   return ev;
 }
 
-struct SegRun {
-  StageResult result;
-  nlohmann::json predictions;
-  std::vector<std::string> lines;
-};
-
-SegRun runSeg(const ir::EvaluateStage& ev, const fs::path& pre, const std::string& name) {
-  SegRun run;
-  StageContext ctx;
-  ctx.threads = 2;
-  ctx.dir = segDir(name);
-  ctx.pretrainDir = pre;
-  ctx.progress = [&run](std::string_view l) { run.lines.emplace_back(l); };
-  run.result = segRuntime()->runEvaluate(ev, ctx);
-  if (run.result.status == StageResult::Status::Ok) {
-    std::ifstream f(ctx.dir / kPredictionsFile);
-    run.predictions = nlohmann::json::parse(f);
-  }
-  return run;
-}
-
-void expectUserError(const StageResult& r, const std::vector<std::string>& needles) {
-  CHECK(r.status == StageResult::Status::UserError);
-  for (const std::string& n : needles) CHECK_MESSAGE(r.message.find(n) != std::string::npos, r.message << " lacks " << n);
+EvaluateRun runSeg(const ir::EvaluateStage& ev, const fs::path& pre, const std::string& name) {
+  return runEvaluateIn(ev, pre, freshDir("segmentation", name));
 }
 
 }  // namespace
 
 TEST_CASE("segmentation: masks load with their images, spatial operations only, for any thread count") {
-  Task t = task2(segDir("load") / "task2", 6);
+  Task t = task2(freshDir("segmentation", "load") / "task2", 6);
   LoadOptions one = LoadOptions::reading(1);
   one.masks = true;
   LoadOptions three = LoadOptions::reading(3);
@@ -237,21 +203,21 @@ TEST_CASE("segmentation: masks load with their images, spatial operations only, 
 }
 
 TEST_CASE("segmentation: fine-tuning a dense decoder; Dice and NSD per test sample, deterministic") {
-  Task t = task2(segDir("tune") / "task2");
+  Task t = task2(freshDir("segmentation", "tune") / "task2");
   fs::path pre = encoderDir();
   ir::EvaluateStage ev = segStage(t.source);
-  SegRun a = runSeg(ev, pre, "seg_a");
+  EvaluateRun a = runSeg(ev, pre, "seg_a");
   REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
   REQUIRE(a.result.metrics.size() == 5);
   for (const char* m : {"dice", "nsd", "dice_scratch", "nsd_scratch"}) {
-    CHECK(metric(a.result, m) >= 0.0);
-    CHECK(metric(a.result, m) <= 1.0);
+    CHECK(metricOf(a.result, m) >= 0.0);
+    CHECK(metricOf(a.result, m) <= 1.0);
   }
-  CHECK(metric(a.result, "dice_std") >= 0.0);
-  MESSAGE("dice " << metric(a.result, "dice") << " nsd " << metric(a.result, "nsd") << " (from scratch dice "
-                  << metric(a.result, "dice_scratch") << " nsd " << metric(a.result, "nsd_scratch") << ")");
-  CHECK(metric(a.result, "dice") > 0.2);  // easy blobs: well above an empty prediction
-  CHECK(metric(a.result, "nsd") > 0.2);
+  CHECK(metricOf(a.result, "dice_std") >= 0.0);
+  MESSAGE("dice " << metricOf(a.result, "dice") << " nsd " << metricOf(a.result, "nsd") << " (from scratch dice "
+                  << metricOf(a.result, "dice_scratch") << " nsd " << metricOf(a.result, "nsd_scratch") << ")");
+  CHECK(metricOf(a.result, "dice") > 0.2);  // easy blobs: well above an empty prediction
+  CHECK(metricOf(a.result, "nsd") > 0.2);
   REQUIRE(a.lines.size() == 3);  // two channels: the stem message, then one line per repeat
   CHECK(a.lines[0].find("first convolution re-initialised") != std::string::npos);
   CHECK(a.lines[1].rfind("repeat 1/2  dice ", 0) == 0);
@@ -279,9 +245,9 @@ TEST_CASE("segmentation: fine-tuning a dense decoder; Dice and NSD per test samp
     CHECK(rep.at("dice") != rep.at("dice_scratch"));
   }
 
-  SegRun b = runSeg(ev, pre, "seg_b");
+  EvaluateRun b = runSeg(ev, pre, "seg_b");
   REQUIRE_MESSAGE(b.result.status == StageResult::Status::Ok, b.result.message);
-  for (const Metric& m : a.result.metrics) CHECK_MESSAGE(metric(b.result, m.name) == m.value, m.name);
+  for (const Metric& m : a.result.metrics) CHECK_MESSAGE(metricOf(b.result, m.name) == m.value, m.name);
   CHECK(b.predictions == a.predictions);
 
   // The probe cannot segment; a mask off its images' grid names both files and shapes.

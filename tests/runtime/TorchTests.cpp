@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include "TestSupport.h"
+
 #include <dlfcn.h>
 
 #include <cmath>
@@ -22,6 +24,9 @@
 
 using namespace gyrus;
 using namespace gyrus::rt;
+using gyrus::rt::test::freshDir;
+using gyrus::rt::test::makeRuntime;
+using gyrus::rt::test::metricOf;
 namespace fs = std::filesystem;
 
 namespace {
@@ -81,27 +86,6 @@ ir::PretrainStage augmentedPretrain(int64_t epochs, std::vector<ir::ObjectiveTer
                     augmentation(ir::OpKind::Gamma)};
   s.objective.terms = std::move(terms);
   return s;
-}
-
-/// A fresh, empty directory under the system temp dir.
-fs::path freshDir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("gyrus_runtime_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::unique_ptr<Runtime> makeRuntime() {
-  std::unique_ptr<Runtime> rt(gyrus_runtime_create(kRuntimeAbiVersion));
-  REQUIRE(rt);
-  return rt;
-}
-
-double metric(const StageResult& r, const std::string& name) {
-  for (const Metric& m : r.metrics)
-    if (m.name == name) return m.value;
-  FAIL("missing metric " << name);
-  return 0.0;
 }
 
 /// Encoder parameters as written to encoder.pt.
@@ -270,7 +254,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
   std::vector<double> losses;
   StageContext ctx;
   ctx.threads = 2;
-  ctx.dir = freshDir("full");
+  ctx.dir = freshDir("runtime", "full");
   ctx.progress = [&](std::string_view line) {
     auto at = line.find("loss ");
     if (at != std::string_view::npos) losses.push_back(std::stod(std::string(line.substr(at + 5))));
@@ -282,13 +266,13 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
   REQUIRE(losses.size() == 6);
   MESSAGE("losses: " << losses.front() << " -> " << losses.back());
   CHECK(losses.back() < 0.8 * losses.front());
-  CHECK(metric(full, "final_loss") == doctest::Approx(losses.back()).epsilon(1e-4));
+  CHECK(metricOf(full, "final_loss") == doctest::Approx(losses.back()).epsilon(1e-4));
   CHECK(fs::exists(ctx.dir / kEncoderFile));
   CHECK(fs::exists(ctx.dir / kCheckpointFile));
 
   SUBCASE("a run killed after epoch 2 resumes to the same weights") {
     StageContext killed = ctx;
-    killed.dir = freshDir("killed");
+    killed.dir = freshDir("runtime", "killed");
     int epochsSeen = 0;
     killed.progress = [&](std::string_view line) {
       if (line.rfind("epoch ", 0) == 0 && ++epochsSeen == 2) throw std::runtime_error("simulated kill");
@@ -301,7 +285,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     StageResult second = rt->runPretrain(stage, killed);
     REQUIRE_MESSAGE(second.status == StageResult::Status::Ok, second.message);
     CHECK(second.resumed);
-    CHECK(metric(second, "final_loss") == metric(full, "final_loss"));
+    CHECK(metricOf(second, "final_loss") == metricOf(full, "final_loss"));
     auto a = loadEncoder(ctx.dir / kEncoderFile)->named_parameters();
     auto b = loadEncoder(killed.dir / kEncoderFile)->named_parameters();
     REQUIRE(a.size() == b.size());
@@ -322,7 +306,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     ev.seed = 4;
     StageContext ectx;
     ectx.threads = 2;
-    ectx.dir = freshDir("eval");
+    ectx.dir = freshDir("runtime", "eval");
     ectx.pretrainDir = ctx.dir;
     int lines = 0;
     ectx.progress = [&](std::string_view) { ++lines; };
@@ -331,10 +315,10 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     REQUIRE_MESSAGE(bin.status == StageResult::Status::Ok, bin.message);
     CHECK(lines == 2);
     for (const char* m : {"auroc", "auroc_random_encoder"}) {
-      CHECK(metric(bin, m) >= 0.0);
-      CHECK(metric(bin, m) <= 1.0);
+      CHECK(metricOf(bin, m) >= 0.0);
+      CHECK(metricOf(bin, m) <= 1.0);
     }
-    CHECK(metric(bin, "auroc_std") >= 0.0);
+    CHECK(metricOf(bin, "auroc_std") >= 0.0);
     std::ifstream f(ectx.dir / kPredictionsFile);
     auto j = nlohmann::json::parse(f);
     REQUIRE(j.at("repeats").size() == 2);
@@ -346,13 +330,13 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     StageResult reg = rt->runEvaluate(ev, ectx);
     REQUIRE_MESSAGE(reg.status == StageResult::Status::Ok, reg.message);
     for (const char* m : {"mae", "mae_random_encoder"}) {
-      CHECK(std::isfinite(metric(reg, m)));
-      CHECK(metric(reg, m) > 0.0);
-      CHECK(metric(reg, m) < 200.0);
+      CHECK(std::isfinite(metricOf(reg, m)));
+      CHECK(metricOf(reg, m) > 0.0);
+      CHECK(metricOf(reg, m) < 200.0);
     }
     for (const char* m : {"pearson_r", "pearson_r_random_encoder"}) {
-      CHECK(metric(reg, m) >= -1.0);
-      CHECK(metric(reg, m) <= 1.0);
+      CHECK(metricOf(reg, m) >= -1.0);
+      CHECK(metricOf(reg, m) <= 1.0);
     }
 
     SUBCASE("too many shots is the user's error, with the numbers") {
@@ -363,7 +347,7 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
       CHECK(r.message.find("12 subjects") != std::string::npos);
     }
     SUBCASE("a missing encoder.pt is the user's error") {
-      ectx.pretrainDir = freshDir("empty");
+      ectx.pretrainDir = freshDir("runtime", "empty");
       StageResult r = rt->runEvaluate(ev, ectx);
       CHECK(r.status == StageResult::Status::UserError);
       CHECK(r.message.find("encoder.pt") != std::string::npos);
@@ -383,7 +367,7 @@ TEST_CASE("pretrain: images not divisible by the total stride are the user's err
   ir::PretrainStage stage = tinyPretrain(1);
   stage.data.synthetic.size = {18, 18, 18};  // stride 4
   StageContext ctx;
-  ctx.dir = freshDir("indivisible");
+  ctx.dir = freshDir("runtime", "indivisible");
   StageResult r = rt->runPretrain(stage, ctx);
   CHECK(r.status == StageResult::Status::UserError);
   CHECK(r.message.find("not divisible by the encoder's total stride 4") != std::string::npos);
@@ -399,11 +383,11 @@ fs::path checkExactResume(const ir::PretrainStage& stage, const std::string& nam
   auto rt = makeRuntime();
   StageContext full;
   full.threads = 2;
-  full.dir = freshDir(name + "_full");
+  full.dir = freshDir("runtime", name + "_full");
   StageResult a = rt->runPretrain(stage, full);
   REQUIRE_MESSAGE(a.status == StageResult::Status::Ok, a.message);
   StageContext killed = full;
-  killed.dir = freshDir(name + "_killed");
+  killed.dir = freshDir("runtime", name + "_killed");
   int epochsSeen = 0;
   killed.progress = [&](std::string_view line) {
     if (line.rfind("epoch ", 0) == 0 && ++epochsSeen == 2) throw std::runtime_error("simulated kill");
@@ -414,7 +398,7 @@ fs::path checkExactResume(const ir::PretrainStage& stage, const std::string& nam
   StageResult b = rt->runPretrain(stage, killed);
   REQUIRE_MESSAGE(b.status == StageResult::Status::Ok, b.message);
   CHECK(b.resumed);
-  CHECK(metric(a, "final_loss") == metric(b, "final_loss"));
+  CHECK(metricOf(a, "final_loss") == metricOf(b, "final_loss"));
   auto ea = loadEncoder(full.dir / kEncoderFile, stage.encoder)->named_parameters();
   auto eb = loadEncoder(killed.dir / kEncoderFile, stage.encoder)->named_parameters();
   for (const auto& p : ea) CHECK_MESSAGE(torch::equal(p.value(), eb[p.key()]), p.key());
@@ -454,7 +438,7 @@ std::vector<double> runLosses(const ir::PretrainStage& stage, const std::string&
   std::vector<double> losses;
   StageContext ctx;
   ctx.threads = 2;
-  ctx.dir = freshDir(name);
+  ctx.dir = freshDir("runtime", name);
   if (dir) *dir = ctx.dir;
   ctx.progress = [&](std::string_view line) {
     auto at = line.find("loss ");
@@ -509,22 +493,22 @@ TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random ope
   StageContext ectx;
   ectx.threads = 2;
   ectx.pretrainDir = pretrained;
-  ectx.dir = freshDir("eval_aug");
+  ectx.dir = freshDir("runtime", "eval_aug");
   ev.pipeline = stage.pipeline;  // with flip, noise, gamma
   StageResult withRandom = rt->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(withRandom.status == StageResult::Status::Ok, withRandom.message);
   ev.pipeline = withoutRandomOps(stage.pipeline);
   StageResult without = rt->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(without.status == StageResult::Status::Ok, without.message);
-  CHECK(metric(withRandom, "auroc") == metric(without, "auroc"));
-  CHECK(metric(withRandom, "auroc_random_encoder") == metric(without, "auroc_random_encoder"));
+  CHECK(metricOf(withRandom, "auroc") == metricOf(without, "auroc"));
+  CHECK(metricOf(withRandom, "auroc_random_encoder") == metricOf(without, "auroc_random_encoder"));
 }
 
 TEST_CASE("SimCLR user errors: batch 1, no random augmentation, bad parameters") {
   auto rt = makeRuntime();
   StageContext ctx;
   ctx.threads = 2;
-  ctx.dir = freshDir("simclr_errors");
+  ctx.dir = freshDir("runtime", "simclr_errors");
   auto expectUserError = [&](const ir::PretrainStage& stage, const std::string& needle) {
     StageResult r = rt->runPretrain(stage, ctx);
     CHECK(r.status == StageResult::Status::UserError);
@@ -630,21 +614,21 @@ TEST_CASE("ViT: MAE and hybrid pretraining lower the loss and resume exactly; pr
   StageContext ectx;
   ectx.threads = 2;
   ectx.pretrainDir = pretrained;
-  ectx.dir = freshDir("vit_probe");
+  ectx.dir = freshDir("runtime", "vit_probe");
   StageResult probe = rt->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(probe.status == StageResult::Status::Ok, probe.message);
-  CHECK(metric(probe, "auroc") >= 0.0);
+  CHECK(metricOf(probe, "auroc") >= 0.0);
   std::ifstream f(ectx.dir / kPredictionsFile);
   CHECK(nlohmann::json::parse(f).at("features") == 2 * 24);  // mean and max of the token grid
 
   ev.protocol = ir::Protocol::Finetune;
   ev.epochs = 2;
   ev.repeats = 1;
-  ectx.dir = freshDir("vit_finetune");
+  ectx.dir = freshDir("runtime", "vit_finetune");
   StageResult tuned = rt->runEvaluate(ev, ectx);
   REQUIRE_MESSAGE(tuned.status == StageResult::Status::Ok, tuned.message);
-  CHECK(metric(tuned, "auroc") >= 0.0);
-  CHECK(metric(tuned, "auroc_scratch") >= 0.0);
+  CHECK(metricOf(tuned, "auroc") >= 0.0);
+  CHECK(metricOf(tuned, "auroc_scratch") >= 0.0);
 
   // A pretrained ViT loads into a two-channel one, all but its patch embedding.
   EncoderModule single = loadEncoder(pretrained / kEncoderFile, stage.encoder);

@@ -6,21 +6,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "TestUtil.h"
 #include "gyrus/Format.h"
 #include "gyrus/Parse.h"
 
 using namespace gyrus;
 
 namespace {
-// Formats `source`; an empty result means it did not parse.
-std::string format(const std::string& source) {
-  SourceManager sm;
-  ast::Arena arena;
-  DiagnosticEngine diags;
-  FileId id = sm.add("t.gy", source);
-  ast::File* file = parseFile(sm, id, arena, diags);
-  return file == nullptr ? std::string() : formatFile(sm, id, *file);
-}
+using gyrus::test::format;
 
 std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);

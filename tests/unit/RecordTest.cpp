@@ -20,14 +20,7 @@ namespace fs = std::filesystem;
 
 const ast::Expr* bindValue(const Compilation& c, size_t i) { return c.main->decls.at(i)->as<ast::DeclBind>()->value; }
 
-std::string format(const std::string& source) {
-  SourceManager sm;
-  ast::Arena arena;
-  DiagnosticEngine diags;
-  FileId id = sm.add("t.gy", source);
-  ast::File* file = parseFile(sm, id, arena, diags);
-  return file == nullptr ? std::string() : formatFile(sm, id, *file);
-}
+using gyrus::test::format;
 
 // kValid with its pretraining's width and crop taken from a record.
 const char* kRecordExperiment = R"(let sizes = { crop = 32^3, width = 4 }

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
+#include "gyrus/Parse.h"
 
 namespace gyrus::test {
 
@@ -29,6 +31,16 @@ inline const Diagnostic* find(const Compilation& c, std::string_view kind) {
   for (const Diagnostic& d : c.diags.all())
     if (info(d.kind).name == kind) return &d;
   return nullptr;
+}
+
+/// `source` in the canonical layout of `gyrus fmt`; empty when it does not parse.
+inline std::string format(const std::string& source) {
+  SourceManager sm;
+  ast::Arena arena;
+  DiagnosticEngine diags;
+  FileId id = sm.add("t.gy", source);
+  ast::File* file = parseFile(sm, id, arena, diags);
+  return file == nullptr ? std::string() : formatFile(sm, id, *file);
 }
 
 /// "line:col" of a diagnostic's primary range.
