@@ -26,3 +26,6 @@ function(gyrus_target_warnings target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
 endfunction()
+
+# Module ABI versions derived from the boundary headers (the gyrus_abi target).
+include(${CMAKE_CURRENT_LIST_DIR}/AbiVersions.cmake)

@@ -8,6 +8,7 @@
 
 #include "CheckInternal.h"
 #include "gyrus/Data.h"
+#include "gyrus/IrJson.h"
 #include "gyrus/Plan.h"
 
 namespace gyrus {

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "FileDigest.h"
+
 namespace gyrus {
 namespace {
 
@@ -52,12 +54,16 @@ std::vector<fs::path> sortedNifti(const fs::path& p, std::string& error) {
   return out;
 }
 
-// Adds a file's identity (path relative to the root, size, modification time).
+// Adds a file's identity: its path relative to the root, its size and a digest of its
+// content (cached; FileDigest.h). Where the data lie and when they were copied are not
+// part of it.
 void fingerprintFile(std::string& material, const fs::path& root, const fs::path& file) {
   std::error_code ec;
   auto size = fs::file_size(file, ec);
-  auto time = fs::last_write_time(file, ec).time_since_epoch().count();
-  material += fs::relative(file, root, ec).string() + " " + std::to_string(size) + " " + std::to_string(time) + "\n";
+  std::string error;
+  std::string digest = fileDigest(file, error);
+  material += fs::relative(file, root, ec).string() + " " + std::to_string(ec ? 0 : size) + " " +
+              (digest.empty() ? "unreadable" : digest) + "\n";
 }
 
 // A CSV or TSV table with a header row: column name -> values, row by row.

@@ -6,28 +6,15 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "gyrus/Version.h"
+#include "IrFields.h"
 
 namespace gyrus::ir {
 
-std::string_view toString(StageKind k) { return k == StageKind::Pretrain ? "pretrain" : "evaluate"; }
-std::string_view toString(OpKind k) {
-  switch (k) {
-    case OpKind::Crop: return "crop";
-    case OpKind::ZScore: return "zscore";
-    case OpKind::Clip: return "clip";
-    case OpKind::Flip: return "flip";
-    case OpKind::Noise: return "noise";
-    case OpKind::Gamma: return "gamma";
-    case OpKind::Resample: return "resample";
-  }
-  return "?";
-}
-std::string_view toString(LabelKind k) {
-  return k == LabelKind::Binary ? "binary" : k == LabelKind::Continuous ? "continuous" : "mask";
-}
-std::string_view toString(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
-std::string_view toString(Protocol p) { return p == Protocol::Probe ? "probe" : "finetune"; }
+std::string_view toString(StageKind k) { return fields::enumName(k); }
+std::string_view toString(OpKind k) { return fields::enumName(k); }
+std::string_view toString(LabelKind k) { return fields::enumName(k); }
+std::string_view toString(Schedule s) { return fields::enumName(s); }
+std::string_view toString(Protocol p) { return fields::enumName(p); }
 
 std::string formatNumber(double v) {
   if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 1e15) {
@@ -85,7 +72,6 @@ std::string print(const DataSource& d) {
     out += std::string(", label = ") + (f.labelKind == LabelKind::Binary       ? "binary"
                                         : f.labelKind == LabelKind::Continuous ? "regression"
                                                                                : "segmentation");
-  // Printed only when set, so data sets declared without it keep their hashes.
   if (f.skipUnreadable) out += ", skip_unreadable = true";
   out += ", samples = " + std::to_string(f.samples.size()) + ", fingerprint = " + f.fingerprint.substr(0, 16) + ")";
   return out;
@@ -121,7 +107,6 @@ std::string print(const VitEncoder& e) {
          ", heads = " + std::to_string(e.heads) + ", mlp_ratio = " + std::to_string(e.mlpRatio) + ")";
 }
 
-// A U-Net prints as before ViTs existed, so its stages keep their hashes.
 std::string print(const Encoder& e) { return e.kind == EncoderKind::UNet ? print(e.unet) : print(e.vit); }
 
 bool Encoder::operator==(const Encoder& o) const { return print(*this) == print(o); }
@@ -186,7 +171,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     out += "  epochs = " + std::to_string(p.epochs) + "\n";
     out += "  batch = " + std::to_string(p.batch) + "\n";
     out += "  seed = " + std::to_string(p.seed) + "\n";
-    if (!p.init.empty()) out += "  init = after\n";  // the dependency's hash identifies it
+    if (!p.init.empty()) out += "  init = " + p.init + "\n";
   } else {
     const EvaluateStage& e = stage.evaluate;
     out += "  model = " + e.pretrain + "\n";
@@ -195,7 +180,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     out += "  pipeline = " + print(e.pipeline) + "\n";
     out += "  encoder = " + print(e.encoder) + "\n";
     out += "  label = " + e.label + " (" + std::string(toString(e.labelKind)) + ")\n";
-    if (!e.metrics.empty()) out += "  metrics = " + join(e.metrics) + "\n";  // reporting only: not hashed
+    if (!e.metrics.empty()) out += "  metrics = " + join(e.metrics) + "\n";
     if (e.protocol == Protocol::Probe) {
       out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
@@ -205,7 +190,6 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
              ", seed = " + std::to_string(e.seed) +
              ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) +
-             // Printed only when set, so stages declared without them keep their hashes.
              (e.batch > 0 ? ", batch = " + std::to_string(e.batch) : std::string()) +
              (e.batches > 0 ? ", batches = " + std::to_string(e.batches) : std::string()) +
              (e.labelKind == LabelKind::Mask ? ", tolerance = " + formatNumber(e.nsdToleranceMm) + "mm" : std::string()) +
@@ -236,28 +220,6 @@ std::string sha256Hex(const std::string& data) {
     out += hex[digest[i] & 15];
   }
   return out;
-}
-
-void hashStages(Experiment& experiment) {
-  for (Stage& s : experiment.stages) {
-    // Names (the stage's own, its model's, its dependencies') and data roots are left
-    // out: renaming a stage or moving a data folder reuses its work (the data enter by
-    // their fingerprint). Dependencies enter by hash. An evaluation's metrics only
-    // choose what is reported, so they are left out too.
-    std::string print = printStage(s, experiment);
-    std::string material = std::string("gyrus-ir ") + kIrVersion + "\n" + std::string(toString(s.kind)) + "\n";
-    size_t pos = print.find('\n') + 1;
-    while (pos < print.size()) {
-      size_t end = print.find('\n', pos);
-      std::string line = print.substr(pos, end - pos);
-      bool name = line.rfind("  model = ", 0) == 0 || line.rfind("  after ", 0) == 0 || line.rfind("  root = ", 0) == 0 ||
-                  line.rfind("  metrics = ", 0) == 0;
-      if (!name) material += line + "\n";
-      pos = end + 1;
-    }
-    for (size_t d : s.deps) material += "dep " + experiment.stages.at(d).hash + "\n";
-    s.hash = sha256Hex(material);
-  }
 }
 
 }  // namespace gyrus::ir

@@ -1,6 +1,8 @@
 // Plan printing and static cost estimates.
 #include "gyrus/Plan.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -173,6 +175,35 @@ std::string printPlan(const Plan& plan) {
   std::snprintf(buf, sizeof buf, "\ntotal: %zu stage runs without sharing, %zu with it\n", runs, ex.stages.size());
   out += buf;
   return out;
+}
+
+std::string planToJson(const Plan& plan) {
+  const ir::Experiment& ex = plan.experiment;
+  nlohmann::ordered_json j;
+  j["points"] = plan.points;
+  j["stages"] = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < ex.stages.size(); ++i) {
+    const ir::Stage& s = ex.stages[i];
+    nlohmann::ordered_json stage;
+    stage["name"] = s.name;
+    stage["kind"] = ir::toString(s.kind);
+    stage["hash"] = s.hash;
+    stage["deps"] = nlohmann::ordered_json::array();
+    for (size_t d : s.deps) stage["deps"].push_back(ex.stages[d].hash);
+    nlohmann::ordered_json users = nlohmann::ordered_json::array();
+    if (i < plan.users.size())
+      for (size_t p : plan.users[i]) users.push_back(p + 1);
+    stage["points"] = users;
+    if (s.kind == ir::StageKind::Pretrain) {
+      CostEstimate c = estimateCost(s.pretrain);
+      stage["cost"] = {{"parameters", c.parameters},
+                       {"gflop_per_step", c.gflopPerStep},
+                       {"activation_mib", c.activationMiB},
+                       {"steps", c.steps}};
+    }
+    j["stages"].push_back(std::move(stage));
+  }
+  return j.dump(2) + "\n";
 }
 
 }  // namespace gyrus

@@ -1,9 +1,6 @@
 # `gyrus run` reports an evaluation's declared metrics, in order, from a run store whose
 # stages are already finished (so no runtime is loaded):
 #   cmake -DGYRUS=<gyrus> -DWORK=<scratch dir> -P RunMetrics.cmake
-# The stages' directories are made by `gyrus run` with a runtime that cannot load
-# (GYRUS_RUNTIME points nowhere); each then gets a result.json with every figure the
-# runtime computes for its label kind.
 
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
@@ -24,31 +21,33 @@ set(binary [=[[{"name": "auroc", "value": 0.7}, {"name": "auroc_std", "value": 0
 set(continuous [=[[{"name": "mae", "value": 9.1}, {"name": "mae_std", "value": 1.0}, {"name": "pearson_r", "value": 0.6},
   {"name": "mae_random_encoder", "value": 12.0}, {"name": "pearson_r_random_encoder", "value": 0.2}]]=])
 
-# One stage becomes runnable per round: its dependencies are finished by then.
-foreach(round 1 2 3)
-  execute_process(COMMAND ${CMAKE_COMMAND} -E env GYRUS_RUNTIME=${WORK}/no-runtime.so
-                          ${GYRUS} run ${WORK}/metrics.gy --store ${WORK}/store
-                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
-  file(GLOB dirs LIST_DIRECTORIES true "${WORK}/store/stages/*")
-  foreach(dir ${dirs})
-    if(EXISTS "${dir}/result.json" OR NOT EXISTS "${dir}/stage.ir")
-      continue()
-    endif()
-    get_filename_component(hash "${dir}" NAME)
-    file(READ "${dir}/stage.ir" ir)
-    if(ir MATCHES "^pretrain")
-      set(metrics [=[[{"name": "final_loss", "value": 0.1}]]=])
-      set(kind pretrain)
-    elseif(ir MATCHES "label = lesion")
-      set(metrics "${binary}")
-      set(kind evaluate)
-    else()
-      set(metrics "${continuous}")
-      set(kind evaluate)
-    endif()
-    file(WRITE "${dir}/result.json"
-         "{\"hash\": \"${hash}\", \"name\": \"x\", \"kind\": \"${kind}\", \"seconds\": 1, \"resumed\": false, \"metrics\": ${metrics}}")
-  endforeach()
+# `gyrus plan --store` writes every stage's stage.json without running anything; each
+# stage then gets a result.json with every figure the runtime computes for its label kind.
+execute_process(COMMAND ${GYRUS} plan ${WORK}/metrics.gy --store ${WORK}/store
+                RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "gyrus plan --store exited ${rc}: ${err}")
+endif()
+file(GLOB dirs LIST_DIRECTORIES true "${WORK}/store/stages/*")
+list(LENGTH dirs count)
+if(NOT count EQUAL 3)
+  message(FATAL_ERROR "gyrus plan --store wrote ${count} stage directories, not 3")
+endif()
+foreach(dir ${dirs})
+  get_filename_component(hash "${dir}" NAME)
+  file(READ "${dir}/stage.json" ir)
+  if(ir MATCHES "\"kind\": \"pretrain\"")
+    set(metrics [=[[{"name": "final_loss", "value": 0.1}]]=])
+    set(kind pretrain)
+  elseif(ir MATCHES "\"label\": \"lesion\"")
+    set(metrics "${binary}")
+    set(kind evaluate)
+  else()
+    set(metrics "${continuous}")
+    set(kind evaluate)
+  endif()
+  file(WRITE "${dir}/result.json"
+       "{\"hash\": \"${hash}\", \"name\": \"x\", \"kind\": \"${kind}\", \"seconds\": 1, \"resumed\": false, \"metrics\": ${metrics}}")
 endforeach()
 
 execute_process(COMMAND ${GYRUS} run ${WORK}/metrics.gy --store ${WORK}/store

@@ -1,7 +1,7 @@
 // `gyrus inspect` (see Inspect.h).
 #include "Inspect.h"
 
-#include "Module.h"
+#include "gyrus/exec/Module.h"
 
 #include <dlfcn.h>
 
@@ -26,9 +26,9 @@ std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
 }  // namespace
 
 std::unique_ptr<io::IoModule> loadIoModule(std::string& error) {
-  static const ModuleSpec spec{"libgyrus_io.so", "GYRUS_IO",  "gyrus_io_create",
+  static const exec::ModuleSpec spec{"libgyrus_io.so", "GYRUS_IO",  "gyrus_io_create",
                                "I/O module",     "gyrus_io", io::kIoAbiVersion};
-  return loadModule<io::IoModule>(spec, error);
+  return exec::loadModule<io::IoModule>(spec, error);
 }
 
 int runInspect(const std::string& path, bool json, int volume) {

@@ -1,46 +1,31 @@
-// `gyrus run` (see Run.h).
+// `gyrus run` and `gyrus run-stage` (see Run.h).
 #include "Run.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <fmt/core.h>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "Module.h"
-#include "Store.h"
-#include "gyrus/runtime/Runtime.h"
+#include "gyrus/IrJson.h"
+#include "gyrus/exec/Scheduler.h"
+#include "gyrus/exec/Store.h"
 
 namespace gyrus::driver {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::unique_ptr<rt::Runtime> loadRuntime(std::string& error) {
-  static const ModuleSpec spec{"libgyrus_runtime.so", "GYRUS_RUNTIME", "gyrus_runtime_create",
-                               "runtime module",      "gyrus_runtime", rt::kRuntimeAbiVersion};
-  return loadModule<rt::Runtime>(spec, error);
-}
-
-struct StageReport {
-  const ir::Stage* stage;
-  std::string status;  // "ran", "resumed", "cached", "failed", "skipped"
-  double seconds = 0.0;
-  std::vector<rt::Metric> metrics;
-};
+using exec::StageOutcome;
 
 // The figures of a stage as the summary shows them. An evaluation declares its metrics
 // (`metrics = [...]`, its task's, or its label's): each is shown in that order with its
 // companions (`mae_std`, `mae_random_encoder`, `dice_scratch`, ...); the runtime's other
 // figures are left out, except `skipped_samples`. Other stages show all of theirs.
-std::vector<rt::Metric> reported(const ir::Stage& stage, const std::vector<rt::Metric>& metrics) {
-  if (stage.kind != ir::StageKind::Evaluate || stage.evaluate.metrics.empty()) return metrics;
+std::vector<rt::Metric> reported(const std::vector<std::string>& declared, const std::vector<rt::Metric>& metrics) {
+  if (declared.empty()) return metrics;
   std::vector<rt::Metric> out;
-  for (const std::string& name : stage.evaluate.metrics)
+  for (const std::string& name : declared)
     for (const rt::Metric& m : metrics)
       if (m.name == name || m.name.rfind(name + "_", 0) == 0) out.push_back(m);
   // Samples a data set left out (skip_unreadable) are always shown.
@@ -48,6 +33,120 @@ std::vector<rt::Metric> reported(const ir::Stage& stage, const std::vector<rt::M
     if (m.name == "skipped_samples") out.push_back(m);
   return out;
 }
+
+// What a report shows of one stage besides its outcome.
+struct Reported {
+  const StageOutcome* outcome;
+  std::vector<std::string> declared;  ///< an evaluation's declared metrics, in order
+  std::vector<size_t> points;         ///< the sweep points that use it (0-based)
+};
+
+// The results: a table on stdout, or with --json one object (docs/cli.md, "Results").
+void printReport(const std::vector<Reported>& rows, const RunOptions& options, int exitCode) {
+  if (options.json) {
+    nlohmann::json j;
+    j["experiment"] = options.experimentPath;
+    j["store"] = options.store.string();
+    j["stages"] = nlohmann::json::array();
+    j["metrics"] = nlohmann::json::array();
+    bool sweep = options.plan != nullptr && !options.plan->points.empty();
+    for (const Reported& r : rows) {
+      const StageOutcome& o = *r.outcome;
+      nlohmann::json stage = {{"name", o.name},
+                              {"kind", ir::toString(o.kind)},
+                              {"hash", o.hash},
+                              {"status", exec::toString(o.status)},
+                              {"seconds", o.seconds}};
+      if (!o.message.empty()) stage["message"] = o.message;
+      // The metrics an evaluation reports, in their declared order.
+      if (o.kind == ir::StageKind::Evaluate) stage["metrics"] = r.declared;
+      if (sweep) {
+        nlohmann::json users = nlohmann::json::array();
+        for (size_t p : r.points) users.push_back(p + 1);
+        stage["points"] = users;
+      }
+      j["stages"].push_back(std::move(stage));
+      for (const rt::Metric& m : o.metrics) j["metrics"].push_back({{"stage", o.name}, {"name", m.name}, {"value", m.value}});
+    }
+    if (sweep) j["points"] = options.plan->points;
+    j["ok"] = exitCode == 0;
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("\n{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10}\n", "stage", "kind", "status", "time", "metric", "value");
+  for (const Reported& r : rows) {
+    const StageOutcome& o = *r.outcome;
+    std::string status(exec::toString(o.status));
+    std::string time = o.status == StageOutcome::Status::Cached ? "-" : fmt::format("{:.1f} s", o.seconds);
+    std::vector<rt::Metric> shown = reported(r.declared, o.metrics);
+    std::string kind(ir::toString(o.kind));
+    if (shown.empty()) fmt::print("{:<24} {:<9} {:<8} {:>8}\n", o.name, kind, status, time);
+    for (size_t i = 0; i < shown.size(); ++i) {
+      if (i == 0) {
+        fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", o.name, kind, status, time, shown[i].name,
+                   shown[i].value);
+      } else {
+        fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", shown[i].name, shown[i].value);
+      }
+    }
+  }
+  // With sweeps: which points each stage variant belongs to.
+  if (options.plan != nullptr && !options.plan->points.empty()) {
+    fmt::print("\nsweep points:\n");
+    for (size_t p = 0; p < options.plan->points.size(); ++p) {
+      std::string stages;
+      for (const Reported& r : rows)
+        for (size_t u : r.points)
+          if (u == p) stages += (stages.empty() ? "" : ", ") + r.outcome->name;
+      fmt::print("  {:>2}: {}  ->  {}\n", p + 1, options.plan->points[p], stages);
+    }
+  }
+}
+
+exec::RunSettings settingsFor(const RunOptions& options) {
+  exec::RunSettings settings;
+  settings.threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
+  setenv("OPENBLAS_NUM_THREADS", std::to_string(settings.threads).c_str(), /*overwrite=*/0);
+  settings.volumeCache = options.volumeCache;
+  settings.loaderMemory = options.loaderMemory;
+  settings.log = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+  settings.progress = [](const std::string& stage, std::string_view line) {
+    fmt::print(stderr, "[{}] {}\n", stage, line);
+  };
+  return settings;
+}
+
+// Reports failures on stderr as they are summarised (the table's status says which).
+void logFailures(const std::vector<StageOutcome>& outcomes) {
+  for (const StageOutcome& o : outcomes) {
+    if (o.status != StageOutcome::Status::Failed) continue;
+    fmt::print(stderr, "{}: stage '{}' failed: {}\n", o.exitCode == 1 ? "error" : "internal error", o.name, o.message);
+  }
+}
+
+// Wraps the executor to print which runtime runs the stages, once.
+class AnnouncingExecutor final : public exec::Executor {
+ public:
+  AnnouncingExecutor(exec::Executor& inner, int threads) : inner_(inner), threads_(threads) {}
+  bool start(std::string& error) override {
+    if (started_) return true;
+    if (!inner_.start(error)) return false;
+    started_ = true;
+    fmt::print(stderr, "runtime: {}; {} thread{}\n", inner_.describe(), threads_, threads_ == 1 ? "" : "s");
+    return true;
+  }
+  rt::StageResult execute(const ir::Stage& stage, const rt::StageContext& ctx) override {
+    return inner_.execute(stage, ctx);
+  }
+  std::string describe() const override { return inner_.describe(); }
+
+ private:
+  exec::Executor& inner_;
+  int threads_;
+  bool started_ = false;
+};
 
 }  // namespace
 
@@ -74,156 +173,79 @@ bool parseByteSize(const std::string& text, int64_t& bytes) {
 }
 
 int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
-  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
-  setenv("OPENBLAS_NUM_THREADS", std::to_string(threads).c_str(), /*overwrite=*/0);
+  exec::RunSettings settings = settingsFor(options);
+  exec::Store store(options.store);
+  exec::InProcessExecutor runtime;
+  AnnouncingExecutor executor(runtime, settings.threads);
+  std::vector<StageOutcome> outcomes = exec::runExperiment(experiment, store, executor, settings);
+  logFailures(outcomes);
+  std::vector<Reported> rows;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const ir::Stage& stage = experiment.stages[i];
+    Reported r{&outcomes[i], {}, {}};
+    if (stage.kind == ir::StageKind::Evaluate) r.declared = stage.evaluate.metrics;
+    if (options.plan != nullptr && i < options.plan->users.size()) r.points = options.plan->users[i];
+    rows.push_back(std::move(r));
+  }
+  int code = exec::exitCodeOf(outcomes);
+  printReport(rows, options, code);
+  return code;
+}
 
-  Store store(options.store);
-  std::unique_ptr<rt::Runtime> runtime;
-  std::vector<StageReport> reports;
-  int exitCode = 0;
-  auto log = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
-
-  for (const ir::Stage& stage : experiment.stages) {
-    StageReport report{&stage, "", 0.0, {}};
-    // A finished stage is reused without taking its lock (result.json is written
-    // atomically), so a read-only store still serves its results.
-    std::optional<StageRecord> done = store.load(stage);
-    fs::path dir = store.stageDir(stage);
-    StageLock lock;
-    if (!done) {
-      try {
-        dir = store.prepare(stage, experiment);
-      } catch (const std::exception& e) {
-        log(fmt::format("error: cannot use the run store '{}': {}", options.store.string(), e.what()));
-        return 1;
-      }
-      lock = store.tryLock(stage);
-      if (!lock.held()) {
-        if (!lock.error().empty()) {
-          log(fmt::format("error: cannot use the run store '{}': {}; choose a writable --store", options.store.string(),
-                          lock.error()));
-        } else {
-          log(fmt::format("error: stage '{}' is being run by another gyrus process (store {}); wait for it or use "
-                          "another --store",
-                          stage.name, options.store.string()));
-        }
-        return 1;
-      }
-      done = store.load(stage);  // another process may have finished it meanwhile
-    }
-    if (done) {
-      report.status = "cached";
-      report.metrics = done->metrics;
-      log(fmt::format("[{}] {} {}: cached ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));
-      reports.push_back(std::move(report));
-      continue;
-    }
-    bool depsOk = true;
-    for (size_t d : stage.deps) depsOk = depsOk && store.load(experiment.stages[d]).has_value();
-    if (!depsOk) {
-      report.status = "skipped";
-      reports.push_back(std::move(report));
-      continue;
-    }
-    if (!runtime) {
-      std::string error;
-      runtime = loadRuntime(error);
-      if (!runtime) {
-        log("error: " + error);
-        return 2;
-      }
-      log(fmt::format("runtime: {}; {} thread{}", runtime->describe(), threads, threads == 1 ? "" : "s"));
-    }
-    log(fmt::format("[{}] {} {} ({})", stage.name, ir::toString(stage.kind), stage.name, stage.hash.substr(0, 12)));
-    rt::StageContext ctx;
-    ctx.dir = dir;
-    ctx.threads = threads;
-    ctx.volumeCache = options.volumeCache;
-    ctx.loaderMemory = options.loaderMemory;
-    ctx.progress = [&stage](std::string_view line) { fmt::print(stderr, "[{}] {}\n", stage.name, line); };
-    if (!stage.deps.empty()) ctx.pretrainDir = store.stageDir(experiment.stages[stage.deps.front()]);
-    auto start = std::chrono::steady_clock::now();
-    rt::StageResult result = stage.kind == ir::StageKind::Pretrain ? runtime->runPretrain(stage.pretrain, ctx)
-                                                                   : runtime->runEvaluate(stage.evaluate, ctx);
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (result.status != rt::StageResult::Status::Ok) {
-      bool user = result.status == rt::StageResult::Status::UserError;
-      log(fmt::format("{}: stage '{}' failed: {}", user ? "error" : "internal error", stage.name, result.message));
-      report.status = "failed";
-      reports.push_back(std::move(report));
-      exitCode = user ? 1 : 2;
-      break;
-    }
-    report.status = result.resumed ? "resumed" : "ran";
-    report.metrics = result.metrics;
-    try {
-      store.save(stage, {result.metrics, report.seconds, result.resumed});
-    } catch (const std::exception& e) {
-      log(fmt::format("error: cannot record stage '{}' in the run store: {}", stage.name, e.what()));
+int runStoredStage(const std::string& hash, const RunOptions& options) {
+  exec::Store store(options.store);
+  if (hash.size() < 6 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    fmt::print(stderr, "error: '{}' is not a stage hash: give at least 6 of its hex digits (`gyrus plan FILE --json` "
+               "lists them)\n", hash);
+    return 1;
+  }
+  std::vector<std::string> found = store.findStages(hash);
+  if (found.empty()) {
+    fmt::print(stderr, "error: the store '{}' has no stage {}; write it with `gyrus plan FILE --store {}`\n",
+               options.store.string(), hash, options.store.string());
+    return 1;
+  }
+  if (found.size() > 1) {
+    fmt::print(stderr, "error: '{}' is the start of {} stages' hashes ({}, {}, ...); give more digits\n", hash,
+               found.size(), found[0].substr(0, 16), found[1].substr(0, 16));
+    return 1;
+  }
+  ir::Stage stage;
+  std::vector<std::string> deps;
+  std::string error;
+  if (!store.readStage(found.front(), stage, deps, error)) {
+    fmt::print(stderr, "error: {}\n", error);
+    return 1;
+  }
+  // The stage's dependencies enter its stage.json by hash; it needs them finished.
+  for (const std::string& dep : deps) {
+    if (!store.load(dep)) {
+      fmt::print(stderr, "error: stage '{}' needs stage {} to finish first: run `gyrus run-stage --store {} {}`\n",
+                 stage.name, dep.substr(0, 12), options.store.string(), dep.substr(0, 12));
       return 1;
     }
-    log(fmt::format("[{}] done in {:.1f} s", stage.name, report.seconds));
-    reports.push_back(std::move(report));
   }
+  exec::RunSettings settings = settingsFor(options);
+  exec::InProcessExecutor runtime;
+  AnnouncingExecutor executor(runtime, settings.threads);
+  std::vector<StageOutcome> outcomes{exec::runStage(store, stage, deps, executor, settings)};
+  logFailures(outcomes);
+  Reported r{&outcomes.front(), {}, {}};
+  if (stage.kind == ir::StageKind::Evaluate) r.declared = stage.evaluate.metrics;
+  int code = exec::exitCodeOf(outcomes);
+  printReport({r}, options, code);
+  return code;
+}
 
-  if (options.json) {
-    nlohmann::json j;
-    j["experiment"] = options.experimentPath;
-    j["store"] = options.store.string();
-    j["stages"] = nlohmann::json::array();
-    j["metrics"] = nlohmann::json::array();
-    for (const StageReport& r : reports) {
-      j["stages"].push_back({{"name", r.stage->name},
-                             {"kind", ir::toString(r.stage->kind)},
-                             {"hash", r.stage->hash},
-                             {"status", r.status},
-                             {"seconds", r.seconds}});
-      // The metrics an evaluation reports, in their declared order.
-      if (r.stage->kind == ir::StageKind::Evaluate) j["stages"].back()["metrics"] = r.stage->evaluate.metrics;
-      for (const rt::Metric& m : r.metrics)
-        j["metrics"].push_back({{"stage", r.stage->name}, {"name", m.name}, {"value", m.value}});
-    }
-    if (options.plan != nullptr && !options.plan->points.empty()) {
-      j["points"] = options.plan->points;
-      for (size_t i = 0; i < reports.size(); ++i) {
-        nlohmann::json users = nlohmann::json::array();
-        for (size_t p : options.plan->users.at(i)) users.push_back(p + 1);
-        j["stages"][i]["points"] = users;
-      }
-    }
-    j["ok"] = exitCode == 0;
-    fmt::print("{}\n", j.dump(2));
-  } else {
-    fmt::print("\n{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10}\n", "stage", "kind", "status", "time", "metric", "value");
-    for (const StageReport& r : reports) {
-      std::string time = r.status == "cached" ? "-" : fmt::format("{:.1f} s", r.seconds);
-      std::vector<rt::Metric> shown = reported(*r.stage, r.metrics);
-      if (shown.empty()) {
-        fmt::print("{:<24} {:<9} {:<8} {:>8}\n", r.stage->name, ir::toString(r.stage->kind), r.status, time);
-      }
-      for (size_t i = 0; i < shown.size(); ++i) {
-        if (i == 0) {
-          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", r.stage->name, ir::toString(r.stage->kind),
-                     r.status, time, shown[i].name, shown[i].value);
-        } else {
-          fmt::print("{:<24} {:<9} {:<8} {:>8}  {:<26} {:>10.4f}\n", "", "", "", "", shown[i].name, shown[i].value);
-        }
-      }
-    }
-    // With sweeps: which points each stage variant belongs to.
-    if (options.plan != nullptr && !options.plan->points.empty()) {
-      fmt::print("\nsweep points:\n");
-      for (size_t p = 0; p < options.plan->points.size(); ++p) {
-        std::string stages;
-        for (size_t i = 0; i < options.plan->users.size() && i < experiment.stages.size(); ++i)
-          for (size_t u : options.plan->users[i])
-            if (u == p) stages += (stages.empty() ? "" : ", ") + experiment.stages[i].name;
-        fmt::print("  {:>2}: {}  ->  {}\n", p + 1, options.plan->points[p], stages);
-      }
-    }
+int writePlan(const ir::Experiment& experiment, const fs::path& storeDir) {
+  exec::Store store(storeDir);
+  try {
+    for (const ir::Stage& stage : experiment.stages) store.prepare(stage, ir::depHashes(stage, experiment));
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: cannot use the run store '{}': {}; choose a writable --store\n", storeDir.string(), e.what());
+    return 1;
   }
-  return exitCode;
+  return 0;
 }
 
 }  // namespace gyrus::driver

@@ -1,5 +1,5 @@
-// `gyrus run`: executes a checked experiment's stages through the runtime module,
-// reusing and resuming work in the run store.
+// `gyrus run` and `gyrus run-stage`: execute stages through gyrus_exec and report their
+// results (one schema for the table and --json).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +29,15 @@ struct RunOptions {
 /// Returns false for anything else (or a size of 0).
 bool parseByteSize(const std::string& text, int64_t& bytes);
 
-/// Returns the process exit code: 0 ok, 1 user error, 2 internal error.
+/// `gyrus run`: every stage of a checked experiment. Returns the process exit code: 0
+/// ok, 1 user error, 2 internal error.
 int runExperiment(const ir::Experiment& experiment, const RunOptions& options);
+
+/// `gyrus run-stage --store DIR HASH`: one stage from its stage.json in the store (HASH
+/// may be a unique prefix), after its dependencies have finished there. Same exit codes.
+int runStoredStage(const std::string& hash, const RunOptions& options);
+
+/// `gyrus plan --store DIR`: writes every stage's stage.json into the store, runs nothing.
+int writePlan(const ir::Experiment& experiment, const std::filesystem::path& store);
 
 }  // namespace gyrus::driver

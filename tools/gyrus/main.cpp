@@ -5,6 +5,8 @@
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
+//   gyrus run-stage --store DIR HASH
+//                               run one stage stored by `gyrus plan --store` (a worker)
 //
 // Exit codes: 0 ok, 1 user error (with diagnostics), 2 internal error.
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "Synth.h"
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
+#include "gyrus/IrJson.h"
 #include "gyrus/Parse.h"
 #include "gyrus/Verify.h"
 #include "gyrus/Version.h"
@@ -144,6 +147,8 @@ int realMain(int argc, char** argv) {
   addCommon(emit, emitOpts);
   emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan")
       ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan"}));
+  bool emitJson = false;
+  emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
   std::vector<std::string> fmtFiles;
   bool fmtCheck = false;
@@ -154,6 +159,11 @@ int realMain(int argc, char** argv) {
   Common planOpts;
   CLI::App* plan = app.add_subcommand("plan", "Print the expanded stage DAG: sweep points, shared stages, costs");
   addCommon(plan, planOpts);
+  bool planJson = false;
+  std::string planStore;
+  plan->add_flag("--json", planJson, "Print the stages (name, kind, hash, dependencies' hashes) as JSON");
+  plan->add_option("--store", planStore,
+                   "Also write every stage's serialised IR (stage.json) into this run store, running nothing");
 
   Common runOpts;
   std::string storeDir;
@@ -177,6 +187,22 @@ int realMain(int argc, char** argv) {
                                                    : "'" + v + "' is not a size: write e.g. 8GiB, 512MiB or 2G";
           },
           "SIZE"));
+
+  std::string runStageHash, runStageStore;
+  bool runStageJson = false;
+  int runStageThreads = 0;
+  std::string runStageCache, runStageMemory;
+  CLI::App* runStage =
+      app.add_subcommand("run-stage", "Run one stage of a run store from its serialised IR (written by `gyrus plan "
+                                      "--store` or `gyrus run`), after its dependencies");
+  runStage->add_option("HASH", runStageHash, "The stage's hash, or a unique prefix of it (6 hex digits or more)")
+      ->required();
+  runStage->add_option("--store", runStageStore, "Run store directory")->required();
+  runStage->add_flag("--json", runStageJson, "Print one JSON object (the stage and its metrics) on stdout");
+  runStage->add_option("--threads", runStageThreads, "Threads for training (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
+  runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
 
   std::string inspectPath;
   bool inspectJson = false;
@@ -240,15 +266,17 @@ int realMain(int argc, char** argv) {
     if (report(*c, emitOpts) || badSet) return 1;
     if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
     if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
-    if (stage == "ir") std::fputs(ir::printExperiment(*c->check.experiment).c_str(), stdout);
-    if (stage == "plan") std::fputs(printPlan(c->plan).c_str(), stdout);
+    if (stage == "ir")
+      std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
+    if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     return 0;
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
   if (*plan) {
     auto c = compile(planOpts, StopAfter::Check, badSet);
     if (report(*c, planOpts) || badSet) return 1;
-    std::fputs(printPlan(c->plan).c_str(), stdout);
+    if (!planStore.empty() && driver::writePlan(c->plan.experiment, planStore) != 0) return 1;
+    std::fputs((planJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     return 0;
   }
   if (*run) {
@@ -263,6 +291,18 @@ int realMain(int argc, char** argv) {
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
     ro.plan = &c->plan;
     return driver::runExperiment(*c->check.experiment, ro);
+  }
+  if (*runStage) {
+    driver::RunOptions ro;
+    ro.json = runStageJson;
+    ro.threads = runStageThreads;
+    ro.store = runStageStore;
+    ro.volumeCache = runStageCache.empty() ? std::filesystem::path() : std::filesystem::absolute(runStageCache);
+    if (!runStageMemory.empty() && !driver::parseByteSize(runStageMemory, ro.loaderMemory)) {
+      fmt::print(stderr, "error: --loader-memory '{}' is not a size: write e.g. 8GiB, 512MiB or 2G\n", runStageMemory);
+      return 1;
+    }
+    return driver::runStoredStage(runStageHash, ro);
   }
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   if (*synth) return driver::runSynth(synthArgs);

@@ -2,8 +2,10 @@
 //
 // The checker lowers a checked file to an `ir::Experiment`. Every stage is plain data
 // (no pointers into the AST, no LibTorch types), so the runtime can consume it from a
-// separately loaded module. The canonical print of a stage (`printStage`) is what its
-// content hash is computed from: two stages with the same print are the same work.
+// separately loaded module. Each struct's fields are listed once, with their JSON names
+// and whether they are part of the stage's identity, in compiler/src/IrFields.h; the
+// JSON form and the stage hashes (gyrus/IrJson.h) are computed from those tables, the
+// text print here is for people.
 #pragma once
 
 #include <array>
@@ -47,8 +49,9 @@ struct SkippedSample {
 
 /// A NIfTI folder in a FOMO layout, resolved by the checker: every sample's files are
 /// listed (and their labels read) at check time, so the runtime reads exactly what was
-/// checked, and the fingerprint (relative paths, sizes, modification times, labels)
-/// makes stage hashes change when the data change.
+/// checked, and the fingerprint (relative paths, sizes and content digests of the files,
+/// labels, sites) makes stage hashes change when the data change, and only then: the
+/// same data copied to another machine or folder hash the same.
 ///   Fomo60k: `<root>/<subject>/<session>/<sequence>.nii.gz`; every scan (optionally
 ///            only the listed sequences) is one single-channel sample.
 ///   Fomo25:  `<root>/preprocessed/<subject>/<session>/<channel>.nii.gz` with
@@ -306,7 +309,7 @@ struct Stage {
   PretrainStage pretrain;
   EvaluateStage evaluate;
   std::vector<size_t> deps;
-  std::string hash;  ///< hex SHA-256 of the canonical print, deps' hashes, gyrus version
+  std::string hash;  ///< hex SHA-256 of the hash material (gyrus/IrJson.h)
 };
 
 /// A checked experiment: stages in a topological order.
@@ -320,12 +323,10 @@ std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
 std::string_view toString(Protocol p);
 
-/// Canonical, deterministic print of one stage (without its hash).
+/// Deterministic print of one stage for people (without its hash).
 std::string printStage(const Stage& stage, const Experiment& experiment);
-/// Canonical print of the whole experiment, hashes included (`gyrus emit --stage=ir`).
+/// Print of the whole experiment, hashes included (`gyrus emit --stage=ir`).
 std::string printExperiment(const Experiment& experiment);
-/// Computes every stage's hash, in order, from its print and its dependencies' hashes.
-void hashStages(Experiment& experiment);
 /// Formats a shape as `AxBxC`, or `A^3` when all sides are equal.
 std::string formatShape(const Shape3& s);
 /// Shortest text that reads back as the same double (`0.6`, `1e-04` -> `0.0001`).

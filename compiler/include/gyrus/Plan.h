@@ -36,4 +36,9 @@ struct Plan {
 /// the sweep points that share it, and its estimated cost; then totals.
 std::string printPlan(const Plan& plan);
 
+/// The plan as JSON (`gyrus plan FILE --json`): `points` (the sweep points' descriptions)
+/// and `stages`, each with name, kind, hash, `deps` (its dependencies' hashes), `points`
+/// (1-based numbers of the points that use it) and, for a pretraining, its `cost`.
+std::string planToJson(const Plan& plan);
+
 }  // namespace gyrus

@@ -11,12 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/AbiVersions.h"
 #include "gyrus/io/Nifti.h"
 
 namespace gyrus::io {
 
-/// Bumped whenever this header or Nifti.h changes in a way that breaks the module ABI.
-inline constexpr int kIoAbiVersion = 2;
+/// The module ABI version, derived at build time from this header and Nifti.h
+/// (cmake/AbiVersions.cmake).
+using gyrus::kIoAbiVersion;
 
 struct IoResult {
   enum class Status { Ok, UserError, InternalError };

@@ -12,19 +12,14 @@
 #include <string_view>
 #include <vector>
 
+#include "gyrus/AbiVersions.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt {
 
-/// Bumped whenever this header changes in a way that breaks the module ABI.
-/// 2: stages carry an ir::DataSource (synthetic or NIfTI folder data).
-/// 3: evaluate stages carry a protocol (probe or finetune), epochs and lr.
-/// 4: segmentation masks (LabelKind::Mask, FolderSample::mask, EvaluateStage::nsdToleranceMm).
-/// 5: the volume cache and loader memory (StageContext), skipped samples (FolderData),
-///    the metrics an evaluation reports (EvaluateStage::metrics).
-/// 6: stages carry an ir::Encoder (a U-Net or a ViT) instead of an ir::UNetEncoder.
-/// 7: fine-tuning batch size and batches per epoch (EvaluateStage::batch, batches).
-inline constexpr int kRuntimeAbiVersion = 7;
+/// The module ABI version, derived at build time from this header and gyrus/Ir.h
+/// (cmake/AbiVersions.cmake).
+using gyrus::kRuntimeAbiVersion;
 
 struct Metric {
   std::string name;  ///< e.g. "auroc", "auroc_std", "mae", "pearson_r", "final_loss", "skipped_samples"

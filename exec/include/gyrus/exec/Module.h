@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-namespace gyrus::driver {
+namespace gyrus::exec {
 
 /// What identifies one kind of module.
 struct ModuleSpec {
@@ -29,4 +29,4 @@ std::unique_ptr<T> loadModule(const ModuleSpec& spec, std::string& error) {
   return std::unique_ptr<T>(static_cast<T*>(loadModule(spec, error)));
 }
 
-}  // namespace gyrus::driver
+}  // namespace gyrus::exec

@@ -1,19 +1,22 @@
 // The run store (see Store.h).
-#include "Store.h"
+#include "gyrus/exec/Store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "gyrus/IrJson.h"
 #include <stdexcept>
 
-namespace gyrus::driver {
+namespace gyrus::exec {
 
 namespace fs = std::filesystem;
 
@@ -67,17 +70,50 @@ void writeFileAtomic(const fs::path& path, const std::string& text) {
   }
 }
 
-fs::path Store::prepare(const ir::Stage& stage, const ir::Experiment& ex) {
-  fs::path dir = stageDir(stage);
+fs::path Store::prepare(const ir::Stage& stage, const std::vector<std::string>& depHashes) const {
+  fs::path dir = stageDir(stage.hash);
   fs::create_directories(dir);
-  fs::path irFile = dir / "stage.ir";
-  if (!fs::exists(irFile)) writeFileAtomic(irFile, ir::printStage(stage, ex));
+  fs::path file = dir / "stage.json";
+  if (!fs::exists(file)) writeFileAtomic(file, ir::stageToJson(stage, depHashes));
   return dir;
 }
 
-StageLock Store::tryLock(const ir::Stage& stage) const {
+bool Store::readStage(const std::string& hash, ir::Stage& stage, std::vector<std::string>& depHashes,
+                      std::string& error) const {
+  fs::path file = stageDir(hash) / "stage.json";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    error = "the store '" + root_.string() + "' has no stage " + hash;
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string why;
+  if (!ir::stageFromJson(text.str(), stage, depHashes, why)) {
+    error = "'" + file.string() + "' cannot be read: " + why;
+    return false;
+  }
+  if (stage.hash != hash) {
+    error = "'" + file.string() + "' holds stage " + stage.hash + ", not " + hash;
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::string> Store::findStages(const std::string& prefix) const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ / "stages", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && fs::exists(it->path() / "stage.json")) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+StageLock Store::tryLock(const std::string& hash) const {
   StageLock lock;
-  fs::path path = stageDir(stage) / "lock";
+  fs::path path = stageDir(hash) / "lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     lock.error_ = "cannot open '" + path.string() + "': " + std::strerror(errno);
@@ -91,36 +127,38 @@ StageLock Store::tryLock(const ir::Stage& stage) const {
   return lock;
 }
 
-std::optional<StageRecord> Store::load(const ir::Stage& stage) const {
-  std::ifstream in(stageDir(stage) / "result.json");
+std::optional<StageRecord> Store::load(const std::string& hash) const {
+  std::ifstream in(stageDir(hash) / "result.json");
   if (!in) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j["hash"].is_string() || j["hash"] != stage.hash ||
-      !j["metrics"].is_array()) {
+  if (j.is_discarded() || !j.is_object() || !j["hash"].is_string() || j["hash"] != hash || !j["metrics"].is_array()) {
     return std::nullopt;  // torn or foreign: recompute
   }
   StageRecord r;
+  r.name = j["name"].is_string() ? j["name"].get<std::string>() : std::string();
+  r.kind = j["kind"].is_string() ? j["kind"].get<std::string>() : std::string();
   r.seconds = j["seconds"].is_number() ? j["seconds"].get<double>() : 0.0;
   r.resumed = j["resumed"].is_boolean() && j["resumed"].get<bool>();
+  r.runtime = j["runtime"].is_string() ? j["runtime"].get<std::string>() : std::string();
   for (const auto& m : j["metrics"]) {
     if (!m.is_object() || !m["name"].is_string()) return std::nullopt;
-    // A metric that was NaN (e.g. AUROC of a single-class test set) is stored as null.
     double value = m["value"].is_number() ? m["value"].get<double>() : std::nan("");
     r.metrics.push_back({m["name"].get<std::string>(), value});
   }
   return r;
 }
 
-void Store::save(const ir::Stage& stage, const StageRecord& record) const {
+void Store::save(const std::string& hash, const StageRecord& record) const {
   nlohmann::json j;
-  j["hash"] = stage.hash;
-  j["name"] = stage.name;
-  j["kind"] = ir::toString(stage.kind);
+  j["hash"] = hash;
+  j["name"] = record.name;
+  j["kind"] = record.kind;
   j["seconds"] = record.seconds;
   j["resumed"] = record.resumed;
+  j["runtime"] = record.runtime;
   j["metrics"] = nlohmann::json::array();
   for (const rt::Metric& m : record.metrics) j["metrics"].push_back({{"name", m.name}, {"value", m.value}});
-  writeFileAtomic(stageDir(stage) / "result.json", j.dump(2) + "\n");
+  writeFileAtomic(stageDir(hash) / "result.json", j.dump(2) + "\n");
 }
 
-}  // namespace gyrus::driver
+}  // namespace gyrus::exec

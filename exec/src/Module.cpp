@@ -1,5 +1,5 @@
 // Module loading (see Module.h).
-#include "Module.h"
+#include "gyrus/exec/Module.h"
 
 #include <dlfcn.h>
 
@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <vector>
 
-namespace gyrus::driver {
+namespace gyrus::exec {
 
 namespace fs = std::filesystem;
 
@@ -47,4 +47,4 @@ void* loadModule(const ModuleSpec& spec, std::string& error) {
   return nullptr;
 }
 
-}  // namespace gyrus::driver
+}  // namespace gyrus::exec

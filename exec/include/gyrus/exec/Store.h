@@ -1,6 +1,7 @@
 // The run store: a directory holding each stage's work under its content hash.
 //
-//   <store>/stages/<hash>/stage.ir      the stage's canonical IR (what the hash covers)
+//   <store>/stages/<hash>/stage.json    the stage's serialised IR (gyrus/IrJson.h):
+//                                       `gyrus run-stage` runs a stage from it alone
 //   <store>/stages/<hash>/result.json   written last, atomically: the stage is done
 //   <store>/stages/<hash>/lock          held (flock) while a process works on the stage
 //   <store>/stages/<hash>/...           the runtime's checkpoints and artefacts
@@ -11,19 +12,26 @@
 
 #include <filesystem>
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gyrus/Ir.h"
 #include "gyrus/runtime/Runtime.h"
 
-namespace gyrus::driver {
+namespace gyrus::exec {
 
+/// A finished stage's result.json: the one results schema of a stage, read by `gyrus
+/// run`'s table and `--json`, `gyrus run-stage` and reports.
+///   {"hash", "name", "kind", "seconds", "resumed", "runtime", "metrics": [{"name", "value"}]}
+/// A metric that was NaN (e.g. AUROC of a single-class test set) is stored as null.
 struct StageRecord {
+  std::string name;
+  std::string kind;  ///< "pretrain" or "evaluate"
   std::vector<rt::Metric> metrics;
   double seconds = 0.0;
   bool resumed = false;
+  std::string runtime;  ///< the runtime that computed it (LibTorch version, threads, BLAS)
 };
 
 /// An exclusive advisory lock on a stage directory, released on destruction.
@@ -32,6 +40,8 @@ class StageLock {
   StageLock() = default;
   StageLock(StageLock&& o) noexcept : fd_(o.fd_), error_(std::move(o.error_)) { o.fd_ = -1; }
   StageLock& operator=(StageLock&& o) noexcept;
+  StageLock(const StageLock&) = delete;
+  StageLock& operator=(const StageLock&) = delete;
   ~StageLock();
   bool held() const { return fd_ >= 0; }
   /// When not held: why the lock file could not be opened (empty: another process
@@ -48,15 +58,21 @@ class Store {
  public:
   explicit Store(std::filesystem::path root) : root_(std::move(root)) {}
   const std::filesystem::path& root() const { return root_; }
-  /// The stage's directory (created with its stage.ir on first use).
-  std::filesystem::path prepare(const ir::Stage& stage, const ir::Experiment& ex);
-  std::filesystem::path stageDir(const ir::Stage& stage) const { return root_ / "stages" / stage.hash; }
+  std::filesystem::path stageDir(const std::string& hash) const { return root_ / "stages" / hash; }
+  /// Creates the stage's directory and writes its stage.json (once). Throws
+  /// std::runtime_error / filesystem_error when the store is not writable.
+  std::filesystem::path prepare(const ir::Stage& stage, const std::vector<std::string>& depHashes) const;
+  /// Reads a stage's stage.json; false with `error` set when it is missing or invalid.
+  bool readStage(const std::string& hash, ir::Stage& stage, std::vector<std::string>& depHashes,
+                 std::string& error) const;
+  /// The stages whose hash starts with `prefix` (at most a few).
+  std::vector<std::string> findStages(const std::string& prefix) const;
   /// Takes the stage's lock without waiting; `held()` is false when another process has it.
-  StageLock tryLock(const ir::Stage& stage) const;
+  StageLock tryLock(const std::string& hash) const;
   /// The finished result of a stage, if it has one.
-  std::optional<StageRecord> load(const ir::Stage& stage) const;
+  std::optional<StageRecord> load(const std::string& hash) const;
   /// Records a finished stage (atomically: temp file + rename).
-  void save(const ir::Stage& stage, const StageRecord& record) const;
+  void save(const std::string& hash, const StageRecord& record) const;
 
  private:
   std::filesystem::path root_;
@@ -65,4 +81,4 @@ class Store {
 /// Writes `text` to `path` atomically (temp file in the same directory, fsync, rename).
 void writeFileAtomic(const std::filesystem::path& path, const std::string& text);
 
-}  // namespace gyrus::driver
+}  // namespace gyrus::exec

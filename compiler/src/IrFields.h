@@ -1,0 +1,255 @@
+// The experiment IR's field tables: for every IR struct, one function that visits its
+// fields in canonical order, each with its JSON name and whether it is part of the
+// stage's identity. The JSON writer, the JSON reader and the hash material are all
+// visitors over these tables, so a field is declared once (as MLIR's ODS declares an
+// op's operands once for its parser, printer and verifier).
+//
+// A visitor `v` has two calls:
+//   v("name", member)       an identity field: part of the hash material
+//   v.info("name", member)  carried and serialised, but not part of the identity (names,
+//                           absolute paths, what a stage reports)
+// Members are visited through `S&` where S is the struct or `const` struct, so one table
+// serves readers (which assign) and writers (which only look).
+//
+// Also here: one name list per IR enumeration, read by toString, the writer and the
+// reader.
+#pragma once
+
+#include <array>
+#include <concepts>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "gyrus/Ir.h"
+
+namespace gyrus::ir::fields {
+
+/// S is T, possibly const.
+template <class S, class T>
+concept Is = std::same_as<std::remove_const_t<S>, T>;
+
+/// The names of an enumeration's values, in one list.
+template <class E>
+struct EnumNames;
+
+#define GYRUS_ENUM_NAMES(Type, ...)                                                     \
+  template <>                                                                           \
+  struct EnumNames<Type> {                                                              \
+    static constexpr std::pair<Type, std::string_view> kNames[] = {__VA_ARGS__};        \
+  };
+
+GYRUS_ENUM_NAMES(StageKind, {StageKind::Pretrain, "pretrain"}, {StageKind::Evaluate, "evaluate"})
+GYRUS_ENUM_NAMES(OpKind, {OpKind::Crop, "crop"}, {OpKind::ZScore, "zscore"}, {OpKind::Clip, "clip"},
+                 {OpKind::Flip, "flip"}, {OpKind::Noise, "noise"}, {OpKind::Gamma, "gamma"},
+                 {OpKind::Resample, "resample"})
+GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuous, "continuous"},
+                 {LabelKind::Mask, "mask"})
+GYRUS_ENUM_NAMES(Schedule, {Schedule::Constant, "constant"}, {Schedule::Cosine, "cosine"})
+GYRUS_ENUM_NAMES(Protocol, {Protocol::Probe, "probe"}, {Protocol::Finetune, "finetune"})
+GYRUS_ENUM_NAMES(Probe, {Probe::Linear, "linear"})
+GYRUS_ENUM_NAMES(DataKind, {DataKind::Synthetic, "synthetic"}, {DataKind::Folder, "folder"})
+GYRUS_ENUM_NAMES(FolderData::Layout, {FolderData::Layout::Fomo60k, "fomo60k"},
+                 {FolderData::Layout::Fomo25, "fomo25"}, {FolderData::Layout::Glob, "glob"})
+GYRUS_ENUM_NAMES(EncoderKind, {EncoderKind::UNet, "unet"}, {EncoderKind::Vit, "vit"})
+GYRUS_ENUM_NAMES(ObjectiveKind, {ObjectiveKind::Mae, "mae"}, {ObjectiveKind::SimClr, "simclr"})
+#undef GYRUS_ENUM_NAMES
+
+template <class E>
+constexpr std::string_view enumName(E value) {
+  for (const auto& [v, name] : EnumNames<E>::kNames)
+    if (v == value) return name;
+  return "?";
+}
+
+template <class E>
+constexpr bool enumFromName(std::string_view name, E& out) {
+  for (const auto& [v, n] : EnumNames<E>::kNames) {
+    if (n == name) {
+      out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+template <class V, Is<SyntheticData> S>
+void visit(V& v, S& d) {
+  v("subjects", d.subjects);
+  v("size", d.size);
+  v("seed", d.seed);
+  v("lesion_rate", d.lesionRate);
+  v("noise", d.noise);
+}
+
+template <class V, Is<FolderSample> S>
+void visit(V& v, S& s) {
+  v("subject", s.subject);
+  v("session", s.session);
+  v("files", s.files);
+  v("label", s.label);
+  v("mask", s.mask);
+  v("site", s.site);
+}
+
+template <class V, Is<SkippedSample> S>
+void visit(V& v, S& s) {
+  v("name", s.name);
+  v("reason", s.reason);
+}
+
+// A folder's identity is its content: the fingerprint covers every sample's relative
+// path, size and content digest, labels, sites and skipped samples. Where the folder
+// lies (`root`, the samples' absolute paths) is not part of it, so the same data on
+// another machine give the same stage hashes.
+template <class V, Is<FolderData> S>
+void visit(V& v, S& f) {
+  v("layout", f.layout);
+  v.info("root", f.root);
+  v("channels", f.channels);
+  v("glob", f.glob);
+  v("label_name", f.labelName);
+  v("has_label", f.hasLabel);
+  v("label_kind", f.labelKind);
+  v("skip_unreadable", f.skipUnreadable);
+  v("fingerprint", f.fingerprint);
+  v.info("samples", f.samples);
+  v.info("skipped", f.skipped);
+}
+
+template <class V, Is<DataSource> S>
+void visit(V& v, S& d) {
+  v("kind", d.kind);
+  if (d.kind == DataKind::Synthetic) {
+    v("synthetic", d.synthetic);
+  } else {
+    v("folder", d.folder);
+  }
+}
+
+// Each operation carries only its own parameters.
+template <class V, Is<PipelineOp> S>
+void visit(V& v, S& op) {
+  v("op", op.kind);
+  switch (op.kind) {
+    case OpKind::Crop: v("size", op.size); break;
+    case OpKind::ZScore: v("nonzero", op.nonzero); break;
+    case OpKind::Clip:
+    case OpKind::Gamma:
+      v("lo", op.lo);
+      v("hi", op.hi);
+      break;
+    case OpKind::Flip: v("p", op.p); break;
+    case OpKind::Noise: v("sigma", op.sigma); break;
+    case OpKind::Resample: v("mm", op.mm); break;
+  }
+}
+
+template <class V, Is<Pipeline> S>
+void visit(V& v, S& p) {
+  v("ops", p.ops);
+}
+
+template <class V, Is<UNetEncoder> S>
+void visit(V& v, S& e) {
+  v("in_channels", e.inChannels);
+  v("width", e.width);
+  v("stages", e.stages);
+  v("convs_per_stage", e.convsPerStage);
+  v("max_width", e.maxWidth);
+}
+
+template <class V, Is<VitEncoder> S>
+void visit(V& v, S& e) {
+  v("in_channels", e.inChannels);
+  v("patch", e.patch);
+  v("dim", e.dim);
+  v("depth", e.depth);
+  v("heads", e.heads);
+  v("mlp_ratio", e.mlpRatio);
+}
+
+template <class V, Is<Encoder> S>
+void visit(V& v, S& e) {
+  v("kind", e.kind);
+  if (e.kind == EncoderKind::UNet) {
+    v("unet", e.unet);
+  } else {
+    v("vit", e.vit);
+  }
+}
+
+template <class V, Is<ObjectiveTerm> S>
+void visit(V& v, S& t) {
+  v("kind", t.kind);
+  v("weight", t.weight);
+  if (t.kind == ObjectiveKind::Mae) {
+    v("mask_ratio", t.mae.maskRatio);
+    v("cube", t.mae.cube);
+    v("masked_only", t.mae.maskedOnly);
+  } else {
+    v("temperature", t.simclr.temperature);
+    v("projection", t.simclr.projection);
+  }
+}
+
+template <class V, Is<Objective> S>
+void visit(V& v, S& o) {
+  v("terms", o.terms);
+}
+
+template <class V, Is<Optimizer> S>
+void visit(V& v, S& o) {
+  v("lr", o.lr);
+  v("weight_decay", o.weightDecay);
+  v("warmup_epochs", o.warmupEpochs);
+  v("schedule", o.schedule);
+}
+
+// `init` names the stage this one starts from; that stage is its dependency, which
+// enters the identity by hash.
+template <class V, Is<PretrainStage> S>
+void visit(V& v, S& p) {
+  v.info("name", p.name);
+  v("data", p.data);
+  v("pipeline", p.pipeline);
+  v("encoder", p.encoder);
+  v("objective", p.objective);
+  v("optimizer", p.optimizer);
+  v("epochs", p.epochs);
+  v("batch", p.batch);
+  v("seed", p.seed);
+  v.info("init", p.init);
+}
+
+// The fine-tuning schedule belongs to the fine-tuning protocol and the NSD tolerance to
+// masks: a probe's identity does not depend on settings it never reads. The metrics only
+// choose what is reported.
+template <class V, Is<EvaluateStage> S>
+void visit(V& v, S& e) {
+  v.info("name", e.name);
+  v.info("pretrain", e.pretrain);
+  v("data", e.data);
+  v("pipeline", e.pipeline);
+  v("encoder", e.encoder);
+  v("label", e.label);
+  v("label_kind", e.labelKind);
+  v("protocol", e.protocol);
+  if (e.protocol == Protocol::Probe) {
+    v("probe", e.probe);
+  } else {
+    v("epochs", e.epochs);
+    v("lr", e.lr);
+    v("batch", e.batch);
+    v("batches", e.batches);
+  }
+  if (e.labelKind == LabelKind::Mask) v("nsd_tolerance_mm", e.nsdToleranceMm);
+  v("shots", e.shots);
+  v("repeats", e.repeats);
+  v("test_site", e.testSite);
+  if (e.testSite.empty()) v("test_fraction", e.testFraction);  // a site's test set is the whole site
+  v("seed", e.seed);
+  v.info("metrics", e.metrics);
+}
+
+}  // namespace gyrus::ir::fields
