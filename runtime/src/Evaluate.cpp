@@ -299,9 +299,11 @@ nlohmann::json RepeatFigures::labels() const { return binary_ ? nlohmann::json(c
 std::vector<Metric> RepeatFigures::metrics() const {
   MeanStd m = meanStd(primary_);
   if (binary_) return {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_" + reference_, meanStd(primaryReference_).mean}};
+  MeanStd r = meanStd(pearson_);
   return {{"mae", m.mean},
           {"mae_std", m.std},
-          {"pearson_r", meanStd(pearson_).mean},
+          {"pearson_r", r.mean},
+          {"pearson_r_std", r.std},
           {"mae_" + reference_, meanStd(primaryReference_).mean},
           {"pearson_r_" + reference_, meanStd(pearsonReference_).mean}};
 }

@@ -68,8 +68,9 @@ class RepeatFigures {
                   const std::vector<double>& referenceScores, double seconds);
   /// The test labels, for predictions.json.
   nlohmann::json labels() const;
-  /// Means over the repeats: auroc, auroc_std, auroc_<reference>; or mae, mae_std,
-  /// pearson_r, mae_<reference>, pearson_r_<reference>.
+  /// Means over the repeats, each primary metric with its standard deviation across
+  /// repeats: auroc, auroc_std, auroc_<reference>; or mae, mae_std, pearson_r,
+  /// pearson_r_std, mae_<reference>, pearson_r_<reference>.
   std::vector<Metric> metrics() const;
 
  private:

@@ -28,7 +28,7 @@
 // logits > 0 (probability > 0.5), scored per test sample against the preprocessed mask
 // on the preprocessed grid (its voxel size after the pipeline): Dice and NSD at
 // nsdToleranceMm (Metrics.h); a repeat's figure is the mean over test samples, the
-// stage's `dice` / `nsd` the mean over repeats (`dice_std` across repeats).
+// stage's `dice` / `nsd` the mean over repeats (`dice_std`, `nsd_std` across repeats).
 //
 // Reference: the same protocol from a randomly initialised encoder. Both runs of a
 // repeat start from torch::manual_seed(deriveSeed(seed, tag("finetune init") + r)) and
@@ -401,10 +401,11 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
   }
 
   StageResult result;
-  MeanStd d = meanStd(dices);
+  MeanStd d = meanStd(dices), n = meanStd(nsds);
   result.metrics = {{"dice", d.mean},
                     {"dice_std", d.std},
-                    {"nsd", mean(nsds)},
+                    {"nsd", n.mean},
+                    {"nsd_std", n.std},
                     {"dice_scratch", mean(dicesScratch)},
                     {"nsd_scratch", mean(nsdsScratch)}};
   writePredictions(ctx, {{"protocol", "finetune"},

@@ -19,7 +19,7 @@ evaluate base on clinic.age (shots = 8, metrics = [pearson_r, mae])
 ]=])
 set(binary [=[[{"name": "auroc", "value": 0.7}, {"name": "auroc_std", "value": 0.05}, {"name": "auroc_random_encoder", "value": 0.5}]]=])
 set(continuous [=[[{"name": "mae", "value": 9.1}, {"name": "mae_std", "value": 1.0}, {"name": "pearson_r", "value": 0.6},
-  {"name": "mae_random_encoder", "value": 12.0}, {"name": "pearson_r_random_encoder", "value": 0.2}]]=])
+  {"name": "pearson_r_std", "value": 0.1}, {"name": "mae_random_encoder", "value": 12.0}, {"name": "pearson_r_random_encoder", "value": 0.2}]]=])
 
 # `gyrus plan --store` writes every stage's stage.json without running anything; each
 # stage then gets a result.json with every figure the runtime computes for its label kind.
@@ -57,7 +57,7 @@ if(NOT rc EQUAL 0)
 endif()
 # The lesion probe shows AUROC only; brain age shows Pearson r before MAE, as declared.
 string(REGEX REPLACE "[ ]+" " " table "${table}")
-set(want "base_age evaluate cached - pearson_r 0.6000\n pearson_r_random_encoder 0.2000\n mae 9.1000\n mae_std 1.0000\n mae_random_encoder 12.0000\n")
+set(want "base_age evaluate cached - pearson_r 0.6000\n pearson_r_std 0.1000\n pearson_r_random_encoder 0.2000\n mae 9.1000\n mae_std 1.0000\n mae_random_encoder 12.0000\n")
 string(FIND "${table}" "${want}" at)
 if(at EQUAL -1)
   message(FATAL_ERROR "the summary does not list base_age's metrics in the declared order:\n${table}")
@@ -81,7 +81,7 @@ string(JSON lesion GET "${json}" stages 1 metrics)
 string(JSON age0 GET "${json}" stages 2 metrics 0)
 string(JSON age1 GET "${json}" stages 2 metrics 1)
 string(JSON figures LENGTH "${json}" metrics)
-if(NOT lesion STREQUAL "[ \"auroc\" ]" OR NOT age0 STREQUAL "pearson_r" OR NOT age1 STREQUAL "mae" OR NOT figures EQUAL 9)
+if(NOT lesion STREQUAL "[ \"auroc\" ]" OR NOT age0 STREQUAL "pearson_r" OR NOT age1 STREQUAL "mae" OR NOT figures EQUAL 10)
   message(FATAL_ERROR "unexpected declared metrics in --json (${lesion}; ${age0}, ${age1}; ${figures} figures):\n${json}")
 endif()
 message(STATUS "run summary and --json list the declared metrics")

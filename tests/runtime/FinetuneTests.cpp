@@ -179,13 +179,14 @@ TEST_CASE("finetune: continuous labels are fitted on standardised targets and pr
   ev.labelKind = ir::LabelKind::Continuous;
   EvaluateRun r = runFinetune(ev, pre, "tune_age");
   REQUIRE_MESSAGE(r.result.status == StageResult::Status::Ok, r.result.message);
-  CHECK(r.result.metrics.size() == 5);
+  CHECK(r.result.metrics.size() == 6);
   for (const char* m : {"mae", "mae_scratch"}) {
     CHECK(std::isfinite(metricOf(r.result, m)));
     CHECK(metricOf(r.result, m) > 0.0);
     CHECK(metricOf(r.result, m) < 40.0);
   }
   CHECK(metricOf(r.result, "mae_std") >= 0.0);
+  CHECK(metricOf(r.result, "pearson_r_std") >= 0.0);
   for (const char* m : {"pearson_r", "pearson_r_scratch"}) {
     CHECK(metricOf(r.result, m) >= -1.0);
     CHECK(metricOf(r.result, m) <= 1.0);

@@ -338,6 +338,8 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
       CHECK(metricOf(reg, m) >= -1.0);
       CHECK(metricOf(reg, m) <= 1.0);
     }
+    // Every primary metric has its spread across repeats, not only the first.
+    for (const char* m : {"mae_std", "pearson_r_std"}) CHECK(metricOf(reg, m) >= 0.0);
 
     SUBCASE("too many shots is the user's error, with the numbers") {
       ev.shots = 20;
