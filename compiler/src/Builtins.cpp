@@ -343,21 +343,40 @@ const std::vector<Builtin>& builtins() {
                    v.cubeOrigins.push_back(call);
                    return v;
                  }});
+    // The optimisers share their schedule and clipping parameters.
+    auto optimizerParams = [](std::vector<Param> own) {
+      own.push_back({"warmup", Ty::Int, false, atLeast(0)});
+      own.push_back({"schedule", Ty::Schedule, false, nullptr});
+      own.push_back({"clip", Ty::Float, false, between(0, 1e6, false, false)});
+      return own;
+    };
+    auto optimizer = [](ir::OptimizerKind kind, std::map<std::string, Bound>& a) {
+      Value v;
+      v.ty = Ty::Optimizer;
+      ir::Optimizer& o = v.optimizer;
+      o.kind = kind;
+      o.lr = asNum(a["lr"], o.lr);
+      o.weightDecay = asNum(a["weight_decay"], o.weightDecay);
+      if (kind == ir::OptimizerKind::Sgd) o.momentum = asNum(a["momentum"], o.momentum);
+      o.warmupEpochs = asInt(a["warmup"], o.warmupEpochs);
+      if (a["schedule"].present) o.schedule = a["schedule"].value.schedule;
+      o.gradClip = asNum(a["clip"], o.gradClip);
+      return v;
+    };
     t.push_back({"adamw",
                  Ty::Optimizer,
-                 {{"lr", Ty::Float, false, between(0, 10, true, false)},
-                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)},
-                  {"warmup", Ty::Int, false, atLeast(0)},
-                  {"schedule", Ty::Schedule, false, nullptr}},
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Optimizer;
-                   ir::Optimizer& o = v.optimizer;
-                   o.lr = asNum(a["lr"], o.lr);
-                   o.weightDecay = asNum(a["weight_decay"], o.weightDecay);
-                   o.warmupEpochs = asInt(a["warmup"], o.warmupEpochs);
-                   if (a["schedule"].present) o.schedule = a["schedule"].value.schedule;
-                   return v;
+                 optimizerParams({{"lr", Ty::Float, false, between(0, 10, true, false)},
+                                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)}}),
+                 [optimizer](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   return optimizer(ir::OptimizerKind::AdamW, a);
+                 }});
+    t.push_back({"sgd",
+                 Ty::Optimizer,
+                 optimizerParams({{"lr", Ty::Float, false, between(0, 10, true, false)},
+                                  {"momentum", Ty::Float, false, between(0, 1, false, true)},
+                                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)}}),
+                 [optimizer](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   return optimizer(ir::OptimizerKind::Sgd, a);
                  }});
     return t;
   }();

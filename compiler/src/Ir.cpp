@@ -15,6 +15,8 @@ std::string_view toString(OpKind k) { return fields::enumName(k); }
 std::string_view toString(LabelKind k) { return fields::enumName(k); }
 std::string_view toString(Schedule s) { return fields::enumName(s); }
 std::string_view toString(Protocol p) { return fields::enumName(p); }
+std::string_view toString(OptimizerKind k) { return fields::enumName(k); }
+std::string_view toString(ObjectiveKind k) { return fields::enumName(k); }
 
 std::string formatNumber(double v) {
   if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 1e15) {
@@ -128,8 +130,11 @@ std::string print(const Objective& o) {
 }
 
 std::string print(const Optimizer& o) {
-  return "adamw(lr = " + formatNumber(o.lr) + ", weight_decay = " + formatNumber(o.weightDecay) +
-         ", warmup = " + std::to_string(o.warmupEpochs) + ", schedule = " + std::string(toString(o.schedule)) + ")";
+  std::string out = std::string(toString(o.kind)) + "(lr = " + formatNumber(o.lr) +
+                    ", weight_decay = " + formatNumber(o.weightDecay);
+  if (o.kind == OptimizerKind::Sgd) out += ", momentum = " + formatNumber(o.momentum);
+  return out + ", warmup = " + std::to_string(o.warmupEpochs) + ", schedule = " + std::string(toString(o.schedule)) +
+         ", clip = " + formatNumber(o.gradClip) + ")";
 }
 
 int64_t parameterCount(const VitEncoder& e) {
@@ -192,6 +197,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
              ", epochs = " + std::to_string(e.epochs) + ", lr = " + formatNumber(e.lr) +
              (e.batch > 0 ? ", batch = " + std::to_string(e.batch) : std::string()) +
              (e.batches > 0 ? ", batches = " + std::to_string(e.batches) : std::string()) +
+             ", clip = " + formatNumber(e.gradClip) +
              (e.labelKind == LabelKind::Mask ? ", tolerance = " + formatNumber(e.nsdToleranceMm) + "mm" : std::string()) +
              ")\n";
     }

@@ -45,6 +45,7 @@ GYRUS_ENUM_NAMES(OpKind, {OpKind::Crop, "crop"}, {OpKind::ZScore, "zscore"}, {Op
                  {OpKind::Resample, "resample"})
 GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuous, "continuous"},
                  {LabelKind::Mask, "mask"})
+GYRUS_ENUM_NAMES(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::Sgd, "sgd"})
 GYRUS_ENUM_NAMES(Schedule, {Schedule::Constant, "constant"}, {Schedule::Cosine, "cosine"})
 GYRUS_ENUM_NAMES(Protocol, {Protocol::Probe, "probe"}, {Protocol::Finetune, "finetune"})
 GYRUS_ENUM_NAMES(Probe, {Probe::Linear, "linear"})
@@ -200,10 +201,13 @@ void visit(V& v, S& o) {
 
 template <class V, Is<Optimizer> S>
 void visit(V& v, S& o) {
+  v("kind", o.kind);
   v("lr", o.lr);
   v("weight_decay", o.weightDecay);
+  if (o.kind == OptimizerKind::Sgd) v("momentum", o.momentum);
   v("warmup_epochs", o.warmupEpochs);
   v("schedule", o.schedule);
+  v("grad_clip", o.gradClip);
 }
 
 // `init` names the stage this one starts from; that stage is its dependency, which
@@ -242,6 +246,7 @@ void visit(V& v, S& e) {
     v("lr", e.lr);
     v("batch", e.batch);
     v("batches", e.batches);
+    v("grad_clip", e.gradClip);
   }
   if (e.labelKind == LabelKind::Mask) v("nsd_tolerance_mm", e.nsdToleranceMm);
   v("shots", e.shots);

@@ -54,8 +54,6 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <numbers>
-#include <sstream>
 #include <stdexcept>
 
 #include "Errors.h"
@@ -63,6 +61,7 @@
 #include "Metrics.h"
 #include "Preprocess.h"
 #include "Stages.h"
+#include "Trainer.h"
 
 namespace gyrus::rt {
 
@@ -138,74 +137,76 @@ int64_t batchSize(const ir::EvaluateStage& stage, int64_t n) {
   return stage.batch > 0 ? std::min(stage.batch, n) : std::min(n, kMaxBatch);
 }
 
-/// The optimisation both heads share (see the file comment): `epochs` epochs of AdamW
-/// with a per-step cosine learning rate. Without `batches`, an epoch is one pass over
-/// `train`, shuffled, in batches of batchSize (the last may be smaller); with it, an
-/// epoch is `batches` full batches taken in turn from successive shuffles of `train`.
-/// `batchLoss(index)` gives the mean loss of the samples `index` (int64 row indices).
-/// Returns the mean training loss of every epoch; leaves `net` in train mode.
+/// Which fine-tuning run a Trainer drives, for its progress lines and history.
+struct RunTag {
+  const StageContext* ctx;
+  int64_t repeat;
+  int64_t repeats;
+  const char* run;  ///< "pretrained" or "scratch"
+};
+
+/// The optimisation both heads share (see the file comment), through the one Trainer:
+/// `epochs` epochs of AdamW with a per-step cosine learning rate and gradient clipping.
+/// Without `batches`, an epoch is one pass over `train`, shuffled, in batches of
+/// batchSize (the last may be smaller); with it, an epoch is `batches` full batches taken
+/// in turn from successive shuffles of `train`. `batchLoss(index)` gives the mean loss
+/// of the samples `index` (int64 row indices). Returns the mean training loss of every
+/// epoch; leaves `net` in train mode.
 std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& train, const ir::EvaluateStage& stage,
-                                uint64_t orderSeed, const std::function<torch::Tensor(const torch::Tensor&)>& batchLoss) {
+                                uint64_t orderSeed, const RunTag& tag,
+                                const std::function<torch::Tensor(const torch::Tensor&)>& batchLoss) {
   auto n = static_cast<int64_t>(train.size());
   const int64_t batch = batchSize(stage, n);
   const int64_t stepsPerEpoch = stage.batches > 0 ? stage.batches : (n + batch - 1) / batch;
-  const int64_t totalSteps = stepsPerEpoch * stage.epochs;
-  torch::optim::AdamW optimizer(net.parameters(),
-                                torch::optim::AdamWOptions(stage.lr).weight_decay(kFinetuneWeightDecay));
+  ir::Optimizer optimizer;
+  optimizer.lr = stage.lr;
+  optimizer.weightDecay = kFinetuneWeightDecay;
+  optimizer.gradClip = stage.gradClip;
+  char label[64];
+  std::snprintf(label, sizeof label, "repeat %lld/%lld %s  ", static_cast<long long>(tag.repeat + 1),
+                static_cast<long long>(tag.repeats), tag.run);
+  Trainer trainer(net.parameters(),
+                  TrainerOptions(optimizer)
+                      .steps(stepsPerEpoch, stage.epochs)
+                      .progress(tag.ctx->progress, /*everyEpoch=*/false)
+                      .label(label)
+                      .history(tag.ctx->dir / kHistoryFile, {{"phase", "finetune"}, {"repeat", tag.repeat}, {"run", tag.run}}));
   Rng rng(orderSeed);
   std::vector<int64_t> order = train;
   size_t next = order.size();  // the position in the current shuffle (`batches` only)
-  std::vector<double> losses;
   net.train();
-  for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
-    if (stage.batches == 0) rng.shuffle(order);
-    double lossSum = 0.0;
-    int64_t seen = 0;
-    for (int64_t step = 0; step < stepsPerEpoch; ++step) {
-      std::vector<int64_t> rows;
-      if (stage.batches == 0) {
-        int64_t begin = step * batch, end = std::min(n, begin + batch);
-        rows.assign(order.begin() + begin, order.begin() + end);
-      } else {
-        while (static_cast<int64_t>(rows.size()) < batch) {
-          if (next == order.size()) {
-            rng.shuffle(order);
-            next = 0;
-          }
-          rows.push_back(order[next++]);
+  trainer.run(0, [&](int64_t /*epoch*/, int64_t step) {
+    if (step == 0 && stage.batches == 0) rng.shuffle(order);
+    std::vector<int64_t> rows;
+    if (stage.batches == 0) {
+      int64_t begin = step * batch, end = std::min(n, begin + batch);
+      rows.assign(order.begin() + begin, order.begin() + end);
+    } else {
+      while (static_cast<int64_t>(rows.size()) < batch) {
+        if (next == order.size()) {
+          rng.shuffle(order);
+          next = 0;
         }
+        rows.push_back(order[next++]);
       }
-      torch::Tensor index = torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, torch::kInt64);
-      double t = static_cast<double>(epoch * stepsPerEpoch + step) / static_cast<double>(totalSteps);
-      double lr = stage.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
-      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      optimizer.zero_grad();
-      torch::Tensor loss = batchLoss(index);
-      loss.backward();
-      optimizer.step();
-      lossSum += loss.item<double>() * static_cast<double>(rows.size());
-      seen += static_cast<int64_t>(rows.size());
     }
-    double epochLoss = lossSum / static_cast<double>(seen);
-    if (!std::isfinite(epochLoss)) {
-      std::ostringstream msg;
-      msg << "fine-tuning diverged (loss " << epochLoss << " in epoch " << epoch + 1 << "): lower lr (now "
-          << stage.lr << ")";
-      throw UserError(msg.str());
-    }
-    losses.push_back(epochLoss);
-  }
-  return losses;
+    // Owned (not a view of `rows`): backward, after this returns, may read the index.
+    torch::Tensor index = torch::tensor(rows, torch::kInt64);
+    auto count = static_cast<int64_t>(rows.size());
+    torch::Tensor loss = batchLoss(index);
+    return StepLoss{loss, {}, static_cast<double>(count), count};
+  });
+  return trainer.epochLosses();
 }
 
 /// Trains `net` on `train` and scores `test` (see the file comment).
 RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targets& targets,
                         const std::vector<int64_t>& train, const std::vector<int64_t>& test,
-                        const ir::EvaluateStage& stage, bool binary, uint64_t orderSeed) {
+                        const ir::EvaluateStage& stage, bool binary, uint64_t orderSeed, const RunTag& tag) {
   namespace F = torch::nn::functional;
   torch::Tensor targetValues = torch::tensor(targets.values, torch::kFloat32);
   RunOutput out;
-  out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
+  out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
     torch::Tensor output = net->forward(images(index));
     torch::Tensor target = targetValues.index_select(0, index);
     return binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
@@ -244,9 +245,9 @@ std::vector<uint8_t> maskBytes(const float* values, int64_t n, float threshold) 
 SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::Tensor& masks,
                           const std::vector<int64_t>& train, const std::vector<int64_t>& test,
                           const std::vector<std::array<double, 3>>& spacing, const ir::Shape3& shape,
-                          const ir::EvaluateStage& stage, uint64_t orderSeed) {
+                          const ir::EvaluateStage& stage, uint64_t orderSeed, const RunTag& tag) {
   SegOutput out;
-  out.losses = trainEpochs(*net, train, stage, orderSeed, [&](const torch::Tensor& index) {
+  out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
     return segmentationLoss(net->forward(images(index)), masks.index_select(0, index));
   });
 
@@ -349,6 +350,7 @@ double mean(const std::vector<double>& v) { return meanStd(v).mean; }
 StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageContext& ctx) {
   ir::EvaluateStage stage = given;
   Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
+  Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
   const SampleImages images(p.data);
   const std::vector<int64_t>& test = p.split.test;
   // The voxel size of each sample's grid: that of its first channel after the pipeline.
@@ -369,12 +371,13 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
     torch::manual_seed(initSeed);
     SegNet net(p.config);
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
-    SegOutput tuned = trainAndSegment(net, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+    SegOutput tuned = trainAndSegment(net, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed,
+                                      {&ctx, r, stage.repeats, "pretrained"});
 
     torch::manual_seed(initSeed);
     SegNet scratchNet(p.config);
-    SegOutput scratch =
-        trainAndSegment(scratchNet, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed);
+    SegOutput scratch = trainAndSegment(scratchNet, images, p.data.masks, train, test, spacing, p.data.shape, stage,
+                                        orderSeed, {&ctx, r, stage.repeats, "scratch"});
 
     dices.push_back(mean(tuned.dice));
     nsds.push_back(mean(tuned.nsd));
@@ -507,6 +510,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   ir::EvaluateStage stage = given;  // the loader drops skipped samples from its data
   bool binary = stage.labelKind == ir::LabelKind::Binary;
   Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
+  Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
   const SampleImages images(p.data);
   const Labels& labels = p.labels;
   const Split& split = p.split;
@@ -524,11 +528,13 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
     torch::manual_seed(initSeed);
     FinetuneNet net(p.config);
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
-    RunOutput tuned = trainAndScore(net, images, targets, train, split.test, stage, binary, orderSeed);
+    RunOutput tuned =
+        trainAndScore(net, images, targets, train, split.test, stage, binary, orderSeed, {&ctx, r, stage.repeats, "pretrained"});
 
     torch::manual_seed(initSeed);
     FinetuneNet scratchNet(p.config);
-    RunOutput scratch = trainAndScore(scratchNet, images, targets, train, split.test, stage, binary, orderSeed);
+    RunOutput scratch = trainAndScore(scratchNet, images, targets, train, split.test, stage, binary, orderSeed,
+                                      {&ctx, r, stage.repeats, "scratch"});
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string line = figures.add(r, stage.repeats, tuned.scores, scratch.scores, seconds);
     if (ctx.progress) ctx.progress(line);

@@ -28,39 +28,26 @@
 #include <future>
 #include <cmath>
 #include <cstdio>
-#include <numbers>
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "Errors.h"
 #include "Models.h"
 #include "Preprocess.h"
 #include "Stages.h"
-#include <torch/optim.h>
+#include "Trainer.h"
 
 namespace gyrus::rt {
 
 namespace {
 
-/// Learning rate at global step `step`: linear warm-up from lr/1000, then the schedule.
-double learningRate(const ir::Optimizer& opt, int64_t step, int64_t warmupSteps, int64_t totalSteps) {
-  double base = opt.lr;
-  if (step < warmupSteps) {
-    double start = base / 1000.0;
-    return start + (base - start) * static_cast<double>(step) / static_cast<double>(warmupSteps);
-  }
-  if (opt.schedule == ir::Schedule::Constant) return base;
-  int64_t span = std::max<int64_t>(1, totalSteps - warmupSteps);
-  double t = static_cast<double>(step - warmupSteps) / static_cast<double>(span);
-  return base * 0.5 * (1.0 + std::cos(std::numbers::pi * t));
-}
-
-void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, torch::optim::AdamW& optimizer,
-                    int64_t epochsDone, double lastLoss, int64_t samples) {
+void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, const Trainer& trainer, int64_t epochsDone,
+                    double lastLoss, int64_t samples) {
   writeAtomically(path, [&](const std::string& temp) {
     torch::serialize::OutputArchive archive, model, optim;
     net->save(model);
-    optimizer.save(optim);
+    trainer.save(optim);
     archive.write("model", model);
     archive.write("optimizer", optim);
     archive.write("epochs_done", torch::tensor(epochsDone, torch::kInt64));
@@ -142,20 +129,17 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     loadStrict(*net->encoder, archive, from.string());
     if (ctx.progress) ctx.progress("starting from the encoder of '" + stage.init + "'");
   }
-  torch::optim::AdamW optimizer(
-      net->parameters(), torch::optim::AdamWOptions(stage.optimizer.lr).weight_decay(stage.optimizer.weightDecay));
-
   std::filesystem::path checkpoint = ctx.dir / kCheckpointFile;
   int64_t startEpoch = 0;
   double lastLoss = std::nan("");
   int64_t checkpointSamples = -1;  // -1: no checkpoint, or one from before samples were recorded
+  torch::serialize::InputArchive optimizerState;  // loaded into the Trainer once it exists
   if (std::filesystem::exists(checkpoint)) {
-    torch::serialize::InputArchive archive, model, optim;
+    torch::serialize::InputArchive archive, model;
     archive.load_from(checkpoint.string());
     archive.read("model", model);
     loadStrict(*net, model, checkpoint.string());
-    archive.read("optimizer", optim);
-    optimizer.load(optim);
+    archive.read("optimizer", optimizerState);
     torch::Tensor t;
     archive.read("epochs_done", t);
     startEpoch = t.item<int64_t>();
@@ -184,85 +168,91 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   int64_t n = data.samples;
   std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
-  int64_t totalSteps = stepsPerEpoch * stage.epochs;
-  int64_t warmupSteps = stepsPerEpoch * std::min(stage.optimizer.warmupEpochs, stage.epochs);
   int64_t views = contrastive ? 2 : 1;
 
-  net->train();
-  for (int64_t epoch = startEpoch; epoch < stage.epochs; ++epoch) {
-    auto start = std::chrono::steady_clock::now();
-    Rng rng(deriveSeed(stage.seed, static_cast<uint64_t>(epoch)));
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), int64_t{0});
-    rng.shuffle(order);
-    double lossSum = 0.0;
-    auto samplesOf = [&](int64_t step) {
-      return std::vector<int64_t>(order.begin() + starts[static_cast<size_t>(step)],
-                                  order.begin() + starts[static_cast<size_t>(step) + 1]);
-    };
-    // A streamed data set is read one batch ahead, on another thread, while the current
-    // step computes: at most two batches of it are in memory.
-    auto readAhead = [&data](std::vector<int64_t> samples) {
-      return std::async(std::launch::async, [&data, samples = std::move(samples)] { return data.rows(samples); });
-    };
-    std::future<torch::Tensor> ahead;
-    if (data.streamed()) ahead = readAhead(samplesOf(0));
-    for (int64_t step = 0; step < stepsPerEpoch; ++step) {
-      int64_t begin = starts[static_cast<size_t>(step)], end = starts[static_cast<size_t>(step) + 1];
-      std::vector<int64_t> samples = samplesOf(step);
-      torch::Tensor rows;
-      if (data.streamed()) {
-        rows = ahead.get();
-        if (step + 1 < stepsPerEpoch) ahead = readAhead(samplesOf(step + 1));
-      }
-      Views batch;
-      if (data.augment.ops.empty()) {
-        batch.target = rows.defined() ? rows : data.rows(samples);
-        batch.inputs.assign(static_cast<size_t>(views), batch.target);
-      } else {
-        batch = makeViews(data, samples, views, reconstructive, rng, rows);
-      }
-      double lr = learningRate(stage.optimizer, epoch * stepsPerEpoch + step, warmupSteps, totalSteps);
-      for (auto& group : optimizer.param_groups())
-        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      optimizer.zero_grad();
-      torch::Tensor loss = torch::zeros({}, torch::kFloat32);
-      torch::Tensor pooled;  // both views' pooled bottlenecks, shared by the SimCLR terms
-      size_t projector = 0;
-      for (const ir::ObjectiveTerm& term : stage.objective.terms) {
-        switch (term.kind) {
-          case ir::ObjectiveKind::Mae: {
-            torch::Tensor mask = maeMask(end - begin, data.viewShape, term.mae, rng);
-            torch::Tensor reconstruction = net->decoder->forward(net->encoder->forward(batch.inputs[0] * (1.0 - mask)).back());
-            loss = loss + term.weight * maeLoss(reconstruction, batch.target, mask, term.mae.maskedOnly);
-            break;
-          }
-          case ir::ObjectiveKind::SimClr: {
-            if (!pooled.defined()) pooled = net->pooledBottleneck(torch::cat({batch.inputs[0], batch.inputs[1]}, 0));
-            torch::Tensor z = net->projectors[projector++]->forward(pooled);
-            loss = loss + term.weight * ntXentLoss(z.slice(0, 0, end - begin), z.slice(0, end - begin),
-                                                   term.simclr.temperature);
-            break;
-          }
-        }
-      }
-      loss.backward();
-      optimizer.step();
-      lossSum += loss.item<double>();
-    }
-    lastLoss = lossSum / static_cast<double>(stepsPerEpoch);
-    if (!std::isfinite(lastLoss))
-      throw UserError("the loss diverged (" + std::to_string(lastLoss) + ") in epoch " + std::to_string(epoch + 1) +
-                      ": lower the learning rate");
-    saveCheckpoint(checkpoint, net, optimizer, epoch + 1, lastLoss, n);
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (ctx.progress) {
-      char line[128];
-      std::snprintf(line, sizeof line, "epoch %lld/%lld  loss %.5f  %.1f s", static_cast<long long>(epoch + 1),
-                    static_cast<long long>(stage.epochs), lastLoss, seconds);
-      ctx.progress(line);
-    }
+  Trainer trainer(net->parameters(), TrainerOptions(stage.optimizer)
+                                         .steps(stepsPerEpoch, stage.epochs)
+                                         .progress(ctx.progress)
+                                         .history(ctx.dir / kHistoryFile, {{"phase", "pretrain"}}));
+  if (result.resumed) trainer.load(optimizerState);
+  Trainer::resetHistory(ctx.dir / kHistoryFile, startEpoch);
+  // The history names each term by its kind ("mae", "simclr"; "mae_2" for a second MAE).
+  std::vector<std::string> termNames;
+  for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
+    int64_t earlier = 0;
+    for (size_t u = 0; u < t; ++u) earlier += stage.objective.terms[u].kind == stage.objective.terms[t].kind ? 1 : 0;
+    std::string name(ir::toString(stage.objective.terms[t].kind));
+    termNames.push_back(earlier == 0 ? name : name + "_" + std::to_string(earlier + 1));
   }
+
+  // The epoch's random stream, sample order and read-ahead, set up at its first step.
+  std::optional<Rng> rng;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::future<torch::Tensor> ahead;
+  auto samplesOf = [&](int64_t step) {
+    return std::vector<int64_t>(order.begin() + starts[static_cast<size_t>(step)],
+                                order.begin() + starts[static_cast<size_t>(step) + 1]);
+  };
+  // A streamed data set is read one batch ahead, on another thread, while the current
+  // step computes: at most two batches of it are in memory.
+  auto readAhead = [&data](std::vector<int64_t> samples) {
+    return std::async(std::launch::async, [&data, samples = std::move(samples)] { return data.rows(samples); });
+  };
+
+  net->train();
+  trainer.run(
+      startEpoch,
+      [&](int64_t epoch, int64_t step) {
+        if (step == 0) {
+          rng.emplace(deriveSeed(stage.seed, static_cast<uint64_t>(epoch)));
+          std::iota(order.begin(), order.end(), int64_t{0});
+          rng->shuffle(order);
+          if (data.streamed()) ahead = readAhead(samplesOf(0));
+        }
+        int64_t begin = starts[static_cast<size_t>(step)], end = starts[static_cast<size_t>(step) + 1];
+        std::vector<int64_t> samples = samplesOf(step);
+        torch::Tensor rows;
+        if (data.streamed()) {
+          rows = ahead.get();
+          if (step + 1 < stepsPerEpoch) ahead = readAhead(samplesOf(step + 1));
+        }
+        Views batch;
+        if (data.augment.ops.empty()) {
+          batch.target = rows.defined() ? rows : data.rows(samples);
+          batch.inputs.assign(static_cast<size_t>(views), batch.target);
+        } else {
+          batch = makeViews(data, samples, views, reconstructive, *rng, rows);
+        }
+        StepLoss out{torch::zeros({}, torch::kFloat32), {}, 1.0, end - begin};
+        torch::Tensor pooled;  // both views' pooled bottlenecks, shared by the SimCLR terms
+        size_t projector = 0;
+        for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
+          const ir::ObjectiveTerm& term = stage.objective.terms[t];
+          torch::Tensor termLoss;
+          switch (term.kind) {
+            case ir::ObjectiveKind::Mae: {
+              torch::Tensor mask = maeMask(end - begin, data.viewShape, term.mae, *rng);
+              torch::Tensor reconstruction =
+                  net->decoder->forward(net->encoder->forward(batch.inputs[0] * (1.0 - mask)).back());
+              termLoss = maeLoss(reconstruction, batch.target, mask, term.mae.maskedOnly);
+              break;
+            }
+            case ir::ObjectiveKind::SimClr: {
+              if (!pooled.defined()) pooled = net->pooledBottleneck(torch::cat({batch.inputs[0], batch.inputs[1]}, 0));
+              torch::Tensor z = net->projectors[projector++]->forward(pooled);
+              termLoss = ntXentLoss(z.slice(0, 0, end - begin), z.slice(0, end - begin), term.simclr.temperature);
+              break;
+            }
+          }
+          out.total = out.total + term.weight * termLoss;
+          out.terms.emplace_back(termNames[t], termLoss.detach());
+        }
+        return out;
+      },
+      [&](int64_t epoch, double loss) {
+        lastLoss = loss;
+        saveCheckpoint(checkpoint, net, trainer, epoch + 1, lastLoss, n);
+      });
 
   writeAtomically(ctx.dir / kEncoderFile, [&](const std::string& temp) {
     torch::serialize::OutputArchive archive;

@@ -210,11 +210,18 @@ struct Objective {
 };
 
 enum class Schedule { Constant, Cosine };
+/// AdamW (decoupled weight decay), or SGD with Nesterov momentum (nnssl's choice).
+enum class OptimizerKind { AdamW, Sgd };
 struct Optimizer {
+  OptimizerKind kind = OptimizerKind::AdamW;
   double lr = 1e-4;
   double weightDecay = 3e-5;
+  double momentum = 0.99;    ///< Sgd only (Nesterov)
   int64_t warmupEpochs = 0;  ///< linear warm-up from lr/1000
   Schedule schedule = Schedule::Cosine;
+  /// Gradients are rescaled to this global L2 norm when larger (0: never). The FOMO25
+  /// baseline configured 1.0 but never applied it; gyrus applies it.
+  double gradClip = 1.0;
 };
 
 /// Self-supervised pretraining of an encoder.
@@ -283,6 +290,8 @@ struct EvaluateStage {
   /// pass draw the batches from successive shuffles of the shots (the FOMO25 baseline
   /// trains 100 batches of 2 per epoch, whatever the number of cases).
   int64_t batches = 0;
+  /// Finetune only: the global gradient norm clip (0: never), as Optimizer::gradClip.
+  double gradClip = 1.0;
   /// LabelKind::Mask: the tolerance of the normalised surface Dice, in millimetres.
   double nsdToleranceMm = 2.0;
   int64_t shots = 16;
@@ -322,6 +331,8 @@ std::string_view toString(OpKind k);
 std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
 std::string_view toString(Protocol p);
+std::string_view toString(OptimizerKind k);
+std::string_view toString(ObjectiveKind k);
 
 /// Deterministic print of one stage for people (without its hash).
 std::string printStage(const Stage& stage, const Experiment& experiment);
