@@ -4,6 +4,7 @@
 #include <antlr4-runtime.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -155,6 +156,16 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
   uint32_t lastLine_ = 0;
 };
 
+// How deep expressions may nest (brackets, prefix minus, `^` chains): the parser, the
+// checker and the formatter recurse over them, and a pathological file must not exhaust
+// their stack.
+constexpr int kMaxNesting = 256;
+
+std::string nestingMessage(int limit) {
+  return "expressions nest more than " + std::to_string(limit) +
+         " levels deep here; name the inner parts with `let` bindings";
+}
+
 // Converts parse-tree nodes into AST nodes.
 class Builder {
  public:
@@ -167,9 +178,7 @@ class Builder {
     try {
       return build();
     } catch (const TooDeep& e) {
-      diags.report(DiagKind::Syntax, e.where,
-                   "expressions nest more than " + std::to_string(kMaxNesting) +
-                       " levels deep here; name the inner parts with `let` bindings");
+      diags.report(DiagKind::Syntax, e.where, nestingMessage(kMaxNesting));
       return nullptr;
     }
   }
@@ -273,7 +282,6 @@ class Builder {
   struct TooDeep {
     SourceRange where;
   };
-  static constexpr int kMaxNesting = 256;
 
   ast::Expr* expr(G::ExprContext* ctx) {
     SourceRange r = range(ctx);
@@ -436,6 +444,51 @@ bool checkUtf8(const std::string& text, FileId id, DiagnosticEngine& diags) {
   return false;
 }
 
+// ANTLR's parser is recursive descent: every bracket, unary minus and right-associative
+// `^` nests a few stack frames, and a pathological file (20,000 nested parentheses)
+// overflows the stack before the AST builder's own limit is reached. This scan of the
+// token stream reports the first place where nesting exceeds the builder's limit, so
+// such a file is a [syntax] error and is never handed to the parser. False when it did.
+bool checkNesting(antlr4::CommonTokenStream& tokens, const OffsetMap& map, FileId id, int limit,
+                  DiagnosticEngine& diags) {
+  tokens.fill();
+  // One frame per open bracket: chains of prefix `-` and `^` since the last separator
+  // nest inside it too.
+  std::vector<int> chains{0};
+  int depth = 0;
+  std::string previous;  // the previous token's text ("" at the start)
+  for (antlr4::Token* t : tokens.getTokens()) {
+    if (t->getChannel() != antlr4::Token::DEFAULT_CHANNEL || t->getType() == antlr4::Token::EOF) continue;
+    std::string text = t->getText();
+    bool opens = text == "(" || text == "[" || text == "{";
+    bool closes = text == ")" || text == "]" || text == "}";
+    bool afterOperand = !previous.empty() && (previous == ")" || previous == "]" || previous == "}" ||
+                                              std::isalnum(static_cast<unsigned char>(previous.back())) ||
+                                              previous.back() == '_' || previous.back() == '"' || previous.back() == '%');
+    bool nests = opens || text == "^" || (text == "-" && !afterOperand);
+    if (closes) {
+      if (chains.size() > 1) {
+        depth -= chains.back() + 1;
+        chains.pop_back();
+      }
+    } else if (text == "," || text == "=" || text == ";") {
+      depth -= chains.back();
+      chains.back() = 0;
+    } else if (nests) {
+      ++depth;
+      if (opens) chains.push_back(0);
+      else ++chains.back();
+      if (depth > limit) {
+        SourceRange r{id, map.byteOf(t->getStartIndex()), map.byteOf(t->getStopIndex() + 1)};
+        diags.report(DiagKind::Syntax, r, nestingMessage(limit));
+        return false;
+      }
+    }
+    previous = std::move(text);
+  }
+  return true;
+}
+
 struct ParserSetup {
   explicit ParserSetup(const std::string& text, FileId id, DiagnosticEngine& diags)
       : map(text), input(text), lexer(&input), tokens(&lexer), parser(&tokens), errors(id, map, diags) {
@@ -459,6 +512,7 @@ ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, Diag
   if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
+  if (!checkNesting(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
   G::FileContext* tree = p.parser.file();
   if (diags.errorCount() != before) return nullptr;
   Builder builder(id, p.map, arena);
@@ -470,6 +524,7 @@ ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena
   if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
+  if (!checkNesting(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
   G::ExprOnlyContext* tree = p.parser.exprOnly();
   if (diags.errorCount() != before) return nullptr;
   Builder builder(id, p.map, arena);

@@ -1300,7 +1300,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   experiment_.stages.push_back(std::move(stage));
 }
 
-CheckResult Checker::run(const std::vector<const ast::File*>& files) {
+CheckResult Checker::run(const std::vector<const ast::File*>& files, bool library) {
   baseDir_ = std::filesystem::path(sm_.file(files.back()->id).path).parent_path();
   // Resolve: every declaration's name, across files.
   std::vector<const ast::DeclEvaluate*> evaluates;
@@ -1384,7 +1384,7 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
   for (const ast::Decl* d : main->decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
-    if (d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
+    if (!library && d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
       diags_.report(DiagKind::UnusedDeclaration, d->nameRange, "'" + d->name + "' is declared but never used");
     }
   }
@@ -1416,9 +1416,10 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
 }  // namespace check
 
 
-CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags) {
+CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags,
+                            bool library) {
   check::Checker c(sm, diags);
-  return c.run(files);
+  return c.run(files, library);
 }
 
 }  // namespace gyrus

@@ -232,7 +232,7 @@ class Checker {
  public:
   Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
 
-  CheckResult run(const std::vector<const ast::File*>& files);
+  CheckResult run(const std::vector<const ast::File*>& files, bool library = false);
 
   DiagnosticEngine& diags() { return diags_; }
   const SourceManager& sources() const { return sm_; }

@@ -75,12 +75,13 @@ std::string calleeName(const ast::ExprCall& c) {
 
 class OverrideApplier {
  public:
-  OverrideApplier(const Override& o, ast::Expr* value, DiagnosticEngine& diags) : o_(o), value_(value), diags_(diags) {}
+  OverrideApplier(const Override& o, ast::Expr* value, DiagnosticEngine& diags, std::vector<SourceRange>* replaced)
+      : o_(o), value_(value), diags_(diags), replaced_(replaced) {}
 
   // Replaces the slot `path` (relative to `slot`) with the override's value.
   bool apply(ast::Expr*& slot, const std::vector<std::string>& path, size_t i) {
     if (i == path.size()) {
-      slot = value_;
+      replace(slot);
       return true;
     }
     // A record literal: one of its fields (added when absent, like a block's).
@@ -147,6 +148,12 @@ class OverrideApplier {
     return true;
   }
 
+  // Puts the override's value into `slot`, remembering what was written there.
+  void replace(ast::Expr*& slot) {
+    if (replaced_ != nullptr && slot != nullptr) replaced_->push_back(slot->range);
+    slot = value_;
+  }
+
   void fail(const std::string& why) {
     diags_.report(DiagKind::BadOverride, SourceRange{}, "--set " + o_.path + ": " + why);
   }
@@ -161,6 +168,7 @@ class OverrideApplier {
   const Override& o_;
   ast::Expr* value_;
   DiagnosticEngine& diags_;
+  std::vector<SourceRange>* replaced_;
 };
 
 /// An override with its value parsed (from `--set`) or taken from a sweep.
@@ -170,7 +178,10 @@ struct ParsedOverride {
   ast::Expr* value = nullptr;
 };
 
-void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags) {
+// Applies one override to `file`; the ranges of the values it replaces are added to
+// `replaced` when given.
+void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags,
+                 std::vector<SourceRange>* replaced = nullptr) {
   const std::vector<std::string>& path = o.path;
   ast::Expr* value = o.value;
   ast::Decl* target = nullptr;
@@ -180,7 +191,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
     names.push_back(d->name);
     if (d->name == path[0]) target = d;
   }
-  OverrideApplier applier(o.text, value, diags);
+  OverrideApplier applier(o.text, value, diags, replaced);
   if (target == nullptr) {
     std::string best = closestMatch(path[0], names);
     applier.fail("no declaration named '" + path[0] + "'" + (best.empty() ? "" : "; did you mean '" + best + "'?"));
@@ -212,7 +223,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
     }
     for (ast::Arg& a : e->args)
       if (a.name == path[1]) {
-        a.value = value;
+        applier.replace(a.value);
         return;
       }
     e->args.push_back({path[1], value->range, value});
@@ -371,7 +382,9 @@ class ModuleLoader {
       path = p.lexically_normal().string();
       std::string error;
       if (state_.count(key) == 0 && !readFile(path, text, error)) {
-        c_.diags.report(DiagKind::Module, u.targetRange, "cannot read module: " + error);
+        // A path that names nothing names no module; one that cannot be read is an I/O problem.
+        bool missing = !fs::exists(fs::symlink_status(p, ec));
+        c_.diags.report(missing ? DiagKind::Module : DiagKind::IoError, u.targetRange, error);
         return;
       }
     }
@@ -402,6 +415,34 @@ class ModuleLoader {
   std::map<std::string, State> state_;
 };
 
+// A value written in the file that every sweep point replaces is checked nonetheless
+// (a misspelt name there is still a mistake): the file is checked as written, and the
+// errors inside those values that do not depend on their context are kept.
+void checkReplacedValues(Compilation& c, const std::vector<const ast::File*>& files,
+                         const std::vector<SourceRange>& replaced, bool library) {
+  if (replaced.empty()) return;
+  DiagnosticEngine asWritten;
+  std::vector<const ast::File*> all = files;
+  all.push_back(c.main);
+  checkExperiment(all, c.sources, asWritten, library);
+  static const DiagKind kLocal[] = {DiagKind::UnknownName,      DiagKind::UnknownArgument, DiagKind::MissingArgument,
+                                    DiagKind::DuplicateArgument, DiagKind::TooManyArguments, DiagKind::TypeMismatch,
+                                    DiagKind::UnknownUnit,      DiagKind::ValueRange,      DiagKind::UnknownField,
+                                    DiagKind::Syntax};
+  for (const Diagnostic& d : asWritten.all()) {
+    if (d.severity != Severity::Error || std::find(std::begin(kLocal), std::end(kLocal), d.kind) == std::end(kLocal))
+      continue;
+    bool inside = false;
+    for (const SourceRange& r : replaced)
+      inside = inside || (d.range.file == r.file && d.range.begin >= r.begin && d.range.end <= r.end);
+    if (!inside) continue;
+    Diagnostic& copy = c.diags.report(d.kind, d.range, d.message);
+    copy.notes = d.notes;
+    copy.fixits = d.fixits;
+    copy.note("every sweep point replaces this value, but it is checked as written");
+  }
+}
+
 }  // namespace
 
 void applyOverrides(ast::File& file, const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
@@ -416,17 +457,24 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (text != nullptr) {
     contents = *text;
   } else if (!readFile(path, contents, error)) {
-    c->diags.report(DiagKind::Syntax, SourceRange{}, error);
+    c->diags.report(DiagKind::IoError, SourceRange{}, error);
     return c;
   }
-  FileId prelude = c->sources.add("<std>/prelude.gy", preludeSource());
+  // A standard-library file checked on its own (`gyrus check stdlib/prelude.gy`): the
+  // prelude is not loaded a second time beside itself, and its presets are not unused.
+  bool isPrelude = contents == preludeSource();
+  bool library = isPrelude;
+  for (const std::string& name : stdlibModuleNames()) library = library || contents == *stdlibModule(name);
+  FileId prelude = isPrelude ? kNoFile : c->sources.add("<std>/prelude.gy", preludeSource());
   c->mainFile = c->sources.add(path, std::move(contents));
-  c->prelude = parseFile(c->sources, prelude, c->arena, c->diags);
+  c->prelude = isPrelude ? nullptr : parseFile(c->sources, prelude, c->arena, c->diags);
   c->main = parseFile(c->sources, c->mainFile, c->arena, c->diags);
+  if (isPrelude) c->prelude = c->main;
   if (c->main == nullptr || c->prelude == nullptr) return c;
   ModuleLoader loader(*c);
   loader.load(*c->main);
-  std::vector<const ast::File*> files = {c->prelude};
+  std::vector<const ast::File*> files;
+  if (!isPrelude) files.push_back(c->prelude);
   for (const ast::File* m : loader.modules) files.push_back(m);
   std::vector<ParsedOverride> sets = parseOverrides(overrides, c->sources, c->arena, c->diags);
   // A bad override does not stop checking: the file's own errors are reported too.
@@ -461,7 +509,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (!sweepsOk) return c;
   if (axes.empty()) {
     files.push_back(c->main);
-    c->check = checkExperiment(files, c->sources, c->diags);
+    c->check = checkExperiment(files, c->sources, c->diags, library);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -471,6 +519,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
 
   std::map<std::string, size_t> byHash;
   bool allOk = true;
+  std::vector<SourceRange> replaced;  // the values written in the file that the sweeps replace
   for (size_t point = 0; point < points; ++point) {
     ast::File* file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
     for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
@@ -489,13 +538,13 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
         o.text.path = joinPath(axes[a].paths[k]);
         o.path = axes[a].paths[k];
         o.value = row[k];
-        applyParsed(*file, o, c->diags);
+        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr);
         label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
       }
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
-    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library);
     if (point == 0) c->check.typed = r.typed;
     c->plan.points.push_back(label);
     if (!r.experiment) {
@@ -504,6 +553,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     mergePoint(c->plan, *r.experiment, point, byHash);
   }
+  checkReplacedValues(*c, files, replaced, library);
   if (!allOk || c->diags.hasErrors()) return c;
   nameVariants(c->plan);
   c->check.experiment = c->plan.experiment;

@@ -100,3 +100,14 @@ TEST_CASE("every standard-library module checks cleanly and is formatted") {
   }
   CHECK(kinds(*test::compile("use std.fomo25\n"), Severity::Warning).empty());
 }
+
+TEST_CASE("regression: a standard-library file checks on its own, without duplicating itself") {
+  for (const char* name : {"prelude.gy", "fomo25.gy"}) {
+    CAPTURE(name);
+    auto c = compileFile((fs::path(GYRUS_SOURCE_DIR) / "stdlib" / name).string(), {}, StopAfter::Check);
+    CHECK(kinds(*c, Severity::Warning).empty());
+  }
+  // A user's file that declares a preset's name is still a duplicate.
+  auto dup = gyrus::test::compile("encoder unet_b = unet(width = 8)\n");
+  CHECK(kinds(*dup) == std::vector<std::string>{"duplicate-name"});
+}

@@ -62,19 +62,21 @@ bool report(const Compilation& c, const Common& common) {
   return c.diags.hasErrors();
 }
 
-std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop, bool& badSet) {
+// Compiles the file with the --set overrides; a malformed --set is a [bad-override]
+// diagnostic like any other (so --diagnostics=json stays JSON).
+std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop) {
   std::vector<Override> overrides;
-  badSet = false;
+  std::vector<std::string> malformed;
   for (const std::string& s : common.sets) {
     Override o;
-    if (!parseOverride(s, o)) {
-      fmt::print(stderr, "error: --set '{}' must have the form PATH=VALUE, e.g. --set base.epochs=2 [bad-override]\n", s);
-      badSet = true;
-      continue;
-    }
-    overrides.push_back(o);
+    if (parseOverride(s, o)) overrides.push_back(o);
+    else malformed.push_back(s);
   }
-  return compileFile(common.file, overrides, stop);
+  std::unique_ptr<Compilation> c = compileFile(common.file, overrides, stop);
+  for (const std::string& s : malformed)
+    c->diags.report(DiagKind::BadOverride, SourceRange{},
+                    "--set '" + s + "' must have the form PATH=VALUE, e.g. --set base.epochs=2");
+  return c;
 }
 
 // `gyrus fmt`: formats each file in place (atomically), or with --check reports the
@@ -212,17 +214,16 @@ int realMain(int argc, char** argv) {
     fmt::print("gyrus {}\n", kVersion);
     return 0;
   }
-  bool badSet = false;
   if (*check && verify) {
-    auto c = compile(checkOpts, StopAfter::Check, badSet);
+    auto c = compile(checkOpts, StopAfter::Check);
     if (c->mainFile == kNoFile) return report(*c, checkOpts) ? 1 : 0;
     std::vector<std::string> problems = verifyDiagnostics(c->sources, c->mainFile, c->diags.sorted());
     for (const std::string& p : problems) fmt::print(stderr, "{}\n", p);
-    return problems.empty() && !badSet ? 0 : 1;
+    return problems.empty() ? 0 : 1;
   }
   if (*check) {
-    auto c = compile(checkOpts, StopAfter::Check, badSet);
-    return report(*c, checkOpts) || badSet ? 1 : 0;
+    auto c = compile(checkOpts, StopAfter::Check);
+    return report(*c, checkOpts) ? 1 : 0;
   }
   if (*emit) {
     if (stage == "tokens") {
@@ -236,8 +237,8 @@ int realMain(int argc, char** argv) {
       std::fputs(dumpTokens(sm, id).c_str(), stdout);
       return 0;
     }
-    auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check, badSet);
-    if (report(*c, emitOpts) || badSet) return 1;
+    auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check);
+    if (report(*c, emitOpts)) return 1;
     if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
     if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
     if (stage == "ir") std::fputs(ir::printExperiment(*c->check.experiment).c_str(), stdout);
@@ -246,14 +247,14 @@ int realMain(int argc, char** argv) {
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
   if (*plan) {
-    auto c = compile(planOpts, StopAfter::Check, badSet);
-    if (report(*c, planOpts) || badSet) return 1;
+    auto c = compile(planOpts, StopAfter::Check);
+    if (report(*c, planOpts)) return 1;
     std::fputs(printPlan(c->plan).c_str(), stdout);
     return 0;
   }
   if (*run) {
-    auto c = compile(runOpts, StopAfter::Check, badSet);
-    if (report(*c, runOpts) || badSet) return 1;
+    auto c = compile(runOpts, StopAfter::Check);
+    if (report(*c, runOpts)) return 1;
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;
