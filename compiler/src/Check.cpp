@@ -25,17 +25,64 @@ std::string typeText(const Value& v) {
 }
 }  // namespace
 
-std::vector<std::string> Checker::visibleNames() const {
+namespace {
+// The names that are values of their own (evalName gives each its value).
+struct NamedValue {
+  const char* name;
+  Ty ty;
+};
+constexpr NamedValue kNamedValues[] = {
+    {"cosine", Ty::Schedule},   {"constant", Ty::Schedule},   {"linear", Ty::Probe},    {"probe", Ty::ProtocolTy},
+    {"finetune", Ty::ProtocolTy}, {"binary", Ty::LabelType},  {"regression", Ty::LabelType},
+    {"segmentation", Ty::LabelType}, {"pooled", Ty::Head},    {"dense", Ty::Head},      {"light", Ty::Decoder},
+    {"none", Ty::Decoder},      {"auroc", Ty::Metric},        {"dice", Ty::Metric},     {"nsd", Ty::Metric},
+    {"pearson_r", Ty::Metric},  {"mae", Ty::Metric}};
+
+// The type a declaration's keyword promises (Ty::Error: any, for `let`).
+Ty bindTy(ast::BindKind kind) {
+  switch (kind) {
+    case ast::BindKind::Dataset: return Ty::Dataset;
+    case ast::BindKind::Pipeline: return Ty::Pipeline;
+    case ast::BindKind::Encoder: return Ty::Encoder;
+    case ast::BindKind::Objective: return Ty::Objective;
+    case ast::BindKind::Let: return Ty::Error;
+  }
+  return Ty::Error;
+}
+}  // namespace
+
+std::vector<std::string> Checker::visibleNames(Ty want, bool callee) const {
+  // A name fits when it can give what the slot expects (`Ty::Error` on either side: unknown).
+  auto fits = [want](Ty t) {
+    return want == Ty::Error || t == Ty::Error || t == want || (want == Ty::Data && t == Ty::Dataset) ||
+           (want == Ty::Float && t == Ty::Int);
+  };
   std::vector<std::string> names;
-  for (const auto& [name, sym] : symbols_) names.push_back(name);
-  for (const Builtin& b : builtins()) names.push_back(b.name);
-  for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "segmentation", "probe", "finetune",
-                        "pooled", "dense", "light", "none", "auroc", "dice", "nsd", "pearson_r"})
-    names.emplace_back(c);
+  if (!scopes_.empty() && !callee)
+    for (const auto& [name, value] : scopes_.back()) names.push_back(name);
+  for (const auto& [name, sym] : symbols_) {
+    Ty t = Ty::Error;
+    if (const auto* b = sym.decl->as<ast::DeclBind>()) {
+      if (callee && !b->isFunction) continue;
+      t = bindTy(b->bindKind);
+    } else if (sym.decl->is<ast::DeclPretrain>() && !callee) {
+      t = Ty::Model;
+    } else {
+      continue;
+    }
+    if (fits(t)) names.push_back(name);
+  }
+  for (const Builtin& b : builtins())
+    if (fits(b.result)) names.push_back(b.name);
+  if (!callee)
+    for (const NamedValue& nv : kNamedValues)
+      if (fits(nv.ty)) names.emplace_back(nv.name);
   return names;
 }
 
 Value Checker::eval(const ast::Expr& e) {
+  // What the slot expects applies to this expression only, not to its parts.
+  Ty want = std::exchange(expected_, Ty::Error);
   Value v;
   switch (e.kind) {
     case ast::NodeKind::ExprNumber: {
@@ -75,7 +122,7 @@ Value Checker::eval(const ast::Expr& e) {
       v.ty = Ty::Bool;
       v.flag = static_cast<const ast::ExprBool&>(e).value;
       break;
-    case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e)); break;
+    case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e), want); break;
     case ast::NodeKind::ExprMember:
       v = evalMember(static_cast<const ast::ExprMember&>(e));
       if (v.ty == Ty::Error) return v;
@@ -84,7 +131,7 @@ Value Checker::eval(const ast::Expr& e) {
       v = evalRecord(static_cast<const ast::ExprRecord&>(e));
       if (v.ty == Ty::Error) return v;
       break;
-    case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e)); break;
+    case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e), want); break;
     case ast::NodeKind::ExprUnary: {
       const auto& u = static_cast<const ast::ExprUnary&>(e);
       v = eval(*u.operand);
@@ -133,15 +180,14 @@ Value Checker::evalQuantity(const ast::ExprQuantity& q) {
     v.ty = Ty::Voxels;
   } else {
     Diagnostic& d = diags_.report(DiagKind::UnknownUnit, q.unitRange, "unknown unit '" + q.unit + "'");
-    std::string best = closestMatch(q.unit, {"mm", "vox", "GiB", "MiB"});
-    if (!best.empty()) d.fixit(q.unitRange, best);
+    suggest(d, q.unitRange, q.unit, {"mm", "vox", "GiB", "MiB", "GB", "MB"}, SuggestStyle{false, '\'', "", ""});
     d.note("units are mm (length), % (fraction), vox (voxels), and GiB, MiB, GB, MB (memory)");
     return errorValue();
   }
   return v;
 }
 
-Value Checker::evalName(const ast::ExprName& n) {
+Value Checker::evalName(const ast::ExprName& n, Ty want, bool callee) {
   if (!scopes_.empty()) {
     auto local = scopes_.back().find(n.name);
     if (local != scopes_.back().end()) return local->second;
@@ -204,15 +250,11 @@ Value Checker::evalName(const ast::ExprName& n) {
     return v;
   }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
-  std::string best = closestMatch(n.name, visibleNames());
-  if (!best.empty()) {
-    d.message += "; did you mean '" + best + "'?";
-    d.fixit(n.range, best);
-  }
+  suggest(d, n.range, n.name, visibleNames(want, callee));
   return errorValue();
 }
 
-Value Checker::evalCall(const ast::ExprCall& c) {
+Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
   const auto* calleeName = c.callee->as<ast::ExprName>();
   if (calleeName != nullptr && (scopes_.empty() || scopes_.back().count(calleeName->name) == 0)) {
     auto sym = symbols_.find(calleeName->name);
@@ -238,7 +280,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   for (const Builtin& b : builtins())
     if (b.name == calleeName->name) fn = &b;
   if (fn == nullptr) {
-    Value callee = evalName(*calleeName);  // reports the unknown name
+    Value callee = evalName(*calleeName, want, true);  // reports the unknown name
     for (const ast::Arg& a : c.args) eval(*a.value);
     return errorValue();
   }
@@ -248,7 +290,10 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   size_t positional = 0;
   bool sawNamed = false;
   for (const ast::Arg& a : c.args) {
-    Value v = eval(*a.value);
+    Ty slot = Ty::Error;
+    for (size_t k = 0; k < fn->params.size(); ++k)
+      if (a.name.empty() ? !sawNamed && k == positional : fn->params[k].name == a.name) slot = fn->params[k].ty;
+    Value v = evalAs(*a.value, slot);
     const Param* p = nullptr;
     if (a.name.empty()) {
       if (sawNamed) {
@@ -273,11 +318,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
         for (const Param& q : fn->params) names.push_back(q.name);
         Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
                                       fn->name + "() has no parameter '" + a.name + "'");
-        std::string best = closestMatch(a.name, names);
-        if (!best.empty()) {
-          d.message += "; did you mean '" + best + "'?";
-          d.fixit(a.nameRange, best);
-        }
+        suggest(d, a.nameRange, a.name, names);
         std::string list;
         for (const std::string& nm : names) list += (list.empty() ? "" : ", ") + nm;
         d.note(fn->name + "() takes: " + (list.empty() ? "no arguments" : list));
@@ -366,11 +407,7 @@ Value Checker::callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::
       if (std::find(names.begin(), names.end(), a.name) == names.end()) {
         Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
                                       def.name + "() has no parameter '" + a.name + "'");
-        std::string best = closestMatch(a.name, names);
-        if (!best.empty()) {
-          d.message += "; did you mean '" + best + "'?";
-          d.fixit(a.nameRange, best);
-        }
+        suggest(d, a.nameRange, a.name, names);
         d.note(def.nameRange, "'" + def.name + "' declared here");
         ok = false;
         continue;
@@ -594,16 +631,9 @@ Value Checker::evalBind(const ast::DeclBind& d) {
     f.function = d.name;
     return f;
   }
-  Value v = eval(*d.value);
-  Ty want = Ty::Error;
-  switch (d.bindKind) {
-    case ast::BindKind::Dataset: want = Ty::Dataset; break;
-    case ast::BindKind::Pipeline: want = Ty::Pipeline; break;
-    case ast::BindKind::Encoder: want = Ty::Encoder; break;
-    case ast::BindKind::Objective: want = Ty::Objective; break;
-    case ast::BindKind::Let: return v;
-  }
-  if (v.ty == Ty::Error || v.ty == want) return v;
+  Ty want = bindTy(d.bindKind);
+  Value v = evalAs(*d.value, want);
+  if (want == Ty::Error || v.ty == Ty::Error || v.ty == want) return v;
   typeMismatch(v, want, d.value->range, std::string(ast::toString(d.bindKind)) + " '" + d.name + "'");
   return errorValue();
 }
@@ -723,11 +753,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   for (const ast::Field& f : d.fields) {
     if (std::find(kFields.begin(), kFields.end(), f.name) == kFields.end()) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownField, f.nameRange, "pretrain has no field '" + f.name + "'");
-      std::string best = closestMatch(f.name, kFields);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(f.nameRange, best);
-      }
+      suggest(diag, f.nameRange, f.name, kFields);
       eval(*f.value);
       ok = false;
       continue;
@@ -738,7 +764,6 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
       ok = false;
       continue;
     }
-    Value v = eval(*f.value);
     Ty want = f.name == "data"        ? Ty::Data
               : f.name == "encoder"   ? Ty::Encoder
               : f.name == "objective" ? Ty::Objective
@@ -747,6 +772,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
               : f.name == "init"      ? Ty::Model
               : f.name == "decoder"   ? Ty::Decoder
                                       : Ty::Int;
+    Value v = evalAs(*f.value, want);
     std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
     if (!coerce(v, want, f.value->range, what)) {
       ok = false;
@@ -925,11 +951,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     for (const auto& [name, sym] : symbols_)
       if (sym.decl->is<ast::DeclPretrain>()) names.push_back(name);
     Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.modelRange, "unknown pretrain stage '" + d.model + "'");
-    std::string best = closestMatch(d.model, names);
-    if (!best.empty()) {
-      diag.message += "; did you mean '" + best + "'?";
-      diag.fixit(d.modelRange, best);
-    }
+    suggest(diag, d.modelRange, d.model, names);
   } else if (it->second.decl->is<ast::DeclEvaluate>()) {
     diags_.report(DiagKind::TypeMismatch, d.modelRange,
                   "evaluate needs a pretrain stage, but '" + d.model + "' is an evaluation")
@@ -958,11 +980,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.taskRanges[0], "unknown dataset '" + d.task[0] + "'");
       std::vector<std::string> names;
       for (const auto& [name, sym] : symbols_) names.push_back(name);
-      std::string best = closestMatch(d.task[0], names);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(d.taskRanges[0], best);
-      }
+      suggest(diag, d.taskRanges[0], d.task[0], names);
     } else {
       ++ds->second.uses;
       data = evalDecl(ds->second);
@@ -999,11 +1017,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         } else {
           Diagnostic& diag = diags_.report(DiagKind::UnknownLabel, d.taskRanges[1],
                                            "dataset '" + d.task[0] + "' has no label '" + label + "'");
-          std::string best = closestMatch(label, kLabels);
-          if (!best.empty()) {
-            diag.message += "; did you mean '" + best + "'?";
-            diag.fixit(d.taskRanges[1], best);
-          }
+          suggest(diag, d.taskRanges[1], label, kLabels);
           diag.note("synthetic data sets provide: lesion (binary), age (years)");
           data = errorValue();
         }
@@ -1020,7 +1034,12 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   std::vector<SourceRange> metricRanges;
   bool ok = true;
   for (const ast::Arg& a : d.args) {
-    Value v = eval(*a.value);
+    Ty slot = a.name == "probe"      ? Ty::Probe
+              : a.name == "protocol" ? Ty::ProtocolTy
+              : a.name == "head"     ? Ty::Head
+              : a.name == "pipeline" ? Ty::Pipeline
+                                     : Ty::Error;
+    Value v = evalAs(*a.value, slot);
     if (a.name.empty()) {
       diags_.report(DiagKind::TypeMismatch, a.value->range,
                     "evaluate's arguments must be named, e.g. `shots = 16`");
@@ -1029,11 +1048,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
     if (std::find(kArgs.begin(), kArgs.end(), a.name) == kArgs.end()) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownArgument, a.nameRange, "evaluate has no argument '" + a.name + "'");
-      std::string best = closestMatch(a.name, kArgs);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(a.nameRange, best);
-      }
+      suggest(diag, a.nameRange, a.name, kArgs);
       diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, head, "
                 "pipeline, tolerance, metrics");
       ok = false;
@@ -1224,8 +1239,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       std::string list;
       for (const std::string& site : sites) list += (list.empty() ? "" : ", ") + site;
       Diagnostic& diag = diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no site '" + e.testSite + "'");
-      std::string best = closestMatch(e.testSite, sites);
-      if (!best.empty()) diag.fixit(at, "site(\"" + best + "\")");
+      suggest(diag, at, e.testSite, sites, SuggestStyle{false, '"', "site(\"", "\")"});
       diag.note("its sites: " + list);
       return;
     }

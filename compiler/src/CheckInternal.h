@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gyrus/Check.h"
@@ -287,6 +288,12 @@ class Checker {
   }
 
   Value eval(const ast::Expr& e);
+  /// Evaluates `e` in a slot that expects `want`: "did you mean" suggests only names that
+  /// fit it (an encoder where an encoder is expected).
+  Value evalAs(const ast::Expr& e, Ty want) {
+    expected_ = want;
+    return eval(e);
+  }
 
   // Records, task records and metric lists (Tasks.cpp).
   /// A call's `task = RECORD` argument: its fields become the call's arguments where the
@@ -316,8 +323,8 @@ class Checker {
  private:
   Value evalRecord(const ast::ExprRecord& r);
   Value evalMember(const ast::ExprMember& m);
-  Value evalName(const ast::ExprName& n);
-  Value evalCall(const ast::ExprCall& c);
+  Value evalName(const ast::ExprName& n, Ty want = Ty::Error, bool callee = false);
+  Value evalCall(const ast::ExprCall& c, Ty want = Ty::Error);
   Value callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c);
   Value evalBinary(const ast::ExprBinary& b);
   Value evalQuantity(const ast::ExprQuantity& q);
@@ -333,7 +340,9 @@ class Checker {
                   "the volumes of this data set differ in size, so the encoder's input size is unknown")
         .note("end the pipeline with a crop to a fixed size, e.g. `resample(1mm) >> crop(96^3) >> zscore()`");
   }
-  std::vector<std::string> visibleNames() const;
+  /// The names a mistyped name may have meant: those that can give `want` (Ty::Error:
+  /// any), only functions when it is called.
+  std::vector<std::string> visibleNames(Ty want, bool callee) const;
 
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
@@ -343,6 +352,7 @@ class Checker {
   std::vector<std::map<std::string, Value>> scopes_;
   std::set<std::string> activeCalls_;
   std::vector<const ast::DeclPretrain*> pretrains_;
+  Ty expected_ = Ty::Error;  // what the slot being evaluated expects (consumed by eval)
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
   std::string typed_;

@@ -392,3 +392,23 @@ pretrain base {
   auto probe = compile(base + "evaluate base on clinic.lesion (shots = 4, batches = 10)\n");
   CHECK(kinds(*probe) == std::vector<std::string>{"unknown-argument"});
 }
+
+TEST_CASE("regression: \"did you mean\" suggests only names that fit the position, ignoring case") {
+  // Once `unte(...)` suggested `site`, `dino()` `dice` and `schedule = step` `site`.
+  auto suggestion = [](const std::string& encoder, const std::string& objective, const std::string& schedule) {
+    std::string src = "dataset corpus = synthetic(subjects = 32, size = 32^3)\n"
+                      "pretrain m {\n  data = corpus\n  encoder = " + encoder + "\n  objective = " + objective +
+                      "\n  optimizer = adamw(schedule = " + schedule + ")\n}\n";
+    auto c = test::compile(src);
+    std::vector<std::string> fixes;
+    for (const Diagnostic& d : c->diags.sorted()) {
+      CHECK(info(d.kind).name == std::string_view("unknown-name"));
+      fixes.push_back(d.fixits.empty() ? std::string("-") : d.fixits[0].replacement);
+    }
+    return fixes;
+  };
+  CHECK(suggestion("unte(width = 4, stages = 3)", "dino()", "step") == std::vector<std::string>{"unet", "-", "-"});
+  CHECK(suggestion("UNET(width = 4, stages = 3)", "MAE()", "Cosine") ==
+        std::vector<std::string>{"unet", "mae", "cosine"});
+  CHECK(suggestion("vit_ss", "simclr_()", "constnat") == std::vector<std::string>{"vit_s", "simclr", "constant"});
+}

@@ -73,6 +73,23 @@ TEST_CASE("suggestions are plausible typos only") {
   CHECK(closestMatch("corpsu", {"corpus", "clinic"}) == "corpus");
   CHECK(closestMatch("epocs", {"epochs", "batch"}) == "epochs");
   CHECK(closestMatch("xyz", {"corpus", "clinic"}).empty());
+  // Case is ignored and a swap of neighbouring letters is one edit.
+  CHECK(closestMatch("MAE", {"mae", "dice"}) == "mae");
+  CHECK(editDistance("unte", "unet") == 1);
+  CHECK(closestMatch("unte", {"unet", "site"}) == "unet");
+}
+
+TEST_CASE("suggest() words the suggestion and its fix-it in one place") {
+  Diagnostic d;
+  d.message = "unknown layout \"fomo52\"";
+  SourceRange at{0, 3, 11};
+  CHECK(suggest(d, at, "fomo52", {"fomo25", "fomo60k"}, SuggestStyle{true, '"', "\"", "\""}) == "fomo25");
+  CHECK(d.message == "unknown layout \"fomo52\"; did you mean \"fomo25\"?");
+  REQUIRE(d.fixits.size() == 1);
+  CHECK(d.fixits[0].replacement == "\"fomo25\"");
+  Diagnostic none;
+  CHECK(suggest(none, at, "xyz", {"corpus"}).empty());
+  CHECK(none.fixits.empty());
 }
 
 TEST_CASE("every registered diagnostic kind has a golden test") {

@@ -94,8 +94,11 @@ TEST_CASE("malformed sweeps are [bad-sweep]") {
   CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs in []\n")) == std::vector<std::string>{"bad-sweep"});
   CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs, base.batch in [2, 4]\n")) ==
         std::vector<std::string>{"bad-sweep"});
-  CHECK(kinds(*compile(std::string(kBase) + "sweep bsae.epochs in [2, 4]\n")) ==
-        std::vector<std::string>{"bad-override"});
+  // A path that names nothing is the sweep's mistake, fixed in the path.
+  auto typo = compile(std::string(kBase) + "sweep bsae.epochs in [2, 4]\n");
+  CHECK(kinds(*typo) == std::vector<std::string>{"bad-sweep"});
+  REQUIRE(test::find(*typo, "bad-sweep")->fixits.size() == 1);
+  CHECK(typo->sources.text(test::find(*typo, "bad-sweep")->fixits[0].range) == "bsae");
 }
 
 TEST_CASE("augmentations: random ops make views, and evaluation drops them") {
