@@ -334,6 +334,7 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
       continue;
     }
     std::string what = "argument '" + p->name + "' of " + fn->name + "()";
+    bool plainNumber = a.value->is<ast::ExprNumber>();
     if (!coerce(v, p->ty, a.value->range, what)) {
       ok = false;
       bound[p->name] = {true, errorValue(), a.value->range};
@@ -342,8 +343,16 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
     if (p->check) {
       std::string why = p->check(v);
       if (!why.empty()) {
-        diags_.report(DiagKind::ValueRange, a.value->range,
-                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+        Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
+                                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+        // `mask = 60` meant 60%: a fraction is a percentage or a number below 1.
+        if (p->ty == Ty::Fraction && plainNumber && v.num > 1 && v.num <= 100 &&
+            a.value->as<ast::ExprNumber>()->isInteger) {
+          std::string written(sm_.text(a.value->range));
+          d.note("a fraction is written as a percentage (" + written + "%) or as a number below 1 (" +
+                 ir::formatNumber(v.num / 100) + ")");
+          d.fixit(a.value->range, written + "%");
+        }
         ok = false;
       }
     }

@@ -412,3 +412,15 @@ TEST_CASE("regression: \"did you mean\" suggests only names that fit the positio
         std::vector<std::string>{"unet", "mae", "cosine"});
   CHECK(suggestion("vit_ss", "simclr_()", "constnat") == std::vector<std::string>{"vit_s", "simclr", "constant"});
 }
+
+TEST_CASE("regression: a plain number where a fraction is expected gets a percentage fix-it") {
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("mask = 60%");
+  REQUIRE(at != std::string::npos);
+  auto c = test::compile(src.replace(at, 10, "mask = 60"));
+  const Diagnostic* d = test::find(*c, "value-range");
+  REQUIRE(d != nullptr);
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "60%");
+  CHECK(c->sources.text(d->fixits[0].range) == "60");
+}
