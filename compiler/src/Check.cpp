@@ -729,14 +729,16 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     }
     return f;
   };
-  Facts a = facts(pre, pre.range), b = facts(eval, evalAt);
+  // Without the step in question, notes point at the pretraining's pipeline as a whole.
+  Facts a = facts(pre, pre.dataOrigin.valid() ? pre.dataOrigin : pre.range), b = facts(eval, evalAt);
   const char* use = finetune ? "fine-tuning" : "evaluation";
   auto spacing = [](double mm) { return mm == 0 ? std::string("native spacing") : ir::formatNumber(mm) + "mm"; };
   if (a.mm != b.mm) {
     diags_.report(DiagKind::PipelineMismatch, b.mmAt,
                   std::string(use) + " data are resampled to " + spacing(b.mm) + ", but the encoder was pretrained at " +
                       spacing(a.mm))
-        .note(a.mmAt, "pretraining resamples here")
+        .note(a.mmAt, a.mm == 0 ? "the pretraining's pipeline, which does not resample"
+                                : "pretraining resamples here")
         .note("use the pretraining's spacing, e.g. `resample(" + (a.mm == 0 ? std::string("1") : ir::formatNumber(a.mm)) +
               "mm)`, in both pipelines");
     return false;
@@ -748,7 +750,7 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     };
     diags_.report(DiagKind::PipelineMismatch, b.zAt,
                   std::string(use) + " data get " + norm(b.zscore) + ", but the encoder was pretrained with " + norm(a.zscore))
-        .note(a.zAt, "pretraining normalises here");
+        .note(a.zAt, a.zscore == 0 ? "the pretraining's pipeline, which has no z-score" : "pretraining normalises here");
     return false;
   }
   return true;
@@ -948,6 +950,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   v.shapeOrigin = data.shapeOrigin;
   v.range = fields["encoder"].second;
   v.encoderOrigin = fields["encoder"].second;
+  v.dataOrigin = fields["data"].second;
   return v;
 }
 

@@ -117,6 +117,7 @@ struct Value {
   bool shapeKnown = true;                // Dataset/Data: false when sizes vary by volume
   std::vector<SourceRange> opOrigins;    // Pipeline/Data: the call that made each op
   SourceRange encoderOrigin;             // Model: where its encoder is declared
+  SourceRange dataOrigin;                // Model: its data and pipeline (the `data` field's value)
   std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
   SourceRange literal;                   // Record: the literal that made it
   // Dataset: the metrics of the task record it was declared with (Ty::Metric items or

@@ -148,3 +148,16 @@ TEST_CASE("a declaration only a sweep's values mention is used, not reported onc
                                         "sweep base_lesion.shots in [4, 8]\n");
   CHECK(kinds(*d, Severity::Warning) == std::vector<std::string>{"unused"});
 }
+
+TEST_CASE("regression: the plan prices fine-tuning as fine-tuning, not as probe fits") {
+  std::string src = std::string(kBase) + "evaluate tuned = base on clinic.lesion (shots = 8, repeats = 2, "
+                                         "protocol = finetune, epochs = 5, batch = 2)\n";
+  auto c = compile(src);
+  REQUIRE(c->check.experiment.has_value());
+  std::string plan = printPlan(c->plan);
+  CHECK(plan.find("4 fine-tunings (2 repeats, pretrained and random encoder), each 5 epochs x 4 steps at batch 2 = "
+                  "20 steps") != std::string::npos);
+  size_t tuned = plan.find("evaluate tuned");
+  REQUIRE(tuned != std::string::npos);
+  CHECK(plan.find("probe fits", tuned) == std::string::npos);
+}
