@@ -153,14 +153,26 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
   if (DataProblem p = startFolder(root, ir::FolderData::Layout::Glob, out, abs); !p.ok()) return p;
   out.glob = glob;
   std::vector<fs::path> files;
+  std::vector<DataProblem> broken;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(abs, fs::directory_options::skip_permission_denied, ec), end;
-       !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file(ec)) continue;
-    std::string rel = fs::relative(it->path(), abs, ec).string();
-    if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) == 0) files.push_back(it->path());
+  // Symbolic links are followed, to files and to folders, like fomo60k() and fomo25() do;
+  // paths stay those under the root (the glob matches them, not the links' targets). A
+  // link that leads nowhere is a problem, never a silent drop.
+  const auto options = fs::directory_options::skip_permission_denied | fs::directory_options::follow_directory_symlink;
+  for (fs::recursive_directory_iterator it(abs, options, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entryError;
+    std::string rel = it->path().lexically_relative(abs).string();
+    if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) != 0) continue;
+    if (it->is_regular_file(entryError)) {
+      files.push_back(it->path());
+    } else if (it->is_symlink(entryError) && !fs::exists(it->path(), entryError)) {
+      broken.push_back({"'" + rel + "' is a symbolic link to '" + fs::read_symlink(it->path(), entryError).string() +
+                            "', which does not exist",
+                        "gyrus follows symbolic links; fix or remove the broken one"});
+    }
   }
   if (ec) return {"cannot list '" + root + "': " + ec.message(), ""};
+  if (!broken.empty()) return firstOf(broken);
   std::sort(files.begin(), files.end());
   if (files.empty())
     return {"no file in '" + root + "' matches '" + glob + "'", "the pattern is matched against paths relative to the "
@@ -188,7 +200,7 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
   std::vector<DataProblem> unlabelled;
   for (const fs::path& f : files) {
     ir::FolderSample s;
-    fs::path rel = fs::relative(f, abs, ec);
+    fs::path rel = f.lexically_relative(abs);
     s.subject = rel.has_parent_path() ? rel.begin()->string() : niftiStem(rel.filename().string());
     if (s.subject.empty()) s.subject = rel.stem().string();
     s.files.push_back(f.string());

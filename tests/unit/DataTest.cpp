@@ -291,3 +291,24 @@ TEST_CASE("regression: a data set's problems are all reported at once, the list 
   REQUIRE(test::find(*g, "data") != nullptr);
   CHECK(test::find(*g, "data")->message.find("(and 1 more problem of this kind)") != std::string::npos);
 }
+
+TEST_CASE("regression: folder() follows symbolic links, and a broken one is a [data] error") {
+  // A data set of one real file and one link had 1 sample and no warning.
+  Tree t;
+  t.file("elsewhere/b.nii.gz");
+  t.file("elsewhere/sub/c.nii.gz");
+  t.file("data/a.nii.gz");
+  fs::create_symlink(t.root / "elsewhere/b.nii.gz", t.root / "data/b.nii.gz");
+  fs::create_directory_symlink(t.root / "elsewhere/sub", t.root / "data/sub");
+  std::string root = t.root.string();
+  auto c = compile("dataset d = folder(\"" + root + "/data\", glob = \"*.nii.gz\")\n"
+                   "dataset e = folder(\"" + root + "/data\", glob = \"*/*.nii.gz\")\nlet x = [d, e]\n");
+  REQUIRE(kinds(*c).empty());
+  std::string typed = c->check.typed;
+  CHECK(typed.find("glob = \"*.nii.gz\", samples = 2") != std::string::npos);
+  CHECK(typed.find("glob = \"*/*.nii.gz\", samples = 1") != std::string::npos);
+  fs::create_symlink(t.root / "elsewhere/gone.nii.gz", t.root / "data/gone.nii.gz");
+  auto broken = compile("dataset d = folder(\"" + root + "/data\", glob = \"*.nii.gz\")\nlet x = d\n");
+  REQUIRE(kinds(*broken) == std::vector<std::string>{"data"});
+  CHECK(test::find(*broken, "data")->message.find("'gone.nii.gz' is a symbolic link to") != std::string::npos);
+}
