@@ -600,6 +600,7 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
         return errorValue();
       }
       if (l.ty != Ty::Dataset || r.ty != Ty::Pipeline) return mismatch();
+      warnCropPadding(l, r.pipeline, r.opOrigins);
       v = l;
       v.ty = Ty::Data;
       v.pipeline = r.pipeline;
@@ -613,6 +614,34 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
     }
   }
   return errorValue();
+}
+
+void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins) {
+  // Only a synthetic volume's size is known at check time (folder volumes are not read).
+  if (data.dataset.kind != ir::DataKind::Synthetic || !data.shapeKnown) return;
+  Value flowing = data;
+  for (size_t i = 0; i < pipeline.ops.size(); ++i) {
+    const ir::PipelineOp& op = pipeline.ops[i];
+    if (op.kind == ir::OpKind::Crop && flowing.shapeKnown) {
+      bool larger = false;
+      ir::Shape3 fits{};
+      for (size_t k = 0; k < 3; ++k) {
+        larger = larger || op.size[k] > flowing.shape[k];
+        fits[k] = std::min(op.size[k], flowing.shape[k]);
+      }
+      if (larger && i < origins.size()) {
+        diags_.report(DiagKind::CropPadding, origins[i],
+                      "crop " + ir::formatShape(op.size) + " is larger than the volume (" +
+                          ir::formatShape(flowing.shape) + "): the volume is zero-padded to fill it")
+            .note("a crop cuts the centre of the volume; where the volume is smaller it pads with zeros, which the "
+                  "encoder then learns as content")
+            .note("the largest crop without padding is " + ir::formatShape(fits));
+      }
+    }
+    ir::Pipeline one;
+    one.ops.push_back(op);
+    flowShape(flowing, one);
+  }
 }
 
 Value Checker::evalDecl(Symbol& s) {
@@ -711,10 +740,13 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     SourceRange mmAt;
     int zscore = 0;  // 0 none, 1 over all voxels, 2 over non-zero voxels
     SourceRange zAt;
+    bool clip = false;  // and its percentiles
+    double clipLo = 0, clipHi = 0;
+    SourceRange clipAt;
   };
   auto facts = [](const Value& v, SourceRange fallback) {
     Facts f;
-    f.mmAt = f.zAt = fallback;
+    f.mmAt = f.zAt = f.clipAt = fallback;
     for (size_t i = 0; i < v.pipeline.ops.size(); ++i) {
       const ir::PipelineOp& op = v.pipeline.ops[i];
       SourceRange at = i < v.opOrigins.size() ? v.opOrigins[i] : fallback;
@@ -725,6 +757,12 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
       if (op.kind == ir::OpKind::ZScore) {
         f.zscore = op.nonzero ? 2 : 1;
         f.zAt = at;
+      }
+      if (op.kind == ir::OpKind::Clip) {
+        f.clip = true;
+        f.clipLo = op.lo;
+        f.clipHi = op.hi;
+        f.clipAt = at;
       }
     }
     return f;
@@ -742,6 +780,18 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
         .note("use the pretraining's spacing, e.g. `resample(" + (a.mm == 0 ? std::string("1") : ir::formatNumber(a.mm)) +
               "mm)`, in both pipelines");
     return false;
+  }
+  if (a.clip != b.clip || (a.clip && (a.clipLo != b.clipLo || a.clipHi != b.clipHi))) {
+    auto clipping = [](const Facts& f) {
+      return f.clip ? "clipped at " + ir::formatNumber(f.clipLo * 100) + "% .. " + ir::formatNumber(f.clipHi * 100) + "%"
+                    : std::string("not clipped");
+    };
+    Diagnostic& diag = diags_.report(DiagKind::NormalizationMismatch, b.clipAt,
+                                     std::string(use) + " data are " + clipping(b) + ", but the encoder was pretrained on " +
+                                         "data " + clipping(a));
+    diag.note(a.clipAt, b.clip && !a.clip ? "the pretraining's pipeline, which does not clip" : "pretraining clips here");
+    diag.note("intensities the encoder never saw in pretraining shift its features; use the same clip() in both "
+              "pipelines");
   }
   if (a.zscore != b.zscore) {
     auto norm = [](int z) {
@@ -893,6 +943,17 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
       return errorValue();
     }
     p.init = from.model;
+  }
+  if (p.optimizer.warmupEpochs > 0 && p.optimizer.warmupEpochs >= p.epochs) {
+    SourceRange at = fields.count("optimizer") ? fields["optimizer"].second : d.nameRange;
+    Diagnostic& diag = diags_.report(
+        DiagKind::WarmupLength, at,
+        "the warm-up of " + std::to_string(p.optimizer.warmupEpochs) + " epoch" +
+            (p.optimizer.warmupEpochs == 1 ? "" : "s") + " is not shorter than the run (" + std::to_string(p.epochs) +
+            " epoch" + (p.epochs == 1 ? "" : "s") + "): the learning rate never reaches lr = " +
+            ir::formatNumber(p.optimizer.lr));
+    if (fields.count("epochs")) diag.note(fields["epochs"].second, "epochs set here");
+    diag.note("warm-up ramps the learning rate up from lr/1000; make it shorter than the run, or train longer");
   }
   if (p.batch > p.data.count()) {
     diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
@@ -1279,6 +1340,16 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                   ")");
     return;
   }
+  if (e.shots == pool && e.repeats > 1) {
+    // Every repeat draws the whole pool: the repeats differ in nothing but their seed.
+    SourceRange repeatsAt = args.count("repeats") ? args["repeats"].second : shotsAt;
+    Diagnostic& diag = diags_.report(
+        DiagKind::IdenticalRepeats, repeatsAt,
+        "the " + std::to_string(e.shots) + " shots are the whole training pool, so all " + std::to_string(e.repeats) +
+            " repeats draw the same samples" + (finetune ? "" : ": identical results, std 0"));
+    diag.note(shotsAt, "shots set here; the pool is the " + std::to_string(pool) + " subjects not held out for testing");
+    if (args.count("repeats")) diag.fixit(repeatsAt, "1");
+  }
   if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
       (e.data.synthetic.lesionRate <= 0.0 || e.data.synthetic.lesionRate >= 1.0)) {
     diags_.report(DiagKind::ValueRange, d.taskRanges[1],
@@ -1298,6 +1369,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // The task data go through the pretraining pipeline: they must fit the encoder too.
   Value taskData = data;
   taskData.ty = Ty::Data;
+  if (args.count("pipeline") != 0) warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins);
   flowShape(taskData, evalPipeline.pipeline);
   if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
   if (!taskData.shapeKnown) {

@@ -335,6 +335,9 @@ class Checker {
   void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
+  /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the
+  /// volume of `data` when its size is known (synthetic data).
+  void warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins);
   bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
   void reportUnknownShape(SourceRange where) {
     diags_.report(DiagKind::ShapeUnknown, where,
