@@ -7,12 +7,17 @@ file(MAKE_DIRECTORY "${WORK}/folder.gy")
 file(WRITE "${WORK}/ok.gy" "dataset corpus = synthetic(subjects = 16, size = 32^3)\n\npretrain base {\n  data = corpus\n  encoder = unet(width = 4, stages = 3)\n  objective = mae()\n}\n")
 set(failures 0)
 
-# expect(NAME ARGS... KIND TEXT): `gyrus check ARGS --diagnostics=json` exits 1, prints
+# expect(NAME KIND TEXT ARGS...): `gyrus check ARGS --diagnostics=json` exits 1, prints
 # only JSON lines, one of them of KIND with TEXT in its message; the human form has
-# "[KIND]" too.
+# "[KIND]" too. ARGS may start with another command (`emit`), checked the same way.
 function(expect name kind text)
   set(args ${ARGN})
-  execute_process(COMMAND ${GYRUS} check ${args} --diagnostics=json WORKING_DIRECTORY ${WORK}
+  set(command check)
+  list(GET args 0 first)
+  if(first STREQUAL "emit" OR first STREQUAL "plan")
+    list(POP_FRONT args command)
+  endif()
+  execute_process(COMMAND ${GYRUS} ${command} ${args} --diagnostics=json WORKING_DIRECTORY ${WORK}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   set(problem "")
   if(NOT rc EQUAL 1)
@@ -38,7 +43,7 @@ function(expect name kind text)
   if(NOT found)
     string(APPEND problem "no [${kind}] diagnostic with '${text}'; ")
   endif()
-  execute_process(COMMAND ${CMAKE_COMMAND} -E env NO_COLOR=1 ${GYRUS} check ${args} WORKING_DIRECTORY ${WORK}
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env NO_COLOR=1 ${GYRUS} ${command} ${args} WORKING_DIRECTORY ${WORK}
                   RESULT_VARIABLE rc2 ERROR_VARIABLE human)
   string(FIND "${human}" "[${kind}]" at)
   if(NOT rc2 EQUAL 1 OR at EQUAL -1)
@@ -55,6 +60,8 @@ expect(malformed_set bad-override "must have the form PATH=VALUE" ok.gy --set ba
 expect(missing_file io-error "no such file" missing.gy)
 expect(directory io-error "is a directory" folder.gy)
 expect(missing_with_set io-error "no such file" missing.gy --set nonsense)
+expect(emit_tokens_missing io-error "no such file" emit missing.gy --stage=tokens)
+expect(plan_malformed_set bad-override "must have the form PATH=VALUE" plan ok.gy --set =2)
 
 if(failures GREATER 0)
   message(FATAL_ERROR "${failures} command-line diagnostic checks failed")

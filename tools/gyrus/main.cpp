@@ -229,8 +229,9 @@ int realMain(int argc, char** argv) {
     if (stage == "tokens") {
       std::string text, error;
       if (!readFile(emitOpts.file, text, error)) {
-        fmt::print(stderr, "error: {}\n", error);
-        return 1;
+        Compilation unread;
+        unread.diags.report(DiagKind::IoError, SourceRange{}, error);
+        return report(unread, emitOpts) ? 1 : 0;
       }
       SourceManager sm;
       FileId id = sm.add(emitOpts.file, text);
