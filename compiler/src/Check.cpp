@@ -334,7 +334,6 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
       continue;
     }
     std::string what = "argument '" + p->name + "' of " + fn->name + "()";
-    bool plainNumber = a.value->is<ast::ExprNumber>();
     if (!coerce(v, p->ty, a.value->range, what)) {
       ok = false;
       bound[p->name] = {true, errorValue(), a.value->range};
@@ -345,14 +344,7 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
       if (!why.empty()) {
         Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
                                       what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
-        // `mask = 60` meant 60%: a fraction is a percentage or a number below 1.
-        if (p->ty == Ty::Fraction && plainNumber && v.num > 1 && v.num <= 100 &&
-            a.value->as<ast::ExprNumber>()->isInteger) {
-          std::string written(sm_.text(a.value->range));
-          d.note("a fraction is written as a percentage (" + written + "%) or as a number below 1 (" +
-                 ir::formatNumber(v.num / 100) + ")");
-          d.fixit(a.value->range, written + "%");
-        }
+        if (p->ty == Ty::Fraction) suggestPercentage(d, *a.value);
         ok = false;
       }
     }
@@ -616,7 +608,18 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
   return errorValue();
 }
 
-void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins) {
+void Checker::suggestPercentage(Diagnostic& d, const ast::Expr& value) {
+  // `mask = 60` meant 60%: a whole number up to 100 where a fraction is expected.
+  const auto* n = value.as<ast::ExprNumber>();
+  if (n == nullptr || !n->isInteger || n->value <= 1 || n->value > 100) return;
+  std::string written(sm_.text(value.range));
+  d.note("a fraction is written as a percentage (" + written + "%) or as a number below 1 (" +
+         ir::formatNumber(n->value / 100) + ")");
+  d.fixit(value.range, written + "%");
+}
+
+void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins,
+                              SourceRange usedAt) {
   // Only a synthetic volume's size is known at check time (folder volumes are not read).
   if (data.dataset.kind != ir::DataKind::Synthetic || !data.shapeKnown) return;
   Value flowing = data;
@@ -629,13 +632,17 @@ void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, c
         larger = larger || op.size[k] > flowing.shape[k];
         fits[k] = std::min(op.size[k], flowing.shape[k]);
       }
-      if (larger && i < origins.size()) {
-        diags_.report(DiagKind::CropPadding, origins[i],
-                      "crop " + ir::formatShape(op.size) + " is larger than the volume (" +
-                          ir::formatShape(flowing.shape) + "): the volume is zero-padded to fill it")
-            .note("a crop cuts the centre of the volume; where the volume is smaller it pads with zeros, which the "
-                  "encoder then learns as content")
-            .note("the largest crop without padding is " + ir::formatShape(fits));
+      // One warning per crop and volume size, however many stages share the pipeline.
+      bool first = larger && i < origins.size() &&
+                   paddingWarned_.insert({origins[i].file, origins[i].begin, flowing.shape}).second;
+      if (first) {
+        Diagnostic& d = diags_.report(DiagKind::CropPadding, origins[i],
+                                      "crop " + ir::formatShape(op.size) + " is larger than the volume (" +
+                                          ir::formatShape(flowing.shape) + "): the volume is zero-padded to fill it");
+        if (usedAt.valid()) d.note(usedAt, "the volumes of this data set go through it here");
+        d.note("a crop cuts the centre of the volume; where the volume is smaller it pads with zeros, which the "
+               "encoder then learns as content");
+        d.note("the largest crop without padding is " + ir::formatShape(fits));
       }
     }
     ir::Pipeline one;
@@ -1165,7 +1172,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (a.name == "lr") why = between(0, 10, true, false)(v);
     if (a.name == "tolerance") why = between(0, 100, false, false)(v);
     if (!why.empty()) {
-      diags_.report(DiagKind::ValueRange, a.value->range, what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+      Diagnostic& diag = diags_.report(DiagKind::ValueRange, a.value->range,
+                                       what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+      if (want == Ty::Fraction) suggestPercentage(diag, *a.value);
       ok = false;
       continue;
     }
@@ -1369,7 +1378,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // The task data go through the pretraining pipeline: they must fit the encoder too.
   Value taskData = data;
   taskData.ty = Ty::Data;
-  if (args.count("pipeline") != 0) warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins);
+  warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins, taskDatasetRange(d));
   flowShape(taskData, evalPipeline.pipeline);
   if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
   if (!taskData.shapeKnown) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -336,8 +337,13 @@ class Checker {
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
   /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the
-  /// volume of `data` when its size is known (synthetic data).
-  void warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins);
+  /// volume of `data` when its size is known (synthetic data); `usedAt`, when valid, is
+  /// where the data meet a pipeline declared elsewhere (an evaluation's task).
+  void warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins,
+                       SourceRange usedAt = {});
+  /// Adds a fix-it from `60` to `60%` to `d` when `value` is a whole number that reads as
+  /// a percentage where a fraction is expected.
+  void suggestPercentage(Diagnostic& d, const ast::Expr& value);
   bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
   void reportUnknownShape(SourceRange where) {
     diags_.report(DiagKind::ShapeUnknown, where,
@@ -357,6 +363,7 @@ class Checker {
   std::set<std::string> activeCalls_;
   std::vector<const ast::DeclPretrain*> pretrains_;
   Ty expected_ = Ty::Error;  // what the slot being evaluated expects (consumed by eval)
+  std::set<std::tuple<FileId, uint32_t, ir::Shape3>> paddingWarned_;  // crops warned about, by volume size
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
   std::string typed_;

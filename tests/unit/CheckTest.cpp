@@ -424,3 +424,37 @@ TEST_CASE("regression: a plain number where a fraction is expected gets a percen
   CHECK(d->fixits[0].replacement == "60%");
   CHECK(c->sources.text(d->fixits[0].range) == "60");
 }
+
+TEST_CASE("regression: evaluate's test = 20 gets the percentage fix-it too") {
+  std::string src = std::string(test::kValid) + "evaluate held = base on clinic.lesion (shots = 4, test = 20)\n";
+  auto c = test::compile(src);
+  const Diagnostic* d = test::find(*c, "value-range");
+  REQUIRE(d != nullptr);
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "20%");
+}
+
+TEST_CASE("regression: a crop larger than the volume warns, for the evaluation's data too") {
+  // The pretraining crops 32^3 from 40^3 volumes (fine); the evaluation's data set has
+  // 24^3 volumes, which the same crop zero-pads.
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("size = 40^3, seed = 2");
+  REQUIRE(at != std::string::npos);
+  src.replace(at, 11, "size = 24^3");
+  auto c = test::compile(src);
+  const Diagnostic* d = test::find(*c, "crop-padding");
+  REQUIRE(d != nullptr);
+  CHECK((d->severity == Severity::Warning));
+  CHECK(d->message == "crop 32^3 is larger than the volume (24^3): the volume is zero-padded to fill it");
+  CHECK(c->sources.text(d->notes.at(0).range) == "clinic");
+}
+
+TEST_CASE("a crop shared by the pretraining and its evaluation warns once") {
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("crop(32^3)");
+  REQUIRE(at != std::string::npos);
+  auto c = test::compile(src.replace(at, 10, "crop(48^3)"));
+  size_t warnings = 0;
+  for (const Diagnostic& d : c->diags.sorted()) warnings += info(d.kind).name == "crop-padding" ? 1 : 0;
+  CHECK(warnings == 1);
+}
