@@ -75,23 +75,35 @@ std::string location(const SourceManager& sm, SourceRange r) {
 
 // The source line of `r` and a marker line under it: `^` at the start, `~` to the end
 // of the range (clipped to the line).
+// A line longer than kMaxShown columns is shown as a window around the range, with
+// "..." where it is cut (a generated file may have a line of 40,000 brackets).
 void renderSnippet(const SourceManager& sm, SourceRange r, const Palette& p, std::string& out) {
+  constexpr size_t kMaxShown = 160, kBefore = 60;
   LineCol b = sm.lineCol(r.file, r.begin);
   std::string_view line = sm.lineText(r.file, b.line);
   std::string num = std::to_string(b.line);
   std::string gutter(std::max<size_t>(num.size(), 4), ' ');
   std::string lineNo = std::string(gutter.size() - num.size(), ' ') + num;
-  out += " " + lineNo + " | " + std::string(line) + "\n";
-  std::string marker;
   size_t start = b.col - 1;
-  for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
-  if (start > line.size()) marker += std::string(start - line.size(), ' ');
   size_t len = 1;
   if (r.end > r.begin) {
     LineCol e = sm.lineCol(r.file, r.end);
     size_t endCol = e.line == b.line ? e.col - 1 : line.size();
     len = endCol > start ? endCol - start : 1;
   }
+  std::string prefix, suffix;
+  if (line.size() > kMaxShown) {
+    size_t from = start > kBefore ? std::min(start - kBefore, line.size() - kMaxShown) : 0;
+    prefix = from > 0 ? "..." : "";
+    suffix = from + kMaxShown < line.size() ? "..." : "";
+    line = line.substr(from, kMaxShown);
+    start -= from;
+    len = std::max<size_t>(1, std::min(len, line.size() > start ? line.size() - start : 1));
+  }
+  out += " " + lineNo + " | " + prefix + std::string(line) + suffix + "\n";
+  std::string marker(prefix.size(), ' ');
+  for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
+  if (start > line.size()) marker += std::string(start - line.size(), ' ');
   marker += std::string(p.caret()) + "^" + std::string(len - 1, '~') + std::string(p.reset());
   out += " " + gutter + " | " + marker + "\n";
 }

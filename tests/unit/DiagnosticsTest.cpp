@@ -37,6 +37,19 @@ TEST_CASE("colour only when asked") {
   CHECK(renderHuman(sm, de.sorted(), ro).find('\x1b') != std::string::npos);
 }
 
+TEST_CASE("a very long source line is shown as a window around the range") {
+  SourceManager sm;
+  std::string text = "let x = " + std::string(20000, '(') + "1" + std::string(20000, ')') + "\n";
+  FileId f = sm.add("x.gy", text);
+  DiagnosticEngine de;
+  de.report(DiagKind::Syntax, {f, 264, 265}, "too deep");
+  std::string out = renderHuman(sm, de.sorted());
+  CHECK(out.size() < 600);
+  // The caret still sits under the reported bracket: column 265 is shown at 60 + 3 ("...").
+  CHECK(out.find("    1 | ...((((") != std::string::npos);
+  CHECK(out.find("\n      | " + std::string(63, ' ') + "^\n") != std::string::npos);
+}
+
 TEST_CASE("JSON rendering has the editor fields") {
   SourceManager sm;
   FileId f = sm.add("x.gy", "let a = corpsu\n");
