@@ -111,3 +111,22 @@ TEST_CASE("regression: a standard-library file checks on its own, without duplic
   auto dup = gyrus::test::compile("encoder unet_b = unet(width = 8)\n");
   CHECK(kinds(*dup) == std::vector<std::string>{"duplicate-name"});
 }
+
+TEST_CASE("regression: an unreadable experiment file is [io-error], not [syntax]") {
+  Dir d;
+  fs::create_directories(d.root / "folder.gy");
+  auto dir = compileFile((d.root / "folder.gy").string(), {}, StopAfter::Check);
+  CHECK(kinds(*dir) == std::vector<std::string>{"io-error"});
+  CHECK(test::find(*dir, "io-error")->message.find("is a directory") != std::string::npos);
+  auto missing = compileFile((d.root / "missing.gy").string(), {}, StopAfter::Check);
+  CHECK(kinds(*missing) == std::vector<std::string>{"io-error"});
+  CHECK(test::find(*missing, "io-error")->message.find("no such file") != std::string::npos);
+  if (::geteuid() != 0) {
+    // Root reads any file, so the permission case runs for other users only.
+    d.write("locked.gy", "let a = 1\n");
+    fs::permissions(d.root / "locked.gy", fs::perms::none);
+    auto locked = compileFile((d.root / "locked.gy").string(), {}, StopAfter::Check);
+    CHECK(kinds(*locked) == std::vector<std::string>{"io-error"});
+    CHECK(test::find(*locked, "io-error")->message.find("Permission denied") != std::string::npos);
+  }
+}
