@@ -26,7 +26,8 @@ std::string typeText(const Value& v) {
 }  // namespace
 
 namespace {
-// The names that are values of their own (evalName gives each its value).
+// The names that are values of their own, with their types (evalName gives each its
+// value; "did you mean" offers those that fit).
 struct NamedValue {
   const char* name;
   Ty ty;
@@ -212,41 +213,23 @@ Value Checker::evalName(const ast::ExprName& n, Ty want, bool callee) {
       return v;
     }
   }
-  Value v;
-  if (n.name == "cosine" || n.name == "constant") {
-    v.ty = Ty::Schedule;
-    v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant;
-    return v;
-  }
-  if (n.name == "linear") {
-    v.ty = Ty::Probe;
-    return v;
-  }
-  if (n.name == "probe" || n.name == "finetune") {
-    v.ty = Ty::ProtocolTy;
-    v.flag = n.name == "finetune";
-    return v;
-  }
-  if (n.name == "binary" || n.name == "regression" || n.name == "segmentation") {
-    v.ty = Ty::LabelType;
-    v.flag = n.name == "binary";
-    v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
-    return v;
-  }
-  if (n.name == "pooled" || n.name == "dense") {
-    v.ty = Ty::Head;
-    v.flag = n.name == "dense";
-    return v;
-  }
-  if (n.name == "light" || n.name == "none") {
-    v.ty = Ty::Decoder;
-    v.flag = n.name == "light";
-    return v;
-  }
-  // Metrics (`mae` is also the objective's function, resolved above; see metricName).
-  if (n.name == "auroc" || n.name == "dice" || n.name == "nsd" || n.name == "pearson_r") {
-    v.ty = Ty::Metric;
-    v.str = n.name;
+  // Metrics: `mae` is also the objective's function, resolved above (see metricName).
+  for (const NamedValue& named : kNamedValues) {
+    if (n.name != named.name) continue;
+    Value v;
+    v.ty = named.ty;
+    switch (named.ty) {
+      case Ty::Schedule: v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant; break;
+      case Ty::ProtocolTy: v.flag = n.name == "finetune"; break;
+      case Ty::LabelType:
+        v.flag = n.name == "binary";
+        v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
+        break;
+      case Ty::Head: v.flag = n.name == "dense"; break;
+      case Ty::Decoder: v.flag = n.name == "light"; break;
+      case Ty::Metric: v.str = n.name; break;
+      default: break;
+    }
     return v;
   }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
