@@ -63,6 +63,14 @@ expect(missing_with_set io-error "no such file" missing.gy --set nonsense)
 expect(emit_tokens_missing io-error "no such file" emit missing.gy --stage=tokens)
 expect(plan_malformed_set bad-override "must have the form PATH=VALUE" plan ok.gy --set =2)
 
+# gyrus fmt has no JSON form; its unreadable files are [io-error] too.
+execute_process(COMMAND ${GYRUS} fmt missing.gy WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc ERROR_VARIABLE err)
+string(FIND "${err}" "no such file [io-error]" at)
+if(NOT rc EQUAL 1 OR at EQUAL -1)
+  message(SEND_ERROR "fmt_missing: expected exit 1 and [io-error], got ${rc}: ${err}")
+  math(EXPR failures "${failures} + 1")
+endif()
+
 if(failures GREATER 0)
   message(FATAL_ERROR "${failures} command-line diagnostic checks failed")
 endif()

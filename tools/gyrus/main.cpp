@@ -85,14 +85,15 @@ int formatFiles(const std::vector<std::string>& files, bool check) {
   int code = 0;
   for (const std::string& path : files) {
     std::string text, error;
-    if (!readFile(path, text, error)) {
-      fmt::print(stderr, "error: {}\n", error);
-      code = 1;
-      continue;
-    }
     SourceManager sm;
     ast::Arena arena;
     DiagnosticEngine diags;
+    if (!readFile(path, text, error)) {
+      diags.report(DiagKind::IoError, SourceRange{}, error);
+      std::fputs(renderHuman(sm, diags.sorted()).c_str(), stderr);
+      code = 1;
+      continue;
+    }
     FileId id = sm.add(path, text);
     ast::File* file = parseFile(sm, id, arena, diags);
     if (file == nullptr) {
