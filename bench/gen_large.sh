@@ -17,7 +17,7 @@ pretrain model_$i {
   encoder   = unet(width = $(( 8 + i % 4 * 8 )), stages = 4)
   objective = mae(mask = 60%, cube = 4) + 0.5 * simclr(temperature = 0.1)
   optimizer = adamw(lr = 1e-3, warmup = 1)
-  epochs    = $(( 1 + i % 10 ))
+  epochs    = $(( 2 + i % 10 ))
   batch     = 4
 }
 evaluate model_$i on clinic_$i.lesion (shots = 16, repeats = 3)

@@ -4,6 +4,7 @@
 #include <antlr4-runtime.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -100,7 +101,19 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
  public:
   ErrorCollector(FileId file, const OffsetMap& map, DiagnosticEngine& diags) : file_(file), map_(map), diags_(diags) {}
 
-  void syntaxError(antlr4::Recognizer*, antlr4::Token* offending, size_t, size_t, const std::string& msg,
+  // The visible token before `t` in the parser's stream (null from the lexer or at the start).
+  static antlr4::Token* previousToken(antlr4::Recognizer* recognizer, antlr4::Token* t) {
+    auto* parser = dynamic_cast<antlr4::Parser*>(recognizer);
+    if (parser == nullptr) return nullptr;
+    antlr4::TokenStream* stream = parser->getTokenStream();
+    for (size_t i = t->getTokenIndex(); i-- > 0;) {
+      antlr4::Token* p = stream->get(i);
+      if (p->getChannel() == antlr4::Token::DEFAULT_CHANNEL) return p;
+    }
+    return nullptr;
+  }
+
+  void syntaxError(antlr4::Recognizer* recognizer, antlr4::Token* offending, size_t, size_t, const std::string& msg,
                    std::exception_ptr) override {
     SourceRange r{file_, 0, 0};
     std::string text;
@@ -131,6 +144,16 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
     }
     if (offending != nullptr && offending->getType() == grammar::GyrusLexer::BAD_CHAR) {
       message = "unexpected character " + describeToken(text);
+      // `60 %`: a percentage is one token, written without a space.
+      antlr4::Token* number = text == "%" ? previousToken(recognizer, offending) : nullptr;
+      if (number != nullptr && number->getType() == grammar::GyrusLexer::NUMBER && offending->getLine() != lastLine_) {
+        SourceRange whole{file_, map_.byteOf(number->getStartIndex()), r.end};
+        diags_.report(DiagKind::Syntax, r, "a percentage is written without a space before '%', e.g. " +
+                                               number->getText() + "%")
+            .fixit(whole, number->getText() + "%");
+        lastLine_ = static_cast<uint32_t>(offending->getLine());
+        return;
+      }
     }
     // Where a name is expected, keywords are names too (fields, arguments, members):
     // the set lists them all; say "a name".
@@ -155,6 +178,16 @@ class ErrorCollector final : public antlr4::BaseErrorListener {
   uint32_t lastLine_ = 0;
 };
 
+// How deep expressions may nest (brackets, prefix minus, `^` chains): the parser, the
+// checker and the formatter recurse over them, and a pathological file must not exhaust
+// their stack.
+constexpr int kMaxNesting = 256;
+
+std::string nestingMessage(int limit) {
+  return "expressions nest more than " + std::to_string(limit) +
+         " levels deep here; name the inner parts with `let` bindings";
+}
+
 // Converts parse-tree nodes into AST nodes.
 class Builder {
  public:
@@ -167,9 +200,7 @@ class Builder {
     try {
       return build();
     } catch (const TooDeep& e) {
-      diags.report(DiagKind::Syntax, e.where,
-                   "expressions nest more than " + std::to_string(kMaxNesting) +
-                       " levels deep here; name the inner parts with `let` bindings");
+      diags.report(DiagKind::Syntax, e.where, nestingMessage(kMaxNesting));
       return nullptr;
     }
   }
@@ -273,7 +304,6 @@ class Builder {
   struct TooDeep {
     SourceRange where;
   };
-  static constexpr int kMaxNesting = 256;
 
   ast::Expr* expr(G::ExprContext* ctx) {
     SourceRange r = range(ctx);
@@ -436,6 +466,96 @@ bool checkUtf8(const std::string& text, FileId id, DiagnosticEngine& diags) {
   return false;
 }
 
+// A scan of the token stream before ANTLR parses it, for two mistakes the parser
+// handles badly:
+// - Nesting deeper than `limit`. ANTLR's parser is recursive descent: every bracket,
+//   prefix minus and right-associative `^` nests a few stack frames, and 20,000 nested
+//   parentheses overflow the stack before the AST builder's own limit is reached.
+// - A bracket left open: the parser reports it far away ("missing '='" at the next
+//   declaration); here it is reported where the next declaration starts, with a note
+//   at the bracket.
+// Returns false after reporting [syntax] errors; the parser then does not run (its own
+// reports of an open bracket would only echo them).
+bool scanBrackets(antlr4::CommonTokenStream& tokens, const OffsetMap& map, FileId id, int limit,
+                  DiagnosticEngine& diags) {
+  tokens.fill();
+  struct Open {
+    antlr4::Token* bracket;  // null for the file itself
+    int chain = 0;           // prefix `-` and `^` since the last separator, nested inside it
+  };
+  std::vector<Open> open{{nullptr}};
+  int depth = 0;
+  auto rangeOf = [&](antlr4::Token* t) {
+    return SourceRange{id, map.byteOf(t->getStartIndex()), map.byteOf(t->getStopIndex() + 1)};
+  };
+  static const std::vector<std::string> kDeclKeywords = {"dataset", "pipeline", "encoder", "objective", "let",
+                                                          "pretrain", "evaluate", "sweep",   "use"};
+  std::vector<antlr4::Token*> visible;
+  for (antlr4::Token* t : tokens.getTokens())
+    if (t->getChannel() == antlr4::Token::DEFAULT_CHANNEL) visible.push_back(t);
+  auto unclosed = [&](antlr4::Token* at, const std::string& before) {
+    antlr4::Token* bracket = open.back().bracket;
+    std::string o = bracket->getText();
+    std::string c = o == "(" ? ")" : o == "[" ? "]" : "}";
+    SourceRange where = rangeOf(at);
+    if (at->getType() == antlr4::Token::EOF) where.end = where.begin;
+    diags.report(DiagKind::Syntax, where, "expected '" + c + "' before " + before + ": the '" + o + "' is not closed")
+        .note(rangeOf(bracket), "'" + o + "' opened here");
+  };
+  std::string previous;  // the previous token's text ("" at the start)
+  bool ok = true;
+  for (size_t k = 0; k < visible.size(); ++k) {
+    antlr4::Token* t = visible[k];
+    if (t->getType() == antlr4::Token::EOF) {
+      if (open.size() > 1) {
+        unclosed(t, "the end of the file");
+        ok = false;
+      }
+      break;
+    }
+    std::string text = t->getText();
+    // A declaration keyword followed by a name never stands inside brackets (fields and
+    // arguments named like keywords are followed by `=`): a bracket was left open.
+    if (open.size() > 1 && k + 1 < visible.size() &&
+        std::find(kDeclKeywords.begin(), kDeclKeywords.end(), text) != kDeclKeywords.end()) {
+      size_t next = visible[k + 1]->getType();
+      if (next == grammar::GyrusLexer::ID || (text == "use" && next == grammar::GyrusLexer::STRING)) {
+        // Reported once per declaration left open; the scan goes on as if it were closed.
+        unclosed(t, "the next declaration");
+        ok = false;
+        open.resize(1);
+        open.back().chain = 0;
+        depth = 0;
+      }
+    }
+    bool opens = text == "(" || text == "[" || text == "{";
+    bool closes = text == ")" || text == "]" || text == "}";
+    bool afterOperand = !previous.empty() && (previous == ")" || previous == "]" || previous == "}" ||
+                                              std::isalnum(static_cast<unsigned char>(previous.back())) ||
+                                              previous.back() == '_' || previous.back() == '"' || previous.back() == '%');
+    bool nests = opens || text == "^" || (text == "-" && !afterOperand);
+    if (closes) {
+      if (open.size() > 1) {
+        depth -= open.back().chain + 1;
+        open.pop_back();
+      }
+    } else if (text == "," || text == "=" || text == ";") {
+      depth -= open.back().chain;
+      open.back().chain = 0;
+    } else if (nests) {
+      ++depth;
+      if (opens) open.push_back({t});
+      else ++open.back().chain;
+      if (depth > limit) {
+        diags.report(DiagKind::Syntax, rangeOf(t), nestingMessage(limit));
+        return false;
+      }
+    }
+    previous = std::move(text);
+  }
+  return ok;
+}
+
 struct ParserSetup {
   explicit ParserSetup(const std::string& text, FileId id, DiagnosticEngine& diags)
       : map(text), input(text), lexer(&input), tokens(&lexer), parser(&tokens), errors(id, map, diags) {
@@ -459,6 +579,7 @@ ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, Diag
   if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
+  if (!scanBrackets(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
   G::FileContext* tree = p.parser.file();
   if (diags.errorCount() != before) return nullptr;
   Builder builder(id, p.map, arena);
@@ -470,6 +591,7 @@ ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena
   if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
+  if (!scanBrackets(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
   G::ExprOnlyContext* tree = p.parser.exprOnly();
   if (diags.errorCount() != before) return nullptr;
   Builder builder(id, p.map, arena);

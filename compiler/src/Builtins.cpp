@@ -19,8 +19,15 @@ Value folderDataset(Checker& c, std::map<std::string, Bound>& a,
   DataProblem p = resolve(c.resolvePath(a["root"].value.str), v.dataset.folder);
   if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
   if (!p.ok()) {
-    Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message);
+    // Every problem of the data set at once: the first in full, the others listed.
+    constexpr size_t kListed = 8;
+    std::string also = p.more.empty() ? std::string()
+                                      : " (and " + std::to_string(p.more.size()) + " more problem" +
+                                            (p.more.size() == 1 ? "" : "s") + " of this kind)";
+    Diagnostic& d = c.diags().report(DiagKind::Data, a["root"].range, p.message + also);
     if (!p.note.empty()) d.note(p.note);
+    for (size_t i = 0; i < p.more.size() && i < kListed; ++i) d.note("also: " + p.more[i]);
+    if (p.more.size() > kListed) d.note("and " + std::to_string(p.more.size() - kListed) + " more");
     return errorValue();
   }
   if (const std::vector<ir::SkippedSample>& skipped = v.dataset.folder.skipped; !skipped.empty()) {

@@ -26,17 +26,65 @@ std::string typeText(const Value& v) {
 }
 }  // namespace
 
-std::vector<std::string> Checker::visibleNames() const {
+namespace {
+// The names that are values of their own, with their types (evalName gives each its
+// value; "did you mean" offers those that fit).
+struct NamedValue {
+  const char* name;
+  Ty ty;
+};
+constexpr NamedValue kNamedValues[] = {
+    {"cosine", Ty::Schedule},   {"constant", Ty::Schedule},   {"linear", Ty::Probe},    {"probe", Ty::ProtocolTy},
+    {"finetune", Ty::ProtocolTy}, {"binary", Ty::LabelType},  {"regression", Ty::LabelType},
+    {"segmentation", Ty::LabelType}, {"pooled", Ty::Head},    {"dense", Ty::Head},      {"light", Ty::Decoder},
+    {"none", Ty::Decoder},      {"auroc", Ty::Metric},        {"dice", Ty::Metric},     {"nsd", Ty::Metric},
+    {"pearson_r", Ty::Metric},  {"mae", Ty::Metric}};
+
+// The type a declaration's keyword promises (Ty::Error: any, for `let`).
+Ty bindTy(ast::BindKind kind) {
+  switch (kind) {
+    case ast::BindKind::Dataset: return Ty::Dataset;
+    case ast::BindKind::Pipeline: return Ty::Pipeline;
+    case ast::BindKind::Encoder: return Ty::Encoder;
+    case ast::BindKind::Objective: return Ty::Objective;
+    case ast::BindKind::Let: return Ty::Error;
+  }
+  return Ty::Error;
+}
+}  // namespace
+
+std::vector<std::string> Checker::visibleNames(Ty want, bool callee) const {
+  // A name fits when it can give what the slot expects (`Ty::Error` on either side: unknown).
+  auto fits = [want](Ty t) {
+    return want == Ty::Error || t == Ty::Error || t == want || (want == Ty::Data && t == Ty::Dataset) ||
+           (want == Ty::Float && t == Ty::Int);
+  };
   std::vector<std::string> names;
-  for (const auto& [name, sym] : symbols_) names.push_back(name);
-  for (const Builtin& b : builtins()) names.push_back(b.name);
-  for (const char* c : {"cosine", "constant", "linear", "binary", "regression", "segmentation", "probe", "finetune",
-                        "pooled", "dense", "light", "none", "auroc", "dice", "nsd", "pearson_r"})
-    names.emplace_back(c);
+  if (!scopes_.empty() && !callee)
+    for (const auto& [name, value] : scopes_.back()) names.push_back(name);
+  for (const auto& [name, sym] : symbols_) {
+    Ty t = Ty::Error;
+    if (const auto* b = sym.decl->as<ast::DeclBind>()) {
+      if (callee && !b->isFunction) continue;
+      t = bindTy(b->bindKind);
+    } else if (sym.decl->is<ast::DeclPretrain>() && !callee) {
+      t = Ty::Model;
+    } else {
+      continue;
+    }
+    if (fits(t)) names.push_back(name);
+  }
+  for (const Builtin& b : builtins())
+    if (fits(b.result)) names.push_back(b.name);
+  if (!callee)
+    for (const NamedValue& nv : kNamedValues)
+      if (fits(nv.ty)) names.emplace_back(nv.name);
   return names;
 }
 
 Value Checker::eval(const ast::Expr& e) {
+  // What the slot expects applies to this expression only, not to its parts.
+  Ty want = std::exchange(expected_, Ty::Error);
   Value v;
   switch (e.kind) {
     case ast::NodeKind::ExprNumber: {
@@ -76,7 +124,7 @@ Value Checker::eval(const ast::Expr& e) {
       v.ty = Ty::Bool;
       v.flag = static_cast<const ast::ExprBool&>(e).value;
       break;
-    case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e)); break;
+    case ast::NodeKind::ExprName: v = evalName(static_cast<const ast::ExprName&>(e), want); break;
     case ast::NodeKind::ExprMember:
       v = evalMember(static_cast<const ast::ExprMember&>(e));
       if (v.ty == Ty::Error) return v;
@@ -85,7 +133,7 @@ Value Checker::eval(const ast::Expr& e) {
       v = evalRecord(static_cast<const ast::ExprRecord&>(e));
       if (v.ty == Ty::Error) return v;
       break;
-    case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e)); break;
+    case ast::NodeKind::ExprCall: v = evalCall(static_cast<const ast::ExprCall&>(e), want); break;
     case ast::NodeKind::ExprUnary: {
       const auto& u = static_cast<const ast::ExprUnary&>(e);
       v = eval(*u.operand);
@@ -134,15 +182,14 @@ Value Checker::evalQuantity(const ast::ExprQuantity& q) {
     v.ty = Ty::Voxels;
   } else {
     Diagnostic& d = diags_.report(DiagKind::UnknownUnit, q.unitRange, "unknown unit '" + q.unit + "'");
-    std::string best = closestMatch(q.unit, {"mm", "vox", "GiB", "MiB"});
-    if (!best.empty()) d.fixit(q.unitRange, best);
+    suggest(d, q.unitRange, q.unit, {"mm", "vox", "GiB", "MiB", "GB", "MB"}, SuggestStyle{false, '\'', "", ""});
     d.note("units are mm (length), % (fraction), vox (voxels), and GiB, MiB, GB, MB (memory)");
     return errorValue();
   }
   return v;
 }
 
-Value Checker::evalName(const ast::ExprName& n) {
+Value Checker::evalName(const ast::ExprName& n, Ty want, bool callee) {
   if (!scopes_.empty()) {
     auto local = scopes_.back().find(n.name);
     if (local != scopes_.back().end()) return local->second;
@@ -167,53 +214,31 @@ Value Checker::evalName(const ast::ExprName& n) {
       return v;
     }
   }
-  Value v;
-  if (n.name == "cosine" || n.name == "constant") {
-    v.ty = Ty::Schedule;
-    v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant;
-    return v;
-  }
-  if (n.name == "linear") {
-    v.ty = Ty::Probe;
-    return v;
-  }
-  if (n.name == "probe" || n.name == "finetune") {
-    v.ty = Ty::ProtocolTy;
-    v.flag = n.name == "finetune";
-    return v;
-  }
-  if (n.name == "binary" || n.name == "regression" || n.name == "segmentation") {
-    v.ty = Ty::LabelType;
-    v.flag = n.name == "binary";
-    v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
-    return v;
-  }
-  if (n.name == "pooled" || n.name == "dense") {
-    v.ty = Ty::Head;
-    v.flag = n.name == "dense";
-    return v;
-  }
-  if (n.name == "light" || n.name == "none") {
-    v.ty = Ty::Decoder;
-    v.flag = n.name == "light";
-    return v;
-  }
-  // Metrics (`mae` is also the objective's function, resolved above; see metricName).
-  if (n.name == "auroc" || n.name == "dice" || n.name == "nsd" || n.name == "pearson_r") {
-    v.ty = Ty::Metric;
-    v.str = n.name;
+  // Metrics: `mae` is also the objective's function, resolved above (see metricName).
+  for (const NamedValue& named : kNamedValues) {
+    if (n.name != named.name) continue;
+    Value v;
+    v.ty = named.ty;
+    switch (named.ty) {
+      case Ty::Schedule: v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant; break;
+      case Ty::ProtocolTy: v.flag = n.name == "finetune"; break;
+      case Ty::LabelType:
+        v.flag = n.name == "binary";
+        v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
+        break;
+      case Ty::Head: v.flag = n.name == "dense"; break;
+      case Ty::Decoder: v.flag = n.name == "light"; break;
+      case Ty::Metric: v.str = n.name; break;
+      default: break;
+    }
     return v;
   }
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
-  std::string best = closestMatch(n.name, visibleNames());
-  if (!best.empty()) {
-    d.message += "; did you mean '" + best + "'?";
-    d.fixit(n.range, best);
-  }
+  suggest(d, n.range, n.name, visibleNames(want, callee));
   return errorValue();
 }
 
-Value Checker::evalCall(const ast::ExprCall& c) {
+Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
   const auto* calleeName = c.callee->as<ast::ExprName>();
   if (calleeName != nullptr && (scopes_.empty() || scopes_.back().count(calleeName->name) == 0)) {
     auto sym = symbols_.find(calleeName->name);
@@ -239,7 +264,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   for (const Builtin& b : builtins())
     if (b.name == calleeName->name) fn = &b;
   if (fn == nullptr) {
-    Value callee = evalName(*calleeName);  // reports the unknown name
+    Value callee = evalName(*calleeName, want, true);  // reports the unknown name
     for (const ast::Arg& a : c.args) eval(*a.value);
     return errorValue();
   }
@@ -249,7 +274,10 @@ Value Checker::evalCall(const ast::ExprCall& c) {
   size_t positional = 0;
   bool sawNamed = false;
   for (const ast::Arg& a : c.args) {
-    Value v = eval(*a.value);
+    Ty slot = Ty::Error;
+    for (size_t k = 0; k < fn->params.size(); ++k)
+      if (a.name.empty() ? !sawNamed && k == positional : fn->params[k].name == a.name) slot = fn->params[k].ty;
+    Value v = evalAs(*a.value, slot);
     const Param* p = nullptr;
     if (a.name.empty()) {
       if (sawNamed) {
@@ -274,11 +302,7 @@ Value Checker::evalCall(const ast::ExprCall& c) {
         for (const Param& q : fn->params) names.push_back(q.name);
         Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
                                       fn->name + "() has no parameter '" + a.name + "'");
-        std::string best = closestMatch(a.name, names);
-        if (!best.empty()) {
-          d.message += "; did you mean '" + best + "'?";
-          d.fixit(a.nameRange, best);
-        }
+        suggest(d, a.nameRange, a.name, names);
         std::string list;
         for (const std::string& nm : names) list += (list.empty() ? "" : ", ") + nm;
         d.note(fn->name + "() takes: " + (list.empty() ? "no arguments" : list));
@@ -302,8 +326,9 @@ Value Checker::evalCall(const ast::ExprCall& c) {
     if (p->check) {
       std::string why = p->check(v);
       if (!why.empty()) {
-        diags_.report(DiagKind::ValueRange, a.value->range,
-                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+        Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
+                                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+        if (p->ty == Ty::Fraction) suggestPercentage(d, *a.value);
         ok = false;
       }
     }
@@ -367,11 +392,7 @@ Value Checker::callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::
       if (std::find(names.begin(), names.end(), a.name) == names.end()) {
         Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
                                       def.name + "() has no parameter '" + a.name + "'");
-        std::string best = closestMatch(a.name, names);
-        if (!best.empty()) {
-          d.message += "; did you mean '" + best + "'?";
-          d.fixit(a.nameRange, best);
-        }
+        suggest(d, a.nameRange, a.name, names);
         d.note(def.nameRange, "'" + def.name + "' declared here");
         ok = false;
         continue;
@@ -555,6 +576,7 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
         return errorValue();
       }
       if (l.ty != Ty::Dataset || r.ty != Ty::Pipeline) return mismatch();
+      warnCropPadding(l, r.pipeline, r.opOrigins);
       v = l;
       v.ty = Ty::Data;
       v.pipeline = r.pipeline;
@@ -568,6 +590,49 @@ Value Checker::evalBinary(const ast::ExprBinary& b) {
     }
   }
   return errorValue();
+}
+
+void Checker::suggestPercentage(Diagnostic& d, const ast::Expr& value) {
+  // `mask = 60` meant 60%: a whole number up to 100 where a fraction is expected.
+  const auto* n = value.as<ast::ExprNumber>();
+  if (n == nullptr || !n->isInteger || n->value <= 1 || n->value > 100) return;
+  std::string written(sm_.text(value.range));
+  d.note("a fraction is written as a percentage (" + written + "%) or as a number below 1 (" +
+         ir::formatNumber(n->value / 100) + ")");
+  d.fixit(value.range, written + "%");
+}
+
+void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins,
+                              SourceRange usedAt) {
+  // Only a synthetic volume's size is known at check time (folder volumes are not read).
+  if (data.dataset.kind != ir::DataKind::Synthetic || !data.shapeKnown) return;
+  Value flowing = data;
+  for (size_t i = 0; i < pipeline.ops.size(); ++i) {
+    const ir::PipelineOp& op = pipeline.ops[i];
+    if (op.kind == ir::OpKind::Crop && flowing.shapeKnown) {
+      bool larger = false;
+      ir::Shape3 fits{};
+      for (size_t k = 0; k < 3; ++k) {
+        larger = larger || op.size[k] > flowing.shape[k];
+        fits[k] = std::min(op.size[k], flowing.shape[k]);
+      }
+      // One warning per crop and volume size, however many stages share the pipeline.
+      bool first = larger && i < origins.size() &&
+                   paddingWarned_.insert({origins[i].file, origins[i].begin, flowing.shape}).second;
+      if (first) {
+        Diagnostic& d = diags_.report(DiagKind::CropPadding, origins[i],
+                                      "crop " + ir::formatShape(op.size) + " is larger than the volume (" +
+                                          ir::formatShape(flowing.shape) + "): the volume is zero-padded to fill it");
+        if (usedAt.valid()) d.note(usedAt, "the volumes of this data set go through it here");
+        d.note("a crop cuts the centre of the volume; where the volume is smaller it pads with zeros, which the "
+               "encoder then learns as content");
+        d.note("the largest crop without padding is " + ir::formatShape(fits));
+      }
+    }
+    ir::Pipeline one;
+    one.ops.push_back(op);
+    flowShape(flowing, one);
+  }
 }
 
 Value Checker::evalDecl(Symbol& s) {
@@ -595,16 +660,9 @@ Value Checker::evalBind(const ast::DeclBind& d) {
     f.function = d.name;
     return f;
   }
-  Value v = eval(*d.value);
-  Ty want = Ty::Error;
-  switch (d.bindKind) {
-    case ast::BindKind::Dataset: want = Ty::Dataset; break;
-    case ast::BindKind::Pipeline: want = Ty::Pipeline; break;
-    case ast::BindKind::Encoder: want = Ty::Encoder; break;
-    case ast::BindKind::Objective: want = Ty::Objective; break;
-    case ast::BindKind::Let: return v;
-  }
-  if (v.ty == Ty::Error || v.ty == want) return v;
+  Ty want = bindTy(d.bindKind);
+  Value v = evalAs(*d.value, want);
+  if (want == Ty::Error || v.ty == Ty::Error || v.ty == want) return v;
   typeMismatch(v, want, d.value->range, std::string(ast::toString(d.bindKind)) + " '" + d.name + "'");
   return errorValue();
 }
@@ -673,10 +731,13 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     SourceRange mmAt;
     int zscore = 0;  // 0 none, 1 over all voxels, 2 over non-zero voxels
     SourceRange zAt;
+    bool clip = false;  // and its percentiles
+    double clipLo = 0, clipHi = 0;
+    SourceRange clipAt;
   };
   auto facts = [](const Value& v, SourceRange fallback) {
     Facts f;
-    f.mmAt = f.zAt = fallback;
+    f.mmAt = f.zAt = f.clipAt = fallback;
     for (size_t i = 0; i < v.pipeline.ops.size(); ++i) {
       const ir::PipelineOp& op = v.pipeline.ops[i];
       SourceRange at = i < v.opOrigins.size() ? v.opOrigins[i] : fallback;
@@ -688,20 +749,40 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
         f.zscore = op.nonzero ? 2 : 1;
         f.zAt = at;
       }
+      if (op.kind == ir::OpKind::Clip) {
+        f.clip = true;
+        f.clipLo = op.lo;
+        f.clipHi = op.hi;
+        f.clipAt = at;
+      }
     }
     return f;
   };
-  Facts a = facts(pre, pre.range), b = facts(eval, evalAt);
+  // Without the step in question, notes point at the pretraining's pipeline as a whole.
+  Facts a = facts(pre, pre.dataOrigin.valid() ? pre.dataOrigin : pre.range), b = facts(eval, evalAt);
   const char* use = finetune ? "fine-tuning" : "evaluation";
   auto spacing = [](double mm) { return mm == 0 ? std::string("native spacing") : ir::formatNumber(mm) + "mm"; };
   if (a.mm != b.mm) {
     diags_.report(DiagKind::PipelineMismatch, b.mmAt,
                   std::string(use) + " data are resampled to " + spacing(b.mm) + ", but the encoder was pretrained at " +
                       spacing(a.mm))
-        .note(a.mmAt, "pretraining resamples here")
+        .note(a.mmAt, a.mm == 0 ? "the pretraining's pipeline, which does not resample"
+                                : "pretraining resamples here")
         .note("use the pretraining's spacing, e.g. `resample(" + (a.mm == 0 ? std::string("1") : ir::formatNumber(a.mm)) +
               "mm)`, in both pipelines");
     return false;
+  }
+  if (a.clip != b.clip || (a.clip && (a.clipLo != b.clipLo || a.clipHi != b.clipHi))) {
+    auto clipping = [](const Facts& f) {
+      return f.clip ? "clipped at " + ir::formatNumber(f.clipLo * 100) + "% .. " + ir::formatNumber(f.clipHi * 100) + "%"
+                    : std::string("not clipped");
+    };
+    Diagnostic& diag = diags_.report(DiagKind::NormalizationMismatch, b.clipAt,
+                                     std::string(use) + " data are " + clipping(b) + ", but the encoder was pretrained on " +
+                                         "data " + clipping(a));
+    diag.note(a.clipAt, b.clip && !a.clip ? "the pretraining's pipeline, which does not clip" : "pretraining clips here");
+    diag.note("intensities the encoder never saw in pretraining shift its features; use the same clip() in both "
+              "pipelines");
   }
   if (a.zscore != b.zscore) {
     auto norm = [](int z) {
@@ -710,7 +791,7 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     };
     diags_.report(DiagKind::PipelineMismatch, b.zAt,
                   std::string(use) + " data get " + norm(b.zscore) + ", but the encoder was pretrained with " + norm(a.zscore))
-        .note(a.zAt, "pretraining normalises here");
+        .note(a.zAt, a.zscore == 0 ? "the pretraining's pipeline, which has no z-score" : "pretraining normalises here");
     return false;
   }
   return true;
@@ -724,11 +805,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   for (const ast::Field& f : d.fields) {
     if (std::find(kFields.begin(), kFields.end(), f.name) == kFields.end()) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownField, f.nameRange, "pretrain has no field '" + f.name + "'");
-      std::string best = closestMatch(f.name, kFields);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(f.nameRange, best);
-      }
+      suggest(diag, f.nameRange, f.name, kFields);
       eval(*f.value);
       ok = false;
       continue;
@@ -739,7 +816,6 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
       ok = false;
       continue;
     }
-    Value v = eval(*f.value);
     Ty want = f.name == "data"        ? Ty::Data
               : f.name == "encoder"   ? Ty::Encoder
               : f.name == "objective" ? Ty::Objective
@@ -748,6 +824,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
               : f.name == "init"      ? Ty::Model
               : f.name == "decoder"   ? Ty::Decoder
                                       : Ty::Int;
+    Value v = evalAs(*f.value, want);
     std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
     if (!coerce(v, want, f.value->range, what)) {
       ok = false;
@@ -858,6 +935,17 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     }
     p.init = from.model;
   }
+  if (p.optimizer.warmupEpochs > 0 && p.optimizer.warmupEpochs >= p.epochs) {
+    SourceRange at = fields.count("optimizer") ? fields["optimizer"].second : d.nameRange;
+    Diagnostic& diag = diags_.report(
+        DiagKind::WarmupLength, at,
+        "the warm-up of " + std::to_string(p.optimizer.warmupEpochs) + " epoch" +
+            (p.optimizer.warmupEpochs == 1 ? "" : "s") + " is not shorter than the run (" + std::to_string(p.epochs) +
+            " epoch" + (p.epochs == 1 ? "" : "s") + "): the learning rate never reaches lr = " +
+            ir::formatNumber(p.optimizer.lr));
+    if (fields.count("epochs")) diag.note(fields["epochs"].second, "epochs set here");
+    diag.note("warm-up ramps the learning rate up from lr/1000; make it shorter than the run, or train longer");
+  }
   if (p.batch > p.data.count()) {
     diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
                   "batch " + std::to_string(p.batch) + " is larger than the data set (" +
@@ -914,6 +1002,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   v.shapeOrigin = data.shapeOrigin;
   v.range = fields["encoder"].second;
   v.encoderOrigin = fields["encoder"].second;
+  v.dataOrigin = fields["data"].second;
   return v;
 }
 
@@ -926,11 +1015,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     for (const auto& [name, sym] : symbols_)
       if (sym.decl->is<ast::DeclPretrain>()) names.push_back(name);
     Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.modelRange, "unknown pretrain stage '" + d.model + "'");
-    std::string best = closestMatch(d.model, names);
-    if (!best.empty()) {
-      diag.message += "; did you mean '" + best + "'?";
-      diag.fixit(d.modelRange, best);
-    }
+    suggest(diag, d.modelRange, d.model, names);
   } else if (it->second.decl->is<ast::DeclEvaluate>()) {
     diags_.report(DiagKind::TypeMismatch, d.modelRange,
                   "evaluate needs a pretrain stage, but '" + d.model + "' is an evaluation")
@@ -959,11 +1044,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownName, d.taskRanges[0], "unknown dataset '" + d.task[0] + "'");
       std::vector<std::string> names;
       for (const auto& [name, sym] : symbols_) names.push_back(name);
-      std::string best = closestMatch(d.task[0], names);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(d.taskRanges[0], best);
-      }
+      suggest(diag, d.taskRanges[0], d.task[0], names);
     } else {
       ++ds->second.uses;
       data = evalDecl(ds->second);
@@ -1000,11 +1081,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         } else {
           Diagnostic& diag = diags_.report(DiagKind::UnknownLabel, d.taskRanges[1],
                                            "dataset '" + d.task[0] + "' has no label '" + label + "'");
-          std::string best = closestMatch(label, kLabels);
-          if (!best.empty()) {
-            diag.message += "; did you mean '" + best + "'?";
-            diag.fixit(d.taskRanges[1], best);
-          }
+          suggest(diag, d.taskRanges[1], label, kLabels);
           diag.note("synthetic data sets provide: lesion (binary), age (years)");
           data = errorValue();
         }
@@ -1021,7 +1098,12 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   std::vector<SourceRange> metricRanges;
   bool ok = true;
   for (const ast::Arg& a : d.args) {
-    Value v = eval(*a.value);
+    Ty slot = a.name == "probe"      ? Ty::Probe
+              : a.name == "protocol" ? Ty::ProtocolTy
+              : a.name == "head"     ? Ty::Head
+              : a.name == "pipeline" ? Ty::Pipeline
+                                     : Ty::Error;
+    Value v = evalAs(*a.value, slot);
     if (a.name.empty()) {
       diags_.report(DiagKind::TypeMismatch, a.value->range,
                     "evaluate's arguments must be named, e.g. `shots = 16`");
@@ -1030,11 +1112,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
     if (std::find(kArgs.begin(), kArgs.end(), a.name) == kArgs.end()) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownArgument, a.nameRange, "evaluate has no argument '" + a.name + "'");
-      std::string best = closestMatch(a.name, kArgs);
-      if (!best.empty()) {
-        diag.message += "; did you mean '" + best + "'?";
-        diag.fixit(a.nameRange, best);
-      }
+      suggest(diag, a.nameRange, a.name, kArgs);
       diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, head, "
                 "pipeline, tolerance, metrics");
       ok = false;
@@ -1078,7 +1156,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (a.name == "lr") why = between(0, 10, true, false)(v);
     if (a.name == "tolerance") why = between(0, 100, false, false)(v);
     if (!why.empty()) {
-      diags_.report(DiagKind::ValueRange, a.value->range, what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+      Diagnostic& diag = diags_.report(DiagKind::ValueRange, a.value->range,
+                                       what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
+      if (want == Ty::Fraction) suggestPercentage(diag, *a.value);
       ok = false;
       continue;
     }
@@ -1225,8 +1305,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
       std::string list;
       for (const std::string& site : sites) list += (list.empty() ? "" : ", ") + site;
       Diagnostic& diag = diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no site '" + e.testSite + "'");
-      std::string best = closestMatch(e.testSite, sites);
-      if (!best.empty()) diag.fixit(at, "site(\"" + best + "\")");
+      suggest(diag, at, e.testSite, sites, SuggestStyle{false, '"', "site(\"", "\")"});
       diag.note("its sites: " + list);
       return;
     }
@@ -1254,6 +1333,16 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                   ")");
     return;
   }
+  if (e.shots == pool && e.repeats > 1) {
+    // Every repeat draws the whole pool: the repeats differ in nothing but their seed.
+    SourceRange repeatsAt = args.count("repeats") ? args["repeats"].second : shotsAt;
+    Diagnostic& diag = diags_.report(
+        DiagKind::IdenticalRepeats, repeatsAt,
+        "the " + std::to_string(e.shots) + " shots are the whole training pool, so all " + std::to_string(e.repeats) +
+            " repeats draw the same samples" + (finetune ? "" : ": identical results, std 0"));
+    diag.note(shotsAt, "shots set here; the pool is the " + std::to_string(pool) + " subjects not held out for testing");
+    if (args.count("repeats")) diag.fixit(repeatsAt, "1");
+  }
   if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
       (e.data.synthetic.lesionRate <= 0.0 || e.data.synthetic.lesionRate >= 1.0)) {
     diags_.report(DiagKind::ValueRange, d.taskRanges[1],
@@ -1273,6 +1362,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // The task data go through the pretraining pipeline: they must fit the encoder too.
   Value taskData = data;
   taskData.ty = Ty::Data;
+  warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins, taskDatasetRange(d));
   flowShape(taskData, evalPipeline.pipeline);
   if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
   if (!taskData.shapeKnown) {
@@ -1301,7 +1391,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   experiment_.stages.push_back(std::move(stage));
 }
 
-CheckResult Checker::run(const std::vector<const ast::File*>& files) {
+CheckResult Checker::run(const std::vector<const ast::File*>& files, bool library) {
   baseDir_ = std::filesystem::path(sm_.file(files.back()->id).path).parent_path();
   // Resolve: every declaration's name, across files.
   std::vector<const ast::DeclEvaluate*> evaluates;
@@ -1385,7 +1475,7 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
   for (const ast::Decl* d : main->decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
-    if (d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
+    if (!library && d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
       diags_.report(DiagKind::UnusedDeclaration, d->nameRange, "'" + d->name + "' is declared but never used");
     }
   }
@@ -1417,9 +1507,10 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files) {
 }  // namespace check
 
 
-CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags) {
+CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags,
+                            bool library) {
   check::Checker c(sm, diags);
-  return c.run(files);
+  return c.run(files, library);
 }
 
 }  // namespace gyrus

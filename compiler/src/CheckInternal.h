@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gyrus/Check.h"
@@ -116,6 +118,7 @@ struct Value {
   bool shapeKnown = true;                // Dataset/Data: false when sizes vary by volume
   std::vector<SourceRange> opOrigins;    // Pipeline/Data: the call that made each op
   SourceRange encoderOrigin;             // Model: where its encoder is declared
+  SourceRange dataOrigin;                // Model: its data and pipeline (the `data` field's value)
   std::vector<SourceRange> cubeOrigins;  // Objective: each MAE term's `cube` argument
   SourceRange literal;                   // Record: the literal that made it
   // Dataset: the metrics of the task record it was declared with (Ty::Metric items or
@@ -232,7 +235,7 @@ class Checker {
  public:
   Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
 
-  CheckResult run(const std::vector<const ast::File*>& files);
+  CheckResult run(const std::vector<const ast::File*>& files, bool library = false);
 
   DiagnosticEngine& diags() { return diags_; }
   const SourceManager& sources() const { return sm_; }
@@ -287,6 +290,12 @@ class Checker {
   }
 
   Value eval(const ast::Expr& e);
+  /// Evaluates `e` in a slot that expects `want`: "did you mean" suggests only names that
+  /// fit it (an encoder where an encoder is expected).
+  Value evalAs(const ast::Expr& e, Ty want) {
+    expected_ = want;
+    return eval(e);
+  }
 
   // Records, task records and metric lists (Tasks.cpp).
   /// A call's `task = RECORD` argument: its fields become the call's arguments where the
@@ -316,8 +325,8 @@ class Checker {
  private:
   Value evalRecord(const ast::ExprRecord& r);
   Value evalMember(const ast::ExprMember& m);
-  Value evalName(const ast::ExprName& n);
-  Value evalCall(const ast::ExprCall& c);
+  Value evalName(const ast::ExprName& n, Ty want = Ty::Error, bool callee = false);
+  Value evalCall(const ast::ExprCall& c, Ty want = Ty::Error);
   Value callDefinition(Symbol& sym, const ast::DeclBind& def, const ast::ExprCall& c);
   Value evalBinary(const ast::ExprBinary& b);
   Value evalQuantity(const ast::ExprQuantity& q);
@@ -327,13 +336,23 @@ class Checker {
   void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
+  /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the
+  /// volume of `data` when its size is known (synthetic data); `usedAt`, when valid, is
+  /// where the data meet a pipeline declared elsewhere (an evaluation's task).
+  void warnCropPadding(const Value& data, const ir::Pipeline& pipeline, const std::vector<SourceRange>& origins,
+                       SourceRange usedAt = {});
+  /// Adds a fix-it from `60` to `60%` to `d` when `value` is a whole number that reads as
+  /// a percentage where a fraction is expected.
+  void suggestPercentage(Diagnostic& d, const ast::Expr& value);
   bool checkPipelinesAgree(const Value& pretrained, const Value& evaluation, SourceRange evalAt, bool finetune);
   void reportUnknownShape(SourceRange where) {
     diags_.report(DiagKind::ShapeUnknown, where,
                   "the volumes of this data set differ in size, so the encoder's input size is unknown")
         .note("end the pipeline with a crop to a fixed size, e.g. `resample(1mm) >> crop(96^3) >> zscore()`");
   }
-  std::vector<std::string> visibleNames() const;
+  /// The names a mistyped name may have meant: those that can give `want` (Ty::Error:
+  /// any), only functions when it is called.
+  std::vector<std::string> visibleNames(Ty want, bool callee) const;
 
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
@@ -343,6 +362,8 @@ class Checker {
   std::vector<std::map<std::string, Value>> scopes_;
   std::set<std::string> activeCalls_;
   std::vector<const ast::DeclPretrain*> pretrains_;
+  Ty expected_ = Ty::Error;  // what the slot being evaluated expects (consumed by eval)
+  std::set<std::tuple<FileId, uint32_t, ir::Shape3>> paddingWarned_;  // crops warned about, by volume size
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
   std::string typed_;

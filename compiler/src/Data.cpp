@@ -123,6 +123,13 @@ std::string parseLabel(const std::string& text, ir::LabelKind kind, double& valu
   return {};
 }
 
+// The first of several problems, with the others' messages in `more`.
+DataProblem firstOf(const std::vector<DataProblem>& problems) {
+  DataProblem first = problems.front();
+  for (size_t i = 1; i < problems.size(); ++i) first.more.push_back(problems[i].message);
+  return first;
+}
+
 DataProblem checkRoot(const std::string& root, fs::path& abs) {
   std::error_code ec;
   abs = fs::absolute(root, ec);
@@ -152,14 +159,26 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
   if (DataProblem p = startFolder(root, ir::FolderData::Layout::Glob, out, abs); !p.ok()) return p;
   out.glob = glob;
   std::vector<fs::path> files;
+  std::vector<DataProblem> broken;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(abs, fs::directory_options::skip_permission_denied, ec), end;
-       !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file(ec)) continue;
-    std::string rel = fs::relative(it->path(), abs, ec).string();
-    if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) == 0) files.push_back(it->path());
+  // Symbolic links are followed, to files and to folders, like fomo60k() and fomo25() do;
+  // paths stay those under the root (the glob matches them, not the links' targets). A
+  // link that leads nowhere is a problem, never a silent drop.
+  const auto options = fs::directory_options::skip_permission_denied | fs::directory_options::follow_directory_symlink;
+  for (fs::recursive_directory_iterator it(abs, options, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entryError;
+    std::string rel = it->path().lexically_relative(abs).string();
+    if (fnmatch(glob.c_str(), rel.c_str(), FNM_PATHNAME) != 0) continue;
+    if (it->is_regular_file(entryError)) {
+      files.push_back(it->path());
+    } else if (it->is_symlink(entryError) && !fs::exists(it->path(), entryError)) {
+      broken.push_back({"'" + rel + "' is a symbolic link to '" + fs::read_symlink(it->path(), entryError).string() +
+                            "', which does not exist",
+                        "gyrus follows symbolic links; fix or remove the broken one"});
+    }
   }
   if (ec) return {"cannot list '" + root + "': " + ec.message(), ""};
+  if (!broken.empty()) return firstOf(broken);
   std::sort(files.begin(), files.end());
   if (files.empty())
     return {"no file in '" + root + "' matches '" + glob + "'", "the pattern is matched against paths relative to the "
@@ -184,9 +203,10 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
     out.labelName = labelColumn;
   }
   std::string material = "glob " + glob + "\n";
+  std::vector<DataProblem> unlabelled;
   for (const fs::path& f : files) {
     ir::FolderSample s;
-    fs::path rel = fs::relative(f, abs, ec);
+    fs::path rel = f.lexically_relative(abs);
     s.subject = rel.has_parent_path() ? rel.begin()->string() : niftiStem(rel.filename().string());
     if (s.subject.empty()) s.subject = rel.stem().string();
     s.files.push_back(f.string());
@@ -199,17 +219,19 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
         continue;
       }
       if (it == labels.end()) {
-        return {"no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'",
-                "the subject of " + rel.string() + " is its first path component; the table needs a row with " +
-                    subjectColumn + " = " + s.subject + " and a " +
-                    (kind == ir::LabelKind::Binary ? std::string("0 or 1") : std::string("number")) + " in " +
-                    labelColumn};
+        unlabelled.push_back({"no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'",
+                              "the subject of " + rel.string() + " is its first path component; the table needs a row "
+                                  "with " + subjectColumn + " = " + s.subject + " and a " +
+                                  (kind == ir::LabelKind::Binary ? std::string("0 or 1") : std::string("number")) +
+                                  " in " + labelColumn});
+        continue;
       }
       s.label = it->second;
       material += s.subject + " label " + ir::formatNumber(s.label) + "\n";
     }
     out.samples.push_back(std::move(s));
   }
+  if (!unlabelled.empty()) return firstOf(unlabelled);
   if (out.samples.empty())
     return {"every file under '" + root + "' is skipped; the first: " + out.skipped.front().reason, ""};
   out.fingerprint = ir::sha256Hex(material);
@@ -228,13 +250,18 @@ DataProblem readSites(const std::string& table, ir::FolderData& data) {
   for (const auto& row : t.rows)
     if (row.size() > static_cast<size_t>(std::max(sc, st))) site[row[static_cast<size_t>(sc)]] = row[static_cast<size_t>(st)];
   std::string material = data.fingerprint + "\n";
+  std::vector<DataProblem> missing;
   for (ir::FolderSample& s : data.samples) {
     auto it = site.find(s.subject);
-    if (it == site.end())
-      return {"subject '" + s.subject + "' has no site in '" + path.string() + "'", "add a row: " + s.subject + "\t<site>"};
+    if (it == site.end()) {
+      missing.push_back({"subject '" + s.subject + "' has no site in '" + path.string() + "'",
+                         "add a row: " + s.subject + "\t<site>"});
+      continue;
+    }
     s.site = it->second;
     material += s.subject + " site " + s.site + "\n";
   }
+  if (!missing.empty()) return firstOf(missing);
   data.fingerprint = ir::sha256Hex(material);
   return {};
 }
@@ -290,6 +317,7 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
                                                           "and labels/sub_N/ses_1/label.txt"};
   std::string material = "fomo25\n";
   std::string listError;
+  std::vector<DataProblem> unusable;  // sessions that cannot be samples (without skip_unreadable)
   for (const fs::path& subject : sortedDirs(images, listError)) {
     for (const fs::path& session : sortedDirs(subject, listError)) {
       // One session: its sample, or why it cannot be one.
@@ -351,7 +379,10 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
       return {};
       };
       if (DataProblem p = readSession(); !p.ok()) {
-        if (!out.skipUnreadable) return p;
+        if (!out.skipUnreadable) {
+          unusable.push_back(p);
+          continue;
+        }
         std::string name = subject.filename().string() + "/" + session.filename().string();
         out.skipped.push_back({name, p.message + (p.note.empty() ? "" : " (" + p.note + ")")});
         material += "skipped " + name + "\n";
@@ -359,6 +390,7 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
     }
   }
   if (!listError.empty()) return {listError, "gyrus reads every folder of a data set; fix the permissions"};
+  if (!unusable.empty()) return firstOf(unusable);
   if (out.samples.empty() && !out.skipped.empty())
     return {"every session in '" + root + "' is skipped; the first: " + out.skipped.front().name + ": " +
                 out.skipped.front().reason,

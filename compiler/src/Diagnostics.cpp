@@ -2,6 +2,7 @@
 #include "gyrus/Diagnostics.h"
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
@@ -74,23 +75,35 @@ std::string location(const SourceManager& sm, SourceRange r) {
 
 // The source line of `r` and a marker line under it: `^` at the start, `~` to the end
 // of the range (clipped to the line).
+// A line longer than kMaxShown columns is shown as a window around the range, with
+// "..." where it is cut (a generated file may have a line of 40,000 brackets).
 void renderSnippet(const SourceManager& sm, SourceRange r, const Palette& p, std::string& out) {
+  constexpr size_t kMaxShown = 160, kBefore = 60;
   LineCol b = sm.lineCol(r.file, r.begin);
   std::string_view line = sm.lineText(r.file, b.line);
   std::string num = std::to_string(b.line);
   std::string gutter(std::max<size_t>(num.size(), 4), ' ');
   std::string lineNo = std::string(gutter.size() - num.size(), ' ') + num;
-  out += " " + lineNo + " | " + std::string(line) + "\n";
-  std::string marker;
   size_t start = b.col - 1;
-  for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
-  if (start > line.size()) marker += std::string(start - line.size(), ' ');
   size_t len = 1;
   if (r.end > r.begin) {
     LineCol e = sm.lineCol(r.file, r.end);
     size_t endCol = e.line == b.line ? e.col - 1 : line.size();
     len = endCol > start ? endCol - start : 1;
   }
+  std::string prefix, suffix;
+  if (line.size() > kMaxShown) {
+    size_t from = start > kBefore ? std::min(start - kBefore, line.size() - kMaxShown) : 0;
+    prefix = from > 0 ? "..." : "";
+    suffix = from + kMaxShown < line.size() ? "..." : "";
+    line = line.substr(from, kMaxShown);
+    start -= from;
+    len = std::max<size_t>(1, std::min(len, line.size() > start ? line.size() - start : 1));
+  }
+  out += " " + lineNo + " | " + prefix + std::string(line) + suffix + "\n";
+  std::string marker(prefix.size(), ' ');
+  for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
+  if (start > line.size()) marker += std::string(start - line.size(), ' ');
   marker += std::string(p.caret()) + "^" + std::string(len - 1, '~') + std::string(p.reset());
   out += " " + gutter + " | " + marker + "\n";
 }
@@ -170,24 +183,33 @@ std::string renderJson(const SourceManager& sm, const std::vector<Diagnostic>& d
 }
 
 size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  // Optimal string alignment: insertions, deletions, substitutions and swaps of two
+  // neighbouring letters (`unte` is one edit from `unet`) each cost 1.
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-    std::swap(prev, cur);
   }
-  return prev[b.size()];
+  return d[a.size()][b.size()];
 }
 
 std::string closestMatch(std::string_view word, const std::vector<std::string>& candidates) {
+  auto lower = [](std::string_view w) {
+    std::string out(w);
+    for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+  };
+  std::string folded = lower(word);
   std::string best;
   size_t bestDist = ~size_t{0};
   for (const std::string& c : candidates) {
-    size_t d = editDistance(word, c);
+    if (c == word) continue;  // the word itself is no suggestion
+    size_t d = editDistance(folded, lower(c));
     if (d < bestDist || (d == bestDist && c < best)) {
       best = c;
       bestDist = d;
@@ -196,6 +218,15 @@ std::string closestMatch(std::string_view word, const std::vector<std::string>& 
   // Plausible typo: at most a third of the word's letters wrong (and at least one allowed).
   size_t limit = std::max<size_t>(1, (word.size() + 2) / 3);
   return bestDist <= limit ? best : std::string();
+}
+
+std::string suggest(Diagnostic& d, SourceRange where, std::string_view word, const std::vector<std::string>& candidates,
+                    const SuggestStyle& style) {
+  std::string best = closestMatch(word, candidates);
+  if (best.empty()) return best;
+  if (style.inMessage) d.message += std::string("; did you mean ") + style.quote + best + style.quote + "?";
+  if (where.valid()) d.fixit(where, style.fixPrefix + best + style.fixSuffix);
+  return best;
 }
 
 }  // namespace gyrus

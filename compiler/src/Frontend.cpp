@@ -73,14 +73,24 @@ std::string calleeName(const ast::ExprCall& c) {
   return n != nullptr ? n->name : std::string();
 }
 
+/// An override with its value parsed (from `--set`) or taken from a sweep.
+struct ParsedOverride {
+  Override text;  // path and value as written (value may be empty for sweeps)
+  std::vector<std::string> path;
+  std::vector<SourceRange> segments;  // where each part of the path is written
+  ast::Expr* value = nullptr;
+  bool fromSweep = false;
+};
+
 class OverrideApplier {
  public:
-  OverrideApplier(const Override& o, ast::Expr* value, DiagnosticEngine& diags) : o_(o), value_(value), diags_(diags) {}
+  OverrideApplier(const ParsedOverride& o, DiagnosticEngine& diags, std::vector<SourceRange>* replaced)
+      : o_(o), value_(o.value), diags_(diags), replaced_(replaced) {}
 
   // Replaces the slot `path` (relative to `slot`) with the override's value.
   bool apply(ast::Expr*& slot, const std::vector<std::string>& path, size_t i) {
     if (i == path.size()) {
-      slot = value_;
+      replace(slot);
       return true;
     }
     // A record literal: one of its fields (added when absent, like a block's).
@@ -88,14 +98,12 @@ class OverrideApplier {
       for (ast::RecordField& f : record->fields)
         if (f.name == path[i]) return apply(f.value, path, i + 1);
       if (i + 1 == path.size()) {
-        record->fields.push_back({path[i], value_->range, value_});
+        record->fields.push_back({path[i], segment(i), value_});
         return true;
       }
       std::vector<std::string> names;
       for (const ast::RecordField& f : record->fields) names.push_back(f.name);
-      std::string best = closestMatch(path[i], names);
-      fail("the record '" + join(path, i) + "' has no field '" + path[i] + "'" +
-           (best.empty() ? "" : "; did you mean '" + best + "'?"));
+      fail("the record '" + join(path, i) + "' has no field '" + path[i] + "'", i, names);
       return false;
     }
     std::vector<ast::ExprCall*> calls;
@@ -107,20 +115,24 @@ class OverrideApplier {
     if (byName.size() == 1 && i + 1 < path.size()) return applyToCall(*byName[0], path, i + 1);
     // Otherwise the unique call that has (or can take) an argument of that name.
     std::vector<ast::ExprCall*> takers;
+    std::vector<std::string> known;  // every name that would have selected something
     for (ast::ExprCall* c : calls) {
+      known.push_back(calleeName(*c));
       std::vector<std::string> params = builtinParameters(calleeName(*c));
+      known.insert(known.end(), params.begin(), params.end());
       bool has = std::find(params.begin(), params.end(), path[i]) != params.end();
       for (const ast::Arg& a : c->args) has = has || a.name == path[i];
       if (has) takers.push_back(c);
     }
     if (takers.size() == 1) return applyToCall(*takers[0], path, i);
     if (takers.size() > 1) {
-      fail("'" + path[i] + "' is a parameter of several calls here; name the function, e.g. '" +
-           join(path, i) + "." + calleeName(*takers[0]) + "." + path[i] + "'");
+      fail("'" + path[i] + "' is a parameter of several calls here; name the function, e.g. '" + join(path, i) + "." +
+               calleeName(*takers[0]) + "." + path[i] + "'",
+           i);
       return false;
     }
     if (calls.size() == 1 && i + 1 == path.size()) return applyToCall(*calls[0], path, i);  // checker reports it
-    fail("'" + join(path, i) + "' has no parameter '" + path[i] + "'");
+    fail("'" + join(path, i) + "' has no parameter '" + path[i] + "'", i, known);
     return false;
   }
 
@@ -136,19 +148,32 @@ class OverrideApplier {
       ++position;
     }
     if (i + 1 != path.size()) {
-      fail("'" + path[i] + "' is not set in '" + join(path, i) + "', so it has no '" + path[i + 1] + "'");
+      fail("'" + path[i] + "' is not set in '" + join(path, i) + "', so it has no '" + path[i + 1] + "'", i, params);
       return false;
     }
     ast::Arg arg;
     arg.name = path[i];
-    arg.nameRange = value_->range;
+    arg.nameRange = segment(i);  // a misspelt name is reported (and fixed) in the path
     arg.value = value_;
     call.args.push_back(arg);
     return true;
   }
 
-  void fail(const std::string& why) {
-    diags_.report(DiagKind::BadOverride, SourceRange{}, "--set " + o_.path + ": " + why);
+  // Puts the override's value into `slot`, remembering what was written there.
+  void replace(ast::Expr*& slot) {
+    if (replaced_ != nullptr && slot != nullptr) replaced_->push_back(slot->range);
+    slot = value_;
+  }
+
+  /// Where part `i` of the path is written (the value when unknown).
+  SourceRange segment(size_t i) const { return i < o_.segments.size() ? o_.segments[i] : value_->range; }
+
+  // Reports that part `i` of the path names nothing; suggests one of `candidates`.
+  void fail(const std::string& why, size_t i, const std::vector<std::string>& candidates = {}) {
+    SourceRange at = i < o_.segments.size() ? o_.segments[i] : SourceRange{};
+    Diagnostic& d = diags_.report(o_.fromSweep ? DiagKind::BadSweep : DiagKind::BadOverride, at,
+                                  (o_.fromSweep ? "sweep " : "--set ") + o_.text.path + ": " + why);
+    suggest(d, at, o_.path[i], candidates);
   }
 
   static std::string join(const std::vector<std::string>& path, size_t n) {
@@ -158,19 +183,16 @@ class OverrideApplier {
   }
 
  private:
-  const Override& o_;
+  const ParsedOverride& o_;
   ast::Expr* value_;
   DiagnosticEngine& diags_;
+  std::vector<SourceRange>* replaced_;
 };
 
-/// An override with its value parsed (from `--set`) or taken from a sweep.
-struct ParsedOverride {
-  Override text;  // path and value as written (value may be empty for sweeps)
-  std::vector<std::string> path;
-  ast::Expr* value = nullptr;
-};
-
-void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags) {
+// Applies one override to `file`; the ranges of the values it replaces are added to
+// `replaced` when given.
+void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags,
+                 std::vector<SourceRange>* replaced = nullptr) {
   const std::vector<std::string>& path = o.path;
   ast::Expr* value = o.value;
   ast::Decl* target = nullptr;
@@ -180,17 +202,16 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
     names.push_back(d->name);
     if (d->name == path[0]) target = d;
   }
-  OverrideApplier applier(o.text, value, diags);
+  OverrideApplier applier(o, diags, replaced);
   if (target == nullptr) {
-    std::string best = closestMatch(path[0], names);
-    applier.fail("no declaration named '" + path[0] + "'" + (best.empty() ? "" : "; did you mean '" + best + "'?"));
+    applier.fail("no declaration named '" + path[0] + "'", 0, names);
     return;
   }
   if (auto* b = target->as<ast::DeclBind>()) {
     applier.apply(b->value, path, 1);
   } else if (auto* p = target->as<ast::DeclPretrain>()) {
     if (path.size() == 1) {
-      applier.fail("a pretrain block cannot be replaced whole; set one of its fields, e.g. '" + path[0] + ".epochs'");
+      applier.fail("a pretrain block cannot be replaced whole; set one of its fields, e.g. '" + path[0] + ".epochs'", 0);
       return;
     }
     ast::Field* field = nullptr;
@@ -198,25 +219,43 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
       if (f.name == path[1]) field = &f;
     if (field == nullptr) {
       if (path.size() > 2) {
-        applier.fail("pretrain '" + path[0] + "' does not set '" + path[1] + "'");
+        std::vector<std::string> set;
+        for (const ast::Field& f : p->fields) set.push_back(f.name);
+        applier.fail("pretrain '" + path[0] + "' does not set '" + path[1] + "'", 1, set);
         return;
       }
-      p->fields.push_back({path[1], value->range, value});  // checked like any field
+      p->fields.push_back({path[1], applier.segment(1), value});  // checked like any field
       return;
     }
     applier.apply(field->value, path, 2);
   } else if (auto* e = target->as<ast::DeclEvaluate>()) {
     if (path.size() != 2) {
-      applier.fail("set one argument of the evaluation, e.g. '" + path[0] + ".shots'");
+      applier.fail("set one argument of the evaluation, e.g. '" + path[0] + ".shots'", 0);
       return;
     }
     for (ast::Arg& a : e->args)
       if (a.name == path[1]) {
-        a.value = value;
+        applier.replace(a.value);
         return;
       }
-    e->args.push_back({path[1], value->range, value});
+    e->args.push_back({path[1], applier.segment(1), value});
   }
+}
+
+// The range of each dot-separated part of a path written at `at` (a sweep's path, or a
+// --set's path in its own virtual file); empty when the text does not split as `path`.
+std::vector<SourceRange> pathSegments(const SourceManager& sm, SourceRange at, const std::vector<std::string>& path) {
+  std::vector<SourceRange> out;
+  std::string_view text = sm.text(at);
+  size_t pos = 0;
+  for (const std::string& part : path) {
+    size_t found = text.find(part, pos);
+    if (found == std::string_view::npos) return {};
+    auto begin = at.begin + static_cast<uint32_t>(found);
+    out.push_back({at.file, begin, begin + static_cast<uint32_t>(part.size())});
+    pos = found + part.size();
+  }
+  return out;
 }
 
 bool wellFormedPath(const std::vector<std::string>& path) {
@@ -236,6 +275,8 @@ std::vector<ParsedOverride> parseOverrides(const std::vector<Override>& override
       diags.report(DiagKind::BadOverride, SourceRange{}, "--set " + o.path + ": malformed path (expected NAME.FIELD...)");
       continue;
     }
+    FileId pathFile = sm.add("<--set>", o.path);
+    po.segments = pathSegments(sm, {pathFile, 0, static_cast<uint32_t>(o.path.size())}, po.path);
     FileId id = sm.add("<--set " + o.path + ">", o.value);
     po.value = parseExpression(sm, id, arena, diags);
     if (po.value != nullptr) out.push_back(std::move(po));
@@ -252,12 +293,14 @@ std::string joinPath(const std::vector<std::string>& path) {
 // One axis of a sweep: its paths and, for each of its values, one expression per path.
 struct SweepAxis {
   std::vector<std::vector<std::string>> paths;
+  std::vector<SourceRange> pathRanges;
   std::vector<std::vector<ast::Expr*>> rows;
 };
 
 // Validates the shape of a sweep declaration; false (with a diagnostic) when malformed.
 bool readSweep(const ast::DeclSweep& sw, DiagnosticEngine& diags, SweepAxis& axis) {
   axis.paths = sw.paths;
+  axis.pathRanges = sw.pathRanges;
   const auto* list = sw.values->as<ast::ExprList>();
   if (list == nullptr || list->items.empty()) {
     diags.report(DiagKind::BadSweep, sw.values->range, "a sweep's values must be a non-empty list, e.g. [60%, 75%]");
@@ -351,8 +394,7 @@ class ModuleLoader {
         Diagnostic& d = c_.diags.report(DiagKind::Module, u.targetRange, "no standard-library module '" + dotted + "'");
         std::vector<std::string> names;
         for (const std::string& n : stdlibModuleNames()) names.push_back("std." + n);
-        std::string best = closestMatch(dotted, names);
-        if (!best.empty()) d.fixit(u.targetRange, best);
+        suggest(d, u.targetRange, dotted, names, SuggestStyle{false, '\'', "", ""});
         std::string list;
         for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
         d.note("the standard library has: " + list);
@@ -371,7 +413,9 @@ class ModuleLoader {
       path = p.lexically_normal().string();
       std::string error;
       if (state_.count(key) == 0 && !readFile(path, text, error)) {
-        c_.diags.report(DiagKind::Module, u.targetRange, "cannot read module: " + error);
+        // A path that names nothing names no module; one that cannot be read is an I/O problem.
+        bool missing = !fs::exists(fs::symlink_status(p, ec));
+        c_.diags.report(missing ? DiagKind::Module : DiagKind::IoError, u.targetRange, error);
         return;
       }
     }
@@ -402,6 +446,34 @@ class ModuleLoader {
   std::map<std::string, State> state_;
 };
 
+// A value written in the file that every sweep point replaces is checked nonetheless
+// (a misspelt name there is still a mistake): the file is checked as written, and the
+// errors inside those values that do not depend on their context are kept.
+void checkReplacedValues(Compilation& c, const std::vector<const ast::File*>& files,
+                         const std::vector<SourceRange>& replaced, bool library) {
+  if (replaced.empty()) return;
+  DiagnosticEngine asWritten;
+  std::vector<const ast::File*> all = files;
+  all.push_back(c.main);
+  checkExperiment(all, c.sources, asWritten, library);
+  static const DiagKind kLocal[] = {DiagKind::UnknownName,      DiagKind::UnknownArgument, DiagKind::MissingArgument,
+                                    DiagKind::DuplicateArgument, DiagKind::TooManyArguments, DiagKind::TypeMismatch,
+                                    DiagKind::UnknownUnit,      DiagKind::ValueRange,      DiagKind::UnknownField,
+                                    DiagKind::Syntax};
+  for (const Diagnostic& d : asWritten.all()) {
+    if (d.severity != Severity::Error || std::find(std::begin(kLocal), std::end(kLocal), d.kind) == std::end(kLocal))
+      continue;
+    bool inside = false;
+    for (const SourceRange& r : replaced)
+      inside = inside || (d.range.file == r.file && d.range.begin >= r.begin && d.range.end <= r.end);
+    if (!inside) continue;
+    Diagnostic& copy = c.diags.report(d.kind, d.range, d.message);
+    copy.notes = d.notes;
+    copy.fixits = d.fixits;
+    copy.note("every sweep point replaces this value, but it is checked as written");
+  }
+}
+
 }  // namespace
 
 void applyOverrides(ast::File& file, const std::vector<Override>& overrides, SourceManager& sm, ast::Arena& arena,
@@ -416,17 +488,24 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (text != nullptr) {
     contents = *text;
   } else if (!readFile(path, contents, error)) {
-    c->diags.report(DiagKind::Syntax, SourceRange{}, error);
+    c->diags.report(DiagKind::IoError, SourceRange{}, error);
     return c;
   }
-  FileId prelude = c->sources.add("<std>/prelude.gy", preludeSource());
+  // A standard-library file checked on its own (`gyrus check stdlib/prelude.gy`): the
+  // prelude is not loaded a second time beside itself, and its presets are not unused.
+  bool isPrelude = contents == preludeSource();
+  bool library = isPrelude;
+  for (const std::string& name : stdlibModuleNames()) library = library || contents == *stdlibModule(name);
+  FileId prelude = isPrelude ? kNoFile : c->sources.add("<std>/prelude.gy", preludeSource());
   c->mainFile = c->sources.add(path, std::move(contents));
-  c->prelude = parseFile(c->sources, prelude, c->arena, c->diags);
+  c->prelude = isPrelude ? nullptr : parseFile(c->sources, prelude, c->arena, c->diags);
   c->main = parseFile(c->sources, c->mainFile, c->arena, c->diags);
+  if (isPrelude) c->prelude = c->main;
   if (c->main == nullptr || c->prelude == nullptr) return c;
   ModuleLoader loader(*c);
   loader.load(*c->main);
-  std::vector<const ast::File*> files = {c->prelude};
+  std::vector<const ast::File*> files;
+  if (!isPrelude) files.push_back(c->prelude);
   for (const ast::File* m : loader.modules) files.push_back(m);
   std::vector<ParsedOverride> sets = parseOverrides(overrides, c->sources, c->arena, c->diags);
   // A bad override does not stop checking: the file's own errors are reported too.
@@ -461,7 +540,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (!sweepsOk) return c;
   if (axes.empty()) {
     files.push_back(c->main);
-    c->check = checkExperiment(files, c->sources, c->diags);
+    c->check = checkExperiment(files, c->sources, c->diags, library);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -471,6 +550,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
 
   std::map<std::string, size_t> byHash;
   bool allOk = true;
+  std::vector<SourceRange> replaced;  // the values written in the file that the sweeps replace
   for (size_t point = 0; point < points; ++point) {
     ast::File* file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
     for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
@@ -488,14 +568,16 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
         ParsedOverride o;
         o.text.path = joinPath(axes[a].paths[k]);
         o.path = axes[a].paths[k];
+        o.segments = pathSegments(c->sources, axes[a].pathRanges[k], o.path);
+        o.fromSweep = true;
         o.value = row[k];
-        applyParsed(*file, o, c->diags);
+        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr);
         label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
       }
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
-    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library);
     if (point == 0) c->check.typed = r.typed;
     c->plan.points.push_back(label);
     if (!r.experiment) {
@@ -504,6 +586,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     mergePoint(c->plan, *r.experiment, point, byHash);
   }
+  checkReplacedValues(*c, files, replaced, library);
   if (!allOk || c->diags.hasErrors()) return c;
   nameVariants(c->plan);
   c->check.experiment = c->plan.experiment;

@@ -165,8 +165,22 @@ std::string printPlan(const Plan& plan) {
       out += buf;
     } else {
       const ir::EvaluateStage& e = s.evaluate;
-      std::snprintf(buf, sizeof buf, "  cost      %lld subjects encoded once; %lld probe fits\n",
-                    static_cast<long long>(e.data.count()), static_cast<long long>(e.repeats * 2));
+      if (e.protocol == ir::Protocol::Finetune) {
+        // Each repeat fine-tunes the pretrained encoder and, as the reference, a random
+        // one: `epochs` epochs of `batches` steps, or of one pass over the shots.
+        int64_t batch = e.batch > 0 ? e.batch : std::min<int64_t>(e.shots, 4);
+        int64_t perEpoch = e.batches > 0 ? e.batches : (e.shots + batch - 1) / batch;
+        std::snprintf(buf, sizeof buf,
+                      "  cost      %lld subjects; %lld fine-tunings (%lld repeats, pretrained and random encoder), "
+                      "each %lld epochs x %lld steps at batch %lld = %lld steps\n",
+                      static_cast<long long>(e.data.count()), static_cast<long long>(e.repeats * 2),
+                      static_cast<long long>(e.repeats), static_cast<long long>(e.epochs),
+                      static_cast<long long>(perEpoch), static_cast<long long>(batch),
+                      static_cast<long long>(e.epochs * perEpoch));
+      } else {
+        std::snprintf(buf, sizeof buf, "  cost      %lld subjects encoded once; %lld probe fits\n",
+                      static_cast<long long>(e.data.count()), static_cast<long long>(e.repeats * 2));
+      }
       out += buf;
     }
   }

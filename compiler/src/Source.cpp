@@ -2,6 +2,9 @@
 #include "gyrus/Source.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -47,15 +50,26 @@ std::string_view SourceManager::text(SourceRange range) const {
 
 bool readFile(const std::string& path, std::string& out, std::string& error) {
   out.clear();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::file_status status = fs::status(path, ec);
+  if (status.type() == fs::file_type::not_found) {
+    error = "cannot read '" + path + "': no such file";
+    return false;
+  }
+  if (status.type() == fs::file_type::directory) {
+    error = "cannot read '" + path + "': it is a directory, not a file";
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    error = "cannot open '" + path + "'";
+    error = "cannot read '" + path + "': " + std::strerror(errno);
     return false;
   }
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) {
-    error = "cannot read '" + path + "'";
+    error = "cannot read '" + path + "': " + std::strerror(errno);
     return false;
   }
   out = ss.str();

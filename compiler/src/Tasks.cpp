@@ -74,11 +74,7 @@ Value Checker::evalMember(const ast::ExprMember& m) {
   int i = fieldIndex(base, m.name);
   if (i >= 0) return base.items[static_cast<size_t>(i)];
   Diagnostic& d = diags_.report(DiagKind::UnknownField, m.nameRange, "the record has no field '" + m.name + "'");
-  std::string best = closestMatch(m.name, base.fieldNames);
-  if (!best.empty()) {
-    d.message += "; did you mean '" + best + "'?";
-    d.fixit(m.nameRange, best);
-  }
+  suggest(d, m.nameRange, m.name, base.fieldNames);
   d.note(base.literal, base.fieldNames.empty() ? std::string("the record, which has no fields, is written here")
                                                 : "its fields: " + joinWords(base.fieldNames));
   return errorValue();
@@ -186,11 +182,7 @@ bool Checker::applyTask(const Builtin& fn, const ast::ExprCall& call, std::map<s
     }
     if (std::find(kLayouts.begin(), kLayouts.end(), lv.str) == kLayouts.end()) {
       Diagnostic& d = diags_.report(DiagKind::ValueRange, lv.range, "unknown layout \"" + lv.str + "\"");
-      std::string best = closestMatch(lv.str, kLayouts);
-      if (!best.empty()) {
-        d.message += "; did you mean \"" + best + "\"?";
-        d.fixit(lv.range, "\"" + best + "\"");
-      }
+      suggest(d, lv.range, lv.str, kLayouts, SuggestStyle{true, '"', "\"", "\""});
       d.note("a task's layout names the function that reads its folders: " + joinWords(kLayouts));
       noteTaskUse(firstDiag, use.at);
       return false;
@@ -233,11 +225,7 @@ bool Checker::applyTask(const Builtin& fn, const ast::ExprCall& call, std::map<s
       fields.push_back("layout");
       Diagnostic& d = diags_.report(DiagKind::UnknownField, task.fieldNameRanges[i],
                                     "a task given to " + fn.name + "() has no field '" + name + "'");
-      std::string best = closestMatch(name, fields);
-      if (!best.empty()) {
-        d.message += "; did you mean '" + best + "'?";
-        d.fixit(task.fieldNameRanges[i], best);
-      }
+      suggest(d, task.fieldNameRanges[i], name, fields);
       d.note("a task given to " + fn.name + "() may set: " + joinWords(fields));
       ok = false;
       continue;

@@ -392,3 +392,69 @@ pretrain base {
   auto probe = compile(base + "evaluate base on clinic.lesion (shots = 4, batches = 10)\n");
   CHECK(kinds(*probe) == std::vector<std::string>{"unknown-argument"});
 }
+
+TEST_CASE("regression: \"did you mean\" suggests only names that fit the position, ignoring case") {
+  // Once `unte(...)` suggested `site`, `dino()` `dice` and `schedule = step` `site`.
+  auto suggestion = [](const std::string& encoder, const std::string& objective, const std::string& schedule) {
+    std::string src = "dataset corpus = synthetic(subjects = 32, size = 32^3)\n"
+                      "pretrain m {\n  data = corpus\n  encoder = " + encoder + "\n  objective = " + objective +
+                      "\n  optimizer = adamw(schedule = " + schedule + ")\n}\n";
+    auto c = test::compile(src);
+    std::vector<std::string> fixes;
+    for (const Diagnostic& d : c->diags.sorted()) {
+      CHECK(info(d.kind).name == std::string_view("unknown-name"));
+      fixes.push_back(d.fixits.empty() ? std::string("-") : d.fixits[0].replacement);
+    }
+    return fixes;
+  };
+  CHECK(suggestion("unte(width = 4, stages = 3)", "dino()", "step") == std::vector<std::string>{"unet", "-", "-"});
+  CHECK(suggestion("UNET(width = 4, stages = 3)", "MAE()", "Cosine") ==
+        std::vector<std::string>{"unet", "mae", "cosine"});
+  CHECK(suggestion("vit_ss", "simclr_()", "constnat") == std::vector<std::string>{"vit_s", "simclr", "constant"});
+}
+
+TEST_CASE("regression: a plain number where a fraction is expected gets a percentage fix-it") {
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("mask = 60%");
+  REQUIRE(at != std::string::npos);
+  auto c = test::compile(src.replace(at, 10, "mask = 60"));
+  const Diagnostic* d = test::find(*c, "value-range");
+  REQUIRE(d != nullptr);
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "60%");
+  CHECK(c->sources.text(d->fixits[0].range) == "60");
+}
+
+TEST_CASE("regression: evaluate's test = 20 gets the percentage fix-it too") {
+  std::string src = std::string(test::kValid) + "evaluate held = base on clinic.lesion (shots = 4, test = 20)\n";
+  auto c = test::compile(src);
+  const Diagnostic* d = test::find(*c, "value-range");
+  REQUIRE(d != nullptr);
+  REQUIRE(d->fixits.size() == 1);
+  CHECK(d->fixits[0].replacement == "20%");
+}
+
+TEST_CASE("regression: a crop larger than the volume warns, for the evaluation's data too") {
+  // The pretraining crops 32^3 from 40^3 volumes (fine); the evaluation's data set has
+  // 24^3 volumes, which the same crop zero-pads.
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("size = 40^3, seed = 2");
+  REQUIRE(at != std::string::npos);
+  src.replace(at, 11, "size = 24^3");
+  auto c = test::compile(src);
+  const Diagnostic* d = test::find(*c, "crop-padding");
+  REQUIRE(d != nullptr);
+  CHECK((d->severity == Severity::Warning));
+  CHECK(d->message == "crop 32^3 is larger than the volume (24^3): the volume is zero-padded to fill it");
+  CHECK(c->sources.text(d->notes.at(0).range) == "clinic");
+}
+
+TEST_CASE("a crop shared by the pretraining and its evaluation warns once") {
+  std::string src = std::string(test::kValid);
+  size_t at = src.find("crop(32^3)");
+  REQUIRE(at != std::string::npos);
+  auto c = test::compile(src.replace(at, 10, "crop(48^3)"));
+  size_t warnings = 0;
+  for (const Diagnostic& d : c->diags.sorted()) warnings += info(d.kind).name == "crop-padding" ? 1 : 0;
+  CHECK(warnings == 1);
+}

@@ -108,7 +108,12 @@ TEST_CASE("data trees that do not match their declaration are [data] errors at t
   CHECK(std::string(missing->sources.text(test::find(*missing, "data")->range)) == "\"" + root + "/nowhere\"");
   auto channel = compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\", \"dwi_b1000\"])\nlet x = d\n");
   REQUIRE(kinds(*channel) == std::vector<std::string>{"data"});
-  CHECK(test::find(*channel, "data")->message == "session 'preprocessed/sub_1/ses_1' has no channel 'dwi_b1000'");
+  // Regression (issue 8, item 7): every session's problem in one run, not one per check.
+  const Diagnostic* all = test::find(*channel, "data");
+  CHECK(all->message ==
+        "session 'preprocessed/sub_1/ses_1' has no channel 'dwi_b1000' (and 3 more problems of this kind)");
+  REQUIRE(all->notes.size() == 4);
+  CHECK(all->notes[3].message == "also: session 'preprocessed/sub_4/ses_1' has no channel 'dwi_b1000'");
   t.file("task/labels/sub_3/ses_1/label.txt", "0.5\n");
   auto binary = compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"])\nlet x = d\n");
   CHECK(kinds(*binary) == std::vector<std::string>{"data"});
@@ -262,4 +267,48 @@ TEST_CASE("tolerance and dense heads belong to segmentation tasks") {
   // The decoder of a pretraining: MAE needs one; SimCLR alone does not use one.
   CHECK(kinds(*compile(src, {{"base.decoder", "none"}})) == std::vector<std::string>{"objective-head"});
   CHECK(kinds(*compile(src, {{"base.decoder", "light"}})).empty());
+}
+
+TEST_CASE("regression: a data set's problems are all reported at once, the list capped") {
+  Tree t;
+  for (int i = 1; i <= 12; ++i) t.file("task/preprocessed/sub_" + std::to_string(i) + "/ses_1/flair.nii.gz");
+  t.file("task/labels/sub_1/ses_1/label.txt", "1\n");
+  std::string root = t.root.string();
+  auto c = compile("dataset d = fomo25(\"" + root + "/task\", channels = [\"flair\"])\nlet x = d\n");
+  REQUIRE(kinds(*c) == std::vector<std::string>{"data"});
+  const Diagnostic* d = test::find(*c, "data");
+  CHECK(d->message == "missing label for 'sub_10/ses_1' (and 10 more problems of this kind)");
+  REQUIRE(d->notes.size() == 10);  // the first's details, 8 more listed, then the count
+  CHECK(d->notes[1].message == "also: missing label for 'sub_11/ses_1'");
+  CHECK(d->notes.back().message == "and 2 more");
+  // folder(): every subject without a label in its table.
+  t.file("glob/a/x.nii.gz");
+  t.file("glob/b/x.nii.gz");
+  t.file("glob/c/x.nii.gz");
+  t.file("glob/labels.tsv", "subject\tage\na\t30\n");
+  auto g = compile("dataset d = folder(\"" + root + "/glob\", glob = \"*/x.nii.gz\", table = \"labels.tsv\", "
+                   "column = \"age\", label = regression)\nlet x = d\n");
+  REQUIRE(test::find(*g, "data") != nullptr);
+  CHECK(test::find(*g, "data")->message.find("(and 1 more problem of this kind)") != std::string::npos);
+}
+
+TEST_CASE("regression: folder() follows symbolic links, and a broken one is a [data] error") {
+  // A data set of one real file and one link had 1 sample and no warning.
+  Tree t;
+  t.file("elsewhere/b.nii.gz");
+  t.file("elsewhere/sub/c.nii.gz");
+  t.file("data/a.nii.gz");
+  fs::create_symlink(t.root / "elsewhere/b.nii.gz", t.root / "data/b.nii.gz");
+  fs::create_directory_symlink(t.root / "elsewhere/sub", t.root / "data/sub");
+  std::string root = t.root.string();
+  auto c = compile("dataset d = folder(\"" + root + "/data\", glob = \"*.nii.gz\")\n"
+                   "dataset e = folder(\"" + root + "/data\", glob = \"*/*.nii.gz\")\nlet x = [d, e]\n");
+  REQUIRE(kinds(*c).empty());
+  std::string typed = c->check.typed;
+  CHECK(typed.find("glob = \"*.nii.gz\", samples = 2") != std::string::npos);
+  CHECK(typed.find("glob = \"*/*.nii.gz\", samples = 1") != std::string::npos);
+  fs::create_symlink(t.root / "elsewhere/gone.nii.gz", t.root / "data/gone.nii.gz");
+  auto broken = compile("dataset d = folder(\"" + root + "/data\", glob = \"*.nii.gz\")\nlet x = d\n");
+  REQUIRE(kinds(*broken) == std::vector<std::string>{"data"});
+  CHECK(test::find(*broken, "data")->message.find("'gone.nii.gz' is a symbolic link to") != std::string::npos);
 }

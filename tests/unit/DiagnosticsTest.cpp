@@ -37,6 +37,19 @@ TEST_CASE("colour only when asked") {
   CHECK(renderHuman(sm, de.sorted(), ro).find('\x1b') != std::string::npos);
 }
 
+TEST_CASE("a very long source line is shown as a window around the range") {
+  SourceManager sm;
+  std::string text = "let x = " + std::string(20000, '(') + "1" + std::string(20000, ')') + "\n";
+  FileId f = sm.add("x.gy", text);
+  DiagnosticEngine de;
+  de.report(DiagKind::Syntax, {f, 264, 265}, "too deep");
+  std::string out = renderHuman(sm, de.sorted());
+  CHECK(out.size() < 600);
+  // The caret still sits under the reported bracket: column 265 is shown at 60 + 3 ("...").
+  CHECK(out.find("    1 | ...((((") != std::string::npos);
+  CHECK(out.find("\n      | " + std::string(63, ' ') + "^\n") != std::string::npos);
+}
+
 TEST_CASE("JSON rendering has the editor fields") {
   SourceManager sm;
   FileId f = sm.add("x.gy", "let a = corpsu\n");
@@ -73,6 +86,23 @@ TEST_CASE("suggestions are plausible typos only") {
   CHECK(closestMatch("corpsu", {"corpus", "clinic"}) == "corpus");
   CHECK(closestMatch("epocs", {"epochs", "batch"}) == "epochs");
   CHECK(closestMatch("xyz", {"corpus", "clinic"}).empty());
+  // Case is ignored and a swap of neighbouring letters is one edit.
+  CHECK(closestMatch("MAE", {"mae", "dice"}) == "mae");
+  CHECK(editDistance("unte", "unet") == 1);
+  CHECK(closestMatch("unte", {"unet", "site"}) == "unet");
+}
+
+TEST_CASE("suggest() words the suggestion and its fix-it in one place") {
+  Diagnostic d;
+  d.message = "unknown layout \"fomo52\"";
+  SourceRange at{0, 3, 11};
+  CHECK(suggest(d, at, "fomo52", {"fomo25", "fomo60k"}, SuggestStyle{true, '"', "\"", "\""}) == "fomo25");
+  CHECK(d.message == "unknown layout \"fomo52\"; did you mean \"fomo25\"?");
+  REQUIRE(d.fixits.size() == 1);
+  CHECK(d.fixits[0].replacement == "\"fomo25\"");
+  Diagnostic none;
+  CHECK(suggest(none, at, "xyz", {"corpus"}).empty());
+  CHECK(none.fixits.empty());
 }
 
 TEST_CASE("every registered diagnostic kind has a golden test") {

@@ -100,3 +100,33 @@ TEST_CASE("every standard-library module checks cleanly and is formatted") {
   }
   CHECK(kinds(*test::compile("use std.fomo25\n"), Severity::Warning).empty());
 }
+
+TEST_CASE("regression: a standard-library file checks on its own, without duplicating itself") {
+  for (const char* name : {"prelude.gy", "fomo25.gy"}) {
+    CAPTURE(name);
+    auto c = compileFile((fs::path(GYRUS_SOURCE_DIR) / "stdlib" / name).string(), {}, StopAfter::Check);
+    CHECK(kinds(*c, Severity::Warning).empty());
+  }
+  // A user's file that declares a preset's name is still a duplicate.
+  auto dup = gyrus::test::compile("encoder unet_b = unet(width = 8)\n");
+  CHECK(kinds(*dup) == std::vector<std::string>{"duplicate-name"});
+}
+
+TEST_CASE("regression: an unreadable experiment file is [io-error], not [syntax]") {
+  Dir d;
+  fs::create_directories(d.root / "folder.gy");
+  auto dir = compileFile((d.root / "folder.gy").string(), {}, StopAfter::Check);
+  CHECK(kinds(*dir) == std::vector<std::string>{"io-error"});
+  CHECK(test::find(*dir, "io-error")->message.find("is a directory") != std::string::npos);
+  auto missing = compileFile((d.root / "missing.gy").string(), {}, StopAfter::Check);
+  CHECK(kinds(*missing) == std::vector<std::string>{"io-error"});
+  CHECK(test::find(*missing, "io-error")->message.find("no such file") != std::string::npos);
+  if (::geteuid() != 0) {
+    // Root reads any file, so the permission case runs for other users only.
+    d.write("locked.gy", "let a = 1\n");
+    fs::permissions(d.root / "locked.gy", fs::perms::none);
+    auto locked = compileFile((d.root / "locked.gy").string(), {}, StopAfter::Check);
+    CHECK(kinds(*locked) == std::vector<std::string>{"io-error"});
+    CHECK(test::find(*locked, "io-error")->message.find("Permission denied") != std::string::npos);
+  }
+}

@@ -1,6 +1,8 @@
 // `--set PATH=VALUE` overrides: applied to the AST and checked like the file itself.
 #include <doctest/doctest.h>
 
+#include <tuple>
+
 #include "TestUtil.h"
 
 using namespace gyrus;
@@ -70,4 +72,22 @@ TEST_CASE("overrides that name nothing are [bad-override] with a suggestion") {
   CHECK(kinds(*compile(kValid, {{"base..epochs", "2"}})) == std::vector<std::string>{"bad-override"});
   // An unknown field is added and then reported by the checker, at the override.
   CHECK(kinds(*compile(kValid, {{"base.epocs", "2"}})) == std::vector<std::string>{"unknown-field"});
+}
+
+TEST_CASE("regression: a misspelt --set path is fixed in the path, not by replacing the value") {
+  // `--set base.epoch=2` once offered "replace '2' with 'epochs'".
+  for (const auto& [path, kind, wrong, right] :
+       std::vector<std::tuple<std::string, std::string, std::string, std::string>>{
+           {"base.epoch", "unknown-field", "epoch", "epochs"},
+           {"bsae.epochs", "bad-override", "bsae", "base"},
+           {"base.objective.maks", "unknown-argument", "maks", "mask"}}) {
+    CAPTURE(path);
+    auto c = compile(kValid, {{path, "2"}});
+    const Diagnostic* d = test::find(*c, kind);
+    REQUIRE(d != nullptr);
+    REQUIRE(d->fixits.size() == 1);
+    CHECK(c->sources.text(d->fixits[0].range) == wrong);
+    CHECK(d->fixits[0].replacement == right);
+    CHECK(c->sources.text(d->range) == wrong);
+  }
 }

@@ -106,8 +106,16 @@ TEST_CASE("a stray character is a syntax error, not a crash") {
 }
 
 TEST_CASE("errors on separate lines are all reported") {
-  auto c = compile("dataset a = synthetic(\ndataset b = = 3\n", {}, StopAfter::Parse);
+  auto c = compile("dataset a = synthetic(subjects 3)\ndataset b = = 3\n", {}, StopAfter::Parse);
   CHECK(c->diags.errorCount() >= 2);
+  // Each declaration left open is reported where the next one starts, with a note at its bracket.
+  auto open = compile("dataset a = synthetic(\npretrain p {\n  data = a\nlet b = [1\n", {}, StopAfter::Parse);
+  std::vector<std::string> at;
+  for (const Diagnostic& d : open->diags.sorted()) {
+    at.push_back(test::where(*open, d));
+    REQUIRE(d.notes.size() == 1);
+  }
+  CHECK(at == std::vector<std::string>{"2:1", "4:1", "5:1"});
 }
 
 TEST_CASE("the token dump is deterministic and positioned") {

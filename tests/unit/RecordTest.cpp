@@ -339,7 +339,7 @@ TEST_CASE("syntax errors in records say a name was expected and not a declaratio
   auto member = compile("let t = x.\n");
   CHECK(test::find(*member, "syntax")->message == "missing a name before end of file");
   auto unclosed = compile("let t = { a = 1\n");
-  CHECK(test::find(*unclosed, "syntax")->message == "unexpected end of file, expected {'}', ','}");
+  CHECK(test::find(*unclosed, "syntax")->message == "expected '}' before the end of the file: the '{' is not closed");
 }
 
 TEST_CASE("regression: fmt of deeply nested records takes time linear per level") {

@@ -94,8 +94,11 @@ TEST_CASE("malformed sweeps are [bad-sweep]") {
   CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs in []\n")) == std::vector<std::string>{"bad-sweep"});
   CHECK(kinds(*compile(std::string(kBase) + "sweep base.epochs, base.batch in [2, 4]\n")) ==
         std::vector<std::string>{"bad-sweep"});
-  CHECK(kinds(*compile(std::string(kBase) + "sweep bsae.epochs in [2, 4]\n")) ==
-        std::vector<std::string>{"bad-override"});
+  // A path that names nothing is the sweep's mistake, fixed in the path.
+  auto typo = compile(std::string(kBase) + "sweep bsae.epochs in [2, 4]\n");
+  CHECK(kinds(*typo) == std::vector<std::string>{"bad-sweep"});
+  REQUIRE(test::find(*typo, "bad-sweep")->fixits.size() == 1);
+  CHECK(typo->sources.text(test::find(*typo, "bad-sweep")->fixits[0].range) == "bsae");
 }
 
 TEST_CASE("augmentations: random ops make views, and evaluation drops them") {
@@ -144,4 +147,17 @@ TEST_CASE("a declaration only a sweep's values mention is used, not reported onc
   auto d = compile(std::string(kBase) + "encoder spare = unet(width = 2, stages = 3)\n"
                                         "sweep base_lesion.shots in [4, 8]\n");
   CHECK(kinds(*d, Severity::Warning) == std::vector<std::string>{"unused"});
+}
+
+TEST_CASE("regression: the plan prices fine-tuning as fine-tuning, not as probe fits") {
+  std::string src = std::string(kBase) + "evaluate tuned = base on clinic.lesion (shots = 8, repeats = 2, "
+                                         "protocol = finetune, epochs = 5, batch = 2)\n";
+  auto c = compile(src);
+  REQUIRE(c->check.experiment.has_value());
+  std::string plan = printPlan(c->plan);
+  CHECK(plan.find("4 fine-tunings (2 repeats, pretrained and random encoder), each 5 epochs x 4 steps at batch 2 = "
+                  "20 steps") != std::string::npos);
+  size_t tuned = plan.find("evaluate tuned");
+  REQUIRE(tuned != std::string::npos);
+  CHECK(plan.find("probe fits", tuned) == std::string::npos);
 }

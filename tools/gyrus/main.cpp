@@ -65,19 +65,21 @@ bool report(const Compilation& c, const Common& common) {
   return c.diags.hasErrors();
 }
 
-std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop, bool& badSet) {
+// Compiles the file with the --set overrides; a malformed --set is a [bad-override]
+// diagnostic like any other (so --diagnostics=json stays JSON).
+std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop) {
   std::vector<Override> overrides;
-  badSet = false;
+  std::vector<std::string> malformed;
   for (const std::string& s : common.sets) {
     Override o;
-    if (!parseOverride(s, o)) {
-      fmt::print(stderr, "error: --set '{}' must have the form PATH=VALUE, e.g. --set base.epochs=2 [bad-override]\n", s);
-      badSet = true;
-      continue;
-    }
-    overrides.push_back(o);
+    if (parseOverride(s, o)) overrides.push_back(o);
+    else malformed.push_back(s);
   }
-  return compileFile(common.file, overrides, stop);
+  std::unique_ptr<Compilation> c = compileFile(common.file, overrides, stop);
+  for (const std::string& s : malformed)
+    c->diags.report(DiagKind::BadOverride, SourceRange{},
+                    "--set '" + s + "' must have the form PATH=VALUE, e.g. --set base.epochs=2");
+  return c;
 }
 
 // `gyrus fmt`: formats each file in place (atomically), or with --check reports the
@@ -86,14 +88,15 @@ int formatFiles(const std::vector<std::string>& files, bool check) {
   int code = 0;
   for (const std::string& path : files) {
     std::string text, error;
-    if (!readFile(path, text, error)) {
-      fmt::print(stderr, "error: {}\n", error);
-      code = 1;
-      continue;
-    }
     SourceManager sm;
     ast::Arena arena;
     DiagnosticEngine diags;
+    if (!readFile(path, text, error)) {
+      diags.report(DiagKind::IoError, SourceRange{}, error);
+      std::fputs(renderHuman(sm, diags.sorted()).c_str(), stderr);
+      code = 1;
+      continue;
+    }
     FileId id = sm.add(path, text);
     ast::File* file = parseFile(sm, id, arena, diags);
     if (file == nullptr) {
@@ -238,32 +241,32 @@ int realMain(int argc, char** argv) {
     fmt::print("gyrus {}\n", kVersion);
     return 0;
   }
-  bool badSet = false;
   if (*check && verify) {
-    auto c = compile(checkOpts, StopAfter::Check, badSet);
+    auto c = compile(checkOpts, StopAfter::Check);
     if (c->mainFile == kNoFile) return report(*c, checkOpts) ? 1 : 0;
     std::vector<std::string> problems = verifyDiagnostics(c->sources, c->mainFile, c->diags.sorted());
     for (const std::string& p : problems) fmt::print(stderr, "{}\n", p);
-    return problems.empty() && !badSet ? 0 : 1;
+    return problems.empty() ? 0 : 1;
   }
   if (*check) {
-    auto c = compile(checkOpts, StopAfter::Check, badSet);
-    return report(*c, checkOpts) || badSet ? 1 : 0;
+    auto c = compile(checkOpts, StopAfter::Check);
+    return report(*c, checkOpts) ? 1 : 0;
   }
   if (*emit) {
     if (stage == "tokens") {
       std::string text, error;
       if (!readFile(emitOpts.file, text, error)) {
-        fmt::print(stderr, "error: {}\n", error);
-        return 1;
+        Compilation unread;
+        unread.diags.report(DiagKind::IoError, SourceRange{}, error);
+        return report(unread, emitOpts) ? 1 : 0;
       }
       SourceManager sm;
       FileId id = sm.add(emitOpts.file, text);
       std::fputs(dumpTokens(sm, id).c_str(), stdout);
       return 0;
     }
-    auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check, badSet);
-    if (report(*c, emitOpts) || badSet) return 1;
+    auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check);
+    if (report(*c, emitOpts)) return 1;
     if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
     if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
     if (stage == "ir")
@@ -273,15 +276,15 @@ int realMain(int argc, char** argv) {
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
   if (*plan) {
-    auto c = compile(planOpts, StopAfter::Check, badSet);
-    if (report(*c, planOpts) || badSet) return 1;
+    auto c = compile(planOpts, StopAfter::Check);
+    if (report(*c, planOpts)) return 1;
     if (!planStore.empty() && driver::writePlan(c->plan.experiment, planStore) != 0) return 1;
     std::fputs((planJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     return 0;
   }
   if (*run) {
-    auto c = compile(runOpts, StopAfter::Check, badSet);
-    if (report(*c, runOpts) || badSet) return 1;
+    auto c = compile(runOpts, StopAfter::Check);
+    if (report(*c, runOpts)) return 1;
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;

@@ -21,9 +21,10 @@ struct CheckResult {
 
 /// Checks `files` as one experiment: the standard prelude first, the user's file last.
 /// Declarations of all files share one namespace; only the last file's are reported as
-/// unused or printed. Reports every independent error once.
+/// unused or printed. Reports every independent error once. A `library` (a standard
+/// library file checked on its own) declares presets for others: none is unused.
 CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm,
-                            DiagnosticEngine& diags);
+                            DiagnosticEngine& diags, bool library = false);
 
 /// Parameter names of a built-in function, in positional order (empty if unknown).
 std::vector<std::string> builtinParameters(const std::string& function);

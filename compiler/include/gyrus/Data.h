@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gyrus/Ir.h"
@@ -13,8 +14,13 @@ namespace gyrus {
 /// Why a folder could not be resolved: `message` for the diagnostic, `note` with
 /// details (e.g. the files that do exist), both empty on success.
 struct DataProblem {
+  DataProblem() = default;
+  DataProblem(std::string why, std::string details) : message(std::move(why)), note(std::move(details)) {}
   std::string message;
   std::string note;
+  /// The messages of the data set's other problems of the same kind (every sample is
+  /// checked, so all of them are reported in one run).
+  std::vector<std::string> more;
   bool ok() const { return message.empty(); }
 };
 

@@ -97,7 +97,22 @@ std::string renderJson(const SourceManager& sm, const std::vector<Diagnostic>& d
 
 /// Edit distance for "did you mean" suggestions.
 size_t editDistance(std::string_view a, std::string_view b);
-/// The candidate closest to `word` if it is close enough to be a plausible typo.
+/// The candidate closest to `word` if it is close enough to be a plausible typo. Case
+/// is ignored (`MAE` finds `mae`); among equally close candidates the first in
+/// alphabetical order wins.
 std::string closestMatch(std::string_view word, const std::vector<std::string>& candidates);
+/// How `suggest` words a suggestion.
+struct SuggestStyle {
+  bool inMessage = true;    ///< append "; did you mean 'X'?" to the message
+  char quote = '\'';        ///< around X in the message
+  std::string fixPrefix;    ///< the fix-it writes fixPrefix + X + fixSuffix
+  std::string fixSuffix;
+};
+/// "Did you mean": every such suggestion goes through here. When a candidate is a
+/// plausible typo of `word` (closestMatch), adds it to `d`'s message and a fix-it
+/// replacing `where` with it (none when `where` is invalid). Returns the suggestion, or
+/// an empty string.
+std::string suggest(Diagnostic& d, SourceRange where, std::string_view word, const std::vector<std::string>& candidates,
+                    const SuggestStyle& style = {});
 
 }  // namespace gyrus
