@@ -1092,7 +1092,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // Protocol arguments.
   static const std::vector<std::string> kArgs = {"shots", "repeats", "test",     "seed",      "probe",  "protocol",
                                                  "epochs", "lr",     "head",     "pipeline", "tolerance", "metrics",
-                                                 "batch",  "batches"};
+                                                 "batch",  "batches", "clip"};
   std::map<std::string, std::pair<Value, SourceRange>> args;
   std::vector<std::string> metricNames;
   std::vector<SourceRange> metricRanges;
@@ -1113,7 +1113,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (std::find(kArgs.begin(), kArgs.end(), a.name) == kArgs.end()) {
       Diagnostic& diag = diags_.report(DiagKind::UnknownArgument, a.nameRange, "evaluate has no argument '" + a.name + "'");
       suggest(diag, a.nameRange, a.name, kArgs);
-      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, head, "
+      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, clip, head, "
                 "pipeline, tolerance, metrics");
       ok = false;
       continue;
@@ -1136,7 +1136,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
               : a.name == "test"     ? Ty::Fraction
               : a.name == "probe"    ? Ty::Probe
               : a.name == "protocol" ? Ty::ProtocolTy
-              : a.name == "lr"       ? Ty::Float
+              : a.name == "lr" || a.name == "clip" ? Ty::Float
               : a.name == "pipeline" ? Ty::Pipeline
               : a.name == "head"     ? Ty::Head
               : a.name == "tolerance" ? Ty::Length
@@ -1153,6 +1153,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (a.name == "epochs") why = between(1, 100000, false, false)(v);
     if (a.name == "batch") why = between(1, 4096, false, false)(v);
     if (a.name == "batches") why = between(1, 1000000, false, false)(v);
+    if (a.name == "clip") why = between(0, 1e6, false, false)(v);
     if (a.name == "lr") why = between(0, 10, true, false)(v);
     if (a.name == "tolerance") why = between(0, 100, false, false)(v);
     if (!why.empty()) {
@@ -1165,7 +1166,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     args[a.name] = {v, a.value->range};
   }
   bool finetune = args.count("protocol") != 0 && args["protocol"].first.flag;
-  for (const char* only : {"epochs", "lr", "batch", "batches"}) {
+  for (const char* only : {"epochs", "lr", "batch", "batches", "clip"}) {
     if (args.count(only) != 0 && !finetune) {
       diags_.report(DiagKind::UnknownArgument, args[only].second,
                     std::string("'") + only + "' is an argument of the fine-tuning protocol; a probe does not train "
@@ -1250,6 +1251,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (args.count("lr")) e.lr = args["lr"].first.num;
     if (args.count("batch")) e.batch = static_cast<int64_t>(args["batch"].first.num);
     if (args.count("batches")) e.batches = static_cast<int64_t>(args["batches"].first.num);
+    if (args.count("clip")) e.gradClip = args["clip"].first.num;
     if (e.data.channelCount() > e.encoder.inChannels()) {
       diags_.report(DiagKind::StemReinit, d.taskRanges[0],
                     "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
