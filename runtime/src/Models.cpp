@@ -166,23 +166,72 @@ ProjectionHeadImpl::ProjectionHeadImpl(int64_t width, int64_t projection) {
 
 torch::Tensor ProjectionHeadImpl::forward(const torch::Tensor& x) { return fc2_->forward(torch::relu(fc1_->forward(x))); }
 
-PretrainNetImpl::PretrainNetImpl(const ir::Encoder& cfg, const ir::Objective& objective) {
-  encoder = register_module("encoder", makeEncoder(cfg));
-  bool mae = false;
-  for (const ir::ObjectiveTerm& term : objective.terms) {
-    switch (term.kind) {
-      case ir::ObjectiveKind::Mae:
-        mae = true;
-        break;
-      case ir::ObjectiveKind::SimClr: {
-        auto k = std::to_string(projectors.size());
-        projectors.push_back(
-            register_module("projector" + k, ProjectionHead(2 * cfg.bottleneckWidth(), term.simclr.projection)));
-        break;
-      }
+namespace {
+
+// Masked-autoencoder term: the masked view 0 through the encoder and the shared decoder,
+// reconstructing view 0's clean target.
+class MaeObjective final : public ObjectiveImpl {
+ public:
+  explicit MaeObjective(const ir::MaeObjective& config) : config_(config) {}
+  int64_t views() const override { return 1; }
+  bool reconstructs() const override { return true; }
+  int64_t minBatch() const override { return 1; }
+  torch::Tensor loss(ObjectiveBatch& b) override {
+    torch::Tensor mask = maeMask(b.size, b.viewShape, config_, b.rng);
+    torch::Tensor reconstruction = b.net.decoder->forward(b.net.encoder->forward(b.views.inputs[0] * (1.0 - mask)).back());
+    return maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
+  }
+
+ private:
+  ir::MaeObjective config_;
+};
+
+// SimCLR term: both views' pooled bottlenecks through its own projection head, NT-Xent
+// over the 2B embeddings.
+class SimClrObjective final : public ObjectiveImpl {
+ public:
+  SimClrObjective(const ir::SimClrObjective& config, ProjectionHead head) : config_(config), head_(std::move(head)) {}
+  int64_t views() const override { return 2; }
+  bool reconstructs() const override { return false; }
+  int64_t minBatch() const override { return 2; }  // the other samples are the negatives
+  torch::Tensor loss(ObjectiveBatch& b) override {
+    torch::Tensor z = head_->forward(b.pooledViews());
+    return ntXentLoss(z.slice(0, 0, b.size), z.slice(0, b.size), config_.temperature);
+  }
+
+ private:
+  ir::SimClrObjective config_;
+  ProjectionHead head_;
+};
+
+}  // namespace
+
+torch::Tensor ObjectiveBatch::pooledViews() {
+  if (!pooled.defined()) pooled = net.pooledBottleneck(torch::cat({views.inputs[0], views.inputs[1]}, 0));
+  return pooled;
+}
+
+std::shared_ptr<ObjectiveImpl> makeObjective(const ir::ObjectiveTerm& term, PretrainNetImpl& net,
+                                             const std::string& name) {
+  switch (term.kind) {
+    case ir::ObjectiveKind::Mae: return std::make_shared<MaeObjective>(term.mae);
+    case ir::ObjectiveKind::SimClr: {
+      ProjectionHead head(2 * net.encoder->config.bottleneckWidth(), term.simclr.projection);
+      net.projectors.push_back(net.register_module(name, head));
+      return std::make_shared<SimClrObjective>(term.simclr, head);
     }
   }
-  if (mae) decoder = register_module("decoder", makeMaeDecoder(cfg));
+  throw std::logic_error("makeObjective: unknown objective kind");
+}
+
+PretrainNetImpl::PretrainNetImpl(const ir::Encoder& cfg, const ir::Objective& objective) {
+  encoder = register_module("encoder", makeEncoder(cfg));
+  bool reconstructs = false;
+  for (const ir::ObjectiveTerm& term : objective.terms) {
+    objectives.push_back(makeObjective(term, *this, "projector" + std::to_string(projectors.size())));
+    reconstructs = reconstructs || objectives.back()->reconstructs();
+  }
+  if (reconstructs) decoder = register_module("decoder", makeMaeDecoder(cfg));
 }
 
 torch::Tensor PretrainNetImpl::pooledBottleneck(const torch::Tensor& x) {

@@ -167,10 +167,51 @@ class ProjectionHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ProjectionHead);
 
-/// The pretraining network of an objective: one shared encoder (`encoder.*`), the MAE
-/// decoder (`decoder.*`) when some term is MAE, and one projection head per SimCLR term
-/// (`projector<k>.*`, k counting SimCLR terms only) of the bottleneck width. Only the
-/// encoder goes to encoder.pt; the heads live in checkpoint.pt.
+/// Stochastic views of some samples of a data set, each [B, 1, z, y, x] at viewShape.
+struct Views {
+  std::vector<torch::Tensor> inputs;  ///< one per view: every op of `augment` applied
+  torch::Tensor target;  ///< view 0's clean target (no Noise/Gamma), when requested
+};
+
+class PretrainNetImpl;
+
+/// What an objective term sees of one pretraining step.
+struct ObjectiveBatch {
+  const Views& views;           ///< the augmented inputs (one per view) and view 0's clean target
+  int64_t size = 0;             ///< samples in the batch
+  const ir::Shape3& viewShape;  ///< spatial shape of a view
+  Rng& rng;                     ///< the epoch's random stream (MAE masks)
+  PretrainNetImpl& net;
+  /// Both views' pooled bottlenecks [2B, 2 x width], computed once per step for all
+  /// contrastive terms.
+  torch::Tensor pooledViews();
+  torch::Tensor pooled;  ///< pooledViews()'s cache (undefined until first asked)
+};
+
+/// One objective term at run time, beside EncoderImpl: how many views of a sample it
+/// needs, whether it reconstructs voxels (and so needs the shared decoder and a clean
+/// target), the fewest samples a step may have, and its (unweighted) loss. Made from an
+/// ir::ObjectiveTerm by makeObjective, the one place that switches on the kind; a new
+/// objective is a new ObjectiveImpl and a case there.
+class ObjectiveImpl {
+ public:
+  virtual ~ObjectiveImpl() = default;
+  virtual int64_t views() const = 0;
+  virtual bool reconstructs() const = 0;
+  virtual int64_t minBatch() const = 0;
+  virtual torch::Tensor loss(ObjectiveBatch& batch) = 0;
+};
+
+/// The runtime objective of `term`; its parameters (a projection head) are registered
+/// in `net` under `name`.
+std::shared_ptr<ObjectiveImpl> makeObjective(const ir::ObjectiveTerm& term, PretrainNetImpl& net,
+                                             const std::string& name);
+
+/// The pretraining network of an objective: one shared encoder (`encoder.*`), one
+/// ObjectiveImpl per term, a projection head per SimCLR term (`projector<k>.*`, k
+/// counting SimCLR terms only) of the bottleneck width, and the MAE decoder
+/// (`decoder.*`) when some term reconstructs. Only the encoder goes to encoder.pt; the
+/// heads live in checkpoint.pt.
 class PretrainNetImpl : public torch::nn::Module {
  public:
   PretrainNetImpl(const ir::Encoder& config, const ir::Objective& objective);
@@ -178,8 +219,9 @@ class PretrainNetImpl : public torch::nn::Module {
   torch::Tensor pooledBottleneck(const torch::Tensor& x);
 
   EncoderModule encoder;
-  VoxelDecoder decoder;                    ///< null without MAE terms
+  VoxelDecoder decoder;                    ///< null without reconstructing terms
   std::vector<ProjectionHead> projectors;  ///< one per SimCLR term, in term order
+  std::vector<std::shared_ptr<ObjectiveImpl>> objectives;  ///< one per term, in term order
 };
 TORCH_MODULE(PretrainNet);
 
@@ -252,12 +294,6 @@ struct Dataset {
 ///   Dataset ds = buildDataset(src, pipeline, encoder.totalStride());
 Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t totalStride,
                      const LoadOptions& load = {});
-
-/// Stochastic views of some samples of a data set, each [B, 1, z, y, x] at viewShape.
-struct Views {
-  std::vector<torch::Tensor> inputs;  ///< one per view: every op of `augment` applied
-  torch::Tensor target;  ///< view 0's clean target (no Noise/Gamma), when requested
-};
 
 /// Applies `data.augment` to samples `samples` of `data`, `views` times each. The
 /// draws are one `rng.bits()` per (view, sample), view-major, seeding that view's own

@@ -112,12 +112,17 @@ std::vector<int64_t> batchStarts(int64_t n, int64_t batch, int64_t minBatch) {
 StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   StageResult result;
   validate(stage);
-  bool contrastive = false, reconstructive = false;
-  for (const ir::ObjectiveTerm& term : stage.objective.terms)
-    (term.kind == ir::ObjectiveKind::SimClr ? contrastive : reconstructive) = true;
   int threads = setThreads(ctx.threads);
   torch::manual_seed(stage.seed);
   PretrainNet net(stage.encoder, stage.objective);
+  // What the terms need: views per sample, a clean target, samples per step.
+  int64_t views = 1, minBatch = 1;
+  bool reconstructive = false;
+  for (const auto& objective : net->objectives) {
+    views = std::max(views, objective->views());
+    minBatch = std::max(minBatch, objective->minBatch());
+    reconstructive = reconstructive || objective->reconstructs();
+  }
   if (!stage.init.empty()) {
     // A multi-stage recipe: the encoder starts from an earlier stage's result.
     std::filesystem::path from = ctx.pretrainDir / kEncoderFile;
@@ -156,7 +161,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   LoadOptions load = loadOptions(ctx, threads);
   Dataset data = buildDataset(source, stage.pipeline, stage.encoder.totalStride(), load);
   reportData(data, ctx);
-  if (contrastive && data.samples < 2)
+  if (data.samples < minBatch)
     throw UserError("simclr: contrastive learning needs at least 2 samples; " + std::to_string(data.samples) +
                     " is left after skipping " + std::to_string(data.skipped.size()) + " unreadable ones");
   // A resumed run must train on the samples its checkpoint was trained on: with
@@ -166,9 +171,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
                     " samples, but " + std::to_string(data.samples) +
                     " are readable now (skip_unreadable); restore the files, or delete the checkpoint to start over");
   int64_t n = data.samples;
-  std::vector<int64_t> starts = batchStarts(n, stage.batch, contrastive ? 2 : 1);
+  std::vector<int64_t> starts = batchStarts(n, stage.batch, minBatch);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
-  int64_t views = contrastive ? 2 : 1;
 
   Trainer trainer(net->parameters(), TrainerOptions(stage.optimizer)
                                          .steps(stepsPerEpoch, stage.epochs)
@@ -224,26 +228,10 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
           batch = makeViews(data, samples, views, reconstructive, *rng, rows);
         }
         StepLoss out{torch::zeros({}, torch::kFloat32), {}, 1.0, end - begin};
-        torch::Tensor pooled;  // both views' pooled bottlenecks, shared by the SimCLR terms
-        size_t projector = 0;
+        ObjectiveBatch objectiveBatch{batch, end - begin, data.viewShape, *rng, *net, {}};
         for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
           const ir::ObjectiveTerm& term = stage.objective.terms[t];
-          torch::Tensor termLoss;
-          switch (term.kind) {
-            case ir::ObjectiveKind::Mae: {
-              torch::Tensor mask = maeMask(end - begin, data.viewShape, term.mae, *rng);
-              torch::Tensor reconstruction =
-                  net->decoder->forward(net->encoder->forward(batch.inputs[0] * (1.0 - mask)).back());
-              termLoss = maeLoss(reconstruction, batch.target, mask, term.mae.maskedOnly);
-              break;
-            }
-            case ir::ObjectiveKind::SimClr: {
-              if (!pooled.defined()) pooled = net->pooledBottleneck(torch::cat({batch.inputs[0], batch.inputs[1]}, 0));
-              torch::Tensor z = net->projectors[projector++]->forward(pooled);
-              termLoss = ntXentLoss(z.slice(0, 0, end - begin), z.slice(0, end - begin), term.simclr.temperature);
-              break;
-            }
-          }
+          torch::Tensor termLoss = net->objectives[t]->loss(objectiveBatch);
           out.total = out.total + term.weight * termLoss;
           out.terms.emplace_back(termNames[t], termLoss.detach());
         }
