@@ -249,15 +249,10 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& lab
 
 std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary) {
   checkLabel(stage, binary);
-  if (stage.shots < 2)
-    throw UserError(stage.protocol == ir::Protocol::Probe ? "shots must be at least 2 to fit a probe"
-                                                          : "shots must be at least 2 to fine-tune");
-  if (stage.repeats < 1) throw UserError("repeats must be at least 1");
-  if (!(stage.testFraction > 0.0 && stage.testFraction < 1.0))
-    throw UserError("testFraction must lie strictly between 0 and 1");
+  expectIr(stage.shots >= 2 && stage.repeats >= 1, "at least 2 shots and 1 repeat");
+  expectIr(stage.testFraction > 0.0 && stage.testFraction < 1.0, "the test fraction lies in (0, 1)");
   for (const ir::PipelineOp& op : stage.pipeline.ops)
-    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
-      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
+    expectIr(op.kind != ir::OpKind::Resample || op.mm > 0.0, "resample's voxel size is positive");
   std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
   if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
     throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +

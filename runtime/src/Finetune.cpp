@@ -296,11 +296,9 @@ struct Prepared {
 /// `stage`'s data lose the samples the loader skips.
 Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary, bool segmentation) {
   std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
-  if (stage.epochs < 1) throw UserError("epochs must be at least 1 to fine-tune");
-  if (!(stage.lr > 0.0) || !std::isfinite(stage.lr))
-    throw UserError("lr must be a positive learning rate (e.g. 1e-4) to fine-tune");
-  if (segmentation && (!(stage.nsdToleranceMm >= 0.0) || !std::isfinite(stage.nsdToleranceMm)))
-    throw UserError("the NSD tolerance must be a distance of 0 mm or more (e.g. tolerance = 2mm)");
+  expectIr(stage.epochs >= 1 && stage.lr > 0.0 && std::isfinite(stage.lr), "fine-tuning epochs >= 1 and lr > 0");
+  expectIr(!segmentation || (stage.nsdToleranceMm >= 0.0 && std::isfinite(stage.nsdToleranceMm)),
+           "the NSD tolerance is at least 0 mm");
   int threads = setThreads(ctx.threads);
 
   Prepared p;

@@ -57,43 +57,29 @@ void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, const T
   });
 }
 
-/// Throws a UserError for a term or augmentation the runtime cannot run.
+/// Asserts what the checker guarantees of a pretraining (InternalError otherwise); the
+/// one requirement it cannot see yet, a contrastive batch of one, is the user's error.
 void validate(const ir::PretrainStage& stage) {
-  if (stage.objective.terms.empty()) throw UserError("the objective has no terms: add mae(...) or simclr(...)");
-  if (stage.batch <= 0) throw UserError("batch must be at least 1");
-  if (stage.epochs <= 0) throw UserError("epochs must be at least 1");
-  if (stage.data.channelCount() != 1)
-    throw UserError("pretraining takes single-channel samples; use a fomo60k layout (every scan is one sample), "
-                    "not a data set with " + std::to_string(stage.data.channelCount()) + " channels");
+  expectIr(!stage.objective.terms.empty(), "an objective has terms");
+  expectIr(stage.batch >= 1 && stage.epochs >= 1, "batch >= 1 and epochs >= 1");
+  expectIr(stage.data.channelCount() == 1, "pretraining data have one channel");
   bool random = std::any_of(stage.pipeline.ops.begin(), stage.pipeline.ops.end(),
                             [](const ir::PipelineOp& op) { return op.isRandom(); });
   for (const ir::PipelineOp& op : stage.pipeline.ops) {
-    if (op.kind == ir::OpKind::Flip && !(op.p >= 0.0 && op.p <= 1.0))
-      throw UserError("flip: p = " + std::to_string(op.p) + " is not a probability: use 0 <= p <= 1");
-    if (op.kind == ir::OpKind::Resample && !(op.mm > 0.0))
-      throw UserError("resample: the voxel size " + std::to_string(op.mm) + " mm must be positive");
-    if (op.kind == ir::OpKind::Noise && !(op.sigma >= 0.0))
-      throw UserError("noise: sigma = " + std::to_string(op.sigma) + " must not be negative");
-    if (op.kind == ir::OpKind::Gamma && !(op.lo > 0.0 && op.lo <= op.hi))
-      throw UserError("gamma: the exponent range [" + std::to_string(op.lo) + ", " + std::to_string(op.hi) +
-                      "] is invalid: use 0 < lo <= hi");
+    expectIr(op.kind != ir::OpKind::Flip || (op.p >= 0.0 && op.p <= 1.0), "flip's p is a probability");
+    expectIr(op.kind != ir::OpKind::Resample || op.mm > 0.0, "resample's voxel size is positive");
+    expectIr(op.kind != ir::OpKind::Noise || op.sigma >= 0.0, "noise's sigma is not negative");
+    expectIr(op.kind != ir::OpKind::Gamma || (op.lo > 0.0 && op.lo <= op.hi), "gamma's range is 0 < lo <= hi");
   }
   for (const ir::ObjectiveTerm& term : stage.objective.terms) {
     if (term.kind != ir::ObjectiveKind::SimClr) continue;
-    if (!(term.simclr.temperature > 0.0))
-      throw UserError("simclr: temperature must be positive (e.g. 0.1)");
-    if (term.simclr.projection < 1) throw UserError("simclr: projection must be at least 1 (e.g. 128)");
+    expectIr(term.simclr.temperature > 0.0 && term.simclr.projection >= 1,
+             "simclr's temperature is positive and its projection at least 1");
+    expectIr(stage.data.count() >= 2, "a contrastive data set has at least 2 samples");
+    expectIr(random, "a contrastive pipeline has a random augmentation");
     if (stage.batch < 2)
       throw UserError("simclr: contrastive learning needs batch >= 2 (the other samples of a batch are the "
                       "negatives; with batch = 1 there are none): set batch to at least 2");
-    if (stage.data.count() < 2)
-      throw UserError(stage.data.kind == ir::DataKind::Synthetic
-                          ? "simclr: contrastive learning needs at least 2 subjects: increase subjects"
-                          : "simclr: contrastive learning needs at least 2 samples; the data set has " +
-                                std::to_string(stage.data.count()));
-    if (!random)
-      throw UserError("simclr: the two views of a sample are identical without a random augmentation: add "
-                      "flip(...), noise(...) or gamma(...) to the pipeline");
   }
 }
 

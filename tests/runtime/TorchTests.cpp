@@ -506,28 +506,28 @@ TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random ope
   CHECK(metricOf(withRandom, "auroc_random_encoder") == metricOf(without, "auroc_random_encoder"));
 }
 
-TEST_CASE("SimCLR user errors: batch 1, no random augmentation, bad parameters") {
+TEST_CASE("SimCLR: batch 1 is the user's error; what the checker guarantees is asserted (internal error)") {
   auto rt = makeRuntime();
   StageContext ctx;
   ctx.threads = 2;
   ctx.dir = freshDir("runtime", "simclr_errors");
-  auto expectUserError = [&](const ir::PretrainStage& stage, const std::string& needle) {
+  auto expectError = [&](const ir::PretrainStage& stage, StageResult::Status status, const std::string& needle) {
     StageResult r = rt->runPretrain(stage, ctx);
-    CHECK(r.status == StageResult::Status::UserError);
+    CHECK(r.status == status);
     CHECK_MESSAGE(r.message.find(needle) != std::string::npos, r.message);
   };
   ir::PretrainStage stage = augmentedPretrain(1, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
   stage.batch = 1;
-  expectUserError(stage, "contrastive learning needs batch >= 2");
+  expectError(stage, StageResult::Status::UserError, "contrastive learning needs batch >= 2");
   stage.batch = 4;
   stage.pipeline.ops = {ir::PipelineOp{}};
-  expectUserError(stage, "add flip(...), noise(...) or gamma(...)");
+  expectError(stage, StageResult::Status::InternalError, "a contrastive pipeline has a random augmentation");
   stage = augmentedPretrain(1, {simclrTerm(1.0)});
   stage.objective.terms[0].simclr.temperature = 0.0;
-  expectUserError(stage, "temperature must be positive");
+  expectError(stage, StageResult::Status::InternalError, "simclr's temperature is positive");
   stage = augmentedPretrain(1, {ir::ObjectiveTerm{}});
   stage.pipeline.ops[3].lo = 0.0;
-  expectUserError(stage, "gamma: the exponent range");
+  expectError(stage, StageResult::Status::InternalError, "gamma's range is 0 < lo <= hi");
   CHECK_FALSE(fs::exists(ctx.dir / kCheckpointFile));
 }
 
