@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-#include "Clinic.h"
+#include "gyrus/clinic/Clinic.h"
 
 namespace gyrus::io {
 namespace {

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "Synth.h"
+#include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt {

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "Folder.h"
-#include "Random.h"
-#include "Synth.h"
+#include "gyrus/clinic/Random.h"
+#include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt {

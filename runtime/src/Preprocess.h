@@ -7,8 +7,8 @@
 
 #include <array>
 
-#include "Random.h"
-#include "Synth.h"
+#include "gyrus/clinic/Random.h"
+#include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt {

@@ -23,7 +23,7 @@
 #include <filesystem>
 #include <string>
 
-#include "Synth.h"
+#include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt {

@@ -9,8 +9,8 @@
 #include <set>
 #include <vector>
 
-#include "Clinic.h"
-#include "Synth.h"
+#include "gyrus/clinic/Clinic.h"
+#include "gyrus/clinic/Synth.h"
 
 using namespace gyrus::rt;
 

@@ -244,9 +244,13 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
   expectUserError(makeRuntime()->runEvaluate(ev, ectx), {"unknown label 'lesion'", "'label'"});
   ev.label = "label";
 
-  // Multi-channel data cannot be pretrained on.
-  expectUserError(pretrainIn(freshDir("folder", "multi"), folderPretrain(task)),
-                  {"pretraining takes single-channel samples; use a fomo60k layout"});
+  // Multi-channel data cannot be pretrained on: the checker rejects it, the runtime
+  // asserts it.
+  {
+    StageResult multi = pretrainIn(freshDir("folder", "multi"), folderPretrain(task));
+    CHECK(multi.status == StageResult::Status::InternalError);
+    CHECK_MESSAGE(multi.message.find("pretraining data have one channel") != std::string::npos, multi.message);
+  }
 
   // The channels of one sample on different grids: both files and shapes are named.
   const ir::FolderSample& s = ev.data.folder.samples[2];

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "Metrics.h"
-#include "Synth.h"
+#include "gyrus/clinic/Synth.h"
 
 using namespace gyrus::rt;
 

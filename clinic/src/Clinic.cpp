@@ -1,7 +1,7 @@
 // The synthetic clinic (see Clinic.h). Geometry is in head-normalised coordinates (the
 // head of Anatomy.h is the unit ball); every random choice comes from a named stream
 // derived from (seed, index), so adding a finding never moves another one.
-#include "Clinic.h"
+#include "gyrus/clinic/Clinic.h"
 
 #include <algorithm>
 #include <array>
@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "Anatomy.h"
-#include "Random.h"
+#include "gyrus/clinic/Random.h"
 
 namespace gyrus::rt {
 namespace {

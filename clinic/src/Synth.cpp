@@ -1,12 +1,12 @@
 // Synthetic brain generator (see Synth.h). All geometry is expressed in head-normalised
 // coordinates p (the head is the unit ball), so the anatomy scales with the volume size.
-#include "Synth.h"
+#include "gyrus/clinic/Synth.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "Anatomy.h"
-#include "Random.h"
+#include "gyrus/clinic/Random.h"
 
 namespace gyrus::rt {
 

@@ -12,7 +12,7 @@
 #include <numbers>
 #include <utility>
 
-#include "Random.h"
+#include "gyrus/clinic/Random.h"
 #include "gyrus/Ir.h"
 
 namespace gyrus::rt::anatomy {

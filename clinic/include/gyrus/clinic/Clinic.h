@@ -35,7 +35,7 @@
 #include <string_view>
 #include <vector>
 
-#include "Synth.h"
+#include "gyrus/clinic/Synth.h"
 
 namespace gyrus::rt {
 
