@@ -1,8 +1,9 @@
 // Content digests of data files (see FileDigest.h).
 #include "FileDigest.h"
 
+#include "gyrus/Sha256.h"
+
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +15,6 @@
 #include <memory>
 #include <mutex>
 #include <tuple>
-#include <vector>
 
 namespace gyrus {
 namespace {
@@ -31,36 +31,6 @@ struct FileKey {
     return std::tie(path, size, mtimeNs, inode) < std::tie(o.path, o.size, o.mtimeNs, o.inode);
   }
 };
-
-std::string hex(const unsigned char* bytes, unsigned len) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += digits[bytes[i] >> 4];
-    out += digits[bytes[i] & 15];
-  }
-  return out;
-}
-
-std::string hashFile(int fd, std::string& error) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<unsigned char> buffer(1 << 20);
-  for (;;) {
-    ssize_t n = read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      error = std::strerror(errno);
-      return {};
-    }
-    if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(n));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  return hex(digest, len);
-}
 
 // The on-disk cache. Opened on first use; every failure leaves it closed (digests are
 // then computed every time).
@@ -184,9 +154,10 @@ std::string fileDigest(const fs::path& file, std::string& error) {
       return digest;
     }
   }
-  std::string digest = hashFile(fd, error);
   ::close(fd);
-  if (digest.empty()) return {};
+  ir::Sha256 hash;
+  if (!hash.updateFromFile(file, error)) return {};
+  std::string digest = hash.hex();
   std::lock_guard<std::mutex> lock(c.mutex);
   c.memory[key] = digest;
   c.disk.store(key, digest);

@@ -1,8 +1,6 @@
 // Canonical printing and content hashing of the experiment IR.
 #include "gyrus/Ir.h"
 
-#include <openssl/evp.h>
-
 #include <cstdio>
 #include <cstdlib>
 
@@ -215,17 +213,5 @@ std::string printExperiment(const Experiment& experiment) {
   return out;
 }
 
-std::string sha256Hex(const std::string& data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 }  // namespace gyrus::ir

@@ -334,6 +334,21 @@ std::vector<std::string> loadPretrained(EncoderModule& encoder, Prepared& p, con
   return reinitialised;
 }
 
+/// What every fine-tuning's predictions.json starts with: the protocol and its settings.
+nlohmann::json predictionsHeader(const ir::EvaluateStage& stage, const Prepared& p,
+                                 const std::vector<std::string>& reinitialised, const char* kind) {
+  return {{"protocol", "finetune"},
+          {"label", stage.label},
+          {"kind", kind},
+          {"channels", p.data.channels},
+          {"reinitialised", reinitialised},
+          {"epochs", stage.epochs},
+          {"lr", stage.lr},
+          {"batch", batchSize(stage, stage.shots)},
+          {"batches_per_epoch", stage.batches},
+          {"clip", stage.gradClip}};
+}
+
 void writePredictions(const StageContext& ctx, const nlohmann::json& out) {
   writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
     std::ofstream f(temp);
@@ -409,17 +424,10 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                     {"nsd_std", n.std},
                     {"dice_scratch", mean(dicesScratch)},
                     {"nsd_scratch", mean(nsdsScratch)}};
-  writePredictions(ctx, {{"protocol", "finetune"},
-                         {"label", stage.label},
-                         {"kind", "mask"},
-                         {"channels", p.data.channels},
-                         {"reinitialised", reinitialised},
-                         {"epochs", stage.epochs},
-                         {"lr", stage.lr},
-                         {"batch", batchSize(stage, stage.shots)},
-                         {"batches_per_epoch", stage.batches},
-                         {"tolerance_mm", stage.nsdToleranceMm},
-                         {"repeats", repeatsJson}});
+  nlohmann::json out = predictionsHeader(stage, p, reinitialised, "mask");
+  out["tolerance_mm"] = stage.nsdToleranceMm;
+  out["repeats"] = repeatsJson;
+  writePredictions(ctx, out);
   finishData(p.data, ctx, result);
   return result;
 }
@@ -548,16 +556,8 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
 
   StageResult result;
   result.metrics = figures.metrics();
-  nlohmann::json out = {{"protocol", "finetune"},
-                        {"label", stage.label},
-                        {"kind", binary ? "binary" : "continuous"},
-                        {"channels", p.data.channels},
-                        {"reinitialised", reinitialised},
-                        {"epochs", stage.epochs},
-                        {"lr", stage.lr},
-                        {"batch", batchSize(stage, stage.shots)},
-                         {"batches_per_epoch", stage.batches},
-                        {"repeats", repeatsJson}};
+  nlohmann::json out = predictionsHeader(stage, p, reinitialised, binary ? "binary" : "continuous");
+  out["repeats"] = repeatsJson;
   writePredictions(ctx, out);
   finishData(p.data, ctx, result);
   return result;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace gyrus::rt {
 
@@ -289,48 +290,81 @@ double randomGamma(Volume& v, double lo, double hi, Rng& rng) {
   return gamma;
 }
 
+const OpImpl& opImpl(ir::OpKind kind) {
+  // Deterministic operations act on the target as on the input (each on its own
+  // statistics); spatial ones move a mask with the image (Resample: nearest-neighbour);
+  // intensity augmentations leave the target clean.
+  static const OpImpl crop{
+      false, [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+        in = centerCropOrPad(in, op.size);
+        if (target) *target = centerCropOrPad(*target, op.size);
+      },
+      [](const ir::PipelineOp& op, Volume mask) { return centerCropOrPad(mask, op.size); },
+      [](const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>&) { shape = op.size; }};
+  static const OpImpl zscoreOp{false,
+                               [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+                                 zscore(in, op.nonzero);
+                                 if (target) zscore(*target, op.nonzero);
+                               },
+                               nullptr, nullptr};
+  static const OpImpl clip{false,
+                           [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+                             clipPercentiles(in, op.lo, op.hi);
+                             if (target) clipPercentiles(*target, op.lo, op.hi);
+                           },
+                           nullptr, nullptr};
+  static const OpImpl resampleOp{
+      false, [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+        in = resample(in, op.mm);
+        if (target) *target = resample(*target, op.mm);
+      },
+      [](const ir::PipelineOp& op, Volume mask) { return resampleNearest(mask, op.mm); },
+      [](const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>& spacing) {
+        shape = resampledShape(shape, spacing, op.mm);
+        spacing = {op.mm, op.mm, op.mm};
+      }};
+  static const OpImpl flip{true,
+                           [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+                             FlipAxes axes = drawFlip(op.p, *rng);
+                             mirror(in, axes);
+                             if (target) mirror(*target, axes);
+                           },
+                           nullptr, nullptr};
+  static const OpImpl noise{true, [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { addNoise(in, op.sigma, *rng); },
+                            nullptr, nullptr};
+  static const OpImpl gamma{true,
+                            [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { randomGamma(in, op.lo, op.hi, *rng); },
+                            nullptr, nullptr};
+  switch (kind) {
+    case ir::OpKind::Crop: return crop;
+    case ir::OpKind::ZScore: return zscoreOp;
+    case ir::OpKind::Clip: return clip;
+    case ir::OpKind::Resample: return resampleOp;
+    case ir::OpKind::Flip: return flip;
+    case ir::OpKind::Noise: return noise;
+    case ir::OpKind::Gamma: return gamma;
+  }
+  throw std::invalid_argument("opImpl: unknown operation");
+}
+
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    switch (op.kind) {
-      case ir::OpKind::Crop:
-        v = centerCropOrPad(v, op.size);
-        break;
-      case ir::OpKind::ZScore:
-        zscore(v, op.nonzero);
-        break;
-      case ir::OpKind::Clip:
-        clipPercentiles(v, op.lo, op.hi);
-        break;
-      case ir::OpKind::Resample:
-        v = resample(v, op.mm);
-        break;
-      case ir::OpKind::Flip:
-      case ir::OpKind::Noise:
-      case ir::OpKind::Gamma:
-        throw std::invalid_argument("applyPipeline: a random operation (flip, noise, gamma) needs an Rng: "
-                                    "use applyAugmentations");
-    }
+    const OpImpl& impl = opImpl(op.kind);
+    if (impl.random)
+      throw std::invalid_argument("applyPipeline: a random operation (" + std::string(ir::toString(op.kind)) +
+                                  ") needs an Rng: use applyAugmentations");
+    impl.apply(op, v, nullptr, nullptr);
   }
   return v;
 }
 
 Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    switch (op.kind) {
-      case ir::OpKind::Crop:
-        mask = centerCropOrPad(mask, op.size);
-        break;
-      case ir::OpKind::Resample:
-        mask = resampleNearest(mask, op.mm);
-        break;
-      case ir::OpKind::ZScore:
-      case ir::OpKind::Clip:
-        break;  // intensity operations: a mask keeps its {0, 1} values
-      case ir::OpKind::Flip:
-      case ir::OpKind::Noise:
-      case ir::OpKind::Gamma:
-        throw std::invalid_argument("applySpatialOps: a random operation (flip, noise, gamma) in a mask pipeline");
-    }
+    const OpImpl& impl = opImpl(op.kind);
+    if (impl.random)
+      throw std::invalid_argument("applySpatialOps: a random operation (" + std::string(ir::toString(op.kind)) +
+                                  ") in a mask pipeline");
+    if (impl.mask) mask = impl.mask(op, std::move(mask));  // intensity operations leave a mask alone
   }
   return mask;
 }
@@ -352,49 +386,13 @@ ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
 }
 
 ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in, std::array<double, 3> spacing) {
-  for (const ir::PipelineOp& op : pipeline.ops) {
-    if (op.kind == ir::OpKind::Crop) in = op.size;
-    if (op.kind == ir::OpKind::Resample) {
-      in = resampledShape(in, spacing, op.mm);
-      spacing = {op.mm, op.mm, op.mm};
-    }
-  }
+  for (const ir::PipelineOp& op : pipeline.ops)
+    if (const OpImpl& impl = opImpl(op.kind); impl.shape) impl.shape(op, in, spacing);
   return in;
 }
 
 void applyAugmentations(const ir::Pipeline& pipeline, Volume& input, Volume* target, Rng& rng) {
-  for (const ir::PipelineOp& op : pipeline.ops) {
-    switch (op.kind) {
-      case ir::OpKind::Crop:
-        input = centerCropOrPad(input, op.size);
-        if (target) *target = centerCropOrPad(*target, op.size);
-        break;
-      case ir::OpKind::ZScore:
-        zscore(input, op.nonzero);
-        if (target) zscore(*target, op.nonzero);
-        break;
-      case ir::OpKind::Clip:
-        clipPercentiles(input, op.lo, op.hi);
-        if (target) clipPercentiles(*target, op.lo, op.hi);
-        break;
-      case ir::OpKind::Resample:
-        input = resample(input, op.mm);
-        if (target) *target = resample(*target, op.mm);
-        break;
-      case ir::OpKind::Flip: {
-        FlipAxes axes = drawFlip(op.p, rng);
-        mirror(input, axes);
-        if (target) mirror(*target, axes);
-        break;
-      }
-      case ir::OpKind::Noise:
-        addNoise(input, op.sigma, rng);
-        break;
-      case ir::OpKind::Gamma:
-        randomGamma(input, op.lo, op.hi, rng);
-        break;
-    }
-  }
+  for (const ir::PipelineOp& op : pipeline.ops) opImpl(op.kind).apply(op, input, target, &rng);
 }
 
 }  // namespace gyrus::rt

@@ -85,6 +85,25 @@ void gammaTransform(Volume& v, double gamma);
 /// returns the exponent. Throws std::invalid_argument unless 0 < lo <= hi.
 double randomGamma(Volume& v, double lo, double hi, Rng& rng);
 
+/// The reference implementation of one pipeline operation, in one table (opImpl): every
+/// pipeline function below reads it instead of switching on the kind.
+struct OpImpl {
+  /// Drawn anew for every view (needs an Rng); deterministic operations may be cached.
+  bool random = false;
+  /// Applies the operation to `input` and, when given, to the view's reconstruction
+  /// target (see applyAugmentations): deterministic and spatial operations act on it too
+  /// (a random spatial one with the same draw), intensity augmentations do not. `rng`
+  /// may be null for deterministic operations.
+  void (*apply)(const ir::PipelineOp& op, Volume& input, Volume* target, Rng* rng) = nullptr;
+  /// Spatial operations: the same operation on a segmentation mask (nearest-neighbour);
+  /// null for intensity operations, which leave a mask alone.
+  Volume (*mask)(const ir::PipelineOp& op, Volume mask) = nullptr;
+  /// Operations that change the grid: the output shape and voxel size from the input's;
+  /// null when they keep it.
+  void (*shape)(const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>& spacing) = nullptr;
+};
+const OpImpl& opImpl(ir::OpKind kind);
+
 /// Applies the operations of `pipeline` in order. Throws std::invalid_argument on a
 /// random operation (those need an Rng: see applyAugmentations).
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v);

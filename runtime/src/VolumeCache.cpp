@@ -1,7 +1,6 @@
 // The on-disk cache of preprocessed volumes (see VolumeCache.h).
 #include "VolumeCache.h"
 
-#include <openssl/evp.h>
 #include <zlib.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <system_error>
 
 #include "Errors.h"
+#include "gyrus/Sha256.h"
 
 namespace gyrus::rt {
 
@@ -40,10 +40,6 @@ struct Header {
   int64_t voxels;
 };
 static_assert(sizeof(Header) == 120, "the entry header must not depend on the compiler's padding");
-
-struct DigestDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
 
 /// Every parameter of every operation, in order, in a text that changes whenever one does.
 std::string describe(const ir::Pipeline& prefix) {
@@ -106,31 +102,14 @@ VolumeCache::VolumeCache(fs::path dir) : dir_(std::move(dir)) {
 }
 
 std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix, bool mask) {
-  std::unique_ptr<EVP_MD_CTX, DigestDeleter> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+  ir::Sha256 hash;
   // The digest of the reading and preprocessing code (set by the build), so that a
   // changed resampler or reader never serves volumes the old code made.
-  std::string head = "gyrus-volume " + std::to_string(kFormatVersion) + " " + GYRUS_PREPROCESS_DIGEST +
-                     (mask ? " mask\n" : " image\n") + describe(prefix) + "\n";
-  EVP_DigestUpdate(ctx.get(), head.data(), head.size());
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw UserError(file + ": cannot open the file: " + std::strerror(errno));
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) throw UserError(file + ": read error while hashing the file");
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
+  hash.update("gyrus-volume " + std::to_string(kFormatVersion) + " " + GYRUS_PREPROCESS_DIGEST +
+              (mask ? " mask\n" : " image\n") + describe(prefix) + "\n");
+  std::string error;
+  if (!hash.updateFromFile(file, error)) throw UserError(file + ": cannot read the file: " + error);
+  return hash.hex();
 }
 
 fs::path VolumeCache::pathOf(const std::string& key) const { return dir_ / key.substr(0, 2) / (key + ".vol"); }

@@ -25,19 +25,18 @@ std::string joinInts(const std::array<int64_t, 3>& v, const char* sep) {
 
 }  // namespace
 
-std::unique_ptr<io::IoModule> loadIoModule(std::string& error) {
-  static const exec::ModuleSpec spec{"libgyrus_io.so", "GYRUS_IO",  "gyrus_io_create",
-                               "I/O module",     "gyrus_io", io::kIoAbiVersion};
-  return exec::loadModule<io::IoModule>(spec, error);
+std::unique_ptr<io::IoModule> loadIoModule() {
+  static const exec::ModuleSpec spec{"libgyrus_io.so", "GYRUS_IO", "gyrus_io_create",
+                                     "I/O module",     "gyrus_io", io::kIoAbiVersion};
+  std::string error;
+  std::unique_ptr<io::IoModule> module = exec::loadModule<io::IoModule>(spec, error);
+  if (!module) fmt::print(stderr, "error: {}\n", error);
+  return module;
 }
 
 int runInspect(const std::string& path, bool json, int volume) {
-  std::string error;
-  std::unique_ptr<io::IoModule> module = loadIoModule(error);
-  if (!module) {
-    fmt::print(stderr, "error: {}\n", error);
-    return 2;
-  }
+  std::unique_ptr<io::IoModule> module = loadIoModule();
+  if (!module) return 2;
   io::ReadOptions options;
   options.volume = volume;
   io::Image image;

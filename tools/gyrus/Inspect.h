@@ -11,9 +11,9 @@
 namespace gyrus::driver {
 
 /// Loads libgyrus_io.so: $GYRUS_IO, else next to the executable, else ../lib/gyrus/
-/// relative to it (the module stays loaded until exit). nullptr with `error` set when it
-/// is missing or was built for another version of gyrus.
-std::unique_ptr<io::IoModule> loadIoModule(std::string& error);
+/// relative to it (the module stays loaded until exit). nullptr, with `error: <why>` on
+/// stderr, when it is missing or was built for another version of gyrus.
+std::unique_ptr<io::IoModule> loadIoModule();
 
 /// Prints a human summary, or one JSON object with `json`, on stdout. Returns the exit
 /// code: 0 ok, 1 the file cannot be read (`error: <path>: <reason>` on stderr),

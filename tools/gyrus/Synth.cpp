@@ -43,12 +43,8 @@ std::string shellWord(const std::string& s) {
 }  // namespace
 
 int runSynth(const SynthArgs& args) {
-  std::string error;
-  std::unique_ptr<io::IoModule> module = loadIoModule(error);
-  if (!module) {
-    fmt::print(stderr, "error: {}\n", error);
-    return 2;
-  }
+  std::unique_ptr<io::IoModule> module = loadIoModule();
+  if (!module) return 2;
   io::SynthRequest request;
   request.out = args.out;
   request.layout = args.layout;

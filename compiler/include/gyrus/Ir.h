@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/Sha256.h"
+
 namespace gyrus::ir {
 
 /// A 3-D size in voxels, in (x, y, z) order.
@@ -353,8 +355,6 @@ std::string print(const Encoder& e);
 std::string print(const Objective& o);
 std::string print(const Optimizer& o);
 
-/// Hex SHA-256 of `data`.
-std::string sha256Hex(const std::string& data);
 
 /// Trainable parameters of the encoder.
 int64_t parameterCount(const UNetEncoder& e);
