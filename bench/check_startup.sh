@@ -3,7 +3,7 @@
 # 2,000-line file), `gyrus plan` on the ablation sweep, `gyrus emit --stage=ir` and a
 # fully cached `gyrus run`, side by side with a process that does nothing (`true`).
 # None of them loads LibTorch (a cached run never needs the runtime module).
-# Goals (issue 3): check on the largest example <= 50 ms, on 2,000 lines <= 200 ms.
+# Goals (issue 8): check on the largest example <= 20 ms, on 2,000 lines <= 60 ms.
 #
 #   bash bench/check_startup.sh [build-dir] [runs]
 set -euo pipefail
