@@ -371,17 +371,30 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
 
   StageResult result;
   result.metrics = figures.metrics();
-  nlohmann::json out = {{"label", stage.label},
-                        {"kind", binary ? "binary" : "continuous"},
-                        {"features", features.cols},
-                        {"repeats", repeatsJson}};
-  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
-    std::ofstream f(temp);
-    f << out.dump(2) << '\n';
-    if (!f) throw std::runtime_error("cannot write " + temp);
-  });
+  writePredictions(stage, ctx,
+                   {{"protocol", "probe"}, {"label", stage.label}, {"kind", binary ? "binary" : "continuous"},
+                    {"features", features.cols}},
+                   "random_encoder", repeatsJson);
   finishData(data, ctx, result);
   return result;
+}
+
+void writePredictions(const ir::EvaluateStage& stage, const StageContext& ctx, nlohmann::json header,
+                      const char* reference, const nlohmann::json& repeats) {
+  nlohmann::json names = nlohmann::json::array();
+  if (stage.data.kind == ir::DataKind::Folder) {
+    for (const ir::FolderSample& s : stage.data.folder.samples) names.push_back(sampleName(s));
+  } else {
+    for (int64_t i = 0; i < stage.data.synthetic.subjects; ++i) names.push_back("subject_" + std::to_string(i));
+  }
+  header["reference"] = reference;
+  header["samples"] = std::move(names);
+  header["repeats"] = repeats;
+  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
+    std::ofstream f(temp);
+    f << header.dump(2) << '\n';
+    if (!f) throw std::runtime_error("cannot write " + temp);
+  });
 }
 
 }  // namespace gyrus::rt

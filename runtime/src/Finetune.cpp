@@ -349,14 +349,6 @@ nlohmann::json predictionsHeader(const ir::EvaluateStage& stage, const Prepared&
           {"clip", stage.gradClip}};
 }
 
-void writePredictions(const StageContext& ctx, const nlohmann::json& out) {
-  writeAtomically(ctx.dir / kPredictionsFile, [&](const std::string& temp) {
-    std::ofstream f(temp);
-    f << out.dump(2) << '\n';
-    if (!f) throw std::runtime_error("cannot write " + temp);
-  });
-}
-
 double mean(const std::vector<double>& v) { return meanStd(v).mean; }
 
 /// Segmentation fine-tuning (LabelKind::Mask; see the file comment).
@@ -424,10 +416,9 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
                     {"nsd_std", n.std},
                     {"dice_scratch", mean(dicesScratch)},
                     {"nsd_scratch", mean(nsdsScratch)}};
-  nlohmann::json out = predictionsHeader(stage, p, reinitialised, "mask");
-  out["tolerance_mm"] = stage.nsdToleranceMm;
-  out["repeats"] = repeatsJson;
-  writePredictions(ctx, out);
+  nlohmann::json header = predictionsHeader(stage, p, reinitialised, "mask");
+  header["tolerance_mm"] = stage.nsdToleranceMm;
+  writePredictions(stage, ctx, header, "scratch", repeatsJson);
   finishData(p.data, ctx, result);
   return result;
 }
@@ -556,9 +547,8 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
 
   StageResult result;
   result.metrics = figures.metrics();
-  nlohmann::json out = predictionsHeader(stage, p, reinitialised, binary ? "binary" : "continuous");
-  out["repeats"] = repeatsJson;
-  writePredictions(ctx, out);
+  writePredictions(stage, ctx, predictionsHeader(stage, p, reinitialised, binary ? "binary" : "continuous"),
+                   "scratch", repeatsJson);
   finishData(p.data, ctx, result);
   return result;
 }

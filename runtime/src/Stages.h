@@ -3,6 +3,8 @@
 // exceptions into StageResults so none crosses the module boundary.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include "Models.h"
 #include "gyrus/runtime/Runtime.h"
 
@@ -34,6 +36,14 @@ void reportData(const Dataset& data, const StageContext& ctx);
 /// the stage's private copy of a streamed data set (a killed run keeps it, so that its
 /// resume reads it back instead of preprocessing again).
 void finishData(const Dataset& data, const StageContext& ctx, StageResult& result);
+
+/// Writes an evaluation's predictions.json (atomically), in the one format every
+/// protocol shares (docs/cli.md, "predictions.json"): `protocol`, `label`, `kind`,
+/// `reference` (the companion run's suffix), `samples` (every sample's name, by the
+/// indices `train` and `test` use), the protocol's settings, then `repeats`.
+/// `header` holds the protocol's fields; `samples` and `reference` are added here.
+void writePredictions(const ir::EvaluateStage& stage, const StageContext& ctx, nlohmann::json header,
+                      const char* reference, const nlohmann::json& repeats);
 
 /// Self-supervised pretraining (MAE, SimCLR, weighted sums) on augmented views, with
 /// per-epoch checkpoints and exact resume (see Runtime.h and Pretrain.cpp).

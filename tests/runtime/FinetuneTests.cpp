@@ -106,6 +106,10 @@ TEST_CASE("finetune: the loss falls, metrics are in range and identical for the 
 
   const nlohmann::json& j = a.predictions;
   CHECK(j.at("protocol") == "finetune");
+  CHECK(j.at("reference") == "scratch");
+  CHECK(j.at("clip") == 1.0);
+  CHECK(j.at("samples").size() == static_cast<size_t>(ev.data.synthetic.subjects));
+  CHECK(j.at("samples")[3] == "subject_3");
   CHECK(j.at("channels") == 1);
   CHECK(j.at("reinitialised").empty());
   CHECK(j.at("batch") == 4);
@@ -131,7 +135,12 @@ TEST_CASE("finetune: the loss falls, metrics are in range and identical for the 
   probe.protocol = ir::Protocol::Probe;
   EvaluateRun p = runFinetune(probe, pre, "probe");
   REQUIRE_MESSAGE(p.result.status == StageResult::Status::Ok, p.result.message);
+  // One predictions format for every protocol.
+  CHECK(p.predictions.at("protocol") == "probe");
+  CHECK(p.predictions.at("reference") == "random_encoder");
+  CHECK(p.predictions.at("samples") == j.at("samples"));
   for (size_t r = 0; r < 2; ++r) {
+    CHECK(p.predictions["repeats"][r].at("scores_random_encoder").size() == p.predictions["repeats"][r]["test"].size());
     CHECK(p.predictions["repeats"][r]["train"] == j["repeats"][r]["train"]);
     CHECK(p.predictions["repeats"][r]["test"] == j["repeats"][r]["test"]);
   }

@@ -222,6 +222,9 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
   // Per channel: mean and max of every stage (widths 4 + 8 + 16); two channels.
   CHECK(j.at("features") == 2 * 2 * (4 + 8 + 16));
   CHECK(j.at("label") == "label");
+  // Sample names as the data set lists them, indexed by `train` and `test`.
+  REQUIRE(j.at("samples").size() == ev.data.folder.samples.size());
+  CHECK(j.at("samples")[0] == ev.data.folder.samples[0].subject + "/" + ev.data.folder.samples[0].session);
   REQUIRE(j.at("repeats").size() == 2);
   CHECK(j["repeats"][0]["train"].size() == 4);
   CHECK(j["repeats"][0]["test"].size() == 8);  // half of each class
