@@ -114,6 +114,7 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
   ctx.dir = dir;
   ctx.threads = settings.threads > 0 ? settings.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ctx.volumeCache = settings.volumeCache;
+  ctx.device = settings.device;
   ctx.loaderMemory = settings.loaderMemory;
   ctx.progress = [&](std::string_view line) {
     if (settings.progress) settings.progress(stage.name, line);

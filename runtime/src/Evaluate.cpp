@@ -27,6 +27,7 @@
 // drawn with Rng(deriveSeed(seed, tag("split"))); repeat r draws `shots` training
 // subjects from the rest with Rng(deriveSeed(seed, tag("repeat") + r)), stratified by
 // class with at least one of each for binary labels.
+#include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -116,8 +117,9 @@ namespace {
 /// double. The rows of `data` are the channels of each sample in turn; a sample's
 /// per-channel features are concatenated in channel order. A streamed data set is read
 /// a batch of rows at a time.
-Matrix extractFeatures(EncoderModule& encoder, const Dataset& data) {
+Matrix extractFeatures(EncoderModule& encoder, const Dataset& data, const torch::Device& device) {
   constexpr int64_t kBatch = 8;
+  encoder->to(device);
   encoder->eval();
   torch::NoGradGuard noGrad;
   const int64_t channels = data.channels;
@@ -133,13 +135,13 @@ Matrix extractFeatures(EncoderModule& encoder, const Dataset& data) {
     } else {
       batch = data.images.slice(0, begin, end);
     }
-    auto maps = encoder->forward(batch);
+    auto maps = encoder->forward(batch.to(device, /*non_blocking=*/true));
     std::vector<torch::Tensor> pooled;
     for (auto& m : maps) {
       pooled.push_back(m.mean({2, 3, 4}));
       pooled.push_back(m.amax({2, 3, 4}));
     }
-    rows.push_back(torch::cat(pooled, 1));
+    rows.push_back(torch::cat(pooled, 1).to(torch::kCPU));
   }
   torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).reshape({n / channels, -1}).contiguous();
   Matrix x(all.size(0), all.size(1));
@@ -347,8 +349,9 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   Dataset data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);
   reportData(data, ctx);
   Labels labels = labelsOf(stage, data, binary);
-  Matrix features = extractFeatures(trained, data);
-  Matrix randomFeatures = extractFeatures(random, data);
+  const torch::Device device = stageDevice(ctx);
+  Matrix features = extractFeatures(trained, data, device);
+  Matrix randomFeatures = extractFeatures(random, data, device);
   Split split = splitSubjects(stage, labels, binary);
 
   nlohmann::json repeatsJson = nlohmann::json::array();
@@ -377,6 +380,20 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
                    "random_encoder", repeatsJson);
   finishData(data, ctx, result);
   return result;
+}
+
+torch::Device stageDevice(const StageContext& ctx) {
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(ctx.device);
+  } catch (const c10::Error&) {
+    throw UserError("'" + ctx.device + "' is not a device: use cpu, cuda or cuda:N");
+  }
+  if (device.is_cuda() && (!torch::cuda::is_available() || device.index() >= static_cast<int>(torch::cuda::device_count())))
+    throw UserError("the device '" + ctx.device + "' is not usable here: this runtime sees " +
+                    std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0) +
+                    " CUDA device(s); use cpu");
+  return device;
 }
 
 void writePredictions(const ir::EvaluateStage& stage, const StageContext& ctx, nlohmann::json header,

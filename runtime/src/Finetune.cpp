@@ -106,11 +106,16 @@ Targets targetsFor(const Labels& labels, const std::vector<int64_t>& train, bool
 /// sample's channels are consecutive rows).
 class SampleImages {
  public:
-  explicit SampleImages(const Dataset& data) : data_(&data) {
+  SampleImages(const Dataset& data, torch::Device device) : data_(&data), device_(device) {
     if (!data.streamed())
       view_ = data.images.view({data.samples, data.channels, data.shape[2], data.shape[1], data.shape[0]});
   }
-  torch::Tensor operator()(const torch::Tensor& index) const {
+  /// The images on the stage's device (read and gathered on the host).
+  torch::Tensor operator()(const torch::Tensor& index) const { return onHost(index).to(device_, /*non_blocking=*/true); }
+  const torch::Device& device() const { return device_; }
+
+ private:
+  torch::Tensor onHost(const torch::Tensor& index) const {
     if (!data_->streamed()) return view_.index_select(0, index);
     const int64_t k = index.numel(), channels = data_->channels;
     torch::Tensor samples = index.to(torch::kInt64).contiguous();
@@ -122,8 +127,8 @@ class SampleImages {
     return data_->rows(rows).view({k, channels, s[2], s[1], s[0]});
   }
 
- private:
   const Dataset* data_;
+  torch::Device device_;
   torch::Tensor view_;
 };
 
@@ -206,9 +211,10 @@ RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targ
   namespace F = torch::nn::functional;
   torch::Tensor targetValues = torch::tensor(targets.values, torch::kFloat32);
   RunOutput out;
+  net->to(images.device());
   out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
     torch::Tensor output = net->forward(images(index));
-    torch::Tensor target = targetValues.index_select(0, index);
+    torch::Tensor target = targetValues.index_select(0, index).to(images.device(), /*non_blocking=*/true);
     return binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
   });
 
@@ -219,7 +225,7 @@ RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targ
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
     int64_t end = std::min(m, begin + kEvalBatch);
     torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
-    torch::Tensor scores = net->forward(images(index)).to(torch::kFloat64).contiguous();
+    torch::Tensor scores = net->forward(images(index)).to(torch::kCPU).to(torch::kFloat64).contiguous();
     const double* s = scores.data_ptr<double>();
     for (int64_t k = 0; k < end - begin; ++k) out.scores.push_back(s[k] * targets.scale + targets.mean);
   }
@@ -247,8 +253,10 @@ SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::
                           const std::vector<std::array<double, 3>>& spacing, const ir::Shape3& shape,
                           const ir::EvaluateStage& stage, uint64_t orderSeed, const RunTag& tag) {
   SegOutput out;
+  net->to(images.device());
   out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
-    return segmentationLoss(net->forward(images(index)), masks.index_select(0, index));
+    return segmentationLoss(net->forward(images(index)),
+                            masks.index_select(0, index).to(images.device(), /*non_blocking=*/true));
   });
 
   net->eval();
@@ -264,7 +272,7 @@ SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
     int64_t end = std::min(m, begin + kEvalBatch);
     torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
-    torch::Tensor logits = net->forward(images(index)).contiguous();
+    torch::Tensor logits = net->forward(images(index)).to(torch::kCPU).contiguous();
     const float* logitData = logits.data_ptr<float>();
     // Scoring is torch-free and per sample: in parallel, each result in its own slot.
     at::parallel_for(begin, end, 1, [&](int64_t from, int64_t to) {
@@ -356,7 +364,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
   ir::EvaluateStage stage = given;
   Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
   Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
-  const SampleImages images(p.data);
+  const SampleImages images(p.data, stageDevice(ctx));
   const std::vector<int64_t>& test = p.split.test;
   // The voxel size of each sample's grid: that of its first channel after the pipeline.
   std::vector<std::array<double, 3>> spacing;
@@ -508,7 +516,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   bool binary = stage.labelKind == ir::LabelKind::Binary;
   Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
   Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
-  const SampleImages images(p.data);
+  const SampleImages images(p.data, stageDevice(ctx));
   const Labels& labels = p.labels;
   const Split& split = p.split;
 

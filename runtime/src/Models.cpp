@@ -177,7 +177,7 @@ class MaeObjective final : public ObjectiveImpl {
   bool reconstructs() const override { return true; }
   int64_t minBatch() const override { return 1; }
   torch::Tensor loss(ObjectiveBatch& b) override {
-    torch::Tensor mask = maeMask(b.size, b.viewShape, config_, b.rng);
+    torch::Tensor mask = maeMask(b.size, b.viewShape, config_, b.rng).to(b.views.inputs[0].device());
     torch::Tensor reconstruction = b.net.decoder->forward(b.net.encoder->forward(b.views.inputs[0] * (1.0 - mask)).back());
     return maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
   }
@@ -246,9 +246,9 @@ torch::Tensor ntXentLoss(const torch::Tensor& z1, const torch::Tensor& z2, doubl
   int64_t b = z1.size(0);
   auto z = F::normalize(torch::cat({z1, z2}, 0), F::NormalizeFuncOptions().dim(1));
   auto logits = torch::matmul(z, z.t()) / temperature;
-  auto self = torch::eye(2 * b, torch::TensorOptions().dtype(torch::kBool));
+  auto self = torch::eye(2 * b, torch::TensorOptions().dtype(torch::kBool).device(z1.device()));
   logits = logits.masked_fill(self, -std::numeric_limits<double>::infinity());
-  auto positive = torch::cat({torch::arange(b, 2 * b), torch::arange(0, b)});
+  auto positive = torch::cat({torch::arange(b, 2 * b), torch::arange(0, b)}).to(z1.device());
   return F::cross_entropy(logits, positive);
 }
 

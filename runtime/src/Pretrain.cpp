@@ -142,6 +142,9 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));
   }
 
+  const torch::Device device = stageDevice(ctx);
+  net->to(device);
+
   // The loader drops skipped samples from its copy of the data source.
   ir::DataSource source = stage.data;
   LoadOptions load = loadOptions(ctx, threads);
@@ -213,7 +216,11 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
         } else {
           batch = makeViews(data, samples, views, reconstructive, *rng, rows);
         }
-        StepLoss out{torch::zeros({}, torch::kFloat32), {}, 1.0, end - begin};
+        // Views are made on the host; the step runs on the stage's device.
+        for (torch::Tensor& input : batch.inputs) input = input.to(device, /*non_blocking=*/true);
+        if (batch.target.defined()) batch.target = batch.target.to(device, /*non_blocking=*/true);
+        StepLoss out{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)), {}, 1.0,
+                     end - begin};
         ObjectiveBatch objectiveBatch{batch, end - begin, data.viewShape, *rng, *net, {}};
         for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
           const ir::ObjectiveTerm& term = stage.objective.terms[t];

@@ -37,6 +37,10 @@ void reportData(const Dataset& data, const StageContext& ctx);
 /// resume reads it back instead of preprocessing again).
 void finishData(const Dataset& data, const StageContext& ctx, StageResult& result);
 
+/// The device of `ctx` (StageContext::device). Throws UserError for a name LibTorch does
+/// not know or a CUDA device this process cannot use.
+torch::Device stageDevice(const StageContext& ctx);
+
 /// Writes an evaluation's predictions.json (atomically), in the one format every
 /// protocol shares (docs/cli.md, "predictions.json"): `protocol`, `label`, `kind`,
 /// `reference` (the companion run's suffix), `samples` (every sample's name, by the

@@ -76,6 +76,8 @@ struct RunSettings {
   std::filesystem::path volumeCache;
   /// `--loader-memory` in bytes; 0: half of the machine's memory.
   int64_t loaderMemory = 0;
+  /// The device stages run on (StageContext::device).
+  std::string device = "cpu";
   /// The scheduler's own lines and each stage's progress lines (stage name first).
   std::function<void(const std::string& line)> log;
   std::function<void(const std::string& stage, std::string_view line)> progress;

@@ -36,6 +36,10 @@ struct StageContext {
   std::filesystem::path pretrainDir;
   /// Threads for intra-op parallelism (0: the runtime chooses).
   int threads = 0;
+  /// The device every tensor of the stage lives on, as LibTorch names it ("cpu",
+  /// "cuda", "cuda:1"). Not part of the stage's identity: a result computed on one
+  /// device is reused on another.
+  std::string device = "cpu";
   /// Progress lines for the user (one line each, no trailing newline).
   std::function<void(std::string_view)> progress;
   /// The on-disk cache of preprocessed volumes shared by runs (`--volume-cache`);
