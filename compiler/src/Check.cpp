@@ -27,19 +27,6 @@ std::string typeText(const Value& v) {
 }  // namespace
 
 namespace {
-// The names that are values of their own, with their types (evalName gives each its
-// value; "did you mean" offers those that fit).
-struct NamedValue {
-  const char* name;
-  Ty ty;
-};
-constexpr NamedValue kNamedValues[] = {
-    {"cosine", Ty::Schedule},   {"constant", Ty::Schedule},   {"linear", Ty::Probe},    {"probe", Ty::ProtocolTy},
-    {"finetune", Ty::ProtocolTy}, {"binary", Ty::LabelType},  {"regression", Ty::LabelType},
-    {"segmentation", Ty::LabelType}, {"pooled", Ty::Head},    {"dense", Ty::Head},      {"light", Ty::Decoder},
-    {"none", Ty::Decoder},      {"auroc", Ty::Metric},        {"dice", Ty::Metric},     {"nsd", Ty::Metric},
-    {"pearson_r", Ty::Metric},  {"mae", Ty::Metric}};
-
 // The type a declaration's keyword promises (Ty::Error: any, for `let`).
 Ty bindTy(ast::BindKind kind) {
   switch (kind) {
@@ -74,11 +61,11 @@ std::vector<std::string> Checker::visibleNames(Ty want, bool callee) const {
     }
     if (fits(t)) names.push_back(name);
   }
-  for (const Builtin& b : builtins())
-    if (fits(b.result)) names.push_back(b.name);
+  for (const Signature* b : builtins())
+    if (fits(b->result)) names.push_back(b->name);
   if (!callee)
-    for (const NamedValue& nv : kNamedValues)
-      if (fits(nv.ty)) names.emplace_back(nv.name);
+    for (const auto& [name, ty] : namedValues())
+      if (fits(ty)) names.push_back(name);
   return names;
 }
 
@@ -206,33 +193,14 @@ Value Checker::evalName(const ast::ExprName& n, Ty want, bool callee) {
     Value v = evalDecl(it->second);
     return v;
   }
-  for (const Builtin& b : builtins()) {
-    if (b.name == n.name) {
-      Value v;
-      v.ty = Ty::Function;
-      v.function = b.name;
-      return v;
-    }
-  }
-  // Metrics: `mae` is also the objective's function, resolved above (see metricName).
-  for (const NamedValue& named : kNamedValues) {
-    if (n.name != named.name) continue;
+  if (const Signature* b = findSignature(n.name); b != nullptr && b->callable) {
     Value v;
-    v.ty = named.ty;
-    switch (named.ty) {
-      case Ty::Schedule: v.schedule = n.name == "cosine" ? ir::Schedule::Cosine : ir::Schedule::Constant; break;
-      case Ty::ProtocolTy: v.flag = n.name == "finetune"; break;
-      case Ty::LabelType:
-        v.flag = n.name == "binary";
-        v.num = n.name == "binary" ? 0 : n.name == "regression" ? 1 : 2;
-        break;
-      case Ty::Head: v.flag = n.name == "dense"; break;
-      case Ty::Decoder: v.flag = n.name == "light"; break;
-      case Ty::Metric: v.str = n.name; break;
-      default: break;
-    }
+    v.ty = Ty::Function;
+    v.function = b->name;
     return v;
   }
+  // Metrics: `mae` is also the objective's function, resolved above (see metricName).
+  if (Value v; namedValue(n.name, v)) return v;
   Diagnostic& d = diags_.report(DiagKind::UnknownName, n.range, "unknown name '" + n.name + "'");
   suggest(d, n.range, n.name, visibleNames(want, callee));
   return errorValue();
@@ -260,80 +228,17 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
                       ", not a function");
     return errorValue();
   }
-  const Builtin* fn = nullptr;
-  for (const Builtin& b : builtins())
-    if (b.name == calleeName->name) fn = &b;
-  if (fn == nullptr) {
+  const Signature* fn = findSignature(calleeName->name);
+  if (fn == nullptr || !fn->callable) {
     Value callee = evalName(*calleeName, want, true);  // reports the unknown name
     for (const ast::Arg& a : c.args) eval(*a.value);
     return errorValue();
   }
 
   std::map<std::string, Bound> bound;
-  bool ok = true;
-  size_t positional = 0;
-  bool sawNamed = false;
-  for (const ast::Arg& a : c.args) {
-    Ty slot = Ty::Error;
-    for (size_t k = 0; k < fn->params.size(); ++k)
-      if (a.name.empty() ? !sawNamed && k == positional : fn->params[k].name == a.name) slot = fn->params[k].ty;
-    Value v = evalAs(*a.value, slot);
-    const Param* p = nullptr;
-    if (a.name.empty()) {
-      if (sawNamed) {
-        diags_.report(DiagKind::Syntax, a.value->range, "positional argument after a named one");
-        ok = false;
-        continue;
-      }
-      if (positional >= fn->params.size()) {
-        diags_.report(DiagKind::TooManyArguments, a.value->range,
-                      fn->name + "() takes at most " + std::to_string(fn->params.size()) + " argument" +
-                          (fn->params.size() == 1 ? "" : "s"));
-        ok = false;
-        continue;
-      }
-      p = &fn->params[positional++];
-    } else {
-      sawNamed = true;
-      for (const Param& q : fn->params)
-        if (q.name == a.name) p = &q;
-      if (p == nullptr) {
-        std::vector<std::string> names;
-        for (const Param& q : fn->params) names.push_back(q.name);
-        Diagnostic& d = diags_.report(DiagKind::UnknownArgument, a.nameRange,
-                                      fn->name + "() has no parameter '" + a.name + "'");
-        suggest(d, a.nameRange, a.name, names);
-        std::string list;
-        for (const std::string& nm : names) list += (list.empty() ? "" : ", ") + nm;
-        d.note(fn->name + "() takes: " + (list.empty() ? "no arguments" : list));
-        ok = false;
-        continue;
-      }
-    }
-    if (bound.count(p->name) != 0) {
-      diags_.report(DiagKind::DuplicateArgument, a.name.empty() ? a.value->range : a.nameRange,
-                    "argument '" + p->name + "' of " + fn->name + "() is given twice")
-          .note(bound[p->name].range, "first given here");
-      ok = false;
-      continue;
-    }
-    std::string what = "argument '" + p->name + "' of " + fn->name + "()";
-    if (!coerce(v, p->ty, a.value->range, what)) {
-      ok = false;
-      bound[p->name] = {true, errorValue(), a.value->range};
-      continue;
-    }
-    if (p->check) {
-      std::string why = p->check(v);
-      if (!why.empty()) {
-        Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
-                                      what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
-        if (p->ty == Ty::Fraction) suggestPercentage(d, *a.value);
-        ok = false;
-      }
-    }
-    bound[p->name] = {true, v, a.value->range};
-  }
+  std::vector<ArgItem> items;
+  for (const ast::Arg& a : c.args) items.push_back({a.name, a.nameRange, a.value});
+  bool ok = bindArguments(*fn, items, BindSite::Call, {}, bound);
   // A task record supplies the arguments the call does not give (Tasks.cpp).
   // After a mistake in the task, a missing argument is usually its echo.
   TaskUse task;
@@ -341,18 +246,18 @@ Value Checker::evalCall(const ast::ExprCall& c, Ty want) {
   if (bound.count("task") != 0 && bound["task"].present && bound["task"].value.ty == Ty::Error) taskOk = false;
   ok = ok && taskOk;
   for (const Param& p : fn->params) {
-    if (p.required && bound.count(p.name) == 0) {
+    if (p.required() && bound.count(p.name) == 0) {
       if (taskOk) {
         Diagnostic& d = diags_.report(DiagKind::MissingArgument, c.range, fn->name + "() needs argument '" + p.name + "'");
         if (task.given && p.name != "root") d.note(task.at, "the task given here does not set '" + p.name + "' either");
       }
       ok = false;
     }
-    if (bound.count(p.name) == 0) bound[p.name] = {false, Value{}, c.range};
   }
   if (!ok) return errorValue();
+  fillDefaults(*fn, bound, c.range);
   size_t firstDiag = diags_.all().size();
-  Value v = fn->build(*this, bound, c.range);
+  Value v = buildHook(fn->name)(*this, bound, c.range);
   finishTask(task, firstDiag, c.range, v);
   v.range = c.range;
   if (v.ty == Ty::Pipeline) v.opOrigins.assign(v.pipeline.ops.size(), c.range);
@@ -798,100 +703,62 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
 }
 
 Value Checker::evalPretrain(const ast::DeclPretrain& d) {
-  static const std::vector<std::string> kFields = {"data", "encoder", "objective", "optimizer", "epochs",
-                                                   "batch", "seed",  "memory",    "init",      "decoder"};
-  std::map<std::string, std::pair<Value, SourceRange>> fields;
-  bool ok = true;
-  for (const ast::Field& f : d.fields) {
-    if (std::find(kFields.begin(), kFields.end(), f.name) == kFields.end()) {
-      Diagnostic& diag = diags_.report(DiagKind::UnknownField, f.nameRange, "pretrain has no field '" + f.name + "'");
-      suggest(diag, f.nameRange, f.name, kFields);
-      eval(*f.value);
-      ok = false;
-      continue;
-    }
-    if (fields.count(f.name) != 0) {
-      diags_.report(DiagKind::DuplicateArgument, f.nameRange, "field '" + f.name + "' is set twice")
-          .note(fields[f.name].second, "first set here");
-      ok = false;
-      continue;
-    }
-    Ty want = f.name == "data"        ? Ty::Data
-              : f.name == "encoder"   ? Ty::Encoder
-              : f.name == "objective" ? Ty::Objective
-              : f.name == "optimizer" ? Ty::Optimizer
-              : f.name == "memory"    ? Ty::Bytes
-              : f.name == "init"      ? Ty::Model
-              : f.name == "decoder"   ? Ty::Decoder
-                                      : Ty::Int;
-    Value v = evalAs(*f.value, want);
-    std::string what = "field '" + f.name + "' of pretrain '" + d.name + "'";
-    if (!coerce(v, want, f.value->range, what)) {
-      ok = false;
-      fields[f.name] = {errorValue(), f.value->range};
-      continue;
-    }
-    if (want == Ty::Int) {
-      double lo = f.name == "seed" ? 0 : 1;
-      double hi = f.name == "epochs" ? 100000 : f.name == "batch" ? 4096 : 4.0e15;
-      if (v.num < lo || v.num > hi) {
-        diags_.report(DiagKind::ValueRange, f.value->range,
-                      what + " must be in [" + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) + "]; got " +
-                          ir::formatNumber(v.num));
-        ok = false;
-      }
-    }
-    fields[f.name] = {v, f.value->range};
-  }
-  for (const char* req : {"data", "encoder", "objective"}) {
-    if (fields.count(req) == 0 && ok) {
+  const Signature& sig = *findSignature("pretrain");
+  std::map<std::string, Bound> fields;
+  std::vector<ArgItem> items;
+  for (const ast::Field& f : d.fields) items.push_back({f.name, f.nameRange, f.value});
+  bool ok = bindArguments(sig, items, BindSite::Pretrain, d.name, fields);
+  for (const Param& req : sig.params) {
+    if (!req.required() || fields.count(req.name) != 0) continue;
+    if (ok) {
       Diagnostic& diag = diags_.report(DiagKind::MissingField, d.nameRange,
-                                       "pretrain '" + d.name + "' does not set '" + req + "'");
-      std::string example = std::string(req) == "data"      ? "data = corpus |> prep"
-                            : std::string(req) == "encoder" ? "encoder = unet(width = 32, stages = 5)"
-                                                            : "objective = mae(mask = 60%)";
+                                       "pretrain '" + d.name + "' does not set '" + req.name + "'");
+      std::string example = req.name == "data"      ? "data = corpus |> prep"
+                            : req.name == "encoder" ? "encoder = unet(width = 32, stages = 5)"
+                                                    : "objective = mae(mask = 60%)";
       diag.note("add a field such as `" + example + "`");
     }
-    if (fields.count(req) == 0) ok = false;
+    ok = false;
   }
   if (!ok) return errorValue();
-  for (const auto& [name, vr] : fields)
-    if (vr.first.ty == Ty::Error) return errorValue();
+  for (const auto& [name, bound] : fields)
+    if (bound.value.ty == Ty::Error) return errorValue();
+  fillDefaults(sig, fields, d.nameRange);
 
-  const Value& data = fields["data"].first;
-  const Value& enc = fields["encoder"].first;
-  const Value& obj = fields["objective"].first;
+  const Value& data = fields["data"].value;
+  const Value& enc = fields["encoder"].value;
+  const Value& obj = fields["objective"].value;
   ir::Encoder encoder = enc.encoder;
   encoder.setInChannels(1);
   if (data.dataset.channelCount() > 1) {
-    diags_.report(DiagKind::Data, fields["data"].second,
+    diags_.report(DiagKind::Data, fields["data"].range,
                   "pretraining takes single-channel volumes, but this data set has " +
                       std::to_string(data.dataset.channelCount()) + " channels per sample")
         .note("pretrain on a fomo60k(...) folder, where every scan is its own sample");
     return errorValue();
   }
   if (!data.shapeKnown) {
-    reportUnknownShape(fields["data"].second);
+    reportUnknownShape(fields["data"].range);
     return errorValue();
   }
   // A size the encoder cannot tile is reported once: fixing it usually fixes the mask
   // cube too, so the cube is checked only against sizes the encoder accepts.
-  if (checkDivisible(data, encoder, fields["encoder"].second, data.pipelineSetsShape ? "crop" : "input size"))
+  if (checkDivisible(data, encoder, fields["encoder"].range, data.pipelineSetsShape ? "crop" : "input size"))
     checkCube(data, obj);
   // A reconstruction objective needs a decoder (the light MAE decoder is the default).
   bool reconstructs = false;
   for (const ir::ObjectiveTerm& t : obj.objective.terms) reconstructs = reconstructs || t.kind == ir::ObjectiveKind::Mae;
-  if (fields.count("decoder")) {
-    bool light = fields["decoder"].first.flag;
+  if (fields["decoder"].present) {
+    bool light = fields["decoder"].value.flag;
     if (reconstructs && !light) {
-      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].second,
+      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].range,
                     "mae reconstructs the input, so pretrain '" + d.name + "' needs a decoder")
-          .fixit(fields["decoder"].second, "light")
-          .note(fields["objective"].second, "the objective is declared here");
+          .fixit(fields["decoder"].range, "light")
+          .note(fields["objective"].range, "the objective is declared here");
       return errorValue();
     }
     if (!reconstructs && light) {
-      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].second,
+      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].range,
                     "the decoder is unused: no term of the objective reconstructs the input");
     }
   }
@@ -899,13 +766,13 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   for (const ir::PipelineOp& op : data.pipeline.ops) stochastic = stochastic || op.isRandom();
   for (size_t t = 0; t < obj.objective.terms.size(); ++t) {
     if (obj.objective.terms[t].kind != ir::ObjectiveKind::SimClr || stochastic) continue;
-    SourceRange where = t < obj.cubeOrigins.size() ? obj.cubeOrigins[t] : fields["objective"].second;
+    SourceRange where = t < obj.cubeOrigins.size() ? obj.cubeOrigins[t] : fields["objective"].range;
     Diagnostic& diag = diags_.report(DiagKind::ContrastiveViews, where,
                                      "simclr compares two random views of each volume, but the data of pretrain '" +
                                          d.name + "' has no random augmentation: both views would be identical");
-    diag.note(fields["data"].second, "data prepared here");
+    diag.note(fields["data"].range, "data prepared here");
     diag.note("add an augmentation such as flip(), noise(sigma = 0.05) or gamma(0.7 .. 1.5) to the pipeline");
-    SourceRange dataRange = fields["data"].second;
+    SourceRange dataRange = fields["data"].range;
     diag.fixit(dataRange, std::string(sm_.text(dataRange)) + " >> flip() >> noise(sigma = 0.05)");
     return errorValue();
   }
@@ -918,15 +785,15 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   p.pipeline = data.pipeline;
   p.encoder = encoder;
   p.objective = obj.objective;
-  if (fields.count("optimizer")) p.optimizer = fields["optimizer"].first.optimizer;
-  if (fields.count("epochs")) p.epochs = static_cast<int64_t>(fields["epochs"].first.num);
-  if (fields.count("batch")) p.batch = static_cast<int64_t>(fields["batch"].first.num);
-  if (fields.count("seed")) p.seed = static_cast<uint64_t>(fields["seed"].first.num);
-  if (fields.count("init")) {
-    const Value& from = fields["init"].first;
+  if (fields["optimizer"].present) p.optimizer = fields["optimizer"].value.optimizer;
+  p.epochs = static_cast<int64_t>(fields["epochs"].value.num);
+  p.batch = static_cast<int64_t>(fields["batch"].value.num);
+  p.seed = static_cast<uint64_t>(fields["seed"].value.num);
+  if (fields["init"].present) {
+    const Value& from = fields["init"].value;
     const ir::Encoder& a = from.encoder;
     if (!(a == encoder)) {
-      diags_.report(DiagKind::InitMismatch, fields["encoder"].second,
+      diags_.report(DiagKind::InitMismatch, fields["encoder"].range,
                     "pretrain '" + d.name + "' starts from '" + from.model + "', whose encoder is " + ir::print(a) +
                         ", not " + ir::print(encoder))
           .note(from.encoderOrigin, "'" + from.model + "' declares its encoder here")
@@ -936,37 +803,37 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     p.init = from.model;
   }
   if (p.optimizer.warmupEpochs > 0 && p.optimizer.warmupEpochs >= p.epochs) {
-    SourceRange at = fields.count("optimizer") ? fields["optimizer"].second : d.nameRange;
+    SourceRange at = fields["optimizer"].present ? fields["optimizer"].range : d.nameRange;
     Diagnostic& diag = diags_.report(
         DiagKind::WarmupLength, at,
         "the warm-up of " + std::to_string(p.optimizer.warmupEpochs) + " epoch" +
             (p.optimizer.warmupEpochs == 1 ? "" : "s") + " is not shorter than the run (" + std::to_string(p.epochs) +
             " epoch" + (p.epochs == 1 ? "" : "s") + "): the learning rate never reaches lr = " +
             ir::formatNumber(p.optimizer.lr));
-    if (fields.count("epochs")) diag.note(fields["epochs"].second, "epochs set here");
+    if (fields["epochs"].present) diag.note(fields["epochs"].range, "epochs set here");
     diag.note("warm-up ramps the learning rate up from lr/1000; make it shorter than the run, or train longer");
   }
   if (p.batch > p.data.count()) {
-    diags_.report(DiagKind::ValueRange, fields.count("batch") ? fields["batch"].second : d.nameRange,
+    diags_.report(DiagKind::ValueRange, fields["batch"].present ? fields["batch"].range : d.nameRange,
                   "batch " + std::to_string(p.batch) + " is larger than the data set (" +
                       std::to_string(p.data.count()) + " samples)");
     return errorValue();
   }
   // The declared device memory: a warning (not an error) when the estimate exceeds it.
-  if (fields.count("memory")) {
+  if (fields["memory"].present) {
     CostEstimate cost = estimateCost(p);
     double state = static_cast<double>(cost.parameters) * 4.0 * 4.0;  // weights, gradients, AdamW m and v
     double need = state + cost.activationMiB * 1024.0 * 1024.0;
-    double budget = fields["memory"].first.num;
+    double budget = fields["memory"].value.num;
     if (need > budget) {
       auto gib = [](double b) { return ir::formatNumber(std::round(b / (1024.0 * 1024 * 1024) * 100) / 100) + " GiB"; };
       double perSample = cost.activationMiB * 1024.0 * 1024.0 / static_cast<double>(p.batch);
       auto fits = static_cast<int64_t>((budget - state) / perSample);
       Diagnostic& diag = diags_.report(
-          DiagKind::MemoryBudget, fields["memory"].second,
+          DiagKind::MemoryBudget, fields["memory"].range,
           "pretrain '" + d.name + "' needs about " + gib(need) + " (" + gib(state) + " for parameters and optimizer " +
               "state, " + gib(need - state) + " of activations at batch " + std::to_string(p.batch) + "), more than " +
-              "memory = " + std::string(sm_.text(fields["memory"].second)));
+              "memory = " + std::string(sm_.text(fields["memory"].range)));
       if (fits >= 1) {
         diag.note("batch " + std::to_string(fits) + " would fit");
       } else {
@@ -1000,9 +867,9 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   v.opOrigins = data.opOrigins;
   v.pipelineSetsShape = data.pipelineSetsShape;
   v.shapeOrigin = data.shapeOrigin;
-  v.range = fields["encoder"].second;
-  v.encoderOrigin = fields["encoder"].second;
-  v.dataOrigin = fields["data"].second;
+  v.range = fields["encoder"].range;
+  v.encoderOrigin = fields["encoder"].range;
+  v.dataOrigin = fields["data"].range;
   return v;
 }
 
@@ -1090,92 +957,29 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
 
   // Protocol arguments.
-  static const std::vector<std::string> kArgs = {"shots", "repeats", "test",     "seed",      "probe",  "protocol",
-                                                 "epochs", "lr",     "head",     "pipeline", "tolerance", "metrics",
-                                                 "batch",  "batches", "clip"};
-  std::map<std::string, std::pair<Value, SourceRange>> args;
-  std::vector<std::string> metricNames;
-  std::vector<SourceRange> metricRanges;
-  bool ok = true;
-  for (const ast::Arg& a : d.args) {
-    Ty slot = a.name == "probe"      ? Ty::Probe
-              : a.name == "protocol" ? Ty::ProtocolTy
-              : a.name == "head"     ? Ty::Head
-              : a.name == "pipeline" ? Ty::Pipeline
-                                     : Ty::Error;
-    Value v = evalAs(*a.value, slot);
-    if (a.name.empty()) {
-      diags_.report(DiagKind::TypeMismatch, a.value->range,
-                    "evaluate's arguments must be named, e.g. `shots = 16`");
-      ok = false;
+  const Signature& sig = *findSignature("evaluate");
+  std::map<std::string, Bound> args;
+  std::vector<ArgItem> items;
+  for (const ast::Arg& a : d.args) items.push_back({a.name, a.nameRange, a.value});
+  bool ok = bindArguments(sig, items, BindSite::Evaluate, d.name, args);
+  bool finetune = args.count("protocol") != 0 && args["protocol"].value.flag;
+  for (const Param& only : sig.params) {
+    auto given = args.find(only.name);
+    if ((only.flags & kFinetuneOnly) == 0 || given == args.end() || given->second.value.ty == Ty::Error || finetune)
       continue;
-    }
-    if (std::find(kArgs.begin(), kArgs.end(), a.name) == kArgs.end()) {
-      Diagnostic& diag = diags_.report(DiagKind::UnknownArgument, a.nameRange, "evaluate has no argument '" + a.name + "'");
-      suggest(diag, a.nameRange, a.name, kArgs);
-      diag.note("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, clip, head, "
-                "pipeline, tolerance, metrics");
-      ok = false;
-      continue;
-    }
-    if (args.count(a.name) != 0) {
-      diags_.report(DiagKind::DuplicateArgument, a.nameRange, "argument '" + a.name + "' is given twice")
-          .note(args[a.name].second, "first given here");
-      ok = false;
-      continue;
-    }
-    if (a.name == "metrics") {
-      if (!readMetrics(v, a.value->range, "argument 'metrics' of evaluate", metricNames, metricRanges)) {
-        ok = false;
-        continue;
-      }
-      args[a.name] = {v, a.value->range};
-      continue;
-    }
-    Ty want = a.name == "test" && v.ty == Ty::Site ? Ty::Site
-              : a.name == "test"     ? Ty::Fraction
-              : a.name == "probe"    ? Ty::Probe
-              : a.name == "protocol" ? Ty::ProtocolTy
-              : a.name == "lr" || a.name == "clip" ? Ty::Float
-              : a.name == "pipeline" ? Ty::Pipeline
-              : a.name == "head"     ? Ty::Head
-              : a.name == "tolerance" ? Ty::Length
-                                     : Ty::Int;
-    std::string what = "argument '" + a.name + "' of evaluate";
-    if (!coerce(v, want, a.value->range, what)) {
-      ok = false;
-      continue;
-    }
-    std::string why;
-    if (a.name == "shots" || a.name == "repeats") why = between(1, 100000, false, false)(v);
-    if (a.name == "test" && v.ty != Ty::Site) why = between(0, 1, true, true)(v);
-    if (a.name == "seed") why = atLeast(0)(v);
-    if (a.name == "epochs") why = between(1, 100000, false, false)(v);
-    if (a.name == "batch") why = between(1, 4096, false, false)(v);
-    if (a.name == "batches") why = between(1, 1000000, false, false)(v);
-    if (a.name == "clip") why = between(0, 1e6, false, false)(v);
-    if (a.name == "lr") why = between(0, 10, true, false)(v);
-    if (a.name == "tolerance") why = between(0, 100, false, false)(v);
-    if (!why.empty()) {
-      Diagnostic& diag = diags_.report(DiagKind::ValueRange, a.value->range,
-                                       what + " " + why + "; got " + std::string(sm_.text(a.value->range)));
-      if (want == Ty::Fraction) suggestPercentage(diag, *a.value);
-      ok = false;
-      continue;
-    }
-    args[a.name] = {v, a.value->range};
-  }
-  bool finetune = args.count("protocol") != 0 && args["protocol"].first.flag;
-  for (const char* only : {"epochs", "lr", "batch", "batches", "clip"}) {
-    if (args.count(only) != 0 && !finetune) {
-      diags_.report(DiagKind::UnknownArgument, args[only].second,
-                    std::string("'") + only + "' is an argument of the fine-tuning protocol; a probe does not train "
-                                         "the encoder")
-          .note("add `protocol = finetune` to fine-tune the encoder on the shots");
-      ok = false;
-    }
+    diags_.report(DiagKind::UnknownArgument, given->second.range,
+                  "'" + only.name + "' is an argument of the fine-tuning protocol; a probe does not train the encoder")
+        .note("add `protocol = finetune` to fine-tune the encoder on the shots");
+    ok = false;
   }
   if (!ok || model.ty != Ty::Model || data.ty != Ty::Dataset) return;
+  fillDefaults(sig, args, d.range);
+  std::vector<std::string> metricNames;
+  std::vector<SourceRange> metricRanges;
+  for (const Value& m : args["metrics"].value.items) {
+    metricNames.push_back(metricName(m));
+    metricRanges.push_back(m.range);
+  }
 
   // The head follows from the task: one number per sample needs a pooled head, a mask
   // a dense decoder; a probe has no decoder at all.
@@ -1188,17 +992,17 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
                                                           : "a dense U-Net decoder"));
     return;
   }
-  if (args.count("head") != 0 && args["head"].first.flag != segmentation) {
-    bool dense = args["head"].first.flag;
+  if (args["head"].present && args["head"].value.flag != segmentation) {
+    bool dense = args["head"].value.flag;
     Diagnostic& diag = diags_.report(
-        DiagKind::TaskHead, args["head"].second,
+        DiagKind::TaskHead, args["head"].range,
         dense ? "a dense decoder predicts a mask, but '" + d.task[0] + "." + label + "' is one number per sample"
               : "a pooled head predicts one number, but '" + d.task[0] + "." + label + "' is a segmentation mask");
-    diag.fixit(args["head"].second, dense ? "pooled" : "dense");
+    diag.fixit(args["head"].range, dense ? "pooled" : "dense");
     return;
   }
-  if (args.count("tolerance") != 0 && !segmentation) {
-    diags_.report(DiagKind::UnknownArgument, args["tolerance"].second,
+  if (args["tolerance"].present && !segmentation) {
+    diags_.report(DiagKind::UnknownArgument, args["tolerance"].range,
                   "'tolerance' is the surface-distance tolerance of segmentation metrics; '" + d.task[0] + "." + label +
                       "' is not a segmentation");
     return;
@@ -1208,8 +1012,8 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // the label kind's.
   std::vector<std::string> metrics;
   std::string metricsFrom;
-  if (args.count("metrics") != 0) {
-    if (!checkMetricsSuit(metricNames, metricRanges, args["metrics"].second, labelKind,
+  if (args["metrics"].present) {
+    if (!checkMetricsSuit(metricNames, metricRanges, args["metrics"].range, labelKind,
                           "'" + d.task[0] + "." + label + "'", SourceRange{}))
       return;
     metrics = metricNames;
@@ -1224,13 +1028,13 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   // The evaluation's own preprocessing must match what the encoder was pretrained on.
   Value evalPipeline = model;
   SourceRange evalPipelineAt = model.range;
-  if (args.count("pipeline") != 0) {
-    const Value& pv = args["pipeline"].first;
+  if (args["pipeline"].present) {
+    const Value& pv = args["pipeline"].value;
     evalPipeline.pipeline = pv.pipeline;
     evalPipeline.opOrigins = pv.opOrigins;
     evalPipeline.pipelineSetsShape = pv.pipelineSetsShape;
     evalPipeline.shapeOrigin = pv.shapeOrigin;
-    evalPipelineAt = args["pipeline"].second;
+    evalPipelineAt = args["pipeline"].range;
     if (!checkPipelinesAgree(model, evalPipeline, evalPipelineAt, finetune)) return;
   }
 
@@ -1247,11 +1051,11 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     if (!op.isRandom()) e.pipeline.ops.push_back(op);
   if (finetune) {
     e.protocol = ir::Protocol::Finetune;
-    if (args.count("epochs")) e.epochs = static_cast<int64_t>(args["epochs"].first.num);
-    if (args.count("lr")) e.lr = args["lr"].first.num;
-    if (args.count("batch")) e.batch = static_cast<int64_t>(args["batch"].first.num);
-    if (args.count("batches")) e.batches = static_cast<int64_t>(args["batches"].first.num);
-    if (args.count("clip")) e.gradClip = args["clip"].first.num;
+    e.epochs = static_cast<int64_t>(args["epochs"].value.num);
+    e.lr = args["lr"].value.num;
+    if (args["batch"].present) e.batch = static_cast<int64_t>(args["batch"].value.num);
+    if (args["batches"].present) e.batches = static_cast<int64_t>(args["batches"].value.num);
+    e.gradClip = args["clip"].value.num;
     if (e.data.channelCount() > e.encoder.inChannels()) {
       diags_.report(DiagKind::StemReinit, d.taskRanges[0],
                     "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
@@ -1266,23 +1070,23 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   e.label = label;
   e.labelKind = labelKind;
   e.metrics = metrics;
-  if (args.count("shots")) e.shots = static_cast<int64_t>(args["shots"].first.num);
+  e.shots = static_cast<int64_t>(args["shots"].value.num);
   if (e.batch > e.shots) {
-    diags_.report(DiagKind::ValueRange, args["batch"].second,
+    diags_.report(DiagKind::ValueRange, args["batch"].range,
                   "batch " + std::to_string(e.batch) + " is larger than shots " + std::to_string(e.shots) +
                       ": a batch holds distinct training samples")
-        .fixit(args["batch"].second, std::to_string(e.shots))
+        .fixit(args["batch"].range, std::to_string(e.shots))
         .note("to train on more batches per epoch, set `batches` (e.g. the FOMO25 baseline's 100)");
     return;
   }
-  if (args.count("repeats")) e.repeats = static_cast<int64_t>(args["repeats"].first.num);
-  if (args.count("test") && args["test"].first.ty == Ty::Site) {
-    e.testSite = args["test"].first.str;
-  } else if (args.count("test")) {
-    e.testFraction = args["test"].first.num;
+  e.repeats = static_cast<int64_t>(args["repeats"].value.num);
+  if (args["test"].value.ty == Ty::Site) {
+    e.testSite = args["test"].value.str;
+  } else {
+    e.testFraction = args["test"].value.num;
   }
-  if (args.count("seed")) e.seed = static_cast<uint64_t>(args["seed"].first.num);
-  if (args.count("tolerance")) e.nsdToleranceMm = args["tolerance"].first.num;
+  e.seed = static_cast<uint64_t>(args["seed"].value.num);
+  e.nsdToleranceMm = args["tolerance"].value.num;
 
   // Sizes: the held-out test set and the pool the shots are drawn from.
   int64_t n = e.data.count();
@@ -1297,7 +1101,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
         if (std::find(sites.begin(), sites.end(), smp.site) == sites.end() && !smp.site.empty()) sites.push_back(smp.site);
         testCount += smp.site == e.testSite ? 1 : 0;
       }
-    SourceRange at = args["test"].second;
+    SourceRange at = args["test"].range;
     if (sites.empty()) {
       diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no sites to test on")
           .note("sites come from a table of subject and site (sites.tsv in the folder, or the `sites` argument)");
@@ -1318,7 +1122,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
     }
   }
   int64_t pool = n - testCount;
-  SourceRange shotsAt = args.count("shots") ? args["shots"].second : d.range;
+  SourceRange shotsAt = args["shots"].present ? args["shots"].range : d.range;
   int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : labelKind == ir::LabelKind::Mask ? 1 : 3;
   if (e.shots > pool || e.shots < minShots || pool < minShots) {
     Diagnostic& diag = diags_.report(
@@ -1337,13 +1141,13 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
   if (e.shots == pool && e.repeats > 1) {
     // Every repeat draws the whole pool: the repeats differ in nothing but their seed.
-    SourceRange repeatsAt = args.count("repeats") ? args["repeats"].second : shotsAt;
+    SourceRange repeatsAt = args["repeats"].present ? args["repeats"].range : shotsAt;
     Diagnostic& diag = diags_.report(
         DiagKind::IdenticalRepeats, repeatsAt,
         "the " + std::to_string(e.shots) + " shots are the whole training pool, so all " + std::to_string(e.repeats) +
             " repeats draw the same samples" + (finetune ? "" : ": identical results, std 0"));
     diag.note(shotsAt, "shots set here; the pool is the " + std::to_string(pool) + " subjects not held out for testing");
-    if (args.count("repeats")) diag.fixit(repeatsAt, "1");
+    if (args["repeats"].present) diag.fixit(repeatsAt, "1");
   }
   if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
       (e.data.synthetic.lesionRate <= 0.0 || e.data.synthetic.lesionRate >= 1.0)) {

@@ -154,55 +154,87 @@ const std::vector<std::string>& metricsOf(ir::LabelKind kind);
 /// "binary", "regression" or "segmentation".
 std::string labelKindWord(ir::LabelKind kind);
 
-// ---- Built-in functions -------------------------------------------------------------
+// ---- Signatures (Signatures.def, Signatures.cpp) --------------------------------------
 
+/// An argument bound to a parameter: given (`present`), or its default.
 struct Bound {
   bool present = false;
   Value value;
   SourceRange range;  // the argument's value, or the call when defaulted
 };
 
+class Checker;
+
+/// How a parameter's value is range-checked (see Signatures.def).
+enum class Bounds { None, AtLeast, Closed, OpenLo, OpenHi, Open, Sides, Within };
+
+enum ParamFlag : unsigned {
+  kRequired = 1u << 0,      ///< must be given (no default)
+  kDescribed = 1u << 1,     ///< the default is prose for the reference, not a value
+  kFinetuneOnly = 1u << 2,  ///< evaluate: an argument of the fine-tuning protocol only
+  kOrSite = 1u << 3,        ///< evaluate's test: a fraction, or a site
+  kMetrics = 1u << 4,       ///< a list of metrics (read by readMetrics, not coerced)
+};
+
+/// One parameter of a signature, as declared in Signatures.def.
 struct Param {
   std::string name;
-  Ty ty;
-  bool required = false;
-  // Range check: returns an empty string when fine, else the reason.
-  std::function<std::string(const Value&)> check;
+  Ty ty = Ty::Error;
+  std::string unit;         ///< for the reference only (the type carries the checked unit)
+  std::string defaultText;  ///< as written in the table (empty: none)
+  Bounds bounds = Bounds::None;
+  double lo = 0, hi = 0;
+  unsigned flags = 0;
+  std::string doc;
+  /// The default, parsed from `defaultText` once (Ty::Error when there is none).
+  Value defaultValue;
+  bool required() const { return (flags & kRequired) != 0; }
 };
 
-class Checker;
-struct Builtin {
+/// A built-in function, or the fields of a `pretrain` block, or `evaluate`'s arguments.
+struct Signature {
   std::string name;
-  Ty result;
+  Ty result = Ty::Error;  ///< Ty::Error for a declaration's block
+  bool callable = false;  ///< a built-in function (GYRUS_FUNCTION)
+  std::string doc;
   std::vector<Param> params;
-  std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)> build;
+  const Param* find(const std::string& param) const {
+    for (const Param& p : params)
+      if (p.name == param) return &p;
+    return nullptr;
+  }
+  std::vector<std::string> paramNames() const {
+    std::vector<std::string> out;
+    for (const Param& p : params) out.push_back(p.name);
+    return out;
+  }
 };
+using Builtin = Signature;
 
-inline std::function<std::string(const Value&)> atLeast(double lo) {
-  return [lo](const Value& v) {
-    return v.num >= lo ? std::string() : "must be at least " + ir::formatNumber(lo);
-  };
-}
-inline std::function<std::string(const Value&)> between(double lo, double hi, bool openLo, bool openHi) {
-  return [=](const Value& v) {
-    bool ok = (openLo ? v.num > lo : v.num >= lo) && (openHi ? v.num < hi : v.num <= hi);
-    if (ok) return std::string();
-    return std::string("must be in ") + (openLo ? "(" : "[") + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) +
-           (openHi ? ")" : "]");
-  };
-}
-inline std::function<std::string(const Value&)> shapeAtLeast(int64_t lo) {
-  return [lo](const Value& v) {
-    for (int64_t d : v.shape)
-      if (d < lo) return "every side must be at least " + std::to_string(lo) + " voxels";
-    for (int64_t d : v.shape)
-      if (d > 1024) return std::string("every side must be at most 1024 voxels");
-    return std::string();
-  };
-}
+/// Every signature, in the table's order.
+const std::vector<Signature>& signatures();
+/// The signature called `name` (a function, "pretrain" or "evaluate"), or nullptr.
+const Signature* findSignature(const std::string& name);
+/// An empty string when `v` is within `p`'s range, else the reason ("must be in [1, 8]").
+std::string checkBounds(const Param& p, const Value& v);
+/// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.
+std::string boundsText(const Param& p);
+/// The value of a named constant (`cosine`, `linear`, `binary`, `dense`, `auroc`, ...).
+bool namedValue(const std::string& name, Value& out);
+/// The named constants with their types, in order ("did you mean" offers those that fit).
+const std::vector<std::pair<std::string, Ty>>& namedValues();
+/// The reference of every signature as Markdown tables (docs/language.md embeds it).
+std::string signaturesMarkdown();
 
-/// The built-in functions' table (Builtins.cpp).
-const std::vector<Builtin>& builtins();
+/// The built-in functions: their signatures, in the table's order.
+const std::vector<const Signature*>& builtins();
+
+/// Builds a built-in function's value from its bound arguments (defaults filled in).
+using BuildHook = std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)>;
+/// The build hook of built-in `name` (Builtins.cpp), or nullptr.
+BuildHook buildHook(const std::string& name);
+/// The names of the functions that have a build hook (to test them against the table).
+std::vector<std::string> buildHookNames();
 
 // The volume size after `pipeline`: crops fix it; a resample scales a synthetic
 // (1 mm) volume and makes a folder's sizes unknown until the next crop.
@@ -296,6 +328,25 @@ class Checker {
     expected_ = want;
     return eval(e);
   }
+
+  // The argument binder (check/Bind.cpp).
+  /// One argument or field as written: named, or positional (empty name).
+  struct ArgItem {
+    std::string name;
+    SourceRange nameRange;
+    const ast::Expr* value = nullptr;
+  };
+  /// Whose arguments are bound: they differ only in how their mistakes are worded
+  /// (evaluate takes named arguments only).
+  enum class BindSite { Call, Pretrain, Evaluate };
+  /// Binds `items` to `sig`'s parameters: positional and named arguments, duplicates,
+  /// unknown names (with a suggestion and what the signature takes), type coercion and
+  /// units, ranges. Every mistake is reported; false after any. `owner` names the
+  /// pretrain block. Parameters not given are not in `bound` (see fillDefaults).
+  bool bindArguments(const Signature& sig, const std::vector<ArgItem>& items, BindSite site, const std::string& owner,
+                     std::map<std::string, Bound>& bound);
+  /// Binds every parameter not given to its default (not `present`), at `at`.
+  static void fillDefaults(const Signature& sig, std::map<std::string, Bound>& bound, SourceRange at);
 
   // Records, task records and metric lists (Tasks.cpp).
   /// A call's `task = RECORD` argument: its fields become the call's arguments where the
