@@ -8,17 +8,17 @@
 namespace gyrus {
 namespace check {
 
-// A folder data set: `resolve` lists it, then its sites are read; any problem is a
-// [data] error at the root argument.
-Value folderDataset(Checker& c, std::map<std::string, Bound>& a,
-                    const std::function<DataProblem(const std::string& root, ir::FolderData&)>& resolve) {
+// A folder data set: the checker's resolver lists it (with its sites); any problem is a
+// [data] error at the root argument. `request` has the layout's own arguments.
+Value folderDataset(Checker& c, std::map<std::string, Bound>& a, FolderRequest request) {
   Value v;
   v.ty = Ty::Dataset;
   v.dataset.kind = ir::DataKind::Folder;
   v.shapeKnown = false;
-  v.dataset.folder.skipUnreadable = a["skip_unreadable"].value.flag;
-  DataProblem p = resolve(c.resolvePath(a["root"].value.str), v.dataset.folder);
-  if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
+  request.root = c.resolvePath(a["root"].value.str);
+  request.sites = a["sites"].present ? a["sites"].value.str : "";
+  request.skipUnreadable = a["skip_unreadable"].value.flag;
+  DataProblem p = c.dataResolver().resolve(request, v.dataset.folder);
   if (!p.ok()) {
     // Every problem of the data set at once: the first in full, the others listed.
     constexpr size_t kListed = 8;
@@ -87,9 +87,10 @@ const std::vector<NamedHook>& hookTable() {
                      c.diags().report(DiagKind::TypeMismatch, a["sequences"].range, "argument 'sequences' of fomo60k() " + why);
                      return errorValue();
                    }
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveFomo60k(root, sequences, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Fomo60k;
+                   request.names = sequences;
+                   return folderDataset(c, a, request);
                  }});
     hooks.push_back({"fomo25",
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
@@ -101,9 +102,11 @@ const std::vector<NamedHook>& hookTable() {
                      return errorValue();
                    }
                    ir::LabelKind kind = labelKindOf(a["label"]);
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveFomo25(root, channels, kind, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Fomo25;
+                   request.names = channels;
+                   request.label = kind;
+                   return folderDataset(c, a, request);
                  }});
     hooks.push_back({"folder",
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
@@ -120,9 +123,14 @@ const std::vector<NamedHook>& hookTable() {
                                       "from fomo25(..., label = segmentation) folders");
                      return errorValue();
                    }
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveGlob(root, str("glob"), str("table"), str("subject"), str("column"), kind, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Glob;
+                   request.glob = str("glob");
+                   request.table = str("table");
+                   request.subjectColumn = str("subject");
+                   request.labelColumn = str("column");
+                   request.label = kind;
+                   return folderDataset(c, a, request);
                  }});
     hooks.push_back({"site",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {

@@ -1314,8 +1314,8 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files, bool librar
 
 
 CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags,
-                            bool library) {
-  check::Checker c(sm, diags);
+                            bool library, DataResolver* data) {
+  check::Checker c(sm, diags, data != nullptr ? *data : defaultDataResolver());
   return c.run(files, library);
 }
 

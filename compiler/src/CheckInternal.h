@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gyrus/Check.h"
+#include "gyrus/Data.h"
 
 namespace gyrus::check {
 
@@ -265,11 +266,14 @@ struct Symbol {
 
 class Checker {
  public:
-  Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
+  Checker(const SourceManager& sm, DiagnosticEngine& diags, DataResolver& data)
+      : sm_(sm), diags_(diags), data_(data) {}
 
   CheckResult run(const std::vector<const ast::File*>& files, bool library = false);
 
   DiagnosticEngine& diags() { return diags_; }
+  /// Lists folder data sets (the checker reads no files itself).
+  DataResolver& dataResolver() { return data_; }
   const SourceManager& sources() const { return sm_; }
   /// A data path as the user wrote it, relative to the experiment file's directory.
   std::string resolvePath(const std::string& path) const {
@@ -407,6 +411,7 @@ class Checker {
 
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
+  DataResolver& data_;
   std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
   // Parameters of the parameterised definitions being called (innermost last).

@@ -455,7 +455,7 @@ void checkReplacedValues(Compilation& c, const std::vector<const ast::File*>& fi
   DiagnosticEngine asWritten;
   std::vector<const ast::File*> all = files;
   all.push_back(c.main);
-  checkExperiment(all, c.sources, asWritten, library);
+  checkExperiment(all, c.sources, asWritten, library, c.data);
   static const DiagKind kLocal[] = {DiagKind::UnknownName,      DiagKind::UnknownArgument, DiagKind::MissingArgument,
                                     DiagKind::DuplicateArgument, DiagKind::TooManyArguments, DiagKind::TypeMismatch,
                                     DiagKind::UnknownUnit,      DiagKind::ValueRange,      DiagKind::UnknownField,
@@ -482,8 +482,13 @@ void applyOverrides(ast::File& file, const std::vector<Override>& overrides, Sou
 }
 
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
-                                         StopAfter stop, const std::string* text) {
+                                         StopAfter stop, const std::string* text, DataResolver* data) {
   auto c = std::make_unique<Compilation>();
+  if (data == nullptr) {
+    c->ownData = std::make_unique<CachingDataResolver>(defaultDataResolver());
+    data = c->ownData.get();
+  }
+  c->data = data;
   std::string contents, error;
   if (text != nullptr) {
     contents = *text;
@@ -540,7 +545,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (!sweepsOk) return c;
   if (axes.empty()) {
     files.push_back(c->main);
-    c->check = checkExperiment(files, c->sources, c->diags, library);
+    c->check = checkExperiment(files, c->sources, c->diags, library, c->data);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -577,7 +582,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
-    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library, c->data);
     if (point == 0) c->check.typed = r.typed;
     c->plan.points.push_back(label);
     if (!r.experiment) {
