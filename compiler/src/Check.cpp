@@ -1,5 +1,11 @@
-// The checker: resolves names, evaluates declarations to typed values (with units and
-// 3-D shapes), checks parameters, shapes and protocols, and lowers to the IR.
+// The checker's driver: its passes in order (Halide's flat lowering list):
+//   resolveNames         every declaration's name, across files
+//   evaluateDeclarations type and evaluate every node (check/Expressions.cpp) into the
+//                        side table; pretrain blocks with their rules (check/Pretrain.cpp)
+//   checkEvaluations     every evaluation with its rules (check/Evaluate.cpp)
+//   warnUnused           declarations nothing uses
+//   lowerToIr            the stages in dependency order, hashed; then ir::verify
+// `gyrus emit --stage=typed` prints the side table, `--stage=ir` the lowered IR.
 //
 // Declarations are evaluated on demand with cycle detection, so order in the file does
 // not matter. An expression that fails gets the Error type and evaluation goes on:
@@ -11,28 +17,34 @@
 #include "gyrus/IrJson.h"
 #include "gyrus/Plan.h"
 
+#include <stdexcept>
+
 namespace gyrus {
 namespace check {
 
 
-namespace {
-// A value's type as `emit --stage=typed` prints it; records list their fields' types.
-std::string typeText(const Value& v) {
-  if (v.ty != Ty::Record) return std::string(typeLabel(v.ty));
-  std::string out = "{";
-  for (size_t i = 0; i < v.fieldNames.size(); ++i)
-    out += (i ? ", " : "") + v.fieldNames[i] + " : " + typeText(v.items[i]);
-  return out + "}";
-}
-}  // namespace
-
 CheckResult Checker::run(const std::vector<const ast::File*>& files, bool library) {
   baseDir_ = std::filesystem::path(sm_.file(files.back()->id).path).parent_path();
-  // Resolve: every declaration's name, across files.
-  std::vector<const ast::DeclEvaluate*> evaluates;
+  mainFile_ = files.back()->id;
+  // The passes, in order; each reads what the earlier ones left in the symbol table
+  // and the side table.
+  resolveNames(files);
+  evaluateDeclarations(*files.back());
+  checkEvaluations(*files.back());
+  warnUnused(*files.back(), library);
+  CheckResult result;
+  auto facts = std::make_shared<const std::vector<NodeFacts>>(std::move(facts_));
+  const SourceManager* sm = &sm_;
+  result.typed = [facts, sm] { return printTyped(*facts, *sm); };
+  if (!diags_.hasErrors()) result.experiment = lowerToIr();
+  return result;
+}
+
+void Checker::resolveNames(const std::vector<const ast::File*>& files) {
+  // Every declaration's name, across files (sweeps and `use` belong to the front end).
   for (size_t fi = 0; fi < files.size(); ++fi) {
     for (const ast::Decl* d : files[fi]->decls) {
-      if (d->is<ast::DeclSweep>() || d->is<ast::DeclUse>()) continue;  // handled by the front end
+      if (d->is<ast::DeclSweep>() || d->is<ast::DeclUse>()) continue;
       auto [it, inserted] = symbols_.try_emplace(d->name);
       if (!inserted) {
         Diagnostic& diag = diags_.report(DiagKind::DuplicateName, d->nameRange, "'" + d->name + "' is already declared");
@@ -44,12 +56,13 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files, bool librar
       }
       it->second.decl = d;
       it->second.inPrelude = fi + 1 < files.size();
-      if (const auto* e = d->as<ast::DeclEvaluate>()) evaluates.push_back(e);
     }
   }
-  // Check and lower: pretrain stages first (in file order), then evaluations.
-  const ast::File* main = files.back();
-  for (const ast::Decl* d : main->decls) {
+}
+
+void Checker::evaluateDeclarations(const ast::File& main) {
+  // The user's declarations in file order (others on demand); pretrain stages first.
+  for (const ast::Decl* d : main.decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
     if (const auto* b = d->as<ast::DeclBind>()) {
@@ -58,31 +71,27 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files, bool librar
         std::string params;
         for (const ast::Param& p : b->params)
           params += (params.empty() ? "" : ", ") + p.name + (p.value != nullptr ? " = " + ast::printExpr(*p.value) : "");
-        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + "(" + params + ") : Function = " +
-                  ast::printExpr(*b->value) + "\n";
+        record(*b, v, b->name, "Function", "(" + params + ") = " + ast::printExpr(*b->value));
       } else if (v.ty != Ty::Error) {
-        std::string shown = v.ty == Ty::Dataset    ? ir::print(v.dataset)
-                            : v.ty == Ty::Pipeline ? ir::print(v.pipeline)
-                            : v.ty == Ty::Encoder  ? ir::print(v.encoder)
-                            : v.ty == Ty::Objective ? ir::print(v.objective)
-                            : v.ty == Ty::Optimizer ? ir::print(v.optimizer)
-                            : v.ty == Ty::Shape     ? ir::formatShape(v.shape)
-                            : isNumeric(v.ty) || v.ty == Ty::Fraction || v.ty == Ty::Length ? ir::formatNumber(v.num)
-                                                                                             : ast::printExpr(*b->value);
-        typed_ += std::string(ast::toString(b->bindKind)) + " " + b->name + " : " + typeText(v) + " = " + shown + "\n";
+        record(*b, v, b->name);
       }
     } else if (d->is<ast::DeclPretrain>()) {
       evalDecl(it->second);
     }
   }
-  for (const ast::Decl* d : main->decls) {
+}
+
+void Checker::checkEvaluations(const ast::File& main) {
+  for (const ast::Decl* d : main.decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
-    if (const auto* e = d->as<ast::DeclEvaluate>()) checkEvaluate(*e, 0);
+    if (const auto* e = d->as<ast::DeclEvaluate>()) checkEvaluate(*e);
   }
-  // Warn about declarations of the user's file that nothing uses. A name a sweep sets,
-  // or one its values mention, counts as used: the points that do not need it are not
-  // the whole experiment (and each point is checked on its own).
+}
+
+void Checker::warnUnused(const ast::File& main, bool library) {
+  // A name a sweep sets, or one its values mention, counts as used: the points that do
+  // not need it are not the whole experiment.
   std::set<std::string> swept;
   std::function<void(const ast::Expr*)> mentions = [&](const ast::Expr* e) {
     if (e == nullptr) return;
@@ -102,41 +111,37 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files, bool librar
     if (const auto* r = e->as<ast::ExprRecord>())
       for (const ast::RecordField& f : r->fields) mentions(f.value);
   };
-  for (const ast::Decl* d : main->decls)
+  for (const ast::Decl* d : main.decls)
     if (const auto* sw = d->as<ast::DeclSweep>()) {
       for (const std::vector<std::string>& path : sw->paths) swept.insert(path.front());
       mentions(sw->values);
     }
-  for (const ast::Decl* d : main->decls) {
+  for (const ast::Decl* d : main.decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;
     if (!library && d->is<ast::DeclBind>() && it->second.uses == 0 && swept.count(d->name) == 0) {
       diags_.report(DiagKind::UnusedDeclaration, d->nameRange, "'" + d->name + "' is declared but never used");
     }
   }
+}
 
-  CheckResult result;
-  result.typed = typed_;
-  if (!diags_.hasErrors()) {
-    // Pretrain stages come first, so every dependency index is already final.
-    ir::Experiment ex;
-    std::vector<size_t> remap(experiment_.stages.size());
+ir::Experiment Checker::lowerToIr() {
+  // Pretrain stages first, so every dependency index is already final; then hashes.
+  ir::Experiment ex;
+  std::vector<size_t> remap(experiment_.stages.size());
+  for (ir::StageKind kind : {ir::StageKind::Pretrain, ir::StageKind::Evaluate})
     for (size_t i = 0; i < experiment_.stages.size(); ++i)
-      if (experiment_.stages[i].kind == ir::StageKind::Pretrain) {
+      if (experiment_.stages[i].kind == kind) {
         remap[i] = ex.stages.size();
         ex.stages.push_back(experiment_.stages[i]);
       }
-    for (size_t i = 0; i < experiment_.stages.size(); ++i)
-      if (experiment_.stages[i].kind == ir::StageKind::Evaluate) {
-        remap[i] = ex.stages.size();
-        ex.stages.push_back(experiment_.stages[i]);
-      }
-    for (ir::Stage& s : ex.stages)
-      for (size_t& dep : s.deps) dep = remap[dep];
-    ir::hashStages(ex);
-    result.experiment = std::move(ex);
-  }
-  return result;
+  for (ir::Stage& s : ex.stages)
+    for (size_t& dep : s.deps) dep = remap[dep];
+  ir::hashStages(ex);
+  // The IR's invariants hold for whatever the checker accepted; a violation is our bug.
+  if (std::string broken = ir::verify(ex); !broken.empty())
+    throw std::logic_error("internal error: the checker produced invalid IR: " + broken);
+  return ex;
 }
 
 }  // namespace check

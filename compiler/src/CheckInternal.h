@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
@@ -254,6 +255,30 @@ inline void flowShape(Value& data, const ir::Pipeline& pipeline) {
   }
 }
 
+// ---- The side table (check/Typed.cpp) -------------------------------------------------
+
+/// What checking found for one AST node of the user's file (Luau's `astTypes`): the
+/// evaluation pass fills it as it types each node; `gyrus emit --stage=typed` prints it.
+struct NodeFacts {
+  const ast::Node* node = nullptr;
+  /// Type (its unit follows from it), shape and scalar value; a value with parts (a
+  /// data set, a pipeline, a list, ...) is kept whole in `parts` (no provenance).
+  Ty ty = Ty::Error;
+  double num = 0.0, hi = 0.0;
+  ir::Shape3 shape{0, 0, 0};
+  bool flag = false;
+  bool carriesShape = false;  ///< `shape` is a known spatial size the value carries
+  std::string str;            ///< a string's, site's, metric's, function's or model's name
+  std::shared_ptr<const Value> parts;
+  std::string name;    ///< a declaration's name
+  std::string type;    ///< the type to print when it is not the value's (an evaluation)
+  std::string detail;  ///< derived facts (a stage's input shape, parameters, sizes)
+};
+
+/// The side table as text: one line per node (its first entry) in source order (deterministic: node
+/// kind, `line:col`, name, type, unit, shape, value, derived facts).
+std::string printTyped(const std::vector<NodeFacts>& facts, const SourceManager& sm);
+
 // ---- The checker --------------------------------------------------------------------
 
 struct Symbol {
@@ -326,6 +351,20 @@ class Checker {
   }
 
   Value eval(const ast::Expr& e);
+  /// Adds `n`'s facts to the side table (the first evaluation of a node of the user's
+  /// file counts: a definition's body is typed where it is written).
+  void record(const ast::Node& n, const Value& v, std::string name = {}, std::string type = {},
+              std::string detail = {}) {
+    if (n.range.file != mainFile_) return;
+    facts_.push_back(facts(v));
+    NodeFacts& f = facts_.back();
+    f.node = &n;
+    f.name = std::move(name);
+    f.type = std::move(type);
+    f.detail = std::move(detail);
+  }
+  /// What the side table keeps of `v` (cheap for scalars; no provenance).
+  static NodeFacts facts(const Value& v);
   /// Evaluates `e` in a slot that expects `want`: "did you mean" suggests only names that
   /// fit it (an encoder where an encoder is expected).
   Value evalAs(const ast::Expr& e, Ty want) {
@@ -388,7 +427,13 @@ class Checker {
   Value evalDecl(Symbol& s);
   Value evalBind(const ast::DeclBind& d);
   Value evalPretrain(const ast::DeclPretrain& d);
-  void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
+  // The passes (Check.cpp).
+  void resolveNames(const std::vector<const ast::File*>& files);
+  void evaluateDeclarations(const ast::File& main);
+  void checkEvaluations(const ast::File& main);
+  void warnUnused(const ast::File& main, bool library);
+  ir::Experiment lowerToIr();
+  void checkEvaluate(const ast::DeclEvaluate& d);
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
   /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the
@@ -422,7 +467,8 @@ class Checker {
   std::set<std::tuple<FileId, uint32_t, ir::Shape3>> paddingWarned_;  // crops warned about, by volume size
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
-  std::string typed_;
+  FileId mainFile_ = kNoFile;
+  std::vector<NodeFacts> facts_;  // the side table (a node evaluated twice: its first entry counts)
 };
 
 }  // namespace gyrus::check

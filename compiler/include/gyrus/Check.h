@@ -1,6 +1,7 @@
 // Name resolution, type/unit/shape checking and lowering to the experiment IR.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,9 +17,10 @@ class DataResolver;
 struct CheckResult {
   /// The lowered experiment (stages hashed); empty when there were errors.
   std::optional<ir::Experiment> experiment;
-  /// Every declaration of the last file with its type and canonical value
-  /// (`gyrus emit --stage=typed`).
-  std::string typed;
+  /// The side table of the last file (`gyrus emit --stage=typed`): one line per node
+  /// with its kind, `line:col`, type, unit, shape and canonical value; printed on
+  /// demand (valid while the compilation's sources and AST live).
+  std::function<std::string()> typed = [] { return std::string(); };
 };
 
 /// Checks `files` as one experiment: the standard prelude first, the user's file last.

@@ -5,7 +5,7 @@
 
 namespace gyrus::check {
 
-void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
+void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
   // The model.
   auto it = symbols_.find(d.model);
   Value model;
@@ -309,21 +309,20 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d, size_t /*order*/) {
   }
   if (!checkDivisible(taskData, e.encoder, model.range, evalPipeline.pipelineSetsShape ? "crop" : "input size")) return;
 
-  typed_ += "evaluate " + d.name + " : Evaluate\n";
-  typed_ += "  model  : Pretrain = " + e.pretrain + "\n";
-  typed_ += "  task   : Label = " + d.task[0] + "." + e.label + " (" + std::string(ir::toString(e.labelKind)) +
-            ") of " + ir::print(e.data) + "\n";
-  typed_ += std::string("  ") + (finetune ? "finetune : Protocol = finetune, epochs = " + std::to_string(e.epochs) +
-                                                  ", lr = " + ir::formatNumber(e.lr) + ","
-                                            : "probe  : Probe = linear,") +
-            " shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
-            ", test = " +
-            (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
-            std::to_string(testCount) + " subjects)\n";
-  typed_ += "  pipeline : Pipeline = " + ir::print(e.pipeline) + "\n";
   std::string metricList;
   for (const std::string& m : e.metrics) metricList += (metricList.empty() ? "" : ", ") + m;
-  typed_ += "  metrics  : List = [" + metricList + "]" + metricsFrom + "\n";
+  std::string detail =
+      "model = " + e.pretrain + "; task = " + d.task[0] + "." + e.label + " (" +
+      std::string(ir::toString(e.labelKind)) + ") of " + ir::print(e.data) + "; " +
+      (finetune ? "protocol = finetune, epochs = " + std::to_string(e.epochs) + ", lr = " + ir::formatNumber(e.lr) + ","
+                : std::string("probe = linear,")) +
+      " shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) + ", test = " +
+      (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
+      std::to_string(testCount) + " subjects); pipeline = " + ir::print(e.pipeline) + "; metrics = [" + metricList +
+      "]" + metricsFrom;
+  Value shown;
+  shown.shape = taskData.shape;
+  record(d, shown, d.name, "Evaluate", detail);
 
   stage.deps.push_back(stageIndex_.at(e.pretrain));
   experiment_.stages.push_back(std::move(stage));

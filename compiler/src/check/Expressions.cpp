@@ -127,6 +127,7 @@ Value Checker::eval(const ast::Expr& e) {
     default: return errorValue();
   }
   v.range = e.range;
+  record(e, v);
   return v;
 }
 

@@ -146,19 +146,15 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     }
   }
 
-  typed_ += "pretrain " + d.name + " : Pretrain\n";
-  typed_ += "  data      : Data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) + "\n";
-  typed_ += "  input     : Shape = " + ir::formatShape(data.shape) + "\n";
-  typed_ += "  encoder   : Encoder = " + ir::print(p.encoder) + "  // " +
-            std::to_string(ir::parameterCount(p.encoder)) +
-            (p.encoder.kind == ir::EncoderKind::Vit ? " parameters, patch " : " parameters, stride ") +
-            std::to_string(p.encoder.totalStride()) + "\n";
-  typed_ += "  objective : Objective = " + ir::print(p.objective) + "\n";
-  typed_ += "  optimizer : Optimizer = " + ir::print(p.optimizer) + "\n";
-  typed_ += "  epochs    : Int = " + std::to_string(p.epochs) + "\n";
-  typed_ += "  batch     : Int = " + std::to_string(p.batch) + "\n";
-  typed_ += "  seed      : Int = " + std::to_string(p.seed) + "\n";
-  if (!p.init.empty()) typed_ += "  init      : Pretrain = " + p.init + "\n";
+  // The stage with every default spelled out, and what follows from it.
+  std::string detail = "data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) +
+                       "; input = " + ir::formatShape(data.shape) + "; encoder = " + ir::print(p.encoder) + " (" +
+                       std::to_string(ir::parameterCount(p.encoder)) +
+                       (p.encoder.kind == ir::EncoderKind::Vit ? " parameters, patch " : " parameters, stride ") +
+                       std::to_string(p.encoder.totalStride()) + "); objective = " + ir::print(p.objective) +
+                       "; optimizer = " + ir::print(p.optimizer) + "; epochs = " + std::to_string(p.epochs) +
+                       "; batch = " + std::to_string(p.batch) + "; seed = " + std::to_string(p.seed) +
+                       (p.init.empty() ? std::string() : "; init = " + p.init);
 
   if (!p.init.empty()) stage.deps.push_back(stageIndex_.at(p.init));
   stageIndex_[d.name] = experiment_.stages.size();
@@ -174,6 +170,9 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   v.range = fields["encoder"].range;
   v.encoderOrigin = fields["encoder"].range;
   v.dataOrigin = fields["data"].range;
+  Value shown = v;
+  shown.shape = data.shape;
+  record(d, shown, d.name, {}, detail);
   return v;
 }
 
