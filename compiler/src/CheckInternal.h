@@ -281,6 +281,23 @@ std::string printTyped(const std::vector<NodeFacts>& facts, const SourceManager&
 
 // ---- The checker --------------------------------------------------------------------
 
+/// What checking one evaluation has learned so far, pass by pass (check/Evaluate.cpp
+/// and its rules: Heads.cpp, FewShot.cpp, Shapes.cpp, Pipelines.cpp).
+struct Evaluation {
+  const ast::DeclEvaluate* decl = nullptr;
+  Value model;  ///< Ty::Model: the pretraining judged
+  Value data;   ///< Ty::Dataset: the task's data set
+  std::string label;
+  ir::LabelKind labelKind = ir::LabelKind::Binary;
+  std::map<std::string, Bound> args;  ///< bound to the `evaluate` signature, defaults filled
+  bool finetune = false;
+  std::vector<std::string> metrics;  ///< to report, in order
+  std::string metricsFrom;           ///< where they come from (for the side table)
+  Value pipeline;                    ///< the evaluation's pipeline (the pretraining's unless its own)
+  SourceRange pipelineAt;
+  int64_t testCount = 0;  ///< subjects held out for testing
+};
+
 struct Symbol {
   const ast::Decl* decl = nullptr;
   bool inPrelude = false;
@@ -434,6 +451,17 @@ class Checker {
   void warnUnused(const ast::File& main, bool library);
   ir::Experiment lowerToIr();
   void checkEvaluate(const ast::DeclEvaluate& d);
+  // An evaluation, step by step (check/Evaluate.cpp) and its rules.
+  Value resolveEvaluatedModel(const ast::DeclEvaluate& d);
+  Value resolveTask(const ast::DeclEvaluate& d, std::string& label, ir::LabelKind& labelKind);
+  bool chooseMetrics(Evaluation& ev);
+  bool buildEvaluateStage(Evaluation& ev, ir::Stage& stage);
+  /// Rule: the head follows from the task (check/Heads.cpp).
+  bool checkTaskHead(Evaluation& ev);
+  /// Rule: few-shot sizing; sets ev.testCount (check/FewShot.cpp).
+  bool checkFewShot(Evaluation& ev, const ir::EvaluateStage& e);
+  /// Rule: the task data through the evaluation's pipeline fit the encoder (check/Shapes.cpp).
+  bool checkTaskShape(Evaluation& ev, const ir::EvaluateStage& e, Value& taskData);
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
   /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the

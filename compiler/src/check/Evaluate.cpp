@@ -5,8 +5,7 @@
 
 namespace gyrus::check {
 
-void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
-  // The model.
+Value Checker::resolveEvaluatedModel(const ast::DeclEvaluate& d) {
   auto it = symbols_.find(d.model);
   Value model;
   if (it == symbols_.end()) {
@@ -29,11 +28,11 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
       model = errorValue();
     }
   }
+  return model;
+}
 
-  // The task: dataset.label.
+Value Checker::resolveTask(const ast::DeclEvaluate& d, std::string& label, ir::LabelKind& labelKind) {
   Value data;
-  std::string label;
-  ir::LabelKind labelKind = ir::LabelKind::Binary;
   if (d.task.size() != 2) {
     diags_.report(DiagKind::TypeMismatch, {d.taskRanges.front().file, d.taskRanges.front().begin, d.taskRanges.back().end},
                   "evaluate needs a task written as dataset.label, e.g. `clinic.lesion`");
@@ -87,14 +86,23 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
       }
     }
   }
+  return data;
+}
+
+void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
+  Evaluation ev;
+  ev.decl = &d;
+  ev.model = resolveEvaluatedModel(d);
+  ev.data = resolveTask(d, ev.label, ev.labelKind);
 
   // Protocol arguments.
   const Signature& sig = *findSignature("evaluate");
-  std::map<std::string, Bound> args;
+  std::map<std::string, Bound>& args = ev.args;
   std::vector<ArgItem> items;
   for (const ast::Arg& a : d.args) items.push_back({a.name, a.nameRange, a.value});
   bool ok = bindArguments(sig, items, BindSite::Evaluate, d.name, args);
-  bool finetune = args.count("protocol") != 0 && args["protocol"].value.flag;
+  ev.finetune = args.count("protocol") != 0 && args["protocol"].value.flag;
+  bool finetune = ev.finetune;
   for (const Param& only : sig.params) {
     auto given = args.find(only.name);
     if ((only.flags & kFinetuneOnly) == 0 || given == args.end() || given->second.value.ty == Ty::Error || finetune)
@@ -104,73 +112,88 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
         .note("add `protocol = finetune` to fine-tune the encoder on the shots");
     ok = false;
   }
-  if (!ok || model.ty != Ty::Model || data.ty != Ty::Dataset) return;
+  if (!ok || ev.model.ty != Ty::Model || ev.data.ty != Ty::Dataset) return;
   fillDefaults(sig, args, d.range);
+
+  // The rules, in order; the first that fails ends the evaluation's check.
+  if (!checkTaskHead(ev) || !chooseMetrics(ev)) return;
+  // The evaluation's own preprocessing must match what the encoder was pretrained on.
+  ev.pipeline = ev.model;
+  ev.pipelineAt = ev.model.range;
+  if (args["pipeline"].present) {
+    const Value& pv = args["pipeline"].value;
+    ev.pipeline.pipeline = pv.pipeline;
+    ev.pipeline.opOrigins = pv.opOrigins;
+    ev.pipeline.pipelineSetsShape = pv.pipelineSetsShape;
+    ev.pipeline.shapeOrigin = pv.shapeOrigin;
+    ev.pipelineAt = args["pipeline"].range;
+    if (!checkPipelinesAgree(ev.model, ev.pipeline, ev.pipelineAt, finetune)) return;
+  }
+  ir::Stage stage;
+  Value taskData;
+  if (!buildEvaluateStage(ev, stage) || !checkFewShot(ev, stage.evaluate) ||
+      !checkTaskShape(ev, stage.evaluate, taskData))
+    return;
+  const ir::EvaluateStage& e = stage.evaluate;
+
+  std::string metricList;
+  for (const std::string& m : e.metrics) metricList += (metricList.empty() ? "" : ", ") + m;
+  std::string detail =
+      "model = " + e.pretrain + "; task = " + d.task[0] + "." + e.label + " (" +
+      std::string(ir::toString(e.labelKind)) + ") of " + ir::print(e.data) + "; " +
+      (finetune ? "protocol = finetune, epochs = " + std::to_string(e.epochs) + ", lr = " + ir::formatNumber(e.lr) + ","
+                : std::string("probe = linear,")) +
+      " shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) + ", test = " +
+      (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
+      std::to_string(ev.testCount) + " subjects); pipeline = " + ir::print(e.pipeline) + "; metrics = [" + metricList +
+      "]" + ev.metricsFrom;
+  Value shown;
+  shown.shape = taskData.shape;
+  record(d, shown, d.name, "Evaluate", detail);
+
+  stage.deps.push_back(stageIndex_.at(e.pretrain));
+  experiment_.stages.push_back(std::move(stage));
+}
+
+bool Checker::chooseMetrics(Evaluation& ev) {
+  const ast::DeclEvaluate& d = *ev.decl;
+  const Value& data = ev.data;
+  const std::string& label = ev.label;
+  ir::LabelKind labelKind = ev.labelKind;
+  std::map<std::string, Bound>& args = ev.args;
   std::vector<std::string> metricNames;
   std::vector<SourceRange> metricRanges;
   for (const Value& m : args["metrics"].value.items) {
     metricNames.push_back(metricName(m));
     metricRanges.push_back(m.range);
   }
-
-  // The head follows from the task: one number per sample needs a pooled head, a mask
-  // a dense decoder; a probe has no decoder at all.
-  bool segmentation = labelKind == ir::LabelKind::Mask;
-  if (segmentation && !finetune) {
-    diags_.report(DiagKind::TaskHead, d.taskRanges[1],
-                  "'" + d.task[0] + "." + label + "' is a segmentation; a probe predicts one number per sample")
-        .note(std::string("segment with `protocol = finetune`: the encoder is trained with ") +
-              (model.encoder.kind == ir::EncoderKind::Vit ? "a per-token patch head (one logit per voxel)"
-                                                          : "a dense U-Net decoder"));
-    return;
-  }
-  if (args["head"].present && args["head"].value.flag != segmentation) {
-    bool dense = args["head"].value.flag;
-    Diagnostic& diag = diags_.report(
-        DiagKind::TaskHead, args["head"].range,
-        dense ? "a dense decoder predicts a mask, but '" + d.task[0] + "." + label + "' is one number per sample"
-              : "a pooled head predicts one number, but '" + d.task[0] + "." + label + "' is a segmentation mask");
-    diag.fixit(args["head"].range, dense ? "pooled" : "dense");
-    return;
-  }
-  if (args["tolerance"].present && !segmentation) {
-    diags_.report(DiagKind::UnknownArgument, args["tolerance"].range,
-                  "'tolerance' is the surface-distance tolerance of segmentation metrics; '" + d.task[0] + "." + label +
-                      "' is not a segmentation");
-    return;
-  }
-
+  std::string& metricsFrom = ev.metricsFrom;
   // The metrics to report, in order: the evaluation's own, its data set's task's, or
   // the label kind's.
-  std::vector<std::string> metrics;
-  std::string metricsFrom;
-  if (args["metrics"].present) {
+    if (args["metrics"].present) {
     if (!checkMetricsSuit(metricNames, metricRanges, args["metrics"].range, labelKind,
                           "'" + d.task[0] + "." + label + "'", SourceRange{}))
-      return;
-    metrics = metricNames;
+      return false;
+    ev.metrics = metricNames;
   } else if (!data.taskMetrics.empty()) {
-    for (const Value& m : data.taskMetrics) metrics.push_back(metricName(m));
+    for (const Value& m : data.taskMetrics) ev.metrics.push_back(metricName(m));
     metricsFrom = " (from the task of '" + d.task[0] + "')";
   } else {
-    metrics = metricsOf(labelKind);
+    ev.metrics = metricsOf(labelKind);
     metricsFrom = " (the default for " + labelKindWord(labelKind) + " labels)";
   }
+  return true;
+}
 
-  // The evaluation's own preprocessing must match what the encoder was pretrained on.
-  Value evalPipeline = model;
-  SourceRange evalPipelineAt = model.range;
-  if (args["pipeline"].present) {
-    const Value& pv = args["pipeline"].value;
-    evalPipeline.pipeline = pv.pipeline;
-    evalPipeline.opOrigins = pv.opOrigins;
-    evalPipeline.pipelineSetsShape = pv.pipelineSetsShape;
-    evalPipeline.shapeOrigin = pv.shapeOrigin;
-    evalPipelineAt = args["pipeline"].range;
-    if (!checkPipelinesAgree(model, evalPipeline, evalPipelineAt, finetune)) return;
-  }
-
-  ir::Stage stage;
+bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
+  const ast::DeclEvaluate& d = *ev.decl;
+  const Value& model = ev.model;
+  const Value& data = ev.data;
+  const std::string& label = ev.label;
+  ir::LabelKind labelKind = ev.labelKind;
+  std::map<std::string, Bound>& args = ev.args;
+  bool finetune = ev.finetune;
+  const Value& evalPipeline = ev.pipeline;
   stage.kind = ir::StageKind::Evaluate;
   stage.name = d.name;
   ir::EvaluateStage& e = stage.evaluate;
@@ -201,7 +224,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
   e.encoder = model.encoder;
   e.label = label;
   e.labelKind = labelKind;
-  e.metrics = metrics;
+  e.metrics = ev.metrics;
   e.shots = static_cast<int64_t>(args["shots"].value.num);
   if (e.batch > e.shots) {
     diags_.report(DiagKind::ValueRange, args["batch"].range,
@@ -209,7 +232,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
                       ": a batch holds distinct training samples")
         .fixit(args["batch"].range, std::to_string(e.shots))
         .note("to train on more batches per epoch, set `batches` (e.g. the FOMO25 baseline's 100)");
-    return;
+    return false;
   }
   e.repeats = static_cast<int64_t>(args["repeats"].value.num);
   if (args["test"].value.ty == Ty::Site) {
@@ -219,114 +242,7 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
   }
   e.seed = static_cast<uint64_t>(args["seed"].value.num);
   e.nsdToleranceMm = args["tolerance"].value.num;
-
-  // Sizes: the held-out test set and the pool the shots are drawn from.
-  int64_t n = e.data.count();
-  auto testCount = static_cast<int64_t>(std::llround(e.testFraction * static_cast<double>(n)));
-  testCount = std::clamp<int64_t>(testCount, 1, std::max<int64_t>(1, n - 1));
-  if (!e.testSite.empty()) {
-    // Out-of-domain: test on one site, draw the shots from the others.
-    std::vector<std::string> sites;
-    testCount = 0;
-    if (e.data.kind == ir::DataKind::Folder)
-      for (const ir::FolderSample& smp : e.data.folder.samples) {
-        if (std::find(sites.begin(), sites.end(), smp.site) == sites.end() && !smp.site.empty()) sites.push_back(smp.site);
-        testCount += smp.site == e.testSite ? 1 : 0;
-      }
-    SourceRange at = args["test"].range;
-    if (sites.empty()) {
-      diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no sites to test on")
-          .note("sites come from a table of subject and site (sites.tsv in the folder, or the `sites` argument)");
-      return;
-    }
-    if (testCount == 0) {
-      std::string list;
-      for (const std::string& site : sites) list += (list.empty() ? "" : ", ") + site;
-      Diagnostic& diag = diags_.report(DiagKind::Data, at, "'" + d.task[0] + "' has no site '" + e.testSite + "'");
-      suggest(diag, at, e.testSite, sites, SuggestStyle{false, '"', "site(\"", "\")"});
-      diag.note("its sites: " + list);
-      return;
-    }
-    if (testCount == n) {
-      diags_.report(DiagKind::Data, at, "every sample of '" + d.task[0] + "' is from site '" + e.testSite +
-                                            "': no other site is left to draw the shots from");
-      return;
-    }
-  }
-  int64_t pool = n - testCount;
-  SourceRange shotsAt = args["shots"].present ? args["shots"].range : d.range;
-  int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : labelKind == ir::LabelKind::Mask ? 1 : 3;
-  if (e.shots > pool || e.shots < minShots || pool < minShots) {
-    Diagnostic& diag = diags_.report(
-        DiagKind::FewShotSize, shotsAt,
-        e.shots > pool ? std::to_string(e.shots) + " shots do not fit in the training pool of " + std::to_string(pool) +
-                             " subjects"
-                       : "a " + std::string(labelKind == ir::LabelKind::Binary ? "binary" : "regression") +
-                             " task needs at least " + std::to_string(minShots) + " shots");
-    diag.note(taskDatasetRange(d),
-              "'" + d.task[0] + "' has " + std::to_string(n) + " subjects; " + std::to_string(testCount) +
-                  " are held out for testing (" +
-                  (e.testSite.empty() ? "test = " + ir::formatNumber(e.testFraction * 100) + "%"
-                                      : "site '" + e.testSite + "'") +
-                  ")");
-    return;
-  }
-  if (e.shots == pool && e.repeats > 1) {
-    // Every repeat draws the whole pool: the repeats differ in nothing but their seed.
-    SourceRange repeatsAt = args["repeats"].present ? args["repeats"].range : shotsAt;
-    Diagnostic& diag = diags_.report(
-        DiagKind::IdenticalRepeats, repeatsAt,
-        "the " + std::to_string(e.shots) + " shots are the whole training pool, so all " + std::to_string(e.repeats) +
-            " repeats draw the same samples" + (finetune ? "" : ": identical results, std 0"));
-    diag.note(shotsAt, "shots set here; the pool is the " + std::to_string(pool) + " subjects not held out for testing");
-    if (args["repeats"].present) diag.fixit(repeatsAt, "1");
-  }
-  if (e.data.kind == ir::DataKind::Synthetic && labelKind == ir::LabelKind::Binary &&
-      (e.data.synthetic.lesionRate <= 0.0 || e.data.synthetic.lesionRate >= 1.0)) {
-    diags_.report(DiagKind::ValueRange, d.taskRanges[1],
-                  "label 'lesion' of '" + d.task[0] + "' has a single class (lesion_rate = " +
-                      ir::formatNumber(e.data.synthetic.lesionRate * 100) + "%); AUROC needs both");
-    return;
-  }
-  if (e.data.kind == ir::DataKind::Folder && labelKind == ir::LabelKind::Binary) {
-    size_t positives = 0;
-    for (const ir::FolderSample& smp : e.data.folder.samples) positives += smp.label == 1.0 ? 1 : 0;
-    if (positives == 0 || positives == e.data.folder.samples.size()) {
-      diags_.report(DiagKind::Data, d.taskRanges[1],
-                    "every label of '" + d.task[0] + "' is " + (positives == 0 ? "0" : "1") + "; AUROC needs both classes");
-      return;
-    }
-  }
-  // The task data go through the pretraining pipeline: they must fit the encoder too.
-  Value taskData = data;
-  taskData.ty = Ty::Data;
-  warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins, taskDatasetRange(d));
-  flowShape(taskData, evalPipeline.pipeline);
-  if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
-  if (!taskData.shapeKnown) {
-    reportUnknownShape(d.taskRanges[0]);
-    return;
-  }
-  if (!checkDivisible(taskData, e.encoder, model.range, evalPipeline.pipelineSetsShape ? "crop" : "input size")) return;
-
-  std::string metricList;
-  for (const std::string& m : e.metrics) metricList += (metricList.empty() ? "" : ", ") + m;
-  std::string detail =
-      "model = " + e.pretrain + "; task = " + d.task[0] + "." + e.label + " (" +
-      std::string(ir::toString(e.labelKind)) + ") of " + ir::print(e.data) + "; " +
-      (finetune ? "protocol = finetune, epochs = " + std::to_string(e.epochs) + ", lr = " + ir::formatNumber(e.lr) + ","
-                : std::string("probe = linear,")) +
-      " shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) + ", test = " +
-      (e.testSite.empty() ? ir::formatNumber(e.testFraction * 100) + "%" : "site(\"" + e.testSite + "\")") + " (" +
-      std::to_string(testCount) + " subjects); pipeline = " + ir::print(e.pipeline) + "; metrics = [" + metricList +
-      "]" + metricsFrom;
-  Value shown;
-  shown.shape = taskData.shape;
-  record(d, shown, d.name, "Evaluate", detail);
-
-  stage.deps.push_back(stageIndex_.at(e.pretrain));
-  experiment_.stages.push_back(std::move(stage));
+  return true;
 }
-
 
 }  // namespace gyrus::check

@@ -94,4 +94,24 @@ void Checker::checkCube(const Value& data, const Value& objective) {
 }
 
 
+// The task data go through the evaluation's pipeline: they must fit the encoder too.
+bool Checker::checkTaskShape(Evaluation& ev, const ir::EvaluateStage& e, Value& taskData) {
+  const ast::DeclEvaluate& d = *ev.decl;
+  const Value& model = ev.model;
+  const Value& data = ev.data;
+  const Value& evalPipeline = ev.pipeline;
+  // The task data go through the pretraining pipeline: they must fit the encoder too.
+  taskData = data;
+  taskData.ty = Ty::Data;
+  warnCropPadding(data, evalPipeline.pipeline, evalPipeline.opOrigins, taskDatasetRange(d));
+  flowShape(taskData, evalPipeline.pipeline);
+  if (evalPipeline.pipelineSetsShape) taskData.shapeOrigin = evalPipeline.shapeOrigin;
+  if (!taskData.shapeKnown) {
+    reportUnknownShape(d.taskRanges[0]);
+    return false;
+  }
+  if (!checkDivisible(taskData, e.encoder, model.range, evalPipeline.pipelineSetsShape ? "crop" : "input size")) return false;
+  return true;
+}
+
 }  // namespace gyrus::check
