@@ -456,6 +456,10 @@ class Checker {
   Value resolveTask(const ast::DeclEvaluate& d, std::string& label, ir::LabelKind& labelKind);
   bool chooseMetrics(Evaluation& ev);
   bool buildEvaluateStage(Evaluation& ev, ir::Stage& stage);
+  /// Rule: a reconstruction objective needs a decoder (check/Heads.cpp).
+  bool checkObjectiveHead(const ast::DeclPretrain& d, const Value& objective, std::map<std::string, Bound>& fields);
+  /// Rule: the memory budget a pretraining declares (a warning; check/Memory.cpp).
+  void checkMemoryBudget(const ast::DeclPretrain& d, const ir::PretrainStage& p, const Bound& memory);
   /// Rule: the head follows from the task (check/Heads.cpp).
   bool checkTaskHead(Evaluation& ev);
   /// Rule: few-shot sizing; sets ev.testCount (check/FewShot.cpp).

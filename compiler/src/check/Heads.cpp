@@ -40,4 +40,27 @@ bool Checker::checkTaskHead(Evaluation& ev) {
   return true;
 }
 
+// A reconstruction objective needs a decoder (the light MAE decoder is the default); a
+// decoder no term uses is reported as unused.
+bool Checker::checkObjectiveHead(const ast::DeclPretrain& d, const Value& obj, std::map<std::string, Bound>& fields) {
+  // A reconstruction objective needs a decoder (the light MAE decoder is the default).
+  bool reconstructs = false;
+  for (const ir::ObjectiveTerm& t : obj.objective.terms) reconstructs = reconstructs || t.kind == ir::ObjectiveKind::Mae;
+  if (fields["decoder"].present) {
+    bool light = fields["decoder"].value.flag;
+    if (reconstructs && !light) {
+      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].range,
+                    "mae reconstructs the input, so pretrain '" + d.name + "' needs a decoder")
+          .fixit(fields["decoder"].range, "light")
+          .note(fields["objective"].range, "the objective is declared here");
+      return false;
+    }
+    if (!reconstructs && light) {
+      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].range,
+                    "the decoder is unused: no term of the objective reconstructs the input");
+    }
+  }
+  return true;
+}
+
 }  // namespace gyrus::check

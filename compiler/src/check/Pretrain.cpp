@@ -49,23 +49,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   // cube too, so the cube is checked only against sizes the encoder accepts.
   if (checkDivisible(data, encoder, fields["encoder"].range, data.pipelineSetsShape ? "crop" : "input size"))
     checkCube(data, obj);
-  // A reconstruction objective needs a decoder (the light MAE decoder is the default).
-  bool reconstructs = false;
-  for (const ir::ObjectiveTerm& t : obj.objective.terms) reconstructs = reconstructs || t.kind == ir::ObjectiveKind::Mae;
-  if (fields["decoder"].present) {
-    bool light = fields["decoder"].value.flag;
-    if (reconstructs && !light) {
-      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].range,
-                    "mae reconstructs the input, so pretrain '" + d.name + "' needs a decoder")
-          .fixit(fields["decoder"].range, "light")
-          .note(fields["objective"].range, "the objective is declared here");
-      return errorValue();
-    }
-    if (!reconstructs && light) {
-      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].range,
-                    "the decoder is unused: no term of the objective reconstructs the input");
-    }
-  }
+  if (!checkObjectiveHead(d, obj, fields)) return errorValue();
   bool stochastic = false;
   for (const ir::PipelineOp& op : data.pipeline.ops) stochastic = stochastic || op.isRandom();
   for (size_t t = 0; t < obj.objective.terms.size(); ++t) {
@@ -123,28 +107,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
                       std::to_string(p.data.count()) + " samples)");
     return errorValue();
   }
-  // The declared device memory: a warning (not an error) when the estimate exceeds it.
-  if (fields["memory"].present) {
-    CostEstimate cost = estimateCost(p);
-    double state = static_cast<double>(cost.parameters) * 4.0 * 4.0;  // weights, gradients, AdamW m and v
-    double need = state + cost.activationMiB * 1024.0 * 1024.0;
-    double budget = fields["memory"].value.num;
-    if (need > budget) {
-      auto gib = [](double b) { return ir::formatNumber(std::round(b / (1024.0 * 1024 * 1024) * 100) / 100) + " GiB"; };
-      double perSample = cost.activationMiB * 1024.0 * 1024.0 / static_cast<double>(p.batch);
-      auto fits = static_cast<int64_t>((budget - state) / perSample);
-      Diagnostic& diag = diags_.report(
-          DiagKind::MemoryBudget, fields["memory"].range,
-          "pretrain '" + d.name + "' needs about " + gib(need) + " (" + gib(state) + " for parameters and optimizer " +
-              "state, " + gib(need - state) + " of activations at batch " + std::to_string(p.batch) + "), more than " +
-              "memory = " + std::string(sm_.text(fields["memory"].range)));
-      if (fits >= 1) {
-        diag.note("batch " + std::to_string(fits) + " would fit");
-      } else {
-        diag.note("even batch 1 does not fit: use a smaller crop or a narrower encoder");
-      }
-    }
-  }
+  checkMemoryBudget(d, p, fields["memory"]);
 
   // The stage with every default spelled out, and what follows from it.
   std::string detail = "data = " + ir::print(p.data) + " |> " + ir::print(p.pipeline) +
