@@ -1,5 +1,6 @@
-// The checker's internal types, shared by Check.cpp (the checker's passes) and
-// Builtins.cpp (the table of built-in functions). Not part of the public API.
+// The checker's internal types, shared by its passes (Check.cpp, check/*.cpp), the
+// signature table (Signatures.def, Signatures.cpp), the build hooks (Builtins.cpp) and
+// records and tasks (Tasks.cpp): values, the side table, the Checker. Not public API.
 #pragma once
 
 #include <algorithm>
