@@ -1,23 +1,24 @@
-// The built-in functions of the language: each one's parameters (name, type, whether
-// required, range check) and how it builds its value. The checker binds and checks
-// arguments from this table (Check.cpp).
+// The build hooks of the built-in functions: how each builds its value from its bound
+// arguments. Their signatures (parameters, types, units, defaults, ranges, docs) are
+// declared in Signatures.def; the binder has checked and defaulted every argument
+// before a hook runs, so a hook reads `a["name"].value` (`present`: given, not defaulted).
 #include "CheckInternal.h"
 #include "gyrus/Data.h"
 
 namespace gyrus {
 namespace check {
 
-// A folder data set: `resolve` lists it, then its sites are read; any problem is a
-// [data] error at the root argument.
-Value folderDataset(Checker& c, std::map<std::string, Bound>& a,
-                    const std::function<DataProblem(const std::string& root, ir::FolderData&)>& resolve) {
+// A folder data set: the checker's resolver lists it (with its sites); any problem is a
+// [data] error at the root argument. `request` has the layout's own arguments.
+Value folderDataset(Checker& c, std::map<std::string, Bound>& a, FolderRequest request) {
   Value v;
   v.ty = Ty::Dataset;
   v.dataset.kind = ir::DataKind::Folder;
   v.shapeKnown = false;
-  v.dataset.folder.skipUnreadable = a["skip_unreadable"].present && a["skip_unreadable"].value.flag;
-  DataProblem p = resolve(c.resolvePath(a["root"].value.str), v.dataset.folder);
-  if (p.ok()) p = readSites(a["sites"].present ? a["sites"].value.str : "", v.dataset.folder);
+  request.root = c.resolvePath(a["root"].value.str);
+  request.sites = a["sites"].present ? a["sites"].value.str : "";
+  request.skipUnreadable = a["skip_unreadable"].value.flag;
+  DataProblem p = c.dataResolver().resolve(request, v.dataset.folder);
   if (!p.ok()) {
     // Every problem of the data set at once: the first in full, the others listed.
     constexpr size_t kListed = 8;
@@ -43,33 +44,30 @@ Value folderDataset(Checker& c, std::map<std::string, Bound>& a,
 }
 
 ir::LabelKind labelKindOf(const Bound& b) {
-  if (!b.present || b.value.num == 0) return ir::LabelKind::Binary;
+  if (b.value.num == 0) return ir::LabelKind::Binary;
   return b.value.num == 1 ? ir::LabelKind::Continuous : ir::LabelKind::Mask;
 }
 
-int64_t asInt(const Bound& b, int64_t fallback) { return b.present ? static_cast<int64_t>(b.value.num) : fallback; }
-double asNum(const Bound& b, double fallback) { return b.present ? b.value.num : fallback; }
+int64_t asInt(const Bound& b) { return static_cast<int64_t>(b.value.num); }
+double asNum(const Bound& b) { return b.value.num; }
 
-const std::vector<Builtin>& builtins() {
-  static const std::vector<Builtin> table = [] {
-    std::vector<Builtin> t;
-    t.push_back({"synthetic",
-                 Ty::Dataset,
-                 {{"subjects", Ty::Int, false, between(2, 100000, false, false)},
-                  {"size", Ty::Shape, false, shapeAtLeast(8)},
-                  {"seed", Ty::Int, false, atLeast(0)},
-                  {"lesion_rate", Ty::Fraction, false, between(0, 1, false, false)},
-                  {"noise", Ty::Fraction, false, between(0, 1, false, false)}},
+namespace {
+using NamedHook = std::pair<std::string, BuildHook>;
+
+const std::vector<NamedHook>& hookTable() {
+  static const std::vector<NamedHook> table = [] {
+    std::vector<NamedHook> hooks;
+    hooks.push_back({"synthetic",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    Value v;
                    v.ty = Ty::Dataset;
                    v.dataset.kind = ir::DataKind::Synthetic;
                    ir::SyntheticData& d = v.dataset.synthetic;
-                   d.subjects = asInt(a["subjects"], d.subjects);
-                   if (a["size"].present) d.size = a["size"].value.shape;
-                   d.seed = static_cast<uint64_t>(asInt(a["seed"], static_cast<int64_t>(d.seed)));
-                   d.lesionRate = asNum(a["lesion_rate"], d.lesionRate);
-                   d.noise = asNum(a["noise"], d.noise);
+                   d.subjects = asInt(a["subjects"]);
+                   d.size = a["size"].value.shape;
+                   d.seed = static_cast<uint64_t>(asInt(a["seed"]));
+                   d.lesionRate = asNum(a["lesion_rate"]);
+                   d.noise = asNum(a["noise"]);
                    v.shape = d.size;
                    v.shapeOrigin = a["size"].present ? a["size"].range : call;
                    return v;
@@ -82,30 +80,19 @@ const std::vector<Builtin>& builtins() {
       }
       return std::string();
     };
-    t.push_back({"fomo60k",
-                 Ty::Dataset,
-                 {{"root", Ty::String, true, nullptr},
-                  {"sequences", Ty::List, false, nullptr},
-                  {"sites", Ty::String, false, nullptr},
-                  {"skip_unreadable", Ty::Bool, false, nullptr}},
+    hooks.push_back({"fomo60k",
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> sequences;
                    if (std::string why = strings(a["sequences"], sequences); !why.empty()) {
                      c.diags().report(DiagKind::TypeMismatch, a["sequences"].range, "argument 'sequences' of fomo60k() " + why);
                      return errorValue();
                    }
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveFomo60k(root, sequences, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Fomo60k;
+                   request.names = sequences;
+                   return folderDataset(c, a, request);
                  }});
-    t.push_back({"fomo25",
-                 Ty::Dataset,
-                 {{"root", Ty::String, true, nullptr},
-                  {"channels", Ty::List, true, nullptr},
-                  {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr},
-                  {"skip_unreadable", Ty::Bool, false, nullptr},
-                  {"task", Ty::Record, false, nullptr}},
+    hooks.push_back({"fomo25",
                  [strings](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    std::vector<std::string> channels;
                    std::string why = strings(a["channels"], channels);
@@ -115,25 +102,15 @@ const std::vector<Builtin>& builtins() {
                      return errorValue();
                    }
                    ir::LabelKind kind = labelKindOf(a["label"]);
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveFomo25(root, channels, kind, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Fomo25;
+                   request.names = channels;
+                   request.label = kind;
+                   return folderDataset(c, a, request);
                  }});
-    t.push_back({"folder",
-                 Ty::Dataset,
-                 {{"root", Ty::String, true, nullptr},
-                  {"glob", Ty::String, false, nullptr},
-                  {"table", Ty::String, false, nullptr},
-                  {"subject", Ty::String, false, nullptr},
-                  {"column", Ty::String, false, nullptr},
-                  {"label", Ty::LabelType, false, nullptr},
-                  {"sites", Ty::String, false, nullptr},
-                  {"skip_unreadable", Ty::Bool, false, nullptr},
-                  {"task", Ty::Record, false, nullptr}},
+    hooks.push_back({"folder",
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
-                   auto str = [&](const char* k, const char* def) {
-                     return a[k].present ? a[k].value.str : std::string(def);
-                   };
+                   auto str = [&](const char* k) { return a[k].value.str; };
                    if (a["table"].present != a["column"].present) {
                      c.diags().report(DiagKind::MissingArgument, a[a["table"].present ? "table" : "column"].range,
                                       "folder() needs both 'table' and 'column' to read labels");
@@ -146,35 +123,33 @@ const std::vector<Builtin>& builtins() {
                                       "from fomo25(..., label = segmentation) folders");
                      return errorValue();
                    }
-                   return folderDataset(c, a, [&](const std::string& root, ir::FolderData& out) {
-                     return resolveGlob(root, str("glob", "*.nii.gz"), str("table", ""), str("subject", "subject"),
-                                        str("column", ""), kind, out);
-                   });
+                   FolderRequest request;
+                   request.layout = ir::FolderData::Layout::Glob;
+                   request.glob = str("glob");
+                   request.table = str("table");
+                   request.subjectColumn = str("subject");
+                   request.labelColumn = str("column");
+                   request.label = kind;
+                   return folderDataset(c, a, request);
                  }});
-    t.push_back({"site",
-                 Ty::Site,
-                 {{"name", Ty::String, true, nullptr}},
+    hooks.push_back({"site",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Site;
                    v.str = a["name"].value.str;
                    return v;
                  }});
-    t.push_back({"resample",
-                 Ty::Pipeline,
-                 {{"spacing", Ty::Length, false, between(0.05, 20, false, false)}},
+    hooks.push_back({"resample",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Pipeline;
                    ir::PipelineOp op;
                    op.kind = ir::OpKind::Resample;
-                   op.mm = asNum(a["spacing"], 1.0);
+                   op.mm = asNum(a["spacing"]);
                    v.pipeline.ops.push_back(op);
                    return v;
                  }});
-    t.push_back({"crop",
-                 Ty::Pipeline,
-                 {{"size", Ty::Shape, true, shapeAtLeast(1)}},
+    hooks.push_back({"crop",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Pipeline;
@@ -187,29 +162,24 @@ const std::vector<Builtin>& builtins() {
                    v.shape = op.size;
                    return v;
                  }});
-    t.push_back({"zscore",
-                 Ty::Pipeline,
-                 {{"nonzero", Ty::Bool, false, nullptr}},
+    hooks.push_back({"zscore",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Pipeline;
                    ir::PipelineOp op;
                    op.kind = ir::OpKind::ZScore;
-                   op.nonzero = a["nonzero"].present ? a["nonzero"].value.flag : true;
+                   op.nonzero = a["nonzero"].value.flag;
                    v.pipeline.ops.push_back(op);
                    return v;
                  }});
-    t.push_back({"clip",
-                 Ty::Pipeline,
-                 {{"lo", Ty::Fraction, false, between(0, 1, false, true)},
-                  {"hi", Ty::Fraction, false, between(0, 1, true, false)}},
+    hooks.push_back({"clip",
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
                    Value v;
                    v.ty = Ty::Pipeline;
                    ir::PipelineOp op;
                    op.kind = ir::OpKind::Clip;
-                   op.lo = asNum(a["lo"], 0.005);
-                   op.hi = asNum(a["hi"], 0.995);
+                   op.lo = asNum(a["lo"]);
+                   op.hi = asNum(a["hi"]);
                    if (op.lo >= op.hi) {
                      c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
                                       "clip's upper percentile must be above its lower one");
@@ -226,67 +196,48 @@ const std::vector<Builtin>& builtins() {
       v.pipeline.ops.push_back(op);
       return v;
     };
-    t.push_back({"flip",
-                 Ty::Pipeline,
-                 {{"p", Ty::Fraction, false, between(0, 1, false, false)}},
+    hooks.push_back({"flip",
                  [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v = randomOp(ir::OpKind::Flip);
-                   v.pipeline.ops[0].p = asNum(a["p"], 0.5);
+                   v.pipeline.ops[0].p = asNum(a["p"]);
                    return v;
                  }});
-    t.push_back({"noise",
-                 Ty::Pipeline,
-                 {{"sigma", Ty::Float, false, between(0, 10, false, false)}},
+    hooks.push_back({"noise",
                  [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v = randomOp(ir::OpKind::Noise);
-                   v.pipeline.ops[0].sigma = asNum(a["sigma"], 0.05);
+                   v.pipeline.ops[0].sigma = asNum(a["sigma"]);
                    return v;
                  }});
-    t.push_back({"gamma",
-                 Ty::Pipeline,
-                 {{"range", Ty::Range, false, [](const Value& r) {
-                    return r.num > 0 && r.hi <= 10 ? std::string() : std::string("must lie within (0, 10]");
-                  }}},
+    hooks.push_back({"gamma",
                  [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v = randomOp(ir::OpKind::Gamma);
-                   v.pipeline.ops[0].lo = a["range"].present ? a["range"].value.num : 0.7;
-                   v.pipeline.ops[0].hi = a["range"].present ? a["range"].value.hi : 1.5;
+                   v.pipeline.ops[0].lo = a["range"].value.num;
+                   v.pipeline.ops[0].hi = a["range"].value.hi;
                    return v;
                  }});
-    t.push_back({"unet",
-                 Ty::Encoder,
-                 {{"width", Ty::Int, false, between(1, 1024, false, false)},
-                  {"stages", Ty::Int, false, between(1, 8, false, false)},
-                  {"convs", Ty::Int, false, between(1, 8, false, false)},
-                  {"max_width", Ty::Int, false, between(1, 4096, false, false)}},
+    hooks.push_back({"unet",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Encoder;
                    v.encoder.kind = ir::EncoderKind::UNet;
                    ir::UNetEncoder& e = v.encoder.unet;
-                   e.width = asInt(a["width"], e.width);
-                   e.stages = asInt(a["stages"], e.stages);
-                   e.convsPerStage = asInt(a["convs"], e.convsPerStage);
-                   e.maxWidth = asInt(a["max_width"], e.maxWidth);
+                   e.width = asInt(a["width"]);
+                   e.stages = asInt(a["stages"]);
+                   e.convsPerStage = asInt(a["convs"]);
+                   e.maxWidth = asInt(a["max_width"]);
                    return v;
                  }});
-    t.push_back({"vit",
-                 Ty::Encoder,
-                 {{"patch", Ty::Voxels, false, between(2, 64, false, false)},
-                  {"dim", Ty::Int, false, between(6, 4096, false, false)},
-                  {"depth", Ty::Int, false, between(1, 64, false, false)},
-                  {"heads", Ty::Int, false, between(1, 64, false, false)},
-                  {"mlp_ratio", Ty::Int, false, between(1, 16, false, false)}},
+    hooks.push_back({"vit",
                  [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;
                    v.ty = Ty::Encoder;
                    v.encoder.kind = ir::EncoderKind::Vit;
                    ir::VitEncoder& e = v.encoder.vit;
-                   e.patch = asInt(a["patch"], e.patch);
-                   e.dim = asInt(a["dim"], e.dim);
-                   e.depth = asInt(a["depth"], e.depth);
-                   e.heads = asInt(a["heads"], e.heads);
-                   e.mlpRatio = asInt(a["mlp_ratio"], e.mlpRatio);
+                   e.patch = asInt(a["patch"]);
+                   e.dim = asInt(a["dim"]);
+                   e.depth = asInt(a["depth"]);
+                   e.heads = asInt(a["heads"]);
+                   e.mlpRatio = asInt(a["mlp_ratio"]);
                    // Attention splits the features evenly over the heads.
                    if (e.dim % e.heads != 0) {
                      // The nearest multiples of heads that dim may be, and the number of
@@ -318,93 +269,81 @@ const std::vector<Builtin>& builtins() {
                    }
                    return v;
                  }});
-    t.push_back({"mae",
-                 Ty::Objective,
-                 {{"mask", Ty::Fraction, false, between(0, 1, true, true)},
-                  {"cube", Ty::Voxels, false, between(1, 64, false, false)},
-                  {"masked_only", Ty::Bool, false, nullptr}},
+    hooks.push_back({"mae",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    Value v;
                    v.ty = Ty::Objective;
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::Mae;
-                   term.mae.maskRatio = asNum(a["mask"], term.mae.maskRatio);
-                   term.mae.cube = asInt(a["cube"], term.mae.cube);
-                   term.mae.maskedOnly = a["masked_only"].present && a["masked_only"].value.flag;
+                   term.mae.maskRatio = asNum(a["mask"]);
+                   term.mae.cube = asInt(a["cube"]);
+                   term.mae.maskedOnly = a["masked_only"].value.flag;
                    v.objective.terms.push_back(term);
                    v.cubeOrigins.push_back(a["cube"].present ? a["cube"].range : call);
                    return v;
                  }});
-    t.push_back({"simclr",
-                 Ty::Objective,
-                 {{"temperature", Ty::Float, false, between(0, 10, true, false)},
-                  {"projection", Ty::Int, false, between(1, 4096, false, false)}},
+    hooks.push_back({"simclr",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    Value v;
                    v.ty = Ty::Objective;
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::SimClr;
-                   term.simclr.temperature = asNum(a["temperature"], term.simclr.temperature);
-                   term.simclr.projection = asInt(a["projection"], term.simclr.projection);
+                   term.simclr.temperature = asNum(a["temperature"]);
+                   term.simclr.projection = asInt(a["projection"]);
                    v.objective.terms.push_back(term);
                    v.cubeOrigins.push_back(call);
                    return v;
                  }});
     // The optimisers share their schedule and clipping parameters.
-    auto optimizerParams = [](std::vector<Param> own) {
-      own.push_back({"warmup", Ty::Int, false, atLeast(0)});
-      own.push_back({"schedule", Ty::Schedule, false, nullptr});
-      own.push_back({"clip", Ty::Float, false, between(0, 1e6, false, false)});
-      return own;
-    };
     auto optimizer = [](ir::OptimizerKind kind, std::map<std::string, Bound>& a) {
       Value v;
       v.ty = Ty::Optimizer;
       ir::Optimizer& o = v.optimizer;
       o.kind = kind;
-      o.lr = asNum(a["lr"], o.lr);
-      o.weightDecay = asNum(a["weight_decay"], o.weightDecay);
-      if (kind == ir::OptimizerKind::Sgd) o.momentum = asNum(a["momentum"], o.momentum);
-      o.warmupEpochs = asInt(a["warmup"], o.warmupEpochs);
-      if (a["schedule"].present) o.schedule = a["schedule"].value.schedule;
-      o.gradClip = asNum(a["clip"], o.gradClip);
+      o.lr = asNum(a["lr"]);
+      o.weightDecay = asNum(a["weight_decay"]);
+      if (kind == ir::OptimizerKind::Sgd) o.momentum = asNum(a["momentum"]);
+      o.warmupEpochs = asInt(a["warmup"]);
+      o.schedule = a["schedule"].value.schedule;
+      o.gradClip = asNum(a["clip"]);
       return v;
     };
-    t.push_back({"adamw",
-                 Ty::Optimizer,
-                 optimizerParams({{"lr", Ty::Float, false, between(0, 10, true, false)},
-                                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)}}),
+    hooks.push_back({"adamw",
                  [optimizer](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    return optimizer(ir::OptimizerKind::AdamW, a);
                  }});
-    t.push_back({"sgd",
-                 Ty::Optimizer,
-                 optimizerParams({{"lr", Ty::Float, false, between(0, 10, true, false)},
-                                  {"momentum", Ty::Float, false, between(0, 1, false, true)},
-                                  {"weight_decay", Ty::Float, false, between(0, 1, false, false)}}),
+    hooks.push_back({"sgd",
                  [optimizer](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    return optimizer(ir::OptimizerKind::Sgd, a);
                  }});
-    return t;
+    return hooks;
   }();
   return table;
+}
+}  // namespace
+
+BuildHook buildHook(const std::string& name) {
+  for (const NamedHook& h : hookTable())
+    if (h.first == name) return h.second;
+  return nullptr;
+}
+
+std::vector<std::string> buildHookNames() {
+  std::vector<std::string> names;
+  for (const NamedHook& h : hookTable()) names.push_back(h.first);
+  return names;
 }
 
 }  // namespace check
 
 std::vector<std::string> builtinParameters(const std::string& function) {
-  for (const check::Builtin& b : check::builtins())
-    if (b.name == function) {
-      std::vector<std::string> names;
-      for (const check::Param& p : b.params) names.push_back(p.name);
-      return names;
-    }
-  return {};
+  const check::Signature* s = check::findSignature(function);
+  return s != nullptr && s->callable ? s->paramNames() : std::vector<std::string>{};
 }
 
 std::vector<std::string> builtinFunctions() {
   std::vector<std::string> names;
-  for (const check::Builtin& b : check::builtins()) names.push_back(b.name);
+  for (const check::Signature* b : check::builtins()) names.push_back(b->name);
   return names;
 }
 

@@ -1,5 +1,6 @@
-// The checker's internal types, shared by Check.cpp (the checker's passes) and
-// Builtins.cpp (the table of built-in functions). Not part of the public API.
+// The checker's internal types, shared by its passes (Check.cpp, check/*.cpp), the
+// signature table (Signatures.def, Signatures.cpp), the build hooks (Builtins.cpp) and
+// records and tasks (Tasks.cpp): values, the side table, the Checker. Not public API.
 #pragma once
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "gyrus/Check.h"
+#include "gyrus/Data.h"
 
 namespace gyrus::check {
 
@@ -154,55 +157,87 @@ const std::vector<std::string>& metricsOf(ir::LabelKind kind);
 /// "binary", "regression" or "segmentation".
 std::string labelKindWord(ir::LabelKind kind);
 
-// ---- Built-in functions -------------------------------------------------------------
+// ---- Signatures (Signatures.def, Signatures.cpp) --------------------------------------
 
+/// An argument bound to a parameter: given (`present`), or its default.
 struct Bound {
   bool present = false;
   Value value;
   SourceRange range;  // the argument's value, or the call when defaulted
 };
 
+class Checker;
+
+/// How a parameter's value is range-checked (see Signatures.def).
+enum class Bounds { None, AtLeast, Closed, OpenLo, OpenHi, Open, Sides, Within };
+
+enum ParamFlag : unsigned {
+  kRequired = 1u << 0,      ///< must be given (no default)
+  kDescribed = 1u << 1,     ///< the default is prose for the reference, not a value
+  kFinetuneOnly = 1u << 2,  ///< evaluate: an argument of the fine-tuning protocol only
+  kOrSite = 1u << 3,        ///< evaluate's test: a fraction, or a site
+  kMetrics = 1u << 4,       ///< a list of metrics (read by readMetrics, not coerced)
+};
+
+/// One parameter of a signature, as declared in Signatures.def.
 struct Param {
   std::string name;
-  Ty ty;
-  bool required = false;
-  // Range check: returns an empty string when fine, else the reason.
-  std::function<std::string(const Value&)> check;
+  Ty ty = Ty::Error;
+  std::string unit;         ///< for the reference only (the type carries the checked unit)
+  std::string defaultText;  ///< as written in the table (empty: none)
+  Bounds bounds = Bounds::None;
+  double lo = 0, hi = 0;
+  unsigned flags = 0;
+  std::string doc;
+  /// The default, parsed from `defaultText` once (Ty::Error when there is none).
+  Value defaultValue;
+  bool required() const { return (flags & kRequired) != 0; }
 };
 
-class Checker;
-struct Builtin {
+/// A built-in function, or the fields of a `pretrain` block, or `evaluate`'s arguments.
+struct Signature {
   std::string name;
-  Ty result;
+  Ty result = Ty::Error;  ///< Ty::Error for a declaration's block
+  bool callable = false;  ///< a built-in function (GYRUS_FUNCTION)
+  std::string doc;
   std::vector<Param> params;
-  std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)> build;
+  const Param* find(const std::string& param) const {
+    for (const Param& p : params)
+      if (p.name == param) return &p;
+    return nullptr;
+  }
+  std::vector<std::string> paramNames() const {
+    std::vector<std::string> out;
+    for (const Param& p : params) out.push_back(p.name);
+    return out;
+  }
 };
+using Builtin = Signature;
 
-inline std::function<std::string(const Value&)> atLeast(double lo) {
-  return [lo](const Value& v) {
-    return v.num >= lo ? std::string() : "must be at least " + ir::formatNumber(lo);
-  };
-}
-inline std::function<std::string(const Value&)> between(double lo, double hi, bool openLo, bool openHi) {
-  return [=](const Value& v) {
-    bool ok = (openLo ? v.num > lo : v.num >= lo) && (openHi ? v.num < hi : v.num <= hi);
-    if (ok) return std::string();
-    return std::string("must be in ") + (openLo ? "(" : "[") + ir::formatNumber(lo) + ", " + ir::formatNumber(hi) +
-           (openHi ? ")" : "]");
-  };
-}
-inline std::function<std::string(const Value&)> shapeAtLeast(int64_t lo) {
-  return [lo](const Value& v) {
-    for (int64_t d : v.shape)
-      if (d < lo) return "every side must be at least " + std::to_string(lo) + " voxels";
-    for (int64_t d : v.shape)
-      if (d > 1024) return std::string("every side must be at most 1024 voxels");
-    return std::string();
-  };
-}
+/// Every signature, in the table's order.
+const std::vector<Signature>& signatures();
+/// The signature called `name` (a function, "pretrain" or "evaluate"), or nullptr.
+const Signature* findSignature(const std::string& name);
+/// An empty string when `v` is within `p`'s range, else the reason ("must be in [1, 8]").
+std::string checkBounds(const Param& p, const Value& v);
+/// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.
+std::string boundsText(const Param& p);
+/// The value of a named constant (`cosine`, `linear`, `binary`, `dense`, `auroc`, ...).
+bool namedValue(const std::string& name, Value& out);
+/// The named constants with their types, in order ("did you mean" offers those that fit).
+const std::vector<std::pair<std::string, Ty>>& namedValues();
+/// The reference of every signature as Markdown tables (docs/language.md embeds it).
+std::string signaturesMarkdown();
 
-/// The built-in functions' table (Builtins.cpp).
-const std::vector<Builtin>& builtins();
+/// The built-in functions: their signatures, in the table's order.
+const std::vector<const Signature*>& builtins();
+
+/// Builds a built-in function's value from its bound arguments (defaults filled in).
+using BuildHook = std::function<Value(Checker&, std::map<std::string, Bound>&, SourceRange call)>;
+/// The build hook of built-in `name` (Builtins.cpp), or nullptr.
+BuildHook buildHook(const std::string& name);
+/// The names of the functions that have a build hook (to test them against the table).
+std::vector<std::string> buildHookNames();
 
 // The volume size after `pipeline`: crops fix it; a resample scales a synthetic
 // (1 mm) volume and makes a folder's sizes unknown until the next crop.
@@ -221,7 +256,48 @@ inline void flowShape(Value& data, const ir::Pipeline& pipeline) {
   }
 }
 
+// ---- The side table (check/Typed.cpp) -------------------------------------------------
+
+/// What checking found for one AST node of the user's file (Luau's `astTypes`): the
+/// evaluation pass fills it as it types each node; `gyrus emit --stage=typed` prints it.
+struct NodeFacts {
+  const ast::Node* node = nullptr;
+  /// Type (its unit follows from it), shape and scalar value; a value with parts (a
+  /// data set, a pipeline, a list, ...) is kept whole in `parts` (no provenance).
+  Ty ty = Ty::Error;
+  double num = 0.0, hi = 0.0;
+  ir::Shape3 shape{0, 0, 0};
+  bool flag = false;
+  bool carriesShape = false;  ///< `shape` is a known spatial size the value carries
+  std::string str;            ///< a string's, site's, metric's, function's or model's name
+  std::shared_ptr<const Value> parts;
+  std::string name;    ///< a declaration's name
+  std::string type;    ///< the type to print when it is not the value's (an evaluation)
+  std::string detail;  ///< derived facts (a stage's input shape, parameters, sizes)
+};
+
+/// The side table as text: one line per node (its first entry) in source order (deterministic: node
+/// kind, `line:col`, name, type, unit, shape, value, derived facts).
+std::string printTyped(const std::vector<NodeFacts>& facts, const SourceManager& sm);
+
 // ---- The checker --------------------------------------------------------------------
+
+/// What checking one evaluation has learned so far, pass by pass (check/Evaluate.cpp
+/// and its rules: Heads.cpp, FewShot.cpp, Shapes.cpp, Pipelines.cpp).
+struct Evaluation {
+  const ast::DeclEvaluate* decl = nullptr;
+  Value model;  ///< Ty::Model: the pretraining judged
+  Value data;   ///< Ty::Dataset: the task's data set
+  std::string label;
+  ir::LabelKind labelKind = ir::LabelKind::Binary;
+  std::map<std::string, Bound> args;  ///< bound to the `evaluate` signature, defaults filled
+  bool finetune = false;
+  std::vector<std::string> metrics;  ///< to report, in order
+  std::string metricsFrom;           ///< where they come from (for the side table)
+  Value pipeline;                    ///< the evaluation's pipeline (the pretraining's unless its own)
+  SourceRange pipelineAt;
+  int64_t testCount = 0;  ///< subjects held out for testing
+};
 
 struct Symbol {
   const ast::Decl* decl = nullptr;
@@ -233,11 +309,14 @@ struct Symbol {
 
 class Checker {
  public:
-  Checker(const SourceManager& sm, DiagnosticEngine& diags) : sm_(sm), diags_(diags) {}
+  Checker(const SourceManager& sm, DiagnosticEngine& diags, DataResolver& data)
+      : sm_(sm), diags_(diags), data_(data) {}
 
   CheckResult run(const std::vector<const ast::File*>& files, bool library = false);
 
   DiagnosticEngine& diags() { return diags_; }
+  /// Lists folder data sets (the checker reads no files itself).
+  DataResolver& dataResolver() { return data_; }
   const SourceManager& sources() const { return sm_; }
   /// A data path as the user wrote it, relative to the experiment file's directory.
   std::string resolvePath(const std::string& path) const {
@@ -290,12 +369,45 @@ class Checker {
   }
 
   Value eval(const ast::Expr& e);
+  /// Adds `n`'s facts to the side table (the first evaluation of a node of the user's
+  /// file counts: a definition's body is typed where it is written).
+  void record(const ast::Node& n, const Value& v, std::string name = {}, std::string type = {},
+              std::string detail = {}) {
+    if (n.range.file != mainFile_) return;
+    facts_.push_back(facts(v));
+    NodeFacts& f = facts_.back();
+    f.node = &n;
+    f.name = std::move(name);
+    f.type = std::move(type);
+    f.detail = std::move(detail);
+  }
+  /// What the side table keeps of `v` (cheap for scalars; no provenance).
+  static NodeFacts facts(const Value& v);
   /// Evaluates `e` in a slot that expects `want`: "did you mean" suggests only names that
   /// fit it (an encoder where an encoder is expected).
   Value evalAs(const ast::Expr& e, Ty want) {
     expected_ = want;
     return eval(e);
   }
+
+  // The argument binder (check/Bind.cpp).
+  /// One argument or field as written: named, or positional (empty name).
+  struct ArgItem {
+    std::string name;
+    SourceRange nameRange;
+    const ast::Expr* value = nullptr;
+  };
+  /// Whose arguments are bound: they differ only in how their mistakes are worded
+  /// (evaluate takes named arguments only).
+  enum class BindSite { Call, Pretrain, Evaluate };
+  /// Binds `items` to `sig`'s parameters: positional and named arguments, duplicates,
+  /// unknown names (with a suggestion and what the signature takes), type coercion and
+  /// units, ranges. Every mistake is reported; false after any. `owner` names the
+  /// pretrain block. Parameters not given are not in `bound` (see fillDefaults).
+  bool bindArguments(const Signature& sig, const std::vector<ArgItem>& items, BindSite site, const std::string& owner,
+                     std::map<std::string, Bound>& bound);
+  /// Binds every parameter not given to its default (not `present`), at `at`.
+  static void fillDefaults(const Signature& sig, std::map<std::string, Bound>& bound, SourceRange at);
 
   // Records, task records and metric lists (Tasks.cpp).
   /// A call's `task = RECORD` argument: its fields become the call's arguments where the
@@ -333,7 +445,28 @@ class Checker {
   Value evalDecl(Symbol& s);
   Value evalBind(const ast::DeclBind& d);
   Value evalPretrain(const ast::DeclPretrain& d);
-  void checkEvaluate(const ast::DeclEvaluate& d, size_t pretrainIndex);
+  // The passes (Check.cpp).
+  void resolveNames(const std::vector<const ast::File*>& files);
+  void evaluateDeclarations(const ast::File& main);
+  void checkEvaluations(const ast::File& main);
+  void warnUnused(const ast::File& main, bool library);
+  ir::Experiment lowerToIr();
+  void checkEvaluate(const ast::DeclEvaluate& d);
+  // An evaluation, step by step (check/Evaluate.cpp) and its rules.
+  Value resolveEvaluatedModel(const ast::DeclEvaluate& d);
+  Value resolveTask(const ast::DeclEvaluate& d, std::string& label, ir::LabelKind& labelKind);
+  bool chooseMetrics(Evaluation& ev);
+  bool buildEvaluateStage(Evaluation& ev, ir::Stage& stage);
+  /// Rule: a reconstruction objective needs a decoder (check/Heads.cpp).
+  bool checkObjectiveHead(const ast::DeclPretrain& d, const Value& objective, std::map<std::string, Bound>& fields);
+  /// Rule: the memory budget a pretraining declares (a warning; check/Memory.cpp).
+  void checkMemoryBudget(const ast::DeclPretrain& d, const ir::PretrainStage& p, const Bound& memory);
+  /// Rule: the head follows from the task (check/Heads.cpp).
+  bool checkTaskHead(Evaluation& ev);
+  /// Rule: few-shot sizing; sets ev.testCount (check/FewShot.cpp).
+  bool checkFewShot(Evaluation& ev, const ir::EvaluateStage& e);
+  /// Rule: the task data through the evaluation's pipeline fit the encoder (check/Shapes.cpp).
+  bool checkTaskShape(Evaluation& ev, const ir::EvaluateStage& e, Value& taskData);
   bool checkDivisible(const Value& data, const ir::Encoder& enc, SourceRange encoderRange, const char* what);
   void checkCube(const Value& data, const Value& objective);
   /// Warns [crop-padding] at each crop of `pipeline` (made at `origins`) larger than the
@@ -356,6 +489,7 @@ class Checker {
 
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
+  DataResolver& data_;
   std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
   // Parameters of the parameterised definitions being called (innermost last).
@@ -366,7 +500,8 @@ class Checker {
   std::set<std::tuple<FileId, uint32_t, ir::Shape3>> paddingWarned_;  // crops warned about, by volume size
   ir::Experiment experiment_;
   std::map<std::string, size_t> stageIndex_;
-  std::string typed_;
+  FileId mainFile_ = kNoFile;
+  std::vector<NodeFacts> facts_;  // the side table (a node evaluated twice: its first entry counts)
 };
 
 }  // namespace gyrus::check

@@ -402,3 +402,57 @@ DataProblem resolveFomo25(const std::string& root, const std::vector<std::string
 }
 
 }  // namespace gyrus
+
+namespace gyrus {
+
+std::string FolderRequest::key() const {
+  // Length-prefixed fields: no two requests share a key.
+  std::string k;
+  auto add = [&k](const std::string& field) { k += std::to_string(field.size()) + ":" + field; };
+  add(std::to_string(static_cast<int>(layout)));
+  add(root);
+  add(std::to_string(names.size()));
+  for (const std::string& n : names) add(n);
+  add(std::to_string(static_cast<int>(label)));
+  add(glob);
+  add(table);
+  add(subjectColumn);
+  add(labelColumn);
+  add(sites);
+  add(skipUnreadable ? "1" : "0");
+  return k;
+}
+
+DataProblem FileDataResolver::resolve(const FolderRequest& r, ir::FolderData& out) {
+  out = {};
+  out.skipUnreadable = r.skipUnreadable;
+  DataProblem p;
+  switch (r.layout) {
+    case ir::FolderData::Layout::Fomo60k: p = resolveFomo60k(r.root, r.names, out); break;
+    case ir::FolderData::Layout::Fomo25: p = resolveFomo25(r.root, r.names, r.label, out); break;
+    case ir::FolderData::Layout::Glob:
+      p = resolveGlob(r.root, r.glob, r.table, r.subjectColumn, r.labelColumn, r.label, out);
+      break;
+  }
+  if (p.ok()) p = readSites(r.sites, out);
+  return p;
+}
+
+DataProblem CachingDataResolver::resolve(const FolderRequest& request, ir::FolderData& out) {
+  std::string key = request.key();
+  auto it = cache_.find(key);
+  if (it == cache_.end()) {
+    ir::FolderData data;
+    DataProblem p = inner_.resolve(request, data);
+    it = cache_.emplace(std::move(key), std::make_pair(std::move(p), std::move(data))).first;
+  }
+  out = it->second.second;
+  return it->second.first;
+}
+
+DataResolver& defaultDataResolver() {
+  static FileDataResolver files;
+  return files;
+}
+
+}  // namespace gyrus

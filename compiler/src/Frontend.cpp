@@ -1,6 +1,7 @@
 // The front-end pipeline and `--set` overrides.
 #include "gyrus/Frontend.h"
 
+#include <functional>
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -82,10 +83,46 @@ struct ParsedOverride {
   bool fromSweep = false;
 };
 
+/// What applying overrides changed in an AST, to change it back: a sweep point's values
+/// are substituted into the one parsed file and taken out again after its check.
+class UndoLog {
+ public:
+  void add(std::function<void()> step) { steps_.push_back(std::move(step)); }
+  /// A list grew past its capacity: slots logged inside it moved, so the log cannot
+  /// undo (the caller parses the file afresh instead).
+  void moved() { reliable_ = false; }
+  bool reliable() const { return reliable_; }
+  /// Undoes every change, the last first.
+  void undo() {
+    for (size_t i = steps_.size(); i-- > 0;) steps_[i]();
+    forget();
+  }
+  void forget() {
+    steps_.clear();
+    reliable_ = true;
+  }
+
+ private:
+  std::vector<std::function<void()>> steps_;
+  bool reliable_ = true;
+};
+
+// Appends `item` to `list`, logging how to take it out again.
+template <class T>
+void append(std::vector<T>& list, T item, UndoLog* undo) {
+  if (undo != nullptr) {
+    size_t size = list.size();
+    if (size == list.capacity()) undo->moved();
+    undo->add([&list, size] { list.resize(size); });
+  }
+  list.push_back(std::move(item));
+}
+
 class OverrideApplier {
  public:
-  OverrideApplier(const ParsedOverride& o, DiagnosticEngine& diags, std::vector<SourceRange>* replaced)
-      : o_(o), value_(o.value), diags_(diags), replaced_(replaced) {}
+  OverrideApplier(const ParsedOverride& o, DiagnosticEngine& diags, std::vector<SourceRange>* replaced,
+                  UndoLog* undo)
+      : o_(o), value_(o.value), diags_(diags), replaced_(replaced), undo_(undo) {}
 
   // Replaces the slot `path` (relative to `slot`) with the override's value.
   bool apply(ast::Expr*& slot, const std::vector<std::string>& path, size_t i) {
@@ -98,7 +135,7 @@ class OverrideApplier {
       for (ast::RecordField& f : record->fields)
         if (f.name == path[i]) return apply(f.value, path, i + 1);
       if (i + 1 == path.size()) {
-        record->fields.push_back({path[i], segment(i), value_});
+        append(record->fields, ast::RecordField{path[i], segment(i), value_}, undo_);
         return true;
       }
       std::vector<std::string> names;
@@ -155,13 +192,18 @@ class OverrideApplier {
     arg.name = path[i];
     arg.nameRange = segment(i);  // a misspelt name is reported (and fixed) in the path
     arg.value = value_;
-    call.args.push_back(arg);
+    append(call.args, arg, undo_);
     return true;
   }
 
   // Puts the override's value into `slot`, remembering what was written there.
   void replace(ast::Expr*& slot) {
     if (replaced_ != nullptr && slot != nullptr) replaced_->push_back(slot->range);
+    if (undo_ != nullptr) {
+      ast::Expr* old = slot;
+      ast::Expr** where = &slot;
+      undo_->add([where, old] { *where = old; });
+    }
     slot = value_;
   }
 
@@ -187,12 +229,13 @@ class OverrideApplier {
   ast::Expr* value_;
   DiagnosticEngine& diags_;
   std::vector<SourceRange>* replaced_;
+  UndoLog* undo_;
 };
 
 // Applies one override to `file`; the ranges of the values it replaces are added to
 // `replaced` when given.
 void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags,
-                 std::vector<SourceRange>* replaced = nullptr) {
+                 std::vector<SourceRange>* replaced = nullptr, UndoLog* undo = nullptr) {
   const std::vector<std::string>& path = o.path;
   ast::Expr* value = o.value;
   ast::Decl* target = nullptr;
@@ -202,7 +245,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
     names.push_back(d->name);
     if (d->name == path[0]) target = d;
   }
-  OverrideApplier applier(o, diags, replaced);
+  OverrideApplier applier(o, diags, replaced, undo);
   if (target == nullptr) {
     applier.fail("no declaration named '" + path[0] + "'", 0, names);
     return;
@@ -224,7 +267,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
         applier.fail("pretrain '" + path[0] + "' does not set '" + path[1] + "'", 1, set);
         return;
       }
-      p->fields.push_back({path[1], applier.segment(1), value});  // checked like any field
+      append(p->fields, ast::Field{path[1], applier.segment(1), value}, undo);  // checked like any field
       return;
     }
     applier.apply(field->value, path, 2);
@@ -238,7 +281,7 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
         applier.replace(a.value);
         return;
       }
-    e->args.push_back({path[1], applier.segment(1), value});
+    append(e->args, ast::Arg{path[1], applier.segment(1), value}, undo);
   }
 }
 
@@ -455,7 +498,7 @@ void checkReplacedValues(Compilation& c, const std::vector<const ast::File*>& fi
   DiagnosticEngine asWritten;
   std::vector<const ast::File*> all = files;
   all.push_back(c.main);
-  checkExperiment(all, c.sources, asWritten, library);
+  checkExperiment(all, c.sources, asWritten, library, c.data);
   static const DiagKind kLocal[] = {DiagKind::UnknownName,      DiagKind::UnknownArgument, DiagKind::MissingArgument,
                                     DiagKind::DuplicateArgument, DiagKind::TooManyArguments, DiagKind::TypeMismatch,
                                     DiagKind::UnknownUnit,      DiagKind::ValueRange,      DiagKind::UnknownField,
@@ -482,8 +525,13 @@ void applyOverrides(ast::File& file, const std::vector<Override>& overrides, Sou
 }
 
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
-                                         StopAfter stop, const std::string* text) {
+                                         StopAfter stop, const std::string* text, DataResolver* data) {
   auto c = std::make_unique<Compilation>();
+  if (data == nullptr) {
+    c->ownData = std::make_unique<CachingDataResolver>(defaultDataResolver());
+    data = c->ownData.get();
+  }
+  c->data = data;
   std::string contents, error;
   if (text != nullptr) {
     contents = *text;
@@ -540,7 +588,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (!sweepsOk) return c;
   if (axes.empty()) {
     files.push_back(c->main);
-    c->check = checkExperiment(files, c->sources, c->diags, library);
+    c->check = checkExperiment(files, c->sources, c->diags, library, c->data);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -551,9 +599,17 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   std::map<std::string, size_t> byHash;
   bool allOk = true;
   std::vector<SourceRange> replaced;  // the values written in the file that the sweeps replace
+  // One parse for every point: each point's sweep values are substituted into it and
+  // taken out again after the point is checked.
+  ast::File* file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
+  for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
+  // Room for the fields and arguments a sweep adds, so that adding them moves nothing.
+  for (ast::Decl* d : file->decls) {
+    if (auto* p = d->as<ast::DeclPretrain>()) p->fields.reserve(p->fields.size() + 8);
+    if (auto* e = d->as<ast::DeclEvaluate>()) e->args.reserve(e->args.size() + 8);
+  }
+  UndoLog undo;
   for (size_t point = 0; point < points; ++point) {
-    ast::File* file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
-    for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
     std::string label;
     size_t rest = point;
     // The last sweep varies fastest.
@@ -571,13 +627,20 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
         o.segments = pathSegments(c->sources, axes[a].pathRanges[k], o.path);
         o.fromSweep = true;
         o.value = row[k];
-        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr);
+        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr, &undo);
         label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
       }
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
-    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library, c->data);
+    if (undo.reliable()) {
+      undo.undo();
+    } else {
+      undo.forget();
+      file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
+      for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
+    }
     if (point == 0) c->check.typed = r.typed;
     c->plan.points.push_back(label);
     if (!r.experiment) {

@@ -237,8 +237,8 @@ bool Checker::applyTask(const Builtin& fn, const ast::ExprCall& call, std::map<s
       ok = false;
       continue;
     }
-    if (p->check) {
-      std::string why = p->check(v);
+    {
+      std::string why = checkBounds(*p, v);
       if (!why.empty()) {
         diags_.report(DiagKind::ValueRange, fv.range, what + " " + why + "; got " + std::string(sm_.text(fv.range)));
         ok = false;

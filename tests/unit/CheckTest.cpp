@@ -1,6 +1,8 @@
 // Checker tests: names, types, units, shapes, protocols, and lowering to the IR.
 #include <doctest/doctest.h>
 
+#include <sstream>
+
 #include "TestUtil.h"
 
 using namespace gyrus;
@@ -219,9 +221,11 @@ TEST_CASE("unused declarations warn") {
 TEST_CASE("the typed print is deterministic and shows defaults") {
   auto a = compile(kValid);
   auto b = compile(kValid);
-  CHECK(a->check.typed == b->check.typed);
-  CHECK(a->check.typed.find("weight_decay = 3e-05") != std::string::npos);
-  CHECK(a->check.typed.find("input     : Shape = 32^3") != std::string::npos);
+  CHECK(a->check.typed() == b->check.typed());
+  CHECK(a->check.typed().find("weight_decay = 3e-05") != std::string::npos);
+  CHECK(a->check.typed().find("DeclPretrain 5:1 base : Pretrain shape 32^3 = base  // data = ") != std::string::npos);
+  CHECK(a->check.typed().find("; input = 32^3; ") != std::string::npos);
+  CHECK(a->check.typed().find("ExprQuantity 8:26 : Fraction [%] = 60%") != std::string::npos);
 }
 
 TEST_CASE("a declared memory budget warns when the estimate exceeds it") {
@@ -457,4 +461,40 @@ TEST_CASE("a crop shared by the pretraining and its evaluation warns once") {
   size_t warnings = 0;
   for (const Diagnostic& d : c->diags.sorted()) warnings += info(d.kind).name == "crop-padding" ? 1 : 0;
   CHECK(warnings == 1);
+}
+
+TEST_CASE("the side table: every node of the file with its kind, place, type, unit, shape and value") {
+  auto c = compile(kValid);
+  std::string t = c->check.typed();
+  CHECK(t.find("DeclBind 3:1 pipeline prep : Pipeline shape 32^3 = crop(size = 32^3) >> zscore(nonzero = true)\n") !=
+        std::string::npos);
+  CHECK(t.find("ExprCall 3:17 : Pipeline shape 32^3 = crop(size = 32^3)\n") != std::string::npos);
+  CHECK(t.find("ExprBinary 3:22 : Shape = 32^3\n") != std::string::npos);
+  CHECK(t.find("ExprNumber 3:22 : Int = 32\n") != std::string::npos);
+  // Source order: every line's place is at or after the previous line's.
+  std::istringstream lines(t);
+  std::string line;
+  std::pair<int, int> last{0, 0};
+  while (std::getline(lines, line)) {
+    size_t sp = line.find(' '), colon = line.find(':', sp);
+    std::pair<int, int> at{std::stoi(line.substr(sp + 1, colon - sp - 1)), std::stoi(line.substr(colon + 1))};
+    CHECK(at >= last);
+    last = at;
+  }
+}
+
+TEST_CASE("ir::verify: what the checker accepts holds the IR's invariants; a violation is named") {
+  auto c = compile(kValid);
+  REQUIRE(c->check.experiment.has_value());
+  ir::Experiment ex = *c->check.experiment;
+  CHECK(ir::verify(ex).empty());
+  ir::Experiment badOrder = ex;
+  badOrder.stages.front().deps.push_back(badOrder.stages.size() - 1);
+  CHECK(ir::verify(badOrder).find("a dependency does not come before it") != std::string::npos);
+  ir::Experiment badBatch = ex;
+  badBatch.stages.front().pretrain.batch = 0;
+  CHECK(ir::verify(badBatch).find("epochs or batch below 1") != std::string::npos);
+  ir::Experiment badTest = ex;
+  badTest.stages.back().evaluate.testFraction = 1.5;
+  CHECK(ir::verify(badTest).find("the test share is outside (0, 1)") != std::string::npos);
 }

@@ -304,7 +304,7 @@ TEST_CASE("regression: folder() follows symbolic links, and a broken one is a [d
   auto c = compile("dataset d = folder(\"" + root + "/data\", glob = \"*.nii.gz\")\n"
                    "dataset e = folder(\"" + root + "/data\", glob = \"*/*.nii.gz\")\nlet x = [d, e]\n");
   REQUIRE(kinds(*c).empty());
-  std::string typed = c->check.typed;
+  std::string typed = c->check.typed();
   CHECK(typed.find("glob = \"*.nii.gz\", samples = 2") != std::string::npos);
   CHECK(typed.find("glob = \"*/*.nii.gz\", samples = 1") != std::string::npos);
   fs::create_symlink(t.root / "elsewhere/gone.nii.gz", t.root / "data/gone.nii.gz");

@@ -133,7 +133,7 @@ TEST_CASE("records pass through parameterised definitions and print their field 
   auto c = compile(std::string(kRecordExperiment) +
                    "encoder sized(s = sizes) = unet(width = s.width, stages = 3)\nlet w = sized({ width = 8 })\n");
   CHECK(kinds(*c).empty());
-  CHECK(c->check.typed.find("let sizes : {crop : Shape, width : Int} = { crop = 32^3, width = 4 }") !=
+  CHECK(c->check.typed().find("let sizes : {crop : Shape, width : Int} = { crop = 32^3, width = 4 }") !=
         std::string::npos);
   auto bad = compile("encoder sized(s) = unet(width = s.width)\nlet w = sized({ w = 8 })\n");
   CHECK(kinds(*bad) == std::vector<std::string>{"unknown-field"});

@@ -1,6 +1,9 @@
 // Sweeps: static expansion, deduplication of shared stages, paired axes, and plans.
 #include <doctest/doctest.h>
 
+#include <set>
+#include <tuple>
+
 #include "TestUtil.h"
 
 using namespace gyrus;
@@ -160,4 +163,21 @@ TEST_CASE("regression: the plan prices fine-tuning as fine-tuning, not as probe 
   size_t tuned = plan.find("evaluate tuned");
   REQUIRE(tuned != std::string::npos);
   CHECK(plan.find("probe fits", tuned) == std::string::npos);
+}
+
+TEST_CASE("sweep points substitute into one parse and take their values out again") {
+  // Values the file does not set are added (a field, an argument of a call) and must
+  // be gone again for the next point: no point sees another's value, none is duplicated.
+  auto c = compile(std::string(gyrus::test::kValid) +
+                   "sweep base.seed in [1, 2, 3]\nsweep corpus.lesion_rate in [20%, 30%]\n"
+                   "sweep prep.crop.size in [32^3, 24^3]\n");
+  INFO(renderHuman(c->sources, c->diags.sorted()));
+  CHECK(c->diags.errorCount() == 0);
+  REQUIRE(c->check.experiment.has_value());
+  CHECK(c->plan.points.size() == 12);
+  std::set<std::tuple<uint64_t, double, int64_t>> seen;
+  for (const ir::Stage& s : c->plan.experiment.stages)
+    if (s.kind == ir::StageKind::Pretrain)
+      seen.insert({s.pretrain.seed, s.pretrain.data.synthetic.lesionRate, s.pretrain.pipeline.ops.front().size[0]});
+  CHECK(seen.size() == 12);
 }

@@ -268,7 +268,7 @@ int realMain(int argc, char** argv) {
     auto c = compile(emitOpts, stage == "ast" ? StopAfter::Parse : StopAfter::Check);
     if (report(*c, emitOpts)) return 1;
     if (stage == "ast") std::fputs(ast::printAst(c->sources, *c->main).c_str(), stdout);
-    if (stage == "typed") std::fputs(c->check.typed.c_str(), stdout);
+    if (stage == "typed") std::fputs(c->check.typed().c_str(), stdout);
     if (stage == "ir")
       std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
     if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);

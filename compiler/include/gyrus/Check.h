@@ -1,6 +1,7 @@
 // Name resolution, type/unit/shape checking and lowering to the experiment IR.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,20 +12,24 @@
 
 namespace gyrus {
 
+class DataResolver;
+
 struct CheckResult {
   /// The lowered experiment (stages hashed); empty when there were errors.
   std::optional<ir::Experiment> experiment;
-  /// Every declaration of the last file with its type and canonical value
-  /// (`gyrus emit --stage=typed`).
-  std::string typed;
+  /// The side table of the last file (`gyrus emit --stage=typed`): one line per node
+  /// with its kind, `line:col`, type, unit, shape and canonical value; printed on
+  /// demand (valid while the compilation's sources and AST live).
+  std::function<std::string()> typed = [] { return std::string(); };
 };
 
 /// Checks `files` as one experiment: the standard prelude first, the user's file last.
 /// Declarations of all files share one namespace; only the last file's are reported as
 /// unused or printed. Reports every independent error once. A `library` (a standard
 /// library file checked on its own) declares presets for others: none is unused.
+/// Folder data sets are listed by `data` (nullptr: defaultDataResolver(), the files).
 CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm,
-                            DiagnosticEngine& diags, bool library = false);
+                            DiagnosticEngine& diags, bool library = false, DataResolver* data = nullptr);
 
 /// Parameter names of a built-in function, in positional order (empty if unknown).
 std::vector<std::string> builtinParameters(const std::string& function);

@@ -3,6 +3,7 @@
 // malformed label) are reported before any compute, and the stage hash covers the data.
 #pragma once
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,5 +45,59 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
 /// Reads the samples' sites from `table` (relative to the folder's root; columns
 /// `subject` and `site`). An empty `table` reads `sites.tsv` when the root has one.
 DataProblem readSites(const std::string& table, ir::FolderData& data);
+
+/// One folder data set as a call describes it: what a resolver lists, and the key of
+/// its cache (every field is part of it).
+struct FolderRequest {
+  ir::FolderData::Layout layout = ir::FolderData::Layout::Fomo60k;
+  std::string root;                 ///< resolved against the experiment file's directory
+  std::vector<std::string> names;   ///< Fomo60k: the sequences to keep; Fomo25: the channels
+  ir::LabelKind label = ir::LabelKind::Binary;
+  std::string glob;                 ///< Glob: the pattern
+  std::string table;                ///< Glob: the labels' table (empty: none)
+  std::string subjectColumn;        ///< Glob: the table's subject column
+  std::string labelColumn;          ///< Glob: the table's label column
+  std::string sites;                ///< the sites table (empty: `sites.tsv` when the root has one)
+  bool skipUnreadable = false;
+  /// The request as one string (a cache key; unambiguous).
+  std::string key() const;
+};
+
+/// Lists folder data sets for the checker, which does no file I/O of its own: tests
+/// give it a fake one (no files), the driver a cached one over the files.
+class DataResolver {
+ public:
+  virtual ~DataResolver() = default;
+  /// Lists the samples (files, content fingerprints, labels, sites) of `request` into
+  /// `out`; a problem instead when the folder cannot be used as asked.
+  virtual DataProblem resolve(const FolderRequest& request, ir::FolderData& out) = 0;
+};
+
+/// Lists folders on disk: resolveFomo60k, resolveFomo25 or resolveGlob, then readSites.
+class FileDataResolver final : public DataResolver {
+ public:
+  DataProblem resolve(const FolderRequest& request, ir::FolderData& out) override;
+};
+
+/// Remembers the answer to every request: `inner` lists a folder once per key, so
+/// re-checking an unchanged file (every sweep point, an editor) does not list it again.
+/// The answers live as long as the resolver; clear() forgets them (files changed).
+class CachingDataResolver final : public DataResolver {
+ public:
+  explicit CachingDataResolver(DataResolver& inner) : inner_(inner) {}
+  DataProblem resolve(const FolderRequest& request, ir::FolderData& out) override;
+  void clear() { cache_.clear(); }
+  size_t size() const { return cache_.size(); }
+
+ private:
+  DataResolver& inner_;
+  std::map<std::string, std::pair<DataProblem, ir::FolderData>> cache_;
+};
+
+/// The files, uncached (a FileDataResolver): what a check given no resolver uses.
+/// compileFile wraps it in a CachingDataResolver for its compilation, so the sweep
+/// points of one file list each folder once; an editor keeps its own cache across
+/// checks and clears it when files change.
+DataResolver& defaultDataResolver();
 
 }  // namespace gyrus

@@ -8,6 +8,7 @@
 
 #include "gyrus/Ast.h"
 #include "gyrus/Check.h"
+#include "gyrus/Data.h"
 #include "gyrus/Diagnostics.h"
 #include "gyrus/Plan.h"
 #include "gyrus/Source.h"
@@ -36,12 +37,20 @@ struct Compilation {
   CheckResult check;
   /// The same stages with the sweep points that use each (one point without sweeps).
   Plan plan;
+  /// Lists folder data sets for the checker: the caller's, or `ownData`.
+  DataResolver* data = nullptr;
+  /// Without a resolver from the caller: the files, cached for this compilation (every
+  /// sweep point lists a folder once).
+  std::unique_ptr<CachingDataResolver> ownData;
   bool ok() const { return !diags.hasErrors(); }
 };
 
 /// Compiles the file at `path` (or `text` when given, shown as `path`).
+/// Folder data sets are listed by `data` (nullptr: the files, cached for this
+/// compilation).
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
-                                         StopAfter stop, const std::string* text = nullptr);
+                                         StopAfter stop, const std::string* text = nullptr,
+                                         DataResolver* data = nullptr);
 
 /// Applies overrides to a parsed file; reports [bad-override] for paths that name
 /// nothing. Override values are parsed as their own virtual files.

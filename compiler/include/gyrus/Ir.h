@@ -328,6 +328,12 @@ struct Experiment {
   std::vector<Stage> stages;
 };
 
+/// Checks the invariants of an experiment the checker accepted (positive sizes,
+/// fractions and percentiles in range, dependencies before their users and matching
+/// the stages they name, hashes present): an empty string, or the first violation.
+/// A violation is an internal error (IrVerify.cpp).
+std::string verify(const Experiment& experiment);
+
 std::string_view toString(StageKind k);
 std::string_view toString(OpKind k);
 std::string_view toString(LabelKind k);

@@ -1,0 +1,66 @@
+// Rule pass: heads. The head an evaluation trains follows from its task (a pooled
+// head for one number per sample, a dense decoder for a mask; a probe has none).
+#include "../CheckInternal.h"
+
+namespace gyrus::check {
+
+bool Checker::checkTaskHead(Evaluation& ev) {
+  const ast::DeclEvaluate& d = *ev.decl;
+  const Value& model = ev.model;
+  const std::string& label = ev.label;
+  ir::LabelKind labelKind = ev.labelKind;
+  std::map<std::string, Bound>& args = ev.args;
+  bool finetune = ev.finetune;
+  // The head follows from the task: one number per sample needs a pooled head, a mask
+  // a dense decoder; a probe has no decoder at all.
+  bool segmentation = labelKind == ir::LabelKind::Mask;
+  if (segmentation && !finetune) {
+    diags_.report(DiagKind::TaskHead, d.taskRanges[1],
+                  "'" + d.task[0] + "." + label + "' is a segmentation; a probe predicts one number per sample")
+        .note(std::string("segment with `protocol = finetune`: the encoder is trained with ") +
+              (model.encoder.kind == ir::EncoderKind::Vit ? "a per-token patch head (one logit per voxel)"
+                                                          : "a dense U-Net decoder"));
+    return false;
+  }
+  if (args["head"].present && args["head"].value.flag != segmentation) {
+    bool dense = args["head"].value.flag;
+    Diagnostic& diag = diags_.report(
+        DiagKind::TaskHead, args["head"].range,
+        dense ? "a dense decoder predicts a mask, but '" + d.task[0] + "." + label + "' is one number per sample"
+              : "a pooled head predicts one number, but '" + d.task[0] + "." + label + "' is a segmentation mask");
+    diag.fixit(args["head"].range, dense ? "pooled" : "dense");
+    return false;
+  }
+  if (args["tolerance"].present && !segmentation) {
+    diags_.report(DiagKind::UnknownArgument, args["tolerance"].range,
+                  "'tolerance' is the surface-distance tolerance of segmentation metrics; '" + d.task[0] + "." + label +
+                      "' is not a segmentation");
+    return false;
+  }
+  return true;
+}
+
+// A reconstruction objective needs a decoder (the light MAE decoder is the default); a
+// decoder no term uses is reported as unused.
+bool Checker::checkObjectiveHead(const ast::DeclPretrain& d, const Value& obj, std::map<std::string, Bound>& fields) {
+  // A reconstruction objective needs a decoder (the light MAE decoder is the default).
+  bool reconstructs = false;
+  for (const ir::ObjectiveTerm& t : obj.objective.terms) reconstructs = reconstructs || t.kind == ir::ObjectiveKind::Mae;
+  if (fields["decoder"].present) {
+    bool light = fields["decoder"].value.flag;
+    if (reconstructs && !light) {
+      diags_.report(DiagKind::ObjectiveHead, fields["decoder"].range,
+                    "mae reconstructs the input, so pretrain '" + d.name + "' needs a decoder")
+          .fixit(fields["decoder"].range, "light")
+          .note(fields["objective"].range, "the objective is declared here");
+      return false;
+    }
+    if (!reconstructs && light) {
+      diags_.report(DiagKind::UnusedDeclaration, fields["decoder"].range,
+                    "the decoder is unused: no term of the objective reconstructs the input");
+    }
+  }
+  return true;
+}
+
+}  // namespace gyrus::check
