@@ -57,8 +57,7 @@ void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, const T
   });
 }
 
-/// Asserts what the checker guarantees of a pretraining (InternalError otherwise); the
-/// one requirement it cannot see yet, a contrastive batch of one, is the user's error.
+/// Asserts what the checker guarantees of a pretraining (InternalError otherwise).
 void validate(const ir::PretrainStage& stage) {
   expectIr(!stage.objective.terms.empty(), "an objective has terms");
   expectIr(stage.batch >= 1 && stage.epochs >= 1, "batch >= 1 and epochs >= 1");
@@ -77,9 +76,7 @@ void validate(const ir::PretrainStage& stage) {
              "simclr's temperature is positive and its projection at least 1");
     expectIr(stage.data.count() >= 2, "a contrastive data set has at least 2 samples");
     expectIr(random, "a contrastive pipeline has a random augmentation");
-    if (stage.batch < 2)
-      throw UserError("simclr: contrastive learning needs batch >= 2 (the other samples of a batch are the "
-                      "negatives; with batch = 1 there are none): set batch to at least 2");
+    expectIr(stage.batch >= 2, "a contrastive batch has at least 2 samples");
   }
 }
 

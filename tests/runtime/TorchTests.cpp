@@ -506,7 +506,7 @@ TEST_CASE("MAE on augmented views resumes exactly; evaluation ignores random ope
   CHECK(metricOf(withRandom, "auroc_random_encoder") == metricOf(without, "auroc_random_encoder"));
 }
 
-TEST_CASE("SimCLR: batch 1 is the user's error; what the checker guarantees is asserted (internal error)") {
+TEST_CASE("SimCLR: what the checker guarantees is asserted (internal error), not re-validated") {
   auto rt = makeRuntime();
   StageContext ctx;
   ctx.threads = 2;
@@ -518,7 +518,7 @@ TEST_CASE("SimCLR: batch 1 is the user's error; what the checker guarantees is a
   };
   ir::PretrainStage stage = augmentedPretrain(1, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
   stage.batch = 1;
-  expectError(stage, StageResult::Status::UserError, "contrastive learning needs batch >= 2");
+  expectError(stage, StageResult::Status::InternalError, "a contrastive batch has at least 2 samples");
   stage.batch = 4;
   stage.pipeline.ops = {ir::PipelineOp{}};
   expectError(stage, StageResult::Status::InternalError, "a contrastive pipeline has a random augmentation");

@@ -64,6 +64,26 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     diag.fixit(dataRange, std::string(sm_.text(dataRange)) + " >> flip() >> noise(sigma = 0.05)");
     return errorValue();
   }
+  // NT-Xent contrasts each sample with the other samples of its batch: one sample per
+  // step (or in the whole data set) leaves no negatives.
+  for (size_t t = 0; t < obj.objective.terms.size(); ++t) {
+    if (obj.objective.terms[t].kind != ir::ObjectiveKind::SimClr) continue;
+    SourceRange term = t < obj.cubeOrigins.size() ? obj.cubeOrigins[t] : fields["objective"].range;
+    const int64_t batch = static_cast<int64_t>(fields["batch"].value.num);
+    const int64_t samples = data.dataset.count();
+    if (batch >= 2 && samples >= 2) break;
+    SourceRange where = batch < 2 && fields["batch"].present ? fields["batch"].range : fields["data"].range;
+    Diagnostic& diag = diags_.report(
+        DiagKind::ContrastiveBatch, where,
+        batch < 2 ? "simclr contrasts each sample with the others of its batch, but pretrain '" + d.name +
+                        "' has batch = " + std::to_string(batch) + ": there are no negatives"
+                  : "simclr contrasts each sample with the others of its batch, but the data of pretrain '" + d.name +
+                        "' have " + std::to_string(samples) + " sample");
+    diag.note(term, "the contrastive term");
+    if (batch < 2 && fields["batch"].present) diag.fixit(where, "2");
+    if (batch >= 2) diag.note("contrastive pretraining needs at least 2 samples");
+    return errorValue();
+  }
   ir::Stage stage;
   stage.kind = ir::StageKind::Pretrain;
   stage.name = d.name;
