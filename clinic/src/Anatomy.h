@@ -140,6 +140,24 @@ struct Anatomy {
 
 /// Partial-volume blend weight for a signed distance d (positive: inside) with an edge
 /// of width w, both in normalised units.
+/// Calls f(x, y, z, profile) for every voxel of a grid of size `n` in the bounding box of
+/// a ball at `c` (voxel coordinates) of `radius` voxels, with the ball's partial-volume
+/// profile there: 1 inside, falling linearly to 0 over one voxel at the surface.
+template <class F>
+void forBall(const ir::Shape3& n, const Vec3& c, double radius, F f) {
+  int64_t lo[3], hi[3];
+  for (size_t i = 0; i < 3; ++i) {
+    lo[i] = std::max<int64_t>(0, static_cast<int64_t>(std::floor(c[i] - radius - 1)));
+    hi[i] = std::min<int64_t>(n[i] - 1, static_cast<int64_t>(std::ceil(c[i] + radius + 1)));
+  }
+  for (int64_t z = lo[2]; z <= hi[2]; ++z)
+    for (int64_t y = lo[1]; y <= hi[1]; ++y)
+      for (int64_t x = lo[0]; x <= hi[0]; ++x) {
+        double dx = static_cast<double>(x) - c[0], dy = static_cast<double>(y) - c[1], dz = static_cast<double>(z) - c[2];
+        f(x, y, z, std::clamp(radius + 0.5 - std::sqrt(dx * dx + dy * dy + dz * dz), 0.0, 1.0));
+      }
+}
+
 inline double edge(double d, double w) { return std::clamp(0.5 + d / w, 0.0, 1.0); }
 
 inline float lerp(double a, double b, double t) { return static_cast<float>(a + (b - a) * t); }

@@ -19,6 +19,7 @@ namespace {
 using anatomy::Anatomy;
 using anatomy::dot;
 using anatomy::edge;
+using anatomy::forBall;
 using anatomy::Folding;
 using anatomy::randomDirection;
 using anatomy::Vec3;
@@ -71,19 +72,10 @@ Vec3 toVoxel(const Anatomy& a, const Vec3& p) {
 
 /// Paints a soft ball (partial-volume profile one voxel wide) into `map` with max().
 void paintBall(std::vector<float>& map, const ir::Shape3& n, const Vec3& c, double radius) {
-  int64_t lo[3], hi[3];
-  for (size_t i = 0; i < 3; ++i) {
-    lo[i] = std::max<int64_t>(0, static_cast<int64_t>(std::floor(c[i] - radius - 1)));
-    hi[i] = std::min<int64_t>(n[i] - 1, static_cast<int64_t>(std::ceil(c[i] + radius + 1)));
-  }
-  for (int64_t z = lo[2]; z <= hi[2]; ++z)
-    for (int64_t y = lo[1]; y <= hi[1]; ++y)
-      for (int64_t x = lo[0]; x <= hi[0]; ++x) {
-        double dx = static_cast<double>(x) - c[0], dy = static_cast<double>(y) - c[1], dz = static_cast<double>(z) - c[2];
-        double profile = std::clamp(radius + 0.5 - std::sqrt(dx * dx + dy * dy + dz * dz), 0.0, 1.0);
-        size_t i = static_cast<size_t>(x + n[0] * (y + n[1] * z));
-        map[i] = std::max(map[i], static_cast<float>(profile));
-      }
+  forBall(n, c, radius, [&](int64_t x, int64_t y, int64_t z, double profile) {
+    size_t i = static_cast<size_t>(x + n[0] * (y + n[1] * z));
+    map[i] = std::max(map[i], static_cast<float>(profile));
+  });
 }
 
 /// A random point of white matter (head frame), or nothing after many tries.

@@ -22,6 +22,7 @@ namespace {
 using anatomy::Anatomy;
 using anatomy::dot;
 using anatomy::edge;
+using anatomy::forBall;
 using anatomy::lerp;
 using anatomy::Vec3;
 
@@ -84,20 +85,9 @@ Subject synthesize(const ir::SyntheticData& data, int64_t index) {
       Vec3 cv{};
       for (int i = 0; i < 3; ++i)
         cv[i] = a.centre[i] + a.rot[0][i] * h[0] + a.rot[1][i] * h[1] + a.rot[2][i] * h[2];
-      int64_t lo[3], hi[3];
-      for (int i = 0; i < 3; ++i) {
-        lo[i] = std::max<int64_t>(0, static_cast<int64_t>(std::floor(cv[i] - radiusVox - 1)));
-        hi[i] = std::min<int64_t>(n[i] - 1, static_cast<int64_t>(std::ceil(cv[i] + radiusVox + 1)));
-      }
-      for (int64_t z = lo[2]; z <= hi[2]; ++z)
-        for (int64_t y = lo[1]; y <= hi[1]; ++y)
-          for (int64_t x = lo[0]; x <= hi[0]; ++x) {
-            double dx = static_cast<double>(x) - cv[0], dy = static_cast<double>(y) - cv[1],
-                   dz = static_cast<double>(z) - cv[2];
-            double d = std::sqrt(dx * dx + dy * dy + dz * dz);
-            double profile = std::clamp(radiusVox + 0.5 - d, 0.0, 1.0);
-            v.at(x, y, z) *= static_cast<float>(1.0 + amp * profile);
-          }
+      forBall(n, cv, radiusVox, [&](int64_t x, int64_t y, int64_t z, double profile) {
+        v.at(x, y, z) *= static_cast<float>(1.0 + amp * profile);
+      });
     }
   }
 

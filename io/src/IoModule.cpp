@@ -27,42 +27,40 @@ IoResult classify(bool ok, const std::string& error) {
   return fail(IoResult::Status::UserError, error);
 }
 
+// Runs `fn` with no exception escaping the module: whatever is thrown is our bug.
+template <class Fn>
+IoResult guarded(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return fail(IoResult::Status::InternalError, e.what());
+  } catch (...) {
+    return fail(IoResult::Status::InternalError, "unknown exception");
+  }
+}
+
 class Module final : public IoModule {
  public:
   std::string describe() const override { return detail::itkVersion() + " NiftiImageIO, zlib " + zlibVersion(); }
 
   IoResult readNifti(const std::string& path, const ReadOptions& options, Image& image) override {
-    try {
+    return guarded([&] {
       std::string error;
       bool ok = io::readNifti(path, options, image, error);
       return classify(ok, error);
-    } catch (const std::exception& e) {
-      return fail(IoResult::Status::InternalError, e.what());
-    } catch (...) {
-      return fail(IoResult::Status::InternalError, "unknown exception");
-    }
+    });
   }
 
   IoResult writeNifti(const std::string& path, const Image& image, const WriteOptions& options) override {
-    try {
+    return guarded([&] {
       std::string error;
       bool ok = io::writeNifti(path, image, options, error);
       return classify(ok, error);
-    } catch (const std::exception& e) {
-      return fail(IoResult::Status::InternalError, e.what());
-    } catch (...) {
-      return fail(IoResult::Status::InternalError, "unknown exception");
-    }
+    });
   }
 
   IoResult synthesize(const SynthRequest& request, SynthSummary& summary) override {
-    try {
-      return writeClinic(request, summary);
-    } catch (const std::exception& e) {
-      return fail(IoResult::Status::InternalError, e.what());
-    } catch (...) {
-      return fail(IoResult::Status::InternalError, "unknown exception");
-    }
+    return guarded([&] { return writeClinic(request, summary); });
   }
 };
 

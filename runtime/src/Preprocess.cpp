@@ -347,23 +347,28 @@ const OpImpl& opImpl(ir::OpKind kind) {
   throw std::invalid_argument("opImpl: unknown operation");
 }
 
+namespace {
+// The table entry of a deterministic operation; a random one needs an Rng
+// (applyAugmentations), which `caller` does not have.
+const OpImpl& deterministicOp(const ir::PipelineOp& op, const char* caller) {
+  const OpImpl& impl = opImpl(op.kind);
+  if (impl.random)
+    throw std::invalid_argument(std::string(caller) + ": the random operation " + std::string(ir::toString(op.kind)) +
+                                " needs an Rng: use applyAugmentations");
+  return impl;
+}
+}  // namespace
+
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    const OpImpl& impl = opImpl(op.kind);
-    if (impl.random)
-      throw std::invalid_argument("applyPipeline: a random operation (" + std::string(ir::toString(op.kind)) +
-                                  ") needs an Rng: use applyAugmentations");
-    impl.apply(op, v, nullptr, nullptr);
+    deterministicOp(op, "applyPipeline").apply(op, v, nullptr, nullptr);
   }
   return v;
 }
 
 Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    const OpImpl& impl = opImpl(op.kind);
-    if (impl.random)
-      throw std::invalid_argument("applySpatialOps: a random operation (" + std::string(ir::toString(op.kind)) +
-                                  ") in a mask pipeline");
+    const OpImpl& impl = deterministicOp(op, "applySpatialOps");
     if (impl.mask) mask = impl.mask(op, std::move(mask));  // intensity operations leave a mask alone
   }
   return mask;
