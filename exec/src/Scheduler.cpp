@@ -95,6 +95,7 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
   if (done) {
     outcome.status = StageOutcome::Status::Cached;
     outcome.metrics = done->metrics;
+    outcome.device = done->device;
     outcome.seconds = done->seconds;
     log("[" + stage.name + "] " + kind + " " + stage.name + ": cached (" + stage.hash.substr(0, 12) + ")");
     return outcome;
@@ -131,8 +132,10 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
   }
   outcome.status = result.resumed ? StageOutcome::Status::Resumed : StageOutcome::Status::Ran;
   outcome.metrics = result.metrics;
+  outcome.device = result.device;
   try {
-    store.save(stage.hash, {stage.name, kind, result.metrics, outcome.seconds, result.resumed, executor.describe()});
+    store.save(stage.hash,
+               {stage.name, kind, result.metrics, outcome.seconds, result.resumed, executor.describe(), result.device});
   } catch (const std::exception& e) {
     return failed(outcome, "cannot record stage '" + stage.name + "' in the run store: " + e.what(), 1, true);
   }

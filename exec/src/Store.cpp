@@ -140,6 +140,7 @@ std::optional<StageRecord> Store::load(const std::string& hash) const {
   r.seconds = j["seconds"].is_number() ? j["seconds"].get<double>() : 0.0;
   r.resumed = j["resumed"].is_boolean() && j["resumed"].get<bool>();
   r.runtime = j["runtime"].is_string() ? j["runtime"].get<std::string>() : std::string();
+  r.device = j["device"].is_string() ? j["device"].get<std::string>() : std::string();
   for (const auto& m : j["metrics"]) {
     if (!m.is_object() || !m["name"].is_string()) return std::nullopt;
     double value = m["value"].is_number() ? m["value"].get<double>() : std::nan("");
@@ -156,6 +157,7 @@ void Store::save(const std::string& hash, const StageRecord& record) const {
   j["seconds"] = record.seconds;
   j["resumed"] = record.resumed;
   j["runtime"] = record.runtime;
+  j["device"] = record.device;
   j["metrics"] = nlohmann::json::array();
   for (const rt::Metric& m : record.metrics) j["metrics"].push_back({{"name", m.name}, {"value", m.value}});
   writeFileAtomic(stageDir(hash) / "result.json", j.dump(2) + "\n");

@@ -384,6 +384,7 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
 
 torch::Device stageDevice(const StageContext& ctx) {
   torch::Device device(torch::kCPU);
+  if (ctx.device == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : device;
   try {
     device = torch::Device(ctx.device);
   } catch (const c10::Error&) {
@@ -394,6 +395,12 @@ torch::Device stageDevice(const StageContext& ctx) {
                     std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0) +
                     " CUDA device(s); use cpu");
   return device;
+}
+
+std::string describeDevice(const torch::Device& device) {
+  if (!device.is_cuda()) return "cpu";
+  // The GPU's name needs the CUDA runtime, which a CPU-only LibTorch does not have.
+  return "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
 }
 
 void writePredictions(const ir::EvaluateStage& stage, const StageContext& ctx, nlohmann::json header,

@@ -47,10 +47,16 @@ class TorchRuntime final : public Runtime {
     return s.str();
   }
   StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) override {
-    return guarded([&] { return pretrain(stage, ctx); });
+    return guarded([&] { return withDevice(pretrain(stage, ctx), ctx); });
   }
   StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) override {
-    return guarded([&] { return evaluate(stage, ctx); });
+    return guarded([&] { return withDevice(evaluate(stage, ctx), ctx); });
+  }
+
+ private:
+  static StageResult withDevice(StageResult result, const StageContext& ctx) {
+    result.device = describeDevice(stageDevice(ctx));
+    return result;
   }
 };
 

@@ -37,9 +37,13 @@ void reportData(const Dataset& data, const StageContext& ctx);
 /// resume reads it back instead of preprocessing again).
 void finishData(const Dataset& data, const StageContext& ctx, StageResult& result);
 
-/// The device of `ctx` (StageContext::device). Throws UserError for a name LibTorch does
-/// not know or a CUDA device this process cannot use.
+/// The device of `ctx` (StageContext::device; "auto": the first CUDA device when one is
+/// usable, else the CPU). Throws UserError for a name LibTorch does not know or a CUDA
+/// device this process cannot use.
 torch::Device stageDevice(const StageContext& ctx);
+
+/// "cpu" or "cuda:N", as result.json records it.
+std::string describeDevice(const torch::Device& device);
 
 /// Writes an evaluation's predictions.json (atomically), in the one format every
 /// protocol shares (docs/cli.md, "predictions.json"): `protocol`, `label`, `kind`,

@@ -62,7 +62,7 @@ code=0; "$gyrus" run-stage --store "$tmp/worker" "${last:0:12}" --threads 2 > /d
 code=0; "$gyrus" run-stage --store "$tmp/worker" 0000000000 > /dev/null 2> "$tmp/none.err" || code=$?
 [ "$code" = 1 ] && grep -q "has no stage 0000000000" "$tmp/none.err" || fail "an unknown stage: exit $code"
 for hash in $(python3 -c 'import json,sys; print(" ".join(s["hash"] for s in json.load(open(sys.argv[1]))["stages"]))' "$tmp/plan.json"); do
-  "$gyrus" run-stage --store "$tmp/worker" "$hash" --threads 2 --json > "$tmp/stage-$hash.json" 2> "$tmp/stage.err" \
+  "$gyrus" run-stage --store "$tmp/worker" "$hash" --threads 2 --device cpu --json > "$tmp/stage-$hash.json" 2> "$tmp/stage.err" \
     || { cat "$tmp/stage.err"; fail "run-stage $hash"; }
 done
 python3 - "$tmp/first.json" "$tmp/plan.json" "$tmp/worker" "$tmp" <<'PY' || fail "run-stage results differ from run's"
@@ -76,6 +76,7 @@ for s in first["stages"]:
     assert mine == theirs, (s["name"], mine, theirs)
     out = json.load(open(f"{tmp}/stage-{s['hash']}.json"))
     assert out["stages"][0]["status"] == "ran" and out["ok"], out
+    assert out["stages"][0]["device"] == "cpu" and stored["device"] == "cpu", (out, stored)
 PY
 
 echo "e2e: human output has a results table"
@@ -214,4 +215,9 @@ set +e
 set -e
 [ "$code" = 1 ] || fail "run with a bad --set exited $code"
 grep -q "value-range" "$tmp/range.err" || fail "no value-range diagnostic"
+set +e
+"$gyrus" run examples/quickstart.gy --device gpu --store "$tmp/store" 2> "$tmp/device.err"; code=$?
+set -e
+[ "$code" = 1 ] || fail "run with --device gpu exited $code"
+grep -q "'gpu' is not a device: use auto, cpu, cuda or cuda:N" "$tmp/device.err" || fail "no device message: $(cat "$tmp/device.err")"
 echo "e2e: 12 passed, 0 failed"

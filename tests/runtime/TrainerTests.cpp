@@ -1,9 +1,11 @@
 // The one training loop (Trainer.h): gradient clipping is applied (and off with clip =
 // 0), both optimisers step, the schedule, the divergence check, and the history file
-// (one line per epoch, trimmed on resume).
+// (one line per epoch, trimmed on resume); the stage's device.
 // Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
 #include "Errors.h"
+#include "Stages.h"
 #include "Trainer.h"
+#include <torch/cuda.h>
 
 #include <doctest/doctest.h>
 
@@ -116,4 +118,23 @@ TEST_CASE("trainer: one history line per epoch with the terms; a resume keeps th
   CHECK(lines[1]["epoch"] == 2);
   Trainer::resetHistory(history, 0);
   CHECK_FALSE(std::filesystem::exists(history));
+}
+
+TEST_CASE("stage device: auto picks the first usable GPU, else the CPU; unknown or unusable devices are user errors") {
+  StageContext ctx;
+  CHECK(ctx.device == "auto");
+  torch::Device automatic = stageDevice(ctx);
+  CHECK(automatic.is_cuda() == torch::cuda::is_available());
+  CHECK(describeDevice(automatic) == (torch::cuda::is_available() ? "cuda:0" : "cpu"));
+  ctx.device = "cpu";
+  CHECK(stageDevice(ctx).is_cpu());
+  ctx.device = "cuda:99";
+  CHECK_THROWS_AS(stageDevice(ctx), UserError);
+  ctx.device = "gpu";
+  try {
+    stageDevice(ctx);
+    FAIL("no error");
+  } catch (const UserError& e) {
+    CHECK(std::string(e.what()) == "'gpu' is not a device: use cpu, cuda or cuda:N");
+  }
 }

@@ -58,6 +58,7 @@ void printReport(const std::vector<Reported>& rows, const RunOptions& options, i
                               {"status", exec::toString(o.status)},
                               {"seconds", o.seconds}};
       if (!o.message.empty()) stage["message"] = o.message;
+      if (!o.device.empty()) stage["device"] = o.device;
       // The metrics an evaluation reports, in their declared order.
       if (o.kind == ir::StageKind::Evaluate) stage["metrics"] = r.declared;
       if (sweep) {
@@ -111,6 +112,7 @@ exec::RunSettings settingsFor(const RunOptions& options) {
   setenv("OPENBLAS_NUM_THREADS", std::to_string(settings.threads).c_str(), /*overwrite=*/0);
   settings.volumeCache = options.volumeCache;
   settings.loaderMemory = options.loaderMemory;
+  settings.device = options.device;
   settings.log = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
   settings.progress = [](const std::string& stage, std::string_view line) {
     fmt::print(stderr, "[{}] {}\n", stage, line);

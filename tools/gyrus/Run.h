@@ -15,6 +15,8 @@ struct RunOptions {
   std::filesystem::path store;
   bool json = false;
   int threads = 0;
+  /// `--device`: auto, cpu, cuda or cuda:N.
+  std::string device = "auto";
   /// `--volume-cache DIR`: the on-disk cache of preprocessed volumes; empty: none.
   std::filesystem::path volumeCache;
   /// `--loader-memory SIZE` in bytes: larger pretraining data sets are streamed; 0:

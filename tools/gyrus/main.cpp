@@ -177,6 +177,18 @@ int realMain(int argc, char** argv) {
   run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
   run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
   run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+  // auto | cpu | cuda | cuda:N; whether the device is usable is the runtime's to say.
+  const CLI::Validator deviceName(
+      [](std::string& v) {
+        bool cudaN = v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.find_first_not_of("0123456789", 5) == std::string::npos;
+        return v == "auto" || v == "cpu" || v == "cuda" || cudaN
+                   ? std::string()
+                   : "'" + v + "' is not a device: use auto, cpu, cuda or cuda:N";
+      },
+      "DEVICE");
+  std::string device = "auto";
+  run->add_option("--device", device, "auto (the first GPU when one is usable, else the CPU), cpu, cuda or cuda:N")
+      ->check(deviceName);
   std::string volumeCache, loaderMemory;
   run->add_option("--volume-cache", volumeCache,
                   "Directory of preprocessed volumes, shared by runs and keyed by content (default: none)");
@@ -202,6 +214,8 @@ int realMain(int argc, char** argv) {
       ->required();
   runStage->add_option("--store", runStageStore, "Run store directory")->required();
   runStage->add_flag("--json", runStageJson, "Print one JSON object (the stage and its metrics) on stdout");
+  std::string runStageDevice = "auto";
+  runStage->add_option("--device", runStageDevice, "auto, cpu, cuda or cuda:N (as for run)")->check(deviceName);
   runStage->add_option("--threads", runStageThreads, "Threads for training (default: all cores)")
       ->check(CLI::Range(0, 1024));
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
@@ -288,6 +302,7 @@ int realMain(int argc, char** argv) {
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;
+    ro.device = device;
     ro.volumeCache = volumeCache.empty() ? std::filesystem::path() : std::filesystem::absolute(volumeCache);
     if (!loaderMemory.empty()) driver::parseByteSize(loaderMemory, ro.loaderMemory);
     ro.experimentPath = runOpts.file;
@@ -299,6 +314,7 @@ int realMain(int argc, char** argv) {
     driver::RunOptions ro;
     ro.json = runStageJson;
     ro.threads = runStageThreads;
+    ro.device = runStageDevice;
     ro.store = runStageStore;
     ro.volumeCache = runStageCache.empty() ? std::filesystem::path() : std::filesystem::absolute(runStageCache);
     if (!runStageMemory.empty() && !driver::parseByteSize(runStageMemory, ro.loaderMemory)) {

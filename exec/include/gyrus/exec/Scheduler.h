@@ -59,6 +59,8 @@ struct StageOutcome {
   std::vector<rt::Metric> metrics;
   /// Failed: what went wrong and how to fix it. Skipped: which dependency is missing.
   std::string message;
+  /// Ran or resumed: the device it ran on; cached: the device that computed it.
+  std::string device;
   /// Failed: 1 for the user's mistake (bad data, a busy or unwritable store), 2 for ours.
   int exitCode = 0;
   /// Failed in a way no later stage escapes (the executor cannot start, the store
@@ -76,8 +78,8 @@ struct RunSettings {
   std::filesystem::path volumeCache;
   /// `--loader-memory` in bytes; 0: half of the machine's memory.
   int64_t loaderMemory = 0;
-  /// The device stages run on (StageContext::device).
-  std::string device = "cpu";
+  /// The device stages run on (`--device`; StageContext::device): auto, cpu, cuda, cuda:N.
+  std::string device = "auto";
   /// The scheduler's own lines and each stage's progress lines (stage name first).
   std::function<void(const std::string& line)> log;
   std::function<void(const std::string& stage, std::string_view line)> progress;

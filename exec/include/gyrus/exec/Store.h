@@ -23,7 +23,7 @@ namespace gyrus::exec {
 
 /// A finished stage's result.json: the one results schema of a stage, read by `gyrus
 /// run`'s table and `--json`, `gyrus run-stage` and reports.
-///   {"hash", "name", "kind", "seconds", "resumed", "runtime", "metrics": [{"name", "value"}]}
+///   {"hash", "name", "kind", "seconds", "resumed", "runtime", "device", "metrics": [{"name", "value"}]}
 /// A metric that was NaN (e.g. AUROC of a single-class test set) is stored as null.
 struct StageRecord {
   std::string name;
@@ -32,6 +32,7 @@ struct StageRecord {
   double seconds = 0.0;
   bool resumed = false;
   std::string runtime;  ///< the runtime that computed it (LibTorch version, threads, BLAS)
+  std::string device;   ///< the device it ran on ("cpu", "cuda:0"; not part of its identity)
 };
 
 /// An exclusive advisory lock on a stage directory, released on destruction.

@@ -36,10 +36,10 @@ struct StageContext {
   std::filesystem::path pretrainDir;
   /// Threads for intra-op parallelism (0: the runtime chooses).
   int threads = 0;
-  /// The device every tensor of the stage lives on, as LibTorch names it ("cpu",
-  /// "cuda", "cuda:1"). Not part of the stage's identity: a result computed on one
-  /// device is reused on another.
-  std::string device = "cpu";
+  /// The device every tensor of the stage lives on: "auto" (the first CUDA device when
+  /// one is usable, else the CPU), or as LibTorch names it ("cpu", "cuda", "cuda:1"). Not
+  /// part of the stage's identity: a result computed on one device is reused on another.
+  std::string device = "auto";
   /// Progress lines for the user (one line each, no trailing newline).
   std::function<void(std::string_view)> progress;
   /// The on-disk cache of preprocessed volumes shared by runs (`--volume-cache`);
@@ -56,6 +56,7 @@ struct StageResult {
   Status status = Status::Ok;
   std::string message;  ///< on error: what went wrong and how to fix it
   bool resumed = false; ///< true when the stage continued from a checkpoint
+  std::string device;   ///< the device it ran on ("cpu", "cuda:0")
   std::vector<Metric> metrics;
 };
 
