@@ -96,7 +96,6 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
     outcome.status = StageOutcome::Status::Cached;
     outcome.metrics = done->metrics;
     outcome.device = done->device;
-    outcome.seconds = done->seconds;
     log("[" + stage.name + "] " + kind + " " + stage.name + ": cached (" + stage.hash.substr(0, 12) + ")");
     return outcome;
   }
