@@ -71,6 +71,15 @@ if(NOT rc EQUAL 1 OR at EQUAL -1)
   math(EXPR failures "${failures} + 1")
 endif()
 
+# --json is the serialised IR or plan; for another stage it is an error, not ignored.
+execute_process(COMMAND ${GYRUS} emit ok.gy --stage=ast --json WORKING_DIRECTORY ${WORK}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(FIND "${err}" "--json is the serialised form of --stage=ir or --stage=plan, not of --stage=ast" at)
+if(NOT rc EQUAL 1 OR at EQUAL -1 OR NOT out STREQUAL "")
+  message(SEND_ERROR "emit_ast_json: expected exit 1, no output and the message, got ${rc}: ${err}")
+  math(EXPR failures "${failures} + 1")
+endif()
+
 if(failures GREATER 0)
   message(FATAL_ERROR "${failures} command-line diagnostic checks failed")
 endif()

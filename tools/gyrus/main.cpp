@@ -267,6 +267,11 @@ int realMain(int argc, char** argv) {
     return report(*c, checkOpts) ? 1 : 0;
   }
   if (*emit) {
+    if (emitJson && stage != "ir" && stage != "plan") {
+      fmt::print(stderr, "error: --json is the serialised form of --stage=ir or --stage=plan, not of --stage={}\n",
+                 stage);
+      return 1;
+    }
     if (stage == "tokens") {
       std::string text, error;
       if (!readFile(emitOpts.file, text, error)) {
