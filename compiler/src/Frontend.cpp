@@ -47,18 +47,6 @@ bool parseOverride(const std::string& text, Override& out) {
 
 namespace {
 
-std::vector<std::string> splitPath(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t dot = path.find('.', start);
-    parts.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return parts;
-}
-
 // The calls reachable through pipeline/data composition (`a >> b`, `d |> p`).
 void collectCalls(ast::Expr* e, std::vector<ast::ExprCall*>& out) {
   if (auto* c = e->as<ast::ExprCall>()) {
@@ -313,7 +301,7 @@ std::vector<ParsedOverride> parseOverrides(const std::vector<Override>& override
   for (const Override& o : overrides) {
     ParsedOverride po;
     po.text = o;
-    po.path = splitPath(o.path);
+    po.path = split(o.path, '.');
     if (!wellFormedPath(po.path)) {
       diags.report(DiagKind::BadOverride, SourceRange{}, "--set " + o.path + ": malformed path (expected NAME.FIELD...)");
       continue;

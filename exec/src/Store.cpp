@@ -74,7 +74,12 @@ fs::path Store::prepare(const ir::Stage& stage, const std::vector<std::string>& 
   fs::path dir = stageDir(stage.hash);
   fs::create_directories(dir);
   fs::path file = dir / "stage.json";
-  if (!fs::exists(file)) writeFileAtomic(file, ir::stageToJson(stage, depHashes));
+  // Written once; a damaged one (a crash of another tool, a hand edit) is replaced.
+  ir::Stage stored;
+  std::vector<std::string> storedDeps;
+  std::string error;
+  if (!fs::exists(file) || !readStage(stage.hash, stored, storedDeps, error))
+    writeFileAtomic(file, ir::stageToJson(stage, depHashes));
   return dir;
 }
 
@@ -90,7 +95,8 @@ bool Store::readStage(const std::string& hash, ir::Stage& stage, std::vector<std
   text << in.rdbuf();
   std::string why;
   if (!ir::stageFromJson(text.str(), stage, depHashes, why)) {
-    error = "'" + file.string() + "' cannot be read: " + why;
+    error = "'" + file.string() + "' cannot be read: " + why +
+            "; `gyrus plan FILE --store " + root_.string() + "` writes it again";
     return false;
   }
   if (stage.hash != hash) {

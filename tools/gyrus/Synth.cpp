@@ -11,23 +11,12 @@
 #include <vector>
 
 #include "Inspect.h"
+#include "gyrus/Source.h"
 #include "gyrus/Version.h"
 #include "gyrus/io/IoModule.h"
 
 namespace gyrus::driver {
 namespace {
-
-std::vector<std::string> splitSites(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = list.find(',', start);
-    out.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
 
 // Single-quotes a word for a shell when it needs it (for the command recorded in README.txt).
 std::string shellWord(const std::string& s) {
@@ -51,7 +40,7 @@ int runSynth(const SynthArgs& args) {
   request.subjects = args.subjects;
   request.size = args.size;
   request.seed = args.seed;
-  request.sites = splitSites(args.sites);
+  request.sites = split(args.sites, ',');
   request.force = args.force;
   request.threads = args.threads;
   request.generator = std::string("gyrus ") + kVersion;

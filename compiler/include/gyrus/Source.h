@@ -51,6 +51,10 @@ class SourceManager {
   std::vector<SourceFile> files_;
 };
 
+/// The pieces of `text` between `separator`s (`split("a.b", '.')` is {"a", "b"}; an
+/// empty text is one empty piece).
+std::vector<std::string> split(std::string_view text, char separator);
+
 /// Reads a whole file; returns false (and leaves `out` empty) when it cannot.
 bool readFile(const std::string& path, std::string& out, std::string& error);
 

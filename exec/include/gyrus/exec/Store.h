@@ -60,7 +60,8 @@ class Store {
   explicit Store(std::filesystem::path root) : root_(std::move(root)) {}
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path stageDir(const std::string& hash) const { return root_ / "stages" / hash; }
-  /// Creates the stage's directory and writes its stage.json (once). Throws
+  /// Creates the stage's directory and writes its stage.json (once; again when the one
+  /// there cannot be read back as this stage). Throws
   /// std::runtime_error / filesystem_error when the store is not writable.
   std::filesystem::path prepare(const ir::Stage& stage, const std::vector<std::string>& depHashes) const;
   /// Reads a stage's stage.json; false with `error` set when it is missing or invalid.
