@@ -1,6 +1,8 @@
 // Running stages (see Scheduler.h).
 #include "gyrus/exec/Scheduler.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -133,8 +135,10 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
   outcome.metrics = result.metrics;
   outcome.device = result.device;
   try {
-    store.save(stage.hash,
-               {stage.name, kind, result.metrics, outcome.seconds, result.resumed, executor.describe(), result.device});
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    store.save(stage.hash, {stage.name, kind, result.metrics, outcome.seconds, result.resumed, executor.describe(),
+                            result.device, host});
   } catch (const std::exception& e) {
     return failed(outcome, "cannot record stage '" + stage.name + "' in the run store: " + e.what(), 1, true);
   }

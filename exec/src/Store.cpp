@@ -147,6 +147,7 @@ std::optional<StageRecord> Store::load(const std::string& hash) const {
   r.resumed = j["resumed"].is_boolean() && j["resumed"].get<bool>();
   r.runtime = j["runtime"].is_string() ? j["runtime"].get<std::string>() : std::string();
   r.device = j["device"].is_string() ? j["device"].get<std::string>() : std::string();
+  r.host = j["host"].is_string() ? j["host"].get<std::string>() : std::string();
   for (const auto& m : j["metrics"]) {
     if (!m.is_object() || !m["name"].is_string()) return std::nullopt;
     double value = m["value"].is_number() ? m["value"].get<double>() : std::nan("");
@@ -164,9 +165,83 @@ void Store::save(const std::string& hash, const StageRecord& record) const {
   j["resumed"] = record.resumed;
   j["runtime"] = record.runtime;
   j["device"] = record.device;
+  j["host"] = record.host;
   j["metrics"] = nlohmann::json::array();
   for (const rt::Metric& m : record.metrics) j["metrics"].push_back({{"name", m.name}, {"value", m.value}});
   writeFileAtomic(stageDir(hash) / "result.json", j.dump(2) + "\n");
+}
+
+std::string_view toString(StageEntry::Status status) {
+  switch (status) {
+    case StageEntry::Status::Done: return "done";
+    case StageEntry::Status::Running: return "running";
+    case StageEntry::Status::Incomplete: return "incomplete";
+    case StageEntry::Status::Damaged: return "damaged";
+  }
+  return "?";
+}
+
+std::vector<std::string> Store::stageHashes() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ / "stages", ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec)) out.push_back(it->path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+StageEntry Store::inspect(const std::string& hash) const {
+  StageEntry e;
+  e.hash = hash;
+  fs::path dir = stageDir(hash);
+  std::error_code ec;
+  e.when = fs::last_write_time(dir, ec);
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec)) e.bytes += static_cast<int64_t>(it->file_size(ec));
+  ir::Stage stage;
+  std::vector<std::string> deps;
+  std::string error;
+  bool readable = readStage(hash, stage, deps, error);
+  if (readable) {
+    e.name = stage.name;
+    e.kind = std::string(ir::toString(stage.kind));
+  }
+  e.record = load(hash);
+  if (e.record) {
+    e.status = StageEntry::Status::Done;
+    if (e.name.empty()) e.name = e.record->name;
+    if (e.kind.empty()) e.kind = e.record->kind;
+    e.when = fs::last_write_time(dir / "result.json", ec);
+    return e;
+  }
+  // Running: another process holds the lock (the lock file is not created here).
+  int fd = open((dir / "lock").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd >= 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) e.status = StageEntry::Status::Running;
+    close(fd);  // releases the lock if this call took it
+  }
+  if (e.status != StageEntry::Status::Running && !readable) e.status = StageEntry::Status::Damaged;
+  return e;
+}
+
+bool Store::remove(const std::string& hash, std::string& error) const {
+  fs::path dir = stageDir(hash);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    error = "the store has no stage " + hash;
+    return false;
+  }
+  StageLock lock = tryLock(hash);
+  if (!lock.held()) {
+    error = lock.error().empty() ? "a gyrus process is running it" : lock.error();
+    return false;
+  }
+  fs::remove_all(dir, ec);
+  if (ec) {
+    error = ec.message();
+    return false;
+  }
+  return true;
 }
 
 }  // namespace gyrus::exec

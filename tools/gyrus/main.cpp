@@ -20,6 +20,7 @@
 
 #include "Inspect.h"
 #include "Run.h"
+#include "Runs.h"
 #include "Synth.h"
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
@@ -221,6 +222,26 @@ int realMain(int argc, char** argv) {
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
 
+  std::string runsStore;
+  bool runsJson = false, runsDryRun = false;
+  std::string runsHash;
+  std::vector<std::string> runsHashes, runsFiles;
+  CLI::App* runs = app.add_subcommand("runs", "What a run store holds: list, show, remove and collect stages");
+  runs->require_subcommand(1);
+  CLI::App* runsLs = runs->add_subcommand("ls", "One line per stage: name, kind, status, metric, size, when, where");
+  runsLs->add_option("--store", runsStore, "Run store directory")->required();
+  runsLs->add_flag("--json", runsJson, "Print one JSON object on stdout");
+  CLI::App* runsShowCmd = runs->add_subcommand("show", "One stage: its IR, result, files and last history line");
+  runsShowCmd->add_option("--store", runsStore, "Run store directory")->required();
+  runsShowCmd->add_option("HASH", runsHash, "The stage's hash or a unique prefix (6 hex digits or more)")->required();
+  CLI::App* runsRm = runs->add_subcommand("rm", "Remove stages (not while a process runs them)");
+  runsRm->add_option("--store", runsStore, "Run store directory")->required();
+  runsRm->add_option("HASH", runsHashes, "Hashes or unique prefixes")->required();
+  CLI::App* runsGc = runs->add_subcommand("gc", "Remove every stage that none of the given experiment files plans");
+  runsGc->add_option("--store", runsStore, "Run store directory")->required();
+  runsGc->add_option("FILE", runsFiles, "Experiment files whose stages are kept (.gy)")->required();
+  runsGc->add_flag("--dry-run", runsDryRun, "Only list what would be removed");
+
   std::string inspectPath;
   bool inspectJson = false;
   int inspectVolume = 0;
@@ -327,6 +348,24 @@ int realMain(int argc, char** argv) {
       return 1;
     }
     return driver::runStoredStage(runStageHash, ro);
+  }
+  if (*runs) {
+    if (*runsLs) return driver::runsList(runsStore, runsJson);
+    if (*runsShowCmd) return driver::runsShow(runsStore, runsHash);
+    if (*runsRm) return driver::runsRemove(runsStore, runsHashes);
+    // gc keeps every stage the files plan; a file that does not check removes nothing.
+    std::vector<std::string> keep;
+    for (const std::string& file : runsFiles) {
+      Common c;
+      c.file = file;
+      auto compiled = compile(c, StopAfter::Check);
+      if (report(*compiled, c)) {
+        fmt::print(stderr, "error: '{}' does not check; gyrus runs gc removed nothing\n", file);
+        return 1;
+      }
+      for (const ir::Stage& st : compiled->plan.experiment.stages) keep.push_back(st.hash);
+    }
+    return driver::runsCollect(runsStore, keep, runsDryRun);
   }
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   if (*synth) return driver::runSynth(synthArgs);

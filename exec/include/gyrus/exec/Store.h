@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +24,7 @@ namespace gyrus::exec {
 
 /// A finished stage's result.json: the one results schema of a stage, read by `gyrus
 /// run`'s table and `--json`, `gyrus run-stage` and reports.
-///   {"hash", "name", "kind", "seconds", "resumed", "runtime", "device", "metrics": [{"name", "value"}]}
+///   {"hash", "name", "kind", "seconds", "resumed", "runtime", "device", "host", "metrics": [{"name", "value"}]}
 /// A metric that was NaN (e.g. AUROC of a single-class test set) is stored as null.
 struct StageRecord {
   std::string name;
@@ -33,7 +34,23 @@ struct StageRecord {
   bool resumed = false;
   std::string runtime;  ///< the runtime that computed it (LibTorch version, threads, BLAS)
   std::string device;   ///< the device it ran on ("cpu", "cuda:0"; not part of its identity)
+  std::string host;     ///< the machine it ran on
 };
+
+/// What a store holds of one stage (`gyrus runs`).
+struct StageEntry {
+  enum class Status { Done, Running, Incomplete, Damaged };
+  std::string hash;
+  std::string name;  ///< from stage.json ("" when it cannot be read)
+  std::string kind;
+  Status status = Status::Incomplete;
+  std::optional<StageRecord> record;  ///< when done
+  int64_t bytes = 0;                  ///< every file of its directory
+  std::filesystem::file_time_type when;  ///< result.json's modification time, else the directory's
+};
+
+/// "done", "running", "incomplete", "damaged".
+std::string_view toString(StageEntry::Status status);
 
 /// An exclusive advisory lock on a stage directory, released on destruction.
 class StageLock {
@@ -69,6 +86,15 @@ class Store {
                  std::string& error) const;
   /// The stages whose hash starts with `prefix` (at most a few).
   std::vector<std::string> findStages(const std::string& prefix) const;
+  /// Every stage directory of the store, sorted by hash.
+  std::vector<std::string> stageHashes() const;
+  /// What the store holds of a stage: done (result.json), running (another process
+  /// holds its lock), incomplete (started, or planned, not finished), or damaged (no
+  /// readable stage.json and no result).
+  StageEntry inspect(const std::string& hash) const;
+  /// Removes a stage's directory; false with `error` when a process is running it or it
+  /// cannot be removed.
+  bool remove(const std::string& hash, std::string& error) const;
   /// Takes the stage's lock without waiting; `held()` is false when another process has it.
   StageLock tryLock(const std::string& hash) const;
   /// The finished result of a stage, if it has one.

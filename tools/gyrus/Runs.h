@@ -1,0 +1,26 @@
+// `gyrus runs ls|show|rm|gc --store DIR`: what a run store holds, and removing from it.
+// The store stays plain directories (exec/include/gyrus/exec/Store.h); these commands
+// read them and never load the runtime.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace gyrus::driver {
+
+/// One row per stage: hash, name, kind, status, first metric, size, when, device and
+/// host; `json`: one object with `stages`. Exit 0, or 1 when the store does not exist.
+int runsList(const std::filesystem::path& store, bool json);
+
+/// A stage's name, kind, dependencies, status, metrics, files and last history line.
+int runsShow(const std::filesystem::path& store, const std::string& hash);
+
+/// Removes stages (hashes or unique prefixes); a stage a process is running is refused.
+int runsRemove(const std::filesystem::path& store, const std::vector<std::string>& hashes);
+
+/// Removes every stage that none of `keep` (hashes of the stages the given experiment
+/// files plan) is; with `dryRun` only lists them.
+int runsCollect(const std::filesystem::path& store, const std::vector<std::string>& keep, bool dryRun);
+
+}  // namespace gyrus::driver
