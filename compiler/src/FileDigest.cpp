@@ -3,10 +3,8 @@
 
 #include "gyrus/Sha256.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -126,15 +124,9 @@ fs::path digestCachePath() {
 }
 
 std::string fileDigest(const fs::path& file, std::string& error) {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return {};
-  }
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
+  if (::stat(file.c_str(), &st) != 0) {
     error = std::strerror(errno);
-    ::close(fd);
     return {};
   }
   std::error_code ec;
@@ -144,17 +136,12 @@ std::string fileDigest(const fs::path& file, std::string& error) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    if (auto it = c.memory.find(key); it != c.memory.end()) {
-      ::close(fd);
-      return it->second;
-    }
+    if (auto it = c.memory.find(key); it != c.memory.end()) return it->second;
     if (std::string digest = c.disk.lookup(key); !digest.empty()) {
       c.memory[key] = digest;
-      ::close(fd);
       return digest;
     }
   }
-  ::close(fd);
   ir::Sha256 hash;
   if (!hash.updateFromFile(file, error)) return {};
   std::string digest = hash.hex();

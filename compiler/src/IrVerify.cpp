@@ -3,6 +3,8 @@
 // error), and the runtime may assert these instead of re-validating them.
 #include "gyrus/Ir.h"
 
+#include <cmath>
+
 namespace gyrus::ir {
 
 namespace {
@@ -49,6 +51,45 @@ std::string checkEncoder(const Encoder& e) {
 }
 }  // namespace
 
+int64_t minimumShots(LabelKind kind) {
+  return kind == LabelKind::Binary ? 2 : kind == LabelKind::Mask ? 1 : 3;
+}
+
+std::string verify(const PretrainStage& p) {
+  if (p.epochs < 1 || p.batch < 1) return "epochs or batch below 1";
+  if (p.batch > p.data.count()) return "the batch is larger than the data set";
+  if (p.data.channelCount() != 1) return "pretraining data have more than one channel";
+  if (p.objective.terms.empty()) return "the objective has no term";
+  bool random = false;
+  for (const PipelineOp& op : p.pipeline.ops) random = random || op.isRandom();
+  for (const ObjectiveTerm& t : p.objective.terms) {
+    if (!(t.weight > 0)) return "an objective weight is not positive";
+    if (t.kind == ObjectiveKind::Mae && !(t.mae.maskRatio > 0 && t.mae.maskRatio < 1 && t.mae.cube >= 1))
+      return "an MAE term's mask or cube is out of range";
+    if (t.kind == ObjectiveKind::SimClr) {
+      if (!(t.simclr.temperature > 0) || t.simclr.projection < 1)
+        return "a SimCLR term's temperature or projection is out of range";
+      if (p.batch < 2 || p.data.count() < 2) return "a contrastive batch has fewer than 2 samples";
+      if (!random) return "a contrastive pipeline has no random augmentation";
+    }
+  }
+  if (std::string why = checkPipeline(p.pipeline); !why.empty()) return why;
+  return checkEncoder(p.encoder);
+}
+
+std::string verify(const EvaluateStage& e) {
+  if (e.shots < minimumShots(e.labelKind) || e.repeats < 1) return "too few shots or repeats for its label";
+  if (e.testSite.empty() && !(e.testFraction > 0 && e.testFraction < 1)) return "the test share is outside (0, 1)";
+  if (e.protocol == Protocol::Finetune) {
+    if (e.epochs < 1 || !(e.lr > 0) || !std::isfinite(e.lr)) return "fine-tuning epochs below 1 or lr not positive";
+    if (e.batch < 0 || e.batch > e.shots) return "the fine-tuning batch is larger than the shots";
+  }
+  if (e.labelKind == LabelKind::Mask && !(e.nsdToleranceMm >= 0 && std::isfinite(e.nsdToleranceMm)))
+    return "the NSD tolerance is negative";
+  if (std::string why = checkPipeline(e.pipeline); !why.empty()) return why;
+  return checkEncoder(e.encoder);
+}
+
 std::string verify(const Experiment& ex) {
   std::vector<std::string> names;
   for (size_t i = 0; i < ex.stages.size(); ++i) {
@@ -62,16 +103,7 @@ std::string verify(const Experiment& ex) {
     if (s.hash.size() != 64) return fail("it has no hash");
     if (s.kind == StageKind::Pretrain) {
       const PretrainStage& p = s.pretrain;
-      if (p.epochs < 1 || p.batch < 1) return fail("epochs or batch below 1");
-      if (p.batch > p.data.count()) return fail("the batch is larger than the data set");
-      if (p.objective.terms.empty()) return fail("the objective has no term");
-      for (const ObjectiveTerm& t : p.objective.terms) {
-        if (!(t.weight > 0)) return fail("an objective weight is not positive");
-        if (t.kind == ObjectiveKind::Mae && !(t.mae.maskRatio > 0 && t.mae.maskRatio < 1 && t.mae.cube >= 1))
-          return fail("an MAE term's mask or cube is out of range");
-      }
-      if (std::string why = checkPipeline(p.pipeline); !why.empty()) return fail(why);
-      if (std::string why = checkEncoder(p.encoder); !why.empty()) return fail(why);
+      if (std::string why = verify(p); !why.empty()) return fail(why);
       if (!p.init.empty()) {
         bool found = false;
         for (size_t dep : s.deps) found = found || ex.stages[dep].name == p.init;
@@ -83,14 +115,12 @@ std::string verify(const Experiment& ex) {
       for (size_t dep : s.deps)
         found = found || (ex.stages[dep].kind == StageKind::Pretrain && ex.stages[dep].name == e.pretrain);
       if (!found) return fail("it does not depend on its pretrain stage '" + e.pretrain + "'");
-      if (e.shots < 1 || e.repeats < 1) return fail("shots or repeats below 1");
-      if (e.testSite.empty() && !(e.testFraction > 0 && e.testFraction < 1)) return fail("the test share is outside (0, 1)");
-      if (e.batch < 0 || e.batch > e.shots) return fail("the fine-tuning batch is larger than the shots");
+      if (std::string why = verify(e); !why.empty()) return fail(why);
+      // The checker's own promises, which the runtime does not rely on: it reports the
+      // metrics listed, and skips random operations of an evaluation pipeline anyway.
       if (e.metrics.empty()) return fail("it has no metric");
-      if (std::string why = checkPipeline(e.pipeline); !why.empty()) return fail(why);
       for (const PipelineOp& op : e.pipeline.ops)
         if (op.isRandom()) return fail("its pipeline has a random augmentation");
-      if (std::string why = checkEncoder(e.encoder); !why.empty()) return fail(why);
     }
   }
   return {};

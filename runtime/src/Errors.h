@@ -16,17 +16,17 @@ class UserError : public std::runtime_error {
 
 /// A stage the checker should have rejected reached the runtime: gyrus's bug, reported
 /// as an internal error. The runtime trusts the verified IR and asserts what it relies
-/// on (expectIr) instead of re-validating it as the user's mistake, which would hide
+/// on (expectIr over ir::verify) instead of re-validating it as the user's mistake, which would hide
 /// checker bugs.
 class InternalError : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
 
-/// Asserts an invariant of the checked IR (`what` names it).
-inline void expectIr(bool holds, const std::string& what) {
-  if (!holds)
-    throw InternalError("the stage violates an invariant the checker guarantees (" + what +
+/// Asserts a stage's invariants (`violation`: what ir::verify found, empty when none).
+inline void expectIr(const std::string& violation) {
+  if (!violation.empty())
+    throw InternalError("the stage violates an invariant the checker guarantees (" + violation +
                         "); this is a bug in gyrus, please report it with the experiment file");
 }
 

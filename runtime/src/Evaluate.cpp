@@ -251,10 +251,7 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& lab
 
 std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary) {
   checkLabel(stage, binary);
-  expectIr(stage.shots >= 2 && stage.repeats >= 1, "at least 2 shots and 1 repeat");
-  expectIr(stage.testFraction > 0.0 && stage.testFraction < 1.0, "the test fraction lies in (0, 1)");
-  for (const ir::PipelineOp& op : stage.pipeline.ops)
-    expectIr(op.kind != ir::OpKind::Resample || op.mm > 0.0, "resample's voxel size is positive");
+  expectIr(ir::verify(stage));  // what the checker guarantees is asserted, not re-validated
   std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
   if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
     throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +

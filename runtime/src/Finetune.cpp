@@ -304,9 +304,6 @@ struct Prepared {
 /// `stage`'s data lose the samples the loader skips.
 Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary, bool segmentation) {
   std::filesystem::path encoderPath = checkEvaluate(stage, ctx, binary);
-  expectIr(stage.epochs >= 1 && stage.lr > 0.0 && std::isfinite(stage.lr), "fine-tuning epochs >= 1 and lr > 0");
-  expectIr(!segmentation || (stage.nsdToleranceMm >= 0.0 && std::isfinite(stage.nsdToleranceMm)),
-           "the NSD tolerance is at least 0 mm");
   int threads = setThreads(ctx.threads);
 
   Prepared p;

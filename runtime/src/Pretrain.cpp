@@ -57,29 +57,6 @@ void saveCheckpoint(const std::filesystem::path& path, PretrainNet& net, const T
   });
 }
 
-/// Asserts what the checker guarantees of a pretraining (InternalError otherwise).
-void validate(const ir::PretrainStage& stage) {
-  expectIr(!stage.objective.terms.empty(), "an objective has terms");
-  expectIr(stage.batch >= 1 && stage.epochs >= 1, "batch >= 1 and epochs >= 1");
-  expectIr(stage.data.channelCount() == 1, "pretraining data have one channel");
-  bool random = std::any_of(stage.pipeline.ops.begin(), stage.pipeline.ops.end(),
-                            [](const ir::PipelineOp& op) { return op.isRandom(); });
-  for (const ir::PipelineOp& op : stage.pipeline.ops) {
-    expectIr(op.kind != ir::OpKind::Flip || (op.p >= 0.0 && op.p <= 1.0), "flip's p is a probability");
-    expectIr(op.kind != ir::OpKind::Resample || op.mm > 0.0, "resample's voxel size is positive");
-    expectIr(op.kind != ir::OpKind::Noise || op.sigma >= 0.0, "noise's sigma is not negative");
-    expectIr(op.kind != ir::OpKind::Gamma || (op.lo > 0.0 && op.lo <= op.hi), "gamma's range is 0 < lo <= hi");
-  }
-  for (const ir::ObjectiveTerm& term : stage.objective.terms) {
-    if (term.kind != ir::ObjectiveKind::SimClr) continue;
-    expectIr(term.simclr.temperature > 0.0 && term.simclr.projection >= 1,
-             "simclr's temperature is positive and its projection at least 1");
-    expectIr(stage.data.count() >= 2, "a contrastive data set has at least 2 samples");
-    expectIr(random, "a contrastive pipeline has a random augmentation");
-    expectIr(stage.batch >= 2, "a contrastive batch has at least 2 samples");
-  }
-}
-
 /// Start of every step's batch in an epoch of `n` samples, plus `n` at the end. A last
 /// batch smaller than `minBatch` is merged into the previous one.
 std::vector<int64_t> batchStarts(int64_t n, int64_t batch, int64_t minBatch) {
@@ -94,7 +71,7 @@ std::vector<int64_t> batchStarts(int64_t n, int64_t batch, int64_t minBatch) {
 
 StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   StageResult result;
-  validate(stage);
+  expectIr(ir::verify(stage));  // what the checker guarantees is asserted, not re-validated
   int threads = setThreads(ctx.threads);
   torch::manual_seed(stage.seed);
   PretrainNet net(stage.encoder, stage.objective);

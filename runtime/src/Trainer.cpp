@@ -40,15 +40,13 @@ std::string duration(double seconds) {
   return text;
 }
 
-// The L2 norm of all gradients together (what clipping measures).
+// The L2 norm of all gradients together (what clipping measures), with one read back to
+// the host instead of one per parameter.
 double gradientNorm(const std::vector<torch::Tensor>& parameters) {
-  double sum = 0.0;
-  for (const torch::Tensor& p : parameters) {
-    if (!p.grad().defined()) continue;
-    double n = p.grad().norm().item<double>();
-    sum += n * n;
-  }
-  return std::sqrt(sum);
+  std::vector<torch::Tensor> norms;
+  for (const torch::Tensor& p : parameters)
+    if (p.grad().defined()) norms.push_back(p.grad().norm());
+  return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
 }
 
 }  // namespace
@@ -113,7 +111,8 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
     const auto epochStart = Clock::now();
     double lossSum = 0.0, weightSum = 0.0, normSum = 0.0, lr = o.lr;
     int64_t samples = 0;
-    std::vector<std::pair<std::string, double>> terms;
+    // Term losses stay on the stage's device until the epoch ends (no read back per step).
+    std::vector<std::pair<std::string, torch::Tensor>> terms;
     for (int64_t s = 0; s < steps; ++s) {
       lr = learningRate(epoch * steps + s);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
@@ -127,8 +126,12 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       weightSum += loss.weight;
       samples += loss.samples;
       for (size_t t = 0; t < loss.terms.size(); ++t) {
-        if (terms.size() <= t) terms.emplace_back(loss.terms[t].first, 0.0);
-        terms[t].second += loss.terms[t].second.item<double>() * loss.weight;
+        torch::Tensor term = loss.terms[t].second.detach().to(torch::kFloat64) * loss.weight;
+        if (terms.size() <= t) {
+          terms.emplace_back(loss.terms[t].first, term);
+        } else {
+          terms[t].second = terms[t].second + term;
+        }
       }
       auto now = Clock::now();
       if (!options_.everyEpoch_ && options_.progress_ &&
@@ -160,7 +163,7 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       line["epoch"] = epoch + 1;
       line["loss"] = loss;
       nlohmann::json byTerm = nlohmann::json::object();
-      for (const auto& [name, sum] : terms) byTerm[name] = sum / weightSum;
+      for (const auto& [name, sum] : terms) byTerm[name] = sum.item<double>() / weightSum;
       line["terms"] = byTerm;
       line["lr"] = lr;
       line["seconds"] = seconds;

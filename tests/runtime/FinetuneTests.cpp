@@ -225,7 +225,7 @@ TEST_CASE("finetune: user errors") {
   ev.epochs = 0;
   EvaluateRun noEpochs = runFinetune(ev, pre, "tune_epochs");
   CHECK(noEpochs.result.status == StageResult::Status::InternalError);
-  CHECK(noEpochs.result.message.find("fine-tuning epochs >= 1 and lr > 0") != std::string::npos);
+  CHECK(noEpochs.result.message.find("fine-tuning epochs below 1 or lr not positive") != std::string::npos);
   CHECK(noEpochs.result.message.find("this is a bug in gyrus") != std::string::npos);
   ev.epochs = 1;
   ev.lr = 0.0;

@@ -252,7 +252,7 @@ TEST_CASE("folder data: pretraining on a FOMO60K-like tree, evaluation on a two-
   {
     StageResult multi = pretrainIn(freshDir("folder", "multi"), folderPretrain(task));
     CHECK(multi.status == StageResult::Status::InternalError);
-    CHECK_MESSAGE(multi.message.find("pretraining data have one channel") != std::string::npos, multi.message);
+    CHECK_MESSAGE(multi.message.find("pretraining data have more than one channel") != std::string::npos, multi.message);
   }
 
   // The channels of one sample on different grids: both files and shapes are named.

@@ -518,16 +518,16 @@ TEST_CASE("SimCLR: what the checker guarantees is asserted (internal error), not
   };
   ir::PretrainStage stage = augmentedPretrain(1, {ir::ObjectiveTerm{}, simclrTerm(0.5)});
   stage.batch = 1;
-  expectError(stage, StageResult::Status::InternalError, "a contrastive batch has at least 2 samples");
+  expectError(stage, StageResult::Status::InternalError, "a contrastive batch has fewer than 2 samples");
   stage.batch = 4;
   stage.pipeline.ops = {ir::PipelineOp{}};
-  expectError(stage, StageResult::Status::InternalError, "a contrastive pipeline has a random augmentation");
+  expectError(stage, StageResult::Status::InternalError, "a contrastive pipeline has no random augmentation");
   stage = augmentedPretrain(1, {simclrTerm(1.0)});
   stage.objective.terms[0].simclr.temperature = 0.0;
-  expectError(stage, StageResult::Status::InternalError, "simclr's temperature is positive");
+  expectError(stage, StageResult::Status::InternalError, "a SimCLR term's temperature or projection is out of range");
   stage = augmentedPretrain(1, {ir::ObjectiveTerm{}});
   stage.pipeline.ops[3].lo = 0.0;
-  expectError(stage, StageResult::Status::InternalError, "gamma's range is 0 < lo <= hi");
+  expectError(stage, StageResult::Status::InternalError, "a gamma range is not 0 < lo < hi");
   CHECK_FALSE(fs::exists(ctx.dir / kCheckpointFile));
 }
 

@@ -8,14 +8,9 @@
 #include "TestUtil.h"
 
 using namespace gyrus;
+using gyrus::test::slurp;
 
 namespace {
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Checks `source` as if it were the file at `path` (relative data roots resolve there).
 void checkClean(const std::string& where, const std::string& source, const std::string& path = "test.gy") {

@@ -11,16 +11,11 @@
 #include "gyrus/Parse.h"
 
 using namespace gyrus;
+using gyrus::test::slurp;
 
 namespace {
 using gyrus::test::format;
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 TEST_CASE("canonical spacing, alignment and literals as written") {

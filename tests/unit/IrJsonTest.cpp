@@ -18,11 +18,6 @@ using gyrus::test::compile;
 namespace {
 namespace fs = std::filesystem;
 
-std::string slurpFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Writes, reads back and writes again: the two JSON texts and all hashes agree.
 void roundTrip(const std::string& what, const ir::Experiment& ex) {
   INFO(what);
@@ -70,7 +65,7 @@ TEST_CASE("every example and every checkable fuzz seed round-trips through the I
   for (const char* dir : {"examples", "fuzz/corpus", "tests/e2e"}) {
     for (const auto& entry : fs::directory_iterator(fs::path(GYRUS_SOURCE_DIR) / dir)) {
       if (entry.path().extension() != ".gy") continue;
-      std::string text = slurpFile(entry.path());
+      std::string text = test::slurp(entry.path());
       auto c = compileFile(entry.path().string(), {}, StopAfter::Check, &text);
       if (!c->ok() || !c->check.experiment) continue;  // folders not generated, or a seed with errors
       roundTrip(entry.path().string(), *c->check.experiment);
@@ -187,4 +182,21 @@ TEST_CASE("a folder's fingerprint is its content: copied elsewhere it hashes the
   write(b, "sub_2/ses_1/t1.nii.gz", "scan 9");
   CHECK(hashOf(source(b), 0) != original);
   fs::remove_all(root);
+}
+
+TEST_CASE("ir::verify of one stage: what the runtime asserts, with the checker's shot minimums") {
+  ir::EvaluateStage e;
+  e.protocol = ir::Protocol::Finetune;
+  e.labelKind = ir::LabelKind::Mask;
+  e.shots = 1;
+  e.batch = 1;
+  CHECK(ir::verify(e).empty());  // one volume can be fine-tuned on
+  e.labelKind = ir::LabelKind::Binary;
+  CHECK(ir::verify(e) == "too few shots or repeats for its label");
+  CHECK(ir::minimumShots(ir::LabelKind::Continuous) == 3);
+  ir::PretrainStage p;
+  p.batch = 4;
+  p.objective.terms.push_back({});
+  p.objective.terms.back().kind = ir::ObjectiveKind::SimClr;
+  CHECK(ir::verify(p) == "a contrastive pipeline has no random augmentation");
 }

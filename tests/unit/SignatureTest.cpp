@@ -16,15 +16,6 @@
 using namespace gyrus;
 using namespace gyrus::test;
 
-namespace {
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-}  // namespace
-
 TEST_CASE("signatures: every built-in function has a build hook, and every hook a signature") {
   std::set<std::string> hooks;
   for (const std::string& h : check::buildHookNames()) hooks.insert(h);

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +14,14 @@
 #include "gyrus/Parse.h"
 
 namespace gyrus::test {
+
+/// The whole text of a file ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 /// Compiles `source` as the file `test.gy`.
 inline std::unique_ptr<Compilation> compile(const std::string& source, const std::vector<Override>& sets = {},

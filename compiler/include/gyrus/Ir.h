@@ -333,6 +333,14 @@ struct Experiment {
 /// the stages they name, hashes present): an empty string, or the first violation.
 /// A violation is an internal error (IrVerify.cpp).
 std::string verify(const Experiment& experiment);
+/// The invariants of one pretraining or evaluation on its own (what the runtime relies
+/// on; verify(Experiment) adds the dependencies'): an empty string, or the violation.
+std::string verify(const PretrainStage& stage);
+std::string verify(const EvaluateStage& stage);
+
+/// The fewest shots a few-shot evaluation can fit: two for a binary label (one of each
+/// class), three for a regression, one volume for a segmentation.
+int64_t minimumShots(LabelKind kind);
 
 std::string_view toString(StageKind k);
 std::string_view toString(OpKind k);

@@ -45,7 +45,7 @@ bool Checker::checkFewShot(Evaluation& ev, const ir::EvaluateStage& e) {
   }
   int64_t pool = n - testCount;
   SourceRange shotsAt = args["shots"].present ? args["shots"].range : d.range;
-  int64_t minShots = labelKind == ir::LabelKind::Binary ? 2 : labelKind == ir::LabelKind::Mask ? 1 : 3;
+  int64_t minShots = ir::minimumShots(labelKind);
   if (e.shots > pool || e.shots < minShots || pool < minShots) {
     Diagnostic& diag = diags_.report(
         DiagKind::FewShotSize, shotsAt,
