@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs gyrus's build and test dependencies from Debian 12 packages.
-# Idempotent: installs only the packages that are missing. Run as root (or with sudo).
+# Installs gyrus's build and test dependencies on Debian 12. Idempotent: installs only
+# what is missing.
+#   1. Debian packages (apt, as root or through sudo).
+#   2. LibTorch: the PyPI wheel torch==2.11.0 (its default Linux build: CUDA 13.0) in a
+#      virtual environment outside the clone, created once and shared by every clone:
+#      $GYRUS_TORCH_VENV, default ~/.cache/gyrus/torch-2.11.0 (about 4.7 GB with its
+#      nvidia-* wheels; pip's cache makes a second environment quick). CMake finds it
+#      there (cmake/GyrusTorch.cmake). Runs as the calling user, not through sudo.
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache lld pkg-config
   antlr4 libantlr4-runtime-dev default-jre-headless
-  libtorch-dev libopenblas0-pthread libgloo-dev
+  python3 python3-venv python3-pip
   llvm-14-dev
   libinsighttoolkit5-dev libgdcm-tools zlib1g-dev
   libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev nlohmann-json3-dev
@@ -21,13 +27,49 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
+  echo "install-deps: all ${#packages[@]} Debian packages present"
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# LibTorch from PyPI. The pin matches the GPU host's image (torch 2.11.0+cu130), so what
+# is built here also runs there.
+torch_version=2.11.0
+venv="${GYRUS_TORCH_VENV:-$HOME/.cache/gyrus/torch-$torch_version}"
+python_packages=("torch==$torch_version" numpy)
+
+has_torch() {
+  "$venv/bin/python" - "$torch_version" 2>/dev/null <<'EOF'
+import sys, torch, numpy
+sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
+EOF
+}
+
+if has_torch; then
+  echo "install-deps: torch $torch_version present in $venv"
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+mkdir -p "$(dirname "$venv")"
+# One installer at a time (two clones set up at once share the environment).
+exec 9>"$venv.lock"
+flock 9
+if has_torch; then
+  echo "install-deps: torch $torch_version present in $venv"
+  exit 0
+fi
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pip" 2>/dev/null; then
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+fi
+echo "install-deps: installing ${python_packages[*]} into $venv (about 2.7 GB to download once)"
+start=$(date +%s)
+"$venv/bin/python" -m pip install --quiet --progress-bar off --disable-pip-version-check \
+  "${python_packages[@]}"
+has_torch || { echo "install-deps: torch $torch_version did not install into $venv" >&2; exit 1; }
+echo "install-deps: torch $torch_version installed in $(( $(date +%s) - start )) s"

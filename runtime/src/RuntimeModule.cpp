@@ -6,7 +6,9 @@
 
 #include "Errors.h"
 #include "Stages.h"
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 namespace gyrus::rt {
@@ -40,10 +42,16 @@ class TorchRuntime final : public Runtime {
     std::ostringstream s;
     s << "LibTorch " << TORCH_VERSION;
     using GetConfig = char* (*)();
-    if (void* sym = dlsym(RTLD_DEFAULT, "openblas_get_config"))
-      s << ", " << reinterpret_cast<GetConfig>(sym)();
+    if (at::hasMKL())
+      s << ", BLAS MKL";
+    else if (void* sym = dlsym(RTLD_DEFAULT, "openblas_get_config"))
+      s << ", BLAS " << reinterpret_cast<GetConfig>(sym)();
     else
-      s << ", BLAS without OpenBLAS (slow: install libopenblas0-pthread)";
+      s << ", reference BLAS (slow)";
+    if (torch::cuda::is_available())
+      s << ", " << torch::cuda::device_count() << " CUDA device(s)";
+    else
+      s << ", no usable CUDA device";
     return s.str();
   }
   StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) override {

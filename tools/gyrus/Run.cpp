@@ -110,6 +110,10 @@ exec::RunSettings settingsFor(const RunOptions& options) {
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
   setenv("OPENBLAS_NUM_THREADS", std::to_string(settings.threads).c_str(), /*overwrite=*/0);
+  // LibTorch's OpenMP threads otherwise spin between parallel regions; when anything
+  // else wants a core (a data loader, another worker, a build) a step becomes up to 12x
+  // slower (docs/performance.md). Read by libgomp when the runtime module loads.
+  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
   settings.volumeCache = options.volumeCache;
   settings.loaderMemory = options.loaderMemory;
   settings.device = options.device;
