@@ -52,6 +52,50 @@ int64_t asInt(const Bound& b) { return static_cast<int64_t>(b.value.num); }
 double asNum(const Bound& b) { return b.value.num; }
 
 namespace {
+// The checks of a pipeline operation that its registry's ranges cannot say, keyed by its
+// name: each reports and returns false.
+struct OpRule {
+  std::string_view op;
+  bool (*check)(Checker& c, const ir::PipelineOp& op, std::map<std::string, Bound>& a, SourceRange call);
+};
+const OpRule kOpRules[] = {
+    {"clip",
+     [](Checker& c, const ir::PipelineOp& op, std::map<std::string, Bound>& a, SourceRange call) {
+       if (op.number("lo") < op.number("hi")) return true;
+       c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
+                        "clip's upper percentile must be above its lower one");
+       return false;
+     }},
+};
+
+// Every pipeline operation's hook: its bound arguments, by the registry's parameters,
+// become the operation's values; one that sets the shape carries it (and where it was
+// written) on the pipeline.
+Value pipelineOp(Checker& c, const ir::OpSpec& spec, std::map<std::string, Bound>& a, SourceRange call) {
+  ir::PipelineOp op;
+  op.name = std::string(spec.name);
+  for (const ir::OpParamSpec& p : spec.params) {
+    const Value& x = a[std::string(p.name)].value;
+    ir::OpValue value = x.num;
+    if (p.type == ir::OpParamType::Bool) value = x.flag;
+    if (p.type == ir::OpParamType::Shape) value = x.shape;
+    if (p.type == ir::OpParamType::Range) value = ir::Interval{x.num, x.hi};
+    op.args.push_back({std::string(p.name), value});
+  }
+  for (const OpRule& rule : kOpRules)
+    if (rule.op == spec.name && !rule.check(c, op, a, call)) return errorValue();
+  Value v;
+  v.ty = Ty::Pipeline;
+  if (spec.shape == ir::OpShape::Sets) {
+    const Bound& size = a[std::string(spec.shapeParam)];
+    v.pipelineSetsShape = true;
+    v.shapeOrigin = size.range;
+    v.shape = size.value.shape;
+  }
+  v.pipeline.ops.push_back(std::move(op));
+  return v;
+}
+
 using NamedHook = std::pair<std::string, BuildHook>;
 
 const std::vector<NamedHook>& hookTable() {
@@ -139,82 +183,10 @@ const std::vector<NamedHook>& hookTable() {
                    v.str = a["name"].value.str;
                    return v;
                  }});
-    hooks.push_back({"resample",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Resample;
-                   op.mm = asNum(a["spacing"]);
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    hooks.push_back({"crop",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Crop;
-                   op.size = a["size"].value.shape;
-                   v.pipeline.ops.push_back(op);
-                   v.pipelineSetsShape = true;
-                   v.shapeOrigin = a["size"].range;
-                   v.shape = op.size;
-                   return v;
-                 }});
-    hooks.push_back({"zscore",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::ZScore;
-                   op.nonzero = a["nonzero"].value.flag;
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    hooks.push_back({"clip",
-                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Clip;
-                   op.lo = asNum(a["lo"]);
-                   op.hi = asNum(a["hi"]);
-                   if (op.lo >= op.hi) {
-                     c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
-                                      "clip's upper percentile must be above its lower one");
-                     return errorValue();
-                   }
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    auto randomOp = [](ir::OpKind kind) {
-      Value v;
-      v.ty = Ty::Pipeline;
-      ir::PipelineOp op;
-      op.kind = kind;
-      v.pipeline.ops.push_back(op);
-      return v;
-    };
-    hooks.push_back({"flip",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Flip);
-                   v.pipeline.ops[0].p = asNum(a["p"]);
-                   return v;
-                 }});
-    hooks.push_back({"noise",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Noise);
-                   v.pipeline.ops[0].sigma = asNum(a["sigma"]);
-                   return v;
-                 }});
-    hooks.push_back({"gamma",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Gamma);
-                   v.pipeline.ops[0].lo = a["range"].value.num;
-                   v.pipeline.ops[0].hi = a["range"].value.hi;
-                   return v;
-                 }});
+    for (const ir::OpSpec& spec : ir::pipelineOps())
+      hooks.push_back({std::string(spec.name), [&spec](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
+                         return pipelineOp(c, spec, a, call);
+                       }});
     hooks.push_back({"unet",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "gyrus/Ir.h"
 
@@ -40,9 +41,6 @@ struct EnumNames;
   };
 
 GYRUS_ENUM_NAMES(StageKind, {StageKind::Pretrain, "pretrain"}, {StageKind::Evaluate, "evaluate"})
-GYRUS_ENUM_NAMES(OpKind, {OpKind::Crop, "crop"}, {OpKind::ZScore, "zscore"}, {OpKind::Clip, "clip"},
-                 {OpKind::Flip, "flip"}, {OpKind::Noise, "noise"}, {OpKind::Gamma, "gamma"},
-                 {OpKind::Resample, "resample"})
 GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuous, "continuous"},
                  {LabelKind::Mask, "mask"})
 GYRUS_ENUM_NAMES(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::Sgd, "sgd"})
@@ -128,22 +126,22 @@ void visit(V& v, S& d) {
   }
 }
 
-// Each operation carries only its own parameters.
+template <class V, Is<Interval> S>
+void visit(V& v, S& r) {
+  v("lo", r.lo);
+  v("hi", r.hi);
+}
+
+// An operation is its registry name and its registry's parameters, in order (a reader
+// starts from the operation's defaults, so every parameter is read, and checked, by name).
 template <class V, Is<PipelineOp> S>
 void visit(V& v, S& op) {
-  v("op", op.kind);
-  switch (op.kind) {
-    case OpKind::Crop: v("size", op.size); break;
-    case OpKind::ZScore: v("nonzero", op.nonzero); break;
-    case OpKind::Clip:
-    case OpKind::Gamma:
-      v("lo", op.lo);
-      v("hi", op.hi);
-      break;
-    case OpKind::Flip: v("p", op.p); break;
-    case OpKind::Noise: v("sigma", op.sigma); break;
-    case OpKind::Resample: v("mm", op.mm); break;
+  v("op", op.name);
+  if constexpr (!std::is_const_v<S>) {
+    if (findPipelineOp(op.name) == nullptr) return v.invalid("op", "unknown value '" + op.name + "'");
+    op = makeOp(op.name);
   }
+  for (auto& arg : op.args) std::visit([&](auto& value) { v(arg.name.c_str(), value); }, arg.value);
 }
 
 template <class V, Is<Pipeline> S>

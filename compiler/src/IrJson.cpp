@@ -101,6 +101,10 @@ struct Reader {
   void info(const char* key, T& value) {
     (*this)(key, value);
   }
+  /// A value the table cannot take (an unknown operation).
+  [[noreturn]] void invalid(const char* key, const std::string& why) const {
+    throw ReadError(path + "." + key + ": " + why);
+  }
   void finish() const {
     for (auto it = in.begin(); it != in.end(); ++it)
       if (!seen.count(it.key())) throw ReadError(path + ": unknown key '" + it.key() + "'");

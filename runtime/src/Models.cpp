@@ -305,15 +305,15 @@ std::string rowName(const ir::DataSource& data, size_t k) {
 /// The hint for volumes that differ in shape after `prefix`.
 std::string shapeHint(const ir::Pipeline& prefix, const ir::Pipeline& suffix) {
   bool resampled = false, cropped = false;
+  auto sets = [](const ir::PipelineOp& op) { return op.spec().shape == ir::OpShape::Sets; };
   for (const ir::PipelineOp& op : prefix.ops) {
-    if (op.kind == ir::OpKind::Resample) {
+    if (op.spec().shape == ir::OpShape::Resamples) {
       resampled = true;
       cropped = false;
     }
-    if (op.kind == ir::OpKind::Crop) cropped = true;
+    if (sets(op)) cropped = true;
   }
-  bool laterCrop = std::any_of(suffix.ops.begin(), suffix.ops.end(),
-                               [](const ir::PipelineOp& op) { return op.kind == ir::OpKind::Crop; });
+  bool laterCrop = std::any_of(suffix.ops.begin(), suffix.ops.end(), sets);
   if (laterCrop && !cropped)
     return "move crop(...) before the first random augmentation (flip, noise, gamma): the preprocessed volumes are "
            "cached before it, and must share one shape";
