@@ -1,5 +1,6 @@
 // The build hooks of the built-in functions: how each builds its value from its bound
-// arguments. Their signatures (parameters, types, units, defaults, ranges, docs) are
+// arguments (every pipeline operation through one hook, pipelineOp, over its registry
+// entry). Their signatures (parameters, types, units, defaults, ranges, docs) are
 // declared in Signatures.def; the binder has checked and defaulted every argument
 // before a hook runs, so a hook reads `a["name"].value` (`present`: given, not defaulted).
 #include "CheckInternal.h"
@@ -187,29 +188,23 @@ const std::vector<NamedHook>& hookTable() {
       hooks.push_back({std::string(spec.name), [&spec](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
                          return pipelineOp(c, spec, a, call);
                        }});
+    auto encoder = [](const ir::Encoder& e) {
+      Value v;
+      v.ty = Ty::Encoder;
+      v.encoder = e;
+      return v;
+    };
     hooks.push_back({"unet",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Encoder;
-                   v.encoder.kind = ir::EncoderKind::UNet;
-                   ir::UNetEncoder& e = v.encoder.unet;
-                   e.width = asInt(a["width"]);
-                   e.stages = asInt(a["stages"]);
-                   e.convsPerStage = asInt(a["convs"]);
-                   e.maxWidth = asInt(a["max_width"]);
-                   return v;
+                 [encoder](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   return encoder(ir::UNetEncoder{.width = asInt(a["width"]), .stages = asInt(a["stages"]),
+                                                  .convsPerStage = asInt(a["convs"]),
+                                                  .maxWidth = asInt(a["max_width"])});
                  }});
     hooks.push_back({"vit",
-                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Encoder;
-                   v.encoder.kind = ir::EncoderKind::Vit;
-                   ir::VitEncoder& e = v.encoder.vit;
-                   e.patch = asInt(a["patch"]);
-                   e.dim = asInt(a["dim"]);
-                   e.depth = asInt(a["depth"]);
-                   e.heads = asInt(a["heads"]);
-                   e.mlpRatio = asInt(a["mlp_ratio"]);
+                 [encoder](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   const ir::VitEncoder e{.patch = asInt(a["patch"]), .dim = asInt(a["dim"]),
+                                          .depth = asInt(a["depth"]), .heads = asInt(a["heads"]),
+                                          .mlpRatio = asInt(a["mlp_ratio"])};
                    // Attention splits the features evenly over the heads.
                    if (e.dim % e.heads != 0) {
                      // The nearest multiples of heads that dim may be, and the number of
@@ -239,32 +234,30 @@ const std::vector<NamedHook>& hookTable() {
                      }
                      return errorValue();
                    }
-                   return v;
+                   return encoder(ir::Encoder(e));
                  }});
+    // An objective of one term; `cubeAt` is where its mask cube is set (the call for a
+    // term without one).
+    auto objective = [](const ir::ObjectiveTerm& term, SourceRange cubeAt) {
+      Value v;
+      v.ty = Ty::Objective;
+      v.objective.terms.push_back(term);
+      v.cubeOrigins.push_back(cubeAt);
+      return v;
+    };
     hooks.push_back({"mae",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Objective;
+                 [objective](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::Mae;
-                   term.mae.maskRatio = asNum(a["mask"]);
-                   term.mae.cube = asInt(a["cube"]);
-                   term.mae.maskedOnly = a["masked_only"].value.flag;
-                   v.objective.terms.push_back(term);
-                   v.cubeOrigins.push_back(a["cube"].present ? a["cube"].range : call);
-                   return v;
+                   term.mae = {asNum(a["mask"]), asInt(a["cube"]), a["masked_only"].value.flag};
+                   return objective(term, a["cube"].present ? a["cube"].range : call);
                  }});
     hooks.push_back({"simclr",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Objective;
+                 [objective](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::SimClr;
-                   term.simclr.temperature = asNum(a["temperature"]);
-                   term.simclr.projection = asInt(a["projection"]);
-                   v.objective.terms.push_back(term);
-                   v.cubeOrigins.push_back(call);
-                   return v;
+                   term.simclr = {asNum(a["temperature"]), asInt(a["projection"])};
+                   return objective(term, call);
                  }});
     // The optimisers share their schedule and clipping parameters.
     auto optimizer = [](ir::OptimizerKind kind, std::map<std::string, Bound>& a) {

@@ -258,6 +258,15 @@ inline void flowShape(Value& data, const ir::Pipeline& pipeline) {
   }
 }
 
+/// A new stage of `kind` called `name` (its pretrain or evaluate part named too).
+inline ir::Stage newStage(ir::StageKind kind, const std::string& name) {
+  ir::Stage stage;
+  stage.kind = kind;
+  stage.name = name;
+  (kind == ir::StageKind::Pretrain ? stage.pretrain.name : stage.evaluate.name) = name;
+  return stage;
+}
+
 // ---- The side table (check/Typed.cpp) -------------------------------------------------
 
 /// What checking found for one AST node of the user's file (Luau's `astTypes`): the
@@ -299,6 +308,8 @@ struct Evaluation {
   Value pipeline;                    ///< the evaluation's pipeline (the pretraining's unless its own)
   SourceRange pipelineAt;
   int64_t testCount = 0;  ///< subjects held out for testing
+  /// The label as the evaluation names it, quoted: `'task.label'`.
+  std::string labelText() const { return "'" + decl->task[0] + "." + label + "'"; }
 };
 
 struct Symbol {

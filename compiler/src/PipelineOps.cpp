@@ -64,11 +64,7 @@ const std::vector<OpSpec>& pipelineOps() {
   return table;
 }
 
-const OpSpec* findPipelineOp(std::string_view name) {
-  for (const OpSpec& s : pipelineOps())
-    if (s.name == name) return &s;
-  return nullptr;
-}
+const OpSpec* findPipelineOp(std::string_view name) { return findByName(pipelineOps(), name); }
 
 namespace {
 [[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
@@ -144,9 +140,9 @@ const OpSpec& PipelineOp::spec() const {
 }
 
 const OpValue& PipelineOp::arg(std::string_view param) const {
-  for (const OpArg& a : args)
-    if (a.name == param) return a.value;
-  fail(name + " has no parameter '" + std::string(param) + "'");
+  const OpArg* a = findByName(args, param);
+  if (a == nullptr) fail(name + " has no parameter '" + std::string(param) + "'");
+  return a->value;
 }
 
 double PipelineOp::number(std::string_view param) const { return get<double>(*this, param); }
@@ -158,13 +154,12 @@ PipelineOp& PipelineOp::set(std::string_view param, OpValue value) {
   const OpParamSpec* p = spec().find(param);
   if (p == nullptr) fail(name + " has no parameter '" + std::string(param) + "'");
   if (value.index() != alternativeOf(p->type)) fail(name + "'s parameter '" + std::string(param) + "' has another type");
-  for (OpArg& a : args) {
-    if (a.name == param) {
-      a.value = std::move(value);
-      return *this;
-    }
+  auto it = std::find_if(args.begin(), args.end(), [&](const OpArg& a) { return a.name == param; });
+  if (it != args.end()) {
+    it->value = std::move(value);
+  } else {
+    args.push_back({std::string(param), std::move(value)});
   }
-  args.push_back({std::string(param), std::move(value)});
   return *this;
 }
 

@@ -30,7 +30,8 @@ torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
   return torch::leaky_relu(norm->forward(conv->forward(x)), 0.01);
 }
 
-UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
+UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg)
+    : EncoderImpl(ir::Encoder(cfg), "stage0.conv0.conv.weight") {
   int64_t in = cfg.inChannels;
   for (int64_t s = 0; s < cfg.stages; ++s) {
     auto stage = register_module("stage" + std::to_string(s), std::make_shared<nn::Module>());
@@ -95,7 +96,7 @@ torch::Tensor sincosPositions(int64_t z, int64_t y, int64_t x, int64_t dim) {
   return out;
 }
 
-VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
+VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Encoder(cfg), "patch_embed.weight") {
   patchEmbed_ = register_module(
       "patch_embed", nn::Conv3d(nn::Conv3dOptions(cfg.inChannels, cfg.dim, cfg.patch).stride(cfg.patch).bias(true)));
   for (int64_t b = 0; b < cfg.depth; ++b)

@@ -327,11 +327,7 @@ const std::vector<OpImpl>& opImpls() {
   return table;
 }
 
-const OpImpl* findOpImpl(std::string_view name) {
-  for (const OpImpl& impl : opImpls())
-    if (impl.name == name) return &impl;
-  return nullptr;
-}
+const OpImpl* findOpImpl(std::string_view name) { return ir::findByName(opImpls(), name); }
 
 namespace {
 // The implementation of `op`; a random one needs an Rng (applyAugmentations), which

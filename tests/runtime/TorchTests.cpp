@@ -554,7 +554,7 @@ TEST_CASE("ViT: token grid, parameter names and count, position codes") {
   for (const char* n : {"patch_embed.weight", "patch_embed.bias", "block0.attn.qkv.weight", "block1.mlp.fc2.bias",
                         "norm.weight"})
     CHECK_MESSAGE(names.find(n) != nullptr, n);
-  CHECK(vit->stemWeight() == "patch_embed.weight");
+  CHECK(vit->stemWeight == "patch_embed.weight");
 
   torch::Tensor pos = sincosPositions(4, 3, 2, 24);
   REQUIRE(pos.sizes().vec() == std::vector<int64_t>{24, 24});

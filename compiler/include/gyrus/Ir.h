@@ -122,11 +122,11 @@ Shape3 outputShape(const Pipeline& pipeline, Shape3 in, std::array<double, 3> sp
 /// stage has `convsPerStage` conv-norm-activation blocks. Widths double per stage up
 /// to `maxWidth`.
 struct UNetEncoder {
-  int64_t inChannels = 1;
-  int64_t width = 32;
-  int64_t stages = 5;
-  int64_t convsPerStage = 2;
-  int64_t maxWidth = 320;
+  int64_t inChannels = 1;     ///< input channels (one in pretraining)
+  int64_t width = 32;         ///< channels of the first stage
+  int64_t stages = 5;         ///< resolution levels
+  int64_t convsPerStage = 2;  ///< conv-norm-activation blocks per stage
+  int64_t maxWidth = 320;     ///< the widest stage
   /// Total downsampling factor: 2^(stages - 1).
   int64_t totalStride() const { return int64_t{1} << (stages - 1); }
   /// Width (channels) of stage `s` (0-based).
@@ -143,12 +143,12 @@ struct UNetEncoder {
 /// self-attention with `heads` heads, an MLP of `mlpRatio` x dim with GELU), and a final
 /// LayerNorm. Its one feature map is the token grid, [dim, z/patch, y/patch, x/patch].
 struct VitEncoder {
-  int64_t inChannels = 1;
-  int64_t patch = 16;
-  int64_t dim = 384;
-  int64_t depth = 12;
-  int64_t heads = 6;
-  int64_t mlpRatio = 4;
+  int64_t inChannels = 1;  ///< input channels (one in pretraining)
+  int64_t patch = 16;      ///< side of a patch cube, in voxels
+  int64_t dim = 384;       ///< features per token
+  int64_t depth = 12;      ///< transformer blocks
+  int64_t heads = 6;       ///< attention heads
+  int64_t mlpRatio = 4;    ///< MLP width over dim
 };
 
 /// The encoder of a stage: a convolutional U-Net or a ViT.

@@ -41,6 +41,15 @@ std::string boundsText(Bounds bounds, double lo, double hi);
 /// end, `shape` a shape's sides.
 std::string checkBounds(Bounds bounds, double lo, double hi, double num, double upper, const Shape3& shape);
 
+/// The entry of `table` called `name`, or nullptr: the registry's operations, their
+/// parameters and values, the runtime's implementations.
+template <class T>
+const T* findByName(const std::vector<T>& table, std::string_view name) {
+  for (const T& entry : table)
+    if (entry.name == name) return &entry;
+  return nullptr;
+}
+
 /// The types a pipeline operation's parameter may have (the checker's types of the same
 /// names): Float, Fraction and Length hold a number, Shape a shape, Bool a flag, Range
 /// an interval.
@@ -76,11 +85,7 @@ struct OpSpec {
   std::vector<OpParamSpec> params;
   bool random() const { return draw == OpDraw::Random; }
   bool spatial() const { return actsOn == OpActsOn::Spatial; }
-  const OpParamSpec* find(std::string_view param) const {
-    for (const OpParamSpec& p : params)
-      if (p.name == param) return &p;
-    return nullptr;
-  }
+  const OpParamSpec* find(std::string_view param) const { return findByName(params, param); }
 };
 
 /// Every pipeline operation, in the registry's order.
