@@ -63,6 +63,14 @@ int precedence(const Expr& e) {
 }
 
 void printArgs(const std::vector<Arg>& args, std::string& out);
+void print(const Expr& e, std::string& out);
+
+// An operand, in parentheses when its precedence needs them.
+void printOperand(const Expr& operand, bool paren, std::string& out) {
+  if (paren) out += "(";
+  print(operand, out);
+  if (paren) out += ")";
+}
 
 void print(const Expr& e, std::string& out) {
   switch (e.kind) {
@@ -111,10 +119,7 @@ void print(const Expr& e, std::string& out) {
     case NodeKind::ExprUnary: {
       const auto& u = static_cast<const ExprUnary&>(e);
       out += "-";
-      bool paren = precedence(*u.operand) < precedence(e);
-      if (paren) out += "(";
-      print(*u.operand, out);
-      if (paren) out += ")";
+      printOperand(*u.operand, precedence(*u.operand) < precedence(e), out);
       return;
     }
     case NodeKind::ExprBinary: {
@@ -123,13 +128,9 @@ void print(const Expr& e, std::string& out) {
       bool rightAssoc = b.op == BinaryOp::Pow;
       bool lp = precedence(*b.lhs) < p || (rightAssoc && precedence(*b.lhs) == p);
       bool rp = precedence(*b.rhs) < p || (!rightAssoc && precedence(*b.rhs) == p);
-      if (lp) out += "(";
-      print(*b.lhs, out);
-      if (lp) out += ")";
+      printOperand(*b.lhs, lp, out);
       out += b.op == BinaryOp::Pow ? "^" : " " + std::string(toString(b.op)) + " ";
-      if (rp) out += "(";
-      print(*b.rhs, out);
-      if (rp) out += ")";
+      printOperand(*b.rhs, rp, out);
       return;
     }
     case NodeKind::ExprList: {

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "GyrusLexer.h"
 #include "GyrusParser.h"
@@ -574,28 +575,35 @@ struct ParserSetup {
 
 }  // namespace
 
-ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
+namespace {
+// Parses file `id` with the grammar rule `rule` (parser -> tree) and builds our AST from
+// the tree with `build` (builder, tree -> node): nullptr after any error (invalid UTF-8,
+// unbalanced or too deeply nested brackets, a syntax error, nesting too deep to build).
+template <class Rule, class Build>
+auto parseWith(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags, Rule rule, Build build)
+    -> decltype(build(std::declval<Builder&>(), rule(std::declval<G&>()))) {
   const std::string& text = sm.file(id).text;
   if (!checkUtf8(text, id, diags)) return nullptr;
   size_t before = diags.errorCount();
   ParserSetup p(text, id, diags);
   if (!scanBrackets(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
-  G::FileContext* tree = p.parser.file();
+  auto* tree = rule(p.parser);
   if (diags.errorCount() != before) return nullptr;
   Builder builder(id, p.map, arena);
-  return Builder::guarded(diags, [&] { return builder.file(tree); });
+  return Builder::guarded(diags, [&] { return build(builder, tree); });
+}
+}  // namespace
+
+ast::File* parseFile(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
+  return parseWith(
+      sm, id, arena, diags, [](G& parser) { return parser.file(); },
+      [](Builder& b, G::FileContext* tree) { return b.file(tree); });
 }
 
 ast::Expr* parseExpression(const SourceManager& sm, FileId id, ast::Arena& arena, DiagnosticEngine& diags) {
-  const std::string& text = sm.file(id).text;
-  if (!checkUtf8(text, id, diags)) return nullptr;
-  size_t before = diags.errorCount();
-  ParserSetup p(text, id, diags);
-  if (!scanBrackets(p.tokens, p.map, id, kMaxNesting, diags)) return nullptr;
-  G::ExprOnlyContext* tree = p.parser.exprOnly();
-  if (diags.errorCount() != before) return nullptr;
-  Builder builder(id, p.map, arena);
-  return Builder::guarded(diags, [&] { return builder.expr(tree->expr()); });
+  return parseWith(
+      sm, id, arena, diags, [](G& parser) { return parser.exprOnly(); },
+      [](Builder& b, G::ExprOnlyContext* tree) { return b.expr(tree->expr()); });
 }
 
 std::vector<SourceRange> comments(const SourceManager& sm, FileId id) {

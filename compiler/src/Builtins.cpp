@@ -1,5 +1,6 @@
 // The build hooks of the built-in functions: how each builds its value from its bound
-// arguments. Their signatures (parameters, types, units, defaults, ranges, docs) are
+// arguments (every pipeline operation through one hook, pipelineOp, over its registry
+// entry). Their signatures (parameters, types, units, defaults, ranges, docs) are
 // declared in Signatures.def; the binder has checked and defaulted every argument
 // before a hook runs, so a hook reads `a["name"].value` (`present`: given, not defaulted).
 #include "CheckInternal.h"
@@ -52,6 +53,50 @@ int64_t asInt(const Bound& b) { return static_cast<int64_t>(b.value.num); }
 double asNum(const Bound& b) { return b.value.num; }
 
 namespace {
+// The checks of a pipeline operation that its registry's ranges cannot say, keyed by its
+// name: each reports and returns false.
+struct OpRule {
+  std::string_view op;
+  bool (*check)(Checker& c, const ir::PipelineOp& op, std::map<std::string, Bound>& a, SourceRange call);
+};
+const OpRule kOpRules[] = {
+    {"clip",
+     [](Checker& c, const ir::PipelineOp& op, std::map<std::string, Bound>& a, SourceRange call) {
+       if (op.number("lo") < op.number("hi")) return true;
+       c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
+                        "clip's upper percentile must be above its lower one");
+       return false;
+     }},
+};
+
+// Every pipeline operation's hook: its bound arguments, by the registry's parameters,
+// become the operation's values; one that sets the shape carries it (and where it was
+// written) on the pipeline.
+Value pipelineOp(Checker& c, const ir::OpSpec& spec, std::map<std::string, Bound>& a, SourceRange call) {
+  ir::PipelineOp op;
+  op.name = std::string(spec.name);
+  for (const ir::OpParamSpec& p : spec.params) {
+    const Value& x = a[std::string(p.name)].value;
+    ir::OpValue value = x.num;
+    if (p.type == ir::OpParamType::Bool) value = x.flag;
+    if (p.type == ir::OpParamType::Shape) value = x.shape;
+    if (p.type == ir::OpParamType::Range) value = ir::Interval{x.num, x.hi};
+    op.args.push_back({std::string(p.name), value});
+  }
+  for (const OpRule& rule : kOpRules)
+    if (rule.op == spec.name && !rule.check(c, op, a, call)) return errorValue();
+  Value v;
+  v.ty = Ty::Pipeline;
+  if (spec.shape == ir::OpShape::Sets) {
+    const Bound& size = a[std::string(spec.shapeParam)];
+    v.pipelineSetsShape = true;
+    v.shapeOrigin = size.range;
+    v.shape = size.value.shape;
+  }
+  v.pipeline.ops.push_back(std::move(op));
+  return v;
+}
+
 using NamedHook = std::pair<std::string, BuildHook>;
 
 const std::vector<NamedHook>& hookTable() {
@@ -139,105 +184,27 @@ const std::vector<NamedHook>& hookTable() {
                    v.str = a["name"].value.str;
                    return v;
                  }});
-    hooks.push_back({"resample",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Resample;
-                   op.mm = asNum(a["spacing"]);
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    hooks.push_back({"crop",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Crop;
-                   op.size = a["size"].value.shape;
-                   v.pipeline.ops.push_back(op);
-                   v.pipelineSetsShape = true;
-                   v.shapeOrigin = a["size"].range;
-                   v.shape = op.size;
-                   return v;
-                 }});
-    hooks.push_back({"zscore",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::ZScore;
-                   op.nonzero = a["nonzero"].value.flag;
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    hooks.push_back({"clip",
-                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Pipeline;
-                   ir::PipelineOp op;
-                   op.kind = ir::OpKind::Clip;
-                   op.lo = asNum(a["lo"]);
-                   op.hi = asNum(a["hi"]);
-                   if (op.lo >= op.hi) {
-                     c.diags().report(DiagKind::ValueRange, a["hi"].present ? a["hi"].range : call,
-                                      "clip's upper percentile must be above its lower one");
-                     return errorValue();
-                   }
-                   v.pipeline.ops.push_back(op);
-                   return v;
-                 }});
-    auto randomOp = [](ir::OpKind kind) {
+    for (const ir::OpSpec& spec : ir::pipelineOps())
+      hooks.push_back({std::string(spec.name), [&spec](Checker& c, std::map<std::string, Bound>& a, SourceRange call) {
+                         return pipelineOp(c, spec, a, call);
+                       }});
+    auto encoder = [](const ir::Encoder& e) {
       Value v;
-      v.ty = Ty::Pipeline;
-      ir::PipelineOp op;
-      op.kind = kind;
-      v.pipeline.ops.push_back(op);
+      v.ty = Ty::Encoder;
+      v.encoder = e;
       return v;
     };
-    hooks.push_back({"flip",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Flip);
-                   v.pipeline.ops[0].p = asNum(a["p"]);
-                   return v;
-                 }});
-    hooks.push_back({"noise",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Noise);
-                   v.pipeline.ops[0].sigma = asNum(a["sigma"]);
-                   return v;
-                 }});
-    hooks.push_back({"gamma",
-                 [randomOp](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v = randomOp(ir::OpKind::Gamma);
-                   v.pipeline.ops[0].lo = a["range"].value.num;
-                   v.pipeline.ops[0].hi = a["range"].value.hi;
-                   return v;
-                 }});
     hooks.push_back({"unet",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Encoder;
-                   v.encoder.kind = ir::EncoderKind::UNet;
-                   ir::UNetEncoder& e = v.encoder.unet;
-                   e.width = asInt(a["width"]);
-                   e.stages = asInt(a["stages"]);
-                   e.convsPerStage = asInt(a["convs"]);
-                   e.maxWidth = asInt(a["max_width"]);
-                   return v;
+                 [encoder](Checker&, std::map<std::string, Bound>& a, SourceRange) {
+                   return encoder(ir::UNetEncoder{.width = asInt(a["width"]), .stages = asInt(a["stages"]),
+                                                  .convsPerStage = asInt(a["convs"]),
+                                                  .maxWidth = asInt(a["max_width"])});
                  }});
     hooks.push_back({"vit",
-                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
-                   Value v;
-                   v.ty = Ty::Encoder;
-                   v.encoder.kind = ir::EncoderKind::Vit;
-                   ir::VitEncoder& e = v.encoder.vit;
-                   e.patch = asInt(a["patch"]);
-                   e.dim = asInt(a["dim"]);
-                   e.depth = asInt(a["depth"]);
-                   e.heads = asInt(a["heads"]);
-                   e.mlpRatio = asInt(a["mlp_ratio"]);
+                 [encoder](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   const ir::VitEncoder e{.patch = asInt(a["patch"]), .dim = asInt(a["dim"]),
+                                          .depth = asInt(a["depth"]), .heads = asInt(a["heads"]),
+                                          .mlpRatio = asInt(a["mlp_ratio"])};
                    // Attention splits the features evenly over the heads.
                    if (e.dim % e.heads != 0) {
                      // The nearest multiples of heads that dim may be, and the number of
@@ -267,32 +234,30 @@ const std::vector<NamedHook>& hookTable() {
                      }
                      return errorValue();
                    }
-                   return v;
+                   return encoder(ir::Encoder(e));
                  }});
+    // An objective of one term; `cubeAt` is where its mask cube is set (the call for a
+    // term without one).
+    auto objective = [](const ir::ObjectiveTerm& term, SourceRange cubeAt) {
+      Value v;
+      v.ty = Ty::Objective;
+      v.objective.terms.push_back(term);
+      v.cubeOrigins.push_back(cubeAt);
+      return v;
+    };
     hooks.push_back({"mae",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Objective;
+                 [objective](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::Mae;
-                   term.mae.maskRatio = asNum(a["mask"]);
-                   term.mae.cube = asInt(a["cube"]);
-                   term.mae.maskedOnly = a["masked_only"].value.flag;
-                   v.objective.terms.push_back(term);
-                   v.cubeOrigins.push_back(a["cube"].present ? a["cube"].range : call);
-                   return v;
+                   term.mae = {asNum(a["mask"]), asInt(a["cube"]), a["masked_only"].value.flag};
+                   return objective(term, a["cube"].present ? a["cube"].range : call);
                  }});
     hooks.push_back({"simclr",
-                 [](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
-                   Value v;
-                   v.ty = Ty::Objective;
+                 [objective](Checker&, std::map<std::string, Bound>& a, SourceRange call) {
                    ir::ObjectiveTerm term;
                    term.kind = ir::ObjectiveKind::SimClr;
-                   term.simclr.temperature = asNum(a["temperature"]);
-                   term.simclr.projection = asInt(a["projection"]);
-                   v.objective.terms.push_back(term);
-                   v.cubeOrigins.push_back(call);
-                   return v;
+                   term.simclr = {asNum(a["temperature"]), asInt(a["projection"])};
+                   return objective(term, call);
                  }});
     // The optimisers share their schedule and clipping parameters.
     auto optimizer = [](ir::OptimizerKind kind, std::map<std::string, Bound>& a) {

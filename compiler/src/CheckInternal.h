@@ -168,16 +168,15 @@ struct Bound {
 
 class Checker;
 
-/// How a parameter's value is range-checked (see Signatures.def).
-enum class Bounds { None, AtLeast, Closed, OpenLo, OpenHi, Open, Sides, Within };
-
-enum ParamFlag : unsigned {
-  kRequired = 1u << 0,      ///< must be given (no default)
-  kDescribed = 1u << 1,     ///< the default is prose for the reference, not a value
-  kFinetuneOnly = 1u << 2,  ///< evaluate: an argument of the fine-tuning protocol only
-  kOrSite = 1u << 3,        ///< evaluate's test: a fraction, or a site
-  kMetrics = 1u << 4,       ///< a list of metrics (read by readMetrics, not coerced)
-};
+// How a parameter's value is range-checked, and its flags: shared with the pipeline
+// registry (gyrus/PipelineOps.h), whose entries Signatures.def includes.
+using ir::Bounds;
+using ir::ParamFlag;
+using ir::kRequired;
+using ir::kDescribed;
+using ir::kFinetuneOnly;
+using ir::kOrSite;
+using ir::kMetrics;
 
 /// One parameter of a signature, as declared in Signatures.def.
 struct Param {
@@ -239,21 +238,33 @@ BuildHook buildHook(const std::string& name);
 /// The names of the functions that have a build hook (to test them against the table).
 std::vector<std::string> buildHookNames();
 
-// The volume size after `pipeline`: crops fix it; a resample scales a synthetic
-// (1 mm) volume and makes a folder's sizes unknown until the next crop.
+// The volume size after `pipeline`, by each operation's registry shape effect: one that
+// sets the shape fixes it; a resample scales a synthetic (1 mm) volume and makes a
+// folder's sizes unknown until the next crop.
 inline void flowShape(Value& data, const ir::Pipeline& pipeline) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    if (op.kind == ir::OpKind::Crop) {
-      data.shape = op.size;
+    ir::OpShape effect = op.spec().shape;
+    if (effect == ir::OpShape::Sets) {
+      data.shape = op.shape(op.spec().shapeParam);
       data.shapeKnown = true;
-    } else if (op.kind == ir::OpKind::Resample) {
+    } else if (effect == ir::OpShape::Resamples) {
       if (data.dataset.kind == ir::DataKind::Synthetic && data.shapeKnown) {
-        for (int64_t& side : data.shape) side = std::max<int64_t>(1, std::llround(static_cast<double>(side) / op.mm));
+        std::array<double, 3> spacing{1.0, 1.0, 1.0};
+        ir::applyShape(op, data.shape, spacing);
       } else {
         data.shapeKnown = false;
       }
     }
   }
+}
+
+/// A new stage of `kind` called `name` (its pretrain or evaluate part named too).
+inline ir::Stage newStage(ir::StageKind kind, const std::string& name) {
+  ir::Stage stage;
+  stage.kind = kind;
+  stage.name = name;
+  (kind == ir::StageKind::Pretrain ? stage.pretrain.name : stage.evaluate.name) = name;
+  return stage;
 }
 
 // ---- The side table (check/Typed.cpp) -------------------------------------------------
@@ -297,6 +308,8 @@ struct Evaluation {
   Value pipeline;                    ///< the evaluation's pipeline (the pretraining's unless its own)
   SourceRange pipelineAt;
   int64_t testCount = 0;  ///< subjects held out for testing
+  /// The label as the evaluation names it, quoted: `'task.label'`.
+  std::string labelText() const { return "'" + decl->task[0] + "." + label + "'"; }
 };
 
 struct Symbol {

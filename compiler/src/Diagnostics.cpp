@@ -164,19 +164,16 @@ std::string renderJson(const SourceManager& sm, const std::vector<Diagnostic>& d
     j["kind"] = info(d.kind).name;
     j["message"] = d.message;
     j["notes"] = nlohmann::json::array();
-    for (const DiagNote& n : d.notes) {
-      nlohmann::json jn;
-      addRange(jn, sm, n.range);
-      jn["message"] = n.message;
-      j["notes"].push_back(jn);
-    }
+    // A note or fix-it: its range and its one text.
+    auto located = [&sm](SourceRange range, const char* key, const std::string& text) {
+      nlohmann::json x;
+      addRange(x, sm, range);
+      x[key] = text;
+      return x;
+    };
+    for (const DiagNote& n : d.notes) j["notes"].push_back(located(n.range, "message", n.message));
     j["fixits"] = nlohmann::json::array();
-    for (const FixIt& f : d.fixits) {
-      nlohmann::json jf;
-      addRange(jf, sm, f.range);
-      jf["replacement"] = f.replacement;
-      j["fixits"].push_back(jf);
-    }
+    for (const FixIt& f : d.fixits) j["fixits"].push_back(located(f.range, "replacement", f.replacement));
     out += j.dump() + "\n";
   }
   return out;

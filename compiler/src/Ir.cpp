@@ -9,7 +9,6 @@
 namespace gyrus::ir {
 
 std::string_view toString(StageKind k) { return fields::enumName(k); }
-std::string_view toString(OpKind k) { return fields::enumName(k); }
 std::string_view toString(LabelKind k) { return fields::enumName(k); }
 std::string_view toString(Schedule s) { return fields::enumName(s); }
 std::string_view toString(Protocol p) { return fields::enumName(p); }
@@ -80,18 +79,7 @@ std::string print(const DataSource& d) {
 std::string print(const Pipeline& p) {
   if (p.ops.empty()) return "identity()";
   std::string out;
-  for (const PipelineOp& op : p.ops) {
-    if (!out.empty()) out += " >> ";
-    switch (op.kind) {
-      case OpKind::Crop: out += "crop(size = " + formatShape(op.size) + ")"; break;
-      case OpKind::ZScore: out += std::string("zscore(nonzero = ") + (op.nonzero ? "true" : "false") + ")"; break;
-      case OpKind::Clip: out += "clip(lo = " + formatNumber(op.lo) + ", hi = " + formatNumber(op.hi) + ")"; break;
-      case OpKind::Flip: out += "flip(p = " + formatNumber(op.p) + ")"; break;
-      case OpKind::Noise: out += "noise(sigma = " + formatNumber(op.sigma) + ")"; break;
-      case OpKind::Gamma: out += "gamma(range = " + formatNumber(op.lo) + " .. " + formatNumber(op.hi) + ")"; break;
-      case OpKind::Resample: out += "resample(spacing = " + formatNumber(op.mm) + "mm)"; break;
-    }
-  }
+  for (const PipelineOp& op : p.ops) out += (out.empty() ? "" : " >> ") + print(op);
   return out;
 }
 

@@ -5,7 +5,8 @@
 // op's operands once for its parser, printer and verifier).
 //
 // A visitor `v` has two calls:
-//   v("name", member)       an identity field: part of the hash material
+//   v("name", member)       an identity field: part of the hash material (a run of them
+//                           is one `identity(v, "name", member, ...)` row list)
 //   v.info("name", member)  carried and serialised, but not part of the identity (names,
 //                           absolute paths, what a stage reports)
 // Members are visited through `S&` where S is the struct or `const` struct, so one table
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "gyrus/Ir.h"
 
@@ -40,9 +42,6 @@ struct EnumNames;
   };
 
 GYRUS_ENUM_NAMES(StageKind, {StageKind::Pretrain, "pretrain"}, {StageKind::Evaluate, "evaluate"})
-GYRUS_ENUM_NAMES(OpKind, {OpKind::Crop, "crop"}, {OpKind::ZScore, "zscore"}, {OpKind::Clip, "clip"},
-                 {OpKind::Flip, "flip"}, {OpKind::Noise, "noise"}, {OpKind::Gamma, "gamma"},
-                 {OpKind::Resample, "resample"})
 GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuous, "continuous"},
                  {LabelKind::Mask, "mask"})
 GYRUS_ENUM_NAMES(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::Sgd, "sgd"})
@@ -74,29 +73,42 @@ constexpr bool enumFromName(std::string_view name, E& out) {
   return false;
 }
 
+/// Visits identity fields listed as name, member pairs: one call is a struct's table
+/// (or a run of it), in canonical order.
+template <class V>
+void identity(V&) {}
+template <class V, class T, class... Rest>
+void identity(V& v, const char* name, T& member, Rest&... rest) {
+  v(name, member);
+  identity(v, rest...);
+}
+
+/// A struct with a kind and one part per kind: the kind, then the part it uses (`a` when
+/// the kind is `first`, else `b`).
+template <class V, class K, class E, class A, class B>
+void tagged(V& v, K& kind, E first, const char* aName, A& a, const char* bName, B& b) {
+  v("kind", kind);
+  if (kind == first) {
+    v(aName, a);
+  } else {
+    v(bName, b);
+  }
+}
+
 template <class V, Is<SyntheticData> S>
 void visit(V& v, S& d) {
-  v("subjects", d.subjects);
-  v("size", d.size);
-  v("seed", d.seed);
-  v("lesion_rate", d.lesionRate);
-  v("noise", d.noise);
+  identity(v, "subjects", d.subjects, "size", d.size, "seed", d.seed, "lesion_rate", d.lesionRate, "noise", d.noise);
 }
 
 template <class V, Is<FolderSample> S>
 void visit(V& v, S& s) {
-  v("subject", s.subject);
-  v("session", s.session);
-  v("files", s.files);
-  v("label", s.label);
-  v("mask", s.mask);
-  v("site", s.site);
+  identity(v, "subject", s.subject, "session", s.session, "files", s.files, "label", s.label, "mask", s.mask,
+           "site", s.site);
 }
 
 template <class V, Is<SkippedSample> S>
 void visit(V& v, S& s) {
-  v("name", s.name);
-  v("reason", s.reason);
+  identity(v, "name", s.name, "reason", s.reason);
 }
 
 // A folder's identity is its content: the fingerprint covers every sample's relative
@@ -107,43 +119,27 @@ template <class V, Is<FolderData> S>
 void visit(V& v, S& f) {
   v("layout", f.layout);
   v.info("root", f.root);
-  v("channels", f.channels);
-  v("glob", f.glob);
-  v("label_name", f.labelName);
-  v("has_label", f.hasLabel);
-  v("label_kind", f.labelKind);
-  v("skip_unreadable", f.skipUnreadable);
-  v("fingerprint", f.fingerprint);
+  identity(v, "channels", f.channels, "glob", f.glob, "label_name", f.labelName, "has_label", f.hasLabel,
+           "label_kind", f.labelKind, "skip_unreadable", f.skipUnreadable, "fingerprint", f.fingerprint);
   v.info("samples", f.samples);
   v.info("skipped", f.skipped);
 }
 
 template <class V, Is<DataSource> S>
 void visit(V& v, S& d) {
-  v("kind", d.kind);
-  if (d.kind == DataKind::Synthetic) {
-    v("synthetic", d.synthetic);
-  } else {
-    v("folder", d.folder);
-  }
+  tagged(v, d.kind, DataKind::Synthetic, "synthetic", d.synthetic, "folder", d.folder);
 }
 
-// Each operation carries only its own parameters.
+// An operation is its registry name and its registry's parameters, in order (a reader
+// starts from the operation's defaults, so every parameter is read, and checked, by name).
 template <class V, Is<PipelineOp> S>
 void visit(V& v, S& op) {
-  v("op", op.kind);
-  switch (op.kind) {
-    case OpKind::Crop: v("size", op.size); break;
-    case OpKind::ZScore: v("nonzero", op.nonzero); break;
-    case OpKind::Clip:
-    case OpKind::Gamma:
-      v("lo", op.lo);
-      v("hi", op.hi);
-      break;
-    case OpKind::Flip: v("p", op.p); break;
-    case OpKind::Noise: v("sigma", op.sigma); break;
-    case OpKind::Resample: v("mm", op.mm); break;
+  v("op", op.name);
+  if constexpr (!std::is_const_v<S>) {
+    if (findPipelineOp(op.name) == nullptr) return v.invalid("op", "unknown value '" + op.name + "'");
+    op = makeOp(op.name);
   }
+  for (auto& arg : op.args) std::visit([&](auto& value) { v(arg.name.c_str(), value); }, arg.value);
 }
 
 template <class V, Is<Pipeline> S>
@@ -153,44 +149,28 @@ void visit(V& v, S& p) {
 
 template <class V, Is<UNetEncoder> S>
 void visit(V& v, S& e) {
-  v("in_channels", e.inChannels);
-  v("width", e.width);
-  v("stages", e.stages);
-  v("convs_per_stage", e.convsPerStage);
-  v("max_width", e.maxWidth);
+  identity(v, "in_channels", e.inChannels, "width", e.width, "stages", e.stages, "convs_per_stage", e.convsPerStage,
+           "max_width", e.maxWidth);
 }
 
 template <class V, Is<VitEncoder> S>
 void visit(V& v, S& e) {
-  v("in_channels", e.inChannels);
-  v("patch", e.patch);
-  v("dim", e.dim);
-  v("depth", e.depth);
-  v("heads", e.heads);
-  v("mlp_ratio", e.mlpRatio);
+  identity(v, "in_channels", e.inChannels, "patch", e.patch, "dim", e.dim, "depth", e.depth, "heads", e.heads,
+           "mlp_ratio", e.mlpRatio);
 }
 
 template <class V, Is<Encoder> S>
 void visit(V& v, S& e) {
-  v("kind", e.kind);
-  if (e.kind == EncoderKind::UNet) {
-    v("unet", e.unet);
-  } else {
-    v("vit", e.vit);
-  }
+  tagged(v, e.kind, EncoderKind::UNet, "unet", e.unet, "vit", e.vit);
 }
 
 template <class V, Is<ObjectiveTerm> S>
 void visit(V& v, S& t) {
-  v("kind", t.kind);
-  v("weight", t.weight);
+  identity(v, "kind", t.kind, "weight", t.weight);
   if (t.kind == ObjectiveKind::Mae) {
-    v("mask_ratio", t.mae.maskRatio);
-    v("cube", t.mae.cube);
-    v("masked_only", t.mae.maskedOnly);
+    identity(v, "mask_ratio", t.mae.maskRatio, "cube", t.mae.cube, "masked_only", t.mae.maskedOnly);
   } else {
-    v("temperature", t.simclr.temperature);
-    v("projection", t.simclr.projection);
+    identity(v, "temperature", t.simclr.temperature, "projection", t.simclr.projection);
   }
 }
 
@@ -201,13 +181,9 @@ void visit(V& v, S& o) {
 
 template <class V, Is<Optimizer> S>
 void visit(V& v, S& o) {
-  v("kind", o.kind);
-  v("lr", o.lr);
-  v("weight_decay", o.weightDecay);
+  identity(v, "kind", o.kind, "lr", o.lr, "weight_decay", o.weightDecay);
   if (o.kind == OptimizerKind::Sgd) v("momentum", o.momentum);
-  v("warmup_epochs", o.warmupEpochs);
-  v("schedule", o.schedule);
-  v("grad_clip", o.gradClip);
+  identity(v, "warmup_epochs", o.warmupEpochs, "schedule", o.schedule, "grad_clip", o.gradClip);
 }
 
 // `init` names the stage this one starts from; that stage is its dependency, which
@@ -215,14 +191,8 @@ void visit(V& v, S& o) {
 template <class V, Is<PretrainStage> S>
 void visit(V& v, S& p) {
   v.info("name", p.name);
-  v("data", p.data);
-  v("pipeline", p.pipeline);
-  v("encoder", p.encoder);
-  v("objective", p.objective);
-  v("optimizer", p.optimizer);
-  v("epochs", p.epochs);
-  v("batch", p.batch);
-  v("seed", p.seed);
+  identity(v, "data", p.data, "pipeline", p.pipeline, "encoder", p.encoder, "objective", p.objective,
+           "optimizer", p.optimizer, "epochs", p.epochs, "batch", p.batch, "seed", p.seed);
   v.info("init", p.init);
 }
 
@@ -233,25 +203,15 @@ template <class V, Is<EvaluateStage> S>
 void visit(V& v, S& e) {
   v.info("name", e.name);
   v.info("pretrain", e.pretrain);
-  v("data", e.data);
-  v("pipeline", e.pipeline);
-  v("encoder", e.encoder);
-  v("label", e.label);
-  v("label_kind", e.labelKind);
-  v("protocol", e.protocol);
+  identity(v, "data", e.data, "pipeline", e.pipeline, "encoder", e.encoder, "label", e.label, "label_kind", e.labelKind,
+           "protocol", e.protocol);
   if (e.protocol == Protocol::Probe) {
     v("probe", e.probe);
   } else {
-    v("epochs", e.epochs);
-    v("lr", e.lr);
-    v("batch", e.batch);
-    v("batches", e.batches);
-    v("grad_clip", e.gradClip);
+    identity(v, "epochs", e.epochs, "lr", e.lr, "batch", e.batch, "batches", e.batches, "grad_clip", e.gradClip);
   }
   if (e.labelKind == LabelKind::Mask) v("nsd_tolerance_mm", e.nsdToleranceMm);
-  v("shots", e.shots);
-  v("repeats", e.repeats);
-  v("test_site", e.testSite);
+  identity(v, "shots", e.shots, "repeats", e.repeats, "test_site", e.testSite);
   if (e.testSite.empty()) v("test_fraction", e.testFraction);  // a site's test set is the whole site
   v("seed", e.seed);
   v.info("metrics", e.metrics);

@@ -47,6 +47,8 @@ Json write(const T& value, bool identityOnly) {
     return value;
   } else if constexpr (std::is_same_v<T, Shape3>) {
     return Json::array({value[0], value[1], value[2]});
+  } else if constexpr (std::is_same_v<T, Interval>) {
+    return Json::array({value.lo, value.hi});
   } else if constexpr (IsVector<T>::value) {
     Json a = Json::array();
     for (const auto& item : value) a.push_back(write(item, identityOnly));
@@ -101,6 +103,10 @@ struct Reader {
   void info(const char* key, T& value) {
     (*this)(key, value);
   }
+  /// A value the table cannot take (an unknown operation).
+  [[noreturn]] void invalid(const char* key, const std::string& why) const {
+    throw ReadError(path + "." + key + ": " + why);
+  }
   void finish() const {
     for (auto it = in.begin(); it != in.end(); ++it)
       if (!seen.count(it.key())) throw ReadError(path + ": unknown key '" + it.key() + "'");
@@ -134,6 +140,10 @@ void read(const Json& j, T& out, const std::string& path) {
   } else if constexpr (std::is_same_v<T, Shape3>) {
     if (!j.is_array() || j.size() != 3) throw wrong("an array of 3 integers");
     for (size_t i = 0; i < 3; ++i) read(j[i], out[i], path + "[" + std::to_string(i) + "]");
+  } else if constexpr (std::is_same_v<T, Interval>) {
+    if (!j.is_array() || j.size() != 2) throw wrong("an array of 2 numbers");
+    read(j[0], out.lo, path + "[0]");
+    read(j[1], out.hi, path + "[1]");
   } else if constexpr (IsVector<T>::value) {
     if (!j.is_array()) throw wrong("an array");
     out.clear();

@@ -9,30 +9,8 @@ namespace gyrus::ir {
 
 namespace {
 std::string checkPipeline(const Pipeline& p) {
-  for (const PipelineOp& op : p.ops) {
-    switch (op.kind) {
-      case OpKind::Crop:
-        for (int64_t side : op.size)
-          if (side < 1) return "a crop side is below 1";
-        break;
-      case OpKind::Clip:
-        if (!(op.lo >= 0 && op.lo < op.hi && op.hi <= 1)) return "clip percentiles are not 0 <= lo < hi <= 1";
-        break;
-      case OpKind::Resample:
-        if (!(op.mm > 0)) return "a resample spacing is not positive";
-        break;
-      case OpKind::Flip:
-        if (!(op.p >= 0 && op.p <= 1)) return "a flip probability is outside [0, 1]";
-        break;
-      case OpKind::Noise:
-        if (!(op.sigma >= 0)) return "a noise sigma is negative";
-        break;
-      case OpKind::Gamma:
-        if (!(op.lo > 0 && op.lo < op.hi)) return "a gamma range is not 0 < lo < hi";
-        break;
-      default: break;
-    }
-  }
+  for (const PipelineOp& op : p.ops)
+    if (std::string why = verify(op); !why.empty()) return why;
   return {};
 }
 

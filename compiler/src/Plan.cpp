@@ -20,13 +20,7 @@ double voxels(const ir::Shape3& s, int64_t level) {
 ir::Shape3 inputShape(const ir::PretrainStage& p) {
   // Folder data always end in a crop (the checker requires it).
   ir::Shape3 s = p.data.kind == ir::DataKind::Synthetic ? p.data.synthetic.size : ir::Shape3{1, 1, 1};
-  for (const ir::PipelineOp& op : p.pipeline.ops)
-    if (op.kind == ir::OpKind::Crop) {
-      s = op.size;
-    } else if (op.kind == ir::OpKind::Resample) {
-      for (int64_t& side : s) side = std::max<int64_t>(1, std::llround(static_cast<double>(side) / op.mm));
-    }
-  return s;
+  return ir::outputShape(p.pipeline, s);
 }
 
 /// Per-sample forward costs of an encoder and of its MAE decoder: flops, activations

@@ -154,43 +154,9 @@ bool namedValue(const std::string& name, Value& v) {
 
 const std::vector<std::pair<std::string, Ty>>& namedValues() { return kNamedValues; }
 
-std::string checkBounds(const Param& p, const Value& v) {
-  auto interval = [&](bool openLo, bool openHi) {
-    bool ok = (openLo ? v.num > p.lo : v.num >= p.lo) && (openHi ? v.num < p.hi : v.num <= p.hi);
-    return ok ? std::string() : "must be in " + boundsText(p);
-  };
-  switch (p.bounds) {
-    case Bounds::None: return {};
-    case Bounds::AtLeast: return v.num >= p.lo ? std::string() : "must be at least " + ir::formatNumber(p.lo);
-    case Bounds::Closed: return interval(false, false);
-    case Bounds::OpenLo: return interval(true, false);
-    case Bounds::OpenHi: return interval(false, true);
-    case Bounds::Open: return interval(true, true);
-    case Bounds::Sides:
-      for (int64_t d : v.shape)
-        if (static_cast<double>(d) < p.lo) return "every side must be at least " + ir::formatNumber(p.lo) + " voxels";
-      for (int64_t d : v.shape)
-        if (static_cast<double>(d) > p.hi) return "every side must be at most " + ir::formatNumber(p.hi) + " voxels";
-      return {};
-    case Bounds::Within: return v.num > p.lo && v.hi <= p.hi ? std::string() : "must lie within " + boundsText(p);
-  }
-  return {};
-}
+std::string checkBounds(const Param& p, const Value& v) { return ir::checkBounds(p.bounds, p.lo, p.hi, v.num, v.hi, v.shape); }
 
-std::string boundsText(const Param& p) {
-  std::string lo = ir::formatNumber(p.lo), hi = ir::formatNumber(p.hi);
-  switch (p.bounds) {
-    case Bounds::None: return {};
-    case Bounds::AtLeast: return "≥ " + lo;
-    case Bounds::Closed: return "[" + lo + ", " + hi + "]";
-    case Bounds::OpenLo:
-    case Bounds::Within: return "(" + lo + ", " + hi + "]";
-    case Bounds::OpenHi: return "[" + lo + ", " + hi + ")";
-    case Bounds::Open: return "(" + lo + ", " + hi + ")";
-    case Bounds::Sides: return "sides " + lo + " .. " + hi;
-  }
-  return {};
-}
+std::string boundsText(const Param& p) { return ir::boundsText(p.bounds, p.lo, p.hi); }
 
 std::string signaturesMarkdown() {
   std::string out;

@@ -162,17 +162,12 @@ std::optional<StageRecord> Store::load(const std::string& hash) const {
 }
 
 void Store::save(const std::string& hash, const StageRecord& record) const {
-  nlohmann::json j;
-  j["hash"] = hash;
-  j["name"] = record.name;
-  j["kind"] = record.kind;
-  j["seconds"] = record.seconds;
-  j["resumed"] = record.resumed;
-  j["runtime"] = record.runtime;
-  j["device"] = record.device;
-  j["host"] = record.host;
-  j["metrics"] = nlohmann::json::array();
-  for (const rt::Metric& m : record.metrics) j["metrics"].push_back({{"name", m.name}, {"value", m.value}});
+  nlohmann::json metrics = nlohmann::json::array();
+  for (const rt::Metric& m : record.metrics) metrics.push_back({{"name", m.name}, {"value", m.value}});
+  // One object literal (nlohmann::json writes its keys sorted).
+  nlohmann::json j = {{"device", record.device}, {"hash", hash}, {"host", record.host}, {"kind", record.kind},
+                      {"metrics", metrics}, {"name", record.name}, {"resumed", record.resumed},
+                      {"runtime", record.runtime}, {"seconds", record.seconds}};
   writeFileAtomic(stageDir(hash) / "result.json", j.dump(2) + "\n");
 }
 

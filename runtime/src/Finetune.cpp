@@ -498,7 +498,7 @@ std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderMo
     const torch::Tensor* s = source.find(p.key());
     if (s != nullptr && s->sizes() == p.value().sizes()) {
       p.value().copy_(*s);
-    } else if (s != nullptr && p.key() == target->stemWeight()) {
+    } else if (s != nullptr && p.key() == target->stemWeight) {
       dropped.push_back(p.key());
     } else {
       throw std::invalid_argument("copyMatchingParameters: '" + p.key() + "' differs beyond the input channels");

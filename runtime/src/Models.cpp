@@ -30,7 +30,8 @@ torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
   return torch::leaky_relu(norm->forward(conv->forward(x)), 0.01);
 }
 
-UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
+UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg)
+    : EncoderImpl(ir::Encoder(cfg), "stage0.conv0.conv.weight") {
   int64_t in = cfg.inChannels;
   for (int64_t s = 0; s < cfg.stages; ++s) {
     auto stage = register_module("stage" + std::to_string(s), std::make_shared<nn::Module>());
@@ -95,7 +96,7 @@ torch::Tensor sincosPositions(int64_t z, int64_t y, int64_t x, int64_t dim) {
   return out;
 }
 
-VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Encoder(cfg)) {
+VitEncoderImpl::VitEncoderImpl(const ir::VitEncoder& cfg) : EncoderImpl(ir::Encoder(cfg), "patch_embed.weight") {
   patchEmbed_ = register_module(
       "patch_embed", nn::Conv3d(nn::Conv3dOptions(cfg.inChannels, cfg.dim, cfg.patch).stride(cfg.patch).bias(true)));
   for (int64_t b = 0; b < cfg.depth; ++b)
@@ -305,15 +306,15 @@ std::string rowName(const ir::DataSource& data, size_t k) {
 /// The hint for volumes that differ in shape after `prefix`.
 std::string shapeHint(const ir::Pipeline& prefix, const ir::Pipeline& suffix) {
   bool resampled = false, cropped = false;
+  auto sets = [](const ir::PipelineOp& op) { return op.spec().shape == ir::OpShape::Sets; };
   for (const ir::PipelineOp& op : prefix.ops) {
-    if (op.kind == ir::OpKind::Resample) {
+    if (op.spec().shape == ir::OpShape::Resamples) {
       resampled = true;
       cropped = false;
     }
-    if (op.kind == ir::OpKind::Crop) cropped = true;
+    if (sets(op)) cropped = true;
   }
-  bool laterCrop = std::any_of(suffix.ops.begin(), suffix.ops.end(),
-                               [](const ir::PipelineOp& op) { return op.kind == ir::OpKind::Crop; });
+  bool laterCrop = std::any_of(suffix.ops.begin(), suffix.ops.end(), sets);
   if (laterCrop && !cropped)
     return "move crop(...) before the first random augmentation (flip, noise, gamma): the preprocessed volumes are "
            "cached before it, and must share one shape";

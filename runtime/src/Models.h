@@ -35,15 +35,15 @@ TORCH_MODULE(ConvBlock);
 /// one interface so that pretraining, probing and fine-tuning take either.
 class EncoderImpl : public torch::nn::Module {
  public:
-  explicit EncoderImpl(const ir::Encoder& cfg) : config(cfg) {}
+  EncoderImpl(const ir::Encoder& cfg, std::string stem) : config(cfg), stemWeight(std::move(stem)) {}
   /// Feature maps [N, width, z, y, x], finest first, deepest last: one per U-Net stage,
   /// one (the token grid) for a ViT.
   virtual std::vector<torch::Tensor> forward(torch::Tensor x) = 0;
-  /// The parameter that reads the input channels (re-initialised when fine-tuning on
-  /// more channels than the pretraining had).
-  virtual std::string stemWeight() const = 0;
 
   ir::Encoder config;
+  /// The parameter that reads the input channels (re-initialised when fine-tuning on
+  /// more channels than the pretraining had).
+  const std::string stemWeight;
 };
 using EncoderModule = std::shared_ptr<EncoderImpl>;
 
@@ -61,7 +61,6 @@ class UNetEncoderImpl : public EncoderImpl {
   explicit UNetEncoderImpl(const ir::UNetEncoder& config);
   /// Per-stage feature maps, full resolution first, deepest last.
   std::vector<torch::Tensor> forward(torch::Tensor x) override;
-  std::string stemWeight() const override { return "stage0.conv0.conv.weight"; }
 
  private:
   std::vector<std::vector<ConvBlock>> blocks_;
@@ -92,7 +91,6 @@ class VitEncoderImpl : public EncoderImpl {
  public:
   explicit VitEncoderImpl(const ir::VitEncoder& config);
   std::vector<torch::Tensor> forward(torch::Tensor x) override;
-  std::string stemWeight() const override { return "patch_embed.weight"; }
 
  private:
   torch::nn::Conv3d patchEmbed_{nullptr};

@@ -80,17 +80,6 @@ void clipPercentiles(Volume& v, double lo, double hi) {
     if (f != 0.0f) f = static_cast<float>(std::clamp<double>(f, loValue, hiValue));
 }
 
-ir::Shape3 resampledShape(const ir::Shape3& shape, const std::array<double, 3>& spacing, double mm) {
-  if (!(mm > 0.0) || !std::isfinite(mm)) throw std::invalid_argument("resample: need a voxel size mm > 0");
-  ir::Shape3 out{};
-  for (size_t i = 0; i < 3; ++i) {
-    if (!(spacing[i] > 0.0) || !std::isfinite(spacing[i]))
-      throw std::invalid_argument("resample: the volume's spacing must be positive");
-    out[i] = std::max<int64_t>(1, std::llround(static_cast<double>(shape[i]) * spacing[i] / mm));
-  }
-  return out;
-}
-
 namespace {
 
 /// One axis of a linear resampling: output voxel j reads input voxels i0[j] and i1[j]
@@ -290,85 +279,80 @@ double randomGamma(Volume& v, double lo, double hi, Rng& rng) {
   return gamma;
 }
 
-const OpImpl& opImpl(ir::OpKind kind) {
+const std::vector<OpImpl>& opImpls() {
   // Deterministic operations act on the target as on the input (each on its own
-  // statistics); spatial ones move a mask with the image (Resample: nearest-neighbour);
+  // statistics); spatial ones move a mask with the image (resample: nearest-neighbour);
   // intensity augmentations leave the target clean.
-  static const OpImpl crop{
-      false, [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-        in = centerCropOrPad(in, op.size);
-        if (target) *target = centerCropOrPad(*target, op.size);
-      },
-      [](const ir::PipelineOp& op, Volume mask) { return centerCropOrPad(mask, op.size); },
-      [](const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>&) { shape = op.size; }};
-  static const OpImpl zscoreOp{false,
-                               [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-                                 zscore(in, op.nonzero);
-                                 if (target) zscore(*target, op.nonzero);
-                               },
-                               nullptr, nullptr};
-  static const OpImpl clip{false,
-                           [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-                             clipPercentiles(in, op.lo, op.hi);
-                             if (target) clipPercentiles(*target, op.lo, op.hi);
-                           },
-                           nullptr, nullptr};
-  static const OpImpl resampleOp{
-      false, [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-        in = resample(in, op.mm);
-        if (target) *target = resample(*target, op.mm);
-      },
-      [](const ir::PipelineOp& op, Volume mask) { return resampleNearest(mask, op.mm); },
-      [](const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>& spacing) {
-        shape = resampledShape(shape, spacing, op.mm);
-        spacing = {op.mm, op.mm, op.mm};
-      }};
-  static const OpImpl flip{true,
-                           [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
-                             FlipAxes axes = drawFlip(op.p, *rng);
-                             mirror(in, axes);
-                             if (target) mirror(*target, axes);
-                           },
-                           nullptr, nullptr};
-  static const OpImpl noise{true, [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { addNoise(in, op.sigma, *rng); },
-                            nullptr, nullptr};
-  static const OpImpl gamma{true,
-                            [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { randomGamma(in, op.lo, op.hi, *rng); },
-                            nullptr, nullptr};
-  switch (kind) {
-    case ir::OpKind::Crop: return crop;
-    case ir::OpKind::ZScore: return zscoreOp;
-    case ir::OpKind::Clip: return clip;
-    case ir::OpKind::Resample: return resampleOp;
-    case ir::OpKind::Flip: return flip;
-    case ir::OpKind::Noise: return noise;
-    case ir::OpKind::Gamma: return gamma;
-  }
-  throw std::invalid_argument("opImpl: unknown operation");
+  static const std::vector<OpImpl> table = {
+      {"resample",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+         in = resample(in, op.number("spacing"));
+         if (target) *target = resample(*target, op.number("spacing"));
+       },
+       [](const ir::PipelineOp& op, Volume mask) { return resampleNearest(mask, op.number("spacing")); }},
+      {"crop",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+         in = centerCropOrPad(in, op.shape("size"));
+         if (target) *target = centerCropOrPad(*target, op.shape("size"));
+       },
+       [](const ir::PipelineOp& op, Volume mask) { return centerCropOrPad(mask, op.shape("size")); }},
+      {"zscore",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+         zscore(in, op.flag("nonzero"));
+         if (target) zscore(*target, op.flag("nonzero"));
+       },
+       nullptr},
+      {"clip",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
+         clipPercentiles(in, op.number("lo"), op.number("hi"));
+         if (target) clipPercentiles(*target, op.number("lo"), op.number("hi"));
+       },
+       nullptr},
+      {"flip",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+         FlipAxes axes = drawFlip(op.number("p"), *rng);
+         mirror(in, axes);
+         if (target) mirror(*target, axes);
+       },
+       nullptr},
+      {"noise", [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { addNoise(in, op.number("sigma"), *rng); },
+       nullptr},
+      {"gamma",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         ir::Interval range = op.interval("range");
+         randomGamma(in, range.lo, range.hi, *rng);
+       },
+       nullptr},
+  };
+  return table;
 }
 
+const OpImpl* findOpImpl(std::string_view name) { return ir::findByName(opImpls(), name); }
+
 namespace {
-// The table entry of a deterministic operation; a random one needs an Rng
-// (applyAugmentations), which `caller` does not have.
-const OpImpl& deterministicOp(const ir::PipelineOp& op, const char* caller) {
-  const OpImpl& impl = opImpl(op.kind);
-  if (impl.random)
-    throw std::invalid_argument(std::string(caller) + ": the random operation " + std::string(ir::toString(op.kind)) +
+// The implementation of `op`; a random one needs an Rng (applyAugmentations), which
+// `caller` may not have.
+const OpImpl& implOf(const ir::PipelineOp& op, const char* caller, bool rngGiven) {
+  const OpImpl* impl = findOpImpl(op.name);
+  if (impl == nullptr)
+    throw std::invalid_argument(std::string(caller) + ": no implementation of the operation '" + op.name + "'");
+  if (!rngGiven && op.isRandom())
+    throw std::invalid_argument(std::string(caller) + ": the random operation " + op.name +
                                 " needs an Rng: use applyAugmentations");
-  return impl;
+  return *impl;
 }
 }  // namespace
 
 Volume applyPipeline(const ir::Pipeline& pipeline, Volume v) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    deterministicOp(op, "applyPipeline").apply(op, v, nullptr, nullptr);
+    implOf(op, "applyPipeline", false).apply(op, v, nullptr, nullptr);
   }
   return v;
 }
 
 Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask) {
   for (const ir::PipelineOp& op : pipeline.ops) {
-    const OpImpl& impl = deterministicOp(op, "applySpatialOps");
+    const OpImpl& impl = implOf(op, "applySpatialOps", false);
     if (impl.mask) mask = impl.mask(op, std::move(mask));  // intensity operations leave a mask alone
   }
   return mask;
@@ -390,14 +374,8 @@ ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
   return out;
 }
 
-ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in, std::array<double, 3> spacing) {
-  for (const ir::PipelineOp& op : pipeline.ops)
-    if (const OpImpl& impl = opImpl(op.kind); impl.shape) impl.shape(op, in, spacing);
-  return in;
-}
-
 void applyAugmentations(const ir::Pipeline& pipeline, Volume& input, Volume* target, Rng& rng) {
-  for (const ir::PipelineOp& op : pipeline.ops) opImpl(op.kind).apply(op, input, target, &rng);
+  for (const ir::PipelineOp& op : pipeline.ops) implOf(op, "applyAugmentations", true).apply(op, input, target, &rng);
 }
 
 }  // namespace gyrus::rt

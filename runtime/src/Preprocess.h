@@ -6,6 +6,8 @@
 #pragma once
 
 #include <array>
+#include <string_view>
+#include <vector>
 
 #include "gyrus/clinic/Random.h"
 #include "gyrus/clinic/Synth.h"
@@ -29,8 +31,9 @@ void zscore(Volume& v, bool nonzeroOnly);
 void clipPercentiles(Volume& v, double lo, double hi);
 
 /// The shape `resample(v, mm)` gives a volume of `shape` and `spacing` (mm per axis):
-/// round(shape[i] * spacing[i] / mm) per axis, at least 1.
-ir::Shape3 resampledShape(const ir::Shape3& shape, const std::array<double, 3>& spacing, double mm);
+/// round(shape[i] * spacing[i] / mm) per axis, at least 1 (one formula, in the IR library,
+/// which the checker and the planner use too).
+using ir::resampledShape;
 
 /// Trilinear resampling to isotropic voxels of `mm` millimetres (the output's spacing).
 /// The output shape is resampledShape(in.shape, in.spacing, mm); the physical centre of
@@ -85,24 +88,25 @@ void gammaTransform(Volume& v, double gamma);
 /// returns the exponent. Throws std::invalid_argument unless 0 < lo <= hi.
 double randomGamma(Volume& v, double lo, double hi, Rng& rng);
 
-/// The reference implementation of one pipeline operation, in one table (opImpl): every
-/// pipeline function below reads it instead of switching on the kind.
+/// The reference implementation of one pipeline operation, keyed by its registry name
+/// (gyrus/PipelineOps.def) in one table: every pipeline function below reads it instead
+/// of switching on the operation, and reads the operation's parameters by name. Whether
+/// an operation is random, and its effect on the grid, are the registry's.
 struct OpImpl {
-  /// Drawn anew for every view (needs an Rng); deterministic operations may be cached.
-  bool random = false;
+  std::string_view name;  ///< the registry's name
   /// Applies the operation to `input` and, when given, to the view's reconstruction
   /// target (see applyAugmentations): deterministic and spatial operations act on it too
   /// (a random spatial one with the same draw), intensity augmentations do not. `rng`
   /// may be null for deterministic operations.
   void (*apply)(const ir::PipelineOp& op, Volume& input, Volume* target, Rng* rng) = nullptr;
-  /// Spatial operations: the same operation on a segmentation mask (nearest-neighbour);
-  /// null for intensity operations, which leave a mask alone.
+  /// Deterministic spatial operations: the same operation on a segmentation mask
+  /// (nearest-neighbour); null for intensity operations, which leave a mask alone.
   Volume (*mask)(const ir::PipelineOp& op, Volume mask) = nullptr;
-  /// Operations that change the grid: the output shape and voxel size from the input's;
-  /// null when they keep it.
-  void (*shape)(const ir::PipelineOp& op, ir::Shape3& shape, std::array<double, 3>& spacing) = nullptr;
 };
-const OpImpl& opImpl(ir::OpKind kind);
+/// Every implementation, one per registry operation.
+const std::vector<OpImpl>& opImpls();
+/// The implementation of operation `name`, or nullptr.
+const OpImpl* findOpImpl(std::string_view name);
 
 /// Applies the operations of `pipeline` in order. Throws std::invalid_argument on a
 /// random operation (those need an Rng: see applyAugmentations).
@@ -128,8 +132,9 @@ SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
 ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
 
 /// The spatial shape `pipeline` produces from an input of shape `in` and voxel size
-/// `spacing` (mm; Resample changes both, Crop sets the shape).
-ir::Shape3 outputShape(const ir::Pipeline& pipeline, ir::Shape3 in, std::array<double, 3> spacing = {1.0, 1.0, 1.0});
+/// `spacing` (mm): each operation's registry shape effect (Resample changes both, Crop
+/// sets the shape).
+using ir::outputShape;
 
 /// Makes one stochastic view: applies every operation of `pipeline` in order to
 /// `input`, random ones with draws from `rng`. When `target` is given it must hold the

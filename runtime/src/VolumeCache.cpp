@@ -41,18 +41,9 @@ struct Header {
 };
 static_assert(sizeof(Header) == 120, "the entry header must not depend on the compiler's padding");
 
-/// Every parameter of every operation, in order, in a text that changes whenever one does.
-std::string describe(const ir::Pipeline& prefix) {
-  std::string out;
-  char buf[256];
-  for (const ir::PipelineOp& op : prefix.ops) {
-    std::snprintf(buf, sizeof buf, "%d %lld %lld %lld %.17g %.17g %d %.17g %.17g %.17g;", static_cast<int>(op.kind),
-                  static_cast<long long>(op.size[0]), static_cast<long long>(op.size[1]),
-                  static_cast<long long>(op.size[2]), op.lo, op.hi, op.nonzero ? 1 : 0, op.p, op.sigma, op.mm);
-    out += buf;
-  }
-  return out;
-}
+/// Every parameter of every operation, in order, in a text that changes whenever one does
+/// (the IR's print: numbers in their shortest exact form).
+std::string describe(const ir::Pipeline& prefix) { return ir::print(prefix); }
 
 bool readAll(std::ifstream& in, void* dst, size_t bytes) {
   in.read(static_cast<char*>(dst), static_cast<std::streamsize>(bytes));

@@ -49,7 +49,7 @@ fs::path pretrainTiny() {
   s.data.synthetic.subjects = 8;
   s.data.synthetic.size = {16, 16, 16};
   s.data.synthetic.seed = 21;
-  s.pipeline.ops = {ir::PipelineOp{}};  // z-score over non-zero voxels
+  s.pipeline.ops = {ir::makeOp("zscore")};  // z-score over non-zero voxels
   s.encoder = tiny();
   s.objective.terms = {ir::ObjectiveTerm{}};
   s.optimizer.lr = 3e-3;
@@ -71,7 +71,7 @@ ir::EvaluateStage finetuneStage() {
   ev.data.synthetic.subjects = 24;
   ev.data.synthetic.size = {16, 16, 16};
   ev.data.synthetic.seed = 99;
-  ev.pipeline.ops = {ir::PipelineOp{}};
+  ev.pipeline.ops = {ir::makeOp("zscore")};
   ev.encoder = tiny();
   ev.label = "lesion";
   ev.protocol = ir::Protocol::Finetune;

@@ -122,19 +122,9 @@ ir::DataSource fomo25(const fs::path& root) {
   return src;
 }
 
-ir::PipelineOp resampleOp(double mm) {
-  ir::PipelineOp op;
-  op.kind = ir::OpKind::Resample;
-  op.mm = mm;
-  return op;
-}
+ir::PipelineOp resampleOp(double mm) { return ir::makeOp("resample", {{"spacing", mm}}); }
 
-ir::PipelineOp cropOp(int64_t side) {
-  ir::PipelineOp op;
-  op.kind = ir::OpKind::Crop;
-  op.size = {side, side, side};
-  return op;
-}
+ir::PipelineOp cropOp(int64_t side) { return ir::makeOp("crop", {{"size", ir::Shape3{side, side, side}}}); }
 
 ir::UNetEncoder smallEncoder() {
   ir::UNetEncoder e;
@@ -148,7 +138,7 @@ ir::PretrainStage folderPretrain(const ir::DataSource& data) {
   ir::PretrainStage s;
   s.name = "pre";
   s.data = data;
-  s.pipeline.ops = {resampleOp(1.0), cropOp(16), ir::PipelineOp{}};  // resample(1mm) >> crop(16^3) >> zscore()
+  s.pipeline.ops = {resampleOp(1.0), cropOp(16), ir::makeOp("zscore")};  // resample(1mm) >> crop(16^3) >> zscore()
   s.encoder = smallEncoder();
   s.objective.terms = {ir::ObjectiveTerm{}};
   s.optimizer.lr = 3e-3;
@@ -266,12 +256,11 @@ TEST_CASE("folder data: volumes that differ in shape need a crop after resample"
   fs::path root = freshDir("folder", "shapes");
   ir::DataSource scans = fomo60k(root);
   ir::PretrainStage stage = folderPretrain(scans);
-  stage.pipeline.ops = {resampleOp(1.0), ir::PipelineOp{}};  // no crop: 24^3 and 21^3
+  stage.pipeline.ops = {resampleOp(1.0), ir::makeOp("zscore")};  // no crop: 24^3 and 21^3
   expectUserError(pretrainIn(freshDir("folder", "nocrop"), stage),
                   {"differ in shape", scans.folder.samples[0].files[0] + " is 24x24x24",
                    scans.folder.samples[3].files[0] + " is 21x21x21", "add crop(...) after resample(...)"});
-  ir::PipelineOp flip;
-  flip.kind = ir::OpKind::Flip;
+  ir::PipelineOp flip = ir::makeOp("flip");
   stage.pipeline.ops = {resampleOp(1.0), flip, cropOp(16)};  // the crop comes after the cache
   expectUserError(pretrainIn(freshDir("folder", "latecrop"), stage), {"move crop(...) before the first random augmentation"});
   stage.pipeline.ops = {resampleOp(1.0), cropOp(16), flip};
@@ -313,7 +302,7 @@ TEST_CASE("folder data: loading gives identical tensors with 1, 2 and 5 threads,
     s.files = {file.string()};
     src.folder.samples.push_back(s);
   }
-  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(12), ir::PipelineOp{}}};
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(12), ir::makeOp("zscore")}};
   std::vector<std::string> lines;
   LoadOptions one = LoadOptions::reading(1, [&](std::string_view l) { lines.emplace_back(l); });
   Dataset a = buildDataset(src, pipeline, 4, one);
@@ -348,7 +337,7 @@ TEST_CASE("folder data: fine-tuning a single-channel encoder on a two-channel ta
     single->save(archive);
     archive.save_to((preDir / kEncoderFile).string());
   }
-  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::PipelineOp{}}};
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::makeOp("zscore")}};
   ir::EvaluateStage ev = folderEvaluate(task, pipeline);
   ev.protocol = ir::Protocol::Finetune;
   ev.epochs = 3;
@@ -418,7 +407,7 @@ std::vector<fs::path> cacheEntries(const fs::path& dir) {
 TEST_CASE("volume cache: a second load reuses every volume, keyed by content, and rebuilds a damaged entry") {
   fs::path root = freshDir("folder", "cache");
   ir::DataSource scans = fomo60k(root / "tree");
-  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::PipelineOp{}}};
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::makeOp("zscore")}};
   LoadOptions load = LoadOptions::reading(2);
   Dataset plain = buildDataset(scans, pipeline, 4, load);
   load.cache = root / "volumes";
@@ -464,7 +453,7 @@ TEST_CASE("volume cache: a second load reuses every volume, keyed by content, an
   CHECK(torch::equal(flipped.images, plain.images));
 
   // Another prefix is another key.
-  ir::Pipeline smaller{{resampleOp(1.0), cropOp(8), ir::PipelineOp{}}};
+  ir::Pipeline smaller{{resampleOp(1.0), cropOp(8), ir::makeOp("zscore")}};
   Dataset fifth = buildDataset(moved, smaller, 4, load);
   CHECK(fifth.cacheWrites == 6);
   CHECK(cacheEntries(load.cache).size() == 12);
@@ -502,9 +491,7 @@ TEST_CASE("streaming: a pretraining larger than the loader memory reads its volu
     CAPTURE(augmented);
     ir::PretrainStage stage = folderPretrain(scans);
     if (augmented) {
-      ir::PipelineOp flip;
-      flip.kind = ir::OpKind::Flip;
-      stage.pipeline.ops.push_back(flip);
+      stage.pipeline.ops.push_back(ir::makeOp("flip"));
     }
     std::string tag = augmented ? "a" : "p";
     fs::path memDir = freshDir("folder", "mem" + tag);

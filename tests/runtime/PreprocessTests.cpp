@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <set>
+#include <string>
 #include <cmath>
 #include <stdexcept>
 
@@ -100,12 +102,7 @@ TEST_CASE("percentile clipping uses numpy's linear interpolation over non-zero v
 
 TEST_CASE("applyPipeline applies the operations in order") {
   gyrus::ir::Pipeline p;
-  gyrus::ir::PipelineOp crop;
-  crop.kind = gyrus::ir::OpKind::Crop;
-  crop.size = {6, 6, 6};
-  gyrus::ir::PipelineOp z;
-  z.kind = gyrus::ir::OpKind::ZScore;
-  p.ops = {crop, z};
+  p.ops = {gyrus::ir::makeOp("crop", {{"size", Shape3{6, 6, 6}}}), gyrus::ir::makeOp("zscore")};
   Volume out = applyPipeline(p, ramp({10, 10, 10}));
   CHECK(out.shape == Shape3{6, 6, 6});
   Stats s = nonzeroStats(out);
@@ -117,13 +114,11 @@ TEST_CASE("applyPipeline applies the operations in order") {
 
 namespace {
 
-using gyrus::ir::OpKind;
 using gyrus::ir::PipelineOp;
 
-PipelineOp op(OpKind kind) {
-  PipelineOp o;
-  o.kind = kind;
-  return o;
+/// The operation called `name` with its registry defaults, then `values`.
+PipelineOp op(std::string_view name, std::initializer_list<std::pair<std::string_view, gyrus::ir::OpValue>> values = {}) {
+  return gyrus::ir::makeOp(name, values);
 }
 
 /// A 32^3 volume with a zero background and a 20^3 "head" of value `head`.
@@ -135,9 +130,6 @@ Volume boxHead(float head) {
   return v;
 }
 
-/// Compares op kinds as a plain bool (doctest would stringify an OpKind with the
-/// compiler's ir::toString, found by ADL, which the runtime does not link).
-bool isKind(OpKind a, OpKind b) { return a == b; }
 
 }  // namespace
 
@@ -164,14 +156,13 @@ TEST_CASE("flip with p = 0 is the identity, with p = 1 mirrors all three axes") 
   const Volume in = ramp({5, 6, 7});
   Rng rng(3);
   gyrus::ir::Pipeline p;
-  p.ops = {op(OpKind::Flip)};
-  p.ops[0].p = 0.0;
+  p.ops = {op("flip", {{"p", 0.0}})};
   for (int i = 0; i < 20; ++i) {
     Volume v = in;
     applyAugmentations(p, v, nullptr, rng);
     CHECK(v.data == in.data);
   }
-  p.ops[0].p = 1.0;
+  p.ops[0].set("p", 1.0);
   Volume v = in;
   applyAugmentations(p, v, nullptr, rng);
   CHECK(v.at(0, 0, 0) == in.at(4, 5, 6));
@@ -268,11 +259,8 @@ TEST_CASE("gamma keeps the head's min/max, maps by the normalised power, is the 
 
 TEST_CASE("augmented views: deterministic given the seed; the target gets the flips only") {
   gyrus::ir::Pipeline p;
-  p.ops = {op(OpKind::Flip), op(OpKind::Noise), op(OpKind::Gamma)};
-  p.ops[0].p = 1.0;
-  p.ops[1].sigma = 0.1;
-  p.ops[2].lo = 0.7;
-  p.ops[2].hi = 1.5;
+  p.ops = {op("flip", {{"p", 1.0}}), op("noise", {{"sigma", 0.1}}),
+           op("gamma", {{"range", gyrus::ir::Interval{0.7, 1.5}}})};
   Volume clean = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
   zscore(clean, true);
   auto view = [&](uint64_t seed, bool withTarget) {
@@ -294,10 +282,7 @@ TEST_CASE("augmented views: deterministic given the seed; the target gets the fl
 
 TEST_CASE("deterministic operations after a random one apply, in order, to input and target") {
   gyrus::ir::Pipeline p;
-  PipelineOp crop = op(OpKind::Crop);
-  crop.size = {8, 8, 8};
-  p.ops = {op(OpKind::Noise), op(OpKind::ZScore), crop};
-  p.ops[0].sigma = 50.0;
+  p.ops = {op("noise", {{"sigma", 50.0}}), op("zscore"), op("crop", {{"size", Shape3{8, 8, 8}}})};
   Volume in = centerCropOrPad(ramp({8, 8, 8}), {12, 12, 12});
   Volume target = in;
   Rng rng(1);
@@ -318,20 +303,18 @@ TEST_CASE("deterministic operations after a random one apply, in order, to input
 
 TEST_CASE("pipelines split at the first random operation; evaluation drops random ones") {
   gyrus::ir::Pipeline p;
-  PipelineOp crop = op(OpKind::Crop);
-  crop.size = {6, 6, 6};
-  p.ops = {crop, op(OpKind::ZScore), op(OpKind::Flip), op(OpKind::Clip), op(OpKind::Noise)};
+  p.ops = {op("crop", {{"size", Shape3{6, 6, 6}}}), op("zscore"), op("flip"), op("clip"), op("noise")};
   SplitPipeline s = splitAtFirstRandom(p);
   REQUIRE(s.prefix.ops.size() == 2);
   REQUIRE(s.suffix.ops.size() == 3);
-  CHECK(isKind(s.prefix.ops[1].kind, OpKind::ZScore));
-  CHECK(isKind(s.suffix.ops[0].kind, OpKind::Flip));
-  CHECK(isKind(s.suffix.ops[1].kind, OpKind::Clip));
+  CHECK(s.prefix.ops[1].name == "zscore");
+  CHECK(s.suffix.ops[0].name == "flip");
+  CHECK(s.suffix.ops[1].name == "clip");
   gyrus::ir::Pipeline det = withoutRandomOps(p);
   REQUIRE(det.ops.size() == 3);
-  CHECK(isKind(det.ops[2].kind, OpKind::Clip));
+  CHECK(det.ops[2].name == "clip");
   CHECK(outputShape(p, {10, 12, 14}) == Shape3{6, 6, 6});
-  CHECK(outputShape(withoutRandomOps(gyrus::ir::Pipeline{{op(OpKind::Noise)}}), {10, 12, 14}) == Shape3{10, 12, 14});
+  CHECK(outputShape(withoutRandomOps(gyrus::ir::Pipeline{{op("noise")}}), {10, 12, 14}) == Shape3{10, 12, 14});
   CHECK(splitAtFirstRandom(det).suffix.ops.empty());
   CHECK_THROWS_AS(applyPipeline(p, ramp({10, 10, 10})), std::invalid_argument);
 }
@@ -414,11 +397,8 @@ TEST_CASE("resample: a constant volume stays constant, exactly") {
 }
 
 TEST_CASE("pipelines with resample: output shape follows spacing, crop fixes it") {
-  PipelineOp res = op(OpKind::Resample);
-  res.mm = 1.0;
-  PipelineOp crop = op(OpKind::Crop);
-  crop.size = {16, 16, 16};
-  gyrus::ir::Pipeline p{{res, crop, op(OpKind::ZScore)}};
+  PipelineOp res = op("resample", {{"spacing", 1.0}});
+  gyrus::ir::Pipeline p{{res, op("crop", {{"size", Shape3{16, 16, 16}}}), op("zscore")}};
   CHECK(outputShape(gyrus::ir::Pipeline{{res}}, {10, 10, 10}, {2.0, 1.5, 1.0}) == Shape3{20, 15, 10});
   CHECK(outputShape(p, {10, 10, 10}, {2.0, 1.5, 1.0}) == Shape3{16, 16, 16});
   for (double mm : {0.8, 1.0, 2.0}) {
@@ -483,16 +463,9 @@ TEST_CASE("masks: binarised above 0.5; spatial operations only (crop pads with z
   for (int64_t z = 3; z < 5; ++z)
     for (int64_t y = 3; y < 5; ++y)
       for (int64_t x = 3; x < 5; ++x) mask.at(x, y, z) = 1.0f;
-  gyrus::ir::PipelineOp resampleOp, crop, zscoreOp, clip;
-  resampleOp.kind = gyrus::ir::OpKind::Resample;
-  resampleOp.mm = 1.0;
-  crop.kind = gyrus::ir::OpKind::Crop;
-  crop.size = {20, 12, 16};  // pad x, crop y and z
-  zscoreOp.kind = gyrus::ir::OpKind::ZScore;
-  clip.kind = gyrus::ir::OpKind::Clip;
-  clip.lo = 0.1;
-  clip.hi = 0.9;
-  gyrus::ir::Pipeline pipeline{{resampleOp, zscoreOp, crop, clip}};
+  gyrus::ir::Pipeline pipeline{{gyrus::ir::makeOp("resample", {{"spacing", 1.0}}), gyrus::ir::makeOp("zscore"),
+                                gyrus::ir::makeOp("crop", {{"size", Shape3{20, 12, 16}}}),  // pad x, crop y and z
+                                gyrus::ir::makeOp("clip", {{"lo", 0.1}, {"hi", 0.9}})}};
   Volume out = applySpatialOps(pipeline, mask);
   CHECK(out.shape == Shape3{20, 12, 16});
   CHECK(out.shape == outputShape(pipeline, mask.shape, mask.spacing));
@@ -504,7 +477,34 @@ TEST_CASE("masks: binarised above 0.5; spatial operations only (crop pads with z
   CHECK(sum == 4.0 * 4.0 * 4.0);  // 2^3 voxels of 2 mm are 4^3 of 1 mm
   CHECK(out.at(9, 5, 7) == 1.0f);  // the centre (padded by 2 on x, cropped by 2 on y)
   CHECK(out.at(0, 0, 0) == 0.0f);
-  gyrus::ir::PipelineOp flip;
-  flip.kind = gyrus::ir::OpKind::Flip;
-  CHECK_THROWS_AS(applySpatialOps(gyrus::ir::Pipeline{{flip}}, mask), std::invalid_argument);
+  CHECK_THROWS_AS(applySpatialOps(gyrus::ir::Pipeline{{gyrus::ir::makeOp("flip")}}, mask), std::invalid_argument);
+}
+
+TEST_CASE("every registry operation has one reference implementation, and masks follow the spatial ones") {
+  std::set<std::string> registry, implemented;
+  for (const gyrus::ir::OpSpec& spec : gyrus::ir::pipelineOps()) {
+    INFO(spec.name);
+    registry.insert(std::string(spec.name));
+    const OpImpl* impl = findOpImpl(spec.name);
+    REQUIRE(impl != nullptr);
+    CHECK((impl->apply != nullptr));
+    // A deterministic spatial operation moves a mask with the image; intensity ones leave it.
+    if (!spec.random()) CHECK((impl->mask != nullptr) == spec.spatial());
+  }
+  for (const OpImpl& impl : opImpls()) CHECK(implemented.insert(std::string(impl.name)).second);
+  CHECK(implemented == registry);
+  // Each operation with its defaults (a crop with a size) runs on a volume, and its output
+  // has the shape the registry's shape effect gives.
+  for (const gyrus::ir::OpSpec& spec : gyrus::ir::pipelineOps()) {
+    INFO(spec.name);
+    PipelineOp o = op(spec.name);
+    if (spec.shape == gyrus::ir::OpShape::Sets) o.set(spec.shapeParam, Shape3{6, 7, 8});
+    Volume v = ramp({10, 9, 8});
+    v.spacing = {1.5, 1.0, 0.8};
+    Rng rng(5);
+    applyAugmentations(gyrus::ir::Pipeline{{o}}, v, nullptr, rng);
+    CHECK(v.shape == outputShape(gyrus::ir::Pipeline{{o}}, {10, 9, 8}, {1.5, 1.0, 0.8}));
+  }
+  CHECK(findOpImpl("sharpen") == nullptr);
+  CHECK_THROWS_AS(applyPipeline(gyrus::ir::Pipeline{{PipelineOp{"sharpen", {}}}}, ramp({4, 4, 4})), std::invalid_argument);
 }

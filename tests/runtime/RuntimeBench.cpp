@@ -126,10 +126,7 @@ int segmentBench(int argc, char** argv) {
   ir::UNetEncoder enc;
   enc.width = 16;
   enc.stages = 4;
-  ir::PipelineOp crop;
-  crop.kind = ir::OpKind::Crop;
-  crop.size = {side, side, side};
-  ir::Pipeline pipeline{{crop, ir::PipelineOp{}}};
+  ir::Pipeline pipeline{{ir::makeOp("crop", {{"size", ir::Shape3{side, side, side}}}), ir::makeOp("zscore")}};
   fs::path work = fs::temp_directory_path() / ("gyrus_segment_bench_" + std::to_string(::getpid()));
   fs::create_directories(work / "pre");
   fs::create_directories(work / "eval");
@@ -232,12 +229,8 @@ int loadBenchmark(int threads, int64_t volumes, int64_t side) {
   for (const auto& s : src.folder.samples) bytes += fs::file_size(s.files[0]);
   std::printf("wrote %lld volumes of %lld^3 (.nii.gz, %.1f MB on disk) in %.1f s\n", static_cast<long long>(volumes),
               static_cast<long long>(side), static_cast<double>(bytes) / 1e6, msSince(t0) / 1000.0);
-  ir::PipelineOp resample, crop;
-  resample.kind = ir::OpKind::Resample;
-  resample.mm = 1.0;
-  crop.kind = ir::OpKind::Crop;
-  crop.size = {64, 64, 64};
-  ir::Pipeline pipeline{{resample, crop, ir::PipelineOp{}}};
+  const ir::PipelineOp crop = ir::makeOp("crop", {{"size", ir::Shape3{64, 64, 64}}});
+  ir::Pipeline pipeline{{ir::makeOp("resample", {{"spacing", 1.0}}), crop, ir::makeOp("zscore")}};
   for (int t : {1, threads}) {
     setThreads(t);
     auto t1 = std::chrono::steady_clock::now();
@@ -264,7 +257,7 @@ int loadBenchmark(int threads, int64_t volumes, int64_t side) {
       v = rt::resample(v, 1.0);
       resampleMs += msSince(t3);
       auto t4 = std::chrono::steady_clock::now();
-      v = centerCropOrPad(v, crop.size);
+      v = centerCropOrPad(v, crop.shape("size"));
       zscore(v, true);
       restMs += msSince(t4);
     }
@@ -371,10 +364,7 @@ int main(int argc, char** argv) {
   ir::DataSource data;
   data.synthetic.subjects = 16;
   ir::Pipeline pipeline;
-  ir::PipelineOp crop;
-  crop.kind = ir::OpKind::Crop;
-  crop.size = {32, 32, 32};
-  pipeline.ops = {crop, ir::PipelineOp{}};
+  pipeline.ops = {ir::makeOp("crop", {{"size", ir::Shape3{32, 32, 32}}}), ir::makeOp("zscore")};
   ir::UNetEncoder enc;
   enc.width = 8;
   enc.stages = 4;
@@ -407,13 +397,9 @@ int main(int argc, char** argv) {
 
   // Augmentation: 1 view per sample (MAE, with its clean target) or 2 (SimCLR).
   ir::Pipeline augmented = pipeline;
-  for (ir::OpKind kind : {ir::OpKind::Flip, ir::OpKind::Noise, ir::OpKind::Gamma}) {
-    ir::PipelineOp op;
-    op.kind = kind;
-    op.sigma = 0.1;
-    if (kind == ir::OpKind::Gamma) op.lo = 0.7, op.hi = 1.5;
-    augmented.ops.push_back(op);
-  }
+  augmented.ops.push_back(ir::makeOp("flip", {{"p", 0.5}}));
+  augmented.ops.push_back(ir::makeOp("noise", {{"sigma", 0.1}}));
+  augmented.ops.push_back(ir::makeOp("gamma", {{"range", ir::Interval{0.7, 1.5}}}));
   Dataset aug = buildDataset(data, augmented, enc.totalStride());
   std::vector<int64_t> samples{0, 1, 2, 3, 4, 5, 6, 7};
   for (int64_t views : {1, 2}) {

@@ -117,16 +117,11 @@ Task task2(const fs::path& root, int count = 12) {
   return t;
 }
 
-ir::PipelineOp op(ir::OpKind kind) {
-  ir::PipelineOp o;
-  o.kind = kind;
-  if (kind == ir::OpKind::Resample) o.mm = 1.0;
-  if (kind == ir::OpKind::Crop) o.size = {16, 16, 16};
-  return o;
-}
-
 /// resample(1mm) >> crop(16^3) >> zscore(): 16^3 at 1.25 mm is 20^3 at 1 mm.
-ir::Pipeline pipeline() { return {{op(ir::OpKind::Resample), op(ir::OpKind::Crop), op(ir::OpKind::ZScore)}}; }
+ir::Pipeline pipeline() {
+  return {{ir::makeOp("resample", {{"spacing", 1.0}}), ir::makeOp("crop", {{"size", ir::Shape3{16, 16, 16}}}),
+           ir::makeOp("zscore")}};
+}
 
 ir::UNetEncoder tinyEncoder() {
   ir::UNetEncoder e;

@@ -45,7 +45,7 @@ ir::PretrainStage tinyPretrain(int64_t epochs) {
   s.data.synthetic.subjects = 8;
   s.data.synthetic.size = {16, 16, 16};
   s.data.synthetic.seed = 21;
-  s.pipeline.ops = {ir::PipelineOp{}};  // z-score over non-zero voxels
+  s.pipeline.ops = {ir::makeOp("zscore")};  // z-score over non-zero voxels
   s.encoder = tinyEncoder();
   s.objective.terms = {ir::ObjectiveTerm{}};
   s.objective.terms[0].mae.cube = 4;
@@ -58,16 +58,11 @@ ir::PretrainStage tinyPretrain(int64_t epochs) {
   return s;
 }
 
-ir::PipelineOp augmentation(ir::OpKind kind) {
-  ir::PipelineOp op;
-  op.kind = kind;
-  op.p = 0.5;
-  op.sigma = 0.1;
-  if (kind == ir::OpKind::Gamma) {
-    op.lo = 0.7;
-    op.hi = 1.5;
-  }
-  return op;
+/// flip(p = 0.5), noise(sigma = 0.1) or gamma(range = 0.7 .. 1.5).
+ir::PipelineOp augmentation(std::string_view name) {
+  if (name == "flip") return ir::makeOp(name, {{"p", 0.5}});
+  if (name == "noise") return ir::makeOp(name, {{"sigma", 0.1}});
+  return ir::makeOp(name, {{"range", ir::Interval{0.7, 1.5}}});
 }
 
 ir::ObjectiveTerm simclrTerm(double weight) {
@@ -82,8 +77,8 @@ ir::ObjectiveTerm simclrTerm(double weight) {
 /// tinyPretrain on augmented views (z-score, then flip, noise, gamma) with `terms`.
 ir::PretrainStage augmentedPretrain(int64_t epochs, std::vector<ir::ObjectiveTerm> terms) {
   ir::PretrainStage s = tinyPretrain(epochs);
-  s.pipeline.ops = {ir::PipelineOp{}, augmentation(ir::OpKind::Flip), augmentation(ir::OpKind::Noise),
-                    augmentation(ir::OpKind::Gamma)};
+  s.pipeline.ops = {ir::makeOp("zscore"), augmentation("flip"), augmentation("noise"),
+                    augmentation("gamma")};
   s.objective.terms = std::move(terms);
   return s;
 }
@@ -194,9 +189,9 @@ TEST_CASE("augmented views: per-view draws, clean flipped target, same result fo
   d.synthetic.subjects = 4;
   d.synthetic.size = {16, 16, 16};
   ir::Pipeline p;
-  ir::PipelineOp flip = augmentation(ir::OpKind::Flip);
-  flip.p = 1.0;
-  p.ops = {ir::PipelineOp{}, flip, augmentation(ir::OpKind::Noise)};
+  ir::PipelineOp flip = augmentation("flip");
+  flip.set("p", 1.0);
+  p.ops = {ir::makeOp("zscore"), flip, augmentation("noise")};
   Dataset ds = buildDataset(d, p, 4);
   REQUIRE(ds.augment.ops.size() == 2);
   CHECK(ds.viewShape == ds.shape);
@@ -521,13 +516,13 @@ TEST_CASE("SimCLR: what the checker guarantees is asserted (internal error), not
   stage.batch = 1;
   expectError(stage, StageResult::Status::InternalError, "a contrastive batch has fewer than 2 samples");
   stage.batch = 4;
-  stage.pipeline.ops = {ir::PipelineOp{}};
+  stage.pipeline.ops = {ir::makeOp("zscore")};
   expectError(stage, StageResult::Status::InternalError, "a contrastive pipeline has no random augmentation");
   stage = augmentedPretrain(1, {simclrTerm(1.0)});
   stage.objective.terms[0].simclr.temperature = 0.0;
   expectError(stage, StageResult::Status::InternalError, "a SimCLR term's temperature or projection is out of range");
   stage = augmentedPretrain(1, {ir::ObjectiveTerm{}});
-  stage.pipeline.ops[3].lo = 0.0;
+  stage.pipeline.ops[3].set("range", ir::Interval{0.0, 1.5});
   expectError(stage, StageResult::Status::InternalError, "a gamma range is not 0 < lo < hi");
   CHECK_FALSE(fs::exists(ctx.dir / kCheckpointFile));
 }
@@ -560,7 +555,7 @@ TEST_CASE("ViT: token grid, parameter names and count, position codes") {
   for (const char* n : {"patch_embed.weight", "patch_embed.bias", "block0.attn.qkv.weight", "block1.mlp.fc2.bias",
                         "norm.weight"})
     CHECK_MESSAGE(names.find(n) != nullptr, n);
-  CHECK(vit->stemWeight() == "patch_embed.weight");
+  CHECK(vit->stemWeight == "patch_embed.weight");
 
   torch::Tensor pos = sincosPositions(4, 3, 2, 24);
   REQUIRE(pos.sizes().vec() == std::vector<int64_t>{24, 24});

@@ -33,7 +33,7 @@ TEST_CASE("the valid base experiment checks and lowers to two stages") {
   const ir::PretrainStage& p = ex.stages[0].pretrain;
   CHECK(p.data.synthetic.subjects == 32);
   CHECK(p.pipeline.ops.size() == 2);
-  CHECK(p.pipeline.ops[0].size == ir::Shape3{32, 32, 32});
+  CHECK(p.pipeline.ops[0].shape("size") == ir::Shape3{32, 32, 32});
   CHECK(p.objective.terms.at(0).mae.maskRatio == doctest::Approx(0.6));
   CHECK(p.optimizer.lr == doctest::Approx(1e-3));
   CHECK(p.epochs == 2);
@@ -350,8 +350,8 @@ pretrain base {
   const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
   CHECK(p.encoder.unet.width == 16);
   REQUIRE(p.pipeline.ops.size() == 4);
-  CHECK(p.pipeline.ops[2].p == doctest::Approx(0.5));
-  CHECK(p.pipeline.ops[3].sigma == doctest::Approx(0.05));
+  CHECK(p.pipeline.ops[2].number("p") == doctest::Approx(0.5));
+  CHECK(p.pipeline.ops[3].number("sigma") == doctest::Approx(0.05));
   // Argument errors, like a built-in's.
   CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v(q = 1)\n")) == std::vector<std::string>{"unknown-argument"});
   CHECK(kinds(*compile("pipeline v(p) = flip(p = p)\nlet x = v()\n")) == std::vector<std::string>{"missing-argument"});

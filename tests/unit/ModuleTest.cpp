@@ -48,8 +48,8 @@ TEST_CASE("the standard library's fomo25 module provides the baseline's settings
   const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
   CHECK(p.optimizer.warmupEpochs == 5);
   CHECK(p.pipeline.ops.size() == 6);
-  CHECK((p.pipeline.ops[1].kind == ir::OpKind::Crop));
-  CHECK(p.pipeline.ops[1].size == ir::Shape3{96, 96, 96});
+  CHECK(p.pipeline.ops[1].name == "crop");
+  CHECK(p.pipeline.ops[1].shape("size") == ir::Shape3{96, 96, 96});
   // Nothing of a module is reported as unused.
   CHECK(c->diags.warningCount() == 0);
 }

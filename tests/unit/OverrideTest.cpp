@@ -40,7 +40,7 @@ TEST_CASE("overrides reach block fields, call arguments and positional arguments
   CHECK(ex.stages[0].pretrain.epochs == 5);
   CHECK(ex.stages[0].pretrain.data.synthetic.subjects == 16);
   CHECK(ex.stages[0].pretrain.objective.terms[0].mae.maskRatio == doctest::Approx(0.75));
-  CHECK(ex.stages[0].pretrain.pipeline.ops[0].size == ir::Shape3{24, 24, 24});
+  CHECK(ex.stages[0].pretrain.pipeline.ops[0].shape("size") == ir::Shape3{24, 24, 24});
   CHECK(ex.stages[0].pretrain.seed == 7);
   CHECK(ex.stages[1].evaluate.shots == 4);
 }
@@ -49,8 +49,8 @@ TEST_CASE("a function name selects the call inside a pipeline") {
   auto c = compile(kValid, {{"prep.crop.size", "16^3"}, {"prep.zscore.nonzero", "false"}});
   CHECK(kinds(*c).empty());
   const ir::Experiment& ex = experiment(*c);
-  CHECK(ex.stages[0].pretrain.pipeline.ops[0].size == ir::Shape3{16, 16, 16});
-  CHECK_FALSE(ex.stages[0].pretrain.pipeline.ops[1].nonzero);
+  CHECK(ex.stages[0].pretrain.pipeline.ops[0].shape("size") == ir::Shape3{16, 16, 16});
+  CHECK_FALSE(ex.stages[0].pretrain.pipeline.ops[1].flag("nonzero"));
 }
 
 TEST_CASE("override values are checked like the file") {

@@ -101,7 +101,7 @@ TEST_CASE("evaluate's dataset.label still parses next to member access") {
   CHECK(kinds(*c, Severity::Warning).empty());
   const ir::Experiment& ex = *c->check.experiment;
   CHECK(ex.stages[0].pretrain.encoder.unet.width == 4);
-  CHECK(ex.stages[0].pretrain.pipeline.ops[0].size == ir::Shape3{32, 32, 32});
+  CHECK(ex.stages[0].pretrain.pipeline.ops[0].shape("size") == ir::Shape3{32, 32, 32});
   CHECK(ex.stages[1].evaluate.label == "lesion");
 }
 

@@ -178,6 +178,6 @@ TEST_CASE("sweep points substitute into one parse and take their values out agai
   std::set<std::tuple<uint64_t, double, int64_t>> seen;
   for (const ir::Stage& s : c->plan.experiment.stages)
     if (s.kind == ir::StageKind::Pretrain)
-      seen.insert({s.pretrain.seed, s.pretrain.data.synthetic.lesionRate, s.pretrain.pipeline.ops.front().size[0]});
+      seen.insert({s.pretrain.seed, s.pretrain.data.synthetic.lesionRate, s.pretrain.pipeline.ops.front().shape("size")[0]});
   CHECK(seen.size() == 12);
 }

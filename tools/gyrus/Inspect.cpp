@@ -52,21 +52,11 @@ int runInspect(const std::string& path, bool json, int volume) {
   }
   const io::Stats s = io::computeStats(image.data);
   if (json) {
-    nlohmann::json j;
-    j["path"] = path;
-    j["shape"] = image.shape;
-    j["spacing"] = image.spacing;
-    j["orientation"] = image.orientation;
-    j["datatype"] = image.datatype;
-    j["slope"] = image.slope;
-    j["inter"] = image.inter;
-    j["volume"] = volume;
-    j["volumes"] = image.volumes;
-    j["affine"] = image.affine;
-    j["min"] = s.min;
-    j["max"] = s.max;
-    j["mean"] = s.mean;
-    j["std"] = s.std;
+    // One object literal, its keys in the printed (sorted) order.
+    nlohmann::json j = {{"affine", image.affine}, {"datatype", image.datatype}, {"inter", image.inter},
+                        {"max", s.max}, {"mean", s.mean}, {"min", s.min}, {"orientation", image.orientation},
+                        {"path", path}, {"shape", image.shape}, {"slope", image.slope}, {"spacing", image.spacing},
+                        {"std", s.std}, {"volume", volume}, {"volumes", image.volumes}};
     fmt::print("{}\n", j.dump());
     return 0;
   }

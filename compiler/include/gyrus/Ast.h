@@ -65,17 +65,16 @@ struct ExprShape final : Expr {
   std::vector<int64_t> dims;
 };
 
-struct ExprString final : Expr {
-  static constexpr NodeKind kKind = NodeKind::ExprString;
-  ExprString(SourceRange r, std::string v) : Expr(kKind, r), value(std::move(v)) {}
-  std::string value;
+/// A literal that is its one value: a string (`"t1"`, ExprString) or a boolean
+/// (`true`, ExprBool).
+template <NodeKind K, class T>
+struct ExprLiteral final : Expr {
+  static constexpr NodeKind kKind = K;
+  ExprLiteral(SourceRange r, T v) : Expr(kKind, r), value(std::move(v)) {}
+  T value;
 };
-
-struct ExprBool final : Expr {
-  static constexpr NodeKind kKind = NodeKind::ExprBool;
-  ExprBool(SourceRange r, bool v) : Expr(kKind, r), value(v) {}
-  bool value;
-};
+using ExprString = ExprLiteral<NodeKind::ExprString, std::string>;
+using ExprBool = ExprLiteral<NodeKind::ExprBool, bool>;
 
 struct ExprName final : Expr {
   static constexpr NodeKind kKind = NodeKind::ExprName;
@@ -93,12 +92,16 @@ struct ExprMember final : Expr {
   SourceRange nameRange;
 };
 
-/// One argument of a call: positional when `name` is empty.
-struct Arg {
+/// An expression with the name it is given: a call's argument, a record literal's
+/// field, a definition's parameter or a block's field (the aliases below).
+struct NamedExpr {
   std::string name;
   SourceRange nameRange;
   Expr* value = nullptr;
 };
+
+/// One argument of a call: positional when `name` is empty.
+using Arg = NamedExpr;
 
 struct ExprCall final : Expr {
   static constexpr NodeKind kKind = NodeKind::ExprCall;
@@ -133,11 +136,7 @@ struct ExprList final : Expr {
 };
 
 /// One field of a record literal.
-struct RecordField {
-  std::string name;
-  SourceRange nameRange;
-  Expr* value = nullptr;
-};
+using RecordField = NamedExpr;
 
 /// `{ channels = ["t1", "t2"], label = regression }`: fields in source order.
 struct ExprRecord final : Expr {
@@ -157,11 +156,7 @@ struct Decl : Node {
 enum class BindKind { Dataset, Pipeline, Encoder, Objective, Let };
 
 /// A parameter of a parameterised definition; `value` (the default) may be null.
-struct Param {
-  std::string name;
-  SourceRange nameRange;
-  Expr* value = nullptr;
-};
+using Param = NamedExpr;
 
 /// `dataset corpus = synthetic(...)`, `pipeline prep = ...`, `let x = ...`, and
 /// parameterised definitions `pipeline views(p = 50%) = prep >> flip(p = p)`, which are
@@ -176,11 +171,8 @@ struct DeclBind final : Decl {
   std::vector<Param> params;
 };
 
-struct Field {
-  std::string name;
-  SourceRange nameRange;
-  Expr* value = nullptr;
-};
+/// One field of a `pretrain` block.
+using Field = NamedExpr;
 
 /// `pretrain base { data = ..., encoder = ..., ... }`.
 struct DeclPretrain final : Decl {

@@ -13,12 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/PipelineOps.h"
 #include "gyrus/Sha256.h"
 
 namespace gyrus::ir {
-
-/// A 3-D size in voxels, in (x, y, z) order.
-using Shape3 = std::array<int64_t, 3>;
 
 /// The embedded synthetic brain generator's parameters (`synthetic(...)` in a file).
 struct SyntheticData {
@@ -104,40 +102,31 @@ struct DataSource {
   }
 };
 
-/// One preprocessing operation of a pipeline, in application order. Flip, Noise and
-/// Gamma are random augmentations: during pretraining they are drawn anew for every
-/// view of every sample (a pipeline with one of them yields stochastic views); the
-/// deterministic prefix before the first random operation may be computed once and
-/// cached. Evaluation pipelines never contain random operations.
-/// Resample changes the voxel size to `mm` (isotropic, trilinear; labels and masks
-/// nearest-neighbour), so the shape after it depends on each volume's spacing: a Crop
+/// A pipeline: its operations (PipelineOp, gyrus/PipelineOps.h) in application order.
+/// Random operations (flip, noise, gamma) are augmentations: during pretraining they are
+/// drawn anew for every view of every sample (a pipeline with one of them yields
+/// stochastic views); the deterministic prefix before the first random operation may be
+/// computed once and cached. Evaluation pipelines never contain random operations.
+/// Resample changes the voxel size (isotropic, trilinear; labels and masks
+/// nearest-neighbour), so the shape after it depends on each volume's spacing: a crop
 /// must follow it before the encoder sees the data.
-enum class OpKind { Crop, ZScore, Clip, Flip, Noise, Gamma, Resample };
-struct PipelineOp {
-  OpKind kind = OpKind::ZScore;
-  Shape3 size{0, 0, 0};  ///< Crop: output size (centre crop / zero pad)
-  double lo = 0.0;       ///< Clip: lower percentile in [0, 1]; Gamma: lowest exponent
-  double hi = 1.0;       ///< Clip: upper percentile in [0, 1]; Gamma: highest exponent
-  bool nonzero = true;   ///< ZScore: statistics over non-zero voxels only
-  double p = 0.5;        ///< Flip: probability of mirroring each axis independently
-  double sigma = 0.0;    ///< Noise: std of additive Gaussian noise (intensity units)
-  double mm = 1.0;       ///< Resample: target isotropic voxel size in millimetres
-  bool isRandom() const { return kind == OpKind::Flip || kind == OpKind::Noise || kind == OpKind::Gamma; }
-};
 struct Pipeline {
   std::vector<PipelineOp> ops;
 };
+/// The spatial shape `pipeline` gives an input of shape `in` and voxel size `spacing`
+/// (mm): each operation's registry shape effect in turn (applyShape).
+Shape3 outputShape(const Pipeline& pipeline, Shape3 in, std::array<double, 3> spacing = {1.0, 1.0, 1.0});
 
 /// A 3-D convolutional U-Net encoder: `stages` resolution levels, the first at full
 /// resolution, each later one downsampling by 2 with a strided convolution; each
 /// stage has `convsPerStage` conv-norm-activation blocks. Widths double per stage up
 /// to `maxWidth`.
 struct UNetEncoder {
-  int64_t inChannels = 1;
-  int64_t width = 32;
-  int64_t stages = 5;
-  int64_t convsPerStage = 2;
-  int64_t maxWidth = 320;
+  int64_t inChannels = 1;     ///< input channels (one in pretraining)
+  int64_t width = 32;         ///< channels of the first stage
+  int64_t stages = 5;         ///< resolution levels
+  int64_t convsPerStage = 2;  ///< conv-norm-activation blocks per stage
+  int64_t maxWidth = 320;     ///< the widest stage
   /// Total downsampling factor: 2^(stages - 1).
   int64_t totalStride() const { return int64_t{1} << (stages - 1); }
   /// Width (channels) of stage `s` (0-based).
@@ -154,12 +143,12 @@ struct UNetEncoder {
 /// self-attention with `heads` heads, an MLP of `mlpRatio` x dim with GELU), and a final
 /// LayerNorm. Its one feature map is the token grid, [dim, z/patch, y/patch, x/patch].
 struct VitEncoder {
-  int64_t inChannels = 1;
-  int64_t patch = 16;
-  int64_t dim = 384;
-  int64_t depth = 12;
-  int64_t heads = 6;
-  int64_t mlpRatio = 4;
+  int64_t inChannels = 1;  ///< input channels (one in pretraining)
+  int64_t patch = 16;      ///< side of a patch cube, in voxels
+  int64_t dim = 384;       ///< features per token
+  int64_t depth = 12;      ///< transformer blocks
+  int64_t heads = 6;       ///< attention heads
+  int64_t mlpRatio = 4;    ///< MLP width over dim
 };
 
 /// The encoder of a stage: a convolutional U-Net or a ViT.
@@ -343,7 +332,6 @@ std::string verify(const EvaluateStage& stage);
 int64_t minimumShots(LabelKind kind);
 
 std::string_view toString(StageKind k);
-std::string_view toString(OpKind k);
 std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
 std::string_view toString(Protocol p);

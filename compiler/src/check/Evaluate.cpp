@@ -156,31 +156,25 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
 }
 
 bool Checker::chooseMetrics(Evaluation& ev) {
-  const ast::DeclEvaluate& d = *ev.decl;
-  const Value& data = ev.data;
-  const std::string& label = ev.label;
-  ir::LabelKind labelKind = ev.labelKind;
-  std::map<std::string, Bound>& args = ev.args;
+  const Bound& given = ev.args["metrics"];
   std::vector<std::string> metricNames;
   std::vector<SourceRange> metricRanges;
-  for (const Value& m : args["metrics"].value.items) {
+  for (const Value& m : given.value.items) {
     metricNames.push_back(metricName(m));
     metricRanges.push_back(m.range);
   }
-  std::string& metricsFrom = ev.metricsFrom;
   // The metrics to report, in order: the evaluation's own, its data set's task's, or
   // the label kind's.
-    if (args["metrics"].present) {
-    if (!checkMetricsSuit(metricNames, metricRanges, args["metrics"].range, labelKind,
-                          "'" + d.task[0] + "." + label + "'", SourceRange{}))
+  if (given.present) {
+    if (!checkMetricsSuit(metricNames, metricRanges, given.range, ev.labelKind, ev.labelText(), SourceRange{}))
       return false;
     ev.metrics = metricNames;
-  } else if (!data.taskMetrics.empty()) {
-    for (const Value& m : data.taskMetrics) ev.metrics.push_back(metricName(m));
-    metricsFrom = " (from the task of '" + d.task[0] + "')";
+  } else if (!ev.data.taskMetrics.empty()) {
+    for (const Value& m : ev.data.taskMetrics) ev.metrics.push_back(metricName(m));
+    ev.metricsFrom = " (from the task of '" + ev.decl->task[0] + "')";
   } else {
-    ev.metrics = metricsOf(labelKind);
-    metricsFrom = " (the default for " + labelKindWord(labelKind) + " labels)";
+    ev.metrics = metricsOf(ev.labelKind);
+    ev.metricsFrom = " (the default for " + labelKindWord(ev.labelKind) + " labels)";
   }
   return true;
 }
@@ -194,10 +188,8 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
   std::map<std::string, Bound>& args = ev.args;
   bool finetune = ev.finetune;
   const Value& evalPipeline = ev.pipeline;
-  stage.kind = ir::StageKind::Evaluate;
-  stage.name = d.name;
+  stage = newStage(ir::StageKind::Evaluate, d.name);
   ir::EvaluateStage& e = stage.evaluate;
-  e.name = d.name;
   e.pretrain = model.model;
   e.data = data.dataset;
   e.encoder = model.encoder;

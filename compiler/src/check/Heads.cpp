@@ -5,20 +5,15 @@
 namespace gyrus::check {
 
 bool Checker::checkTaskHead(Evaluation& ev) {
-  const ast::DeclEvaluate& d = *ev.decl;
-  const Value& model = ev.model;
-  const std::string& label = ev.label;
-  ir::LabelKind labelKind = ev.labelKind;
   std::map<std::string, Bound>& args = ev.args;
-  bool finetune = ev.finetune;
   // The head follows from the task: one number per sample needs a pooled head, a mask
   // a dense decoder; a probe has no decoder at all.
-  bool segmentation = labelKind == ir::LabelKind::Mask;
-  if (segmentation && !finetune) {
-    diags_.report(DiagKind::TaskHead, d.taskRanges[1],
-                  "'" + d.task[0] + "." + label + "' is a segmentation; a probe predicts one number per sample")
+  bool segmentation = ev.labelKind == ir::LabelKind::Mask;
+  if (segmentation && !ev.finetune) {
+    diags_.report(DiagKind::TaskHead, ev.decl->taskRanges[1],
+                  ev.labelText() + " is a segmentation; a probe predicts one number per sample")
         .note(std::string("segment with `protocol = finetune`: the encoder is trained with ") +
-              (model.encoder.kind == ir::EncoderKind::Vit ? "a per-token patch head (one logit per voxel)"
+              (ev.model.encoder.kind == ir::EncoderKind::Vit ? "a per-token patch head (one logit per voxel)"
                                                           : "a dense U-Net decoder"));
     return false;
   }
@@ -26,15 +21,15 @@ bool Checker::checkTaskHead(Evaluation& ev) {
     bool dense = args["head"].value.flag;
     Diagnostic& diag = diags_.report(
         DiagKind::TaskHead, args["head"].range,
-        dense ? "a dense decoder predicts a mask, but '" + d.task[0] + "." + label + "' is one number per sample"
-              : "a pooled head predicts one number, but '" + d.task[0] + "." + label + "' is a segmentation mask");
+        dense ? "a dense decoder predicts a mask, but " + ev.labelText() + " is one number per sample"
+              : "a pooled head predicts one number, but " + ev.labelText() + " is a segmentation mask");
     diag.fixit(args["head"].range, dense ? "pooled" : "dense");
     return false;
   }
   if (args["tolerance"].present && !segmentation) {
     diags_.report(DiagKind::UnknownArgument, args["tolerance"].range,
-                  "'tolerance' is the surface-distance tolerance of segmentation metrics; '" + d.task[0] + "." + label +
-                      "' is not a segmentation");
+                  "'tolerance' is the surface-distance tolerance of segmentation metrics; " + ev.labelText() +
+                      " is not a segmentation");
     return false;
   }
   return true;

@@ -5,7 +5,8 @@ namespace gyrus::check {
 
 // Spacing and intensity normalisation of an evaluation's pipeline must be those the
 // encoder was pretrained with (the FOMO25 baseline fine-tuned at native spacing and
-// predicted at 1 mm: a silent accuracy loss). Crops may differ.
+// predicted at 1 mm: a silent accuracy loss). Crops may differ. A rule about three
+// operations by name: resample, zscore and clip.
 bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRange evalAt, bool finetune) {
   struct Facts {
     double mm = 0;  // 0: native spacing
@@ -22,18 +23,18 @@ bool Checker::checkPipelinesAgree(const Value& pre, const Value& eval, SourceRan
     for (size_t i = 0; i < v.pipeline.ops.size(); ++i) {
       const ir::PipelineOp& op = v.pipeline.ops[i];
       SourceRange at = i < v.opOrigins.size() ? v.opOrigins[i] : fallback;
-      if (op.kind == ir::OpKind::Resample) {
-        f.mm = op.mm;
+      if (op.name == "resample") {
+        f.mm = op.number("spacing");
         f.mmAt = at;
       }
-      if (op.kind == ir::OpKind::ZScore) {
-        f.zscore = op.nonzero ? 2 : 1;
+      if (op.name == "zscore") {
+        f.zscore = op.flag("nonzero") ? 2 : 1;
         f.zAt = at;
       }
-      if (op.kind == ir::OpKind::Clip) {
+      if (op.name == "clip") {
         f.clip = true;
-        f.clipLo = op.lo;
-        f.clipHi = op.hi;
+        f.clipLo = op.number("lo");
+        f.clipHi = op.number("hi");
         f.clipAt = at;
       }
     }

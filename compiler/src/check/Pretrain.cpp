@@ -84,11 +84,8 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
     if (batch >= 2) diag.note("contrastive pretraining needs at least 2 samples");
     return errorValue();
   }
-  ir::Stage stage;
-  stage.kind = ir::StageKind::Pretrain;
-  stage.name = d.name;
+  ir::Stage stage = newStage(ir::StageKind::Pretrain, d.name);
   ir::PretrainStage& p = stage.pretrain;
-  p.name = d.name;
   p.data = data.dataset;
   p.pipeline = data.pipeline;
   p.encoder = encoder;

@@ -12,19 +12,20 @@ void Checker::warnCropPadding(const Value& data, const ir::Pipeline& pipeline, c
   Value flowing = data;
   for (size_t i = 0; i < pipeline.ops.size(); ++i) {
     const ir::PipelineOp& op = pipeline.ops[i];
-    if (op.kind == ir::OpKind::Crop && flowing.shapeKnown) {
+    if (op.spec().shape == ir::OpShape::Sets && flowing.shapeKnown) {
+      const ir::Shape3 size = op.shape(op.spec().shapeParam);
       bool larger = false;
       ir::Shape3 fits{};
       for (size_t k = 0; k < 3; ++k) {
-        larger = larger || op.size[k] > flowing.shape[k];
-        fits[k] = std::min(op.size[k], flowing.shape[k]);
+        larger = larger || size[k] > flowing.shape[k];
+        fits[k] = std::min(size[k], flowing.shape[k]);
       }
       // One warning per crop and volume size, however many stages share the pipeline.
       bool first = larger && i < origins.size() &&
                    paddingWarned_.insert({origins[i].file, origins[i].begin, flowing.shape}).second;
       if (first) {
         Diagnostic& d = diags_.report(DiagKind::CropPadding, origins[i],
-                                      "crop " + ir::formatShape(op.size) + " is larger than the volume (" +
+                                      op.name + " " + ir::formatShape(size) + " is larger than the volume (" +
                                           ir::formatShape(flowing.shape) + "): the volume is zero-padded to fill it");
         if (usedAt.valid()) d.note(usedAt, "the volumes of this data set go through it here");
         d.note("a crop cuts the centre of the volume; where the volume is smaller it pads with zeros, which the "

@@ -86,14 +86,21 @@ std::string valueText(const Value& v, const std::string& written) {
   }
 }
 
+// The scalar part a Value and the side table's NodeFacts share: type, numbers, shape,
+// flag (each direction of the copy is one call).
+template <class To, class From>
+void copyScalars(To& to, const From& from) {
+  to.ty = from.ty;
+  to.num = from.num;
+  to.hi = from.hi;
+  to.shape = from.shape;
+  to.flag = from.flag;
+}
+
 std::string scalarText(const NodeFacts& f, const std::string& written) {
   if (f.parts != nullptr) return valueText(*f.parts, written);
   Value v;
-  v.ty = f.ty;
-  v.num = f.num;
-  v.hi = f.hi;
-  v.shape = f.shape;
-  v.flag = f.flag;
+  copyScalars(v, f);
   v.str = v.function = v.model = f.str;
   return valueText(v, written);
 }
@@ -106,11 +113,7 @@ std::string typeOf(const NodeFacts& f) {
 
 NodeFacts Checker::facts(const Value& v) {
   NodeFacts f;
-  f.ty = v.ty;
-  f.num = v.num;
-  f.hi = v.hi;
-  f.shape = v.shape;
-  f.flag = v.flag;
+  copyScalars(f, v);
   f.carriesShape = (v.ty == Ty::Dataset || v.ty == Ty::Data) ? v.shapeKnown
                    : v.ty == Ty::Pipeline                   ? v.pipelineSetsShape
                                                             : v.ty == Ty::Model || v.ty == Ty::Error;
