@@ -11,6 +11,7 @@ namespace gyrus::ir {
 std::string_view toString(StageKind k) { return fields::enumName(k); }
 std::string_view toString(LabelKind k) { return fields::enumName(k); }
 std::string_view toString(Schedule s) { return fields::enumName(s); }
+std::string_view toString(Precision p) { return fields::enumName(p); }
 std::string_view toString(Protocol p) { return fields::enumName(p); }
 std::string_view toString(OptimizerKind k) { return fields::enumName(k); }
 std::string_view toString(ObjectiveKind k) { return fields::enumName(k); }

@@ -4,11 +4,15 @@
 // visitors over these tables, so a field is declared once (as MLIR's ODS declares an
 // op's operands once for its parser, printer and verifier).
 //
-// A visitor `v` has two calls:
+// A visitor `v` has three calls:
 //   v("name", member)       an identity field: part of the hash material (a run of them
 //                           is one `identity(v, "name", member, ...)` row list)
 //   v.info("name", member)  carried and serialised, but not part of the identity (names,
 //                           absolute paths, what a stage reports)
+//   v.unlessDefault("name", member, default)
+//                           an identity field added later: written (and hashed) only
+//                           when it differs from `default`, so older stages keep their
+//                           hashes; a reader takes the default when the key is absent
 // Members are visited through `S&` where S is the struct or `const` struct, so one table
 // serves readers (which assign) and writers (which only look).
 //
@@ -46,6 +50,7 @@ GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuou
                  {LabelKind::Mask, "mask"})
 GYRUS_ENUM_NAMES(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::Sgd, "sgd"})
 GYRUS_ENUM_NAMES(Schedule, {Schedule::Constant, "constant"}, {Schedule::Cosine, "cosine"})
+GYRUS_ENUM_NAMES(Precision, {Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"})
 GYRUS_ENUM_NAMES(Protocol, {Protocol::Probe, "probe"}, {Protocol::Finetune, "finetune"})
 GYRUS_ENUM_NAMES(Probe, {Probe::Linear, "linear"})
 GYRUS_ENUM_NAMES(DataKind, {DataKind::Synthetic, "synthetic"}, {DataKind::Folder, "folder"})
@@ -193,6 +198,7 @@ void visit(V& v, S& p) {
   v.info("name", p.name);
   identity(v, "data", p.data, "pipeline", p.pipeline, "encoder", p.encoder, "objective", p.objective,
            "optimizer", p.optimizer, "epochs", p.epochs, "batch", p.batch, "seed", p.seed);
+  v.unlessDefault("precision", p.precision, Precision::Fp32);
   v.info("init", p.init);
 }
 
@@ -214,6 +220,7 @@ void visit(V& v, S& e) {
   identity(v, "shots", e.shots, "repeats", e.repeats, "test_site", e.testSite);
   if (e.testSite.empty()) v("test_fraction", e.testFraction);  // a site's test set is the whole site
   v("seed", e.seed);
+  v.unlessDefault("precision", e.precision, Precision::Fp32);
   v.info("metrics", e.metrics);
 }
 

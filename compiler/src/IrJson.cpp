@@ -37,6 +37,12 @@ struct Writer {
   void info(const char* key, const T& value) {
     if (!identityOnly) out[key] = write(value, false);
   }
+  /// An identity field added after stages were first hashed: written only when it is
+  /// not its default, so the stages that do not use it keep their hashes and JSON.
+  template <class T>
+  void unlessDefault(const char* key, const T& value, const T& dflt) {
+    if (!(value == dflt)) out[key] = write(value, identityOnly);
+  }
 };
 
 template <class T>
@@ -102,6 +108,11 @@ struct Reader {
   template <class T>
   void info(const char* key, T& value) {
     (*this)(key, value);
+  }
+  template <class T>
+  void unlessDefault(const char* key, T& value, const T& dflt) {
+    if (in.contains(key)) (*this)(key, value);
+    else value = dflt;
   }
   /// A value the table cannot take (an unknown operation).
   [[noreturn]] void invalid(const char* key, const std::string& why) const {

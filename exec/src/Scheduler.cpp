@@ -138,7 +138,7 @@ StageOutcome runStage(const Store& store, const ir::Stage& stage, const std::vec
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     store.save(stage.hash, {stage.name, kind, result.metrics, outcome.seconds, result.resumed, executor.describe(),
-                            result.device, host});
+                            result.device, host, result.deviceName, result.precision});
   } catch (const std::exception& e) {
     return failed(outcome, "cannot record stage '" + stage.name + "' in the run store: " + e.what(), 1, true);
   }

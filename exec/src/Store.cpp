@@ -153,6 +153,8 @@ std::optional<StageRecord> Store::load(const std::string& hash) const {
   r.runtime = j["runtime"].is_string() ? j["runtime"].get<std::string>() : std::string();
   r.device = j["device"].is_string() ? j["device"].get<std::string>() : std::string();
   r.host = j["host"].is_string() ? j["host"].get<std::string>() : std::string();
+  r.deviceName = j["device_name"].is_string() ? j["device_name"].get<std::string>() : std::string();
+  r.precision = j["precision"].is_string() ? j["precision"].get<std::string>() : std::string();
   for (const auto& m : j["metrics"]) {
     if (!m.is_object() || !m["name"].is_string()) return std::nullopt;
     double value = m["value"].is_number() ? m["value"].get<double>() : std::nan("");
@@ -165,9 +167,12 @@ void Store::save(const std::string& hash, const StageRecord& record) const {
   nlohmann::json metrics = nlohmann::json::array();
   for (const rt::Metric& m : record.metrics) metrics.push_back({{"name", m.name}, {"value", m.value}});
   // One object literal (nlohmann::json writes its keys sorted).
-  nlohmann::json j = {{"device", record.device}, {"hash", hash}, {"host", record.host}, {"kind", record.kind},
-                      {"metrics", metrics}, {"name", record.name}, {"resumed", record.resumed},
-                      {"runtime", record.runtime}, {"seconds", record.seconds}};
+  nlohmann::json j = {{"device", record.device},       {"device_name", record.deviceName},
+                      {"hash", hash},                  {"host", record.host},
+                      {"kind", record.kind},           {"metrics", metrics},
+                      {"name", record.name},           {"precision", record.precision},
+                      {"resumed", record.resumed},     {"runtime", record.runtime},
+                      {"seconds", record.seconds}};
   writeFileAtomic(stageDir(hash) / "result.json", j.dump(2) + "\n");
 }
 

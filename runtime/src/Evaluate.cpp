@@ -27,6 +27,7 @@
 // drawn with Rng(deriveSeed(seed, tag("split"))); repeat r draws `shots` training
 // subjects from the rest with Rng(deriveSeed(seed, tag("repeat") + r)), stratified by
 // class with at least one of each for binary labels.
+#include <ATen/cuda/CUDAContext.h>
 #include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
@@ -44,6 +45,7 @@
 #include "Preprocess.h"
 #include "Probe.h"
 #include "Stages.h"
+#include "Trainer.h"
 
 namespace gyrus::rt {
 
@@ -117,11 +119,13 @@ namespace {
 /// double. The rows of `data` are the channels of each sample in turn; a sample's
 /// per-channel features are concatenated in channel order. A streamed data set is read
 /// a batch of rows at a time.
-Matrix extractFeatures(EncoderModule& encoder, const Dataset& data, const torch::Device& device) {
+Matrix extractFeatures(EncoderModule& encoder, const Dataset& data, const torch::Device& device,
+                       ir::Precision precision) {
   constexpr int64_t kBatch = 8;
   encoder->to(device);
   encoder->eval();
   torch::NoGradGuard noGrad;
+  AutocastScope autocast(precision, device.type());
   const int64_t channels = data.channels;
   const int64_t n = data.samples * channels;
   std::vector<torch::Tensor> rows;
@@ -141,7 +145,7 @@ Matrix extractFeatures(EncoderModule& encoder, const Dataset& data, const torch:
       pooled.push_back(m.mean({2, 3, 4}));
       pooled.push_back(m.amax({2, 3, 4}));
     }
-    rows.push_back(torch::cat(pooled, 1).to(torch::kCPU));
+    rows.push_back(torch::cat(pooled, 1).to(torch::kCPU, torch::kFloat));
   }
   torch::Tensor all = torch::cat(rows, 0).to(torch::kFloat64).reshape({n / channels, -1}).contiguous();
   Matrix x(all.size(0), all.size(1));
@@ -347,8 +351,9 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   reportData(data, ctx);
   Labels labels = labelsOf(stage, data, binary);
   const torch::Device device = stageDevice(ctx);
-  Matrix features = extractFeatures(trained, data, device);
-  Matrix randomFeatures = extractFeatures(random, data, device);
+  warnPrecision(stage.precision, device, ctx);
+  Matrix features = extractFeatures(trained, data, device, stage.precision);
+  Matrix randomFeatures = extractFeatures(random, data, device, stage.precision);
   Split split = splitSubjects(stage, labels, binary);
 
   nlohmann::json repeatsJson = nlohmann::json::array();
@@ -392,6 +397,17 @@ torch::Device stageDevice(const StageContext& ctx) {
                     std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0) +
                     " CUDA device(s); use cpu");
   return device;
+}
+
+std::string deviceName(const torch::Device& device) {
+  if (!device.is_cuda() || !torch::cuda::is_available()) return {};
+  return at::cuda::getDeviceProperties(device.has_index() ? device.index() : 0)->name;
+}
+
+void warnPrecision(ir::Precision precision, const torch::Device& device, const StageContext& ctx) {
+  if (precision != ir::Precision::Bf16 || device.is_cuda() || !ctx.progress) return;
+  ctx.progress("warning: precision = bf16 on a CPU: autocast runs convolutions in bf16, which most CPUs emulate "
+               "(slower than fp32 unless the CPU has AMX or AVX512-BF16); use fp32 on a CPU, bf16 on a GPU");
 }
 
 std::string describeDevice(const torch::Device& device) {

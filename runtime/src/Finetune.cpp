@@ -173,6 +173,7 @@ std::vector<double> trainEpochs(nn::Module& net, const std::vector<int64_t>& tra
   Trainer trainer(net.parameters(),
                   TrainerOptions(optimizer)
                       .steps(stepsPerEpoch, stage.epochs)
+                      .precision(stage.precision, net.parameters().front().device())
                       .progress(tag.ctx->progress, /*everyEpoch=*/false)
                       .label(label)
                       .history(tag.ctx->dir / kHistoryFile, {{"phase", "finetune"}, {"repeat", tag.repeat}, {"run", tag.run}}));
@@ -220,6 +221,7 @@ RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targ
 
   net->eval();
   torch::NoGradGuard noGrad;
+  AutocastScope autocast(stage.precision, images.device().type());
   std::vector<int64_t> rows = test;
   auto m = static_cast<int64_t>(rows.size());
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
@@ -261,6 +263,7 @@ SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::
 
   net->eval();
   torch::NoGradGuard noGrad;
+  AutocastScope autocast(stage.precision, images.device().type());
   std::vector<int64_t> rows = test;
   auto m = static_cast<int64_t>(rows.size());
   out.dice.resize(rows.size());
@@ -272,7 +275,7 @@ SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::
   for (int64_t begin = 0; begin < m; begin += kEvalBatch) {
     int64_t end = std::min(m, begin + kEvalBatch);
     torch::Tensor index = torch::from_blob(rows.data() + begin, {end - begin}, torch::kInt64);
-    torch::Tensor logits = net->forward(images(index)).to(torch::kCPU).contiguous();
+    torch::Tensor logits = net->forward(images(index)).to(torch::kCPU, torch::kFloat).contiguous();
     const float* logitData = logits.data_ptr<float>();
     // Scoring is torch-free and per sample: in parallel, each result in its own slot.
     at::parallel_for(begin, end, 1, [&](int64_t from, int64_t to) {
@@ -362,6 +365,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
   Prepared p = prepare(stage, ctx, /*binary=*/false, /*segmentation=*/true);
   Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
   const SampleImages images(p.data, stageDevice(ctx));
+  warnPrecision(stage.precision, images.device(), ctx);
   const std::vector<int64_t>& test = p.split.test;
   // The voxel size of each sample's grid: that of its first channel after the pipeline.
   std::vector<std::array<double, 3>> spacing;
@@ -514,6 +518,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   Prepared p = prepare(stage, ctx, binary, /*segmentation=*/false);
   Trainer::resetHistory(ctx.dir / kHistoryFile, 0);  // nothing is resumed: a rerun starts over
   const SampleImages images(p.data, stageDevice(ctx));
+  warnPrecision(stage.precision, images.device(), ctx);
   const Labels& labels = p.labels;
   const Split& split = p.split;
 

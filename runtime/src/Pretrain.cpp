@@ -117,6 +117,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   }
 
   const torch::Device device = stageDevice(ctx);
+  warnPrecision(stage.precision, device, ctx);
   net->to(device);
 
   // The loader drops skipped samples from its copy of the data source.
@@ -139,6 +140,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
 
   Trainer trainer(net->parameters(), TrainerOptions(stage.optimizer)
                                          .steps(stepsPerEpoch, stage.epochs)
+                                         .precision(stage.precision, device)
                                          .progress(ctx.progress)
                                          .history(ctx.dir / kHistoryFile, {{"phase", "pretrain"}}));
   if (result.resumed) trainer.load(optimizerState);

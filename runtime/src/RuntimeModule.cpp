@@ -55,15 +55,30 @@ class TorchRuntime final : public Runtime {
     return s.str();
   }
   StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) override {
-    return guarded([&] { return withDevice(pretrain(stage, ctx), ctx); });
+    return guarded([&] { return withDevice(pretrain(stage, ctx), ctx, stage.precision); });
   }
   StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) override {
-    return guarded([&] { return withDevice(evaluate(stage, ctx), ctx); });
+    return guarded([&] { return withDevice(evaluate(stage, ctx), ctx, stage.precision); });
+  }
+  TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options) override {
+    StageResult failure = guarded([&] {
+      bench_ = rt::benchTrain(stage, options);
+      return StageResult{};
+    });
+    if (failure.status != StageResult::Status::Ok) {
+      bench_ = TrainBenchResult{};
+      bench_.message = failure.message;
+    }
+    return bench_;
   }
 
  private:
-  static StageResult withDevice(StageResult result, const StageContext& ctx) {
-    result.device = describeDevice(stageDevice(ctx));
+  TrainBenchResult bench_;
+  static StageResult withDevice(StageResult result, const StageContext& ctx, ir::Precision precision) {
+    torch::Device device = stageDevice(ctx);
+    result.device = describeDevice(device);
+    result.deviceName = deviceName(device);
+    result.precision = std::string(ir::toString(precision));
     return result;
   }
 };

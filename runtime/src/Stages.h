@@ -45,6 +45,13 @@ torch::Device stageDevice(const StageContext& ctx);
 /// "cpu" or "cuda:N", as result.json records it.
 std::string describeDevice(const torch::Device& device);
 
+/// The GPU's name ("NVIDIA H200"); empty for the CPU.
+std::string deviceName(const torch::Device& device);
+
+/// A progress line warning that bf16 on a CPU is emulated where the CPU lacks bf16
+/// arithmetic (slower than fp32 there) and changes the results; nothing otherwise.
+void warnPrecision(ir::Precision precision, const torch::Device& device, const StageContext& ctx);
+
 /// Writes an evaluation's predictions.json (atomically), in the one format every
 /// protocol shares (docs/cli.md, "predictions.json"): `protocol`, `label`, `kind`,
 /// `reference` (the companion run's suffix), `samples` (every sample's name, by the
@@ -66,5 +73,8 @@ StageResult evaluate(const ir::EvaluateStage& stage, const StageContext& ctx);
 /// same from a random initialisation as the reference (see Finetune.cpp). Writes
 /// predictions.json; no checkpoints (a rerun starts over).
 StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx);
+
+/// `gyrus bench train`: times `stage`'s training step on random batches (Bench.cpp).
+TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options);
 
 }  // namespace gyrus::rt

@@ -1,6 +1,7 @@
 // The one training loop (see Trainer.h).
 #include "Trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
 #include <chrono>
@@ -60,6 +61,24 @@ Trainer::Trainer(std::vector<torch::Tensor> parameters, TrainerOptions options)
 
 Trainer::~Trainer() = default;
 
+AutocastScope::AutocastScope(ir::Precision precision, c10::DeviceType deviceType)
+    : on_(precision == ir::Precision::Bf16), type_(deviceType) {
+  if (!on_) return;
+  wasEnabled_ = at::autocast::is_autocast_enabled(type_);
+  oldType_ = at::autocast::get_autocast_dtype(type_);
+  at::autocast::set_autocast_enabled(type_, true);
+  at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+AutocastScope::~AutocastScope() {
+  if (!on_) return;
+  // The cast weights are cached while autocast is on; leaving the outermost scope frees them.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(type_, wasEnabled_);
+  at::autocast::set_autocast_dtype(type_, oldType_);
+}
+
 double Trainer::learningRate(int64_t step) const {
   const ir::Optimizer& o = options_.optimizer_;
   const int64_t warmup = options_.warmupSteps_;
@@ -117,7 +136,14 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       lr = learningRate(epoch * steps + s);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
       optimizer_->zero_grad();
-      StepLoss loss = step(epoch, s);
+      StepLoss loss;
+      {
+        AutocastScope autocast(options_.precision_, options_.deviceType_);
+        loss = step(epoch, s);
+      }
+      // The loss in fp32; backward runs outside autocast (each op's backward follows
+      // its forward's precision).
+      if (loss.total.scalar_type() != torch::kFloat) loss.total = loss.total.to(torch::kFloat);
       loss.total.backward();
       normSum += o.gradClip > 0.0 ? torch::nn::utils::clip_grad_norm_(parameters_, o.gradClip)
                                   : gradientNorm(parameters_);

@@ -66,6 +66,13 @@ struct TrainerOptions {
     label_ = std::move(text);
     return *this;
   }
+  /// The arithmetic of the forward passes on `device`'s type (default fp32): with bf16,
+  /// each step's callback runs under autocast; weights, gradients and the loss stay fp32.
+  TrainerOptions& precision(ir::Precision p, torch::Device device) {
+    precision_ = p;
+    deviceType_ = device.type();
+    return *this;
+  }
   /// Appends one line per epoch to `path` with `keys` added (default: no history).
   TrainerOptions& history(std::filesystem::path path, nlohmann::json keys) {
     history_ = std::move(path);
@@ -74,6 +81,8 @@ struct TrainerOptions {
   }
 
   ir::Optimizer optimizer_;
+  ir::Precision precision_ = ir::Precision::Fp32;
+  c10::DeviceType deviceType_ = c10::DeviceType::CPU;
   int64_t stepsPerEpoch_ = 1;
   int64_t epochs_ = 1;
   int64_t warmupSteps_ = -1;
@@ -83,6 +92,23 @@ struct TrainerOptions {
   std::string label_;
   std::filesystem::path history_;
   nlohmann::json historyKeys_ = nlohmann::json::object();
+};
+
+/// Mixed precision for a scope: with bf16, operations on `deviceType` run under autocast
+/// (matrix products and convolutions in bf16, reductions and losses in fp32), as
+/// `torch.autocast(device_type, dtype=torch.bfloat16)` does in Python. Nothing with fp32.
+class AutocastScope {
+ public:
+  AutocastScope(ir::Precision precision, c10::DeviceType deviceType);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  c10::DeviceType type_;
+  bool wasEnabled_ = false;
+  at::ScalarType oldType_ = at::kFloat;
 };
 
 /// One step's loss: the total to minimise, its named terms (unweighted, for the

@@ -5,6 +5,7 @@
 #include "Errors.h"
 #include "Stages.h"
 #include "Trainer.h"
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
 #include <doctest/doctest.h>
@@ -136,5 +137,31 @@ TEST_CASE("stage device: auto picks the first usable GPU, else the CPU; unknown 
     FAIL("no error");
   } catch (const UserError& e) {
     CHECK(std::string(e.what()) == "'gpu' is not a device: use cpu, cuda or cuda:N");
+  }
+}
+
+TEST_CASE("trainer: bf16 runs the step under autocast (bf16 products), keeps fp32 weights and loss, and minimises") {
+  torch::manual_seed(3);
+  torch::Tensor x = torch::randn({64, 16});
+  torch::Tensor target = x.matmul(torch::randn({16, 1}));
+  for (ir::Precision precision : {ir::Precision::Fp32, ir::Precision::Bf16}) {
+    torch::manual_seed(4);
+    torch::Tensor w = torch::zeros({16, 1}, torch::requires_grad());
+    ir::Optimizer o;
+    o.lr = 0.05;
+    o.schedule = ir::Schedule::Constant;
+    o.gradClip = 0.0;
+    Trainer trainer({w}, TrainerOptions(o).steps(1, 200).precision(precision, torch::Device(torch::kCPU)));
+    torch::ScalarType productType = torch::kFloat;
+    trainer.run(0, [&](int64_t, int64_t) {
+      torch::Tensor y = x.matmul(w);  // autocast: bf16 with Bf16
+      productType = y.scalar_type();
+      return StepLoss{(y.to(torch::kFloat) - target).pow(2).mean(), {}, 1.0, 64};
+    });
+    CHECK((productType == (precision == ir::Precision::Bf16 ? torch::kBFloat16 : torch::kFloat)));
+    CHECK((w.scalar_type() == torch::kFloat));  // master weights stay fp32
+    CHECK((w.grad().scalar_type() == torch::kFloat));
+    CHECK(trainer.epochLosses().back() < 0.05 * trainer.epochLosses().front());
+    CHECK_FALSE(at::autocast::is_autocast_enabled(torch::kCPU));  // the scope ended with the step
   }
 }

@@ -116,7 +116,7 @@ TEST_CASE("the IR reader accepts exactly what the writer writes") {
   SUBCASE("another layout version, or not JSON at all") {
     j["version"] = 99;
     CHECK_FALSE(ir::experimentFromJson(j.dump(), back, error));
-    CHECK(error.find("this gyrus reads version 1") != std::string::npos);
+    CHECK(error.find("this gyrus reads version 2") != std::string::npos);
     CHECK_FALSE(ir::experimentFromJson("{ stages", back, error));
     CHECK(error == "not valid JSON");
   }
@@ -155,6 +155,27 @@ TEST_CASE("a probe's hash material leaves out the fine-tuning schedule; a fine-t
   REQUIRE_MESSAGE(f->ok(), renderHuman(f->sources, f->diags.sorted()));
   const ir::Stage& tuned = f->check.experiment->stages[1];
   CHECK(ir::hashMaterial(tuned, ir::depHashes(tuned, *f->check.experiment)).find("\"epochs\":2") != std::string::npos);
+}
+
+TEST_CASE("precision: bf16 is part of a stage's identity and round-trips; fp32 stages keep their JSON and hashes") {
+  auto c = compile(kSmall);
+  REQUIRE(c->ok());
+  const std::string fp32Json = ir::toJson(*c->check.experiment);
+  CHECK(fp32Json.find("precision") == std::string::npos);  // the default is not written
+  std::string pre = hashOf(kSmall, 0), eval = hashOf(kSmall, 1);
+  auto bf16 = compile(kSmall, {{"base.precision", "bf16"}});
+  REQUIRE(bf16->ok());
+  const ir::Experiment& ex = *bf16->check.experiment;
+  CHECK((ex.stages[0].pretrain.precision == ir::Precision::Bf16));
+  CHECK(ex.stages[0].hash != pre);
+  CHECK(ex.stages[1].hash != eval);  // through its dependency's hash
+  CHECK((ex.stages[1].evaluate.precision == ir::Precision::Fp32));
+  roundTrip("bf16", ex);
+  // Written explicitly as fp32, a stage is the default one.
+  CHECK(hashOf(kSmall, 0, {{"base.precision", "fp32"}}) == pre);
+  // A name that is not a precision is a diagnostic, not a silent default.
+  auto bad = compile(kSmall, {{"base.precision", "fp16"}});
+  CHECK_FALSE(bad->ok());
 }
 
 TEST_CASE("a folder's fingerprint is its content: copied elsewhere it hashes the same, edited it does not") {

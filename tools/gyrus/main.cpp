@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "Inspect.h"
+#include "Bench.h"
 #include "Run.h"
 #include "Runs.h"
 #include "Synth.h"
@@ -222,6 +223,28 @@ int realMain(int argc, char** argv) {
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
 
+  driver::BenchTrainOptions benchOpts;
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks: gyrus against the same work in PyTorch");
+  bench->require_subcommand(1);
+  CLI::App* benchTrainCmd = bench->add_subcommand(
+      "train", "Time MAE training steps of the quickstart's U-Net and U-Net B, in gyrus and in eager PyTorch");
+  benchTrainCmd->add_option("--model", benchOpts.models, "quickstart or unet_b (repeatable; default both)");
+  benchTrainCmd->add_option("--batch", benchOpts.batch, "Batch size (default: the model's: 8 and 2)")
+      ->check(CLI::Range(1, 4096));
+  benchTrainCmd->add_option("--patch", benchOpts.patch, "Cubic patch edge (default: 32; U-Net B 64 on a CPU, 96 on a GPU)")
+      ->check(CLI::Range(4, 1024));
+  benchTrainCmd->add_option("--warmup", benchOpts.warmup, "Untimed steps first (default 2)")->check(CLI::Range(0, 1000));
+  benchTrainCmd->add_option("--steps", benchOpts.steps, "Timed steps (default 5)")->check(CLI::Range(1, 100000));
+  benchTrainCmd->add_option("--threads", benchOpts.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
+  benchTrainCmd->add_option("--device", benchOpts.device, "cpu (default), cuda or cuda:N")->check(deviceName);
+  benchTrainCmd->add_option("--precision", benchOpts.precision, "fp32 (default) or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  benchTrainCmd->add_flag("--json", benchOpts.json, "Print one JSON object on stdout");
+  bool noTwin = false;
+  benchTrainCmd->add_flag("--no-twin", noTwin, "Time gyrus only (no PyTorch twin)");
+  benchTrainCmd->add_option("--python", benchOpts.python,
+                            "Python with torch for the twin (default: the LibTorch environment's, see docs/building.md)");
+
   std::string runsStore;
   bool runsJson = false, runsDryRun = false;
   std::string runsHash;
@@ -366,6 +389,11 @@ int realMain(int argc, char** argv) {
       for (const ir::Stage& st : compiled->plan.experiment.stages) keep.push_back(st.hash);
     }
     return driver::runsCollect(runsStore, keep, runsDryRun);
+  }
+  if (*bench) {
+    benchOpts.twin = !noTwin;
+    if (benchOpts.device == "auto") benchOpts.device = "cpu";
+    return driver::benchTrain(benchOpts);
   }
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   if (*synth) return driver::runSynth(synthArgs);

@@ -201,6 +201,10 @@ struct Objective {
 };
 
 enum class Schedule { Constant, Cosine };
+/// Arithmetic of a training loop: fp32, or bf16 mixed precision (autocast for the
+/// forward pass and the loss's inputs; fp32 master weights, gradients, optimiser state
+/// and loss). The FOMO25 baseline pretrained in bf16-mixed.
+enum class Precision { Fp32, Bf16 };
 /// AdamW (decoupled weight decay), or SGD with Nesterov momentum (nnssl's choice).
 enum class OptimizerKind { AdamW, Sgd };
 struct Optimizer {
@@ -226,6 +230,7 @@ struct PretrainStage {
   int64_t epochs = 10;
   int64_t batch = 4;
   uint64_t seed = 0;
+  Precision precision = Precision::Fp32;
   /// Multi-stage recipes: the name of the pretrain stage whose finished encoder this
   /// one starts from (its only dependency; same encoder architecture), or empty to
   /// start from random weights (seeded). Decoder and heads always start fresh.
@@ -292,6 +297,8 @@ struct EvaluateStage {
   /// and the shots are drawn from the other sites (`testFraction` is unused).
   std::string testSite;
   uint64_t seed = 0;
+  /// Fine-tuning's training loop and the encoder's forward passes (features, predictions).
+  Precision precision = Precision::Fp32;
   /// The metrics to report, in order ("auroc"; "mae", "pearson_r"; "dice", "nsd"): the
   /// evaluation's `metrics`, its data set's task's, or the label kind's. The runtime
   /// computes every metric of the label kind; this list only selects and orders what is
@@ -334,6 +341,7 @@ int64_t minimumShots(LabelKind kind);
 std::string_view toString(StageKind k);
 std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
+std::string_view toString(Precision p);
 std::string_view toString(Protocol p);
 std::string_view toString(OptimizerKind k);
 std::string_view toString(ObjectiveKind k);

@@ -26,7 +26,7 @@
 namespace gyrus::ir {
 
 /// Version of the JSON layout (bumped when a key is renamed, added or removed).
-inline constexpr int kIrJsonFormat = 1;
+inline constexpr int kIrJsonFormat = 2;  // 2: pipeline ops are registry names with named parameters
 
 /// The whole experiment: `{"format": "gyrus-ir", "version": 1, "ir_version": ...,
 /// "stages": [...]}`; each stage with its hash and its dependencies' hashes.

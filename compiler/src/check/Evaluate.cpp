@@ -233,6 +233,7 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
     e.testFraction = args["test"].value.num;
   }
   e.seed = static_cast<uint64_t>(args["seed"].value.num);
+  e.precision = args["precision"].value.flag ? ir::Precision::Bf16 : ir::Precision::Fp32;
   e.nsdToleranceMm = args["tolerance"].value.num;
   return true;
 }

@@ -94,6 +94,7 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   p.epochs = static_cast<int64_t>(fields["epochs"].value.num);
   p.batch = static_cast<int64_t>(fields["batch"].value.num);
   p.seed = static_cast<uint64_t>(fields["seed"].value.num);
+  p.precision = fields["precision"].value.flag ? ir::Precision::Bf16 : ir::Precision::Fp32;
   if (fields["init"].present) {
     const Value& from = fields["init"].value;
     const ir::Encoder& a = from.encoder;

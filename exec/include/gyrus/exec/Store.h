@@ -35,6 +35,8 @@ struct StageRecord {
   std::string runtime;  ///< the runtime that computed it (LibTorch version, threads, BLAS)
   std::string device;   ///< the device it ran on ("cpu", "cuda:0"; not part of its identity)
   std::string host;     ///< the machine it ran on
+  std::string deviceName;  ///< the GPU's name; empty on a CPU
+  std::string precision;   ///< "fp32" or "bf16" (part of the identity, recorded for reports)
 };
 
 /// What a store holds of one stage (`gyrus runs`).

@@ -6,6 +6,7 @@
 // exception crosses it (the runtime reports failures in `StageResult`).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -57,7 +58,32 @@ struct StageResult {
   std::string message;  ///< on error: what went wrong and how to fix it
   bool resumed = false; ///< true when the stage continued from a checkpoint
   std::string device;   ///< the device it ran on ("cpu", "cuda:0")
+  std::string deviceName;  ///< the GPU's name ("NVIDIA H200"); empty on a CPU
+  std::string precision;   ///< "fp32" or "bf16"
   std::vector<Metric> metrics;
+};
+
+/// `gyrus bench train`: time the training steps of one pretraining network on random
+/// batches (no data loading), after warm-up steps.
+struct TrainBenchOptions {
+  int64_t batch = 2;
+  int64_t patch = 64;   ///< cubic patch edge in voxels
+  int64_t warmup = 2;   ///< untimed steps first
+  int64_t steps = 5;    ///< timed steps
+  int threads = 0;      ///< 0: all cores
+  std::string device = "auto";
+  uint64_t seed = 0;
+};
+
+struct TrainBenchResult {
+  bool ok = false;
+  std::string message;             ///< when not ok: why
+  std::vector<double> stepMs;      ///< each timed step, in order
+  double peakMb = 0.0;             ///< CPU: the process's peak resident memory during the bench; GPU: peak allocated
+  int64_t params = 0;              ///< trainable parameters (encoder, decoder, heads)
+  std::string device;              ///< "cpu", "cuda:0"
+  std::string deviceName;          ///< the GPU's name; empty on CPU
+  int threads = 0;
 };
 
 /// The runtime module's interface. One instance per process.
@@ -74,6 +100,9 @@ class Runtime {
   /// stage's protocol (linear probe or fine-tuning); the stage directory receives
   /// `predictions.json`.
   virtual StageResult runEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx) = 0;
+  /// Times `stage`'s training step (its network, objective and optimiser, through the
+  /// same Trainer as runPretrain) on random batches; its data are not read.
+  virtual TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options) = 0;
 };
 
 }  // namespace gyrus::rt
