@@ -139,7 +139,7 @@ Matrix extractFeatures(EncoderModule& encoder, const Dataset& data, const torch:
     } else {
       batch = data.images.slice(0, begin, end);
     }
-    auto maps = encoder->forward(batch.to(device, /*non_blocking=*/true));
+    auto maps = encoder->forward(toDevice(batch, device));
     std::vector<torch::Tensor> pooled;
     for (auto& m : maps) {
       pooled.push_back(m.mean({2, 3, 4}));

@@ -111,7 +111,7 @@ class SampleImages {
       view_ = data.images.view({data.samples, data.channels, data.shape[2], data.shape[1], data.shape[0]});
   }
   /// The images on the stage's device (read and gathered on the host).
-  torch::Tensor operator()(const torch::Tensor& index) const { return onHost(index).to(device_, /*non_blocking=*/true); }
+  torch::Tensor operator()(const torch::Tensor& index) const { return toDevice(onHost(index), device_); }
   const torch::Device& device() const { return device_; }
 
  private:
@@ -215,7 +215,7 @@ RunOutput trainAndScore(FinetuneNet& net, const SampleImages& images, const Targ
   net->to(images.device());
   out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
     torch::Tensor output = net->forward(images(index));
-    torch::Tensor target = targetValues.index_select(0, index).to(images.device(), /*non_blocking=*/true);
+    torch::Tensor target = toDevice(targetValues.index_select(0, index), images.device());
     return binary ? F::binary_cross_entropy_with_logits(output, target) : F::mse_loss(output, target);
   });
 
@@ -258,7 +258,7 @@ SegOutput trainAndSegment(SegNet& net, const SampleImages& images, const torch::
   net->to(images.device());
   out.losses = trainEpochs(*net, train, stage, orderSeed, tag, [&](const torch::Tensor& index) {
     return segmentationLoss(net->forward(images(index)),
-                            masks.index_select(0, index).to(images.device(), /*non_blocking=*/true));
+                            toDevice(masks.index_select(0, index), images.device()));
   });
 
   net->eval();

@@ -193,8 +193,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
           batch = makeViews(data, samples, views, reconstructive, *rng, rows);
         }
         // Views are made on the host; the step runs on the stage's device.
-        for (torch::Tensor& input : batch.inputs) input = input.to(device, /*non_blocking=*/true);
-        if (batch.target.defined()) batch.target = batch.target.to(device, /*non_blocking=*/true);
+        for (torch::Tensor& input : batch.inputs) input = toDevice(input, device);
+        if (batch.target.defined()) batch.target = toDevice(batch.target, device);
         StepLoss out{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)), {}, 1.0,
                      end - begin};
         ObjectiveBatch objectiveBatch{batch, end - begin, data.viewShape, *rng, *net, {}};

@@ -45,6 +45,13 @@ torch::Device stageDevice(const StageContext& ctx);
 /// "cpu" or "cuda:N", as result.json records it.
 std::string describeDevice(const torch::Device& device);
 
+/// A host tensor on `device`: for a GPU copied from page-locked (pinned) memory without
+/// waiting (the copy overlaps what the device is still computing); unchanged on the CPU.
+inline torch::Tensor toDevice(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda()) return host.to(device);
+  return (host.is_pinned() ? host : host.pin_memory()).to(device, /*non_blocking=*/true);
+}
+
 /// The GPU's name ("NVIDIA H200"); empty for the CPU.
 std::string deviceName(const torch::Device& device);
 

@@ -2,7 +2,6 @@
 #include "Trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include <chrono>
 #include <cmath>
@@ -41,13 +40,23 @@ std::string duration(double seconds) {
   return text;
 }
 
-// The L2 norm of all gradients together (what clipping measures), with one read back to
-// the host instead of one per parameter.
-double gradientNorm(const std::vector<torch::Tensor>& parameters) {
-  std::vector<torch::Tensor> norms;
-  for (const torch::Tensor& p : parameters)
-    if (p.grad().defined()) norms.push_back(p.grad().norm());
-  return norms.empty() ? 0.0 : torch::stack(norms).norm().item<double>();
+// The L2 norm of all gradients together (what clipping measures) and, with maxNorm > 0,
+// the gradients rescaled to at most maxNorm: the arithmetic of torch's clip_grad_norm_,
+// kept on the gradients' device (no read back to the host inside a step).
+torch::Tensor clipGradients(const std::vector<torch::Tensor>& parameters, double maxNorm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (const torch::Tensor& p : parameters) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().norm());
+  }
+  if (norms.empty()) return torch::zeros({}, torch::kFloat64);
+  torch::Tensor total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm();
+  if (maxNorm > 0.0) {
+    torch::Tensor scale = torch::clamp(maxNorm / (total + 1e-6), std::nullopt, 1.0);
+    for (torch::Tensor& g : grads) g.mul_(scale);
+  }
+  return total;
 }
 
 }  // namespace
@@ -128,7 +137,9 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
   auto lastLine = started;
   for (int64_t epoch = firstEpoch; epoch < epochs; ++epoch) {
     const auto epochStart = Clock::now();
-    double lossSum = 0.0, weightSum = 0.0, normSum = 0.0, lr = o.lr;
+    double weightSum = 0.0, lr = o.lr;
+    // Summed on the device; read back once per epoch (and when a progress line needs it).
+    torch::Tensor lossSum, normSum;
     int64_t samples = 0;
     // Term losses stay on the stage's device until the epoch ends (no read back per step).
     std::vector<std::pair<std::string, torch::Tensor>> terms;
@@ -145,10 +156,11 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       // its forward's precision).
       if (loss.total.scalar_type() != torch::kFloat) loss.total = loss.total.to(torch::kFloat);
       loss.total.backward();
-      normSum += o.gradClip > 0.0 ? torch::nn::utils::clip_grad_norm_(parameters_, o.gradClip)
-                                  : gradientNorm(parameters_);
+      torch::Tensor norm = clipGradients(parameters_, o.gradClip).detach().to(torch::kFloat64);
+      normSum = normSum.defined() ? normSum + norm : norm;
       optimizer_->step();
-      lossSum += loss.total.item<double>() * loss.weight;
+      torch::Tensor weighted = loss.total.detach().to(torch::kFloat64) * loss.weight;
+      lossSum = lossSum.defined() ? lossSum + weighted : weighted;
       weightSum += loss.weight;
       samples += loss.samples;
       for (size_t t = 0; t < loss.terms.size(); ++t) {
@@ -169,11 +181,12 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
         char line[160];
         std::snprintf(line, sizeof line, "%sepoch %lld/%lld  step %lld/%lld  loss %.5f  eta %s", options_.label_.c_str(),
                       static_cast<long long>(epoch + 1), static_cast<long long>(epochs), static_cast<long long>(s + 1),
-                      static_cast<long long>(steps), lossSum / weightSum, duration(elapsed / done * left).c_str());
+                      static_cast<long long>(steps), lossSum.item<double>() / weightSum,
+                      duration(elapsed / done * left).c_str());
         options_.progress_(line);
       }
     }
-    const double loss = lossSum / weightSum;
+    const double loss = lossSum.defined() ? lossSum.item<double>() / weightSum : std::nan("");
     if (!std::isfinite(loss)) {
       std::ostringstream msg;
       msg << "the loss diverged (" << loss << ") in epoch " << epoch + 1 << ": lower the learning rate (now " << o.lr
@@ -194,7 +207,7 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       line["lr"] = lr;
       line["seconds"] = seconds;
       line["samples_per_second"] = seconds > 0.0 ? static_cast<double>(samples) / seconds : 0.0;
-      line["grad_norm"] = normSum / static_cast<double>(steps);
+      line["grad_norm"] = normSum.defined() ? normSum.item<double>() / static_cast<double>(steps) : 0.0;
       std::ofstream out(options_.history_, std::ios::app);
       out << line.dump() << '\n';
     }

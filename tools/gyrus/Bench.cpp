@@ -203,6 +203,10 @@ int benchTrain(const BenchTrainOptions& options) {
     r["gyrus_peak_mb"] = g.peakMb;
     r["pytorch_peak_mb"] = nullptr;
     r["gyrus_step_ms_all"] = g.stepMs;
+    // The OpenMP wait policy of each side: gyrus's (PASSIVE unless the user set one) and
+    // the twin's (the user's environment, as a user would run it; "" is libgomp's default).
+    r["gyrus_omp_wait_policy"] = userWaitPolicy != nullptr ? savedWaitPolicy : std::string("PASSIVE");
+    r["pytorch_omp_wait_policy"] = savedWaitPolicy;
     if (options.twin) {
       const ir::UNetEncoder& u = stage.encoder.unet;
       const ir::MaeObjective& mae = stage.objective.terms.front().mae;
@@ -224,7 +228,11 @@ int benchTrain(const BenchTrainOptions& options) {
                                        "--steps", std::to_string(options.steps),
                                        "--device", gpu ? "cuda" : "cpu",
                                        "--lr", fmt::format("{}", stage.optimizer.lr),
-                                       "--weight-decay", fmt::format("{}", stage.optimizer.weightDecay)};
+                                       "--weight-decay", fmt::format("{}", stage.optimizer.weightDecay),
+                                       "--clip", fmt::format("{}", stage.optimizer.gradClip),
+                                       "--seed", "0",
+                                       "--expect-params", std::to_string(g.params)};
+      if (mae.maskedOnly) argv.push_back("--masked-only");
       if (!options.json) fmt::print(stderr, "bench: {}: the same steps in PyTorch ({})...\n", model->name, python);
       std::string out;
       int rc = runCapture(argv, out);
@@ -237,7 +245,11 @@ int benchTrain(const BenchTrainOptions& options) {
         } catch (const nlohmann::json::exception&) {
         }
       }
-      if (!parsed) {
+      if (rc == 3) {  // train_twin.py --expect-params: its network has another parameter count
+        fmt::print(stderr, "error: the twin's {} is not gyrus's network (another parameter count; a bug)\n",
+                   model->name);
+        code = 2;
+      } else if (!parsed) {
         fmt::print(stderr,
                    "error: the PyTorch twin did not run ({} {}; exit {}): run `bash scripts/install-deps.sh` for the "
                    "LibTorch environment, pass --python, or --no-twin\n",
