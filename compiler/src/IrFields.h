@@ -100,21 +100,20 @@ void tagged(V& v, K& kind, E first, const char* aName, A& a, const char* bName, 
   }
 }
 
-template <class V, Is<SyntheticData> S>
-void visit(V& v, S& d) {
-  identity(v, "subjects", d.subjects, "size", d.size, "seed", d.seed, "lesion_rate", d.lesionRate, "noise", d.noise);
-}
+/// A struct whose fields are all identity fields: its table in one row list.
+#define GYRUS_IDENTITY_TABLE(Type, x, ...) \
+  template <class V, Is<Type> S>           \
+  void visit(V& v, S& x) {                 \
+    identity(v, __VA_ARGS__);              \
+  }
 
-template <class V, Is<FolderSample> S>
-void visit(V& v, S& s) {
-  identity(v, "subject", s.subject, "session", s.session, "files", s.files, "label", s.label, "mask", s.mask,
-           "site", s.site);
-}
+GYRUS_IDENTITY_TABLE(SyntheticData, d, "subjects", d.subjects, "size", d.size, "seed", d.seed,
+                     "lesion_rate", d.lesionRate, "noise", d.noise)
 
-template <class V, Is<SkippedSample> S>
-void visit(V& v, S& s) {
-  identity(v, "name", s.name, "reason", s.reason);
-}
+GYRUS_IDENTITY_TABLE(FolderSample, s, "subject", s.subject, "session", s.session, "files", s.files, "label", s.label,
+                     "mask", s.mask, "site", s.site)
+
+GYRUS_IDENTITY_TABLE(SkippedSample, s, "name", s.name, "reason", s.reason)
 
 // A folder's identity is its content: the fingerprint covers every sample's relative
 // path, size and content digest, labels, sites and skipped samples. Where the folder
@@ -152,17 +151,11 @@ void visit(V& v, S& p) {
   v("ops", p.ops);
 }
 
-template <class V, Is<UNetEncoder> S>
-void visit(V& v, S& e) {
-  identity(v, "in_channels", e.inChannels, "width", e.width, "stages", e.stages, "convs_per_stage", e.convsPerStage,
-           "max_width", e.maxWidth);
-}
+GYRUS_IDENTITY_TABLE(UNetEncoder, e, "in_channels", e.inChannels, "width", e.width, "stages", e.stages,
+                     "convs_per_stage", e.convsPerStage, "max_width", e.maxWidth)
 
-template <class V, Is<VitEncoder> S>
-void visit(V& v, S& e) {
-  identity(v, "in_channels", e.inChannels, "patch", e.patch, "dim", e.dim, "depth", e.depth, "heads", e.heads,
-           "mlp_ratio", e.mlpRatio);
-}
+GYRUS_IDENTITY_TABLE(VitEncoder, e, "in_channels", e.inChannels, "patch", e.patch, "dim", e.dim, "depth", e.depth,
+                     "heads", e.heads, "mlp_ratio", e.mlpRatio)
 
 template <class V, Is<Encoder> S>
 void visit(V& v, S& e) {
@@ -223,5 +216,7 @@ void visit(V& v, S& e) {
   v.unlessDefault("precision", e.precision, Precision::Fp32);
   v.info("metrics", e.metrics);
 }
+
+#undef GYRUS_IDENTITY_TABLE
 
 }  // namespace gyrus::ir::fields
