@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "Run.h"
 #include "gyrus/Frontend.h"
 #include "gyrus/exec/Module.h"
 #include "gyrus/runtime/Runtime.h"
@@ -137,11 +138,11 @@ int benchTrain(const BenchTrainOptions& options) {
   }
   if (models.empty())
     for (const Model& m : kModels) models.push_back(&m);
-  // As for `gyrus run` (Run.cpp): idle OpenMP threads sleep. The twin runs with the
-  // user's own environment, as a user would run it.
+  // As for `gyrus run` (Run.cpp). The twin runs with the user's own environment, as a
+  // user would run it.
   const char* userWaitPolicy = std::getenv("OMP_WAIT_POLICY");
   std::string savedWaitPolicy = userWaitPolicy != nullptr ? userWaitPolicy : "";
-  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  const std::string gyrusWaitPolicy = chooseOmpWaitPolicy();
 
   std::string error;
   static const exec::ModuleSpec spec{"libgyrus_runtime.so", "GYRUS_RUNTIME", "gyrus_runtime_create",
@@ -205,7 +206,7 @@ int benchTrain(const BenchTrainOptions& options) {
     r["gyrus_step_ms_all"] = g.stepMs;
     // The OpenMP wait policy of each side: gyrus's (PASSIVE unless the user set one) and
     // the twin's (the user's environment, as a user would run it; "" is libgomp's default).
-    r["gyrus_omp_wait_policy"] = userWaitPolicy != nullptr ? savedWaitPolicy : std::string("PASSIVE");
+    r["gyrus_omp_wait_policy"] = gyrusWaitPolicy;
     r["pytorch_omp_wait_policy"] = savedWaitPolicy;
     if (options.twin) {
       const ir::UNetEncoder& u = stage.encoder.unet;

@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fmt/core.h>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -110,10 +112,7 @@ exec::RunSettings settingsFor(const RunOptions& options) {
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
   setenv("OPENBLAS_NUM_THREADS", std::to_string(settings.threads).c_str(), /*overwrite=*/0);
-  // LibTorch's OpenMP threads otherwise spin between parallel regions; when anything
-  // else wants a core (a data loader, another worker, a build) a step becomes up to 12x
-  // slower (docs/performance.md). Read by libgomp when the runtime module loads.
-  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  chooseOmpWaitPolicy();
   settings.volumeCache = options.volumeCache;
   settings.loaderMemory = options.loaderMemory;
   settings.device = options.device;
@@ -140,7 +139,10 @@ class AnnouncingExecutor final : public exec::Executor {
     if (started_) return true;
     if (!inner_.start(error)) return false;
     started_ = true;
-    fmt::print(stderr, "runtime: {}; {} thread{}\n", inner_.describe(), threads_, threads_ == 1 ? "" : "s");
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    fmt::print(stderr, "runtime: {}; {} thread{}{}\n", inner_.describe(), threads_, threads_ == 1 ? "" : "s",
+               policy != nullptr && std::string_view(policy) == "PASSIVE" ? " (idle threads sleep: the machine is busy)"
+                                                                          : "");
     return true;
   }
   rt::StageResult execute(const ir::Stage& stage, const rt::StageContext& ctx) override {
@@ -155,6 +157,37 @@ class AnnouncingExecutor final : public exec::Executor {
 };
 
 }  // namespace
+
+std::string chooseOmpWaitPolicy() {
+  if (const char* user = std::getenv("OMP_WAIT_POLICY")) return user;
+  // The share of all cores that were busy over 150 ms (/proc/stat), before gyrus itself
+  // computes anything.
+  auto sample = [](uint64_t& busy, uint64_t& total) {
+    std::ifstream stat("/proc/stat");
+    std::string cpu;
+    uint64_t v[8] = {};
+    if (!(stat >> cpu) || cpu != "cpu") return false;
+    for (uint64_t& x : v) stat >> x;
+    total = 0;
+    for (uint64_t x : v) total += x;
+    busy = total - v[3] - v[4];  // idle and iowait
+    return static_cast<bool>(stat);
+  };
+  uint64_t busy0 = 0, total0 = 0, busy1 = 0, total1 = 0;
+  bool busyMachine = false;
+  if (sample(busy0, total0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    if (sample(busy1, total1) && total1 > total0)
+      busyMachine = static_cast<double>(busy1 - busy0) / static_cast<double>(total1 - total0) > 0.2;
+  }
+  // Idle OpenMP threads spin for a while by default (libgomp's GOMP_SPINCOUNT): on an
+  // idle machine that is 25-30 % faster than sleeping at once, but beside any other
+  // process that wants a core (a build, another run) a training step became up to 12x
+  // slower (docs/performance.md). Read by libgomp when the runtime module loads.
+  if (!busyMachine) return "default";
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  return "PASSIVE";
+}
 
 bool parseByteSize(const std::string& text, int64_t& bytes) {
   size_t end = 0;

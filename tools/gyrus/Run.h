@@ -27,6 +27,12 @@ struct RunOptions {
   const Plan* plan = nullptr;
 };
 
+/// Sets OMP_WAIT_POLICY for the runtime module, unless the user set it: PASSIVE (idle
+/// threads sleep at once) when other processes keep more than a fifth of the cores
+/// busy, else libgomp's default (they spin a while first). Returns the policy in effect
+/// ("default" for libgomp's).
+std::string chooseOmpWaitPolicy();
+
 /// Parses a size such as `8GiB`, `512MiB`, `2G` or `1000000` (bytes) into `bytes`.
 /// Returns false for anything else (or a size of 0).
 bool parseByteSize(const std::string& text, int64_t& bytes);
