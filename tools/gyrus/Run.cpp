@@ -112,7 +112,6 @@ exec::RunSettings settingsFor(const RunOptions& options) {
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // OpenBLAS reads its thread count when it loads, i.e. when the runtime module does.
   setenv("OPENBLAS_NUM_THREADS", std::to_string(settings.threads).c_str(), /*overwrite=*/0);
-  chooseOmpWaitPolicy();
   settings.volumeCache = options.volumeCache;
   settings.loaderMemory = options.loaderMemory;
   settings.device = options.device;
@@ -137,6 +136,9 @@ class AnnouncingExecutor final : public exec::Executor {
   AnnouncingExecutor(exec::Executor& inner, int threads) : inner_(inner), threads_(threads) {}
   bool start(std::string& error) override {
     if (started_) return true;
+    // Only when a stage must run: the runtime module reads it as it loads, and a run
+    // whose stages are all cached never pays the 150 ms sample.
+    chooseOmpWaitPolicy();
     if (!inner_.start(error)) return false;
     started_ = true;
     const char* policy = std::getenv("OMP_WAIT_POLICY");
