@@ -41,11 +41,12 @@ fi
 # is built here also runs there.
 torch_version=2.11.0
 venv="${GYRUS_TORCH_VENV:-$HOME/.cache/gyrus/torch-$torch_version}"
-python_packages=("torch==$torch_version" numpy)
+# numpy, nibabel and scipy: the Python side of the benchmarks (bench/*_twin.py).
+python_packages=("torch==$torch_version" numpy nibabel scipy)
 
 has_torch() {
   "$venv/bin/python" - "$torch_version" 2>/dev/null <<'EOF'
-import sys, torch, numpy
+import sys, torch, numpy, nibabel, scipy
 sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
 EOF
 }

@@ -264,6 +264,24 @@ int loadBenchmark(int threads, int64_t volumes, int64_t side) {
     std::printf("per volume (1 thread, mean of %d, half 1 mm, half 1.25 mm): read %.1f ms, resample %.1f ms, "
                 "crop+zscore %.1f ms\n", kReps, readMs / kReps, resampleMs / kReps, restMs / kReps);
   }
+  // The same files through nibabel + scipy (bench/load_twin.py), one thread, side by side.
+  {
+    const char* venv = std::getenv("GYRUS_TORCH_VENV");
+    std::string python = venv != nullptr && *venv != '\0' ? std::string(venv) + "/bin/python"
+                                                          : std::string(GYRUS_TORCH_VENV_DEFAULT) + "/bin/python";
+    std::string command = "'" + python + "' '" GYRUS_SOURCE_DIR "/bench/load_twin.py' '" + root.string() + "' 64";
+    std::string out;
+    if (FILE* pipe = popen(command.c_str(), "r")) {
+      char buffer[512];
+      while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+      if (pclose(pipe) == 0 && !out.empty()) {
+        std::printf("nibabel + scipy (bench/load_twin.py, 1 thread): %s", out.c_str());
+      } else {
+        std::printf("nibabel + scipy: not measured (%s failed; the environment needs nibabel and scipy: "
+                    "bash scripts/install-deps.sh)\n", command.c_str());
+      }
+    }
+  }
 
   // The volume cache and streaming, with `threads` readers: the first load preprocesses
   // and writes every volume, the second reads them back; a streamed data set keeps only
