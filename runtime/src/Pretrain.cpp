@@ -94,6 +94,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     loadStrict(*net->encoder, archive, from.string());
     if (ctx.progress) ctx.progress("starting from the encoder of '" + stage.init + "'");
   }
+  const torch::Device device = stageDevice(ctx);
+  warnPrecision(stage.precision, device, ctx);
   std::filesystem::path checkpoint = ctx.dir / kCheckpointFile;
   int64_t startEpoch = 0;
   double lastLoss = std::nan("");
@@ -101,7 +103,9 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   torch::serialize::InputArchive optimizerState;  // loaded into the Trainer once it exists
   if (std::filesystem::exists(checkpoint)) {
     torch::serialize::InputArchive archive, model;
-    archive.load_from(checkpoint.string());
+    // Onto the stage's device: the optimiser's moments must live beside the parameters
+    // (a checkpoint written on a GPU resumes on a CPU and the other way round).
+    archive.load_from(checkpoint.string(), device);
     archive.read("model", model);
     loadStrict(*net, model, checkpoint.string());
     archive.read("optimizer", optimizerState);
@@ -116,8 +120,6 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));
   }
 
-  const torch::Device device = stageDevice(ctx);
-  warnPrecision(stage.precision, device, ctx);
   net->to(device);
 
   // The loader drops skipped samples from its copy of the data source.
