@@ -4,7 +4,8 @@
 #
 #   GYRUS_TORCH_VENV   the virtual environment (default ~/.cache/gyrus/torch-2.11.0;
 #                      also read from the environment variable of the same name)
-#   Torch_DIR          set it to use another LibTorch of the same version instead
+#   Torch_DIR          set it to use another LibTorch 2.11.0 instead (a CUDA build: the
+#                      runtime asks LibTorch's CUDA libraries for device names and memory)
 #
 # Torch's CMake configuration of a CUDA build needs a CUDA toolkit (nvcc) even though
 # gyrus has no .cu files of its own: /usr/local/cuda is used when nothing else is set.

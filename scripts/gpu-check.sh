@@ -33,6 +33,10 @@ budget=450
 runtime_tests=auto
 while [ $# -gt 0 ]; do
   case "$1" in
+    --bundle|--out|--budget)
+      [ $# -ge 2 ] || { echo "$(basename "$0"): $1 needs a value" >&2; exit 2; } ;;
+  esac
+  case "$1" in
     --cpu|--dry-run) mode=cpu; shift ;;
     --bundle) bundle="$(cd "$2" && pwd)"; shift 2 ;;
     --out) outdir="$2"; shift 2 ;;

@@ -17,6 +17,10 @@ out="$root/gpu-bundle"
 tests=1
 while [ $# -gt 0 ]; do
   case "$1" in
+    --build|--out)
+      [ $# -ge 2 ] || { echo "$(basename "$0"): $1 needs a value" >&2; exit 2; } ;;
+  esac
+  case "$1" in
     --build) build="$(cd "$2" && pwd)"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-tests) tests=0; shift ;;

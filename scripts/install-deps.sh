@@ -37,6 +37,17 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Torch's CMake configuration of its CUDA build needs a CUDA toolkit's nvcc, even with no
+# GPU (docs/building.md). The development and CI machines have CUDA 13 in /usr/local/cuda;
+# Debian 12 has no CUDA 13 package, so say so before downloading 2.7 GB.
+if [ -z "${CUDACXX:-}" ] && [ ! -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null 2>&1; then
+  echo "install-deps: no CUDA toolkit: /usr/local/cuda/bin/nvcc is missing and nvcc is not on PATH." >&2
+  echo "  LibTorch 2.11's CMake configuration (CUDA 13.0 build) needs nvcc 13.0 to configure gyrus," >&2
+  echo "  even without a GPU. Install NVIDIA's CUDA 13.0 toolkit (e.g. its Debian 12 network" >&2
+  echo "  repository's cuda-toolkit-13-0), or set CUDACXX to its nvcc, then run this again." >&2
+  exit 1
+fi
+
 # LibTorch from PyPI. The pin matches the GPU host's image (torch 2.11.0+cu130), so what
 # is built here also runs there.
 torch_version=2.11.0
@@ -65,6 +76,13 @@ if has_torch; then
   exit 0
 fi
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pip" 2>/dev/null; then
+  # Only a broken virtual environment (or an empty folder) is replaced: never a folder
+  # that GYRUS_TORCH_VENV happens to name by mistake.
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
+    echo "install-deps: $venv exists and is not a Python virtual environment; set GYRUS_TORCH_VENV" \
+         "to a new folder" >&2
+    exit 1
+  fi
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
 fi

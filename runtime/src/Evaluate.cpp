@@ -396,6 +396,9 @@ torch::Device stageDevice(const StageContext& ctx) {
     throw UserError("the device '" + ctx.device + "' is not usable here: this runtime sees " +
                     std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0) +
                     " CUDA device(s); use cpu");
+  // "cuda" is the first GPU: every caller gets a device with an index (the allocator's
+  // statistics, the device's name and result.json need one).
+  if (device.is_cuda() && !device.has_index()) device = torch::Device(torch::kCUDA, 0);
   return device;
 }
 
@@ -412,7 +415,6 @@ void warnPrecision(ir::Precision precision, const torch::Device& device, const S
 
 std::string describeDevice(const torch::Device& device) {
   if (!device.is_cuda()) return "cpu";
-  // The GPU's name needs the CUDA runtime, which a CPU-only LibTorch does not have.
   return "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
 }
 
