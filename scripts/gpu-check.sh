@@ -226,19 +226,24 @@ libs_step() {
   tr ':' '\n' <<< "$ldp" | sed 's/^/  /'
   # Wrappers: gyrus with that path; the twin's python with the caller's own (a user's run).
   mkdir -p "$tmp/wrap"
+  # Paths are written with printf %q (bash quoting), so any character in them is safe.
+  local q_ldp q_gyrus q_python
+  q_ldp="$(printf '%q' "$ldp")"
+  q_gyrus="$(printf '%q' "$bundle/bin/gyrus")"
+  q_python="$(printf '%q' "$python")"
   cat > "$tmp/wrap/gyrus" <<EOF
-#!/bin/sh
+#!/usr/bin/env bash
 GYRUS_GPU_CHECK_SAVED_LDP="\${LD_LIBRARY_PATH-}"
 export GYRUS_GPU_CHECK_SAVED_LDP
-LD_LIBRARY_PATH='$ldp'
+LD_LIBRARY_PATH=$q_ldp
 export LD_LIBRARY_PATH
-exec '$bundle/bin/gyrus' "\$@"
+exec $q_gyrus "\$@"
 EOF
   cat > "$tmp/wrap/python" <<EOF
-#!/bin/sh
+#!/usr/bin/env bash
 if [ -n "\${GYRUS_GPU_CHECK_SAVED_LDP-}" ]; then LD_LIBRARY_PATH="\$GYRUS_GPU_CHECK_SAVED_LDP"; export LD_LIBRARY_PATH
 else unset LD_LIBRARY_PATH; fi
-exec '$python' "\$@"
+exec $q_python "\$@"
 EOF
   chmod +x "$tmp/wrap/gyrus" "$tmp/wrap/python"
   echo
