@@ -27,11 +27,15 @@ std::string_view toString(StageOutcome::Status status) {
 InProcessExecutor::InProcessExecutor() = default;
 InProcessExecutor::~InProcessExecutor() = default;
 
-bool InProcessExecutor::start(std::string& error) {
-  if (runtime_) return true;
+std::unique_ptr<rt::Runtime> loadRuntime(std::string& error) {
   static const ModuleSpec spec{"libgyrus_runtime.so", "GYRUS_RUNTIME", "gyrus_runtime_create",
                                "runtime module",      "gyrus_runtime", rt::kRuntimeAbiVersion};
-  runtime_ = loadModule<rt::Runtime>(spec, error);
+  return loadModule<rt::Runtime>(spec, error);
+}
+
+bool InProcessExecutor::start(std::string& error) {
+  if (runtime_) return true;
+  runtime_ = loadRuntime(error);
   return runtime_ != nullptr;
 }
 

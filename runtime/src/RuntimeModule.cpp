@@ -61,19 +61,19 @@ class TorchRuntime final : public Runtime {
     return guarded([&] { return withDevice(evaluate(stage, ctx), ctx, stage.precision); });
   }
   TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options) override {
+    TrainBenchResult result;
     StageResult failure = guarded([&] {
-      bench_ = rt::benchTrain(stage, options);
+      result = rt::benchTrain(stage, options);
       return StageResult{};
     });
     if (failure.status != StageResult::Status::Ok) {
-      bench_ = TrainBenchResult{};
-      bench_.message = failure.message;
+      result = TrainBenchResult{};
+      result.message = failure.message;
     }
-    return bench_;
+    return result;
   }
 
  private:
-  TrainBenchResult bench_;
   static StageResult withDevice(StageResult result, const StageContext& ctx, ir::Precision precision) {
     torch::Device device = stageDevice(ctx);
     result.device = describeDevice(device);

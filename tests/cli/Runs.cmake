@@ -14,13 +14,10 @@ pretrain base {
 }
 evaluate base on corpus.lesion (shots = 4)
 ]=])
+# Another pretraining, from the prelude's presets: nothing of a.gy plans it.
 file(WRITE "${WORK}/b.gy" [=[
 dataset corpus = synthetic(subjects = 16, size = 32^3)
-pretrain other {
-  data      = corpus |> zscore()
-  encoder   = unet(width = 8, stages = 3)
-  objective = mae()
-}
+pretrain other { data = corpus, encoder = unet_b, objective = amaes }
 ]=])
 file(WRITE "${WORK}/bad.gy" "dataset corpus = synthetic(subjects = 1)\n")
 

@@ -77,6 +77,8 @@ for s in first["stages"]:
     out = json.load(open(f"{tmp}/stage-{s['hash']}.json"))
     assert out["stages"][0]["status"] == "ran" and out["ok"], out
     assert out["stages"][0]["device"] == "cpu" and stored["device"] == "cpu", (out, stored)
+    assert stored["precision"] == "fp32" and stored["device_name"] == "", stored
+    assert stored["runtime"].startswith("LibTorch 2.11.0"), stored
 PY
 
 echo "e2e: human output has a results table"

@@ -20,7 +20,7 @@
 
 #include "Run.h"
 #include "gyrus/Frontend.h"
-#include "gyrus/exec/Module.h"
+#include "gyrus/exec/Scheduler.h"
 #include "gyrus/runtime/Runtime.h"
 
 extern char** environ;
@@ -145,9 +145,7 @@ int benchTrain(const BenchTrainOptions& options) {
   const std::string gyrusWaitPolicy = chooseOmpWaitPolicy();
 
   std::string error;
-  static const exec::ModuleSpec spec{"libgyrus_runtime.so", "GYRUS_RUNTIME", "gyrus_runtime_create",
-                                     "runtime module",      "gyrus_runtime", rt::kRuntimeAbiVersion};
-  std::unique_ptr<rt::Runtime> runtime = exec::loadModule<rt::Runtime>(spec, error);
+  std::unique_ptr<rt::Runtime> runtime = exec::loadRuntime(error);
   if (!runtime) {
     fmt::print(stderr, "error: {}\n", error);
     return 1;

@@ -34,6 +34,10 @@ class Executor {
   virtual std::string describe() const = 0;
 };
 
+/// Loads the runtime module (libgyrus_runtime.so, or $GYRUS_RUNTIME); null with `error`
+/// when it is missing or built for another version. For its executor and `gyrus bench`.
+std::unique_ptr<rt::Runtime> loadRuntime(std::string& error);
+
 /// Runs stages in this process through the runtime module (libgyrus_runtime.so, or
 /// $GYRUS_RUNTIME), loaded on start().
 class InProcessExecutor final : public Executor {
