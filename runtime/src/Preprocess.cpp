@@ -358,22 +358,6 @@ Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask) {
   return mask;
 }
 
-SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline) {
-  auto first = std::find_if(pipeline.ops.begin(), pipeline.ops.end(),
-                            [](const ir::PipelineOp& op) { return op.isRandom(); });
-  SplitPipeline split;
-  split.prefix.ops.assign(pipeline.ops.begin(), first);
-  split.suffix.ops.assign(first, pipeline.ops.end());
-  return split;
-}
-
-ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
-  ir::Pipeline out;
-  for (const ir::PipelineOp& op : pipeline.ops)
-    if (!op.isRandom()) out.ops.push_back(op);
-  return out;
-}
-
 void applyAugmentations(const ir::Pipeline& pipeline, Volume& input, Volume* target, Rng& rng) {
   for (const ir::PipelineOp& op : pipeline.ops) implOf(op, "applyAugmentations", true).apply(op, input, target, &rng);
 }

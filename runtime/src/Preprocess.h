@@ -12,6 +12,7 @@
 #include "gyrus/clinic/Random.h"
 #include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
+#include "gyrus/kernel/Stages.h"
 
 namespace gyrus::rt {
 
@@ -119,17 +120,11 @@ Volume applyPipeline(const ir::Pipeline& pipeline, Volume v);
 /// random operation (evaluation pipelines have none).
 Volume applySpatialOps(const ir::Pipeline& pipeline, Volume mask);
 
-/// A pipeline cut before its first random operation: `prefix` is deterministic (it
-/// can be computed once per subject and cached); `suffix` starts with a random
-/// operation and holds everything after it, deterministic operations included.
-struct SplitPipeline {
-  ir::Pipeline prefix;
-  ir::Pipeline suffix;
-};
-SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
-
-/// The pipeline without its random operations (what evaluation applies).
-ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
+/// The deterministic prefix and random suffix of a pipeline, and a pipeline without its
+/// random operations: the kernel compiler's (gyrus/kernel/Stages.h), one definition.
+using kir::SplitPipeline;
+using kir::splitAtFirstRandom;
+using kir::withoutRandomOps;
 
 /// The spatial shape `pipeline` produces from an input of shape `in` and voxel size
 /// `spacing` (mm): each operation's registry shape effect (Resample changes both, Crop

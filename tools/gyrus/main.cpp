@@ -1,7 +1,7 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
@@ -29,6 +29,7 @@
 #include "gyrus/Parse.h"
 #include "gyrus/Verify.h"
 #include "gyrus/Version.h"
+#include "gyrus/kernel/Stages.h"
 
 namespace {
 
@@ -150,8 +151,8 @@ int realMain(int argc, char** argv) {
   std::string stage = "ir";
   CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
   addCommon(emit, emitOpts);
-  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan"}));
+  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan | kernel")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel"}));
   bool emitJson = false;
   emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
@@ -335,6 +336,7 @@ int realMain(int argc, char** argv) {
     if (stage == "ir")
       std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
     if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
+    if (stage == "kernel") std::fputs(kir::printKernels(*c->check.experiment).c_str(), stdout);
     return 0;
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);

@@ -1,0 +1,41 @@
+// The kernels a stage of an experiment runs, as the runtime lowers them: what
+// `gyrus emit --stage=kernel` prints and `gyrus plan` summarises.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "gyrus/Ir.h"
+#include "gyrus/kernel/Kernel.h"
+
+namespace gyrus::kir {
+
+/// A pipeline cut before its first random operation: `prefix` is deterministic
+/// (computed once per volume and cached); `suffix` starts with a random operation and
+/// holds everything after it.
+struct SplitPipeline {
+  ir::Pipeline prefix;
+  ir::Pipeline suffix;
+};
+SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
+/// The pipeline without its random operations (what evaluation applies).
+ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
+
+/// One pipeline a stage runs, and how it is lowered.
+struct StageKernel {
+  std::string stage;  ///< the stage's name
+  std::string role;   ///< "prefix" (per volume, cached) or "views" (per sample)
+  ir::Pipeline pipeline;
+  LowerOptions options;
+};
+/// Pretraining: its prefix, and its views (with the reconstruction target when the
+/// objective has a MAE term) when the pipeline has random operations. Evaluation: the
+/// pipeline without random operations (with a mask for a segmentation label).
+std::vector<StageKernel> stageKernels(const ir::Stage& stage);
+
+/// Every kernel of `experiment` as text: per stage and role, the pipeline and the
+/// canonical print of each segment with its hash. Kernels that two stages share are
+/// printed once (the second names the first).
+std::string printKernels(const ir::Experiment& experiment);
+
+}  // namespace gyrus::kir

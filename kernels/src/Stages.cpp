@@ -1,0 +1,72 @@
+// The kernels a stage runs (see Stages.h).
+#include "gyrus/kernel/Stages.h"
+
+#include <algorithm>
+#include <map>
+
+namespace gyrus::kir {
+
+SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline) {
+  auto first = std::find_if(pipeline.ops.begin(), pipeline.ops.end(),
+                            [](const ir::PipelineOp& op) { return op.isRandom(); });
+  SplitPipeline split;
+  split.prefix.ops.assign(pipeline.ops.begin(), first);
+  split.suffix.ops.assign(first, pipeline.ops.end());
+  return split;
+}
+
+ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
+  ir::Pipeline out;
+  for (const ir::PipelineOp& op : pipeline.ops)
+    if (!op.isRandom()) out.ops.push_back(op);
+  return out;
+}
+
+std::vector<StageKernel> stageKernels(const ir::Stage& stage) {
+  std::vector<StageKernel> out;
+  if (stage.kind == ir::StageKind::Pretrain) {
+    const ir::PretrainStage& p = stage.pretrain;
+    SplitPipeline split = splitAtFirstRandom(p.pipeline);
+    out.push_back({stage.name, "prefix", split.prefix, {}});
+    if (!split.suffix.ops.empty()) {
+      LowerOptions views;
+      views.target = std::any_of(p.objective.terms.begin(), p.objective.terms.end(),
+                                 [](const ir::ObjectiveTerm& t) { return t.kind == ir::ObjectiveKind::Mae; });
+      out.push_back({stage.name, "views", split.suffix, views});
+    }
+  } else {
+    const ir::EvaluateStage& e = stage.evaluate;
+    LowerOptions o;
+    o.mask = e.labelKind == ir::LabelKind::Mask;
+    out.push_back({stage.name, "prefix", withoutRandomOps(e.pipeline), o});
+  }
+  return out;
+}
+
+std::string printKernels(const ir::Experiment& experiment) {
+  std::string text;
+  std::map<std::string, std::string> printed;  // hash -> where it was printed first
+  for (const ir::Stage& stage : experiment.stages)
+    for (const StageKernel& k : stageKernels(stage)) {
+      std::string where = "stage " + k.stage + ", " + k.role;
+      text += "// " + where + ": " + (k.pipeline.ops.empty() ? std::string("(no operation)") : ir::print(k.pipeline));
+      if (k.options.target) text += ", with the reconstruction target";
+      if (k.options.mask) text += ", with the mask";
+      text += "\n";
+      std::vector<Kernel> segments = lowerSegments(k.pipeline, k.options);
+      for (size_t i = 0; i < segments.size(); ++i) {
+        std::string h = hash(segments[i].program);
+        std::string label = segments.size() > 1 ? "segment " + std::to_string(i + 1) + " of " + std::to_string(segments.size()) + ", " : "";
+        auto [it, fresh] = printed.emplace(h, where);
+        if (!fresh) {
+          text += "// " + label + "kernel " + h.substr(0, 16) + ": as " + it->second + "\n";
+          continue;
+        }
+        text += "// " + label + "kernel " + h.substr(0, 16) + "\n" + print(segments[i].program);
+      }
+      text += "\n";
+    }
+  return text;
+}
+
+}  // namespace gyrus::kir
