@@ -190,6 +190,32 @@ std::array<Volume, 3> denseElasticField(const ir::Shape3& shape, double alpha, d
   return d;
 }
 
+std::array<Volume, 3> coarseElasticField(const ir::Shape3& shape, double alpha, double sigma, kir::Draws& d) {
+  const ir::Shape3 points{kir::kElasticPoints, kir::kElasticPoints, kir::kElasticPoints};
+  std::array<double, 3> spacing{};
+  for (size_t a = 0; a < 3; ++a)
+    spacing[a] = shape[a] > 1 ? static_cast<double>(shape[a] - 1) / static_cast<double>(points[a] - 1) : 1.0;
+  std::vector<float> field(static_cast<size_t>(3 * points[0] * points[1] * points[2]));
+  kir::elasticField(d, points, spacing, alpha, sigma, field);
+  const int64_t count = points[0] * points[1] * points[2];
+  std::array<Volume, 3> out;
+  for (size_t c = 0; c < 3; ++c) {
+    Volume grid = Volume::zeros(points);
+    std::copy(field.begin() + static_cast<int64_t>(c) * count, field.begin() + static_cast<int64_t>(c + 1) * count,
+              grid.data.begin());
+    out[c] = Volume::zeros(shape);
+    for (int64_t z = 0; z < shape[2]; ++z)
+      for (int64_t y = 0; y < shape[1]; ++y)
+        for (int64_t x = 0; x < shape[0]; ++x) {
+          // Within the control grid (the last point's upper neighbour is itself).
+          std::array<double, 3> q{x / spacing[0], y / spacing[1], z / spacing[2]};
+          for (size_t a = 0; a < 3; ++a) q[a] = std::min(q[a], static_cast<double>(points[a] - 1) - 1e-9);
+          out[c].at(x, y, z) = sampleLinear(grid, q);
+        }
+  }
+  return out;
+}
+
 Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest) {
   return resampleAt(in, nearest, [&](int64_t x, int64_t y, int64_t z) {
     return std::array<double, 3>{x + static_cast<double>(d[0].at(x, y, z)), y + static_cast<double>(d[1].at(x, y, z)),

@@ -340,7 +340,8 @@ const std::vector<OpImpl>& opImpls() {
          if (!rng->bernoulli(op.number("p"))) return;
          ir::Interval alpha = op.interval("alpha"), sigma = op.interval("sigma");
          double a = rng->uniform(alpha.lo, alpha.hi), s = rng->uniform(sigma.lo, sigma.hi);
-         std::array<Volume, 3> d = denseElasticField(in.shape, a, s, *rng);
+         kir::Draws draws(rng->bits(), 0, 0);
+         std::array<Volume, 3> d = coarseElasticField(in.shape, a, s, draws);
          in = displace(in, d);
          if (target) *target = displace(*target, d);
        },

@@ -12,6 +12,8 @@
 #include "gyrus/clinic/Random.h"
 #include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
+#include "gyrus/kernel/Kernel.h"
+#include "gyrus/kernel/Philox.h"
 #include "gyrus/kernel/Stages.h"
 
 namespace gyrus::rt {
@@ -107,6 +109,11 @@ Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest = false)
 /// filtered by a Gaussian of `sigma` voxels (truncated at 4 sigma, zero outside the
 /// volume: scipy's mode 'constant'). Three volumes of `shape` (x, y, z components).
 std::array<Volume, 3> denseElasticField(const ir::Shape3& shape, double alpha, double sigma, Rng& rng);
+/// The kernel's coarse elastic displacement (kir::elasticField: kElasticPoints^3 control
+/// points spanning the grid, drawn from `d`), interpolated trilinearly at every voxel of
+/// `shape` in double precision. The runtime's op-by-op path uses it (the dense field costs
+/// seconds per 96^3 patch).
+std::array<Volume, 3> coarseElasticField(const ir::Shape3& shape, double alpha, double sigma, kir::Draws& d);
 /// Samples `in` at j + d(j) (trilinear, 0 outside; nearest for masks).
 Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest = false);
 /// scipy.ndimage.gaussian_filter(v, sigma) with its defaults (truncate 4, 'reflect').

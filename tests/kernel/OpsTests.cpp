@@ -219,6 +219,22 @@ TEST_CASE("each random operation, fired, in the interpreter follows its referenc
       CHECK(differ <= expected.size() / 200);
     }
     {
+      // Elastic: the reference displaces by the same coarse field, drawn from the same
+      // counters (after the binder's three draws: fires, alpha, sigma).
+      ir::PipelineOp op = ir::makeOp("elastic", {{"p", 1.0}, {"alpha", ir::Interval{200, 300}}, {"sigma", ir::Interval{3, 5}}});
+      Run r = run({op}, in, sample, &mask);
+      kir::Draws d(7, sample, 0);
+      CHECK(d.bernoulli(1.0));
+      double alpha = d.uniform(200, 300), sigma = d.uniform(3, 5);
+      std::array<rt::Volume, 3> field = rt::coarseElasticField(in.shape, alpha, sigma, d);
+      CHECK(maxAbsDiff(r.image, rt::displace(in, field).data) < 1e-4);
+      CHECK(r.image != in.data);
+      std::vector<float> expected = rt::displace(mask, field, true).data;
+      size_t differ = 0;
+      for (size_t i = 0; i < expected.size(); ++i) differ += r.mask[i] != expected[i];
+      CHECK(differ <= expected.size() / 200);
+    }
+    {
       Run r = run({ir::makeOp("scale", {{"p", 1.0}})}, in, sample);
       rt::Matrix3 a = compositeMatrix(r);
       CHECK(a[0][0] >= 0.9 - 1e-6);
