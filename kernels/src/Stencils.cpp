@@ -1,7 +1,9 @@
 // The stencil passes of the kernel IR (see Kernel.h for each kind's exact semantics):
 // operations that are not pointwise, one library routine per kind, shared by the CPU
-// back ends. Every kind is separable: it filters the lines of one axis at a time, in
-// double precision, and stores single precision.
+// back ends. Every kind is separable and linear along its axis: it becomes an n x n
+// matrix (banded for blur and low resolution, circulant for the spectral filters),
+// applied to the lines of that axis with the contiguous dimension innermost, in double
+// precision, stored in single precision.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -14,22 +16,50 @@ namespace {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-/// Calls `filter(in, out)` on every line along `axis` (copied out, filtered, copied back).
-template <class F>
-void eachLine(float* data, const ir::Shape3& shape, size_t axis, F&& filter) {
+/// A linear map of the lines of one axis (every stencil kind is one): out_i = Σ_m
+/// at(i, m) in_m, row i nonzero only in columns first[i] .. last[i].
+struct LineOp {
+  int64_t n = 0;
+  std::vector<double> matrix;  ///< n x n, row-major
+  std::vector<int64_t> first, last;
+  explicit LineOp(int64_t size)
+      : n(size), matrix(static_cast<size_t>(size * size), 0.0), first(static_cast<size_t>(size), size),
+        last(static_cast<size_t>(size), -1) {}
+  void add(int64_t i, int64_t m, double v) {
+    matrix[static_cast<size_t>(i * n + m)] += v;
+    first[static_cast<size_t>(i)] = std::min(first[static_cast<size_t>(i)], m);
+    last[static_cast<size_t>(i)] = std::max(last[static_cast<size_t>(i)], m);
+  }
+};
+
+/// Applies `op` along `axis`: the volume as [outer][n][inner] (inner: the axis's stride),
+/// accumulated in double, the inner (contiguous) dimension innermost.
+void applyAlong(float* data, const ir::Shape3& shape, size_t axis, const LineOp& op) {
   const int64_t n = shape[axis];
-  const int64_t stride = axis == 0 ? 1 : axis == 1 ? shape[0] : shape[0] * shape[1];
-  const int64_t lines = shape[0] * shape[1] * shape[2] / n;
-  std::vector<double> in(static_cast<size_t>(n)), out(static_cast<size_t>(n));
-  for (int64_t line = 0; line < lines; ++line) {
-    // The line's first voxel: `line` enumerates the other two axes, x fastest.
-    int64_t base = 0;
-    if (axis == 0) base = line * n;
-    if (axis == 1) base = (line % shape[0]) + (line / shape[0]) * shape[0] * n;
-    if (axis == 2) base = line;
-    for (int64_t i = 0; i < n; ++i) in[static_cast<size_t>(i)] = data[base + i * stride];
-    filter(in, out);
-    for (int64_t i = 0; i < n; ++i) data[base + i * stride] = static_cast<float>(out[static_cast<size_t>(i)]);
+  const int64_t inner = axis == 0 ? 1 : axis == 1 ? shape[0] : shape[0] * shape[1];
+  const int64_t outer = shape[0] * shape[1] * shape[2] / (n * inner);
+  std::vector<double> acc(static_cast<size_t>(n * inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    float* block = data + o * n * inner;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      const double* row = op.matrix.data() + i * n;
+      double* out = acc.data() + i * inner;
+      if (inner == 1) {
+        double sum = 0;
+        for (int64_t m = op.first[static_cast<size_t>(i)]; m <= op.last[static_cast<size_t>(i)]; ++m)
+          sum += row[m] * static_cast<double>(block[m]);
+        out[0] = sum;
+        continue;
+      }
+      for (int64_t m = op.first[static_cast<size_t>(i)]; m <= op.last[static_cast<size_t>(i)]; ++m) {
+        const double c = row[m];
+        if (c == 0.0) continue;
+        const float* in = block + m * inner;
+        for (int64_t k = 0; k < inner; ++k) out[k] += c * static_cast<double>(in[k]);
+      }
+    }
+    for (int64_t k = 0; k < n * inner; ++k) block[k] = static_cast<float>(acc[static_cast<size_t>(k)]);
   }
 }
 
@@ -51,20 +81,15 @@ void blurAxis(float* data, const ir::Shape3& shape, size_t axis, double sigma) {
     w[static_cast<size_t>(x + radius)] = v;
     sum += v;
   }
-  for (double& v : w) v /= sum;
   const int64_t n = shape[axis];
-  eachLine(data, shape, axis, [&](const std::vector<double>& in, std::vector<double>& out) {
-    for (int64_t i = 0; i < n; ++i) {
-      double acc = 0;
-      for (int64_t x = -radius; x <= radius; ++x)
-        acc += w[static_cast<size_t>(x + radius)] * in[static_cast<size_t>(reflect(i + x, n))];
-      out[static_cast<size_t>(i)] = acc;
-    }
-  });
+  LineOp op(n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t x = -radius; x <= radius; ++x) op.add(i, reflect(i + x, n), w[static_cast<size_t>(x + radius)] / sum);
+  applyAlong(data, shape, axis, op);
 }
 
-/// Re(ifft(gain · fft(line))) along `axis`, gain[j] per (unshifted) frequency index j, as
-/// the circular convolution with h[t] = (1/n) Σ_j gain[j] cos(2π j t / n).
+/// Re(ifft(gain · fft(line))) along `axis`, gain[j] per (unshifted) frequency index j: the
+/// circulant matrix of h[t] = (1/n) Σ_j gain[j] cos(2π j t / n).
 void spectralAxis(float* data, const ir::Shape3& shape, size_t axis, const std::vector<double>& gain) {
   const int64_t n = shape[axis];
   std::vector<double> h(static_cast<size_t>(n), 0.0);
@@ -74,13 +99,10 @@ void spectralAxis(float* data, const ir::Shape3& shape, size_t axis, const std::
       acc += gain[static_cast<size_t>(j)] * std::cos(kTwoPi * static_cast<double>((j * t) % n) / static_cast<double>(n));
     h[static_cast<size_t>(t)] = acc / static_cast<double>(n);
   }
-  eachLine(data, shape, axis, [&](const std::vector<double>& in, std::vector<double>& out) {
-    for (int64_t i = 0; i < n; ++i) {
-      double acc = 0;
-      for (int64_t m = 0; m < n; ++m) acc += h[static_cast<size_t>(((i - m) % n + n) % n)] * in[static_cast<size_t>(m)];
-      out[static_cast<size_t>(i)] = acc;
-    }
-  });
+  LineOp op(n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t m = 0; m < n; ++m) op.add(i, m, h[static_cast<size_t>(((i - m) % n + n) % n)]);
+  applyAlong(data, shape, axis, op);
 }
 
 size_t axisOf(float value) {
@@ -116,24 +138,22 @@ void lowresAxis(float* data, const ir::Shape3& shape, size_t axis, double zoom) 
   const int64_t n = shape[axis];
   const int64_t m = std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(n) * zoom + 0.5)));
   if (n < 2 || m >= n) return;
-  std::vector<double> low(static_cast<size_t>(m));
-  eachLine(data, shape, axis, [&](const std::vector<double>& in, std::vector<double>& out) {
-    // Down: sample j takes voxel floor(j (n - 1) / (m - 1) + 1/2) (scipy's zoom, order 0).
-    for (int64_t j = 0; j < m; ++j) {
-      double pos = m > 1 ? static_cast<double>(j) * static_cast<double>(n - 1) / static_cast<double>(m - 1) : 0.0;
-      int64_t src = std::min(n - 1, static_cast<int64_t>(std::floor(pos + 0.5)));
-      low[static_cast<size_t>(j)] = in[static_cast<size_t>(src)];
-    }
-    // Up: voxel i at position i (m - 1) / (n - 1), linear between its neighbours.
-    for (int64_t i = 0; i < n; ++i) {
-      double pos = m > 1 ? static_cast<double>(i) * static_cast<double>(m - 1) / static_cast<double>(n - 1) : 0.0;
-      auto x0 = static_cast<int64_t>(std::floor(pos));
-      x0 = std::min(x0, m - 1);
-      int64_t x1 = std::min(x0 + 1, m - 1);
-      double w = pos - static_cast<double>(x0);
-      out[static_cast<size_t>(i)] = (1.0 - w) * low[static_cast<size_t>(x0)] + w * low[static_cast<size_t>(x1)];
-    }
-  });
+  // Down: sample j takes voxel floor(j (n - 1) / (m - 1) + 1/2) (scipy's zoom, order 0).
+  std::vector<int64_t> src(static_cast<size_t>(m));
+  for (int64_t j = 0; j < m; ++j) {
+    double pos = m > 1 ? static_cast<double>(j) * static_cast<double>(n - 1) / static_cast<double>(m - 1) : 0.0;
+    src[static_cast<size_t>(j)] = std::min(n - 1, static_cast<int64_t>(std::floor(pos + 0.5)));
+  }
+  // Up: voxel i at position i (m - 1) / (n - 1), linear between its neighbours.
+  LineOp op(n);
+  for (int64_t i = 0; i < n; ++i) {
+    double pos = m > 1 ? static_cast<double>(i) * static_cast<double>(m - 1) / static_cast<double>(n - 1) : 0.0;
+    int64_t x0 = std::min(static_cast<int64_t>(std::floor(pos)), m - 1), x1 = std::min(x0 + 1, m - 1);
+    double w = pos - static_cast<double>(x0);
+    op.add(i, src[static_cast<size_t>(x0)], 1.0 - w);
+    op.add(i, src[static_cast<size_t>(x1)], w);
+  }
+  applyAlong(data, shape, axis, op);
 }
 
 }  // namespace
