@@ -190,6 +190,10 @@ TEST_CASE("pipeline registry: what the registry does not declare is rejected") {
   CHECK(ir::verify(ir::makeOp("resample", {{"spacing", 0.0}})) == "resample's spacing must be in [0.05, 20]");
   CHECK(ir::verify(ir::makeOp("clip", {{"lo", 0.5}, {"hi", 0.4}})) == "clip percentiles are not 0 <= lo < hi <= 1");
   CHECK(ir::verify(ir::makeOp("gamma", {{"range", ir::Interval{0.0, 1.0}}})) == "a gamma range is not 0 < lo < hi");
+  CHECK(ir::verify(ir::makeOp("rotate", {{"angle", ir::Interval{10, -10}}})) == "rotate's angle is not a range lo < hi");
+  CHECK(ir::verify(ir::makeOp("rotate", {{"angle", ir::Interval{-200, 10}}})) == "rotate's angle must lie within [-180, 180]");
+  CHECK(ir::verify(ir::makeOp("ringing", {{"cut", ir::Interval{0, 0.5}}})) == "ringing's cut must lie within (0, 1]");
+  CHECK(ir::verify(ir::makeOp("blur", {{"sigma", ir::Interval{0, 1}}})).empty());  // Inside: [0, 20]
   ex.stages[0].pretrain.pipeline.ops[4].set("p", 1.5);  // flip
   CHECK(ir::verify(ex) == "stage 0 'base': flip's p must be in [0, 1]");
 
