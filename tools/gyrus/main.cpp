@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "Inspect.h"
+#include "Preview.h"
 #include "Bench.h"
 #include "Run.h"
 #include "Runs.h"
@@ -224,6 +225,18 @@ int realMain(int argc, char** argv) {
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
 
+  Common previewOpts;
+  driver::PreviewOptions preview;
+  CLI::App* previewCmd = app.add_subcommand(
+      "preview", "Apply a declared pipeline to a volume and write what the model would see (NIfTI and PNG per sample)");
+  addCommon(previewCmd, previewOpts);
+  previewCmd->add_option("--pipeline", preview.pipeline, "The pipeline's name")->required();
+  previewCmd->add_option("--input", preview.input, "A NIfTI volume (.nii or .nii.gz)")->required();
+  previewCmd->add_option("--out", preview.out, "Output directory (created)")->required();
+  previewCmd->add_option("--samples", preview.samples, "Views to draw (default 4; one for a deterministic pipeline)")
+      ->check(CLI::Range(1, 10000));
+  previewCmd->add_option("--seed", preview.seed, "Seed of the draws (default 0)");
+
   driver::BenchTrainOptions benchOpts;
   driver::BenchAugmentOptions augmentOpts;
   bool noBaseline = false;
@@ -355,6 +368,11 @@ int realMain(int argc, char** argv) {
     return 0;
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
+  if (*previewCmd) {
+    auto c = compile(previewOpts, StopAfter::Check);
+    if (report(*c, previewOpts)) return 1;
+    return driver::runPreview(preview, c->check.pipelines);
+  }
   if (*plan) {
     auto c = compile(planOpts, StopAfter::Check);
     if (report(*c, planOpts)) return 1;
