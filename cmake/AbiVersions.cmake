@@ -23,6 +23,8 @@ endfunction()
 
 _gyrus_abi_version(GYRUS_RUNTIME_ABI runtime/include/gyrus/runtime/Runtime.h compiler/include/gyrus/Ir.h)
 _gyrus_abi_version(GYRUS_IO_ABI io/include/gyrus/io/IoModule.h io/include/gyrus/io/Nifti.h)
+_gyrus_abi_version(GYRUS_KERNEL_JIT_ABI kernels/include/gyrus/kernel/Jit.h kernels/include/gyrus/kernel/Kernel.h
+                   compiler/include/gyrus/Ir.h)
 
 set(GYRUS_GENERATED_INCLUDE ${CMAKE_BINARY_DIR}/generated)
 file(CONFIGURE OUTPUT ${GYRUS_GENERATED_INCLUDE}/gyrus/AbiVersions.h CONTENT
@@ -34,6 +36,8 @@ namespace gyrus {
 inline constexpr int kRuntimeAbiVersion = @GYRUS_RUNTIME_ABI@;
 /// gyrus/io/IoModule.h and gyrus/io/Nifti.h: the driver/I/O-module boundary.
 inline constexpr int kIoAbiVersion = @GYRUS_IO_ABI@;
+/// gyrus/kernel/Jit.h, gyrus/kernel/Kernel.h and gyrus/Ir.h: the kernel compiler's LLVM back end.
+inline constexpr int kKernelJitAbiVersion = @GYRUS_KERNEL_JIT_ABI@;
 }  // namespace gyrus
 " @ONLY)
 
