@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -537,3 +538,41 @@ TEST_CASE("the module: loadJit finds it, and says why when it cannot") {
   ::unsetenv("GYRUS_KERNEL_LLVM");
 }
 #endif
+
+// The perf mode (skipped by default; run it with
+//   gyrus_kernel_jit_tests -tc='perf*' --no-skip):
+// interpreter vs JIT on one view of a 160^3 volume.
+TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
+  std::mt19937 rng(1);
+  Source src = randomSource(rng, {160, 160, 160}, {1.0, 1.0, 1.2});
+  struct Case {
+    const char* name;
+    std::vector<kir::Kernel> segments;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"crop(128^3) >> zscore (quickstart prefix)",
+                   lowered({ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}), ir::makeOp("zscore")})});
+  cases.push_back({"resample(1mm) >> crop(128^3) >> flip >> zscore >> gamma >> noise, target + mask",
+                   lowered({ir::makeOp("resample", {{"spacing", 1.0}}), ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}),
+                            ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
+                           {.target = true, .mask = true})});
+  std::unique_ptr<kir::Jit> jit = makeJit();
+  auto time = [&](const std::vector<kir::Kernel>& segments, const kir::Runner& run) {
+    applyWith(segments, src, run);  // warm (and compile)
+    double best = 1e30;
+    for (int i = 0; i < 3; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      applyWith(segments, src, run);
+      best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+  };
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (const Case& c : cases) {
+    double interp = time(c.segments, kir::interpretKernel);
+    double one = time(c.segments, jit->runner());
+    double all = time(c.segments, jit->runner(kir::RunOptions().withThreads(cores)));
+    MESSAGE(std::string(c.name) << ": interpreter " << interp << " ms, JIT 1 thread " << one << " ms, JIT " << cores
+                   << " threads " << all << " ms");
+  }
+}
