@@ -170,17 +170,19 @@ TEST_CASE("random pipelines: the JIT computes what the interpreter computes") {
     kir::LowerOptions options;
     options.target = rng() % 2 == 0;
     options.mask = rng() % 2 == 0;
+    options.labels = rng() % 5 == 0;  // the image is a label map: nearest, spatial operations only
     Source src = randomSource(rng, randomShape(rng), {spacing(rng), spacing(rng), spacing(rng)});
     const uint64_t seed = (static_cast<uint64_t>(rng()) << 32) | rng();
     const uint32_t sample = rng() % 1000;
     std::string what = "round " + std::to_string(round) + ": " + ir::print(p) + (options.target ? " +target" : "") +
-                       (options.mask ? " +mask" : "");
+                       (options.mask ? " +mask" : "") + (options.labels ? " labels" : "");
     std::vector<kir::Kernel> segments = kir::lowerSegments(p, options);
     segmentsSeen += static_cast<int>(segments.size());
     const float* mask = options.mask ? src.mask.data() : nullptr;
     kir::Result ref = kir::apply(segments, src.grid, src.image.data(), mask, seed, sample, kir::interpretKernel);
     kir::Result one = kir::apply(segments, src.grid, src.image.data(), mask, seed, sample, jit->runner());
     checkAgainst(ref, one, what);
+    if (options.labels) CHECK(sameBits(ref.image, one.image));
     // The same with three threads over z slices: the same bits.
     kir::Result three =
         kir::apply(segments, src.grid, src.image.data(), mask, seed, sample, jit->runner(kir::RunOptions().withThreads(3)));
