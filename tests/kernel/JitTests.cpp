@@ -440,6 +440,24 @@ TEST_CASE("caches: memory and disk hits give the same code; compile times cold a
   CHECK(sameBits(a.mask, b.mask));
 }
 
+TEST_CASE("caches: the disk cache's directory: $GYRUS_KERNEL_CACHE, else ~/.cache/gyrus/kernels") {
+  TempDir dir("env");
+  const char* saved = std::getenv("GYRUS_KERNEL_CACHE");
+  std::string before = saved ? saved : "";
+  ::setenv("GYRUS_KERNEL_CACHE", dir.path.c_str(), 1);
+  CHECK(kir::createJit()->cacheDirectory() == dir.path.string());
+  CHECK(kir::createJit(kir::JitOptions().withCacheDir("/elsewhere"))->cacheDirectory() == "/elsewhere");
+  CHECK(kir::createJit(kir::JitOptions().withDiskCache(false))->cacheDirectory().empty());
+  ::unsetenv("GYRUS_KERNEL_CACHE");
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+    CHECK(kir::createJit()->cacheDirectory() == (fs::path(home) / ".cache" / "gyrus" / "kernels").string());
+  // A directory that cannot be created costs only the cache.
+  std::unique_ptr<kir::Jit> jit = makeJit("/proc/gyrus-no-such-dir");
+  auto segments = lowered({ir::makeOp("zscore")});
+  CHECK(jit->compile(segments[0].program)->source() == kir::CodeSource::Compiled);
+  if (saved) ::setenv("GYRUS_KERNEL_CACHE", before.c_str(), 1);
+}
+
 TEST_CASE("caches: a corrupt or truncated object file is ignored and rewritten") {
   TempDir dir("corrupt");
   std::mt19937 rng(5);
@@ -577,4 +595,43 @@ TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
     MESSAGE(std::string(c.name) << ": interpreter " << interp << " ms, JIT 1 thread " << one << " ms, JIT " << cores
                    << " threads " << all << " ms");
   }
+}
+
+TEST_CASE("caches: a gather's source is part of the key (a later segment's target reads its own source)") {
+  // `noise >> crop` cuts into two segments; the second's target reads the target source
+  // (the view without noise), while `crop` alone reads its target from the image. The
+  // two crop programs must not share compiled code.
+  std::mt19937 rng(21);
+  Source src = randomSource(rng, {10, 9, 8}, {1, 1, 1});
+  auto two = lowered({ir::makeOp("noise", {{"sigma", 0.5}}), ir::makeOp("crop", {{"size", Shape3{6, 6, 6}}})},
+                     {.target = true});
+  auto one = lowered({ir::makeOp("crop", {{"size", Shape3{6, 6, 6}}})}, {.target = true});
+  REQUIRE(two.size() == 2);
+  CHECK(kir::hash(two[1].program) != kir::hash(one[0].program));
+  std::unique_ptr<kir::Jit> jit = makeJit();
+  kir::Result a = applyWith(one, src, jit->runner());
+  kir::Result b = applyWith(two, src, jit->runner());
+  checkAgainst(applyWith(one, src, kir::interpretKernel), a, "crop");
+  checkAgainst(applyWith(two, src, kir::interpretKernel), b, "noise >> crop");
+  CHECK(sameBits(a.target, b.target));  // the target never sees the noise
+  CHECK_FALSE(sameBits(b.image, b.target));
+  // The same program but for the target's source: another key, other code.
+  kir::Program other = one[0].program;
+  REQUIRE(other.passes[0].outputs.size() == 2);
+  REQUIRE(other.passes[0].outputs[1].source == kir::Buffer::Image);
+  other.passes[0].outputs[1].source = kir::Buffer::Target;
+  CHECK(kir::hash(other) != kir::hash(one[0].program));
+  kir::Binding binding = kir::bind(one[0], src.grid, 99, 3);
+  std::vector<float> image(216), target(216), fromTarget(216);
+  std::vector<float> noisy = src.image;
+  for (float& v : noisy) v += 1.0f;
+  kir::Buffers buffers;
+  buffers.image = src.image.data();
+  buffers.target = noisy.data();
+  buffers.outImage = image.data();
+  buffers.outTarget = target.data();
+  jit->compile(one[0].program)->run(binding, buffers);
+  buffers.outTarget = fromTarget.data();
+  jit->compile(other)->run(binding, buffers);
+  CHECK_FALSE(sameBits(target, fromTarget));
 }

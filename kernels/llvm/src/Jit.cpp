@@ -75,6 +75,8 @@ class Compiled final : public CompiledProgram {
 
   void run(Binding& b, const Buffers& buffers, const RunOptions& options) const override {
     const Program& program = code_->program;
+    if (program.passes.empty() || program.passes[0].kind != PassKind::Gather)
+      throw std::invalid_argument("kernel run: a program starts with its gather");
     const int64_t nIn = count(b.in.shape), nOut = count(b.out.shape);
     for (size_t a = 0; a < 3; ++a)
       if (b.in.shape[a] <= 0 || b.out.shape[a] < 0) throw std::invalid_argument("kernel run: a grid without voxels");
