@@ -11,6 +11,7 @@
 // library for exp/log/pow/cos, so the differences measured are 0; the tolerance leaves
 // room for a C library whose vector and scalar entry points differ.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +22,6 @@
 #include <fstream>
 #include <random>
 #include <thread>
-
-#include <unistd.h>
 
 #include "gyrus/PipelineOps.h"
 #include "gyrus/kernel/Jit.h"
@@ -184,8 +183,8 @@ TEST_CASE("random pipelines: the JIT computes what the interpreter computes") {
     checkAgainst(ref, one, what);
     if (options.labels) CHECK(sameBits(ref.image, one.image));
     // The same with three threads over z slices: the same bits.
-    kir::Result three =
-        kir::apply(segments, src.grid, src.image.data(), mask, seed, sample, jit->runner(kir::RunOptions().withThreads(3)));
+    kir::Result three = kir::apply(segments, src.grid, src.image.data(), mask, seed, sample,
+                                   jit->runner(kir::RunOptions().withThreads(3)));
     INFO(what);
     CHECK(sameBits(one.image, three.image));
     CHECK(sameBits(one.target, three.target));
@@ -233,7 +232,9 @@ Handmade handmade(std::mt19937& rng, const Shape3& in, const Shape3& out, bool i
   kir::CoordInstr displace{kir::CoordOp::Displace, {}, 0, "elastic"};
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 4; ++j) {
-      float v = j == 3 ? -0.2f : (i == j ? 3.0f / static_cast<float>(std::max<int64_t>(out[static_cast<size_t>(i)] - 1, 1)) : 0.0f);
+      float v =
+          j == 3 ? -0.2f
+                 : (i == j ? 3.0f / static_cast<float>(std::max<int64_t>(out[static_cast<size_t>(i)] - 1, 1)) : 0.0f);
       displace.args.push_back(j == 3 ? Operand::constant(v) : slot(v));
     }
   gather.coords.push_back(displace);
@@ -244,11 +245,11 @@ Handmade handmade(std::mt19937& rng, const Shape3& in, const Shape3& out, bool i
                              -1,
                              "clamp"});
   }
-  gather.coords.push_back({kir::CoordOp::Window,
-                           {slot(static_cast<float>(in[0] - 1)), slot(static_cast<float>(in[1] - 1)),
-                            slot(static_cast<float>(in[2] - 1))},
-                           -1,
-                           "window"});
+  gather.coords.push_back(
+      {kir::CoordOp::Window,
+       {slot(static_cast<float>(in[0] - 1)), slot(static_cast<float>(in[1] - 1)), slot(static_cast<float>(in[2] - 1))},
+       -1,
+       "window"});
   kir::GatherOutput image{kir::Buffer::Image, kir::Buffer::Image, kir::Interp::Linear, {}};
   image.chain = {
       {kir::PointOp::Affine, false, {slot(1.3f), Operand::constant(0.25f)}, 0, "affine"},
@@ -282,7 +283,10 @@ Handmade handmade(std::mt19937& rng, const Shape3& in, const Shape3& out, bool i
   p.passes.push_back(reduce);
   kir::Pass map;
   map.kind = kir::PassKind::Map;
-  map.chain = {{kir::PointOp::Normalize, true, {Operand::at(reduce.reduce.out), Operand::at(reduce.reduce.out + 1)}, 0,
+  map.chain = {{kir::PointOp::Normalize,
+                true,
+                {Operand::at(reduce.reduce.out), Operand::at(reduce.reduce.out + 1)},
+                0,
                 "zscore"},
                {kir::PointOp::MulNoise, true, {Operand::constant(0.05f)}, 9, "mulnoise"},
                {kir::PointOp::Bias, false, {}, 0, "bias"}};
@@ -335,14 +339,15 @@ TEST_CASE("every coordinate and pointwise instruction: the JIT computes what the
     Source src = randomSource(rng, in, {1, 1, 1});
     Handmade h = handmade(rng, in, out, round % 2 == 1, round % 5 == 4);
     INFO("round " << round << "\n" << kir::print(h.program));
-    Outputs ref = runProgram(h.program, h.binding, src, [](const kir::Program& p, kir::Binding& b, const kir::Buffers& f) {
-      kir::interpret(p, b, f);
-    });
+    Outputs ref =
+        runProgram(h.program, h.binding, src,
+                   [](const kir::Program& p, kir::Binding& b, const kir::Buffers& f) { kir::interpret(p, b, f); });
     auto compiled = jit->compile(h.program);
     for (int threads : {1, 4}) {
-      Outputs got = runProgram(h.program, h.binding, src, [&](const kir::Program&, kir::Binding& b, const kir::Buffers& f) {
-        compiled->run(b, f, kir::RunOptions().withThreads(threads));
-      });
+      Outputs got =
+          runProgram(h.program, h.binding, src, [&](const kir::Program&, kir::Binding& b, const kir::Buffers& f) {
+            compiled->run(b, f, kir::RunOptions().withThreads(threads));
+          });
       CHECK(sameBits(ref.mask, got.mask));
       for (const auto& [r, g] : {std::pair{&ref.image, &got.image}, std::pair{&ref.target, &got.target}}) {
         Difference d = difference(*r, *g);
@@ -374,8 +379,8 @@ TEST_CASE("results do not depend on the thread count or on the caller's parallel
   }
   // A parallel loop that hands out single slices in reverse order, from two threads.
   int64_t calls = 0;
-  Outputs custom = run(kir::RunOptions().withParallelFor(
-      [&](int64_t n, const std::function<void(int64_t, int64_t)>& body) {
+  Outputs custom =
+      run(kir::RunOptions().withParallelFor([&](int64_t n, const std::function<void(int64_t, int64_t)>& body) {
         std::thread other([&] {
           for (int64_t z = n - 1; z >= 0; z -= 2) body(z, z + 1);
         });
@@ -405,9 +410,10 @@ TEST_CASE("caches: memory and disk hits give the same code; compile times cold a
   TempDir dir("cache");
   std::mt19937 rng(3);
   Source src = randomSource(rng, {24, 20, 18}, {1.1, 0.9, 1.3});
-  auto segments = lowered({ir::makeOp("resample", {{"spacing", 1.2}}), ir::makeOp("crop", {{"size", Shape3{16, 16, 16}}}),
-                           ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
-                          {.target = true, .mask = true});
+  auto segments =
+      lowered({ir::makeOp("resample", {{"spacing", 1.2}}), ir::makeOp("crop", {{"size", Shape3{16, 16, 16}}}),
+               ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
+              {.target = true, .mask = true});
   REQUIRE(segments.size() == 1);
   const kir::Program& program = segments[0].program;
 
@@ -572,10 +578,11 @@ TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
   std::vector<Case> cases;
   cases.push_back({"crop(128^3) >> zscore (quickstart prefix)",
                    lowered({ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}), ir::makeOp("zscore")})});
-  cases.push_back({"resample(1mm) >> crop(128^3) >> flip >> zscore >> gamma >> noise, target + mask",
-                   lowered({ir::makeOp("resample", {{"spacing", 1.0}}), ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}),
-                            ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
-                           {.target = true, .mask = true})});
+  cases.push_back(
+      {"resample(1mm) >> crop(128^3) >> flip >> zscore >> gamma >> noise, target + mask",
+       lowered({ir::makeOp("resample", {{"spacing", 1.0}}), ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}),
+                ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
+               {.target = true, .mask = true})});
   std::unique_ptr<kir::Jit> jit = makeJit();
   auto time = [&](const std::vector<kir::Kernel>& segments, const kir::Runner& run) {
     applyWith(segments, src, run);  // warm (and compile)
@@ -583,7 +590,8 @@ TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
     for (int i = 0; i < 3; ++i) {
       auto start = std::chrono::steady_clock::now();
       applyWith(segments, src, run);
-      best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+      best =
+          std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
     return best;
   };
@@ -593,7 +601,7 @@ TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
     double one = time(c.segments, jit->runner());
     double all = time(c.segments, jit->runner(kir::RunOptions().withThreads(cores)));
     MESSAGE(std::string(c.name) << ": interpreter " << interp << " ms, JIT 1 thread " << one << " ms, JIT " << cores
-                   << " threads " << all << " ms");
+                                << " threads " << all << " ms");
   }
 }
 

@@ -29,9 +29,9 @@ class Emitter {
   }
 
   void emit(const Pass& pass, const std::string& name) {
-    std::vector<llvm::Type*> params = {fptr_, fptr_, fptr_, fptr_, fptr_, fptr_, fptr_,
-                                       llvm::PointerType::getUnqual(fptr_), llvm::Type::getInt64PtrTy(ctx_),
-                                       i64_, i32_, i64_, i64_};
+    // Seven float pointers (sources, outputs, slots), the fields, dims, seed, sample, z range.
+    std::vector<llvm::Type*> params(7, fptr_);
+    params.insert(params.end(), {llvm::PointerType::getUnqual(fptr_), llvm::Type::getInt64PtrTy(ctx_), i64_, i32_, i64_, i64_});
     auto* type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
     fn_ = llvm::Function::Create(type, llvm::Function::ExternalLinkage, name, module_);
     fn_->addFnAttr(llvm::Attribute::NoUnwind);
@@ -123,7 +123,7 @@ class Emitter {
     if (noise_) {
       // Philox's round keys: (seed lo, seed hi) + r (W0, W1), computed once.
       Value* seed = fn_->getArg(9);
-      Value* k0 = b_.CreateTrunc(seed, i32_), *k1 = b_.CreateTrunc(b_.CreateLShr(seed, 32), i32_);
+      Value *k0 = b_.CreateTrunc(seed, i32_), *k1 = b_.CreateTrunc(b_.CreateLShr(seed, 32), i32_);
       for (int r = 0; r < 10; ++r) {
         keys_[static_cast<size_t>(r)] = {k0, k1};
         k0 = b_.CreateAdd(k0, b_.getInt32(kPhiloxW0));
@@ -177,11 +177,13 @@ class Emitter {
   /// An integral float as an index, saturated to [lo, hi] first (NaN to lo), so a
   /// position far outside the grid gives a defined index that is still outside it.
   Value* index(Value* v, Value* lo, Value* hi) {
-    Value* c = b_.CreateBinaryIntrinsic(llvm::Intrinsic::minnum, b_.CreateBinaryIntrinsic(llvm::Intrinsic::maxnum, v, lo), hi);
+    Value* c =
+        b_.CreateBinaryIntrinsic(llvm::Intrinsic::minnum, b_.CreateBinaryIntrinsic(llvm::Intrinsic::maxnum, v, lo), hi);
     return b_.CreateFPToSI(c, i32_);
   }
   Value* clampIndex(Value* i, Value* hi) {
-    return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, i, b_.getInt32(0)), hi);
+    return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin,
+                                    b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, i, b_.getInt32(0)), hi);
   }
   /// 2 i / (n - 1) - 1 for n > 1, else 0 (VoxelPlace::unit).
   Value* unit(Value* i, Value* n) {
@@ -224,7 +226,8 @@ class Emitter {
     auto voxel = [&](bool xHi, bool yHi, bool zHi) {
       Value* inside = b_.CreateAnd(b_.CreateAnd(xHi ? x.hiInside : x.loInside, yHi ? y.hiInside : y.loInside),
                                    zHi ? z.hiInside : z.loInside);
-      Value* row = b_.CreateNSWMul(in_[0], b_.CreateNSWAdd(yHi ? y.hi : y.lo, b_.CreateNSWMul(in_[1], zHi ? z.hi : z.lo)));
+      Value* row =
+          b_.CreateNSWMul(in_[0], b_.CreateNSWAdd(yHi ? y.hi : y.lo, b_.CreateNSWMul(in_[1], zHi ? z.hi : z.lo)));
       Value* v = load(src, b_.CreateNSWAdd(xHi ? x.hi : x.lo, row));
       return b_.CreateSelect(inside, v, f(0.0f));
     };
@@ -286,8 +289,8 @@ class Emitter {
     for (size_t r = 0; r < 10; ++r) {
       Value* p0 = b_.CreateNUWMul(b_.CreateZExt(c[0], i64_), b_.getInt64(kPhiloxM0));
       Value* p1 = b_.CreateNUWMul(b_.CreateZExt(c[2], i64_), b_.getInt64(kPhiloxM1));
-      Value* hi0 = b_.CreateTrunc(b_.CreateLShr(p0, 32), i32_), *lo0 = b_.CreateTrunc(p0, i32_);
-      Value* hi1 = b_.CreateTrunc(b_.CreateLShr(p1, 32), i32_), *lo1 = b_.CreateTrunc(p1, i32_);
+      Value *hi0 = b_.CreateTrunc(b_.CreateLShr(p0, 32), i32_), *lo0 = b_.CreateTrunc(p0, i32_);
+      Value *hi1 = b_.CreateTrunc(b_.CreateLShr(p1, 32), i32_), *lo1 = b_.CreateTrunc(p1, i32_);
       c = {b_.CreateXor(b_.CreateXor(hi1, c[1]), keys_[r][0]), lo1, b_.CreateXor(b_.CreateXor(hi0, c[3]), keys_[r][1]),
            lo0};
     }
@@ -295,7 +298,7 @@ class Emitter {
       Value* k = b_.CreateAdd(b_.CreateLShr(bits, 8), b_.getInt32(1));
       return b_.CreateFMul(b_.CreateUIToFP(k, f32_), f(0x1.0p-24f));
     };
-    Value* u1 = uniform(c[0]), *u2 = uniform(c[1]);
+    Value *u1 = uniform(c[0]), *u2 = uniform(c[1]);
     Value* radius = call(llvm::Intrinsic::sqrt, b_.CreateFMul(f(-2.0f), call(llvm::Intrinsic::log, u1)));
     return b_.CreateFMul(radius, call(llvm::Intrinsic::cos, b_.CreateFMul(f(6.28318530717958647692f), u2)));
   }
@@ -314,7 +317,7 @@ class Emitter {
         case PointOp::Normalize: r = b_.CreateFDiv(b_.CreateFSub(v, arg(0)), arg(1)); break;
         case PointOp::Clamp: r = min(max(v, arg(0)), arg(1)); break;
         case PointOp::Gamma: {
-          Value* g = arg(0), *lo = arg(1), *hi = arg(2);
+          Value *g = arg(0), *lo = arg(1), *hi = arg(2);
           Value* range = b_.CreateFSub(hi, lo);
           Value* t = min(max(b_.CreateFDiv(b_.CreateFSub(v, lo), range), f(0.0f)), f(1.0f));
           Value* invert = b_.CreateFCmpUNE(arg(3), f(0.0f));
@@ -330,15 +333,18 @@ class Emitter {
           break;
         case PointOp::Contrast: r = b_.CreateFAdd(b_.CreateFMul(b_.CreateFSub(v, arg(1)), arg(0)), arg(1)); break;
         case PointOp::Bias: {
-          Value* x = at.unit[0], *y = at.unit[1], *z = at.unit[2];
-          Value* terms[10] = {f(1.0f),           x, y, z, b_.CreateFMul(x, x), b_.CreateFMul(y, y), b_.CreateFMul(z, z),
-                              b_.CreateFMul(x, y), b_.CreateFMul(x, z), b_.CreateFMul(y, z)};
+          Value *x = at.unit[0], *y = at.unit[1], *z = at.unit[2];
+          Value *xx = b_.CreateFMul(x, x), *yy = b_.CreateFMul(y, y), *zz = b_.CreateFMul(z, z);
+          Value *xy = b_.CreateFMul(x, y), *xz = b_.CreateFMul(x, z), *yz = b_.CreateFMul(y, z);
+          Value* terms[10] = {f(1.0f), x, y, z, xx, yy, zz, xy, xz, yz};
           Value* e = f(0.0f);
           for (size_t i = 0; i < 10; ++i) e = b_.CreateFAdd(e, b_.CreateFMul(arg(i), terms[i]));
           r = b_.CreateFMul(v, call(llvm::Intrinsic::exp, e));
           break;
         }
       }
+      if (r == nullptr)
+        throw std::invalid_argument("kernel codegen: no code for the pointwise instruction of '" + p.origin + "'");
       v = p.headOnly ? b_.CreateSelect(b_.CreateFCmpOEQ(v, f(0.0f)), v, r) : r;
     }
     return v;
@@ -349,11 +355,16 @@ class Emitter {
   void gatherVoxel(const Pass& pass, Vec3 p, const Place& at) {
     Value* valid = b_.getTrue();
     for (const CoordInstr& c : pass.coords) {
+      if (c.op != CoordOp::Affine && c.op != CoordOp::Clamp && c.op != CoordOp::Window && c.op != CoordOp::Displace)
+        throw std::invalid_argument("kernel codegen: no code for the coordinate instruction of '" + c.origin + "'");
       auto need = [&](size_t n) {
         if (c.args.size() < n) throw std::invalid_argument("kernel codegen: '" + c.origin + "' lacks an operand");
       };
       switch (c.op) {
-        case CoordOp::Affine: need(12); p = affine(c.args, p); break;
+        case CoordOp::Affine:
+          need(12);
+          p = affine(c.args, p);
+          break;
         case CoordOp::Clamp:
           need(3);
           for (size_t a = 0; a < 3; ++a) p[a] = min(max(p[a], f(0.0f)), operand(c.args[a]));

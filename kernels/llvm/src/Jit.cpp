@@ -3,6 +3,8 @@
 // memory cache maps a program's hash to its code; the disk cache holds the object file
 // under a key of everything that shapes it, behind a header with its size and SHA-256,
 // so a corrupt or truncated file is recognised, ignored and rewritten.
+#include "gyrus/kernel/Jit.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -18,7 +20,6 @@
 
 #include "Codegen.h"
 #include "gyrus/Sha256.h"
-#include "gyrus/kernel/Jit.h"
 
 namespace gyrus::kir {
 
@@ -93,7 +94,8 @@ class Compiled final : public CompiledProgram {
     auto need = [](const float* p, const char* what) {
       if (p == nullptr) throw std::invalid_argument(std::string("kernel run: no ") + what + " buffer");
     };
-    const int64_t dims[6] = {b.in.shape[0], b.in.shape[1], b.in.shape[2], b.out.shape[0], b.out.shape[1], b.out.shape[2]};
+    const int64_t dims[6] = {b.in.shape[0],  b.in.shape[1],  b.in.shape[2],
+                             b.out.shape[0], b.out.shape[1], b.out.shape[2]};
     for (size_t i = 0; i < program.passes.size(); ++i) {
       const Pass& pass = program.passes[i];
       switch (pass.kind) {
@@ -309,8 +311,8 @@ class LlvmJit final : public Jit {
       error = message(dylib.takeError());
       return nullptr;
     }
-    auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
-        jit_->getDataLayout().getGlobalPrefix());
+    auto process =
+        llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(jit_->getDataLayout().getGlobalPrefix());
     if (!process) {
       error = message(process.takeError());
       return nullptr;
