@@ -31,7 +31,8 @@ class Emitter {
   void emit(const Pass& pass, const std::string& name) {
     // Seven float pointers (sources, outputs, slots), the fields, dims, seed, sample, z range.
     std::vector<llvm::Type*> params(7, fptr_);
-    params.insert(params.end(), {llvm::PointerType::getUnqual(fptr_), llvm::Type::getInt64PtrTy(ctx_), i64_, i32_, i64_, i64_});
+    params.insert(params.end(),
+                  {llvm::PointerType::getUnqual(fptr_), llvm::Type::getInt64PtrTy(ctx_), i64_, i32_, i64_, i64_});
     auto* type = llvm::FunctionType::get(b_.getVoidTy(), params, false);
     fn_ = llvm::Function::Create(type, llvm::Function::ExternalLinkage, name, module_);
     fn_->addFnAttr(llvm::Attribute::NoUnwind);
