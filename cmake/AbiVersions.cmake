@@ -5,7 +5,10 @@
 # gyrus_abi that puts it on the include path. CMake reconfigures when a header changes.
 include_guard(GLOBAL)
 
-set(_gyrus_root ${CMAKE_CURRENT_LIST_DIR}/..)
+# Normalised: a header named here and elsewhere (runtime/CMakeLists.txt's digest of the
+# kernel sources) must be spelled the same, or Ninja sees two rules for one file.
+cmake_path(SET _gyrus_root NORMALIZE "${CMAKE_CURRENT_LIST_DIR}/..")
+string(REGEX REPLACE "/$" "" _gyrus_root "${_gyrus_root}")
 
 # A 28-bit version (it fits an int) from the SHA-256 of the given headers.
 function(_gyrus_abi_version out)
