@@ -5,6 +5,10 @@
 // instruction; thread-count independence; the memory and disk caches (hits, corrupt
 // files, keys that see every constant); the module loaded with dlopen.
 //
+// The random pipelines draw every registry operation that has a lowering (Lower.cpp):
+// resample, crop, zscore, clip, flip, noise, gamma, elastic, rotate, scale, blur,
+// mul_noise, ghosting, ringing, lowres, bias_field, brightness, contrast.
+//
 // Tolerance: masks (nearest neighbour) must be equal bit for bit; images within
 // kTolerance times their value range (at least 1). The generated code evaluates every
 // instruction in the interpreter's order without contraction and calls the same C
@@ -129,9 +133,15 @@ void checkAgainst(const kir::Result& ref, const kir::Result& got, const std::str
 // ---- random pipelines ------------------------------------------------------------------
 
 ir::PipelineOp randomOp(std::mt19937& rng) {
-  std::uniform_int_distribution<int> which(0, 6);
+  std::uniform_int_distribution<int> which(0, 17);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   auto side = [&] { return std::uniform_int_distribution<int64_t>(1, 19)(rng); };
+  // A probability of applying: mostly 1, so the operation acts.
+  auto p = [&] { return u(rng) < 0.8 ? 1.0 : 0.5; };
+  auto range = [&](double lo, double hi) {
+    double a = lo + (hi - lo) * u(rng), b = lo + (hi - lo) * u(rng);
+    return ir::Interval{std::min(a, b), std::max(a, b) + 1e-3 * (hi - lo)};
+  };
   switch (which(rng)) {
     case 0: return ir::makeOp("resample", {{"spacing", 0.7 + 1.5 * u(rng)}});
     case 1: return ir::makeOp("crop", {{"size", Shape3{side(), side(), side()}}});
@@ -141,11 +151,22 @@ ir::PipelineOp randomOp(std::mt19937& rng) {
       const double ps[] = {0.0, 0.5, 1.0};
       return ir::makeOp("flip", {{"p", ps[std::uniform_int_distribution<int>(0, 2)(rng)]}});
     }
-    case 5: return ir::makeOp("noise", {{"sigma", 0.3 * u(rng)}});
-    default: {
-      double lo = 0.5 + 0.5 * u(rng);
-      return ir::makeOp("gamma", {{"range", ir::Interval{lo, lo + u(rng)}}});
-    }
+    case 5:
+      return ir::makeOp("noise", {{"sigma", 0.3 * u(rng)}, {"sigma_hi", u(rng) < 0.5 ? 0.0 : 0.4}, {"p", p()}});
+    case 6:
+      return ir::makeOp("gamma",
+                        {{"range", range(0.5, 2.0)}, {"p", p()}, {"invert", u(rng) < 0.5 ? 0.0 : 0.7}, {"halves", u(rng) < 0.5}});
+    case 7: return ir::makeOp("elastic", {{"p", p()}, {"alpha", range(1, 40)}, {"sigma", range(2, 6)}});
+    case 8: return ir::makeOp("rotate", {{"p", p()}, {"axis_p", 0.7}, {"angle", range(-40, 40)}});
+    case 9: return ir::makeOp("scale", {{"p", p()}, {"factor", range(0.7, 1.3)}});
+    case 10: return ir::makeOp("blur", {{"p", p()}, {"p_channel", 1.0}, {"sigma", range(0.2, 1.5)}});
+    case 11: return ir::makeOp("mul_noise", {{"p", p()}, {"sigma", range(0.01, 0.3)}});
+    case 12: return ir::makeOp("ghosting", {{"p", p()}, {"every", range(2, 5)}, {"alpha", range(0.3, 0.95)}});
+    case 13: return ir::makeOp("ringing", {{"p", p()}, {"cut", range(0.3, 1.0)}});
+    case 14: return ir::makeOp("lowres", {{"p", p()}, {"p_channel", 1.0}, {"axis_p", 0.7}, {"zoom", range(0.4, 1.0)}});
+    case 15: return ir::makeOp("bias_field", {{"p", p()}, {"strength", 3 * u(rng)}});
+    case 16: return ir::makeOp("brightness", {{"p", p()}, {"factor", range(0.75, 1.25)}});
+    default: return ir::makeOp("contrast", {{"p", p()}, {"factor", range(0.75, 1.25)}});
   }
 }
 
@@ -162,7 +183,7 @@ TEST_CASE("random pipelines: the JIT computes what the interpreter computes") {
   std::unique_ptr<kir::Jit> jit = makeJit();
   std::uniform_real_distribution<double> spacing(0.6, 2.5);
   int segmentsSeen = 0;
-  for (int round = 0; round < 80; ++round) {
+  for (int round = 0; round < 200; ++round) {
     ir::Pipeline p;
     const int ops = std::uniform_int_distribution<int>(1, 5)(rng);
     for (int i = 0; i < ops; ++i) p.ops.push_back(randomOp(rng));
@@ -190,7 +211,7 @@ TEST_CASE("random pipelines: the JIT computes what the interpreter computes") {
     CHECK(sameBits(one.target, three.target));
     CHECK(sameBits(one.mask, three.mask));
   }
-  CHECK(segmentsSeen > 80);  // some pipelines had a spatial operation after an intensity one
+  CHECK(segmentsSeen > 200);  // some pipelines had a spatial operation after an intensity one
   MESSAGE("random pipelines: largest |JIT - interpreter| / max(1, range) = " << worstRelative);
 }
 
@@ -583,6 +604,12 @@ TEST_CASE("perf: interpreter vs JIT on a 160^3 view" * doctest::skip()) {
        lowered({ir::makeOp("resample", {{"spacing", 1.0}}), ir::makeOp("crop", {{"size", Shape3{128, 128, 128}}}),
                 ir::makeOp("flip"), ir::makeOp("zscore"), ir::makeOp("gamma"), ir::makeOp("noise")},
                {.target = true, .mask = true})});
+  cases.push_back({"elastic >> rotate >> scale >> mul_noise >> bias_field >> brightness >> contrast (p = 1), mask",
+                   lowered({ir::makeOp("elastic", {{"p", 1.0}}), ir::makeOp("rotate", {{"p", 1.0}, {"axis_p", 1.0}}),
+                            ir::makeOp("scale", {{"p", 1.0}}), ir::makeOp("mul_noise", {{"p", 1.0}}),
+                            ir::makeOp("bias_field", {{"p", 1.0}}), ir::makeOp("brightness", {{"p", 1.0}}),
+                            ir::makeOp("contrast", {{"p", 1.0}})},
+                           {.mask = true})});
   std::unique_ptr<kir::Jit> jit = makeJit();
   auto time = [&](const std::vector<kir::Kernel>& segments, const kir::Runner& run) {
     applyWith(segments, src, run);  // warm (and compile)
