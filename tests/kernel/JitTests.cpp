@@ -27,6 +27,7 @@
 #include <random>
 #include <thread>
 
+#include "Kernels.h"
 #include "gyrus/PipelineOps.h"
 #include "gyrus/kernel/Jit.h"
 #include "gyrus/kernel/Kernel.h"
@@ -569,7 +570,7 @@ TEST_CASE("the optimised LLVM IR: one function per generated pass, vectorised ga
 }
 
 #ifdef GYRUS_KERNEL_LLVM_MODULE
-TEST_CASE("the module: loadJit finds it, and says why when it cannot") {
+TEST_CASE("the module: loadJit finds it (also for the runtime), and says why when it cannot") {
   std::mt19937 rng(13);
   Source src = randomSource(rng, {10, 9, 8}, {1, 1, 1});
   auto segments = lowered({ir::makeOp("flip"), ir::makeOp("noise")});
@@ -579,6 +580,21 @@ TEST_CASE("the module: loadJit finds it, and says why when it cannot") {
   REQUIRE_MESSAGE(jit, error);
   CHECK(jit->cacheDirectory().empty());
   checkAgainst(applyWith(segments, src, kir::interpretKernel), applyWith(segments, src, jit->runner()), "module");
+  // The runtime's back end, chosen with GYRUS_KERNEL_BACKEND=llvm (the first use in this
+  // process: rt::kernelRunner chooses once).
+  ::setenv("GYRUS_KERNEL_BACKEND", "llvm", 1);
+  CHECK(rt::kernelBackend() == "LLVM JIT");
+  ::unsetenv("GYRUS_KERNEL_BACKEND");
+  ir::Pipeline views{{ir::makeOp("flip"), ir::makeOp("gamma"), ir::makeOp("noise")}};
+  rt::Volume in;
+  in.shape = src.grid.shape;
+  in.spacing = src.grid.spacing;
+  in.data = src.image;
+  rt::Volume target, viaRuntime = rt::runPipeline(rt::compilePipeline(views, {.target = true}), in, 5, 2, &target);
+  kir::Result ref = kir::apply(kir::lowerSegments(views, {.target = true}), src.grid, src.image.data(), nullptr, 5, 2,
+                               kir::interpretKernel);
+  CHECK(sameBits(viaRuntime.data, ref.image));
+  CHECK(sameBits(target.data, ref.target));
   ::setenv("GYRUS_KERNEL_LLVM", "/nonexistent/libgyrus_kernel_llvm.so", 1);
   CHECK_FALSE(kir::loadJit(error));
   CHECK(error.find("GYRUS_KERNEL_LLVM") != std::string::npos);
