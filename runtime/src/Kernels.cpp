@@ -1,7 +1,12 @@
 // Pipelines through the kernel IR (see Kernels.h).
 #include "Kernels.h"
 
+#include <cstdlib>
+#include <memory>
 #include <stdexcept>
+#include <string_view>
+
+#include "gyrus/kernel/Jit.h"
 
 namespace gyrus::rt {
 
@@ -35,11 +40,38 @@ Volume runPipeline(const CompiledPipeline& compiled, const Volume& in, uint64_t 
   return out;
 }
 
-const kir::Runner& kernelRunner() {
-  static const kir::Runner runner = kir::interpretKernel;
-  return runner;
+namespace {
+
+/// The back end of this process: the reference interpreter, or with
+/// GYRUS_KERNEL_BACKEND=llvm the LLVM JIT (the module libgyrus_kernel_llvm.so, loaded
+/// on first use; one thread per call: callers run volumes in parallel themselves).
+struct Backend {
+  kir::Runner runner = kir::interpretKernel;
+  std::string name = "reference interpreter";
+  std::unique_ptr<kir::Jit> jit;
+};
+
+const Backend& backend() {
+  static const Backend chosen = [] {
+    Backend b;
+    const char* want = std::getenv("GYRUS_KERNEL_BACKEND");
+    if (want == nullptr || *want == '\0' || std::string_view(want) == "interpreter") return b;
+    if (std::string_view(want) != "llvm")
+      throw std::invalid_argument(std::string("GYRUS_KERNEL_BACKEND is 'interpreter' or 'llvm', not '") + want + "'");
+    std::string error;
+    b.jit = kir::loadJit(error);
+    if (!b.jit) throw std::runtime_error("GYRUS_KERNEL_BACKEND=llvm: " + error);
+    b.runner = b.jit->runner();
+    b.name = "LLVM JIT";
+    return b;
+  }();
+  return chosen;
 }
 
-std::string kernelBackend() { return "reference interpreter"; }
+}  // namespace
+
+const kir::Runner& kernelRunner() { return backend().runner; }
+
+std::string kernelBackend() { return backend().name; }
 
 }  // namespace gyrus::rt

@@ -1,7 +1,7 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, llvm)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
@@ -30,6 +30,7 @@
 #include "gyrus/Parse.h"
 #include "gyrus/Verify.h"
 #include "gyrus/Version.h"
+#include "gyrus/kernel/Jit.h"
 #include "gyrus/kernel/Stages.h"
 
 namespace {
@@ -152,8 +153,10 @@ int realMain(int argc, char** argv) {
   std::string stage = "ir";
   CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
   addCommon(emit, emitOpts);
-  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan | kernel")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel"}));
+  emit->add_option("--stage", stage,
+                   "tokens | ast | typed | ir | plan | kernel | llvm (the kernels' optimised LLVM IR, from the module "
+                   "libgyrus_kernel_llvm.so)")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "llvm"}));
   bool emitJson = false;
   emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
@@ -365,6 +368,19 @@ int realMain(int argc, char** argv) {
       std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
     if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     if (stage == "kernel") std::fputs(kir::printKernels(*c->check.experiment).c_str(), stdout);
+    if (stage == "llvm") {
+      // The LLVM back end is a module loaded only here: the driver never links LLVM.
+      std::string error;
+      std::unique_ptr<kir::Jit> jit = kir::loadJit(error, kir::JitOptions().withDiskCache(false));
+      if (!jit) {
+        fmt::print(stderr, "error: {}\n", error);
+        return 1;
+      }
+      kir::KernelPrinter printer;
+      printer.comment = ";";
+      printer.program = [&](const kir::Program& p) { return jit->llvmIr(p); };
+      std::fputs(kir::printKernels(*c->check.experiment, printer).c_str(), stdout);
+    }
     return 0;
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
