@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <cstdio>
 #include <stdexcept>
 #include <string_view>
 
@@ -42,9 +43,11 @@ Volume runPipeline(const CompiledPipeline& compiled, const Volume& in, uint64_t 
 
 namespace {
 
-/// The back end of this process: the reference interpreter, or with
-/// GYRUS_KERNEL_BACKEND=llvm the LLVM JIT (the module libgyrus_kernel_llvm.so, loaded
-/// on first use; one thread per call: callers run volumes in parallel themselves).
+/// The back end of this process: the LLVM JIT (the module libgyrus_kernel_llvm.so,
+/// loaded on first use; one thread per call: callers run volumes in parallel
+/// themselves), or the reference interpreter. GYRUS_KERNEL_BACKEND=llvm requires the
+/// JIT, =interpreter forces the interpreter; unset, the JIT is used when its module
+/// loads, else the interpreter, with a warning (it is several times slower).
 struct Backend {
   kir::Runner runner = kir::interpretKernel;
   std::string name = "reference interpreter";
@@ -54,13 +57,21 @@ struct Backend {
 const Backend& backend() {
   static const Backend chosen = [] {
     Backend b;
-    const char* want = std::getenv("GYRUS_KERNEL_BACKEND");
-    if (want == nullptr || *want == '\0' || std::string_view(want) == "interpreter") return b;
-    if (std::string_view(want) != "llvm")
-      throw std::invalid_argument(std::string("GYRUS_KERNEL_BACKEND is 'interpreter' or 'llvm', not '") + want + "'");
+    const char* env = std::getenv("GYRUS_KERNEL_BACKEND");
+    const std::string_view want = env != nullptr ? env : "";
+    if (want == "interpreter") return b;
+    if (!want.empty() && want != "llvm")
+      throw std::invalid_argument(std::string("GYRUS_KERNEL_BACKEND is 'interpreter' or 'llvm', not '") + env + "'");
     std::string error;
     b.jit = kir::loadJit(error);
-    if (!b.jit) throw std::runtime_error("GYRUS_KERNEL_BACKEND=llvm: " + error);
+    if (!b.jit) {
+      if (want == "llvm") throw std::runtime_error("GYRUS_KERNEL_BACKEND=llvm: " + error);
+      std::fprintf(stderr,
+                   "warning: %s: pipelines run on the reference interpreter, several times slower (build the "
+                   "gyrus_kernel_llvm target, or set GYRUS_KERNEL_BACKEND=interpreter to silence this)\n",
+                   error.c_str());
+      return b;
+    }
     b.runner = b.jit->runner();
     b.name = "LLVM JIT";
     return b;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "Inspect.h"
+#include "gyrus/kernel/Jit.h"
 #include "gyrus/kernel/Kernel.h"
 #include "gyrus/kernel/Stages.h"
 
@@ -131,6 +132,11 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
     fmt::print(stderr, "error: cannot create {}: {}\n", options.out, ec.message());
     return 1;
   }
+  // The runtime's back end: the LLVM JIT (the interpreter, more slowly, without it).
+  std::string jitError;
+  std::unique_ptr<kir::Jit> jit = kir::loadJit(jitError);
+  if (!jit) fmt::print(stderr, "warning: {}: running the reference interpreter\n", jitError);
+  const kir::Runner run = jit ? jit->runner() : kir::Runner(kir::interpretKernel);
   // As training: the deterministic prefix once, then the views' draws per sample.
   kir::SplitPipeline split = kir::splitAtFirstRandom(pipeline);
   kir::Result prefix;
@@ -138,8 +144,7 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
     prefix.grid = {in.shape, in.spacing};
     prefix.image = in.data;
     if (!split.prefix.ops.empty())
-      prefix = kir::apply(kir::lowerSegments(split.prefix), prefix.grid, in.data.data(), nullptr, 0, 0,
-                          kir::interpretKernel);
+      prefix = kir::apply(kir::lowerSegments(split.prefix), prefix.grid, in.data.data(), nullptr, 0, 0, run);
     std::vector<kir::Kernel> views;
     if (!split.suffix.ops.empty()) views = kir::lowerSegments(split.suffix);
     const io::Affine affine = outputAffine(pipeline, in);
@@ -147,7 +152,7 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
     for (int64_t i = 0; i < samples; ++i) {
       kir::Result r = views.empty() ? prefix
                                     : kir::apply(views, prefix.grid, prefix.image.data(), nullptr, options.seed,
-                                                 static_cast<uint32_t>(i), kir::interpretKernel);
+                                                 static_cast<uint32_t>(i), run);
       io::Image out;
       out.shape = r.grid.shape;
       out.spacing = r.grid.spacing;
