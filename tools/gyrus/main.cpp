@@ -394,6 +394,14 @@ int realMain(int argc, char** argv) {
     if (report(*c, planOpts)) return 1;
     if (!planStore.empty() && driver::writePlan(c->plan.experiment, planStore) != 0) return 1;
     std::fputs((planJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
+    if (!planJson) {
+      // How the pipelines compile: every operation should be part of a fused kernel.
+      kir::FusionSummary fusion = kir::summarizeFusion(c->plan.experiment);
+      std::string unfused;
+      for (const std::string& u : fusion.unfused) unfused += (unfused.empty() ? "" : ", ") + u;
+      fmt::print("\nkernels: {} fused program{} (`gyrus emit --stage=kernel` prints them); not fused: {}\n",
+                 fusion.programs, fusion.programs == 1 ? "" : "s", unfused.empty() ? "none" : unfused);
+    }
     return 0;
   }
   if (*run) {

@@ -235,6 +235,9 @@ std::vector<Kernel> lowerSegments(const ir::Pipeline& pipeline, const LowerOptio
 /// Lowers a pipeline that is one segment (no spatial operation after an intensity one);
 /// throws std::invalid_argument otherwise.
 Kernel lower(const ir::Pipeline& pipeline, const LowerOptions& options = {});
+/// Whether operation `op` has a lowering (every registry operation has one; a test
+/// checks it).
+bool canLower(const ir::PipelineOp& op);
 /// Whether `pipeline` lowers to one segment.
 bool isOneSegment(const ir::Pipeline& pipeline);
 
