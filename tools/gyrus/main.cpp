@@ -184,6 +184,11 @@ int realMain(int argc, char** argv) {
   run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
   run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
   run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+  int jobs = 1;
+  run->add_option("--jobs", jobs,
+                  "Stages run at once, each in a worker process (gyrus run-stage) with --threads / N threads "
+                  "(default 1: one after another in this process)")
+      ->check(CLI::Range(1, 256));
   // auto | cpu | cuda | cuda:N; whether the device is usable is the runtime's to say.
   const CLI::Validator deviceName(
       [](std::string& v) {
@@ -410,11 +415,13 @@ int realMain(int argc, char** argv) {
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;
+    ro.jobs = jobs;
     ro.device = device;
     ro.volumeCache = volumeCache.empty() ? std::filesystem::path() : std::filesystem::absolute(volumeCache);
     if (!loaderMemory.empty()) driver::parseByteSize(loaderMemory, ro.loaderMemory);
     ro.experimentPath = runOpts.file;
-    ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
+    ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus"
+                                : std::filesystem::absolute(storeDir);
     ro.plan = &c->plan;
     return driver::runExperiment(*c->check.experiment, ro);
   }
