@@ -305,6 +305,10 @@ void setSlot(Binding& b, int slot, double v) { b.slots[static_cast<size_t>(slot)
 
 Binder lowerResample(Lowerer& l, const ir::PipelineOp& op) {
   const double mm = op.number("spacing");
+  // Outside the resampled grid there is nothing (a later rotation or scaling that moves a
+  // voxel there reads 0, as op by op); inside it, positions clamp to the source (edge
+  // values extend by half a voxel, as rt::resample).
+  int window = l.coord(CoordOp::Window, "out_top", 3);
   int affine = l.affine();
   int clamp = l.coord(CoordOp::Clamp, "top", 3);
   return [=](const Grid& in, Binding& b) {
@@ -321,6 +325,7 @@ Binder lowerResample(Lowerer& l, const ir::PipelineOp& op) {
       m[4 * a + a] = step;
       m[4 * a + 3] = same ? 0.0 : cIn - cOut * step;
       setSlot(b, clamp + static_cast<int>(a), top(in.shape[a]));
+      setSlot(b, window + static_cast<int>(a), top(out.shape[a]));
     }
     b.affines[static_cast<size_t>(affine)] = m;
     return out;
@@ -541,7 +546,9 @@ Binder lowerBlur(Lowerer& l, const ir::PipelineOp& op) {
   int s = imageStencil(l, StencilOp::Blur, "sigma", 3);
   return [=](const Grid& in, Binding& b) {
     Draws d(b.seed, b.sample, index);
-    bool fires = d.bernoulli(p) && d.bernoulli(pChannel);
+    // Both drawn whatever the first gives: the same number of draws whether it fires.
+    const bool sample = d.bernoulli(p), channel = d.bernoulli(pChannel);
+    bool fires = sample && channel;
     double value = d.uniform(sigma.lo, sigma.hi);
     for (int i = 0; i < 3; ++i) setSlot(b, s + i, fires ? value : 0.0);
     setSlot(b, s + 3, fires && value > 0.0 ? 1.0 : 0.0);
@@ -593,7 +600,9 @@ Binder lowerLowres(Lowerer& l, const ir::PipelineOp& op) {
   int s = imageStencil(l, StencilOp::LowRes, "zoom", 3);
   return [=](const Grid& in, Binding& b) {
     Draws d(b.seed, b.sample, index);
-    bool fires = d.bernoulli(p) && d.bernoulli(pChannel);
+    // Both drawn whatever the first gives: the same number of draws whether it fires.
+    const bool sample = d.bernoulli(p), channel = d.bernoulli(pChannel);
+    bool fires = sample && channel;
     bool any = false;
     for (int i = 0; i < 3; ++i) {
       bool axis = d.bernoulli(axisP);

@@ -258,3 +258,17 @@ TEST_CASE("every registry operation lowers to the kernel IR (nothing runs op by 
     CHECK_NOTHROW(kir::lowerSegments(ir::Pipeline{{op}}, {true, true}));
   }
 }
+
+TEST_CASE("a resample fused with a later rotation reads 0 outside the resampled grid, as op by op") {
+  // A volume with non-zero borders: clamping to its edge would streak the corners.
+  rt::Volume in = rt::Volume::zeros({24, 24, 24});
+  for (float& f : in.data) f = 1.0f;
+  ir::Pipeline p{{ir::makeOp("resample", {{"spacing", 1.0}}),
+                  ir::makeOp("rotate", {{"p", 1.0}, {"axis_p", 1.0}, {"angle", ir::Interval{30, 30}}})}};
+  REQUIRE(kir::lowerSegments(p).size() == 1);  // fused: one map, one interpolation
+  rt::Volume fused = applyAll(p, in);
+  // The corners of a 30-degree rotation of a cube fall outside it: 0, not the edge value.
+  CHECK(fused.at(0, 0, 0) == 0.0f);
+  CHECK(fused.at(23, 23, 0) == 0.0f);
+  CHECK(fused.at(12, 12, 12) == doctest::Approx(1.0f));
+}

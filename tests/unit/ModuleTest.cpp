@@ -31,7 +31,7 @@ struct Dir {
 
 const char* kUsesFomo = R"(use std.fomo25
 
-dataset corpus = synthetic(subjects = 16, size = 128^3)
+dataset corpus = synthetic(subjects = 16, size = 160^3)
 
 pretrain base {
   data      = corpus |> fomo_views
@@ -47,13 +47,16 @@ TEST_CASE("the standard library's fomo25 module provides the baseline's settings
   REQUIRE(kinds(*c).empty());
   const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
   CHECK(p.optimizer.warmupEpochs == 5);
-  // fomo_views: the preprocessing (3 operations), then the baseline's 11 augmentations.
-  REQUIRE(p.pipeline.ops.size() == 14);
+  // fomo_views: the preprocessing (3 operations: a 144^3 field of view), then the
+  // baseline's 3 spatial augmentations, the 96^3 patch, its 8 intensity augmentations.
+  REQUIRE(p.pipeline.ops.size() == 15);
+  CHECK(p.pipeline.ops[2].name == "crop");
+  CHECK(p.pipeline.ops[2].shape("size") == ir::Shape3{144, 144, 144});
   CHECK(p.pipeline.ops[3].name == "elastic");
-  CHECK(p.pipeline.ops[13].name == "gamma");
-  CHECK(p.pipeline.ops[13].flag("halves"));
-  CHECK(p.pipeline.ops[1].name == "crop");
-  CHECK(p.pipeline.ops[1].shape("size") == ir::Shape3{96, 96, 96});
+  CHECK(p.pipeline.ops[6].name == "crop");
+  CHECK(p.pipeline.ops[6].shape("size") == ir::Shape3{96, 96, 96});
+  CHECK(p.pipeline.ops[14].name == "gamma");
+  CHECK(p.pipeline.ops[14].flag("halves"));
   // Nothing of a module is reported as unused.
   CHECK(c->diags.warningCount() == 0);
 }
