@@ -11,11 +11,17 @@
 
 namespace gyrus::rt {
 
+namespace {
+kir::Jit* kernelJit();
+}
+
 CompiledPipeline compilePipeline(const ir::Pipeline& pipeline, const kir::LowerOptions& options) {
   CompiledPipeline c;
   c.pipeline = pipeline;
   c.options = options;
   if (!pipeline.ops.empty()) c.segments = kir::lowerSegments(pipeline, options);
+  if (kir::Jit* jit = kernelJit())
+    for (const kir::Kernel& k : c.segments) c.compiled.push_back(jit->compile(k));
   return c;
 }
 
@@ -27,8 +33,12 @@ Volume runPipeline(const CompiledPipeline& compiled, const Volume& in, uint64_t 
   }
   if (target != nullptr && !compiled.options.target)
     throw std::invalid_argument("runPipeline: the pipeline was compiled without a target");
+  kir::Runner precompiled = [&](const kir::Kernel& kernel, kir::Binding& b, const kir::Buffers& buffers) {
+    auto i = static_cast<size_t>(&kernel - compiled.segments.data());
+    compiled.compiled[i]->run(b, buffers);
+  };
   kir::Result r = kir::apply(compiled.segments, {in.shape, in.spacing}, in.data.data(), nullptr, seed, sample,
-                             kernelRunner());
+                             compiled.compiled.size() == compiled.segments.size() ? precompiled : kernelRunner());
   Volume out;
   out.shape = r.grid.shape;
   out.spacing = r.grid.spacing;
@@ -51,6 +61,7 @@ namespace {
 struct Backend {
   kir::Runner runner = kir::interpretKernel;
   std::string name = "reference interpreter";
+  std::string key = name;
   std::unique_ptr<kir::Jit> jit;
 };
 
@@ -74,15 +85,20 @@ const Backend& backend() {
     }
     b.runner = b.jit->runner();
     b.name = "LLVM JIT";
+    b.key = b.name + " " + b.jit->target();
     return b;
   }();
   return chosen;
 }
+
+kir::Jit* kernelJit() { return backend().jit.get(); }
 
 }  // namespace
 
 const kir::Runner& kernelRunner() { return backend().runner; }
 
 std::string kernelBackend() { return backend().name; }
+
+std::string kernelBackendKey() { return backend().key; }
 
 }  // namespace gyrus::rt

@@ -4,10 +4,12 @@
 // views of every training step.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "gyrus/clinic/Synth.h"
+#include "gyrus/kernel/Jit.h"
 #include "gyrus/kernel/Kernel.h"
 
 namespace gyrus::rt {
@@ -17,6 +19,9 @@ struct CompiledPipeline {
   ir::Pipeline pipeline;
   kir::LowerOptions options;
   std::vector<kir::Kernel> segments;  ///< empty for a pipeline without operations
+  /// With the LLVM back end: each segment's compiled program, compiled once here (not
+  /// looked up by hash for every volume).
+  std::vector<std::shared_ptr<const kir::CompiledProgram>> compiled;
 };
 
 /// Lowers `pipeline` with `options`. Throws std::invalid_argument for an operation
@@ -30,10 +35,14 @@ Volume runPipeline(const CompiledPipeline& compiled, const Volume& in, uint64_t 
                    Volume* target = nullptr);
 
 /// The back end that runs kernel programs in this process, and its name for logs and
-/// result.json: the reference interpreter ("reference interpreter"), or with
-/// GYRUS_KERNEL_BACKEND=llvm the LLVM JIT ("LLVM JIT"; docs/kernels.md). Throws when
-/// GYRUS_KERNEL_BACKEND names another back end or the JIT's module cannot be loaded.
+/// result.json: the LLVM JIT ("LLVM JIT"), or the reference interpreter ("reference
+/// interpreter") when the JIT's module cannot be loaded (with a warning) or
+/// GYRUS_KERNEL_BACKEND=interpreter (docs/kernels.md). Throws when GYRUS_KERNEL_BACKEND
+/// names another back end, or is `llvm` and the module cannot be loaded.
 const kir::Runner& kernelRunner();
 std::string kernelBackend();
+/// What identifies the back end's arithmetic, for cache keys: its name and, for the JIT,
+/// its target (LLVM version, CPU and features).
+std::string kernelBackendKey();
 
 }  // namespace gyrus::rt

@@ -101,7 +101,7 @@ std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix
   // And the back end that runs the kernels (the JIT's vectorised maths may differ from
   // the interpreter's in the last bits).
   hash.update("gyrus-volume " + std::to_string(kFormatVersion) + " " + GYRUS_PREPROCESS_DIGEST +
-              (mask ? " mask\n" : " image\n") + describe(prefix) + "\n" + kernelBackend() + "\n");
+              (mask ? " mask\n" : " image\n") + describe(prefix) + "\n" + kernelBackendKey() + "\n");
   std::string error;
   if (!hash.updateFromFile(file, error)) throw UserError(file + ": cannot read the file: " + error);
   return hash.hex();

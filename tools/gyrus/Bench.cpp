@@ -127,6 +127,10 @@ bool stageFor(const Model& model, int64_t batch, int64_t patch, ir::PretrainStag
   return true;
 }
 
+/// The field of view views are cut from: --source, or 1.5 patches (144 for 96, as
+/// std.fomo25's).
+int64_t sourceEdge(const BenchAugmentOptions& o) { return o.source > 0 ? o.source : o.patch * 3 / 2; }
+
 /// The views' part of pipeline `name` (from its first random operation on), declared in
 /// `file` or in std.fomo25: compiled through a small pretraining that uses it.
 bool augmentPipeline(const BenchAugmentOptions& o, ir::Pipeline& out, std::string& error) {
@@ -147,15 +151,15 @@ bool augmentPipeline(const BenchAugmentOptions& o, ir::Pipeline& out, std::strin
     text = "use std.fomo25\n";
   }
   text += fmt::format(
-      "dataset bench_augment_data = synthetic(subjects = 2, size = {0}^3, seed = 1)\n"
+      "dataset bench_augment_data = synthetic(subjects = 2, size = {2}^3, seed = 1)\n"
       "pretrain bench_augment {{\n"
-      "  data      = bench_augment_data |> zscore() >> {1}\n"
+      "  data      = bench_augment_data |> zscore() >> crop({2}^3) >> {1}\n"
       "  encoder   = unet(width = 8, stages = 4)\n"
       "  objective = mae(mask = 60%)\n"
       "  epochs    = 1\n"
       "  batch     = 2\n"
       "}}\n",
-      o.patch, name);
+      o.patch, name, sourceEdge(o));
   auto c = compileFile(where, {}, StopAfter::Check, &text);
   if (!c->ok() || !c->check.experiment || c->check.experiment->stages.empty()) {
     error = fmt::format("the pipeline '{}' does not check at {}^3:", name, o.patch);
@@ -163,8 +167,8 @@ bool augmentPipeline(const BenchAugmentOptions& o, ir::Pipeline& out, std::strin
     return false;
   }
   for (const ir::Stage& stage : c->check.experiment->stages)
-    if (stage.name == "bench_augment") out = kir::splitAtFirstRandom(stage.pretrain.pipeline).suffix;
-  if (out.ops.empty()) {
+    if (stage.name == "bench_augment") out = stage.pretrain.pipeline;
+  if (kir::splitAtFirstRandom(out).suffix.ops.empty()) {
     error = "the pipeline '" + name + "' has no random operation: nothing is drawn per view";
     return false;
   }
@@ -188,13 +192,14 @@ int benchAugment(const BenchAugmentOptions& options) {
   }
   if (!options.json) {
     fmt::print(stderr, "runtime: {}\n", runtime->describe());
-    fmt::print(stderr, "bench: {} at {}^3, {:.0f} s per back end...\n", ir::print(pipeline), options.patch,
-               options.seconds);
+    fmt::print(stderr, "bench: the views of {} on a {}^3 brain, {:.0f} s per back end...\n", ir::print(pipeline),
+               sourceEdge(options), options.seconds);
   }
   rt::AugmentBenchOptions bo;
   bo.pipeline = pipeline;
   bo.pointwise.ops = {ir::makeOp("noise", {{"sigma", 0.05}})};
   bo.patch = options.patch;
+  bo.source = sourceEdge(options);
   bo.seconds = options.seconds;
   bo.threads = options.threads;
   bo.device = options.device;
@@ -204,7 +209,7 @@ int benchAugment(const BenchAugmentOptions& options) {
     return 1;
   }
   nlohmann::ordered_json r;
-  r["pipeline"] = ir::print(pipeline);
+  r["pipeline"] = ir::print(kir::splitAtFirstRandom(pipeline).suffix);
   r["patch"] = options.patch;
   r["device"] = g.device;
   r["threads"] = g.threads;

@@ -29,6 +29,7 @@ struct BenchAugmentOptions {
   std::string file;              ///< an experiment file declaring `pipeline`; empty: std.fomo25
   std::string pipeline;          ///< the pipeline's name; empty: std.fomo25's FOMO25 preset
   int64_t patch = 96;
+  int64_t source = 0;            ///< the field of view the views are cut from; 0: 1.5 x patch
   double seconds = 2.0;          ///< per back end
   int threads = 0;
   std::string device = "cpu";

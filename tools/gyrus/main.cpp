@@ -274,6 +274,9 @@ int realMain(int argc, char** argv) {
   benchAugmentCmd->add_option("--file", augmentOpts.file, "An experiment file declaring the pipeline (default: std.fomo25)");
   benchAugmentCmd->add_option("--pipeline", augmentOpts.pipeline, "The pipeline's name (default: fomo_augment)");
   benchAugmentCmd->add_option("--patch", augmentOpts.patch, "Cubic patch edge (default 96)")->check(CLI::Range(8, 512));
+  benchAugmentCmd->add_option("--source", augmentOpts.source,
+                              "Edge of the field of view the views are cut from (default 1.5 x patch: 144)")
+      ->check(CLI::Range(8, 1024));
   benchAugmentCmd->add_option("--seconds", augmentOpts.seconds, "Seconds per back end (default 2)")
       ->check(CLI::Range(0.1, 600.0));
   benchAugmentCmd->add_option("--threads", augmentOpts.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));

@@ -87,12 +87,15 @@ struct TrainBenchResult {
 };
 
 /// `gyrus bench augment`: patches per second of one augmentation pipeline through the
-/// runtime's back ends, on a synthetic brain of `patch`^3 voxels at 1 mm (z-scored, as
+/// runtime's back ends, on a synthetic brain of `source`^3 voxels at 1 mm (z-scored, as
 /// the cached prefix of a training set), with the MAE target.
 struct AugmentBenchOptions {
-  ir::Pipeline pipeline;      ///< the views' pipeline (its random operations and what follows)
+  /// The whole pipeline: its deterministic prefix is applied once to the source, its
+  /// views (from the first random operation on) are timed.
+  ir::Pipeline pipeline;
   ir::Pipeline pointwise;     ///< a pointwise-only pipeline, for the bandwidth figure
   int64_t patch = 96;
+  int64_t source = 0;         ///< the source volume's edge (the cached field of view); 0: `patch`
   double seconds = 2.0;       ///< per back end, at least one patch
   int threads = 0;            ///< 0: all cores
   std::string device = "cpu";
