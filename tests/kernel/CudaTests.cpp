@@ -471,6 +471,18 @@ TEST_CASE("nvrtc: the generated source compiles to PTX and to an sm_90 CUBIN") {
   CHECK(detPtx.find("mul.rn.f32") != std::string::npos);
   std::vector<char> cubin = nvrtc->cubin(m.source);
   CHECK(kir::cuda::isElf(cubin));
+  // ptxas accepts the PTX for the GPU host's architecture (where a toolkit is here).
+  if (std::string(GYRUS_PTXAS).empty()) {
+    MESSAGE("ptxas: skipped (no CUDA toolkit's ptxas found at configure time)");
+  } else {
+    fs::path dir = fs::temp_directory_path() / ("gyrus-ptxas-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::ofstream(dir / "every_op.ptx") << ptx;
+    std::string cmd = std::string(GYRUS_PTXAS) + " -arch=sm_90 -o " + (dir / "every_op.cubin").string() + " " +
+                      (dir / "every_op.ptx").string();
+    CHECK(std::system(cmd.c_str()) == 0);
+    fs::remove_all(dir);
+  }
 
   // A mistake in the source comes back with NVRTC's log.
   try {
@@ -482,7 +494,7 @@ TEST_CASE("nvrtc: the generated source compiles to PTX and to an sm_90 CUBIN") {
   }
 }
 
-TEST_CASE("nvrtc: programs differing in one constant have different keys and PTX; the CUBIN cache") {
+TEST_CASE("nvrtc: programs differing in one constant have different keys and PTX, and the CUBIN cache") {
   const kir::cuda::Nvrtc* nvrtc = nvrtcOrSkip();
   if (nvrtc == nullptr) return;
   kir::Program a = everyOp(0.8f), b = everyOp(0.81f);

@@ -73,7 +73,7 @@ void venvCandidates(const fs::path& venv, std::vector<std::string>& out) {
 
 std::vector<std::string> candidates() {
   std::vector<std::string> c;
-  if (std::string p = env("GYRUS_NVRTC"); !p.empty()) c.push_back(p);
+  if (std::string p = env("GYRUS_NVRTC"); !p.empty()) return {p};
   c.push_back("libnvrtc.so.13");
   c.push_back("libnvrtc.so.12");
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
@@ -164,7 +164,7 @@ const Nvrtc& Nvrtc::get() {
       instance->version_ = std::to_string(major) + "." + std::to_string(minor);
       return;
     }
-    failure = "NVRTC (CUDA's runtime compiler, libnvrtc.so) was not found; tried:" + tried +
+    failure = "NVRTC (CUDA's runtime compiler, libnvrtc.so) could not be loaded; tried:" + tried +
               "\nset GYRUS_NVRTC to the path of libnvrtc.so.13 (in a CUDA toolkit's lib64, or the torch wheel's "
               "nvidia/cu13/lib)";
   });

@@ -4,7 +4,7 @@
 // starts where no CUDA exists and says so only when asked to compile.
 //
 // Where NVRTC is looked for, in order (the first that loads wins):
-//   $GYRUS_NVRTC                       a path to libnvrtc.so.*
+//   $GYRUS_NVRTC                       a path to libnvrtc.so.* (when set, the only one tried)
 //   libnvrtc.so.13, libnvrtc.so.12     by soname (LD_LIBRARY_PATH, the loader's cache)
 //   $CUDA_HOME/lib64, $CUDA_PATH/lib64, /usr/local/cuda/lib64
 //   beside a LibTorch already loaded in the process (the wheel's ../../nvidia/cu13/lib,
@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/Ir.h"
 #include "gyrus/kernel/Cuda.h"
 
 namespace gyrus::kir::cuda {
@@ -109,6 +110,13 @@ struct CompiledModule {
 /// written to disk atomically: a temporary file renamed). Throws NvrtcNotFound,
 /// CompileError; a cache folder that cannot be written only loses the disk copy.
 CompiledModule compileCubin(const Program& program, const CubinOptions& options = {});
+
+/// The PTX of every GPU kernel of `experiment` (`gyrus emit --stage=ptx`): the kernel
+/// programs of every stage and role as kir::printKernels enumerates them, each distinct
+/// program once, as one module preceded by a line
+/// `// kernel <hash, 16 hex digits> <stage> <role>[ segment i/n]`. Throws NvrtcNotFound,
+/// CompileError (a bug of the generator).
+std::string printPtx(const ir::Experiment& experiment, const std::string& arch = kPtxArch);
 
 /// Whether `bytes` starts with the ELF magic (a CUBIN is an ELF image).
 bool isElf(const std::vector<char>& bytes);
