@@ -49,7 +49,7 @@ class Lowerer {
   explicit Lowerer(const LowerOptions& options) : options_(options) {
     Pass gather;
     gather.kind = PassKind::Gather;
-    gather.outputs.push_back({Buffer::Image, Buffer::Image, Interp::Linear, {}});
+    gather.outputs.push_back({Buffer::Image, Buffer::Image, options.labels ? Interp::Nearest : Interp::Linear, {}});
     if (options.target)
       gather.outputs.push_back(
           {Buffer::Target, options.targetSource ? Buffer::Target : Buffer::Image, Interp::Linear, {}});
@@ -375,6 +375,7 @@ Kernel lower(const ir::Pipeline& pipeline, const LowerOptions& options) {
     const OpLowering* lowering = ir::findByName(lowerings(), op.name);
     if (lowering == nullptr)
       throw std::invalid_argument("kernel lowering: no lowering of the pipeline operation '" + op.name + "'");
+    if (options.labels && !op.spec().spatial()) continue;  // a mask keeps its values
     l.begin(options.firstOp + static_cast<uint32_t>(i), op.name);
     binders.push_back(lowering->lower(l, op));
   }

@@ -10,6 +10,8 @@
 // problem is left out (and listed) after all threads are done, in sample order.
 #include "Folder.h"
 
+#include "Kernels.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -42,7 +44,7 @@ std::string shapeText(const ir::Shape3& s) {
 enum class FileRole { Channel, Mask };
 
 /// Reads one file and applies `prefix` (an image) or its spatial operations after
-/// binarising (a mask). Keeps the shape and spacing as read (RAS order) in `rawShape`,
+/// binarising (a mask: nearest neighbour), as kernels (Kernels.h). Keeps the shape and spacing as read (RAS order) in `rawShape`,
 /// `rawSpacing`.
 CachedVolume loadOne(const std::string& path, const ir::Pipeline& prefix, FileRole role) {
   io::Image image;
@@ -61,9 +63,11 @@ CachedVolume loadOne(const std::string& path, const ir::Pipeline& prefix, FileRo
                       " is 0: corrupt header, or not an image in mm");
   if (role == FileRole::Mask) {
     binarize(v);
-    v = applySpatialOps(prefix, std::move(v));
+    kir::LowerOptions labels;
+    labels.labels = true;
+    v = runPipeline(compilePipeline(prefix, labels), v);
   } else {
-    v = applyPipeline(prefix, std::move(v));
+    v = runPipeline(compilePipeline(prefix), v);
   }
   return out;
 }

@@ -329,8 +329,9 @@ std::string shapeHint(const ir::Pipeline& prefix, const ir::Pipeline& suffix) {
 }
 
 /// Synthesizes every subject and applies `prefix` (in parallel, deterministic).
-std::vector<Volume> synthesizeAll(const ir::SyntheticData& data, const ir::Pipeline& prefix, Dataset& ds) {
+std::vector<Volume> synthesizeAll(const ir::SyntheticData& data, const ir::Pipeline& pipeline, Dataset& ds) {
   auto n = static_cast<size_t>(data.subjects);
+  const CompiledPipeline prefix = compilePipeline(pipeline);
   std::vector<Volume> volumes(n);
   ds.lesion.resize(n);
   ds.age.resize(n);
@@ -340,7 +341,7 @@ std::vector<Volume> synthesizeAll(const ir::SyntheticData& data, const ir::Pipel
       auto k = static_cast<size_t>(i);
       ds.lesion[k] = s.lesion;
       ds.age[k] = s.age;
-      volumes[k] = applyPipeline(prefix, std::move(s.image));
+      volumes[k] = runPipeline(prefix, s.image);
     }
   });
   return volumes;
@@ -390,6 +391,10 @@ Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t
       throw UserError(msg.str());
     }
   ds.augment = split.suffix;
+  ds.views = compilePipeline(ds.augment);
+  kir::LowerOptions withTarget;
+  withTarget.target = true;
+  ds.viewsWithTarget = compilePipeline(ds.augment, withTarget);
   ds.spacing.reserve(volumes.size());
   for (size_t k = 0; k < volumes.size(); ++k) {
     ds.spacing.push_back(volumes[k].spacing);
@@ -491,10 +496,11 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
       input.data.assign(src + row * inVoxels, src + (row + 1) * inVoxels);
       bool target = targetDst != nullptr && v == 0;
       Volume clean;
-      if (target) clean = input;
-      Rng local(seeds[static_cast<size_t>(j)]);
-      applyAugmentations(data.augment, input, target ? &clean : nullptr, local);
-      std::copy(input.data.begin(), input.data.end(), dst[static_cast<size_t>(v)] + i * outVoxels);
+      // The draws are keyed by the view's seed (and the operation): the same with or
+      // without the target.
+      Volume view = runPipeline(target ? data.viewsWithTarget : data.views, input, seeds[static_cast<size_t>(j)], 0,
+                                target ? &clean : nullptr);
+      std::copy(view.data.begin(), view.data.end(), dst[static_cast<size_t>(v)] + i * outVoxels);
       if (target) std::copy(clean.data.begin(), clean.data.end(), targetDst + i * outVoxels);
     }
   });

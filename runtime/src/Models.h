@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "Folder.h"
+#include "Kernels.h"
 #include "gyrus/clinic/Random.h"
 #include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
@@ -257,6 +258,8 @@ struct Dataset {
   ir::Shape3 shape{0, 0, 0};      ///< spatial shape of `images`, (x, y, z)
   std::vector<std::array<double, 3>> spacing;  ///< voxel size in mm of every row of `images`
   ir::Pipeline augment;           ///< the pipeline from its first random op on (may be empty)
+  CompiledPipeline views;           ///< `augment` as kernels (Kernels.h)
+  CompiledPipeline viewsWithTarget; ///< and with the reconstruction target
   ir::Shape3 viewShape{0, 0, 0};  ///< spatial shape after `augment`
   /// Streamed: the volume cache entry of every row (VolumeCache.h).
   std::vector<std::filesystem::path> entries;

@@ -204,6 +204,9 @@ struct Kernel {
 struct LowerOptions {
   bool target = false;  ///< also write the reconstruction target
   bool mask = false;    ///< also carry a mask (nearest neighbour)
+  /// The image itself is a mask or label map: sampled nearest neighbour, and only the
+  /// spatial operations apply (intensity ones leave a mask alone).
+  bool labels = false;
   /// Internal to lowerSegments: the first operation's index in the whole pipeline (the
   /// key of its draws and streams), and whether the target has its own source.
   uint32_t firstOp = 0;
