@@ -23,6 +23,7 @@
 #include "gyrus/PipelineOps.h"
 #include "gyrus/kernel/Cuda.h"
 #include "gyrus/kernel/Kernel.h"
+#include "gyrus/kernel/CudaLaunch.h"
 #include "gyrus/kernel/Nvrtc.h"
 
 using namespace gyrus;
@@ -541,4 +542,91 @@ TEST_CASE("nvrtc: programs differing in one constant have different keys and PTX
   kir::cuda::compileCubin(a, memory);
   CHECK(kir::cuda::compileCubin(a, memory).origin == kir::cuda::CompiledModule::Origin::Memory);
   fs::remove_all(dir);
+}
+
+namespace {
+
+/// Runs `program` on the GPU with the driver-API launcher: device copies of the inputs,
+/// the outputs and slots copied back.
+void compareOnDevice(const kir::Program& program, const kir::Binding& binding, const std::vector<float>& image,
+                     const std::vector<float>& mask, double& worst) {
+  const auto nIn = static_cast<size_t>(binding.in.shape[0] * binding.in.shape[1] * binding.in.shape[2]);
+  const auto n = static_cast<size_t>(binding.out.shape[0] * binding.out.shape[1] * binding.out.shape[2]);
+  std::vector<float> refImage(n), refTarget(n), refMask(n);
+  kir::Binding refBinding = binding;
+  kir::Buffers host;
+  host.image = image.data();
+  host.mask = mask.data();
+  host.target = image.data();
+  host.outImage = refImage.data();
+  host.outTarget = program.hasTarget ? refTarget.data() : nullptr;
+  host.outMask = program.hasMask ? refMask.data() : nullptr;
+  kir::interpret(program, refBinding, host);
+
+  namespace kc = kir::cuda;
+  void* dImage = kc::deviceAlloc(nIn * 4);
+  void* dMask = kc::deviceAlloc(nIn * 4);
+  void* dOut[3] = {kc::deviceAlloc(n * 4), kc::deviceAlloc(n * 4), kc::deviceAlloc(n * 4)};
+  kc::copyToDevice(dImage, image.data(), nIn * 4);
+  kc::copyToDevice(dMask, mask.data(), nIn * 4);
+  kc::DeviceBuffers buf;
+  buf.image = dImage;
+  buf.mask = dMask;
+  buf.target = dImage;
+  buf.outImage = dOut[0];
+  buf.outTarget = program.hasTarget ? dOut[1] : nullptr;
+  buf.outMask = program.hasMask ? dOut[2] : nullptr;
+  kir::Binding b = binding;
+  {
+    kc::DeviceProgram gpu(program);
+    for (int repeat = 0; repeat < 2; ++repeat) {  // the accumulators are left zeroed
+      b = binding;
+      gpu.run(b, buf, nullptr, {}, true);
+    }
+  }
+  std::vector<float> gImage(n), gTarget(n), gMask(n);
+  kc::copyToHost(gImage.data(), dOut[0], n * 4);
+  kc::copyToHost(gTarget.data(), dOut[1], n * 4);
+  kc::copyToHost(gMask.data(), dOut[2], n * 4);
+  for (void* p : {dImage, dMask, dOut[0], dOut[1], dOut[2]}) kc::deviceFree(p);
+
+  auto close = [&](const std::vector<float>& ref, const std::vector<float>& got, const char* what) {
+    size_t bad = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      double diff = std::abs(static_cast<double>(ref[i]) - got[i]);
+      worst = std::max(worst, diff);
+      if (diff > 1e-4 * std::max(1.0, std::abs(static_cast<double>(ref[i])))) ++bad;
+    }
+    CHECK_MESSAGE(bad == 0, what << ": " << bad << " voxels differ by more than 1e-4 (relative)");
+  };
+  close(refImage, gImage, "image");
+  if (program.hasTarget) close(refTarget, gTarget, "target");
+  if (program.hasMask) CHECK_MESSAGE(sameBits(refMask, gMask), "the mask differs at " << firstDifference(refMask, gMask));
+  for (size_t s = 0; s < b.slots.size(); ++s)
+    CHECK_MESSAGE(std::abs(b.slots[s] - refBinding.slots[s]) <= 1e-5f * std::max(1.0f, std::abs(refBinding.slots[s])),
+                  "slot " << s << ": " << b.slots[s] << " against " << refBinding.slots[s]);
+}
+
+}  // namespace
+
+TEST_CASE("device: the CUBIN on a GPU agrees with the interpreter (masks exactly)") {
+  std::string why;
+  if (!kir::cuda::deviceAvailable(&why)) {
+    MESSAGE("skipped: " << why);
+    return;
+  }
+  if (nvrtcOrSkip() == nullptr) return;
+  double worst = 0;
+  kir::Program p = everyOp();
+  kir::Grid in{Shape3{53, 61, 47}, {1, 1, 1}}, out{Shape3{48, 56, 40}, {1, 1, 1}};
+  std::vector<float> image = volume(in.shape, 3), mask = labels(in.shape);
+  compareOnDevice(p, everyOpBinding(p, in, out), image, mask, worst);
+  Shape3 shape{64, 72, 56};
+  std::vector<float> image2 = volume(shape, 5), mask2 = labels(shape);
+  for (const kir::Kernel& k :
+       kir::lowerSegments(pipeline({ir::makeOp("resample", {{"spacing", 1.5}}), ir::makeOp("flip"), ir::makeOp("zscore"),
+                                    ir::makeOp("gamma"), ir::makeOp("noise", {{"sigma", 0.3}})}),
+                          {.target = true, .mask = true}))
+    compareOnDevice(k.program, kir::bind(k, {shape, {1.2, 0.9, 2.0}}, 42, 3), image2, mask2, worst);
+  MESSAGE("largest difference from the interpreter: " << worst);
 }
