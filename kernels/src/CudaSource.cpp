@@ -213,11 +213,11 @@ void emitChain(std::ostringstream& out, const Chain& chain, const std::string& i
 
 /// The loop header every voxel kernel shares: `i` the linear index, (x, y, z) the voxel.
 void emitVoxelLoop(std::ostringstream& out, bool bias) {
-  out << "  const long long n = (long long)outX * outY * outZ;\n"
-         "  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
-         "       i += (long long)blockDim.x * gridDim.x) {\n"
-         "    const int x = (int)(i % outX), y = (int)((i / outX) % outY), z = (int)(i / ((long long)outX * outY));\n"
-         "    const gy_u32 index = (gy_u32)i;\n";
+  out << "  const gy_u32 n = (gy_u32)outX * (gy_u32)outY * (gy_u32)outZ;\n"
+         "  for (gy_u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {\n"
+         "    const gy_u32 row = i / (gy_u32)outX;\n"
+         "    const int x = (int)(i - row * (gy_u32)outX), y = (int)(row % (gy_u32)outY), z = (int)(row / (gy_u32)outY);\n"
+         "    const gy_u32 index = i;\n";
   if (bias)
     out << "    const float ux = outX > 1 ? 2.0f * (float)x / (float)(outX - 1) - 1.0f : 0.0f;\n"
            "    const float uy = outY > 1 ? 2.0f * (float)y / (float)(outY - 1) - 1.0f : 0.0f;\n"
@@ -391,14 +391,13 @@ CudaKernel reduceKernel(const Pass& pass, int index, std::ostringstream& out) {
   out << "/* pass " << index << ": reduce " << bufferName(pass.buffer) << (moments ? " moments" : " minmax")
       << (r.nonzero ? " nonzero" : "") << " -> s" << r.out << ", s" << r.out + 1 << " */\n";
   emitSignature(out, k);
-  out << "  const long long n = (long long)outX * outY * outZ;\n";
+  out << "  const gy_u32 n = (gy_u32)outX * (gy_u32)outY * (gy_u32)outZ;\n";
   const int bs = k.blockSize;
   if (moments) {
     out << "  gy_moments_acc* acc = (gy_moments_acc*)accum;\n"
            "  double sum = 0.0, sumSq = 0.0;\n"
            "  gy_u64 used = 0;\n"
-           "  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
-           "       i += (long long)blockDim.x * gridDim.x) {\n"
+           "  for (gy_u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {\n"
            "    const float d = data[i];\n"
         << skip
         << "    sum += d;\n"
@@ -447,8 +446,7 @@ CudaKernel reduceKernel(const Pass& pass, int index, std::ostringstream& out) {
     out << "  gy_minmax_acc* acc = (gy_minmax_acc*)accum;\n"
            "  gy_u32 negMin = 0u, hi = 0u;\n"
            "  gy_u64 used = 0;\n"
-           "  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
-           "       i += (long long)blockDim.x * gridDim.x) {\n"
+           "  for (gy_u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {\n"
            "    const float d = data[i];\n"
         << skip
         << "    const gy_u32 e = gy_order(d);\n"

@@ -5,7 +5,8 @@
 // and needs no CUDA at all.
 //
 // What is generated: one `extern "C" __global__` kernel per gather and map pass (one
-// thread per output voxel, x fastest, a grid-stride loop: any grid size is correct), and
+// thread per output voxel, x fastest, a grid-stride loop: any grid size is correct;
+// voxel indices are 32-bit, as the Philox counter is, so a volume has < 2^31 voxels), and
 // one per Moments and MinMax reduction (block reduction in shared memory, then atomics
 // into a small accumulator; the last block to finish writes the two slots on the device
 // and zeroes the accumulator again). Percentiles and the stencils have no generated
