@@ -4,7 +4,7 @@
 #   cmake -DGYRUS=<gyrus> -DSOURCE=<repo> -DWORK=<scratch> -DPTXAS=<ptxas or empty> -P EmitPtx.cmake
 # Without ptxas the check prints "skipped: no ptxas" (the test's SKIP_REGULAR_EXPRESSION).
 # Also: with NVRTC unloadable (GYRUS_NVRTC naming no file) the command fails with a
-# diagnostic that names the path tried, not a crash.
+# diagnostic that names the path tried, not a crash; --stage=cuda still works.
 
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}/examples")
@@ -14,6 +14,16 @@ execute_process(COMMAND ${CMAKE_COMMAND} -E env GYRUS_NVRTC=${WORK}/no-such/libn
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 1 OR NOT err MATCHES "error: --stage=ptx needs NVRTC" OR NOT err MATCHES "no-such/libnvrtc.so.13")
   message(FATAL_ERROR "without NVRTC: expected exit 1 and a diagnostic naming the path tried; got ${rc}:\n${err}")
+endif()
+
+# --stage=cuda needs no NVRTC: the generated source, one module per kernel program.
+execute_process(COMMAND ${CMAKE_COMMAND} -E env GYRUS_NVRTC=${WORK}/no-such/libnvrtc.so.13
+                        ${GYRUS} emit --stage=cuda "${SOURCE}/tests/kernel/every_op.gy"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE cuda ERROR_VARIABLE err)
+string(REGEX MATCHALL "// kernel [0-9a-f]+ [^\n]*\n/[*] gyrus kernel [0-9a-f]+" modules "${cuda}")
+list(LENGTH modules count)
+if(NOT rc EQUAL 0 OR NOT count EQUAL 5)
+  message(FATAL_ERROR "--stage=cuda of every_op.gy: expected exit 0 and 5 modules, got ${rc} and ${count}:\n${err}")
 endif()
 
 if(NOT PTXAS OR NOT EXISTS "${PTXAS}")

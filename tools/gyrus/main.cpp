@@ -1,7 +1,7 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, ptx)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, cuda, ptx)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
@@ -152,8 +152,8 @@ int realMain(int argc, char** argv) {
   std::string stage = "ir";
   CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
   addCommon(emit, emitOpts);
-  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan | kernel | ptx")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "ptx"}));
+  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan | kernel | cuda | ptx")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "cuda", "ptx"}));
   bool emitJson = false;
   emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
@@ -338,6 +338,7 @@ int realMain(int argc, char** argv) {
       std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
     if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     if (stage == "kernel") std::fputs(kir::printKernels(*c->check.experiment).c_str(), stdout);
+    if (stage == "cuda") std::fputs(kir::cuda::printCuda(*c->check.experiment).c_str(), stdout);
     if (stage == "ptx") {
       // The GPU kernels through NVRTC (loaded with dlopen): a missing NVRTC is the
       // machine's, not a bug.

@@ -1,4 +1,6 @@
-// The PTX of every GPU kernel of an experiment (`gyrus emit --stage=ptx`; see Nvrtc.h).
+// The GPU kernels of an experiment as text: `gyrus emit --stage=cuda` (the generated
+// CUDA C++) and `--stage=ptx` (NVRTC's PTX); see Nvrtc.h.
+#include <functional>
 #include <set>
 
 #include "gyrus/kernel/Nvrtc.h"
@@ -6,8 +8,12 @@
 
 namespace gyrus::kir::cuda {
 
-std::string printPtx(const ir::Experiment& experiment, const std::string& arch) {
-  const Nvrtc& nvrtc = Nvrtc::get();
+namespace {
+
+/// Every distinct kernel program of `experiment`, as kir::printKernels enumerates them,
+/// each as its header line and `body(program, hash)`.
+std::string eachModule(const ir::Experiment& experiment,
+                       const std::function<std::string(const Program&, const std::string&)>& body) {
   std::string text;
   std::set<std::string> printed;
   for (const ir::Stage& stage : experiment.stages)
@@ -19,13 +25,25 @@ std::string printPtx(const ir::Experiment& experiment, const std::string& arch) 
         text += "// kernel " + h.substr(0, 16) + " " + k.stage + " " + k.role;
         if (segments.size() > 1) text += " segment " + std::to_string(i + 1) + "/" + std::to_string(segments.size());
         text += "\n";
-        CudaModule m = cudaModule(segments[i].program);
-        std::string ptx = nvrtc.ptx(m.source, arch, "gyrus_" + h.substr(0, 16) + ".cu");
-        if (!ptx.empty() && ptx.back() != '\n') ptx += "\n";
-        text += ptx;
+        std::string module = body(segments[i].program, h);
+        if (!module.empty() && module.back() != '\n') module += "\n";
+        text += module;
       }
     }
   return text;
+}
+
+}  // namespace
+
+std::string printPtx(const ir::Experiment& experiment, const std::string& arch) {
+  const Nvrtc& nvrtc = Nvrtc::get();
+  return eachModule(experiment, [&](const Program& program, const std::string& h) {
+    return nvrtc.ptx(cudaSource(program), arch, "gyrus_" + h.substr(0, 16) + ".cu");
+  });
+}
+
+std::string printCuda(const ir::Experiment& experiment) {
+  return eachModule(experiment, [](const Program& program, const std::string&) { return cudaSource(program); });
 }
 
 }  // namespace gyrus::kir::cuda

@@ -117,6 +117,8 @@ CompiledModule compileCubin(const Program& program, const CubinOptions& options 
 /// `// kernel <hash, 16 hex digits> <stage> <role>[ segment i/n]`. Throws NvrtcNotFound,
 /// CompileError (a bug of the generator).
 std::string printPtx(const ir::Experiment& experiment, const std::string& arch = kPtxArch);
+/// The same modules as CUDA C++ (`gyrus emit --stage=cuda`; needs no NVRTC).
+std::string printCuda(const ir::Experiment& experiment);
 
 /// Whether `bytes` starts with the ELF magic (a CUBIN is an ELF image).
 bool isElf(const std::vector<char>& bytes);
