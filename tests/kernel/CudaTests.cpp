@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -91,8 +92,12 @@ kir::Program everyOp(float gammaConstant = 0.8f) {
       {PointOp::Clamp, false, {c(-3.0f), c(4.0f)}, 0, "clamp"},
       {PointOp::Normalize, false, {c(0.1f), c(1.7f)}, 0, "normalize"},
   };
+  // Constants that are not plain decimals: infinities, a negative zero, a subnormal.
+  const float inf = std::numeric_limits<float>::infinity();
   kir::Chain target = {{PointOp::Gamma, false, {c(1.7f), c(0.0f), c(2.0f), c(1.0f)}, 0, "gamma inverted"},
-                       {PointOp::Affine, false, {c(2.0f), c(0.0f)}, 0, "affine"}};
+                       {PointOp::Affine, false, {c(2.0f), c(-0.0f)}, 0, "affine"},
+                       {PointOp::Clamp, false, {c(-inf), c(inf)}, 0, "clamp"},
+                       {PointOp::Affine, false, {c(1.0f), c(1e-40f)}, 0, "affine"}};
   g.outputs = {{kir::Buffer::Image, kir::Buffer::Image, kir::Interp::Linear, image},
                {kir::Buffer::Target, kir::Buffer::Image, kir::Interp::Linear, target},
                {kir::Buffer::Mask, kir::Buffer::Mask, kir::Interp::Nearest, {}}};
