@@ -1,8 +1,8 @@
 // The GPU back end without a GPU: the generated CUDA source (kir::cudaModule) and NVRTC.
 //
 // The differential test compiles the generated CUDA C++ with the host C++ compiler under
-// a small shim (CUDA's built-ins as plain C++: one thread per block, blocks run one after
-// the other), calls every kernel through a `void**` argument array built from its
+// a small shim (CUDA's built-ins as plain C++: a block's threads are real threads with a
+// barrier for __syncthreads, blocks run one after the other), calls every kernel through a `void**` argument array built from its
 // CudaKernel description (as cuLaunchKernel is called), and compares the outputs and the
 // slots with the reference interpreter, bit for bit: the same single-precision
 // operations in the same order, the same C library for powf/expf/logf/cosf. On a GPU
@@ -179,21 +179,59 @@ std::vector<float> labels(const Shape3& s) {
 /// CUDA's built-ins as plain C++, for the host compile of a generated module.
 constexpr const char* kShim = R"(#include <math.h>
 #include <string.h>
+#include <barrier>
+#include <thread>
+#include <vector>
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(n)
 #define __shared__ static
 struct gy_dim3 { unsigned x, y, z; };
-extern "C" { gy_dim3 threadIdx = {0, 0, 0}, blockIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1}; }
-inline void __syncthreads() {}
-inline void __threadfence() {}
+static thread_local gy_dim3 threadIdx = {0, 0, 0};
+static gy_dim3 blockIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+static std::barrier<>* gy_block_barrier = nullptr;
+inline void __syncthreads() { gy_block_barrier->arrive_and_wait(); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-template <typename T> T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
-inline unsigned atomicMax(unsigned* p, unsigned v) { unsigned old = *p; if (old < v) *p = v; return old; }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+inline double atomicAdd(double* p, double v) {
+  double old, next;
+  __atomic_load(p, &old, __ATOMIC_SEQ_CST);
+  do {
+    next = old + v;
+  } while (!__atomic_compare_exchange(p, &old, &next, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+  return old;
+}
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+  unsigned old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
+  return old;
+}
+/* A launch: blocks one after another, each block's threads as real threads (so
+   __syncthreads, shared memory and the atomics are exercised). */
+extern "C" void gy_launch(void (*kernel)(void**), void** args, unsigned grid, unsigned block) {
+  gridDim = {grid, 1, 1};
+  blockDim = {block, 1, 1};
+  for (unsigned b = 0; b < grid; ++b) {
+    blockIdx = {b, 0, 0};
+    std::barrier<> barrier(block);
+    gy_block_barrier = &barrier;
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < block; ++t)
+      threads.emplace_back([=] {
+        threadIdx = {t, 0, 0};
+        kernel(args);
+      });
+    for (std::thread& t : threads) t.join();
+  }
+}
 )";
 
 const char* cType(const kir::CudaKernel& k, const kir::CudaArg& a) {
@@ -230,7 +268,7 @@ class HostModule {
       calls << ");\n}\n";
     }
     std::ofstream(dir_ / "module.cpp") << calls.str();
-    std::string cmd = std::string(GYRUS_HOST_CXX) + " -std=c++17 -O1 -ffp-contract=off -fPIC -shared -w -include " +
+    std::string cmd = std::string(GYRUS_HOST_CXX) + " -std=c++20 -pthread -O1 -ffp-contract=off -fPIC -shared -w -include " +
                       (dir_ / "shim.h").string() + " " + (dir_ / "module.cpp").string() + " -o " +
                       (dir_ / "module.so").string() + " 2>" + (dir_ / "log.txt").string();
     int rc = std::system(cmd.c_str());
@@ -250,12 +288,12 @@ class HostModule {
   }
 
   /// Runs the program as a launcher would: the passes in order, each kernel over
-  /// `blocks` blocks of one thread, library passes (none in these programs) refused.
-  void run(const kir::Program& program, kir::Binding& b, const kir::Buffers& buf, unsigned blocks) {
-    auto* gridDim = static_cast<unsigned*>(dlsym(handle_, "gridDim"));
-    auto* blockIdx = static_cast<unsigned*>(dlsym(handle_, "blockIdx"));
-    REQUIRE(gridDim != nullptr);
-    REQUIRE(blockIdx != nullptr);
+  /// `blocks` blocks of `threads` threads (a power of two, as on the GPU), library
+  /// passes (none in these programs) refused.
+  void run(const kir::Program& program, kir::Binding& b, const kir::Buffers& buf, unsigned blocks, unsigned threads) {
+    using Launch = void (*)(void (*)(void**), void**, unsigned, unsigned);
+    auto launch = reinterpret_cast<Launch>(dlsym(handle_, "gy_launch"));
+    REQUIRE(reinterpret_cast<void*>(launch) != nullptr);
     std::vector<std::vector<double>> accums(module_.kernels.size(), std::vector<double>(8, 0.0));
     for (size_t pass = 0; pass < program.passes.size(); ++pass) {
       int ki = module_.passKernel[pass];
@@ -296,11 +334,7 @@ class HostModule {
       }
       auto call = reinterpret_cast<void (*)(void**)>(dlsym(handle_, ("call_" + k.name).c_str()));
       REQUIRE(reinterpret_cast<void*>(call) != nullptr);
-      gridDim[0] = blocks;
-      for (unsigned blk = 0; blk < blocks; ++blk) {
-        blockIdx[0] = blk;
-        call(args.data());
-      }
+      launch(call, args.data(), blocks, threads);
       if (k.kind == kir::PassKind::Reduce)
         for (double v : accums[static_cast<size_t>(ki)]) CHECK(v == 0.0);  // left zeroed for the next launch
     }
@@ -324,7 +358,7 @@ size_t firstDifference(const std::vector<float>& a, const std::vector<float>& b)
 
 /// The interpreter and the host-compiled generated module on the same binding.
 void compareWithInterpreter(const kir::Program& program, const kir::Binding& binding, const std::vector<float>& image,
-                            const std::vector<float>& mask, unsigned blocks) {
+                            const std::vector<float>& mask, unsigned blocks, unsigned threads) {
   const auto n = static_cast<size_t>(binding.out.shape[0] * binding.out.shape[1] * binding.out.shape[2]);
   struct Out {
     std::vector<float> image, target, mask;
@@ -349,7 +383,7 @@ void compareWithInterpreter(const kir::Program& program, const kir::Binding& bin
   kir::interpret(program, ref.b, buffers(ref));
   kir::CudaModule m = kir::cudaModule(program);
   HostModule host(m);
-  host.run(program, gen.b, buffers(gen), blocks);
+  host.run(program, gen.b, buffers(gen), blocks, threads);
   INFO("program:\n" << kir::print(program));
   CHECK_MESSAGE(sameBits(ref.image, gen.image), "image differs first at " << firstDifference(ref.image, gen.image));
   CHECK_MESSAGE(sameBits(ref.target, gen.target), "target differs first at " << firstDifference(ref.target, gen.target));
@@ -419,14 +453,17 @@ TEST_CASE("cuda source, compiled for the host: every instruction agrees with the
   kir::Grid in{Shape3{13, 11, 9}, {1, 1, 1}}, out{Shape3{12, 10, 8}, {1, 1, 1}};
   kir::Binding b = everyOpBinding(p, in, out);
   std::vector<float> image = volume(in.shape, 3), mask = labels(in.shape);
-  for (unsigned blocks : {1u, 7u}) {
+  // One thread per block (many blocks: the grid-stride loops, the last-block logic), and
+  // 256 threads a block (the shared-memory trees of the reductions, real threads).
+  for (auto [blocks, threads] : {std::pair{1u, 1u}, std::pair{7u, 1u}, std::pair{3u, 256u}, std::pair{1u, 256u}}) {
     CAPTURE(blocks);
-    compareWithInterpreter(p, b, image, mask, blocks);
+    CAPTURE(threads);
+    compareWithInterpreter(p, b, image, mask, blocks, threads);
   }
   // Edge cases of the coordinates: one voxel along an axis (Bias's position is 0 there).
   kir::Grid flat{Shape3{9, 1, 6}, {1, 1, 1}};
   kir::Binding bf = everyOpBinding(p, in, flat);
-  compareWithInterpreter(p, bf, image, mask, 3);
+  compareWithInterpreter(p, bf, image, mask, 3, 64);
 }
 
 TEST_CASE("cuda source, compiled for the host: lowered pipelines agree with the interpreter bit for bit") {
@@ -453,7 +490,7 @@ TEST_CASE("cuda source, compiled for the host: lowered pipelines agree with the 
       if (libraryPass) continue;  // clip's percentiles: a library operation on the GPU
       for (uint32_t sample : {0u, 3u}) {
         kir::Binding b = kir::bind(k, in, 42, sample);
-        compareWithInterpreter(k.program, b, image, mask, 4);
+        compareWithInterpreter(k.program, b, image, mask, 4, sample == 0 ? 1u : 256u);
       }
     }
   }
