@@ -52,12 +52,16 @@ fi
 # is built here also runs there.
 torch_version=2.11.0
 venv="${GYRUS_TORCH_VENV:-$HOME/.cache/gyrus/torch-$torch_version}"
-# numpy, nibabel and scipy: the Python side of the benchmarks (bench/*_twin.py).
-python_packages=("torch==$torch_version" numpy nibabel scipy)
+# numpy, nibabel and scipy: the Python side of the benchmarks (bench/*_twin.py);
+# scikit-image with Yucca 2.2.6 (the FOMO25 baseline's pin) and batchgenerators, whose
+# augmentation transforms bench/augment_twin.py times. Yucca's own dependencies (its
+# training stack: wandb, lightning, ...) are not needed for its transforms: --no-deps.
+python_packages=("torch==$torch_version" numpy nibabel scipy scikit-image==0.26.0)
+no_deps_packages=(yucca==2.2.6 batchgenerators==0.25.1)
 
 has_torch() {
   "$venv/bin/python" - "$torch_version" 2>/dev/null <<'EOF'
-import sys, torch, numpy, nibabel, scipy
+import sys, torch, numpy, nibabel, scipy, skimage, yucca, batchgenerators
 sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
 EOF
 }
@@ -90,5 +94,7 @@ echo "install-deps: installing ${python_packages[*]} into $venv (about 2.7 GB to
 start=$(date +%s)
 "$venv/bin/python" -m pip install --quiet --progress-bar off --disable-pip-version-check \
   "${python_packages[@]}"
+"$venv/bin/python" -m pip install --quiet --progress-bar off --disable-pip-version-check --no-deps \
+  "${no_deps_packages[@]}"
 has_torch || { echo "install-deps: torch $torch_version did not install into $venv" >&2; exit 1; }
 echo "install-deps: torch $torch_version installed in $(( $(date +%s) - start )) s"

@@ -179,6 +179,7 @@ using ir::kDescribed;
 using ir::kFinetuneOnly;
 using ir::kOrSite;
 using ir::kMetrics;
+using ir::kLater;
 
 /// One parameter of a signature, as declared in Signatures.def.
 struct Param {

@@ -143,7 +143,21 @@ void visit(V& v, S& op) {
     if (findPipelineOp(op.name) == nullptr) return v.invalid("op", "unknown value '" + op.name + "'");
     op = makeOp(op.name);
   }
-  for (auto& arg : op.args) std::visit([&](auto& value) { v(arg.name.c_str(), value); }, arg.value);
+  // A parameter added later (kLater) is identity only when it is not its default.
+  const OpSpec* spec = findPipelineOp(op.name);
+  for (auto& arg : op.args) {
+    const OpParamSpec* param = spec != nullptr ? spec->find(arg.name) : nullptr;
+    std::visit(
+        [&](auto& value) {
+          using T = std::decay_t<decltype(value)>;
+          if (param != nullptr && (param->flags & kLater) != 0) {
+            v.unlessDefault(arg.name.c_str(), value, std::get<T>(defaultValue(*param)));
+          } else {
+            v(arg.name.c_str(), value);
+          }
+        },
+        arg.value);
+  }
 }
 
 template <class V, Is<Pipeline> S>

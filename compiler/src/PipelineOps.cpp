@@ -22,6 +22,7 @@ std::string boundsText(Bounds bounds, double lo, double hi) {
     case Bounds::OpenHi: return "[" + l + ", " + h + ")";
     case Bounds::Open: return "(" + l + ", " + h + ")";
     case Bounds::Sides: return "sides " + l + " .. " + h;
+    case Bounds::Inside: return "[" + l + ", " + h + "]";
   }
   return {};
 }
@@ -45,6 +46,7 @@ std::string checkBounds(Bounds bounds, double lo, double hi, double num, double 
         if (static_cast<double>(d) > hi) return "every side must be at most " + formatNumber(hi) + " voxels";
       return {};
     case Bounds::Within: return num > lo && upper <= hi ? std::string() : "must lie within " + boundsText(bounds, lo, hi);
+    case Bounds::Inside: return num >= lo && upper <= hi ? std::string() : "must lie within " + boundsText(bounds, lo, hi);
   }
   return {};
 }
@@ -242,6 +244,9 @@ std::string verify(const PipelineOp& op) {
     if (op.args[i].name != p.name || op.args[i].value.index() != alternativeOf(p.type))
       return op.name + "'s parameter " + std::to_string(i) + " is not '" + std::string(p.name) + "' of its type";
   }
+  for (size_t i = 0; i < op.args.size(); ++i)
+    if (const auto* r = std::get_if<Interval>(&op.args[i].value); r != nullptr && !(r->lo < r->hi))
+      return op.name + "'s " + op.args[i].name + " is not a range lo < hi";
   for (const OpRule& rule : kRules)
     if (rule.op == op.name)
       if (std::string why = rule.check(op); !why.empty()) return why;

@@ -103,6 +103,16 @@ class Lowerer {
     return first;
   }
 
+  /// A displacement step: a new field of `shape` control points and the 12 slots of its
+  /// map q = M p + t (first slot returned); `field` receives the field's index.
+  int displace(const ir::Shape3& shape, int& field) {
+    field = static_cast<int>(k_.program.fields.size());
+    k_.program.fields.push_back({shape, origin_});
+    int first = coord(CoordOp::Displace, "field_map", 12);
+    spatial_.back().back().instr.field = field;
+    return first;
+  }
+
   /// Appends `instr` to the open chain of `buffer` (Image or Target).
   void point(Buffer buffer, PointInstr instr) {
     instr.origin = origin_;
@@ -205,6 +215,90 @@ class Lowerer {
 
 using Binder = std::function<Grid(const Grid&, Binding&)>;
 
+/// The rotation R = Rz Ry Rx by the angles (radians) about x, y and z.
+std::array<std::array<double, 3>, 3> rotationMatrix(const std::array<double, 3>& r) {
+  const double cx = std::cos(r[0]), sx = std::sin(r[0]), cy = std::cos(r[1]), sy = std::sin(r[1]);
+  const double cz = std::cos(r[2]), sz = std::sin(r[2]);
+  using M = std::array<std::array<double, 3>, 3>;
+  M rx{{{1, 0, 0}, {0, cx, -sx}, {0, sx, cx}}}, ry{{{cy, 0, sy}, {0, 1, 0}, {-sy, 0, cy}}};
+  M rz{{{cz, -sz, 0}, {sz, cz, 0}, {0, 0, 1}}};
+  auto mul = [](const M& a, const M& b) {
+    M c{};
+    for (size_t i = 0; i < 3; ++i)
+      for (size_t j = 0; j < 3; ++j)
+        for (size_t k = 0; k < 3; ++k) c[i][j] += a[i][k] * b[k][j];
+    return c;
+  };
+  return mul(rz, mul(ry, rx));
+}
+
+}  // namespace
+
+double elasticSd(double alpha, double sigma) {
+  // scipy's kernel: radius int(4 sigma + 0.5), weights exp(-x^2 / (2 sigma^2)) normalised.
+  const auto radius = static_cast<int>(4.0 * sigma + 0.5);
+  double sum = 0, sumSq = 0;
+  for (int x = -radius; x <= radius; ++x) sum += std::exp(-0.5 * x * x / (sigma * sigma));
+  for (int x = -radius; x <= radius; ++x) {
+    double w = std::exp(-0.5 * x * x / (sigma * sigma)) / sum;
+    sumSq += w * w;
+  }
+  // U(-1, 1) has variance 1/3; the separable 3-D kernel's sum of squares is the 1-D one cubed.
+  return alpha * std::sqrt(sumSq * sumSq * sumSq / 3.0);
+}
+
+void elasticField(Draws& d, const ir::Shape3& points, const std::array<double, 3>& spacing, double alpha, double sigma,
+                  std::vector<float>& out) {
+  // Per axis, the Cholesky factor of the control points' correlation exp(-r^2 / (4 sigma^2))
+  // (a Gaussian filter of white noise correlates as a Gaussian of twice the variance), with
+  // 1e-9 on the diagonal (the matrix is near-singular for close points).
+  std::array<std::vector<double>, 3> chol;
+  for (size_t a = 0; a < 3; ++a) {
+    const auto n = static_cast<size_t>(points[a]);
+    std::vector<double> r(n * n), l(n * n, 0.0);
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < n; ++j) {
+        double dist = (static_cast<double>(i) - static_cast<double>(j)) * spacing[a];
+        r[i * n + j] = std::exp(-dist * dist / (4.0 * sigma * sigma)) + (i == j ? 1e-9 : 0.0);
+      }
+    for (size_t j = 0; j < n; ++j) {
+      double diag = r[j * n + j];
+      for (size_t k = 0; k < j; ++k) diag -= l[j * n + k] * l[j * n + k];
+      l[j * n + j] = std::sqrt(std::max(diag, 1e-12));
+      for (size_t i = j + 1; i < n; ++i) {
+        double v = r[i * n + j];
+        for (size_t k = 0; k < j; ++k) v -= l[i * n + k] * l[j * n + k];
+        l[i * n + j] = v / l[j * n + j];
+      }
+    }
+    chol[a] = std::move(l);
+  }
+  const double sd = elasticSd(alpha, sigma);
+  const auto nx = static_cast<size_t>(points[0]), ny = static_cast<size_t>(points[1]), nz = static_cast<size_t>(points[2]);
+  const size_t count = nx * ny * nz;
+  std::vector<double> w(count), t(count);
+  for (size_t c = 0; c < 3; ++c) {
+    for (double& x : w) x = d.normal();
+    // (Lz ⊗ Ly ⊗ Lx) w, one axis at a time.
+    auto apply = [&](size_t axis, size_t n, size_t stride) {
+      const std::vector<double>& l = chol[axis];
+      for (size_t idx = 0; idx < count; ++idx) {
+        size_t i = (idx / stride) % n, base = idx - i * stride;
+        double v = 0;
+        for (size_t m = 0; m <= i; ++m) v += l[i * n + m] * w[base + m * stride];
+        t[idx] = v;
+      }
+      std::swap(w, t);
+    };
+    apply(0, nx, 1);
+    apply(1, ny, nx);
+    apply(2, nz, nx * ny);
+    for (size_t i = 0; i < count; ++i) out[c * count + i] = static_cast<float>(sd * w[i]);
+  }
+}
+
+namespace {
+
 void setSlot(Binding& b, int slot, double v) { b.slots[static_cast<size_t>(slot)] = static_cast<float>(v); }
 
 // ---- the operations -------------------------------------------------------------------
@@ -291,27 +385,291 @@ Binder lowerClip(Lowerer& l, const ir::PipelineOp& op) {
 }
 
 Binder lowerNoise(Lowerer& l, const ir::PipelineOp& op) {
-  l.point(Buffer::Image,
-          {PointOp::AddNoise, true, {Operand::constant(static_cast<float>(op.number("sigma")))}, l.index(), {}});
-  return [](const Grid& in, Binding&) { return in; };
+  const double sigma = op.number("sigma"), sigmaHi = std::max(sigma, op.number("sigma_hi")), p = op.number("p");
+  const uint32_t index = l.index();
+  // A fixed sigma that always applies stays a constant (the kernel files written before
+  // `p` and `sigma_hi` existed keep their text and hash); otherwise it is drawn per sample.
+  if (p >= 1.0 && sigmaHi <= sigma) {
+    l.point(Buffer::Image, {PointOp::AddNoise, true, {Operand::constant(static_cast<float>(sigma))}, index, {}});
+    return [](const Grid& in, Binding&) { return in; };
+  }
+  int s = l.slot("sigma");
+  l.point(Buffer::Image, {PointOp::AddNoise, true, {Operand::at(s)}, index, {}});
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    double value = d.uniform(sigma, sigmaHi);
+    setSlot(b, s, d.bernoulli(p) ? value : 0.0);
+    return in;
+  };
 }
 
 Binder lowerGamma(Lowerer& l, const ir::PipelineOp& op) {
   const ir::Interval range = op.interval("range");
+  const double p = op.number("p"), invertP = op.number("invert");
+  const bool halves = op.flag("halves");
   const uint32_t index = l.index();
   int g = l.slot("exponent");
+  int inv = invertP > 0.0 ? l.slot("invert") : -1;
   Reduction r;
   r.op = ReduceOp::MinMax;
   r.nonzero = true;
   int s = l.reduce(Buffer::Image, r, "minmax");
   l.point(Buffer::Image, {PointOp::Gamma,
                           true,
-                          {Operand::at(g), Operand::at(s), Operand::at(s + 1), Operand::constant(0.0f)},
+                          {Operand::at(g), Operand::at(s), Operand::at(s + 1),
+                           inv >= 0 ? Operand::at(inv) : Operand::constant(0.0f)},
                           0,
                           {}});
   return [=](const Grid& in, Binding& b) {
+    // The exponent's uniform comes first (as before `p`, `invert` and `halves` existed).
     Draws d(b.seed, b.sample, index);
-    setSlot(b, g, d.uniform(range.lo, range.hi));
+    double u = d.uniform(), exponent = range.lo + (range.hi - range.lo) * u;
+    if (halves && range.lo < 1.0 && range.hi > 1.0)
+      exponent = d.bernoulli(0.5) ? range.lo + (1.0 - range.lo) * u : 1.0 + (range.hi - 1.0) * u;
+    bool fires = p >= 1.0 || d.bernoulli(p);
+    bool inverted = invertP > 0.0 && d.bernoulli(invertP);
+    setSlot(b, g, fires ? exponent : 1.0);
+    if (inv >= 0) setSlot(b, inv, fires && inverted ? 1.0 : 0.0);
+    return in;
+  };
+}
+
+/// The map from an operation's output index to its input's, p -> A (p - c) + c, c the
+/// grid's centre ((n - 1) / 2 per axis).
+Affine12 aboutCentre(const std::array<std::array<double, 3>, 3>& a, const Grid& grid) {
+  Affine12 m{};
+  for (size_t i = 0; i < 3; ++i) {
+    double t = 0.5 * top(grid.shape[i]);
+    for (size_t j = 0; j < 3; ++j) {
+      m[4 * i + j] = a[i][j];
+      t -= a[i][j] * 0.5 * top(grid.shape[j]);
+    }
+    m[4 * i + 3] = t;
+  }
+  return m;
+}
+
+Binder lowerRotate(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p"), axisP = op.number("axis_p");
+  const ir::Interval angle = op.interval("angle");
+  const uint32_t index = l.index();
+  int affine = l.affine();
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    std::array<double, 3> radians{};
+    for (double& r : radians) {
+      bool axis = d.bernoulli(axisP);
+      double deg = d.uniform(angle.lo, angle.hi);
+      r = fires && axis ? deg * 3.14159265358979323846 / 180.0 : 0.0;
+    }
+    b.affines[static_cast<size_t>(affine)] = aboutCentre(rotationMatrix(radians), in);
+    return in;
+  };
+}
+
+Binder lowerScale(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval factor = op.interval("factor");
+  const uint32_t index = l.index();
+  int affine = l.affine();
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    double f = d.uniform(factor.lo, factor.hi);
+    if (!fires) f = 1.0;
+    b.affines[static_cast<size_t>(affine)] = aboutCentre({{{f, 0, 0}, {0, f, 0}, {0, 0, f}}}, in);
+    return in;
+  };
+}
+
+Binder lowerElastic(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval alpha = op.interval("alpha"), sigma = op.interval("sigma");
+  const uint32_t index = l.index();
+  const ir::Shape3 points{kElasticPoints, kElasticPoints, kElasticPoints};
+  int field = -1;
+  int map = l.displace(points, field);
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    double a = d.uniform(alpha.lo, alpha.hi), s = d.uniform(sigma.lo, sigma.hi);
+    // q = p / h: the control points span the grid, h = (n - 1) / (points - 1) voxels apart.
+    std::array<double, 3> spacing{};
+    for (size_t i = 0; i < 3; ++i) {
+      spacing[i] = in.shape[i] > 1 ? top(in.shape[i]) / static_cast<double>(points[i] - 1) : 1.0;
+      for (size_t j = 0; j < 4; ++j) setSlot(b, map + static_cast<int>(4 * i + j), i == j ? 1.0 / spacing[i] : 0.0);
+    }
+    std::vector<float>& values = b.fields[static_cast<size_t>(field)];
+    values.assign(static_cast<size_t>(3 * points[0] * points[1] * points[2]), 0.0f);
+    if (fires) elasticField(d, points, spacing, a, s, values);
+    return in;
+  };
+}
+
+Binder lowerMulNoise(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval sigma = op.interval("sigma");
+  const uint32_t index = l.index();
+  int s = l.slot("sigma");
+  l.point(Buffer::Image, {PointOp::MulNoise, false, {Operand::at(s)}, index, {}});
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    double value = d.uniform(sigma.lo, sigma.hi);
+    setSlot(b, s, fires ? value : 0.0);
+    return in;
+  };
+}
+
+/// A stencil of `kind` on the image with `n` argument slots and an `enabled` slot;
+/// returns the first argument slot (the enabled slot is the one after the arguments).
+int imageStencil(Lowerer& l, StencilOp kind, const std::string& name, int n) {
+  Stencil st;
+  st.op = kind;
+  int first = l.slots(name, n);
+  for (int i = 0; i < n; ++i) st.args.push_back(Operand::at(first + i));
+  st.enabled = Operand::at(l.slot("enabled"));
+  l.stencil(Buffer::Image, std::move(st));
+  return first;
+}
+
+Binder lowerBlur(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p"), pChannel = op.number("p_channel");
+  const ir::Interval sigma = op.interval("sigma");
+  const uint32_t index = l.index();
+  int s = imageStencil(l, StencilOp::Blur, "sigma", 3);
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p) && d.bernoulli(pChannel);
+    double value = d.uniform(sigma.lo, sigma.hi);
+    for (int i = 0; i < 3; ++i) setSlot(b, s + i, fires ? value : 0.0);
+    setSlot(b, s + 3, fires && value > 0.0 ? 1.0 : 0.0);
+    return in;
+  };
+}
+
+Binder lowerGhosting(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval every = op.interval("every"), alpha = op.interval("alpha");
+  const uint32_t index = l.index();
+  int s = imageStencil(l, StencilOp::Ghost, "axis_every_alpha", 3);
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    int64_t axis = d.integer(0, 2);
+    const auto kLo = static_cast<int64_t>(std::ceil(every.lo));
+    int64_t k = d.integer(kLo, std::max(kLo, static_cast<int64_t>(std::floor(every.hi))));
+    double a = d.uniform(alpha.lo, alpha.hi);
+    setSlot(b, s, static_cast<double>(axis));
+    setSlot(b, s + 1, static_cast<double>(std::max<int64_t>(k, 1)));
+    setSlot(b, s + 2, a);
+    setSlot(b, s + 3, fires ? 1.0 : 0.0);
+    return in;
+  };
+}
+
+Binder lowerRinging(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval cut = op.interval("cut");
+  const uint32_t index = l.index();
+  int s = imageStencil(l, StencilOp::Ring, "axis_cut", 2);
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    int64_t axis = d.integer(0, 2);
+    double c = d.uniform(cut.lo, cut.hi);
+    setSlot(b, s, static_cast<double>(axis));
+    setSlot(b, s + 1, c);
+    setSlot(b, s + 2, fires && c < 1.0 ? 1.0 : 0.0);
+    return in;
+  };
+}
+
+Binder lowerLowres(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p"), pChannel = op.number("p_channel"), axisP = op.number("axis_p");
+  const ir::Interval zoom = op.interval("zoom");
+  const uint32_t index = l.index();
+  int s = imageStencil(l, StencilOp::LowRes, "zoom", 3);
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p) && d.bernoulli(pChannel);
+    bool any = false;
+    for (int i = 0; i < 3; ++i) {
+      bool axis = d.bernoulli(axisP);
+      double z = d.uniform(zoom.lo, zoom.hi);
+      bool zoomed = fires && axis && z < 1.0;
+      setSlot(b, s + i, zoomed ? z : 1.0);
+      any = any || zoomed;
+    }
+    setSlot(b, s + 3, any ? 1.0 : 0.0);
+    return in;
+  };
+}
+
+Binder lowerBiasField(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p"), strength = op.number("strength");
+  const uint32_t index = l.index();
+  int s = l.slots("coefficients", 10);
+  std::vector<Operand> args;
+  for (int i = 0; i < 10; ++i) args.push_back(Operand::at(s + i));
+  l.point(Buffer::Image, {PointOp::Bias, false, std::move(args), 0, {}});
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    std::array<double, 3> c{};
+    for (double& x : c) x = d.uniform(-1.0, 1.0);
+    // exp(-strength/4 · Σ (u - c)^2), u in [-1, 1]: (X - x0) / n = (u - c) / 2 for a voxel
+    // index X and a centre x0 in the volume.
+    std::array<double, 10> k{};
+    if (fires) {
+      const double q = strength / 4.0;
+      for (size_t a = 0; a < 3; ++a) {
+        k[0] -= q * c[a] * c[a];
+        k[1 + a] = 2.0 * q * c[a];
+        k[4 + a] = -q;
+      }
+    }
+    for (int i = 0; i < 10; ++i) setSlot(b, s + i, k[static_cast<size_t>(i)]);
+    return in;
+  };
+}
+
+Binder lowerBrightness(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval factor = op.interval("factor");
+  const uint32_t index = l.index();
+  int s = l.slot("factor");
+  l.point(Buffer::Image, {PointOp::Affine, false, {Operand::at(s), Operand::constant(0.0f)}, 0, {}});
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    double f = d.uniform(factor.lo, factor.hi);
+    setSlot(b, s, fires ? f : 1.0);
+    return in;
+  };
+}
+
+Binder lowerContrast(Lowerer& l, const ir::PipelineOp& op) {
+  const double p = op.number("p");
+  const ir::Interval factor = op.interval("factor");
+  const uint32_t index = l.index();
+  int f = l.slot("factor");
+  Reduction moments;
+  moments.op = ReduceOp::Moments;
+  moments.nonzero = true;
+  int m = l.reduce(Buffer::Image, moments, "moments");
+  Reduction range;
+  range.op = ReduceOp::MinMax;
+  range.nonzero = true;
+  int r = l.reduce(Buffer::Image, range, "minmax");
+  l.point(Buffer::Image, {PointOp::Contrast, true, {Operand::at(f), Operand::at(m)}, 0, {}});
+  l.point(Buffer::Image, {PointOp::Clamp, true, {Operand::at(r), Operand::at(r + 1)}, 0, {}});
+  return [=](const Grid& in, Binding& b) {
+    Draws d(b.seed, b.sample, index);
+    bool fires = d.bernoulli(p);
+    double value = d.uniform(factor.lo, factor.hi);
+    setSlot(b, f, fires ? value : 1.0);
     return in;
   };
 }
@@ -324,7 +682,10 @@ struct OpLowering {
 const std::vector<OpLowering>& lowerings() {
   static const std::vector<OpLowering> table = {
       {"resample", lowerResample}, {"crop", lowerCrop},   {"zscore", lowerZscore}, {"clip", lowerClip},
-      {"flip", lowerFlip},         {"noise", lowerNoise}, {"gamma", lowerGamma},
+      {"flip", lowerFlip},         {"noise", lowerNoise}, {"gamma", lowerGamma},   {"elastic", lowerElastic},
+      {"rotate", lowerRotate},     {"scale", lowerScale}, {"blur", lowerBlur},     {"mul_noise", lowerMulNoise},
+      {"ghosting", lowerGhosting}, {"ringing", lowerRinging}, {"lowres", lowerLowres},
+      {"bias_field", lowerBiasField}, {"brightness", lowerBrightness}, {"contrast", lowerContrast},
   };
   return table;
 }

@@ -315,12 +315,115 @@ const std::vector<OpImpl>& opImpls() {
          if (target) mirror(*target, axes);
        },
        nullptr},
-      {"noise", [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) { addNoise(in, op.number("sigma"), *rng); },
+      {"noise",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         double sigma = op.number("sigma"), hi = op.number("sigma_hi"), p = op.number("p");
+         if (p < 1.0 || hi > sigma) {
+           sigma = rng->uniform(sigma, std::max(sigma, hi));
+           if (!rng->bernoulli(p)) return;
+         }
+         addNoise(in, sigma, *rng);
+       },
        nullptr},
       {"gamma",
        [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
          ir::Interval range = op.interval("range");
-         randomGamma(in, range.lo, range.hi, *rng);
+         double u = rng->uniform(), gamma = range.lo + (range.hi - range.lo) * u;
+         if (op.flag("halves") && range.lo < 1.0 && range.hi > 1.0)
+           gamma = rng->bernoulli(0.5) ? range.lo + (1.0 - range.lo) * u : 1.0 + (range.hi - 1.0) * u;
+         if (op.number("p") < 1.0 && !rng->bernoulli(op.number("p"))) return;
+         gammaTransform(in, gamma, op.number("invert") > 0.0 && rng->bernoulli(op.number("invert")));
+       },
+       nullptr},
+      {"elastic",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         ir::Interval alpha = op.interval("alpha"), sigma = op.interval("sigma");
+         double a = rng->uniform(alpha.lo, alpha.hi), s = rng->uniform(sigma.lo, sigma.hi);
+         kir::Draws draws(rng->bits(), 0, 0);
+         std::array<Volume, 3> d = coarseElasticField(in.shape, a, s, draws);
+         in = displace(in, d);
+         if (target) *target = displace(*target, d);
+       },
+       nullptr},
+      {"rotate",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         ir::Interval angle = op.interval("angle");
+         std::array<double, 3> radians{};
+         for (double& r : radians)
+           if (rng->bernoulli(op.number("axis_p"))) r = rng->uniform(angle.lo, angle.hi) * 3.14159265358979323846 / 180.0;
+         Matrix3 m = rotationMatrix(radians);
+         in = warpAboutCentre(in, m);
+         if (target) *target = warpAboutCentre(*target, m);
+       },
+       nullptr},
+      {"scale",
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         double f = rng->uniform(op.interval("factor").lo, op.interval("factor").hi);
+         Matrix3 m{{{f, 0, 0}, {0, f, 0}, {0, 0, f}}};
+         in = warpAboutCentre(in, m);
+         if (target) *target = warpAboutCentre(*target, m);
+       },
+       nullptr},
+      {"blur",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p") * op.number("p_channel"))) return;
+         gaussianBlur(in, rng->uniform(op.interval("sigma").lo, op.interval("sigma").hi));
+       },
+       nullptr},
+      {"mul_noise",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         mulNoise(in, rng->uniform(op.interval("sigma").lo, op.interval("sigma").hi), *rng);
+       },
+       nullptr},
+      {"ghosting",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         ir::Interval every = op.interval("every"), alpha = op.interval("alpha");
+         auto lo = static_cast<int64_t>(std::ceil(every.lo)), hi = std::max(lo, static_cast<int64_t>(std::floor(every.hi)));
+         auto axis = static_cast<int>(rng->below(3));
+         int64_t k = lo + static_cast<int64_t>(rng->below(static_cast<uint64_t>(hi - lo + 1)));
+         ghosting(in, axis, k, rng->uniform(alpha.lo, alpha.hi));
+       },
+       nullptr},
+      {"ringing",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         auto axis = static_cast<int>(rng->below(3));
+         ringing(in, axis, rng->uniform(op.interval("cut").lo, op.interval("cut").hi));
+       },
+       nullptr},
+      {"lowres",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p") * op.number("p_channel"))) return;
+         std::array<double, 3> zoom{1.0, 1.0, 1.0};
+         for (double& z : zoom)
+           if (rng->bernoulli(op.number("axis_p"))) z = rng->uniform(op.interval("zoom").lo, op.interval("zoom").hi);
+         lowres(in, zoom);
+       },
+       nullptr},
+      {"bias_field",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         std::array<double, 3> c{};
+         for (double& x : c) x = rng->uniform(-1.0, 1.0);
+         biasField(in, c, op.number("strength"));
+       },
+       nullptr},
+      {"brightness",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         auto f = static_cast<float>(rng->uniform(op.interval("factor").lo, op.interval("factor").hi));
+         for (float& v : in.data) v *= f;
+       },
+       nullptr},
+      {"contrast",
+       [](const ir::PipelineOp& op, Volume& in, Volume*, Rng* rng) {
+         if (!rng->bernoulli(op.number("p"))) return;
+         contrast(in, rng->uniform(op.interval("factor").lo, op.interval("factor").hi));
        },
        nullptr},
   };

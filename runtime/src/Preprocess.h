@@ -12,6 +12,8 @@
 #include "gyrus/clinic/Random.h"
 #include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
+#include "gyrus/kernel/Kernel.h"
+#include "gyrus/kernel/Philox.h"
 #include "gyrus/kernel/Stages.h"
 
 namespace gyrus::rt {
@@ -88,6 +90,51 @@ void gammaTransform(Volume& v, double gamma);
 /// Draws an exponent uniformly in [lo, hi] (one draw) and applies gammaTransform;
 /// returns the exponent. Throws std::invalid_argument unless 0 < lo <= hi.
 double randomGamma(Volume& v, double lo, double hi, Rng& rng);
+
+/// Gamma as gammaTransform, or inverted (1 - (1 - t)^gamma on the min-max normalised
+/// head voxels t) when `invert`.
+void gammaTransform(Volume& v, double gamma, bool invert);
+
+// ---- The FOMO25 baseline's augmentations (Augment.cpp): each as a function of its drawn
+// values, straightforward code that the kernel lowering is tested against. ------------
+
+/// A 3x3 matrix, row-major.
+using Matrix3 = std::array<std::array<double, 3>, 3>;
+/// The rotation Rz Ry Rx by the angles (radians) about x, y and z.
+Matrix3 rotationMatrix(const std::array<double, 3>& radians);
+/// Resamples on the same grid at positions A (j - c) + c, c = (n - 1) / 2 per axis:
+/// trilinear (0 outside), or nearest (floor(p + 1/2)) for masks.
+Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest = false);
+/// batchgenerators' dense elastic displacement: per axis, alpha times U(-1, 1) noise
+/// filtered by a Gaussian of `sigma` voxels (truncated at 4 sigma, zero outside the
+/// volume: scipy's mode 'constant'). Three volumes of `shape` (x, y, z components).
+std::array<Volume, 3> denseElasticField(const ir::Shape3& shape, double alpha, double sigma, Rng& rng);
+/// The kernel's coarse elastic displacement (kir::elasticField: kElasticPoints^3 control
+/// points spanning the grid, drawn from `d`), interpolated trilinearly at every voxel of
+/// `shape` in double precision. The runtime's op-by-op path uses it (the dense field costs
+/// seconds per 96^3 patch).
+std::array<Volume, 3> coarseElasticField(const ir::Shape3& shape, double alpha, double sigma, kir::Draws& d);
+/// Samples `in` at j + d(j) (trilinear, 0 outside; nearest for masks).
+Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest = false);
+/// scipy.ndimage.gaussian_filter(v, sigma) with its defaults (truncate 4, 'reflect').
+void gaussianBlur(Volume& v, double sigma);
+/// Multiplicative noise v (1 + sigma n), n standard normal per voxel.
+void mulNoise(Volume& v, double sigma, Rng& rng);
+/// Motion ghosting along `axis`: the planes 0, k, 2k, ... of the centred 1-D spectrum
+/// (fftshift) scaled by alpha, the real part of the inverse (a direct DFT per line).
+void ghosting(Volume& v, int axis, int64_t every, double alpha);
+/// Gibbs ringing along `axis`: frequencies f with 2 |f| > cut n removed, the real part
+/// of the inverse (a direct DFT per line).
+void ringing(Volume& v, int axis, double cut);
+/// Low resolution: nearest-neighbour down to round(n z) per axis, then trilinear back up
+/// (scipy's zoom with order 0, then order 1); an axis of zoom 1 is kept.
+void lowres(Volume& v, const std::array<double, 3>& zoom);
+/// The bias field exp(-strength / 4 Σ (u - c)^2), u the voxel's position in [-1, 1]
+/// per axis, c the centre (in [-1, 1]).
+void biasField(Volume& v, const std::array<double, 3>& centre, double strength);
+/// Scales the head voxels about their mean by `factor`, then clamps them to their former
+/// [min, max] (nnU-Net's contrast with preserve_range).
+void contrast(Volume& v, double factor);
 
 /// The reference implementation of one pipeline operation, keyed by its registry name
 /// (gyrus/PipelineOps.def) in one table: every pipeline function below reads it instead

@@ -72,6 +72,18 @@ class TorchRuntime final : public Runtime {
     }
     return result;
   }
+  AugmentBenchResult benchAugment(const AugmentBenchOptions& options) override {
+    AugmentBenchResult result;
+    StageResult failure = guarded([&] {
+      result = rt::benchAugment(options);
+      return StageResult{};
+    });
+    if (failure.status != StageResult::Status::Ok) {
+      result = AugmentBenchResult{};
+      result.message = failure.message;
+    }
+    return result;
+  }
 
  private:
   static StageResult withDevice(StageResult result, const StageContext& ctx, ir::Precision precision) {

@@ -83,5 +83,7 @@ StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx);
 
 /// `gyrus bench train`: times `stage`'s training step on random batches (Bench.cpp).
 TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options);
+/// `gyrus bench augment`: an augmentation pipeline through every back end (BenchAugment.cpp).
+AugmentBenchResult benchAugment(const AugmentBenchOptions& options);
 
 }  // namespace gyrus::rt

@@ -47,7 +47,11 @@ TEST_CASE("the standard library's fomo25 module provides the baseline's settings
   REQUIRE(kinds(*c).empty());
   const ir::PretrainStage& p = c->check.experiment->stages[0].pretrain;
   CHECK(p.optimizer.warmupEpochs == 5);
-  CHECK(p.pipeline.ops.size() == 6);
+  // fomo_views: the preprocessing (3 operations), then the baseline's 11 augmentations.
+  REQUIRE(p.pipeline.ops.size() == 14);
+  CHECK(p.pipeline.ops[3].name == "elastic");
+  CHECK(p.pipeline.ops[13].name == "gamma");
+  CHECK(p.pipeline.ops[13].flag("halves"));
   CHECK(p.pipeline.ops[1].name == "crop");
   CHECK(p.pipeline.ops[1].shape("size") == ir::Shape3{96, 96, 96});
   // Nothing of a module is reported as unused.

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "CheckInternal.h"
 #include "TestUtil.h"
@@ -189,6 +190,10 @@ TEST_CASE("pipeline registry: what the registry does not declare is rejected") {
   CHECK(ir::verify(ir::makeOp("resample", {{"spacing", 0.0}})) == "resample's spacing must be in [0.05, 20]");
   CHECK(ir::verify(ir::makeOp("clip", {{"lo", 0.5}, {"hi", 0.4}})) == "clip percentiles are not 0 <= lo < hi <= 1");
   CHECK(ir::verify(ir::makeOp("gamma", {{"range", ir::Interval{0.0, 1.0}}})) == "a gamma range is not 0 < lo < hi");
+  CHECK(ir::verify(ir::makeOp("rotate", {{"angle", ir::Interval{10, -10}}})) == "rotate's angle is not a range lo < hi");
+  CHECK(ir::verify(ir::makeOp("rotate", {{"angle", ir::Interval{-200, 10}}})) == "rotate's angle must lie within [-180, 180]");
+  CHECK(ir::verify(ir::makeOp("ringing", {{"cut", ir::Interval{0, 0.5}}})) == "ringing's cut must lie within (0, 1]");
+  CHECK(ir::verify(ir::makeOp("blur", {{"sigma", ir::Interval{0, 1}}})).empty());  // Inside: [0, 20]
   ex.stages[0].pretrain.pipeline.ops[4].set("p", 1.5);  // flip
   CHECK(ir::verify(ex) == "stage 0 'base': flip's p must be in [0, 1]");
 
@@ -212,4 +217,38 @@ TEST_CASE("pipeline registry: shape effects") {
   CHECK(shape == ir::Shape3{8, 9, 10});
   ir::Pipeline p{{ir::makeOp("resample", {{"spacing", 2.0}}), ir::makeOp("resample", {{"spacing", 1.0}})}};
   CHECK(ir::outputShape(p, {40, 40, 40}) == ir::Shape3{40, 40, 40});  // the spacing is tracked
+}
+
+TEST_CASE("pipeline registry: a parameter added later is identity only when it is not its default") {
+  auto stage = [](const std::string& views) {
+    auto c = compile("dataset corpus = synthetic(subjects = 16, size = 40^3)\npretrain base {\n  data = corpus |> crop(32^3) >> " +
+                     views + "\n  encoder = unet(width = 8, stages = 4)\n  objective = mae()\n}\n");
+    INFO(views);
+    REQUIRE(c->check.experiment.has_value());
+    return c->check.experiment->stages[0];
+  };
+  // noise's p and sigma_hi, gamma's p, invert and halves: written (and hashed) only when set
+  // to something else than their defaults, so older files keep their stage hashes.
+  const ir::Stage before = stage("noise(sigma = 0.05) >> gamma(0.7 .. 1.5)");
+  CHECK(stage("noise(sigma = 0.05, p = 100%, sigma_hi = 0) >> gamma(0.7 .. 1.5, p = 100%, invert = 0%, halves = false)")
+            .hash == before.hash);
+  ir::Experiment ex;
+  ex.stages.push_back(before);
+  CHECK(ir::toJson(ex).find("\"sigma_hi\"") == std::string::npos);
+  CHECK(ir::toJson(ex).find("\"halves\"") == std::string::npos);
+  std::set<std::string> hashes = {before.hash};
+  for (const char* views : {"noise(sigma = 0.05, p = 50%) >> gamma(0.7 .. 1.5)",
+                            "noise(sigma = 0.05, sigma_hi = 0.1) >> gamma(0.7 .. 1.5)",
+                            "noise(sigma = 0.05) >> gamma(0.7 .. 1.5, p = 20%)",
+                            "noise(sigma = 0.05) >> gamma(0.7 .. 1.5, invert = 5%)",
+                            "noise(sigma = 0.05) >> gamma(0.7 .. 1.5, halves = true)"})
+    CHECK(hashes.insert(stage(views).hash).second);
+  // A set one round-trips through JSON.
+  ex.stages[0] = stage("noise(sigma = 0.05, p = 50%) >> gamma(0.7 .. 1.5, halves = true)");
+  std::string text = ir::toJson(ex);
+  CHECK(text.find("\"halves\"") != std::string::npos);
+  ir::Experiment back;
+  std::string error;
+  REQUIRE_MESSAGE(ir::experimentFromJson(text, back, error), error);
+  CHECK(ir::toJson(back) == text);
 }

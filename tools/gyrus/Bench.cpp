@@ -16,11 +16,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "Run.h"
 #include "gyrus/Frontend.h"
 #include "gyrus/exec/Scheduler.h"
+#include "gyrus/kernel/Stages.h"
 #include "gyrus/runtime/Runtime.h"
 
 extern char** environ;
@@ -124,7 +127,150 @@ bool stageFor(const Model& model, int64_t batch, int64_t patch, ir::PretrainStag
   return true;
 }
 
+/// The views' part of pipeline `name` (from its first random operation on), declared in
+/// `file` or in std.fomo25: compiled through a small pretraining that uses it.
+bool augmentPipeline(const BenchAugmentOptions& o, ir::Pipeline& out, std::string& error) {
+  const std::string name = o.pipeline.empty() ? "fomo_augment" : o.pipeline;
+  std::string text;
+  std::string where = "<bench augment>";
+  if (!o.file.empty()) {
+    std::ifstream in(o.file);
+    if (!in) {
+      error = "cannot read " + o.file;
+      return false;
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    text = buffer.str() + "\n";
+    where = o.file;
+  } else {
+    text = "use std.fomo25\n";
+  }
+  text += fmt::format(
+      "dataset bench_augment_data = synthetic(subjects = 2, size = {0}^3, seed = 1)\n"
+      "pretrain bench_augment {{\n"
+      "  data      = bench_augment_data |> zscore() >> {1}\n"
+      "  encoder   = unet(width = 8, stages = 4)\n"
+      "  objective = mae(mask = 60%)\n"
+      "  epochs    = 1\n"
+      "  batch     = 2\n"
+      "}}\n",
+      o.patch, name);
+  auto c = compileFile(where, {}, StopAfter::Check, &text);
+  if (!c->ok() || !c->check.experiment || c->check.experiment->stages.empty()) {
+    error = fmt::format("the pipeline '{}' does not check at {}^3:", name, o.patch);
+    for (const Diagnostic& d : c->diags.sorted()) error += "\n  " + d.message;
+    return false;
+  }
+  for (const ir::Stage& stage : c->check.experiment->stages)
+    if (stage.name == "bench_augment") out = kir::splitAtFirstRandom(stage.pretrain.pipeline).suffix;
+  if (out.ops.empty()) {
+    error = "the pipeline '" + name + "' has no random operation: nothing is drawn per view";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+int benchAugment(const BenchAugmentOptions& options) {
+  ir::Pipeline pipeline;
+  std::string error;
+  if (!augmentPipeline(options, pipeline, error)) {
+    fmt::print(stderr, "error: {}\n", error);
+    return 1;
+  }
+  chooseOmpWaitPolicy();
+  std::unique_ptr<rt::Runtime> runtime = exec::loadRuntime(error);
+  if (!runtime) {
+    fmt::print(stderr, "error: {}\n", error);
+    return 1;
+  }
+  if (!options.json) {
+    fmt::print(stderr, "runtime: {}\n", runtime->describe());
+    fmt::print(stderr, "bench: {} at {}^3, {:.0f} s per back end...\n", ir::print(pipeline), options.patch,
+               options.seconds);
+  }
+  rt::AugmentBenchOptions bo;
+  bo.pipeline = pipeline;
+  bo.pointwise.ops = {ir::makeOp("noise", {{"sigma", 0.05}})};
+  bo.patch = options.patch;
+  bo.seconds = options.seconds;
+  bo.threads = options.threads;
+  bo.device = options.device;
+  rt::AugmentBenchResult g = runtime->benchAugment(bo);
+  if (!g.ok) {
+    fmt::print(stderr, "error: {}\n", g.message);
+    return 1;
+  }
+  nlohmann::ordered_json r;
+  r["pipeline"] = ir::print(pipeline);
+  r["patch"] = options.patch;
+  r["device"] = g.device;
+  r["threads"] = g.threads;
+  r["backend"] = g.backend;
+  r["fused_patches_per_s"] = g.fusedPatchesPerS;
+  r["fused_patches_per_s_one_thread"] = g.fusedPatchesPerSOneThread;
+  r["interp_patches_per_s"] = g.interpPatchesPerS;
+  r["eager_torch_patches_per_s"] = g.eagerTorchPatchesPerS;
+  r["baseline_patches_per_s"] = nullptr;
+  r["copy_gb_per_s"] = g.copyGbPerS;
+  r["pointwise_gb_per_s"] = g.pointwiseGbPerS;
+  r["compile_ms_cold"] = g.compileMsCold;
+  r["compile_ms_cached"] = g.compileMsCached;
+  int code = 0;
+  if (options.baseline) {
+    const std::string python = options.python.empty() ? defaultPython() : options.python;
+    const std::string twin = (fs::path(GYRUS_SOURCE_DIR) / "bench" / "augment_twin.py").string();
+    if (!options.json) fmt::print(stderr, "bench: the FOMO25 baseline's transforms (Yucca) in {}...\n", python);
+    std::string out;
+    int rc = runCapture({python, twin, "--patch", std::to_string(options.patch), "--seconds",
+                         fmt::format("{}", std::max(2.0, 2 * options.seconds))},
+                        out);
+    nlohmann::json p;
+    bool parsed = false;
+    if (rc == 0) {
+      try {
+        p = nlohmann::json::parse(out);
+        parsed = p.contains("baseline_patches_per_s");
+      } catch (const nlohmann::json::exception&) {
+      }
+    }
+    if (!parsed) {
+      fmt::print(stderr,
+                 "error: the baseline's transforms did not run ({} {}; exit {}): run `bash scripts/install-deps.sh`, "
+                 "pass --python, or --no-baseline\n",
+                 python, twin, rc);
+      code = 1;
+    } else {
+      r["baseline_patches_per_s"] = p["baseline_patches_per_s"];
+    }
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  if (options.json) {
+    nlohmann::ordered_json j;
+    j["runtime"] = runtime->describe();
+    j["benchmarks"] = nlohmann::ordered_json::array({r});
+    fmt::print("{}\n", j.dump(2));
+    return code;
+  }
+  double baseline = r["baseline_patches_per_s"].is_null() ? 0.0 : r["baseline_patches_per_s"].get<double>();
+  fmt::print("{:<34} {:>12} {:>16}\n", "back end", "patches/s", "fused is x times");
+  fmt::print("{:<34} {:>12.1f} {:>16}\n", fmt::format("fused ({}, {} threads)", g.backend, g.threads),
+             g.fusedPatchesPerS, "-");
+  fmt::print("{:<34} {:>12.1f} {:>16}\n", "fused, one thread", g.fusedPatchesPerSOneThread, "-");
+  fmt::print("{:<34} {:>12.1f} {:>16.1f}\n", "reference interpreter, one thread", g.interpPatchesPerS,
+             ratio(g.fusedPatchesPerSOneThread, g.interpPatchesPerS));
+  fmt::print("{:<34} {:>12.1f} {:>16.1f}\n", fmt::format("eager LibTorch, {} threads", g.threads),
+             g.eagerTorchPatchesPerS, ratio(g.fusedPatchesPerS, g.eagerTorchPatchesPerS));
+  if (baseline > 0)
+    fmt::print("{:<34} {:>12.2f} {:>16.1f}\n", "FOMO25 baseline (Yucca), one core", baseline,
+               ratio(g.fusedPatchesPerSOneThread, baseline));
+  fmt::print("copy {:.1f} GB/s, pointwise pipeline {:.1f} GB/s ({:.0f} %), compile {:.1f} ms cold, {:.1f} ms cached\n",
+             g.copyGbPerS, g.pointwiseGbPerS, 100 * ratio(g.pointwiseGbPerS, g.copyGbPerS), g.compileMsCold,
+             g.compileMsCached);
+  return code;
+}
 
 int benchTrain(const BenchTrainOptions& options) {
   std::vector<const Model*> models;

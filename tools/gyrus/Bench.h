@@ -1,6 +1,7 @@
 // `gyrus bench train`: gyrus's training step against the same model in eager PyTorch.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,5 +24,22 @@ struct BenchTrainOptions {
 /// Returns the exit code: 0, 1 (the user's mistake, e.g. no Python with torch), 2 (a bug,
 /// e.g. the twin's network is not gyrus's).
 int benchTrain(const BenchTrainOptions& options);
+
+struct BenchAugmentOptions {
+  std::string file;              ///< an experiment file declaring `pipeline`; empty: std.fomo25
+  std::string pipeline;          ///< the pipeline's name; empty: std.fomo25's FOMO25 preset
+  int64_t patch = 96;
+  double seconds = 2.0;          ///< per back end
+  int threads = 0;
+  std::string device = "cpu";
+  bool json = false;
+  bool baseline = true;          ///< also run bench/augment_twin.py (Yucca 2.2.6)
+  std::string python;
+};
+
+/// `gyrus bench augment`: the views' pipeline through the fused kernels, the reference
+/// interpreter, eager LibTorch and the FOMO25 baseline's Yucca transforms. Exit codes as
+/// benchTrain.
+int benchAugment(const BenchAugmentOptions& options);
 
 }  // namespace gyrus::driver

@@ -226,6 +226,8 @@ int realMain(int argc, char** argv) {
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
 
   driver::BenchTrainOptions benchOpts;
+  driver::BenchAugmentOptions augmentOpts;
+  bool noBaseline = false;
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: gyrus against the same work in PyTorch");
   bench->require_subcommand(1);
   CLI::App* benchTrainCmd = bench->add_subcommand(
@@ -246,6 +248,19 @@ int realMain(int argc, char** argv) {
   benchTrainCmd->add_flag("--no-twin", noTwin, "Time gyrus only (no PyTorch twin)");
   benchTrainCmd->add_option("--python", benchOpts.python,
                             "Python with torch for the twin (default: the LibTorch environment's, see docs/building.md)");
+  CLI::App* benchAugmentCmd = bench->add_subcommand(
+      "augment", "An augmentation pipeline's views: fused kernels vs the reference interpreter, eager LibTorch and the "
+                 "FOMO25 baseline's transforms");
+  benchAugmentCmd->add_option("--file", augmentOpts.file, "An experiment file declaring the pipeline (default: std.fomo25)");
+  benchAugmentCmd->add_option("--pipeline", augmentOpts.pipeline, "The pipeline's name (default: fomo_augment)");
+  benchAugmentCmd->add_option("--patch", augmentOpts.patch, "Cubic patch edge (default 96)")->check(CLI::Range(8, 512));
+  benchAugmentCmd->add_option("--seconds", augmentOpts.seconds, "Seconds per back end (default 2)")
+      ->check(CLI::Range(0.1, 600.0));
+  benchAugmentCmd->add_option("--threads", augmentOpts.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
+  benchAugmentCmd->add_option("--device", augmentOpts.device, "cpu (default), cuda or cuda:N")->check(deviceName);
+  benchAugmentCmd->add_flag("--json", augmentOpts.json, "Print one JSON object on stdout");
+  benchAugmentCmd->add_flag("--no-baseline", noBaseline, "Leave out the baseline's transforms (Python)");
+  benchAugmentCmd->add_option("--python", augmentOpts.python, "The baseline's Python (default: the LibTorch environment's)");
 
   std::string runsStore;
   bool runsJson = false, runsDryRun = false;
@@ -405,6 +420,11 @@ int realMain(int argc, char** argv) {
       for (const ir::Stage& st : compiled->plan.experiment.stages) keep.push_back(st.hash);
     }
     return driver::runsCollect(runsStore, keep, runsDryRun);
+  }
+  if (*benchAugmentCmd) {
+    augmentOpts.baseline = !noBaseline;
+    if (augmentOpts.device == "auto") augmentOpts.device = "cpu";
+    return driver::benchAugment(augmentOpts);
   }
   if (*bench) {
     benchOpts.twin = !noTwin;

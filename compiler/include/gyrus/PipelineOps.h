@@ -21,8 +21,9 @@ using Shape3 = std::array<int64_t, 3>;
 
 /// How a parameter's value is range-checked (Signatures.def, PipelineOps.def):
 /// None, AtLeast (>= lo), Closed [lo, hi], OpenLo (lo, hi], OpenHi [lo, hi), Open
-/// (lo, hi), Sides (every side of a shape in [lo, hi]), Within (a range inside (lo, hi]).
-enum class Bounds { None, AtLeast, Closed, OpenLo, OpenHi, Open, Sides, Within };
+/// (lo, hi), Sides (every side of a shape in [lo, hi]), Within (a range inside (lo, hi]),
+/// Inside (a range inside [lo, hi]).
+enum class Bounds { None, AtLeast, Closed, OpenLo, OpenHi, Open, Sides, Within, Inside };
 
 /// The flags of a signature parameter (Signatures.def; a pipeline operation's parameter
 /// is at most kRequired).
@@ -32,6 +33,8 @@ enum ParamFlag : unsigned {
   kFinetuneOnly = 1u << 2,  ///< evaluate: an argument of the fine-tuning protocol only
   kOrSite = 1u << 3,        ///< evaluate's test: a fraction, or a site
   kMetrics = 1u << 4,       ///< a list of metrics (read by readMetrics, not coerced)
+  kLater = 1u << 5,         ///< a pipeline operation's parameter added after stages were
+                            ///< hashed: in the JSON and the hash only when not its default
 };
 
 /// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.

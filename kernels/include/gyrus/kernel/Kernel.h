@@ -112,12 +112,28 @@ struct Reduction {
   int out = -1;
 };
 
-/// A pass that is not pointwise.
+/// A pass that is not pointwise: a library routine (Stencils.cpp), not generated code.
+/// Every kind is separable (lines of one axis at a time), computed in double precision
+/// and stored in single precision. n is the length of the axis filtered.
 enum class StencilOp {
-  Blur,     ///< separable Gaussian, sd per axis in voxels: args (sx, sy, sz); 0 skips an axis
-  Ghost,    ///< along axis args[0]: every args[1]-th k-space line scaled by args[2]
-  Ring,     ///< along axis args[0]: frequencies above the fraction args[1] of Nyquist removed
-  LowRes,   ///< per axis zoom args (zx, zy, zz) in (0, 1]: nearest down, trilinear back up
+  /// Separable Gaussian, sd per axis in voxels: args (sx, sy, sz); an sd <= 1e-15 skips
+  /// its axis. Exactly scipy.ndimage.gaussian_filter's defaults: radius int(4 sd + 0.5),
+  /// weights exp(-x^2 / (2 sd^2)) normalised to sum 1, boundary 'reflect'
+  /// (d c b a | a b c d | d c b a, repeated for any offset).
+  Blur,
+  /// Motion ghosting along axis args[0] (0, 1, 2): with X = fftshift(fft(line)), the planes
+  /// m = 0, k, 2k, ... < n of X (k = args[1], an integer >= 1) are scaled by args[2];
+  /// the line becomes Re(ifft(ifftshift(X))). Plane m is the frequency m - floor(n / 2).
+  Ghost,
+  /// Gibbs ringing along axis args[0]: the frequencies f (signed, |f| <= n / 2) with
+  /// 2 |f| > args[1] n are removed (args[1] is the kept fraction of the Nyquist
+  /// frequency, in (0, 1]); the line becomes Re(ifft(...)).
+  Ring,
+  /// Low resolution, per axis zoom args (zx, zy, zz) in (0, 1]; an axis of zoom 1 (or of
+  /// one voxel) is left alone. Down: m = max(1, floor(n z + 1/2)) samples, sample j the
+  /// voxel floor(j (n - 1) / (m - 1) + 1/2) (scipy's zoom, order 0); up: voxel i at
+  /// position i (m - 1) / (n - 1) of the m samples, linear between its two neighbours.
+  LowRes,
 };
 struct Stencil {
   StencilOp op = StencilOp::Blur;
@@ -221,6 +237,21 @@ std::vector<Kernel> lowerSegments(const ir::Pipeline& pipeline, const LowerOptio
 Kernel lower(const ir::Pipeline& pipeline, const LowerOptions& options = {});
 /// Whether `pipeline` lowers to one segment.
 bool isOneSegment(const ir::Pipeline& pipeline);
+
+class Draws;
+/// The elastic operation's control points per axis: a coarse displacement field of
+/// kElasticPoints^3 points spanning the grid (docs/augmentations.md).
+inline constexpr int64_t kElasticPoints = 16;
+/// The standard deviation of one component of batchgenerators' dense elastic displacement
+/// α · gaussian_filter(U(-1, 1) noise, σ) away from the borders: α sqrt(Σ g^2 / 3), g the
+/// 3-D kernel of scipy's gaussian_filter (truncated at 4σ, normalised).
+double elasticSd(double alpha, double sigma);
+/// Draws the three components (x fastest, component slowest) of a field of `points`
+/// control points `spacing` voxels apart: a Gaussian field with the dense definition's
+/// standard deviation (elasticSd) and correlation exp(-r^2 / (4σ^2)) between points,
+/// sampled exactly with a Cholesky factor per axis.
+void elasticField(Draws& d, const ir::Shape3& points, const std::array<double, 3>& spacing, double alpha, double sigma,
+                  std::vector<float>& out);
 
 /// The values of `kernel` for a source grid, a seed and a sample (Philox draws keyed by
 /// (seed, sample, operation)). Slots of reductions are left 0 until a pass fills them.

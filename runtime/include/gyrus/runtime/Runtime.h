@@ -86,6 +86,34 @@ struct TrainBenchResult {
   int threads = 0;
 };
 
+/// `gyrus bench augment`: patches per second of one augmentation pipeline through the
+/// runtime's back ends, on a synthetic brain of `patch`^3 voxels at 1 mm (z-scored, as
+/// the cached prefix of a training set), with the MAE target.
+struct AugmentBenchOptions {
+  ir::Pipeline pipeline;      ///< the views' pipeline (its random operations and what follows)
+  ir::Pipeline pointwise;     ///< a pointwise-only pipeline, for the bandwidth figure
+  int64_t patch = 96;
+  double seconds = 2.0;       ///< per back end, at least one patch
+  int threads = 0;            ///< 0: all cores
+  std::string device = "cpu";
+  uint64_t seed = 0;
+};
+
+struct AugmentBenchResult {
+  bool ok = false;
+  std::string message;
+  std::string backend;              ///< the fused back end's name
+  double fusedPatchesPerS = 0;      ///< `threads` workers, one patch each at a time
+  double fusedPatchesPerSOneThread = 0;
+  double interpPatchesPerS = 0;     ///< the reference interpreter, one thread
+  double eagerTorchPatchesPerS = 0; ///< eager LibTorch operations, `threads` intra-op threads
+  double copyGbPerS = 0;            ///< memcpy of a patch, one thread (read + write bytes)
+  double pointwiseGbPerS = 0;       ///< the pointwise pipeline through the fused back end, one thread
+  double compileMsCold = 0, compileMsCached = 0;  ///< the fused back end's compile of the pipeline
+  std::string device;
+  int threads = 0;
+};
+
 /// The runtime module's interface. One instance per process.
 class Runtime {
  public:
@@ -103,6 +131,9 @@ class Runtime {
   /// Times `stage`'s training step (its network, objective and optimiser, through the
   /// same Trainer as runPretrain) on random batches; its data are not read.
   virtual TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options) = 0;
+  /// Times an augmentation pipeline through the fused kernels, the reference
+  /// interpreter and eager LibTorch operations.
+  virtual AugmentBenchResult benchAugment(const AugmentBenchOptions& options) = 0;
 };
 
 }  // namespace gyrus::rt

@@ -1,0 +1,129 @@
+// `gyrus bench augment` (see Runtime.h): one augmentation pipeline, the views of a
+// training step, through the fused kernels (the runtime's kernel back end), the
+// reference interpreter and eager LibTorch operations, on a synthetic 1 mm brain.
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "EagerKernels.h"
+#include "Kernels.h"
+#include "Models.h"
+#include "Preprocess.h"
+#include "Stages.h"
+
+namespace gyrus::rt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+/// Runs `one(i)` for i = 0, 1, ... until `budget` seconds have passed (at least once);
+/// returns the calls per second.
+template <class F>
+double rate(double budget, F&& one) {
+  auto start = Clock::now();
+  int64_t n = 0;
+  do one(n++);
+  while (seconds(start) < budget);
+  return static_cast<double>(n) / seconds(start);
+}
+
+/// `workers` threads each calling `one(i)` until `budget` seconds have passed: the total
+/// calls per second.
+template <class F>
+double parallelRate(int workers, double budget, F&& one) {
+  std::atomic<int64_t> next{0};
+  auto start = Clock::now();
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w)
+    pool.emplace_back([&] {
+      do one(next++);
+      while (seconds(start) < budget);
+    });
+  for (std::thread& t : pool) t.join();
+  return static_cast<double>(next.load()) / seconds(start);
+}
+
+/// The pipeline through eager LibTorch on `device`, segment after segment.
+void eagerOnce(const CompiledPipeline& c, const Volume& source, const torch::Device& device, uint64_t seed,
+               uint32_t sample) {
+  kir::Grid grid{source.shape, source.spacing};
+  EagerBuffers buffers;
+  buffers.image = torch::from_blob(const_cast<float*>(source.data.data()),
+                                   {source.shape[2], source.shape[1], source.shape[0]}, torch::kFloat32)
+                      .to(device);
+  for (size_t i = 0; i < c.segments.size(); ++i) {
+    kir::Binding b = kir::bind(c.segments[i], grid, seed, sample);
+    if (i > 0) {
+      buffers.image = buffers.outImage;
+      buffers.target = buffers.outTarget;
+    }
+    runEager(c.segments[i], b, buffers);
+    grid = b.out;
+  }
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+}  // namespace
+
+AugmentBenchResult benchAugment(const AugmentBenchOptions& options) {
+  AugmentBenchResult r;
+  r.threads = setThreads(options.threads);
+  StageContext ctx;
+  ctx.device = options.device;
+  const torch::Device device = stageDevice(ctx);
+  r.device = describeDevice(device);
+  r.backend = kernelBackend();
+
+  ir::SyntheticData data;
+  data.subjects = 1;
+  data.size = {options.patch, options.patch, options.patch};
+  Volume source = synthesize(data, 0).image;
+  zscore(source, true);
+
+  kir::LowerOptions withTarget;
+  withTarget.target = true;
+  auto start = Clock::now();
+  CompiledPipeline views = compilePipeline(options.pipeline, withTarget);
+  r.compileMsCold = 1e3 * seconds(start);
+  start = Clock::now();
+  views = compilePipeline(options.pipeline, withTarget);
+  r.compileMsCached = 1e3 * seconds(start);
+
+  const double budget = options.seconds;
+  const uint64_t seed = options.seed;
+  auto fused = [&](int64_t i) {
+    Volume target;
+    runPipeline(views, source, seed, static_cast<uint32_t>(i), &target);
+  };
+  r.fusedPatchesPerSOneThread = rate(budget, fused);
+  r.fusedPatchesPerS = r.threads > 1 ? parallelRate(r.threads, budget, fused) : r.fusedPatchesPerSOneThread;
+  r.interpPatchesPerS = rate(budget, [&](int64_t i) {
+    kir::apply(views.segments, {source.shape, source.spacing}, source.data.data(), nullptr, seed,
+               static_cast<uint32_t>(i), kir::interpretKernel);
+  });
+  torch::NoGradGuard noGrad;
+  r.eagerTorchPatchesPerS = rate(budget, [&](int64_t i) { eagerOnce(views, source, device, seed, static_cast<uint32_t>(i)); });
+
+  // Bandwidth: a plain copy of a patch, and a pointwise-only pipeline (read the patch
+  // once, write it once), one thread each.
+  const auto bytes = static_cast<double>(source.data.size() * sizeof(float));
+  std::vector<float> copy(source.data.size());
+  double copies = rate(budget / 2, [&](int64_t i) {
+    std::memcpy(copy.data(), source.data.data(), source.data.size() * sizeof(float));
+    copy[static_cast<size_t>(i) % copy.size()] += 1.0f;  // not optimised away
+  });
+  r.copyGbPerS = copies * 2 * bytes / 1e9;
+  if (!options.pointwise.ops.empty()) {
+    CompiledPipeline pointwise = compilePipeline(options.pointwise);
+    double passes = rate(budget / 2, [&](int64_t i) { runPipeline(pointwise, source, seed, static_cast<uint32_t>(i)); });
+    r.pointwiseGbPerS = passes * 2 * bytes / 1e9;
+  }
+  r.ok = true;
+  return r;
+}
+
+}  // namespace gyrus::rt
