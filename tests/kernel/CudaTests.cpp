@@ -480,6 +480,13 @@ TEST_CASE("cuda source, compiled for the host: lowered pipelines agree with the 
       {pipeline({ir::makeOp("resample", {{"spacing", 1.5}}), ir::makeOp("flip"), ir::makeOp("gamma"),
                  ir::makeOp("noise", {{"sigma", 0.3}})}),
        {.target = true, .mask = true}},
+      // The FOMO25 augmentations that lower to no stencil: the displacement field, the
+      // rotation and scaling, and the remaining pointwise instructions.
+      {pipeline({ir::makeOp("elastic", {{"p", 1.0}}), ir::makeOp("rotate", {{"p", 1.0}}), ir::makeOp("scale", {{"p", 1.0}}),
+                 ir::makeOp("mul_noise", {{"p", 1.0}}), ir::makeOp("bias_field", {{"p", 1.0}}),
+                 ir::makeOp("brightness", {{"p", 1.0}}), ir::makeOp("contrast", {{"p", 1.0}}),
+                 ir::makeOp("gamma", {{"p", 1.0}}), ir::makeOp("noise", {{"p", 1.0}})}),
+       {.target = true, .mask = true}},
   };
   for (const auto& [pl, options] : cases) {
     for (const kir::Kernel& k : kir::lowerSegments(pl, options)) {
