@@ -62,7 +62,16 @@ void libraryPass(const kir::Program& program, const kir::Pass& pass, void* devic
     two.copy_(torch::cat({linearQuantile(sorted, pass.reduce.q0), linearQuantile(sorted, pass.reduce.q1)}).to(torch::kFloat32));
     return;
   }
-  throw std::logic_error("kernel stencil '" + pass.stencil.origin + "': no GPU routine for this kind yet");
+  // A stencil: the CPU routine (kir::runStencil) on a host copy, for now. The slots are
+  // read back from the device (the pass's switch and arguments may be any slot).
+  const int64_t n = out.shape[0] * out.shape[1] * out.shape[2];
+  torch::Tensor hostSlots = torch::from_blob(deviceSlots, {program.slots}, floats).to(torch::kCPU).contiguous();
+  std::vector<float> slots(hostSlots.data_ptr<float>(), hostSlots.data_ptr<float>() + program.slots);
+  if (kir::valueOf(pass.stencil.enabled, slots) == 0.0f) return;
+  torch::Tensor data = torch::from_blob(buffers.of(pass.buffer), {n}, floats);
+  torch::Tensor host = data.to(torch::kCPU).contiguous();
+  kir::runStencil(pass.stencil, host.data_ptr<float>(), out.shape, slots);
+  data.copy_(host);
 }
 
 }  // namespace

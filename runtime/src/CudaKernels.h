@@ -3,7 +3,8 @@
 // launched with the driver API on LibTorch's current stream). The passes without a
 // generated kernel run here as LibTorch operations on the same stream: percentiles
 // (a sort, numpy's linear interpolation, written into the device slot block); stencils
-// have no GPU routine yet (no lowering emits one).
+// (blur, ghosting, ringing, low resolution) for now as the CPU routine on a host copy
+// of the buffer (kir::runStencil: correct, not fast; GPU routines are still to come).
 //
 // Status: compiled, not yet run on a GPU (tests/runtime/CudaKernelsTest.cpp exits 77
 // without one).

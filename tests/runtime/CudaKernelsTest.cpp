@@ -1,6 +1,7 @@
 // rt::runPipelineCuda (the CUDA back end on device tensors) against the reference
 // interpreter, on a GPU: masks bit for bit, images and targets to 1e-4 (relative; CUDA's
-// powf/expf/logf/cosf differ from glibc's by a few ulp), percentiles exactly. Exits 77
+// powf/expf/logf/cosf differ from glibc's by a few ulp, and a stencil spreads that to
+// its neighbours), percentiles exactly. Exits 77
 // (ctest: skipped) where no GPU or no CUDA driver is usable.
 #include <torch/cuda.h>
 
@@ -89,6 +90,15 @@ int main() {
        {.target = true, .mask = false}},
       {ir::Pipeline{{ir::makeOp("zscore", {{"nonzero", false}}), ir::makeOp("crop", {{"size", Shape3{40, 40, 40}}}),
                      ir::makeOp("noise", {{"sigma", 0.2}})}},
+       {.target = true, .mask = true}},
+      // The FOMO25 augmentations, every one applied: displacement field, rotation, the
+      // pointwise ones and the stencils (the CPU routines on a host copy).
+      {ir::Pipeline{{ir::makeOp("elastic", {{"p", 1.0}}), ir::makeOp("rotate", {{"p", 1.0}}),
+                     ir::makeOp("scale", {{"p", 1.0}}), ir::makeOp("noise", {{"p", 1.0}}), ir::makeOp("blur", {{"p", 1.0}}),
+                     ir::makeOp("mul_noise", {{"p", 1.0}}), ir::makeOp("ghosting", {{"p", 1.0}}),
+                     ir::makeOp("ringing", {{"p", 1.0}}), ir::makeOp("lowres", {{"p", 1.0}}),
+                     ir::makeOp("bias_field", {{"p", 1.0}}), ir::makeOp("gamma", {{"p", 1.0}}),
+                     ir::makeOp("brightness", {{"p", 1.0}}), ir::makeOp("contrast", {{"p", 1.0}})}},
        {.target = true, .mask = true}},
   };
   double worst = 0;
