@@ -148,7 +148,6 @@ const Nvrtc& Nvrtc::get() {
       std::string why;
       std::shared_ptr<Api> api = loadApi(path, why);
       if (!api) {
-        // Only files that exist (or sonames) are worth reporting in full.
         tried += "\n  " + path + ": " + why;
         continue;
       }
