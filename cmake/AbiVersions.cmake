@@ -5,7 +5,10 @@
 # gyrus_abi that puts it on the include path. CMake reconfigures when a header changes.
 include_guard(GLOBAL)
 
-set(_gyrus_root ${CMAKE_CURRENT_LIST_DIR}/..)
+# Normalised: a header named here and elsewhere (runtime/CMakeLists.txt's digest of the
+# kernel sources) must be spelled the same, or Ninja sees two rules for one file.
+cmake_path(SET _gyrus_root NORMALIZE "${CMAKE_CURRENT_LIST_DIR}/..")
+string(REGEX REPLACE "/$" "" _gyrus_root "${_gyrus_root}")
 
 # A 28-bit version (it fits an int) from the SHA-256 of the given headers.
 function(_gyrus_abi_version out)
@@ -23,6 +26,8 @@ endfunction()
 
 _gyrus_abi_version(GYRUS_RUNTIME_ABI runtime/include/gyrus/runtime/Runtime.h compiler/include/gyrus/Ir.h)
 _gyrus_abi_version(GYRUS_IO_ABI io/include/gyrus/io/IoModule.h io/include/gyrus/io/Nifti.h)
+_gyrus_abi_version(GYRUS_KERNEL_JIT_ABI kernels/include/gyrus/kernel/Jit.h kernels/include/gyrus/kernel/Kernel.h
+                   compiler/include/gyrus/Ir.h)
 
 set(GYRUS_GENERATED_INCLUDE ${CMAKE_BINARY_DIR}/generated)
 file(CONFIGURE OUTPUT ${GYRUS_GENERATED_INCLUDE}/gyrus/AbiVersions.h CONTENT
@@ -34,6 +39,8 @@ namespace gyrus {
 inline constexpr int kRuntimeAbiVersion = @GYRUS_RUNTIME_ABI@;
 /// gyrus/io/IoModule.h and gyrus/io/Nifti.h: the driver/I/O-module boundary.
 inline constexpr int kIoAbiVersion = @GYRUS_IO_ABI@;
+/// gyrus/kernel/Jit.h, gyrus/kernel/Kernel.h and gyrus/Ir.h: the kernel compiler's LLVM back end.
+inline constexpr int kKernelJitAbiVersion = @GYRUS_KERNEL_JIT_ABI@;
 }  // namespace gyrus
 " @ONLY)
 

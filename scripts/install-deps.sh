@@ -14,7 +14,7 @@ packages=(
   antlr4 libantlr4-runtime-dev default-jre-headless
   python3 python3-venv python3-pip
   llvm-14-dev
-  libinsighttoolkit5-dev libgdcm-tools zlib1g-dev
+  libinsighttoolkit5-dev libgdcm-tools zlib1g-dev libpng-dev
   libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libbenchmark-dev
 )

@@ -36,7 +36,17 @@ CheckResult Checker::run(const std::vector<const ast::File*>& files, bool librar
   auto facts = std::make_shared<const std::vector<NodeFacts>>(std::move(facts_));
   const SourceManager* sm = &sm_;
   result.typed = [facts, sm] { return printTyped(*facts, *sm); };
-  if (!diags_.hasErrors()) result.experiment = lowerToIr();
+  if (!diags_.hasErrors()) {
+    result.experiment = lowerToIr();
+    // Every pipeline declaration (a library's too, used or not), for the commands that
+    // apply one by name.
+    for (auto& [name, symbol] : symbols_) {
+      const auto* bind = symbol.decl != nullptr ? symbol.decl->as<ast::DeclBind>() : nullptr;
+      if (bind == nullptr || bind->isFunction || bind->bindKind != ast::BindKind::Pipeline) continue;
+      Value v = evalDecl(symbol);
+      if (v.ty == Ty::Pipeline) result.pipelines.emplace(name, v.pipeline);
+    }
+  }
   return result;
 }
 

@@ -42,6 +42,10 @@ void* loadModule(const ModuleSpec& spec, std::string& error) {
     }
     return module;
   }
+  if (const char* env = std::getenv(spec.envVar); env != nullptr && *env != '\0') {
+    error = std::string("the ") + spec.what + " was not found at " + env + " (" + spec.envVar + ")";
+    return nullptr;
+  }
   error = std::string("the ") + spec.what + " " + spec.file + " was not found next to the gyrus executable; build the `" +
           spec.target + "` target or set " + spec.envVar + " to its path";
   return nullptr;

@@ -97,7 +97,10 @@ std::string print(const Program& program) {
           out << operands(c.args) << "    // " << c.origin << "\n";
         }
         for (const GatherOutput& o : pass.outputs) {
-          out << "    " << name(o.buffer) << " = sample " << name(o.interp) << " {\n";
+          // The source is part of the key: a later segment's target reads its own.
+          out << "    " << name(o.buffer) << " = sample " << name(o.interp);
+          if (o.source != o.buffer) out << " from " << name(o.source);
+          out << " {\n";
           printChain(out, o.chain, "      ");
           out << "    }\n";
         }

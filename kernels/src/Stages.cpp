@@ -43,13 +43,14 @@ std::vector<StageKernel> stageKernels(const ir::Stage& stage) {
   return out;
 }
 
-std::string printKernels(const ir::Experiment& experiment) {
+std::string printKernels(const ir::Experiment& experiment, const KernelPrinter& printer) {
+  const std::string c = printer.comment + " ";
   std::string text;
   std::map<std::string, std::string> printed;  // hash -> where it was printed first
   for (const ir::Stage& stage : experiment.stages)
     for (const StageKernel& k : stageKernels(stage)) {
       std::string where = "stage " + k.stage + ", " + k.role;
-      text += "// " + where + ": " + (k.pipeline.ops.empty() ? std::string("(no operation)") : ir::print(k.pipeline));
+      text += c + where + ": " + (k.pipeline.ops.empty() ? std::string("(no operation)") : ir::print(k.pipeline));
       if (k.options.target) text += ", with the reconstruction target";
       if (k.options.mask) text += ", with the mask";
       text += "\n";
@@ -59,10 +60,10 @@ std::string printKernels(const ir::Experiment& experiment) {
         std::string label = segments.size() > 1 ? "segment " + std::to_string(i + 1) + " of " + std::to_string(segments.size()) + ", " : "";
         auto [it, fresh] = printed.emplace(h, where);
         if (!fresh) {
-          text += "// " + label + "kernel " + h.substr(0, 16) + ": as " + it->second + "\n";
+          text += c + label + "kernel " + h.substr(0, 16) + ": as " + it->second + "\n";
           continue;
         }
-        text += "// " + label + "kernel " + h.substr(0, 16) + "\n" + print(segments[i].program);
+        text += c + label + "kernel " + h.substr(0, 16) + "\n" + printer.program(segments[i].program);
       }
       text += "\n";
     }

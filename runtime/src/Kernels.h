@@ -30,7 +30,9 @@ Volume runPipeline(const CompiledPipeline& compiled, const Volume& in, uint64_t 
                    Volume* target = nullptr);
 
 /// The back end that runs kernel programs in this process, and its name for logs and
-/// result.json ("reference interpreter").
+/// result.json: the reference interpreter ("reference interpreter"), or with
+/// GYRUS_KERNEL_BACKEND=llvm the LLVM JIT ("LLVM JIT"; docs/kernels.md). Throws when
+/// GYRUS_KERNEL_BACKEND names another back end or the JIT's module cannot be loaded.
 const kir::Runner& kernelRunner();
 std::string kernelBackend();
 

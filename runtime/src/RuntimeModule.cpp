@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "Errors.h"
+#include "Kernels.h"
 #include "Stages.h"
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -52,6 +53,11 @@ class TorchRuntime final : public Runtime {
       s << ", " << torch::cuda::device_count() << " CUDA device(s)";
     else
       s << ", no usable CUDA device";
+    try {
+      s << ", pipelines on the " << kernelBackend();
+    } catch (const std::exception& e) {
+      s << ", no pipeline back end (" << e.what() << ")";
+    }
     return s.str();
   }
   StageResult runPretrain(const ir::PretrainStage& stage, const StageContext& ctx) override {

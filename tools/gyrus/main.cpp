@@ -1,7 +1,7 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, cuda, ptx)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, llvm, cuda, ptx)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
@@ -19,6 +19,7 @@
 #include <iostream>
 
 #include "Inspect.h"
+#include "Preview.h"
 #include "Bench.h"
 #include "Run.h"
 #include "Runs.h"
@@ -29,6 +30,7 @@
 #include "gyrus/Parse.h"
 #include "gyrus/Verify.h"
 #include "gyrus/Version.h"
+#include "gyrus/kernel/Jit.h"
 #include "gyrus/kernel/Nvrtc.h"
 #include "gyrus/kernel/Stages.h"
 
@@ -152,8 +154,10 @@ int realMain(int argc, char** argv) {
   std::string stage = "ir";
   CLI::App* emit = app.add_subcommand("emit", "Print one compiler stage of an experiment file");
   addCommon(emit, emitOpts);
-  emit->add_option("--stage", stage, "tokens | ast | typed | ir | plan | kernel | cuda | ptx")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "cuda", "ptx"}));
+  emit->add_option("--stage", stage,
+                   "tokens | ast | typed | ir | plan | kernel | llvm (the kernels' optimised LLVM IR, from the module "
+                   "libgyrus_kernel_llvm.so) | cuda | ptx (the GPU kernels' CUDA C++ and PTX)")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "llvm", "cuda", "ptx"}));
   bool emitJson = false;
   emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
@@ -224,6 +228,18 @@ int realMain(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
+
+  Common previewOpts;
+  driver::PreviewOptions preview;
+  CLI::App* previewCmd = app.add_subcommand(
+      "preview", "Apply a declared pipeline to a volume and write what the model would see (NIfTI and PNG per sample)");
+  addCommon(previewCmd, previewOpts);
+  previewCmd->add_option("--pipeline", preview.pipeline, "The pipeline's name")->required();
+  previewCmd->add_option("--input", preview.input, "A NIfTI volume (.nii or .nii.gz)")->required();
+  previewCmd->add_option("--out", preview.out, "Output directory (created)")->required();
+  previewCmd->add_option("--samples", preview.samples, "Views to draw (default 4; one for a deterministic pipeline)")
+      ->check(CLI::Range(1, 10000));
+  previewCmd->add_option("--seed", preview.seed, "Seed of the draws (default 0)");
 
   driver::BenchTrainOptions benchOpts;
   driver::BenchAugmentOptions augmentOpts;
@@ -366,9 +382,27 @@ int realMain(int argc, char** argv) {
       }
       std::fputs(ptx.c_str(), stdout);
     }
+    if (stage == "llvm") {
+      // The LLVM back end is a module loaded only here: the driver never links LLVM.
+      std::string error;
+      std::unique_ptr<kir::Jit> jit = kir::loadJit(error, kir::JitOptions().withDiskCache(false));
+      if (!jit) {
+        fmt::print(stderr, "error: {}\n", error);
+        return 1;
+      }
+      kir::KernelPrinter printer;
+      printer.comment = ";";
+      printer.program = [&](const kir::Program& p) { return jit->llvmIr(p); };
+      std::fputs(kir::printKernels(*c->check.experiment, printer).c_str(), stdout);
+    }
     return 0;
   }
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
+  if (*previewCmd) {
+    auto c = compile(previewOpts, StopAfter::Check);
+    if (report(*c, previewOpts)) return 1;
+    return driver::runPreview(preview, c->check.pipelines);
+  }
   if (*plan) {
     auto c = compile(planOpts, StopAfter::Check);
     if (report(*c, planOpts)) return 1;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +18,9 @@ class DataResolver;
 struct CheckResult {
   /// The lowered experiment (stages hashed); empty when there were errors.
   std::optional<ir::Experiment> experiment;
+  /// Every declared pipeline (the standard library's included), by name, when there
+  /// were no errors: what `gyrus preview` and `gyrus bench augment` apply.
+  std::map<std::string, ir::Pipeline> pipelines;
   /// The side table of the last file (`gyrus emit --stage=typed`): one line per node
   /// with its kind, `line:col`, type, unit, shape and canonical value; printed on
   /// demand (valid while the compilation's sources and AST live).

@@ -228,7 +228,6 @@ std::vector<char> Nvrtc::cubin(const std::string& source, const std::string& arc
 
 std::string kernelCacheDir() {
   if (std::string d = env("GYRUS_KERNEL_CACHE"); !d.empty()) return d;
-  if (std::string x = env("XDG_CACHE_HOME"); !x.empty()) return x + "/gyrus/kernels";
   if (std::string home = env("HOME"); !home.empty()) return home + "/.cache/gyrus/kernels";
   return (fs::temp_directory_path() / "gyrus-kernels").string();
 }

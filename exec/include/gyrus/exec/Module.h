@@ -1,5 +1,6 @@
-// Loading the driver's on-demand modules (the LibTorch runtime, the ITK I/O module)
-// with dlopen, so commands that do not need them never pay their start-up.
+// Loading the driver's on-demand modules (the LibTorch runtime, the ITK I/O module, the
+// kernel compiler's LLVM back end) with dlopen, so commands that do not need them never
+// pay their start-up. Its own target, gyrus_module, below every layer that loads one.
 #pragma once
 
 #include <memory>

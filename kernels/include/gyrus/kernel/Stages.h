@@ -2,6 +2,7 @@
 // `gyrus emit --stage=kernel` prints and `gyrus plan` summarises.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,9 +34,16 @@ struct StageKernel {
 /// pipeline without random operations (with a mask for a segmentation label).
 std::vector<StageKernel> stageKernels(const ir::Stage& stage);
 
+/// How `printKernels` prints: the comment marker of its headings and the text of one
+/// program (the canonical print; `gyrus emit --stage=llvm`: the optimised LLVM IR).
+struct KernelPrinter {
+  std::string comment = "//";
+  std::function<std::string(const Program&)> program = [](const Program& p) { return print(p); };
+};
+
 /// Every kernel of `experiment` as text: per stage and role, the pipeline and the
 /// canonical print of each segment with its hash. Kernels that two stages share are
 /// printed once (the second names the first).
-std::string printKernels(const ir::Experiment& experiment);
+std::string printKernels(const ir::Experiment& experiment, const KernelPrinter& printer = {});
 
 }  // namespace gyrus::kir

@@ -76,9 +76,8 @@ class Nvrtc {
   std::shared_ptr<const Api> api_;
 };
 
-/// Where compiled kernels are cached: $GYRUS_KERNEL_CACHE, else $XDG_CACHE_HOME/gyrus/kernels,
-/// else ~/.cache/gyrus/kernels. CUBINs are `<key>.cubin` there (the CPU back end uses
-/// other suffixes in the same folder).
+/// Where compiled kernels are cached: $GYRUS_KERNEL_CACHE, else ~/.cache/gyrus/kernels
+/// (the CPU back end's folder too, Jit.h). CUBINs are `<key>.cubin` there.
 std::string kernelCacheDir();
 
 /// The cache key of a CUBIN: SHA-256 of the generated source (which starts with the
