@@ -629,7 +629,10 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
       file = parseFile(c->sources, c->mainFile, c->arena, c->diags);
       for (const ParsedOverride& o : sets) applyParsed(*file, o, c->diags);
     }
-    if (point == 0) c->check.typed = r.typed;
+    if (point == 0) {
+      c->check.typed = r.typed;
+      c->check.pipelines = r.pipelines;  // the first point's (a sweep over a pipeline: its first value)
+    }
     c->plan.points.push_back(label);
     if (!r.experiment) {
       allOk = false;

@@ -165,7 +165,8 @@ void map(const Pass& pass, const Binding& b, float* data) {
       }
 }
 
-/// Quantile q of `values` (partially sorted), numpy's default linear interpolation.
+}  // namespace
+
 double quantile(std::vector<float>& values, double q) {
   double pos = q * static_cast<double>(values.size() - 1);
   auto k = static_cast<size_t>(std::floor(pos));
@@ -175,8 +176,6 @@ double quantile(std::vector<float>& values, double q) {
   double next = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(k) + 1, values.end());
   return a + (next - a) * (pos - static_cast<double>(k));
 }
-
-}  // namespace
 
 void runReduce(const Reduction& r, const float* data, int64_t n, std::vector<float>& slots) {
   auto out = static_cast<size_t>(r.out);

@@ -707,6 +707,8 @@ size_t segmentEnd(const std::vector<ir::PipelineOp>& ops, size_t begin) {
 }
 }  // namespace
 
+bool canLower(const ir::PipelineOp& op) { return ir::findByName(lowerings(), op.name) != nullptr; }
+
 bool isOneSegment(const ir::Pipeline& pipeline) { return segmentEnd(pipeline.ops, 0) == pipeline.ops.size(); }
 
 std::vector<Kernel> lowerSegments(const ir::Pipeline& pipeline, const LowerOptions& options) {

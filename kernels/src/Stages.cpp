@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace gyrus::kir {
 
@@ -41,6 +42,23 @@ std::vector<StageKernel> stageKernels(const ir::Stage& stage) {
     out.push_back({stage.name, "prefix", withoutRandomOps(e.pipeline), o});
   }
   return out;
+}
+
+FusionSummary summarizeFusion(const ir::Experiment& experiment) {
+  FusionSummary summary;
+  std::set<std::string> hashes, unfused;
+  for (const ir::Stage& stage : experiment.stages)
+    for (const StageKernel& k : stageKernels(stage)) {
+      for (const ir::PipelineOp& op : k.pipeline.ops)
+        if (!canLower(op)) unfused.insert(op.name + " (stage " + k.stage + ", " + k.role + ")");
+      ir::Pipeline lowerable;
+      for (const ir::PipelineOp& op : k.pipeline.ops)
+        if (canLower(op)) lowerable.ops.push_back(op);
+      for (const Kernel& kernel : lowerSegments(lowerable, k.options)) hashes.insert(hash(kernel.program));
+    }
+  summary.programs = hashes.size();
+  summary.unfused.assign(unfused.begin(), unfused.end());
+  return summary;
 }
 
 std::string printKernels(const ir::Experiment& experiment, const KernelPrinter& printer) {

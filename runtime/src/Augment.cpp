@@ -140,13 +140,8 @@ void gaussianAxis(Volume& v, int axis, double sigma, bool reflect) {
 void gammaTransform(Volume& v, double gamma, bool invert) {
   if (!invert) return gammaTransform(v, gamma);
   if (!(gamma > 0.0)) throw std::invalid_argument("gamma: need an exponent > 0");
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-  for (float f : v.data)
-    if (f != 0.0f) {
-      lo = std::min(lo, f);
-      hi = std::max(hi, f);
-    }
-  if (!(hi > lo)) return;
+  float lo = 0, hi = 0;
+  if (!headRange(v, lo, hi)) return;
   const double range = static_cast<double>(hi) - lo;
   for (float& f : v.data)
     if (f != 0.0f) {

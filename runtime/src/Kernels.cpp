@@ -67,8 +67,8 @@ const Backend& backend() {
     if (!b.jit) {
       if (want == "llvm") throw std::runtime_error("GYRUS_KERNEL_BACKEND=llvm: " + error);
       std::fprintf(stderr,
-                   "warning: %s: pipelines run on the reference interpreter, several times slower (build the "
-                   "gyrus_kernel_llvm target, or set GYRUS_KERNEL_BACKEND=interpreter to silence this)\n",
+                   "warning: %s: pipelines run on the reference interpreter, several times slower "
+                   "(GYRUS_KERNEL_BACKEND=interpreter silences this)\n",
                    error.c_str());
       return b;
     }

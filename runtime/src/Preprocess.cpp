@@ -53,18 +53,6 @@ void zscore(Volume& v, bool nonzeroOnly) {
   }
 }
 
-namespace {
-/// Percentile q in [0, 1] of `values` (modified: partially sorted), numpy 'linear'.
-double percentile(std::vector<float>& values, double q) {
-  double pos = q * static_cast<double>(values.size() - 1);
-  size_t k = static_cast<size_t>(std::floor(pos));
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(k), values.end());
-  double a = values[k];
-  if (k + 1 >= values.size()) return a;
-  double b = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(k) + 1, values.end());
-  return a + (b - a) * (pos - static_cast<double>(k));
-}
-}  // namespace
 
 void clipPercentiles(Volume& v, double lo, double hi) {
   if (!(lo >= 0.0 && lo <= hi && hi <= 1.0))
@@ -74,8 +62,8 @@ void clipPercentiles(Volume& v, double lo, double hi) {
   for (float f : v.data)
     if (f != 0.0f) values.push_back(f);
   if (values.empty()) return;
-  double loValue = percentile(values, lo);
-  double hiValue = percentile(values, hi);
+  double loValue = kir::quantile(values, lo);
+  double hiValue = kir::quantile(values, hi);
   for (float& f : v.data)
     if (f != 0.0f) f = static_cast<float>(std::clamp<double>(f, loValue, hiValue));
 }
@@ -257,15 +245,21 @@ void addNoise(Volume& v, double sigma, Rng& rng) {
   }
 }
 
-void gammaTransform(Volume& v, double gamma) {
-  if (!(gamma > 0.0)) throw std::invalid_argument("gamma: need an exponent > 0");
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+bool headRange(const Volume& v, float& lo, float& hi) {
+  lo = std::numeric_limits<float>::infinity();
+  hi = -lo;
   for (float f : v.data)
     if (f != 0.0f) {
       lo = std::min(lo, f);
       hi = std::max(hi, f);
     }
-  if (!(hi > lo)) return;  // no head voxels, or a constant head
+  return hi > lo;
+}
+
+void gammaTransform(Volume& v, double gamma) {
+  if (!(gamma > 0.0)) throw std::invalid_argument("gamma: need an exponent > 0");
+  float lo = 0, hi = 0;
+  if (!headRange(v, lo, hi)) return;  // no head voxels, or a constant head
   // Single precision: the result is stored as float anyway, and powf is ~2x faster.
   const float range = hi - lo, inv = 1.0f / range, g = static_cast<float>(gamma);
   for (float& f : v.data)

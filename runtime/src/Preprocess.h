@@ -87,6 +87,10 @@ void addNoise(Volume& v, double sigma, Rng& rng);
 /// gamma > 0.
 void gammaTransform(Volume& v, double gamma);
 
+/// The range [lo, hi] of the non-zero (head) voxels; false when there are none or they
+/// are all equal (gamma leaves such a volume alone).
+bool headRange(const Volume& v, float& lo, float& hi);
+
 /// Draws an exponent uniformly in [lo, hi] (one draw) and applies gammaTransform;
 /// returns the exponent. Throws std::invalid_argument unless 0 < lo <= hi.
 double randomGamma(Volume& v, double lo, double hi, Rng& rng);

@@ -1,6 +1,8 @@
 // The on-disk cache of preprocessed volumes (see VolumeCache.h).
 #include "VolumeCache.h"
 
+#include "Kernels.h"
+
 #include <zlib.h>
 #include <unistd.h>
 
@@ -96,8 +98,10 @@ std::string VolumeCache::key(const std::string& file, const ir::Pipeline& prefix
   ir::Sha256 hash;
   // The digest of the reading and preprocessing code (set by the build), so that a
   // changed resampler or reader never serves volumes the old code made.
+  // And the back end that runs the kernels (the JIT's vectorised maths may differ from
+  // the interpreter's in the last bits).
   hash.update("gyrus-volume " + std::to_string(kFormatVersion) + " " + GYRUS_PREPROCESS_DIGEST +
-              (mask ? " mask\n" : " image\n") + describe(prefix) + "\n");
+              (mask ? " mask\n" : " image\n") + describe(prefix) + "\n" + kernelBackend() + "\n");
   std::string error;
   if (!hash.updateFromFile(file, error)) throw UserError(file + ": cannot read the file: " + error);
   return hash.hex();

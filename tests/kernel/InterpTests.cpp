@@ -248,3 +248,13 @@ TEST_CASE("the hash changes with every constant and every structural choice") {
   CHECK(h(base) == h(pipeline({ir::makeOp("crop", {{"size", Shape3{48, 40, 32}}}), ir::makeOp("clip"), ir::makeOp("noise")})));
   CHECK(h(base) == h(base));
 }
+
+TEST_CASE("every registry operation lowers to the kernel IR (nothing runs op by op)") {
+  for (const ir::OpSpec& spec : ir::pipelineOps()) {
+    CAPTURE(spec.name);
+    ir::PipelineOp op = ir::makeOp(spec.name);
+    if (spec.name == "crop") op.set("size", Shape3{8, 8, 8});
+    CHECK(kir::canLower(op));
+    CHECK_NOTHROW(kir::lowerSegments(ir::Pipeline{{op}}, {true, true}));
+  }
+}

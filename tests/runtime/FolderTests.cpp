@@ -598,3 +598,44 @@ TEST_CASE("skip_unreadable: broken samples are left out, counted and listed; lab
   for (const ir::FolderSample& s : pre.data.folder.samples) truncateHalf(s.files[0]);
   expectUserError(pretrainIn(freshDir("folder", "skip-pre3"), pre), {"every sample of the data set", "was skipped"});
 }
+
+TEST_CASE("gyrus preview of a deterministic pipeline gives the voxels training loads, on the affine of its grid") {
+  fs::path root = freshDir("folder", "preview");
+  // An LPS file of anisotropic voxels: reorientation, resampling and cropping all act.
+  Volume v = brain(14, 7, 3);
+  fs::path input = root / "sub_1" / "t1.nii.gz";
+  writeVolume(input, v, {1.5, 1.25, 2.0}, true);
+  {
+    std::ofstream gy(root / "prev.gy");
+    gy << "pipeline prep = resample(1mm) >> crop(16^3) >> zscore()\n";
+  }
+  std::string command = std::string(GYRUS_EXECUTABLE) + " preview " + (root / "prev.gy").string() +
+                        " --pipeline prep --input " + input.string() + " --out " + (root / "out").string() +
+                        " > " + (root / "log.txt").string() + " 2>&1";
+  REQUIRE_MESSAGE(std::system(command.c_str()) == 0, command);
+  CHECK(fs::exists(root / "out" / "sample_000.png"));
+  CHECK_FALSE(fs::exists(root / "out" / "sample_001.nii.gz"));  // deterministic: one sample
+  io::Image shown;
+  std::string error;
+  REQUIRE_MESSAGE(io::readNifti((root / "out" / "sample_000.nii.gz").string(), io::ReadOptions{}, shown, error), error);
+
+  ir::DataSource src;
+  src.kind = ir::DataKind::Folder;
+  src.folder.root = root.string();
+  ir::FolderSample s;
+  s.subject = "sub_1";
+  s.files = {input.string()};
+  src.folder.samples.push_back(s);
+  ir::Pipeline pipeline{{resampleOp(1.0), cropOp(16), ir::makeOp("zscore")}};
+  Dataset ds = buildDataset(src, pipeline, 4, LoadOptions::reading(1));
+  torch::Tensor row = ds.images[0].contiguous();
+  REQUIRE(shown.shape == ds.shape);
+  CHECK(std::equal(shown.data.begin(), shown.data.end(), row.data_ptr<float>()));
+  // The affine: 1 mm voxels, RAS, and the grid's centre where the input's centre was
+  // (resample and a centre crop keep the centre of the field of view).
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(std::abs(shown.affine[i][i] - 1.0) < 1e-5);
+    double centre = shown.affine[i][3] + shown.affine[i][i] * 0.5 * static_cast<double>(shown.shape[i] - 1);
+    CHECK(std::abs(centre) < 0.51);  // the input is centred on the origin; half a voxel from rounding
+  }
+}

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fmt/core.h>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "gyrus/IrJson.h"
+#include "gyrus/exec/Pool.h"
 #include "gyrus/exec/Scheduler.h"
 #include "gyrus/exec/Store.h"
 
@@ -216,9 +218,24 @@ bool parseByteSize(const std::string& text, int64_t& bytes) {
 int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
   exec::RunSettings settings = settingsFor(options);
   exec::Store store(options.store);
-  exec::InProcessExecutor runtime;
-  AnnouncingExecutor executor(runtime, settings.threads);
-  std::vector<StageOutcome> outcomes = exec::runExperiment(experiment, store, executor, settings);
+  std::vector<StageOutcome> outcomes;
+  if (options.jobs > 1) {
+    exec::PoolSettings pool;
+    pool.jobs = options.jobs;
+    std::error_code ec;
+    pool.executable = fs::read_symlink("/proc/self/exe", ec).string();
+    if (ec) {
+      fmt::print(stderr, "error: cannot find the gyrus executable for the workers: {}\n", ec.message());
+      return 2;
+    }
+    fmt::print(stderr, "run: up to {} stages at once, {} thread{} each\n", options.jobs,
+               std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "");
+    outcomes = exec::runExperimentInPool(experiment, store, settings, pool);
+  } else {
+    exec::InProcessExecutor runtime;
+    AnnouncingExecutor executor(runtime, settings.threads);
+    outcomes = exec::runExperiment(experiment, store, executor, settings);
+  }
   logFailures(outcomes);
   std::vector<Reported> rows;
   for (size_t i = 0; i < outcomes.size(); ++i) {

@@ -15,6 +15,8 @@ struct RunOptions {
   std::filesystem::path store;
   bool json = false;
   int threads = 0;
+  /// `--jobs N`: stages at once, in worker processes (1: in this process).
+  int jobs = 1;
   /// `--device`: auto, cpu, cuda or cuda:N.
   std::string device = "auto";
   /// `--volume-cache DIR`: the on-disk cache of preprocessed volumes; empty: none.

@@ -185,6 +185,11 @@ int realMain(int argc, char** argv) {
   run->add_flag("--json", json, "Print one JSON object (stages and metrics) on stdout");
   run->add_option("--store", storeDir, "Run store directory (default: .gyrus/ next to the experiment file)");
   run->add_option("--threads", threads, "Threads for training (default: all cores)")->check(CLI::Range(0, 1024));
+  int jobs = 1;
+  run->add_option("--jobs", jobs,
+                  "Stages run at once, each in a worker process (gyrus run-stage) with --threads / N threads "
+                  "(default 1: one after another in this process)")
+      ->check(CLI::Range(1, 256));
   // auto | cpu | cuda | cuda:N; whether the device is usable is the runtime's to say.
   const CLI::Validator deviceName(
       [](std::string& v) {
@@ -408,6 +413,14 @@ int realMain(int argc, char** argv) {
     if (report(*c, planOpts)) return 1;
     if (!planStore.empty() && driver::writePlan(c->plan.experiment, planStore) != 0) return 1;
     std::fputs((planJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
+    if (!planJson) {
+      // How the pipelines compile: every operation should be part of a fused kernel.
+      kir::FusionSummary fusion = kir::summarizeFusion(c->plan.experiment);
+      std::string unfused;
+      for (const std::string& u : fusion.unfused) unfused += (unfused.empty() ? "" : ", ") + u;
+      fmt::print("\nkernels: {} fused program{} (`gyrus emit --stage=kernel` prints them); not fused: {}\n",
+                 fusion.programs, fusion.programs == 1 ? "" : "s", unfused.empty() ? "none" : unfused);
+    }
     return 0;
   }
   if (*run) {
@@ -416,11 +429,13 @@ int realMain(int argc, char** argv) {
     driver::RunOptions ro;
     ro.json = json;
     ro.threads = threads;
+    ro.jobs = jobs;
     ro.device = device;
     ro.volumeCache = volumeCache.empty() ? std::filesystem::path() : std::filesystem::absolute(volumeCache);
     if (!loaderMemory.empty()) driver::parseByteSize(loaderMemory, ro.loaderMemory);
     ro.experimentPath = runOpts.file;
-    ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus" : std::filesystem::path(storeDir);
+    ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus"
+                                : std::filesystem::absolute(storeDir);
     ro.plan = &c->plan;
     return driver::runExperiment(*c->check.experiment, ro);
   }

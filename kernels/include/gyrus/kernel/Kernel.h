@@ -235,6 +235,9 @@ std::vector<Kernel> lowerSegments(const ir::Pipeline& pipeline, const LowerOptio
 /// Lowers a pipeline that is one segment (no spatial operation after an intensity one);
 /// throws std::invalid_argument otherwise.
 Kernel lower(const ir::Pipeline& pipeline, const LowerOptions& options = {});
+/// Whether operation `op` has a lowering (every registry operation has one; a test
+/// checks it).
+bool canLower(const ir::PipelineOp& op);
 /// Whether `pipeline` lowers to one segment.
 bool isOneSegment(const ir::Pipeline& pipeline);
 
@@ -303,6 +306,9 @@ void interpretKernel(const Kernel& kernel, Binding& binding, const Buffers& buff
 /// reduction's values.
 void runReduce(const Reduction& r, const float* data, int64_t n, std::vector<float>& slots);
 void runStencil(const Stencil& s, float* data, const ir::Shape3& shape, const std::vector<float>& slots);
+/// Quantile q in [0, 1] of `values` (reordered: partially sorted), numpy's default
+/// linear interpolation between order statistics. `values` must not be empty.
+double quantile(std::vector<float>& values, double q);
 /// An operand's value under `slots`.
 inline float valueOf(const Operand& o, const std::vector<float>& slots) {
   return o.isSlot ? slots[static_cast<size_t>(o.slot)] : o.value;

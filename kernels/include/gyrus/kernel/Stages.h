@@ -41,6 +41,15 @@ struct KernelPrinter {
   std::function<std::string(const Program&)> program = [](const Program& p) { return print(p); };
 };
 
+/// How `experiment`'s pipelines compile: the distinct kernel programs, and the operations
+/// (with their stage) that do not lower to a kernel and so would not be fused (none
+/// while every registry operation has a lowering: `gyrus plan` says so).
+struct FusionSummary {
+  size_t programs = 0;
+  std::vector<std::string> unfused;  ///< "op (stage name, role)"
+};
+FusionSummary summarizeFusion(const ir::Experiment& experiment);
+
 /// Every kernel of `experiment` as text: per stage and role, the pipeline and the
 /// canonical print of each segment with its hash. Kernels that two stages share are
 /// printed once (the second names the first).

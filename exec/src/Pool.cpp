@@ -1,0 +1,259 @@
+// Worker processes for `gyrus run --jobs N` (see Pool.h).
+#include "gyrus/exec/Pool.h"
+
+#include "gyrus/IrJson.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <thread>
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace gyrus::exec {
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+void onInterrupt(int) { interrupted = true; }
+
+/// SIGINT sets `interrupted` while the pool runs (the workers, in our process group,
+/// receive it too and stop); the previous handler comes back afterwards.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    interrupted = false;
+    struct sigaction sa {};
+    sa.sa_handler = onInterrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous_);
+  }
+  ~InterruptGuard() { sigaction(SIGINT, &previous_, nullptr); }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
+
+struct Worker {
+  pid_t pid = -1;
+  int out = -1;         ///< the read end of its stdout
+  std::string json;     ///< what it wrote there
+  size_t stage = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+/// Starts `argv` with stdout to a pipe; -1 when it cannot start.
+pid_t spawn(const std::vector<std::string>& argv, int& readEnd) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  if (rc != 0) {
+    close(fds[0]);
+    return -1;
+  }
+  readEnd = fds[0];
+  return pid;
+}
+
+/// The worker's outcome from its JSON (`gyrus run-stage --json`) and exit status.
+StageOutcome outcomeOf(const ir::Stage& stage, const Worker& w, int status) {
+  StageOutcome o;
+  o.hash = stage.hash;
+  o.name = stage.name;
+  o.kind = stage.kind;
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
+  nlohmann::json j = nlohmann::json::parse(w.json, nullptr, /*allow_exceptions=*/false);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  if (!j.is_discarded() && j.is_object() && j["stages"].is_array() && !j["stages"].empty()) {
+    const nlohmann::json& s = j["stages"][0];
+    std::string st = s.value("status", std::string());
+    o.status = st == "ran"       ? StageOutcome::Status::Ran
+               : st == "resumed" ? StageOutcome::Status::Resumed
+               : st == "cached"  ? StageOutcome::Status::Cached
+               : st == "skipped" ? StageOutcome::Status::Skipped
+                                 : StageOutcome::Status::Failed;
+    o.seconds = s.value("seconds", o.seconds);
+    o.message = s.value("message", std::string());
+    o.device = s.value("device", std::string());
+    if (j["metrics"].is_array())
+      for (const auto& m : j["metrics"])
+        if (m.is_object() && m["name"].is_string())
+          o.metrics.push_back({m["name"].get<std::string>(), m["value"].is_number() ? m["value"].get<double>() : 0.0});
+    if (o.status == StageOutcome::Status::Failed) o.exitCode = code == 0 ? 2 : code;
+    return o;
+  }
+  o.status = StageOutcome::Status::Failed;
+  o.exitCode = code == 1 ? 1 : 2;
+  o.message = WIFSIGNALED(status) ? "its worker was killed by signal " + std::to_string(WTERMSIG(status))
+                                  : "its worker exited " + std::to_string(code) + " without a result (see its lines above)";
+  return o;
+}
+
+}  // namespace
+
+std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, const Store& store,
+                                              const RunSettings& settings, const PoolSettings& pool) {
+  auto log = [&](const std::string& line) {
+    if (settings.log) settings.log(line);
+  };
+  const size_t n = experiment.stages.size();
+  std::vector<StageOutcome> outcomes(n);
+  enum class State { Waiting, Running, Done };
+  std::vector<State> state(n, State::Waiting);
+  for (size_t i = 0; i < n; ++i) {
+    outcomes[i].hash = experiment.stages[i].hash;
+    outcomes[i].name = experiment.stages[i].name;
+    outcomes[i].kind = experiment.stages[i].kind;
+    outcomes[i].status = StageOutcome::Status::Skipped;
+  }
+  // Every stage's stage.json first: the workers read them.
+  try {
+    for (const ir::Stage& stage : experiment.stages) store.prepare(stage, ir::depHashes(stage, experiment));
+  } catch (const std::exception& e) {
+    StageOutcome& o = outcomes.front();
+    o.status = StageOutcome::Status::Failed;
+    o.message = "cannot use the run store '" + store.root().string() + "': " + e.what();
+    o.exitCode = 1;
+    o.stopsRun = true;
+    return outcomes;
+  }
+  const int jobs = std::max(1, pool.jobs);
+  const int threads = std::max(1, settings.threads / jobs);
+  auto finished = [&](size_t i) {
+    return state[i] == State::Done && (outcomes[i].status == StageOutcome::Status::Ran ||
+                                       outcomes[i].status == StageOutcome::Status::Resumed ||
+                                       outcomes[i].status == StageOutcome::Status::Cached);
+  };
+  InterruptGuard guard;
+  std::map<pid_t, Worker> running;
+  bool stop = false;
+  for (;;) {
+    // Settle what can be settled without a worker: cached stages, and stages whose
+    // dependency failed.
+    for (size_t i = 0; i < n; ++i) {
+      if (state[i] != State::Waiting) continue;
+      const ir::Stage& stage = experiment.stages[i];
+      std::string failedDep;
+      bool ready = true;
+      for (size_t d : stage.deps) {
+        if (state[d] == State::Done && !finished(d) && failedDep.empty()) failedDep = experiment.stages[d].name;
+        if (state[d] != State::Done) ready = false;
+      }
+      if (!failedDep.empty()) {
+        state[i] = State::Done;
+        outcomes[i].message = "it needs '" + failedDep + "', which did not finish";
+        continue;
+      }
+      if (!ready) continue;
+      if (std::optional<StageRecord> done = store.load(stage.hash)) {
+        state[i] = State::Done;
+        outcomes[i].status = StageOutcome::Status::Cached;
+        outcomes[i].metrics = done->metrics;
+        outcomes[i].device = done->device;
+        log("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + ": cached (" +
+            stage.hash.substr(0, 12) + ")");
+      }
+    }
+    if (interrupted) stop = true;
+    // Start workers for ready stages, in the experiment's order.
+    for (size_t i = 0; i < n && !stop && static_cast<int>(running.size()) < jobs; ++i) {
+      if (state[i] != State::Waiting) continue;
+      const ir::Stage& stage = experiment.stages[i];
+      bool ready = std::all_of(stage.deps.begin(), stage.deps.end(), [&](size_t d) { return finished(d); });
+      if (!ready) continue;
+      std::vector<std::string> argv = {pool.executable, "run-stage", stage.hash,
+                                       "--store",       store.root().string(), "--json",
+                                       "--threads",     std::to_string(threads), "--device", settings.device};
+      if (!settings.volumeCache.empty()) argv.insert(argv.end(), {"--volume-cache", settings.volumeCache.string()});
+      if (settings.loaderMemory > 0) argv.insert(argv.end(), {"--loader-memory", std::to_string(settings.loaderMemory)});
+      Worker w;
+      w.stage = i;
+      w.start = std::chrono::steady_clock::now();
+      w.pid = spawn(argv, w.out);
+      if (w.pid < 0) {
+        state[i] = State::Done;
+        outcomes[i].status = StageOutcome::Status::Failed;
+        outcomes[i].message = "cannot start a worker (" + pool.executable + "): " + std::strerror(errno);
+        outcomes[i].exitCode = 2;
+        outcomes[i].stopsRun = true;
+        stop = true;
+        break;
+      }
+      state[i] = State::Running;
+      log("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" +
+          stage.hash.substr(0, 12) + ") in worker " + std::to_string(w.pid) + ", " + std::to_string(threads) +
+          " thread" + (threads == 1 ? "" : "s"));
+      running.emplace(w.pid, std::move(w));
+    }
+    if (running.empty()) break;
+    // Read the workers' outputs until one exits.
+    std::vector<pollfd> fds;
+    for (auto& [pid, w] : running)
+      if (w.out >= 0) fds.push_back({w.out, POLLIN, 0});
+    if (!fds.empty() && poll(fds.data(), fds.size(), 200) > 0) {
+      for (const pollfd& p : fds) {
+        if ((p.revents & (POLLIN | POLLHUP)) == 0) continue;
+        for (auto& [pid, w] : running) {
+          if (w.out != p.fd) continue;
+          char buffer[4096];
+          ssize_t got = read(w.out, buffer, sizeof buffer);
+          if (got > 0) {
+            w.json.append(buffer, static_cast<size_t>(got));
+          } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+            close(w.out);
+            w.out = -1;
+          }
+        }
+      }
+    }
+    for (auto it = running.begin(); it != running.end();) {
+      Worker& w = it->second;
+      if (w.out >= 0) {
+        ++it;
+        continue;
+      }
+      int status = 0;
+      pid_t got = waitpid(w.pid, &status, 0);
+      if (got != w.pid) {
+        ++it;
+        continue;
+      }
+      size_t i = w.stage;
+      outcomes[i] = outcomeOf(experiment.stages[i], w, status);
+      state[i] = State::Done;
+      if (outcomes[i].status == StageOutcome::Status::Failed && interrupted)
+        outcomes[i].message = "interrupted (Ctrl-C); run again to finish it";
+      it = running.erase(it);
+    }
+    if (fds.empty() && !running.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (stop && interrupted)
+    for (size_t i = 0; i < n; ++i)
+      if (state[i] == State::Waiting) outcomes[i].message = "not started: interrupted (Ctrl-C)";
+  return outcomes;
+}
+
+}  // namespace gyrus::exec
