@@ -17,18 +17,19 @@ set(_gyrus_allowed_gyrus_kernel gyrus_ir gyrus_abi gyrus_module)
 # The LLVM back end of the kernel compiler (static code generator, and its module).
 set(_gyrus_allowed_gyrus_kernel_codegen gyrus_kernel gyrus_ir)
 set(_gyrus_allowed_gyrus_kernel_llvm gyrus_kernel_codegen gyrus_kernel gyrus_abi)
+set(_gyrus_allowed_gyrus_kernel_cuda gyrus_kernel gyrus_ir)
 set(_gyrus_allowed_gyrus_clinic gyrus_ir)
 set(_gyrus_allowed_gyrus_runtime_core gyrus_abi gyrus_ir gyrus_clinic gyrus_kernel)
 set(_gyrus_allowed_gyrus_nifti gyrus_abi)
 set(_gyrus_allowed_gyrus_runtime_data gyrus_runtime_core gyrus_nifti)
-set(_gyrus_allowed_gyrus_runtime_torch gyrus_runtime_data)
-set(_gyrus_allowed_gyrus_runtime gyrus_runtime_data)
+set(_gyrus_allowed_gyrus_runtime_torch gyrus_runtime_data gyrus_kernel_cuda)
+set(_gyrus_allowed_gyrus_runtime gyrus_runtime_data gyrus_kernel_cuda)
 set(_gyrus_allowed_gyrus_io gyrus_nifti gyrus_clinic)
-set(_gyrus_allowed_gyrus gyrus_core gyrus_exec gyrus_kernel)
+set(_gyrus_allowed_gyrus gyrus_core gyrus_exec gyrus_kernel gyrus_kernel_cuda)
 
 function(gyrus_check_layering)
   set(targets gyrus_grammar gyrus_abi gyrus_basic gyrus_parse gyrus_ir gyrus_core gyrus_module gyrus_exec gyrus_kernel
-              gyrus_kernel_codegen gyrus_kernel_llvm gyrus_clinic gyrus_runtime_core
+              gyrus_kernel_codegen gyrus_kernel_llvm gyrus_kernel_cuda gyrus_clinic gyrus_runtime_core
               gyrus_nifti gyrus_runtime_data gyrus_runtime_torch gyrus_runtime gyrus_io gyrus)
   foreach(target ${targets})
     if(NOT TARGET ${target})

@@ -14,6 +14,7 @@
 #                     bf16, falling back to fp32; then fp32 for comparison, time allowing
 #   5 quickstart      examples/quickstart.gy on the GPU: stage times and metrics
 #   6 runtime tests   the LibTorch test binary against the host's LibTorch (time allowing)
+#   7 GPU kernels     the kernel IR's CUDA back end against the interpreter (time allowing)
 # --cpu (also --dry-run): the same steps on a machine without a GPU, on the CPU with tiny
 #   settings and 2 threads: a check of this script, not of CUDA.
 # --budget: seconds for the whole check (default 450: the device tool allows 600 a command).
@@ -452,6 +453,20 @@ runtime_tests_step() {
   return "$rc"
 }
 
+# ---------------------------------------------------------------- 7 GPU kernels
+# The CUDA back end of the kernel IR (docs/kernels.md): every pipeline program compiled by
+# NVRTC (the host torch's nvidia/cu13 NVRTC) and run on device tensors, against the
+# reference interpreter. Exits 77 (skip) without a GPU.
+kernels_step() {
+  local bin="$bundle/bin/gyrus_cuda_kernels_test"
+  [ -x "$bin" ] || { step_note="not in the bundle"; return 77; }
+  echo "\$ gyrus_cuda_kernels_test"
+  GYRUS_KERNEL_CACHE="$tmp/kernel-cache" LD_LIBRARY_PATH="$ldp" tmo "$bin" 2>&1 | tail -n 40
+  local rc=${PIPESTATUS[0]}
+  step_note="exit $rc"
+  return "$rc"
+}
+
 # ---------------------------------------------------------------- run them
 #    title                                 required  max s  min s  function
 step "environment"                         1         60     0      env_step
@@ -462,6 +477,7 @@ step "bench train ($([ $mode = gpu ] && echo 'U-Net B 96^3 batch 2, bf16' || ech
 step "quickstart on $dev"                  1         150    30     quickstart_step
 step "bench train, fp32 beside bf16"       0         90     60     bench_fp32_step
 step "runtime unit tests (host LibTorch)"  0         150    60     runtime_tests_step
+step "GPU kernels (CUDA back end)"         0         90     20     kernels_step
 
 # ---------------------------------------------------------------- summary
 {

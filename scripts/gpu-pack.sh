@@ -51,9 +51,15 @@ copy_stripped() {  # SRC DEST: a copy without debug information (the build keeps
 
 bins=(bin/gyrus bin/libgyrus_runtime.so bin/libgyrus_io.so)
 for f in "${bins[@]}"; do copy_stripped "$build/$f" "$stage/$f"; done
-if [ "$tests" = 1 ] && [ -f "$build/tests/runtime/gyrus_runtime_tests" ]; then
-  copy_stripped "$build/tests/runtime/gyrus_runtime_tests" "$stage/bin/gyrus_runtime_tests"
-  bins+=(bin/gyrus_runtime_tests)
+declare -A test_source=()
+if [ "$tests" = 1 ]; then
+  # The LibTorch tests, and the GPU kernels' check against the interpreter (CudaKernelsTest.cpp).
+  for t in gyrus_runtime_tests gyrus_cuda_kernels_test; do
+    [ -f "$build/tests/runtime/$t" ] || continue
+    copy_stripped "$build/tests/runtime/$t" "$stage/bin/$t"
+    bins+=("bin/$t")
+    test_source["bin/$t"]="$build/tests/runtime/$t"
+  done
 fi
 
 # What the host brings itself: LibTorch and its CUDA libraries (the host's torch wheel),
@@ -77,7 +83,7 @@ missing=()
 for f in "${bins[@]}"; do
   # ldd of the build's copy: its RUNPATH finds the wheel's libraries here.
   src="$build/$f"
-  [ "$f" = bin/gyrus_runtime_tests ] && src="$build/tests/runtime/gyrus_runtime_tests"
+  [ -n "${test_source[$f]:-}" ] && src="${test_source[$f]}"
   while read -r name arrow path _; do
     if [ "$arrow" = "=>" ] && [ "$path" = "not" ]; then missing+=("$name (needed by $f)"); continue; fi
     [ "$arrow" = "=>" ] && [ -n "$path" ] || continue

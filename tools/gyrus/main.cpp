@@ -1,7 +1,7 @@
 // The gyrus command-line driver.
 //
 //   gyrus check FILE            diagnostics; exit 1 on error
-//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, llvm)
+//   gyrus emit FILE --stage=S   print one compiler stage (tokens, ast, typed, ir, plan, kernel, llvm, cuda, ptx)
 //   gyrus plan FILE             the stage DAG after sweep expansion, with costs
 //   gyrus fmt [--check] FILE... canonical layout, comments kept
 //   gyrus run FILE              execute the experiment, reusing the run store
@@ -31,6 +31,7 @@
 #include "gyrus/Verify.h"
 #include "gyrus/Version.h"
 #include "gyrus/kernel/Jit.h"
+#include "gyrus/kernel/Nvrtc.h"
 #include "gyrus/kernel/Stages.h"
 
 namespace {
@@ -155,8 +156,8 @@ int realMain(int argc, char** argv) {
   addCommon(emit, emitOpts);
   emit->add_option("--stage", stage,
                    "tokens | ast | typed | ir | plan | kernel | llvm (the kernels' optimised LLVM IR, from the module "
-                   "libgyrus_kernel_llvm.so)")
-      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "llvm"}));
+                   "libgyrus_kernel_llvm.so) | cuda | ptx (the GPU kernels' CUDA C++ and PTX)")
+      ->check(CLI::IsMember({"tokens", "ast", "typed", "ir", "plan", "kernel", "llvm", "cuda", "ptx"}));
   bool emitJson = false;
   emit->add_flag("--json", emitJson, "With --stage=ir or plan: the serialised form (JSON), which gyrus reads back");
 
@@ -376,6 +377,19 @@ int realMain(int argc, char** argv) {
       std::fputs((emitJson ? ir::toJson(*c->check.experiment) : ir::printExperiment(*c->check.experiment)).c_str(), stdout);
     if (stage == "plan") std::fputs((emitJson ? planToJson(c->plan) : printPlan(c->plan)).c_str(), stdout);
     if (stage == "kernel") std::fputs(kir::printKernels(*c->check.experiment).c_str(), stdout);
+    if (stage == "cuda") std::fputs(kir::cuda::printCuda(*c->check.experiment).c_str(), stdout);
+    if (stage == "ptx") {
+      // The GPU kernels through NVRTC (loaded with dlopen): a missing NVRTC is the
+      // machine's, not a bug.
+      std::string ptx;
+      try {
+        ptx = kir::cuda::printPtx(*c->check.experiment);
+      } catch (const kir::cuda::NvrtcNotFound& e) {
+        fmt::print(stderr, "error: --stage=ptx needs NVRTC: {}\n", e.what());
+        return 1;
+      }
+      std::fputs(ptx.c_str(), stdout);
+    }
     if (stage == "llvm") {
       // The LLVM back end is a module loaded only here: the driver never links LLVM.
       std::string error;
