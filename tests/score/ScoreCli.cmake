@@ -203,6 +203,29 @@ expect_match("${err}" "error: sub_2: .*sub_2.nii.gz is 16 x 16 x 16 voxels but i
 expect_match("${err}" "error: sub_4: .*sub_4.nii.gz: [0-9]+ voxels hold values outside {0, 1} \\(the first: [-0-9.e]+\\); write a binary mask" "values")
 expect_match("${err}" "error: sub_5: .*sub_5.nii.gz: " "not NIfTI")
 
+# A mask on the right shape but another grid: its sform moved by 2 mm along x (the
+# synthetic masks carry sform_code 1, srow_x at byte 280 of the header).
+if(PYTHON)
+  file(REMOVE_RECURSE ${WORK}/bad)
+  file(COPY ${WORK}/pred2/perfect/ DESTINATION ${WORK}/bad)
+  execute_process(COMMAND ${PYTHON} -c "
+import gzip, struct, sys
+path = sys.argv[1]
+data = bytearray(gzip.open(path).read())
+assert struct.unpack_from('<h', data, 254)[0] > 0, 'expected an sform'
+x = struct.unpack_from('<f', data, 292)[0]
+struct.pack_into('<f', data, 292, x + 2.0)
+gzip.open(path, 'wb').write(bytes(data))
+" ${WORK}/bad/sub_3.nii.gz RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "could not move the sform of sub_3.nii.gz")
+  endif()
+  score(1 --task meningioma --pred ${WORK}/bad --truth ${WORK}/task2)
+  expect_match("${err}" "error: sub_3: .*sub_3.nii.gz's affine differs from its reference image's \\(by more than 1e-3 mm\\); write the mask with the input's affine" "affine")
+else()
+  message(STATUS "no Python: the wrong-affine case is skipped")
+endif()
+
 # The wrong kind of tree, the wrong folders.
 score(1 --task meningioma --pred ${WORK}/pred2/perfect --truth ${WORK}/task1)
 expect_match("${err}" "error: sub_1: the truth has no .*seg.nii.gz; is --truth a fomo25-task2 tree\\?" "wrong tree")
