@@ -144,7 +144,8 @@ std::vector<MethodRank> rankMethods(const std::vector<ScoreResult>& results, boo
     std::vector<const ScoreResult*> rows;
     for (const ScoreResult& r : results)
       if (r.task == tasks[t]) {
-        who.push_back(static_cast<size_t>(std::lower_bound(methods.begin(), methods.end(), r.method) - methods.begin()));
+        const auto at = std::lower_bound(methods.begin(), methods.end(), r.method);
+        who.push_back(static_cast<size_t>(at - methods.begin()));
         rows.push_back(&r);
       }
     for (size_t m = 0; m < out.size(); ++m)

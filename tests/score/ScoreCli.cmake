@@ -90,7 +90,7 @@ string(JSON type TYPE "${out}" metrics pearson_r value)
 if(NOT type STREQUAL "NULL")
   message(FATAL_ERROR "constant ages: pearson_r is ${type}, expected null")
 endif()
-expect_match("${err}" "warning: constant predictions" "constant ages")
+expect_match("${err}" "warning: Pearson r is undefined" "constant ages")
 file(WRITE ${WORK}/inverted-age.json "${out}")
 
 # --- meningioma: the labels (Dice 1, NSD 1, HD95 0); each subject's neighbour's label ---
@@ -234,3 +234,12 @@ expect_match("${err}" "error: sub_1: the label .*label.txt is [0-9.]+, not 0 or 
 score(1 --task infarct --pred ${WORK}/nowhere --truth ${WORK}/task1)
 expect_match("${err}" "error: --pred .*nowhere: not a folder" "no pred")
 score(1 --task lesion --pred ${WORK}/pred1/perfect --truth ${WORK}/task1)
+score(1 --task meningioma --pred ${WORK}/pred2/perfect --truth ${WORK}/task2 --tolerance -1)
+expect_match("${err}" "error: --tolerance must be a finite number of mm >= 0" "negative tolerance")
+# One subject: r is undefined (null, a warning), never a crash.
+file(MAKE_DIRECTORY ${WORK}/one/labels/sub_1/ses_1 ${WORK}/one-pred)
+file(WRITE ${WORK}/one/labels/sub_1/ses_1/label.txt "40")
+file(WRITE ${WORK}/one-pred/sub_1.txt "42.5")
+score(0 --task brain_age --pred ${WORK}/one-pred --truth ${WORK}/one --json)
+expect_value("${out}" "2.5" metrics mae value)
+expect_match("${err}" "warning: Pearson r is undefined" "one subject")

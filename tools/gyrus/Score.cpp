@@ -50,13 +50,19 @@ bool readText(const fs::path& path, std::string& text) {
   return true;
 }
 
-/// Errors are collected, then printed together (at most kMaxErrors), so one run names
-/// every subject to fix.
+/// Errors are collected, then printed together (at most kMaxErrors) in subject order
+/// (each line starts "sub_N: "), so one run names every subject to fix, the same way
+/// whatever order the file system lists them in.
 struct Errors {
   static constexpr size_t kMaxErrors = 20;
   std::vector<std::string> lines;
   void add(std::string line) { lines.push_back(std::move(line)); }
-  int print() const {
+  int print() {
+    std::stable_sort(lines.begin(), lines.end(), [](const std::string& a, const std::string& b) {
+      const std::string x = a.substr(0, a.find(':')), y = b.substr(0, b.find(':'));
+      const int64_t nx = subjectNumber(x), ny = subjectNumber(y);
+      return nx != ny ? nx < ny : x < y;
+    });
     for (size_t i = 0; i < lines.size() && i < kMaxErrors; ++i) fmt::print(stderr, "error: {}\n", lines[i]);
     if (lines.size() > kMaxErrors) fmt::print(stderr, "error: ... and {} more\n", lines.size() - kMaxErrors);
     return 1;
@@ -205,7 +211,8 @@ int runScore(const ScoreArgs& args) {
   nlohmann::json result = {{"method", method}, {"task", args.task}, {"subjects", n}, {"pred", args.pred},
                            {"truth", labels.string()}};
   if (args.bootstrap > 0)
-    result["bootstrap"] = {{"method", "percentile"}, {"level", 0.95}, {"resamples", args.bootstrap}, {"seed", args.seed}};
+    result["bootstrap"] = {
+        {"method", "percentile"}, {"level", 0.95}, {"resamples", args.bootstrap}, {"seed", args.seed}};
   nlohmann::json cases = nlohmann::json::array();
   nlohmann::json metrics = nlohmann::json::object();
   auto interval = [&](const std::function<double(std::span<const size_t>)>& statistic) {
@@ -264,11 +271,14 @@ int runScore(const ScoreArgs& args) {
         errorsAbs[i] = std::abs(predicted[i] - truth[i]);
         cases[i]["absolute_error"] = errorsAbs[i];
       }
-      metrics["mae"] = metricJson(rt::meanAbsoluteError(predicted, truth), interval(meanOver(errorsAbs)), args.bootstrap);
+      metrics["mae"] =
+          metricJson(rt::meanAbsoluteError(predicted, truth), interval(meanOver(errorsAbs)), args.bootstrap);
       const double r = n >= 2 ? rt::pearsonR(predicted, truth) : kNaN;
-      if (std::isnan(r)) fmt::print(stderr, "warning: constant predictions or ages: Pearson r is undefined (null)\n");
-      rt::Interval ci = interval(
-          [&](std::span<const size_t> idx) { return rt::pearsonR(pick(predicted, idx), pick(truth, idx)); });
+      if (std::isnan(r))
+        fmt::print(stderr, "warning: Pearson r is undefined (constant predictions or ages, or one subject): null\n");
+      rt::Interval ci = interval([&](std::span<const size_t> idx) {
+        return idx.size() < 2 ? kNaN : rt::pearsonR(pick(predicted, idx), pick(truth, idx));
+      });
       metrics["pearson_r"] = metricJson(r, ci, args.bootstrap);
       order.push_back({"mae", " years"});
       order.push_back({"pearson_r", ""});
