@@ -25,7 +25,8 @@ set(_gyrus_allowed_gyrus_runtime_data gyrus_runtime_core gyrus_nifti)
 set(_gyrus_allowed_gyrus_runtime_torch gyrus_runtime_data gyrus_kernel_cuda)
 set(_gyrus_allowed_gyrus_runtime gyrus_runtime_data gyrus_kernel_cuda)
 set(_gyrus_allowed_gyrus_io gyrus_nifti gyrus_clinic)
-set(_gyrus_allowed_gyrus gyrus_core gyrus_exec gyrus_kernel gyrus_kernel_cuda)
+# The driver links the torch-free, ITK-free runtime core for `gyrus score` (its metrics).
+set(_gyrus_allowed_gyrus gyrus_core gyrus_exec gyrus_kernel gyrus_kernel_cuda gyrus_runtime_core)
 
 function(gyrus_check_layering)
   set(targets gyrus_grammar gyrus_abi gyrus_basic gyrus_parse gyrus_ir gyrus_core gyrus_module gyrus_exec gyrus_kernel

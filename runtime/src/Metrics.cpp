@@ -225,4 +225,40 @@ double normalizedSurfaceDice(std::span<const uint8_t> a, std::span<const uint8_t
   return static_cast<double>(within(sa, sb) + within(sb, sa)) / static_cast<double>(na + nb);
 }
 
+double hausdorff95(std::span<const uint8_t> a, std::span<const uint8_t> b, const ir::Shape3& shape,
+                   const std::array<double, 3>& spacing) {
+  if (a.size() != b.size()) throw std::invalid_argument("hausdorff95: the masks differ in size");
+  std::vector<uint8_t> sa = surfaceVoxels(a, shape), sb = surfaceVoxels(b, shape);
+  const bool emptyA = std::none_of(sa.begin(), sa.end(), [](uint8_t x) { return x != 0; });
+  const bool emptyB = std::none_of(sb.begin(), sb.end(), [](uint8_t x) { return x != 0; });
+  if (emptyA && emptyB) return 0.0;
+  if (emptyA || emptyB) {
+    double diagonal = 0.0;
+    for (size_t i = 0; i < 3; ++i) {
+      const double extent = static_cast<double>(shape[i]) * spacing[i];
+      diagonal += extent * extent;
+    }
+    return std::sqrt(diagonal);
+  }
+  std::vector<double> distances;
+  auto collect = [&](const std::vector<uint8_t>& from, const std::vector<uint8_t>& to) {
+    std::vector<double> d = squaredDistanceTransform(to, shape, spacing);
+    for (size_t i = 0; i < from.size(); ++i)
+      if (from[i] != 0) distances.push_back(std::sqrt(d[i]));
+  };
+  collect(sa, sb);
+  collect(sb, sa);
+  return percentile(std::move(distances), 95.0);
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(values.begin(), values.end());
+  const double position = q / 100.0 * static_cast<double>(values.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(position));
+  const size_t above = std::min(below + 1, values.size() - 1);
+  const double fraction = position - static_cast<double>(below);
+  return values[below] + (values[above] - values[below]) * fraction;
+}
+
 }  // namespace gyrus::rt

@@ -71,4 +71,20 @@ std::vector<double> squaredDistanceTransform(std::span<const uint8_t> features, 
 double normalizedSurfaceDice(std::span<const uint8_t> a, std::span<const uint8_t> b, const ir::Shape3& shape,
                              const std::array<double, 3>& spacing, double toleranceMm);
 
+/// The 95th percentile Hausdorff distance (mm) between two masks, as medpy's hd95: the
+/// distances from every surface voxel of `a` to the surface of `b` and from every
+/// surface voxel of `b` to the surface of `a` (surfaceVoxels, voxel centres, exact
+/// Euclidean distance at `spacing`) pooled into one list, then its 95th percentile with
+/// linear interpolation (numpy.percentile's default). Both masks empty: 0.0; exactly
+/// one empty: the length of the volume's diagonal, sqrt(sum((n_i * spacing_i)^2)), the
+/// largest distance the image can hold (so a missed or invented lesion is penalised
+/// and a mean over cases stays finite). Throws std::invalid_argument on a size
+/// mismatch or a non-positive spacing.
+double hausdorff95(std::span<const uint8_t> a, std::span<const uint8_t> b, const ir::Shape3& shape,
+                   const std::array<double, 3>& spacing);
+
+/// The q-th percentile (0..100) of `values` with linear interpolation between the
+/// closest ranks (numpy.percentile's default method). NaN for an empty input.
+double percentile(std::vector<double> values, double q);
+
 }  // namespace gyrus::rt

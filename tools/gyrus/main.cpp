@@ -23,6 +23,7 @@
 #include "Bench.h"
 #include "Run.h"
 #include "Runs.h"
+#include "Score.h"
 #include "Synth.h"
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
@@ -329,6 +330,30 @@ int realMain(int argc, char** argv) {
   synth->add_option("--threads", synthArgs.threads, "Subjects generated in parallel (default: cores, at most 8)")
       ->check(CLI::Range(0, 1024));
 
+  driver::ScoreArgs scoreArgs;
+  CLI::App* score = app.add_subcommand(
+      "score", "Score a FOMO25 container's predictions against a task tree's labels (AUROC | Dice, NSD, HD95 | MAE, r)");
+  score->add_option("--task", scoreArgs.task, "infarct | meningioma | brain_age")
+      ->required()
+      ->check(CLI::IsMember({"infarct", "meningioma", "brain_age"}));
+  score->add_option("--pred", scoreArgs.pred, "Folder of predictions: sub_N.txt (infarct, brain_age) or sub_N.nii.gz")
+      ->required();
+  score->add_option("--truth", scoreArgs.truth, "A FOMO25 task tree (gyrus synth --layout fomo25-task1|2|3) or its labels/")
+      ->required();
+  score->add_flag("--json", scoreArgs.json, "Print one JSON object on stdout (the input of gyrus rank)");
+  score->add_option("--tolerance", scoreArgs.toleranceMm, "NSD tolerance in mm (default 2)");
+  score->add_option("--bootstrap", scoreArgs.bootstrap, "Bootstrap resamples for the 95% CIs (default 1000; 0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  score->add_option("--seed", scoreArgs.seed, "Bootstrap seed (default 1)");
+  score->add_option("--method", scoreArgs.method, "The method's name in the result (default: the --pred folder's name)");
+
+  std::vector<std::string> rankFiles;
+  bool rankJson = false, rankHd95 = false;
+  CLI::App* rank = app.add_subcommand("rank", "The FOMO25 ranking of methods from `gyrus score --json` results");
+  rank->add_option("RESULTS", rankFiles, "JSON files written by gyrus score --json")->required();
+  rank->add_flag("--json", rankJson, "Print one JSON object on stdout");
+  rank->add_flag("--hd95", rankHd95, "Rank HD95 too on meningioma (FOMO25 ranks Dice and NSD only)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -485,6 +510,8 @@ int realMain(int argc, char** argv) {
   }
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   if (*synth) return driver::runSynth(synthArgs);
+  if (*score) return driver::runScore(scoreArgs);
+  if (*rank) return driver::runRank(rankFiles, rankJson, rankHd95);
   fmt::print(stderr, "{}", app.help());
   return 1;
 }
