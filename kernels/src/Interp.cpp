@@ -4,6 +4,7 @@
 // precision and evaluated in the documented order; statistics accumulate in double.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "gyrus/kernel/Kernel.h"
@@ -42,6 +43,7 @@ float trilinear(const float* data, const ir::Shape3& s, const Vec3& p) {
   float fx = std::floor(p[0]), fy = std::floor(p[1]), fz = std::floor(p[2]);
   auto x = static_cast<int64_t>(fx), y = static_cast<int64_t>(fy), z = static_cast<int64_t>(fz);
   float wx = p[0] - fx, wy = p[1] - fy, wz = p[2] - fz;
+  if (wx == 0.0f && wy == 0.0f && wz == 0.0f) return voxel(data, s, x, y, z);  // an integral position
   float c00 = lerp(voxel(data, s, x, y, z), voxel(data, s, x + 1, y, z), wx);
   float c10 = lerp(voxel(data, s, x, y + 1, z), voxel(data, s, x + 1, y + 1, z), wx);
   float c01 = lerp(voxel(data, s, x, y, z + 1), voxel(data, s, x + 1, y, z + 1), wx);
@@ -87,6 +89,7 @@ VoxelPlace place(const ir::Shape3& s, int64_t x, int64_t y, int64_t z) {
 float runChain(const Chain& chain, float v, const Binding& b, const VoxelPlace& at) {
   for (const PointInstr& p : chain) {
     if (p.headOnly && v == 0.0f) continue;
+    if (skipped(p, b.slots)) continue;
     auto arg = [&](size_t i) { return valueOf(p.args[i], b.slots); };
     switch (p.op) {
       case PointOp::Affine: v = arg(0) * v + arg(1); break;
@@ -177,6 +180,51 @@ double quantile(std::vector<float>& values, double q) {
   return a + (next - a) * (pos - static_cast<double>(k));
 }
 
+bool skipped(const PointInstr& p, const std::vector<float>& slots) {
+  auto arg = [&](size_t i) { return i < p.args.size() ? valueOf(p.args[i], slots) : 0.0f; };
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  switch (p.op) {
+    case PointOp::Affine: return arg(0) == 1.0f && arg(1) == 0.0f;
+    case PointOp::Normalize: return arg(0) == 0.0f && arg(1) == 1.0f;
+    case PointOp::Clamp: return arg(0) == -inf && arg(1) == inf;
+    case PointOp::Gamma: return !(arg(2) - arg(1) > 0.0f) || (arg(0) == 1.0f && arg(3) == 0.0f);
+    case PointOp::AddNoise:
+    case PointOp::MulNoise: return arg(0) == 0.0f;
+    case PointOp::Contrast: return arg(0) == 1.0f;
+    case PointOp::Bias:
+      for (size_t i = 0; i < 10; ++i)
+        if (arg(i) != 0.0f) return false;
+      return true;
+  }
+  return false;
+}
+
+bool reductionNeeded(const Program& program, size_t pass, const std::vector<float>& slots) {
+  const Reduction& r = program.passes.at(pass).reduce;
+  auto reads = [&](const Operand& o) { return o.isSlot && (o.slot == r.out || o.slot == r.out + 1); };
+  auto readsAny = [&](const std::vector<Operand>& args) { return std::any_of(args.begin(), args.end(), reads); };
+  auto needs = [&](const PointInstr& p) {
+    if (!readsAny(p.args)) return false;
+    // Skipped whatever the statistic: operands that are not the statistic's say so.
+    auto fixed = [&](size_t i, float v) {
+      return i < p.args.size() && !reads(p.args[i]) && valueOf(p.args[i], slots) == v;
+    };
+    if (p.op == PointOp::Gamma && fixed(0, 1.0f) && fixed(3, 0.0f)) return false;
+    if (p.op == PointOp::Contrast && fixed(0, 1.0f)) return false;
+    return true;
+  };
+  for (size_t i = pass + 1; i < program.passes.size(); ++i) {
+    const Pass& q = program.passes[i];
+    for (const CoordInstr& c : q.coords)
+      if (readsAny(c.args)) return true;
+    for (const GatherOutput& o : q.outputs)
+      if (std::any_of(o.chain.begin(), o.chain.end(), needs)) return true;
+    if (std::any_of(q.chain.begin(), q.chain.end(), needs)) return true;
+    if (q.kind == PassKind::Stencil && (readsAny(q.stencil.args) || reads(q.stencil.enabled))) return true;
+  }
+  return false;
+}
+
 void runReduce(const Reduction& r, const float* data, int64_t n, std::vector<float>& slots) {
   auto out = static_cast<size_t>(r.out);
   switch (r.op) {
@@ -232,11 +280,15 @@ void interpret(const Program& program, Binding& binding, const Buffers& buffers)
   if (program.passes.empty() || program.passes[0].kind != PassKind::Gather)
     throw std::invalid_argument("kernel interpret: a program starts with its gather");
   const int64_t n = count(binding.out.shape);
-  for (const Pass& pass : program.passes) {
+  for (size_t i = 0; i < program.passes.size(); ++i) {
+    const Pass& pass = program.passes[i];
     switch (pass.kind) {
       case PassKind::Gather: gather(pass, program.fields, binding, buffers); break;
       case PassKind::Map: map(pass, binding, buffers.of(pass.buffer)); break;
-      case PassKind::Reduce: runReduce(pass.reduce, buffers.of(pass.buffer), n, binding.slots); break;
+      case PassKind::Reduce:
+        if (reductionNeeded(program, i, binding.slots))
+          runReduce(pass.reduce, buffers.of(pass.buffer), n, binding.slots);
+        break;
       case PassKind::Stencil:
         if (valueOf(pass.stencil.enabled, binding.slots) != 0.0f)
           runStencil(pass.stencil, buffers.of(pass.buffer), binding.out.shape, binding.slots);

@@ -46,6 +46,7 @@ torch::Tensor sample(const torch::Tensor& src, const Coords& c, const ir::Shape3
 
 torch::Tensor chain(const kir::Chain& chain, torch::Tensor v, const kir::Binding& b, const Coords& unit) {
   for (const kir::PointInstr& p : chain) {
+    if (kir::skipped(p, b.slots)) continue;  // the identity for this sample: no work
     auto arg = [&](size_t i) { return val(p.args[i], b); };
     torch::Tensor r;
     switch (p.op) {
@@ -129,7 +130,8 @@ void runEager(const kir::Kernel& kernel, kir::Binding& b, EagerBuffers& buffers)
   auto outOf = [&](kir::Buffer buf) -> torch::Tensor& {
     return buf == kir::Buffer::Image ? buffers.outImage : buf == kir::Buffer::Target ? buffers.outTarget : buffers.outMask;
   };
-  for (const kir::Pass& pass : program.passes) {
+  for (size_t passIndex = 0; passIndex < program.passes.size(); ++passIndex) {
+    const kir::Pass& pass = program.passes[passIndex];
     switch (pass.kind) {
       case kir::PassKind::Gather: {
         Coords c{mesh[2], mesh[1], mesh[0], torch::ones({out[2], out[1], out[0]}, f32.dtype(torch::kBool))};
@@ -183,7 +185,9 @@ void runEager(const kir::Kernel& kernel, kir::Binding& b, EagerBuffers& buffers)
         break;
       }
       case kir::PassKind::Map: outOf(pass.buffer) = chain(pass.chain, outOf(pass.buffer), b, unit); break;
-      case kir::PassKind::Reduce: reduce(pass.reduce, outOf(pass.buffer), b); break;
+      case kir::PassKind::Reduce:
+        if (kir::reductionNeeded(program, passIndex, b.slots)) reduce(pass.reduce, outOf(pass.buffer), b);
+        break;
       case kir::PassKind::Stencil: {
         if (kir::valueOf(pass.stencil.enabled, b.slots) == 0.0f) break;
         torch::Tensor host = outOf(pass.buffer).to(torch::kCPU).contiguous().clone();

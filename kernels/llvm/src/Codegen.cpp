@@ -6,6 +6,7 @@
 // address whose value is replaced by 0, so the loop body has no branch.
 #include "Codegen.h"
 
+#include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -57,16 +58,16 @@ class Emitter {
         Value* yf = b_.CreateSIToFP(y, f32_, "yf");
         Value* uy = bias_ ? unit(yf, out_[1]) : nullptr;
         Value* row = b_.CreateNSWMul(out_[0], b_.CreateNSWAdd(y, b_.CreateNSWMul(out_[1], z)), "row");
-        loop(b_.getInt32(0), out_[0], "x", true, [&](Value* x) {
-          Value* xf = b_.CreateSIToFP(x, f32_, "xf");
-          Place at;
-          at.index = b_.CreateNSWAdd(row, x, "index");
-          if (bias_) at.unit = {unit(xf, out_[0]), uy, uz};
-          if (pass.kind == PassKind::Gather)
-            gatherVoxel(pass, {xf, yf, zf}, at);
-          else
-            mapVoxel(pass, at);
-        });
+        // A row at a time: the gather's reads (coordinates, interpolation) store each
+        // output's row; then each instruction of a chain that is not skipped for this
+        // sample (Kernel.h) runs over the row in place, one vectorisable loop each.
+        if (pass.kind == PassKind::Gather) {
+          gatherRow(pass, yf, zf, row);
+          for (const GatherOutput& o : pass.outputs)
+            chainRow(o.chain, fn_->getArg(3 + static_cast<unsigned>(o.buffer)), row, uy, uz);
+        } else {
+          chainRow(pass.chain, fn_->getArg(3 + static_cast<unsigned>(pass.buffer)), row, uy, uz);
+        }
       });
     });
     b_.CreateRetVoid();
@@ -236,7 +237,11 @@ class Emitter {
     Value* c10 = lerp(voxel(false, true, false), voxel(true, true, false), x.w);
     Value* c01 = lerp(voxel(false, false, true), voxel(true, false, true), x.w);
     Value* c11 = lerp(voxel(false, true, true), voxel(true, true, true), x.w);
-    return lerp(lerp(c00, c10, y.w), lerp(c01, c11, y.w), z.w);
+    Value* blend = lerp(lerp(c00, c10, y.w), lerp(c01, c11, y.w), z.w);
+    // At an integral position: the voxel itself (Kernel.h).
+    Value* integral = b_.CreateAnd(b_.CreateAnd(b_.CreateFCmpOEQ(x.w, f(0.0f)), b_.CreateFCmpOEQ(y.w, f(0.0f))),
+                                   b_.CreateFCmpOEQ(z.w, f(0.0f)));
+    return b_.CreateSelect(integral, voxel(false, false, false), blend);
   }
   Value* nearest(Value* src, const Vec3& p) {
     Value* inside = b_.getTrue();
@@ -306,8 +311,58 @@ class Emitter {
 
   // ---- the pointwise chain ---------------------------------------------------------------
 
-  Value* chain(const Chain& instrs, Value* v, const Place& at) {
+  /// Whether `p` runs for this sample (not Kernel.h's `skipped`): an i1, folded to a
+  /// constant when its operands are constants.
+  Value* runs(const PointInstr& p) {
+    auto arg = [&](size_t i) {
+      if (i >= p.args.size()) throw std::invalid_argument("kernel codegen: '" + p.origin + "' lacks an operand");
+      return operand(p.args[i]);
+    };
+    auto ne = [&](size_t i, float c) { return b_.CreateFCmpUNE(arg(i), f(c)); };
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    switch (p.op) {
+      case PointOp::Affine: return b_.CreateOr(ne(0, 1.0f), ne(1, 0.0f));
+      case PointOp::Normalize: return b_.CreateOr(ne(0, 0.0f), ne(1, 1.0f));
+      case PointOp::Clamp: return b_.CreateOr(ne(0, -inf), ne(1, inf));
+      case PointOp::Gamma:
+        return b_.CreateAnd(b_.CreateFCmpOGT(b_.CreateFSub(arg(2), arg(1)), f(0.0f)),
+                            b_.CreateOr(ne(0, 1.0f), ne(3, 0.0f)));
+      case PointOp::AddNoise:
+      case PointOp::MulNoise: return ne(0, 0.0f);
+      case PointOp::Contrast: return ne(0, 1.0f);
+      case PointOp::Bias: {
+        Value* any = b_.getFalse();
+        for (size_t i = 0; i < 10; ++i) any = b_.CreateOr(any, ne(i, 0.0f));
+        return any;
+      }
+    }
+    throw std::invalid_argument("kernel codegen: no code for the pointwise instruction of '" + p.origin + "'");
+  }
+
+  /// Runs `instrs` over the row at `row` of `data` in place: per instruction, a branch
+  /// on whether it runs for this sample, then its loop over x.
+  void chainRow(const Chain& instrs, Value* data, Value* row, Value* uy, Value* uz) {
     for (const PointInstr& p : instrs) {
+      Value* go = runs(p);
+      if (auto* c = llvm::dyn_cast<llvm::ConstantInt>(go); c != nullptr && c->isZero()) continue;
+      auto* body = llvm::BasicBlock::Create(ctx_, "instr", fn_);
+      auto* after = llvm::BasicBlock::Create(ctx_, "instr.after", fn_);
+      b_.CreateCondBr(go, body, after);
+      b_.SetInsertPoint(body);
+      loop(b_.getInt32(0), out_[0], "x", true, [&](Value* x) {
+        Place at;
+        at.index = b_.CreateNSWAdd(row, x, "index");
+        if (p.op == PointOp::Bias) at.unit = {unit(b_.CreateSIToFP(x, f32_), out_[0]), uy, uz};
+        Value* ptr = b_.CreateInBoundsGEP(f32_, data, b_.CreateSExt(at.index, i64_));
+        b_.CreateStore(instruction(p, b_.CreateLoad(f32_, ptr), at), ptr);
+      });
+      b_.CreateBr(after);
+      b_.SetInsertPoint(after);
+    }
+  }
+
+  Value* instruction(const PointInstr& p, Value* v, const Place& at) {
+    {
       auto arg = [&](size_t i) {
         if (i >= p.args.size()) throw std::invalid_argument("kernel codegen: '" + p.origin + "' lacks an operand");
         return operand(p.args[i]);
@@ -346,14 +401,138 @@ class Emitter {
       }
       if (r == nullptr)
         throw std::invalid_argument("kernel codegen: no code for the pointwise instruction of '" + p.origin + "'");
-      v = p.headOnly ? b_.CreateSelect(b_.CreateFCmpOEQ(v, f(0.0f)), v, r) : r;
+      return p.headOnly ? b_.CreateSelect(b_.CreateFCmpOEQ(v, f(0.0f)), v, r) : r;
     }
-    return v;
   }
 
   // ---- the voxel of a gather, of a map ---------------------------------------------------
 
-  void gatherVoxel(const Pass& pass, Vec3 p, const Place& at) {
+  /// The gather's reads of one row: coordinates and interpolation, each output's value
+  /// stored (its chain follows, chainRow).
+  void gatherRow(const Pass& pass, Value* yf, Value* zf, Value* row) {
+    auto general = [&] {
+      loop(b_.getInt32(0), out_[0], "x", true, [&](Value* x) {
+        Value* index = b_.CreateNSWAdd(row, x, "index");
+        gatherVoxel(pass, {b_.CreateSIToFP(x, f32_, "xf"), yf, zf}, index);
+      });
+    };
+    // A coordinate program of Affine and Window steps only may, for this sample, be a
+    // translation by whole voxels (no spatial operation, or none that fires but a crop):
+    // then every position is integral and each output reads its voxel (Kernel.h: Linear
+    // at an integral position), a contiguous copy of a source row.
+    for (const CoordInstr& c : pass.coords)
+      if (c.op != CoordOp::Affine && c.op != CoordOp::Window && c.op != CoordOp::Displace) return general();
+    Value* fast = translation(pass);
+    auto* fastBlock = llvm::BasicBlock::Create(ctx_, "row.translate", fn_);
+    auto* slowBlock = llvm::BasicBlock::Create(ctx_, "row.general", fn_);
+    auto* join = llvm::BasicBlock::Create(ctx_, "row.gathered", fn_);
+    b_.CreateCondBr(fast, fastBlock, slowBlock);
+    b_.SetInsertPoint(slowBlock);
+    general();
+    b_.CreateBr(join);
+    b_.SetInsertPoint(fastBlock);
+    translatedRow(pass, yf, zf, row);
+    b_.CreateBr(join);
+    b_.SetInsertPoint(join);
+  }
+
+  /// Whether every Affine step of the coordinate program is the identity matrix with a
+  /// whole translation of at most 2^20 voxels per axis, and every displacement field is
+  /// all zero (an i1).
+  Value* translation(const Pass& pass) {
+    Value* ok = b_.getTrue();
+    for (const CoordInstr& c : pass.coords) {
+      if (c.op == CoordOp::Displace) {  // a field of zeros adds 0: p unchanged
+        const auto slot = static_cast<uint64_t>(program_.fields.size()) + static_cast<uint64_t>(c.field);
+        Value* flag = b_.CreateLoad(fptr_, b_.CreateConstInBoundsGEP1_64(fptr_, fn_->getArg(7), slot));
+        ok = b_.CreateAnd(ok, b_.CreateICmpEQ(flag, llvm::ConstantPointerNull::get(llvm::cast<llvm::PointerType>(fptr_))));
+        continue;
+      }
+      if (c.op != CoordOp::Affine) continue;
+      if (c.args.size() < 12) throw std::invalid_argument("kernel codegen: '" + c.origin + "' lacks an operand");
+      for (size_t i = 0; i < 3; ++i)
+        for (size_t j = 0; j < 4; ++j) {
+          Value* v = operand(c.args[4 * i + j]);
+          if (j == 3) {
+            Value* whole = b_.CreateFCmpOEQ(call(llvm::Intrinsic::floor, v), v);
+            Value* small = b_.CreateFCmpOLE(call(llvm::Intrinsic::fabs, v), f(1048576.0f));
+            ok = b_.CreateAnd(ok, b_.CreateAnd(whole, small));
+          } else {
+            ok = b_.CreateAnd(ok, b_.CreateFCmpOEQ(v, f(i == j ? 1.0f : 0.0f)));
+          }
+        }
+    }
+    return ok;
+  }
+
+  /// The gather of one row when the coordinate program is a whole translation: the
+  /// interpreter's p = ((1 x + 0 y) + 0 z) + t is then exactly x + t (integers below
+  /// 2^24), its windows are the same comparisons, and both interpolations read the voxel.
+  void translatedRow(const Pass& pass, Value* yf, Value* zf, Value* row) {
+    Value* py = yf;
+    Value* pz = zf;
+    Value* tx = f(0.0f);
+    Value* rowValid = b_.getTrue();
+    struct XWindow {
+      Value *shift, *top;
+    };
+    std::vector<XWindow> windows;
+    for (const CoordInstr& c : pass.coords) {
+      if (c.op == CoordOp::Displace) continue;  // a field of zeros (translation)
+      if (c.op == CoordOp::Affine) {
+        tx = b_.CreateFAdd(tx, operand(c.args[3]));
+        py = b_.CreateFAdd(py, operand(c.args[7]));
+        pz = b_.CreateFAdd(pz, operand(c.args[11]));
+      } else {  // Window
+        if (c.args.size() < 3) throw std::invalid_argument("kernel codegen: '" + c.origin + "' lacks an operand");
+        windows.push_back({tx, b_.CreateFAdd(operand(c.args[0]), f(0.5f))});
+        Value* p[2] = {py, pz};
+        for (size_t a = 0; a < 2; ++a)
+          rowValid = b_.CreateAnd(rowValid, b_.CreateAnd(b_.CreateFCmpOGT(p[a], f(-0.5f)),
+                                                         b_.CreateFCmpOLT(p[a], b_.CreateFAdd(operand(c.args[a + 1]),
+                                                                                              f(0.5f)))));
+      }
+    }
+    Value* sy = b_.CreateFPToSI(py, i32_);
+    Value* sz = b_.CreateFPToSI(pz, i32_);
+    Value* shift = b_.CreateFPToSI(tx, i32_);
+    rowValid = b_.CreateAnd(rowValid, b_.CreateAnd(b_.CreateICmpULT(sy, in_[1]), b_.CreateICmpULT(sz, in_[2])));
+    // Source x = x + shift in [0, in0): x in [lo, hi), empty when the row reads nothing.
+    Value* lo = clampIndex(b_.CreateNeg(shift), out_[0]);
+    Value* hi = b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, clampIndex(b_.CreateSub(in_[0], shift), out_[0]), lo);
+    lo = b_.CreateSelect(rowValid, lo, out_[0]);
+    hi = b_.CreateSelect(rowValid, hi, out_[0]);
+    Value* srcRow = b_.CreateSelect(
+        rowValid, b_.CreateNSWMul(in_[0], b_.CreateNSWAdd(sy, b_.CreateNSWMul(in_[1], sz))), b_.getInt32(0));
+    auto zeros = [&](Value* begin, Value* end) {
+      loop(begin, end, "x", true, [&](Value* x) {
+        Value* index = b_.CreateNSWAdd(row, x);
+        for (const GatherOutput& o : pass.outputs)
+          b_.CreateStore(f(0.0f), b_.CreateInBoundsGEP(f32_, fn_->getArg(3 + static_cast<unsigned>(o.buffer)),
+                                                        b_.CreateSExt(index, i64_)));
+      });
+    };
+    zeros(b_.getInt32(0), lo);
+    loop(lo, hi, "x", true, [&](Value* x) {
+      Value* xf = b_.CreateSIToFP(x, f32_);
+      Value* valid = b_.getTrue();
+      for (const XWindow& w : windows) {
+        Value* px = b_.CreateFAdd(xf, w.shift);
+        valid = b_.CreateAnd(valid, b_.CreateAnd(b_.CreateFCmpOGT(px, f(-0.5f)), b_.CreateFCmpOLT(px, w.top)));
+      }
+      Value* at = b_.CreateNSWAdd(srcRow, b_.CreateNSWAdd(x, shift));
+      Value* index = b_.CreateNSWAdd(row, x);
+      for (const GatherOutput& o : pass.outputs) {
+        Value* v = load(fn_->getArg(static_cast<unsigned>(o.source)), at);
+        if (!windows.empty()) v = b_.CreateSelect(valid, v, f(0.0f));
+        b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, fn_->getArg(3 + static_cast<unsigned>(o.buffer)),
+                                               b_.CreateSExt(index, i64_)));
+      }
+    });
+    zeros(hi, out_[0]);
+  }
+
+  void gatherVoxel(const Pass& pass, Vec3 p, Value* index) {
     Value* valid = b_.getTrue();
     for (const CoordInstr& c : pass.coords) {
       if (c.op != CoordOp::Affine && c.op != CoordOp::Clamp && c.op != CoordOp::Window && c.op != CoordOp::Displace)
@@ -391,14 +570,8 @@ class Emitter {
       Value* v = o.interp == Interp::Linear ? trilinear(src, p) : nearest(src, p);
       v = b_.CreateSelect(valid, v, f(0.0f));
       Value* out = fn_->getArg(3 + static_cast<unsigned>(o.buffer));
-      b_.CreateStore(chain(o.chain, v, at), b_.CreateInBoundsGEP(f32_, out, b_.CreateSExt(at.index, i64_)));
+      b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, out, b_.CreateSExt(index, i64_)));
     }
-  }
-
-  void mapVoxel(const Pass& pass, const Place& at) {
-    Value* data = fn_->getArg(3 + static_cast<unsigned>(pass.buffer));
-    Value* ptr = b_.CreateInBoundsGEP(f32_, data, b_.CreateSExt(at.index, i64_));
-    b_.CreateStore(chain(pass.chain, b_.CreateLoad(f32_, ptr), at), ptr);
   }
 
   const Program& program_;
@@ -443,7 +616,7 @@ Generated generate(const Program& program, const std::string& prefix, llvm::LLVM
   return g;
 }
 
-void optimize(llvm::Module& module, llvm::TargetMachine& machine) {
+void optimize(llvm::Module& module, llvm::TargetMachine& machine, bool vectorMath) {
   llvm::PipelineTuningOptions tuning;
   tuning.LoopVectorization = true;
   tuning.SLPVectorization = true;
@@ -453,6 +626,10 @@ void optimize(llvm::Module& module, llvm::TargetMachine& machine) {
   llvm::CGSCCAnalysisManager cgscc;
   llvm::ModuleAnalysisManager modules;
   llvm::PassBuilder builder(&machine, tuning);
+  // The library the vectoriser may call: registered before the defaults, so it wins.
+  llvm::TargetLibraryInfoImpl library(machine.getTargetTriple());
+  if (vectorMath) library.addVectorizableFunctionsFromVecLib(llvm::TargetLibraryInfoImpl::LIBMVEC_X86);
+  functions.registerPass([&] { return llvm::TargetLibraryAnalysis(library); });
   builder.registerModuleAnalyses(modules);
   builder.registerCGSCCAnalyses(cgscc);
   builder.registerFunctionAnalyses(functions);

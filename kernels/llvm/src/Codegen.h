@@ -16,7 +16,8 @@ namespace gyrus::kir::jit {
 
 /// Every generated pass function: the sources (image, target, mask) on the `in` grid, the
 /// outputs on the `out` grid (a map pass reads and writes its buffer's output), the slot
-/// block, the displacement fields, dims = (in x, y, z, out x, y, z), the draw key, and
+/// block, the displacement fields (F pointers, then F more: entry F + f is null when
+/// field f is all zero, so the code may skip it), dims = (in x, y, z, out x, y, z), the draw key, and
 /// the z slices to compute.
 using PassFunction = void (*)(const float* srcImage, const float* srcTarget, const float* srcMask, float* outImage,
                               float* outTarget, float* outMask, const float* slots, const float* const* fields,
@@ -39,6 +40,9 @@ Generated generate(const Program& program, const std::string& prefix, llvm::LLVM
                    llvm::TargetMachine& machine);
 
 /// Runs LLVM's O3 pipeline, built with the target machine (so loops vectorise for it).
-void optimize(llvm::Module& module, llvm::TargetMachine& machine);
+/// With `vectorMath`, calls of exp, log, pow, cos and sin in vectorised loops become
+/// glibc libmvec's vector entry points (_ZGV*: ≤ 4 ulp, not the scalar libm's results),
+/// which the JIT must then resolve (libmvec loaded).
+void optimize(llvm::Module& module, llvm::TargetMachine& machine, bool vectorMath = false);
 
 }  // namespace gyrus::kir::jit

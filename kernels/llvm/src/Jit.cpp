@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -91,6 +92,12 @@ class Compiled final : public CompiledProgram {
         throw std::invalid_argument("kernel run: displacement field " + std::to_string(f) + " has the wrong size");
       fields.push_back(b.fields[f].data());
     }
+    // Then whether each field displaces at all (null: all zero, a displacement of 0).
+    for (size_t f = 0; f < program.fields.size(); ++f) {
+      const std::vector<float>& v = b.fields[f];
+      const bool zero = std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; });
+      fields.push_back(zero ? nullptr : v.data());
+    }
     auto need = [](const float* p, const char* what) {
       if (p == nullptr) throw std::invalid_argument(std::string("kernel run: no ") + what + " buffer");
     };
@@ -119,7 +126,7 @@ class Compiled final : public CompiledProgram {
         }
         case PassKind::Reduce:
           need(buffers.of(pass.buffer), "output");
-          runReduce(pass.reduce, buffers.of(pass.buffer), nOut, b.slots);
+          if (reductionNeeded(program, i, b.slots)) runReduce(pass.reduce, buffers.of(pass.buffer), nOut, b.slots);
           break;
         case PassKind::Stencil:
           need(buffers.of(pass.buffer), "output");
@@ -237,7 +244,7 @@ class LlvmJit final : public Jit {
     setUp();
     llvm::LLVMContext context;
     jit::Generated g = jit::generate(program, prefix(hash(program)), context, *machine_);
-    jit::optimize(*g.module, *machine_);
+    jit::optimize(*g.module, *machine_, vectorMath_);
     std::string text;
     llvm::raw_string_ostream os(text);
     g.module->print(os, nullptr);
@@ -275,8 +282,20 @@ class LlvmJit final : public Jit {
     if (!jit) throw std::runtime_error("kernel JIT: cannot create the JIT: " + message(jit.takeError()));
     machine_ = std::move(*machine);
     jit_ = std::shared_ptr<llvm::orc::LLJIT>(std::move(*jit));
-    target_ = std::string("LLVM ") + LLVM_VERSION_STRING + ", " + machine_->getTargetTriple().str() + ", cpu " +
-              machine_->getTargetCPU().str() + ", features " + machine_->getTargetFeatureString().str();
+    // Vector math (libmvec's AVX2 and SSE entry points) on an x86-64 host with AVX2 where
+    // glibc's libmvec loads; GYRUS_KERNEL_VECTOR_MATH=0 keeps the scalar libm calls.
+    const char* vm = std::getenv("GYRUS_KERNEL_VECTOR_MATH");
+    const bool wanted = vm == nullptr || std::string(vm) != "0";
+    const llvm::Triple& triple = machine_->getTargetTriple();
+    const std::string features = machine_->getTargetFeatureString().str();
+    if (wanted && triple.getArch() == llvm::Triple::x86_64 && triple.isOSLinux() &&
+        features.find("+avx2") != std::string::npos) {
+      std::string error;
+      vectorMath_ = !llvm::sys::DynamicLibrary::LoadLibraryPermanently("libmvec.so.1", &error);
+    }
+    target_ = std::string("LLVM ") + LLVM_VERSION_STRING + ", " + triple.str() + ", cpu " +
+              machine_->getTargetCPU().str() + ", features " + features +
+              (vectorMath_ ? ", vector math libmvec" : "");
   }
 
   /// The disk cache's key: everything that shapes the object file.
@@ -292,7 +311,7 @@ class LlvmJit final : public Jit {
   std::string compileObject(const Program& program, const std::string& h) {
     llvm::LLVMContext context;
     jit::Generated g = jit::generate(program, prefix(h), context, *machine_);
-    jit::optimize(*g.module, *machine_);
+    jit::optimize(*g.module, *machine_, vectorMath_);
     llvm::SmallVector<char, 0> buffer;
     llvm::raw_svector_ostream os(buffer);
     llvm::legacy::PassManager passes;
@@ -347,6 +366,7 @@ class LlvmJit final : public Jit {
   mutable std::shared_ptr<llvm::orc::LLJIT> jit_;
   mutable std::unique_ptr<llvm::TargetMachine> machine_;
   mutable std::string target_;
+  mutable bool vectorMath_ = false;
   std::map<std::string, std::shared_ptr<const Code>> memory_;
   unsigned dylibs_ = 0;
 };

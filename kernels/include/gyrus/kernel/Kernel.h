@@ -69,7 +69,10 @@ struct CoordInstr {
 /// Interpolation of the source at the final position.
 enum class Interp {
   Nearest,  ///< voxel floor(p + 0.5) per axis; 0 outside the grid
-  Linear,   ///< trilinear; the 8 neighbours, those outside the grid count as 0
+  Linear,   ///< trilinear; the 8 neighbours, those outside the grid count as 0. At an
+            ///< integral position (every weight 0) it is the voxel itself, bit for bit
+            ///< (no blend with a neighbour of weight 0, which would turn -0 into +0 and
+            ///< spread an infinity), so a whole-voxel translation is a copy
 };
 
 /// A pointwise instruction on the value v of one voxel. With `headOnly`, a voxel whose
@@ -86,6 +89,17 @@ enum class PointOp {
   Bias,       ///< v *= exp(c . (1, x, y, z, x2, y2, z2, xy, xz, yz)), x, y, z the voxel's
               ///< position scaled to [-1, 1] over the output grid; args: 10 coefficients
 };
+///
+/// An instruction that is the identity for this sample's slot values is *skipped*: it
+/// leaves every v unchanged, bit for bit, whatever the instruction's formula would give
+/// (a -0 stays -0; a Gamma of exponent 1 does not round through pow). It is skipped when
+///   Affine     a == 1 and b == 0        Normalize  mean == 0 and sd == 1
+///   Clamp      lo == -inf and hi == +inf
+///   Gamma      g == 1 and invert == 0 (or, as above, not hi > lo)
+///   AddNoise, MulNoise  sigma == 0      Contrast   f == 1
+///   Bias       all 10 coefficients == 0
+/// (`skipped` below). Random operations that do not fire for a sample bind these values,
+/// so a back end decides once per pass, not per voxel, and does none of their work.
 struct PointInstr {
   PointOp op = PointOp::Affine;
   bool headOnly = false;
@@ -105,6 +119,11 @@ enum class ReduceOp {
   MinMax,      ///< (min, max); (0, 0) with no voxel
   Percentiles, ///< the q0 and q1 quantiles, numpy's linear interpolation; (0, 0) with no voxel
 };
+///
+/// A reduction that no instruction needs for this sample is not run, and its slots keep
+/// their values (0 from `bind`): every later instruction that reads them is skipped
+/// whatever the statistic is (a Gamma of g == 1 and invert == 0, a Contrast of f == 1,
+/// with those operands not the statistic's own; `reductionNeeded`).
 struct Reduction {
   ReduceOp op = ReduceOp::Moments;
   bool nonzero = false;
@@ -313,5 +332,9 @@ double quantile(std::vector<float>& values, double q);
 inline float valueOf(const Operand& o, const std::vector<float>& slots) {
   return o.isSlot ? slots[static_cast<size_t>(o.slot)] : o.value;
 }
+/// Whether `p` is skipped under `slots` (the identity for this sample; see PointOp).
+bool skipped(const PointInstr& p, const std::vector<float>& slots);
+/// Whether the Reduce pass `pass` of `program` runs under `slots` (see Reduction).
+bool reductionNeeded(const Program& program, size_t pass, const std::vector<float>& slots);
 
 }  // namespace gyrus::kir
