@@ -40,6 +40,7 @@ float voxel(const float* data, const ir::Shape3& s, int64_t x, int64_t y, int64_
 
 /// Trilinear interpolation at p, lerps along x, then y, then z.
 float trilinear(const float* data, const ir::Shape3& s, const Vec3& p) {
+  if (!std::isfinite(p[0]) || !std::isfinite(p[1]) || !std::isfinite(p[2])) return 0.0f;  // nowhere: outside
   float fx = std::floor(p[0]), fy = std::floor(p[1]), fz = std::floor(p[2]);
   auto x = static_cast<int64_t>(fx), y = static_cast<int64_t>(fy), z = static_cast<int64_t>(fz);
   float wx = p[0] - fx, wy = p[1] - fy, wz = p[2] - fz;
@@ -52,12 +53,14 @@ float trilinear(const float* data, const ir::Shape3& s, const Vec3& p) {
 }
 
 float nearest(const float* data, const ir::Shape3& s, const Vec3& p) {
+  if (!std::isfinite(p[0]) || !std::isfinite(p[1]) || !std::isfinite(p[2])) return 0.0f;
   return voxel(data, s, static_cast<int64_t>(std::floor(p[0] + 0.5f)), static_cast<int64_t>(std::floor(p[1] + 0.5f)),
                static_cast<int64_t>(std::floor(p[2] + 0.5f)));
 }
 
 /// A displacement field's component c at q (field coordinates), clamped to the field.
 float fieldAt(const std::vector<float>& field, const ir::Shape3& s, int c, Vec3 q) {
+  if (!std::isfinite(q[0]) || !std::isfinite(q[1]) || !std::isfinite(q[2])) return 0.0f;
   for (size_t a = 0; a < 3; ++a) q[a] = std::min(std::max(q[a], 0.0f), static_cast<float>(s[a] - 1));
   const float* data = field.data() + static_cast<int64_t>(c) * count(s);
   // Clamped: the top neighbour of the last control point is the point itself.

@@ -163,6 +163,10 @@ std::string readObject(const fs::path& path, const std::string& key) {
       sizeText.find_first_not_of("0123456789") != std::string::npos)
     return {};
   const auto size = static_cast<size_t>(std::stoull(sizeText));
+  // A damaged header may claim any size: never allocate more than the file holds.
+  std::error_code ec;
+  const auto fileSize = fs::file_size(path, ec);
+  if (ec || size > fileSize) return {};
   std::string bytes(size, '\0');
   if (!in.read(bytes.data(), static_cast<std::streamsize>(size)) || in.peek() != std::char_traits<char>::eof())
     return {};
