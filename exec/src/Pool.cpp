@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <thread>
@@ -50,14 +51,16 @@ class InterruptGuard {
 
 struct Worker {
   pid_t pid = -1;
+  int gpu = -1;         ///< the index into PoolSettings::gpus it was given
   int out = -1;         ///< the read end of its stdout
   std::string json;     ///< what it wrote there
   size_t stage = 0;
   std::chrono::steady_clock::time_point start;
 };
 
-/// Starts `argv` with stdout to a pipe; -1 when it cannot start.
-pid_t spawn(const std::vector<std::string>& argv, int& readEnd) {
+/// Starts `argv` with stdout to a pipe and `env` as its environment; -1 when it cannot
+/// start.
+pid_t spawn(const std::vector<std::string>& argv, char** env, int& readEnd) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
   posix_spawn_file_actions_t actions;
@@ -67,7 +70,7 @@ pid_t spawn(const std::vector<std::string>& argv, int& readEnd) {
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   if (rc != 0) {
@@ -112,7 +115,60 @@ StageOutcome outcomeOf(const ir::Stage& stage, const Worker& w, int status) {
   return o;
 }
 
+/// This process's environment with CUDA_VISIBLE_DEVICES set to `gpu` (unchanged when
+/// empty): the strings, and the pointer array posix_spawn takes.
+struct Environment {
+  std::vector<std::string> strings;
+  std::vector<char*> pointers;
+  explicit Environment(const std::string& gpu) {
+    for (char** e = environ; *e != nullptr; ++e)
+      if (gpu.empty() || std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) strings.emplace_back(*e);
+    if (!gpu.empty()) strings.push_back("CUDA_VISIBLE_DEVICES=" + gpu);
+    for (std::string& s : strings) pointers.push_back(s.data());
+    pointers.push_back(nullptr);
+  }
+};
+
 }  // namespace
+
+std::vector<std::string> visibleGpus(const std::string& device, const char* visible, int driverCount) {
+  if (device != "auto" && device != "cuda") return {};
+  std::vector<std::string> gpus;
+  if (visible != nullptr) {
+    std::string list = visible;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = list.find(',', start);
+      if (end == std::string::npos) end = list.size();
+      std::string id = list.substr(start, end - start);
+      id.erase(0, id.find_first_not_of(' '));
+      id.erase(id.find_last_not_of(' ') + 1);
+      if (!id.empty()) gpus.push_back(id);
+      start = end + 1;
+    }
+  } else {
+    for (int i = 0; i < driverCount; ++i) gpus.push_back(std::to_string(i));
+  }
+  if (gpus.size() < 2) gpus.clear();
+  return gpus;
+}
+
+int driverGpuCount() {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/driver/nvidia/gpus", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+int pickGpu(const std::vector<std::string>& gpus, const std::vector<int>& inUse) {
+  if (gpus.empty()) return -1;
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(gpus.size()); ++i)
+    if (inUse[static_cast<size_t>(i)] < inUse[static_cast<size_t>(best)]) best = i;
+  return best;
+}
 
 std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, const Store& store,
                                               const RunSettings& settings, const PoolSettings& pool) {
@@ -149,6 +205,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
   };
   InterruptGuard guard;
   std::map<pid_t, Worker> running;
+  std::vector<int> gpuUse(pool.gpus.size(), 0);
   bool stop = false;
   for (;;) {
     // Settle what can be settled without a worker: cached stages, and stages whose
@@ -192,7 +249,9 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
       Worker w;
       w.stage = i;
       w.start = std::chrono::steady_clock::now();
-      w.pid = spawn(argv, w.out);
+      w.gpu = pickGpu(pool.gpus, gpuUse);
+      Environment env(w.gpu >= 0 ? pool.gpus[static_cast<size_t>(w.gpu)] : std::string());
+      w.pid = spawn(argv, env.pointers.data(), w.out);
       if (w.pid < 0) {
         state[i] = State::Done;
         outcomes[i].status = StageOutcome::Status::Failed;
@@ -203,9 +262,11 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         break;
       }
       state[i] = State::Running;
+      if (w.gpu >= 0) ++gpuUse[static_cast<size_t>(w.gpu)];
       log("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" +
           stage.hash.substr(0, 12) + ") in worker " + std::to_string(w.pid) + ", " + std::to_string(threads) +
-          " thread" + (threads == 1 ? "" : "s"));
+          " thread" + (threads == 1 ? "" : "s") +
+          (w.gpu >= 0 ? ", GPU " + pool.gpus[static_cast<size_t>(w.gpu)] : std::string()));
       running.emplace(w.pid, std::move(w));
     }
     if (running.empty()) break;
@@ -242,6 +303,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         continue;
       }
       size_t i = w.stage;
+      if (w.gpu >= 0) --gpuUse[static_cast<size_t>(w.gpu)];
       outcomes[i] = outcomeOf(experiment.stages[i], w, status);
       state[i] = State::Done;
       if (outcomes[i].status == StageOutcome::Status::Failed && interrupted)

@@ -228,8 +228,10 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
       fmt::print(stderr, "error: cannot find the gyrus executable for the workers: {}\n", ec.message());
       return 2;
     }
-    fmt::print(stderr, "run: up to {} stages at once, {} thread{} each\n", options.jobs,
-               std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "");
+    pool.gpus = exec::visibleGpus(settings.device, std::getenv("CUDA_VISIBLE_DEVICES"), exec::driverGpuCount());
+    fmt::print(stderr, "run: up to {} stages at once, {} thread{} each{}\n", options.jobs,
+               std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "",
+               pool.gpus.empty() ? std::string() : fmt::format(", one of {} GPUs each", pool.gpus.size()));
     outcomes = exec::runExperimentInPool(experiment, store, settings, pool);
   } else {
     exec::InProcessExecutor runtime;

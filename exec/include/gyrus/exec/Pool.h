@@ -6,7 +6,8 @@
 // `gyrus run` processes on one store never run a stage twice: the second reports it as
 // run by another process), gets `threads / jobs` threads (at least one), and writes its
 // outcome as JSON on stdout; its progress lines (`[stage] ...`) go to our stderr as they
-// come. On SIGINT (Ctrl-C) no new worker starts, the running ones (which get the signal
+// come. On a host with several GPUs each worker sees one (CUDA_VISIBLE_DEVICES), the
+// least used. On SIGINT (Ctrl-C) no new worker starts, the running ones (which get the signal
 // too) are waited for, and the stages not started are reported as skipped; a rerun
 // finishes what is missing (a pretraining resumes from its last checkpoint).
 #pragma once
@@ -23,7 +24,22 @@ namespace gyrus::exec {
 struct PoolSettings {
   int jobs = 2;               ///< workers at once
   std::string executable;     ///< the gyrus executable the workers run
+  /// The GPUs the workers share out, one each at a time (CUDA_VISIBLE_DEVICES of each
+  /// worker; see visibleGpus): empty leaves every worker the caller's environment.
+  std::vector<std::string> gpus;
 };
+
+/// The GPUs a pool hands out for stages on `device`: for `auto` or `cuda`, those of
+/// $CUDA_VISIBLE_DEVICES when it is set (`visible`), else the driver's
+/// (/proc/driver/nvidia/gpus, `driverCount` of them): "0", "1", ...; none for `cpu` or
+/// `cuda:N` (every worker then uses what it was asked to), or with fewer than two.
+std::vector<std::string> visibleGpus(const std::string& device, const char* visible, int driverCount);
+/// The driver's GPU count (entries of /proc/driver/nvidia/gpus; 0 without the driver).
+int driverGpuCount();
+
+/// Which GPU the next worker gets: the index into `gpus` used by the fewest running
+/// workers (`inUse[i]` counts them), the first such; -1 when `gpus` is empty.
+int pickGpu(const std::vector<std::string>& gpus, const std::vector<int>& inUse);
 
 /// Runs every stage of `experiment` with up to `pool.jobs` workers. Outcomes in the
 /// experiment's order (every stage has one); `settings.log` receives the pool's lines.
