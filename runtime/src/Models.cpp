@@ -1,6 +1,8 @@
 // LibTorch models and helpers (see Models.h).
 #include "Models.h"
 
+#include "CudaKernels.h"
+
 #include <malloc.h>
 
 #include <cstdlib>
@@ -462,11 +464,48 @@ torch::Tensor Dataset::rows(const std::vector<int64_t>& index) const {
   return out;
 }
 
+namespace {
+/// The seeds of a batch's views: one rng.bits() per (view, sample), view-major.
+std::vector<uint64_t> viewSeeds(int64_t views, int64_t b, Rng& rng) {
+  std::vector<uint64_t> seeds(static_cast<size_t>(views * b));
+  for (uint64_t& s : seeds) s = rng.bits();
+  return seeds;
+}
+}  // namespace
+
+Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget,
+                        Rng& rng, const torch::Device& device, torch::Tensor rows) {
+  auto b = static_cast<int64_t>(samples.size());
+  const std::vector<uint64_t> seeds = viewSeeds(views, b, rng);
+  const ir::Shape3 in = data.shape;
+  const bool batchRows = rows.defined() || data.streamed();
+  if (!rows.defined() && data.streamed()) rows = data.rows(samples);
+  Views result;
+  std::vector<std::vector<torch::Tensor>> perView(static_cast<size_t>(views));
+  std::vector<torch::Tensor> targets;
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t sample = samples[static_cast<size_t>(i)];
+    // The sample's row, [z, y, x], on the device once for all its views.
+    torch::Tensor row = (batchRows ? rows[i] : data.images[sample]).reshape({in[2], in[1], in[0]});
+    row = row.to(device, /*non_blocking=*/false).contiguous();
+    const kir::Grid grid{in, data.spacing[static_cast<size_t>(sample)]};
+    for (int64_t v = 0; v < views; ++v) {
+      const bool target = withTarget && v == 0;
+      DeviceResult r = runPipelineCuda(target ? data.viewsWithTarget : data.views, row, grid, nullptr,
+                                       seeds[static_cast<size_t>(v * b + i)], 0);
+      perView[static_cast<size_t>(v)].push_back(r.image.unsqueeze(0));
+      if (target) targets.push_back(r.target.unsqueeze(0));
+    }
+  }
+  for (auto& list : perView) result.inputs.push_back(torch::stack(list));
+  if (withTarget) result.target = torch::stack(targets);
+  return result;
+}
+
 Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
                 torch::Tensor rows) {
   auto b = static_cast<int64_t>(samples.size());
-  std::vector<uint64_t> seeds(static_cast<size_t>(views * b));
-  for (uint64_t& s : seeds) s = rng.bits();
+  const std::vector<uint64_t> seeds = viewSeeds(views, b, rng);
   const ir::Shape3 in = data.shape, out = data.viewShape;
   const int64_t inVoxels = in[0] * in[1] * in[2], outVoxels = out[0] * out[1] * out[2];
   Views result;

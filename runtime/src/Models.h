@@ -305,6 +305,14 @@ Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t
 Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
                 torch::Tensor rows = {});
 
+/// makeViews on a CUDA device: the same draws (one `rng.bits()` per (view, sample),
+/// view-major) and the same kernels, run by the CUDA back end (CudaKernels.h) on each
+/// sample's row copied to `device` once; the views (and target) come back on `device`,
+/// equal to makeViews's up to the last bits of the device's maths. Throws
+/// std::runtime_error when the CUDA back end cannot run (no NVRTC, a driver error).
+Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget,
+                        Rng& rng, const torch::Device& device, torch::Tensor rows = {});
+
 /// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
 /// (0: the hardware concurrency). Returns the number used.
 int setThreads(int threads);

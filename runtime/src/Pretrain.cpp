@@ -29,7 +29,9 @@
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
+#include <string_view>
 #include <optional>
 
 #include "Errors.h"
@@ -170,6 +172,9 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     return std::async(std::launch::async, [&data, samples = std::move(samples)] { return data.rows(samples); });
   };
 
+  // Views on the GPU when the stage runs there (GYRUS_GPU_VIEWS=0: on the host).
+  const char* gpuViews = std::getenv("GYRUS_GPU_VIEWS");
+  bool deviceViews = device.is_cuda() && !(gpuViews != nullptr && std::string_view(gpuViews) == "0");
   net->train();
   trainer.run(
       startEpoch,
@@ -191,10 +196,23 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
         if (data.augment.ops.empty()) {
           batch.target = rows.defined() ? rows : data.rows(samples);
           batch.inputs.assign(static_cast<size_t>(views), batch.target);
+        } else if (deviceViews) {
+          // On a GPU the views are made there, next to the model (the same draws).
+          Rng saved = *rng;
+          try {
+            batch = makeViewsOnDevice(data, samples, views, reconstructive, *rng, device, rows);
+          } catch (const std::exception& e) {
+            deviceViews = false;
+            *rng = saved;
+            if (ctx.progress)
+              ctx.progress(std::string("warning: the GPU kernels cannot run (") + e.what() +
+                           "): views are made on the CPU");
+            batch = makeViews(data, samples, views, reconstructive, *rng, rows);
+          }
         } else {
           batch = makeViews(data, samples, views, reconstructive, *rng, rows);
         }
-        // Views are made on the host; the step runs on the stage's device.
+        // Views made on the host go to the stage's device (those made there stay).
         for (torch::Tensor& input : batch.inputs) input = toDevice(input, device);
         if (batch.target.defined()) batch.target = toDevice(batch.target, device);
         StepLoss out{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)), {}, 1.0,

@@ -45,9 +45,11 @@ torch::Device stageDevice(const StageContext& ctx);
 /// "cpu" or "cuda:N", as result.json records it.
 std::string describeDevice(const torch::Device& device);
 
-/// A host tensor on `device`: for a GPU copied from page-locked (pinned) memory without
-/// waiting (the copy overlaps what the device is still computing); unchanged on the CPU.
+/// A tensor on `device`. A host tensor goes to a GPU from page-locked (pinned) memory
+/// without waiting (the copy overlaps what the device is still computing); one on a GPU
+/// already (views made there) stays, or moves between GPUs; unchanged on the CPU.
 inline torch::Tensor toDevice(const torch::Tensor& host, const torch::Device& device) {
+  if (host.is_cuda()) return host.to(device);
   if (!device.is_cuda()) return host.to(device);
   return (host.is_pinned() ? host : host.pin_memory()).to(device, /*non_blocking=*/true);
 }

@@ -100,6 +100,29 @@ assert hc[-1]["loss"] < hc[0]["loss"] and hg[-1]["loss"] < hg[0]["loss"], "the l
 PY
   ;;
 
+views_on_gpu)
+  # Augmented views made on the GPU (the CUDA kernels, next to the model) against the
+  # same pretraining with its views made on the host (GYRUS_GPU_VIEWS=0) and on the CPU:
+  # the same draws (seeds per view and operation), so the losses agree up to rounding.
+  aug=(--set "base.data = corpus |> zscore() >> flip() >> rotate(p = 50%) >> gamma(0.7 .. 1.5) >> noise(sigma = 0.05)")
+  run gpuviews "$device" "$here/pretrain.gy" "${aug[@]}"
+  GYRUS_GPU_VIEWS=0 run hostviews "$device" "$here/pretrain.gy" "${aug[@]}"
+  run cpuviews cpu "$here/pretrain.gy" "${aug[@]}"
+  grep -q "views are made on the CPU" "$work/gpuviews.err" && fail "the GPU kernels did not run: $(grep -m1 'GPU kernels' "$work/gpuviews.err")"
+  py "$work" "$device" <<'PY' || fail "views made on the GPU change the pretraining"
+from cuda_checks import *
+work, device = sys.argv[1], sys.argv[2]
+g, gm = load_run(f"{work}/gpuviews.json", f"{work}/gpuviews", device)
+h, hm = load_run(f"{work}/hostviews.json", f"{work}/hostviews", device)
+c, cm = load_run(f"{work}/cpuviews.json", f"{work}/cpuviews", "cpu")
+key = ("base", "final_loss")
+for name, other in (("host views", hm), ("cpu", cm)):
+    r = rel(gm[key], other[key])
+    print(f"    final_loss with GPU views {gm[key]:.6f} vs {name} {other[key]:.6f}: relative {r:.2e} (tolerance 2e-2)")
+    assert r <= 2e-2, f"final_loss differs from {name} by {r:.2e} > 2e-2"
+PY
+  ;;
+
 bf16_trains)
   "$gyrus" plan "$here/pretrain.gy" --json > "$work/fp32-plan.json" || fail "gyrus plan"
   "$gyrus" plan "$here/pretrain.gy" --set base.precision=bf16 --json > "$work/bf16-plan.json" || fail "gyrus plan bf16"
