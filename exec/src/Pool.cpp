@@ -51,6 +51,9 @@ class InterruptGuard {
 
 struct Worker {
   pid_t pid = -1;
+  int err = -1;         ///< live view: the read end of its stderr
+  std::string errText;  ///< live view: what it wrote there, not yet a whole line
+  std::string last;     ///< live view: its latest progress line
   int gpu = -1;         ///< the index into PoolSettings::gpus it was given
   int out = -1;         ///< the read end of its stdout
   std::string json;     ///< what it wrote there
@@ -60,12 +63,18 @@ struct Worker {
 
 /// Starts `argv` with stdout to a pipe and `env` as its environment; -1 when it cannot
 /// start.
-pid_t spawn(const std::vector<std::string>& argv, char** env, int& readEnd) {
-  int fds[2];
+pid_t spawn(const std::vector<std::string>& argv, char** env, int& readEnd, int* errEnd = nullptr) {
+  int fds[2], errFds[2] = {-1, -1};
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  if (errEnd != nullptr && pipe2(errFds, O_CLOEXEC) != 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  if (errEnd != nullptr) posix_spawn_file_actions_adddup2(&actions, errFds[1], STDERR_FILENO);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -73,12 +82,62 @@ pid_t spawn(const std::vector<std::string>& argv, char** env, int& readEnd) {
   int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
+  if (errEnd != nullptr) close(errFds[1]);
   if (rc != 0) {
     close(fds[0]);
+    if (errEnd != nullptr) close(errFds[0]);
     return -1;
   }
   readEnd = fds[0];
+  if (errEnd != nullptr) *errEnd = errFds[0];
   return pid;
+}
+
+/// The live view (PoolSettings::live): lines that stay, printed above a block of one
+/// line per running stage, which is redrawn in place.
+class LiveView {
+ public:
+  LiveView(bool on, int width) : on_(on), width_(std::max(20, width)) {}
+  bool on() const { return on_; }
+  /// A line that stays (the pool's, a stage's warning, error or end).
+  void keep(const std::string& line) { kept_.push_back(line); }
+  /// Redraws: the kept lines, then `running` (one line each), in place of the last block.
+  void draw(const std::vector<std::string>& running) {
+    if (kept_.empty() && running == shown_) return;  // nothing new
+    shown_ = running;
+    std::string out;
+    if (drawn_ > 0) out += "\x1b[" + std::to_string(drawn_) + "F\x1b[J";
+    for (const std::string& k : kept_) out += k + "\n";
+    kept_.clear();
+    for (const std::string& r : running) {
+      std::string line = r.size() > static_cast<size_t>(width_ - 1) ? r.substr(0, static_cast<size_t>(width_ - 2)) + "…" : r;
+      out += line + "\n";
+    }
+    drawn_ = static_cast<int>(running.size());
+    if (!out.empty()) {
+      std::fputs(out.c_str(), stderr);
+      std::fflush(stderr);
+    }
+  }
+
+ private:
+  bool on_;
+  int width_;
+  int drawn_ = 0;
+  std::vector<std::string> kept_, shown_;
+};
+
+/// A whole line of a worker's stderr in the live view: a progress line replaces the
+/// stage's; its end, warnings and errors stay; the worker's runtime line is dropped (the
+/// pool says what runs where).
+void liveLine(Worker& w, const std::string& line, LiveView& view) {
+  if (line.empty() || line.rfind("runtime: ", 0) == 0) return;
+  bool stays = line.find("] done in ") != std::string::npos || line.find("warning") != std::string::npos ||
+               line.find("error") != std::string::npos || line.find("cached") != std::string::npos;
+  if (stays)
+    view.keep(line);
+  else
+    w.last = line;
 }
 
 /// The worker's outcome from its JSON (`gyrus run-stage --json`) and exit status.
@@ -204,6 +263,13 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
                                        outcomes[i].status == StageOutcome::Status::Cached);
   };
   InterruptGuard guard;
+  LiveView view(pool.live, pool.width);
+  auto say = [&](const std::string& line) {
+    if (view.on())
+      view.keep(line);
+    else
+      log(line);
+  };
   std::map<pid_t, Worker> running;
   std::vector<int> gpuUse(pool.gpus.size(), 0);
   bool stop = false;
@@ -230,7 +296,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         outcomes[i].status = StageOutcome::Status::Cached;
         outcomes[i].metrics = done->metrics;
         outcomes[i].device = done->device;
-        log("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + ": cached (" +
+        say("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + ": cached (" +
             stage.hash.substr(0, 12) + ")");
       }
     }
@@ -251,7 +317,8 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
       w.start = std::chrono::steady_clock::now();
       w.gpu = pickGpu(pool.gpus, gpuUse);
       Environment env(w.gpu >= 0 ? pool.gpus[static_cast<size_t>(w.gpu)] : std::string());
-      w.pid = spawn(argv, env.pointers.data(), w.out);
+      w.pid = spawn(argv, env.pointers.data(), w.out, view.on() ? &w.err : nullptr);
+      w.last = "[" + stage.name + "] starting";
       if (w.pid < 0) {
         state[i] = State::Done;
         outcomes[i].status = StageOutcome::Status::Failed;
@@ -263,7 +330,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
       }
       state[i] = State::Running;
       if (w.gpu >= 0) ++gpuUse[static_cast<size_t>(w.gpu)];
-      log("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" +
+      say("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" +
           stage.hash.substr(0, 12) + ") in worker " + std::to_string(w.pid) + ", " + std::to_string(threads) +
           " thread" + (threads == 1 ? "" : "s") +
           (w.gpu >= 0 ? ", GPU " + pool.gpus[static_cast<size_t>(w.gpu)] : std::string()));
@@ -272,27 +339,42 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
     if (running.empty()) break;
     // Read the workers' outputs until one exits.
     std::vector<pollfd> fds;
-    for (auto& [pid, w] : running)
+    for (auto& [pid, w] : running) {
       if (w.out >= 0) fds.push_back({w.out, POLLIN, 0});
+      if (w.err >= 0) fds.push_back({w.err, POLLIN, 0});
+    }
     if (!fds.empty() && poll(fds.data(), fds.size(), 200) > 0) {
       for (const pollfd& p : fds) {
-        if ((p.revents & (POLLIN | POLLHUP)) == 0) continue;
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
         for (auto& [pid, w] : running) {
-          if (w.out != p.fd) continue;
+          if (w.out != p.fd && w.err != p.fd) continue;
+          const bool isErr = w.err == p.fd;
           char buffer[4096];
-          ssize_t got = read(w.out, buffer, sizeof buffer);
+          ssize_t got = read(p.fd, buffer, sizeof buffer);
           if (got > 0) {
-            w.json.append(buffer, static_cast<size_t>(got));
+            if (!isErr) {
+              w.json.append(buffer, static_cast<size_t>(got));
+              continue;
+            }
+            w.errText.append(buffer, static_cast<size_t>(got));
+            for (size_t nl = w.errText.find('\n'); nl != std::string::npos; nl = w.errText.find('\n')) {
+              liveLine(w, w.errText.substr(0, nl), view);
+              w.errText.erase(0, nl + 1);
+            }
           } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-            close(w.out);
-            w.out = -1;
+            close(p.fd);
+            (isErr ? w.err : w.out) = -1;
+            if (isErr && !w.errText.empty()) {
+              liveLine(w, w.errText, view);
+              w.errText.clear();
+            }
           }
         }
       }
     }
     for (auto it = running.begin(); it != running.end();) {
       Worker& w = it->second;
-      if (w.out >= 0) {
+      if (w.out >= 0 || w.err >= 0) {
         ++it;
         continue;
       }
@@ -310,8 +392,16 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         outcomes[i].message = "interrupted (Ctrl-C); run again to finish it";
       it = running.erase(it);
     }
+    if (view.on()) {
+      std::vector<std::string> lines;
+      for (size_t i = 0; i < n; ++i)
+        for (const auto& [pid, w] : running)
+          if (w.stage == i) lines.push_back(w.last);
+      view.draw(lines);
+    }
     if (fds.empty() && !running.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  if (view.on()) view.draw({});
   if (stop && interrupted)
     for (size_t i = 0; i < n; ++i)
       if (state[i] == State::Waiting) outcomes[i].message = "not started: interrupted (Ctrl-C)";

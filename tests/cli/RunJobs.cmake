@@ -48,3 +48,22 @@ if(NOT rc EQUAL 2 OR NOT out MATCHES "\"status\": \"failed\"" OR NOT out MATCHES
    OR NOT err MATCHES "/nonexistent/libgyrus_runtime.so")
   message(FATAL_ERROR "failing workers: exit ${rc}:\n${err}\n${out}")
 endif()
+
+# On a terminal (a pseudo-terminal from util-linux's `script`): the live view redraws one
+# line per running stage in place (ANSI cursor moves); each stage's end stays printed.
+find_program(SCRIPT script)
+if(SCRIPT)
+  execute_process(COMMAND ${SCRIPT} -qec "${GYRUS} run ${FILE} --store ${WORK}/live --threads 2 --jobs 2" /dev/null
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(ASCII 27 esc)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "${esc}\\[[0-9]+F${esc}\\[J")
+    message(FATAL_ERROR "live view: exit ${rc}, no redraw in:\n${out}${err}")
+  endif()
+  foreach(stage a b a_lesion b_lesion)
+    if(NOT out MATCHES "\\[${stage}\\] done in ")
+      message(FATAL_ERROR "live view: no end line for ${stage}:\n${out}")
+    endif()
+  endforeach()
+else()
+  message(STATUS "no `script` (util-linux): the live view is not checked")
+endif()

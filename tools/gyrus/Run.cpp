@@ -1,6 +1,7 @@
 // `gyrus run` and `gyrus run-stage` (see Run.h).
 #include "Run.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -228,6 +229,11 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
       fmt::print(stderr, "error: cannot find the gyrus executable for the workers: {}\n", ec.message());
       return 2;
     }
+    // A live view where stderr is a terminal; plain lines for logs and pipes.
+    const char* term = std::getenv("TERM");
+    pool.live = isatty(STDERR_FILENO) != 0 && !(term != nullptr && std::string_view(term) == "dumb");
+    winsize ws{};
+    if (pool.live && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) pool.width = ws.ws_col;
     pool.gpus = exec::visibleGpus(settings.device, std::getenv("CUDA_VISIBLE_DEVICES"), exec::driverGpuCount());
     fmt::print(stderr, "run: up to {} stages at once, {} thread{} each{}\n", options.jobs,
                std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "",

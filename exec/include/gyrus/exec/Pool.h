@@ -27,6 +27,11 @@ struct PoolSettings {
   /// The GPUs the workers share out, one each at a time (CUDA_VISIBLE_DEVICES of each
   /// worker; see visibleGpus): empty leaves every worker the caller's environment.
   std::vector<std::string> gpus;
+  /// A live view on stderr (a terminal): one line per running stage (its latest progress
+  /// line), redrawn in place, with the pool's lines and each stage's warnings, errors and
+  /// end printed above it. Off: every line as it comes (logs, pipes).
+  bool live = false;
+  int width = 100;  ///< the terminal's columns (live view lines are cut to fit)
 };
 
 /// The GPUs a pool hands out for stages on `device`: for `auto` or `cuda`, those of
