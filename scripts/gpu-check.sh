@@ -15,6 +15,7 @@
 #   5 quickstart      examples/quickstart.gy on the GPU: stage times and metrics
 #   6 runtime tests   the LibTorch test binary against the host's LibTorch (time allowing)
 #   7 GPU kernels     the kernel IR's CUDA back end against the interpreter (time allowing)
+#   8 bench augment   the FOMO25 preset's views by the CUDA kernels, patches/s (time allowing)
 # --cpu (also --dry-run): the same steps on a machine without a GPU, on the CPU with tiny
 #   settings and 2 threads: a check of this script, not of CUDA.
 # --budget: seconds for the whole check (default 450: the device tool allows 600 a command).
@@ -467,6 +468,30 @@ kernels_step() {
   return "$rc"
 }
 
+# ---------------------------------------------------------------- 8 bench augment
+# The FOMO25 preset's views (std.fomo25) made by the CUDA kernels on the device, against
+# eager LibTorch there (issue 9's goal: >= 2,000 patches/s at 96^3). The baseline's
+# Python transforms are not on the host: --no-baseline.
+augment_step() {
+  [ -x "$tmp/wrap/gyrus" ] || { step_note="no gyrus wrapper (step 2 failed)"; return 1; }
+  local -a args=(bench augment --no-baseline --json --device "$dev" --seconds 3)
+  [ "$mode" = gpu ] || args=(bench augment --no-baseline --json --device cpu --patch 32 --seconds 0.5)
+  echo "\$ gyrus ${args[*]}"
+  GYRUS_KERNEL_CACHE="$tmp/kernel-cache" tmo "$tmp/wrap/gyrus" "${args[@]}" > "$tmp/augment.json" 2> "$tmp/augment.err"
+  local rc=$?
+  tail -n 5 "$tmp/augment.err"
+  cat "$tmp/augment.json"
+  step_note="$(python3 - "$tmp/augment.json" 2> /dev/null <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))["benchmarks"][0]
+print(f"{b['backend']} on {b['device']}: fused {b['fused_patches_per_s']:.0f} patches/s at {b['patch']}^3, "
+      f"eager LibTorch {b['eager_torch_patches_per_s']:.1f}, compile {b['compile_ms_cold']:.0f} ms")
+PY
+)"
+  [ -n "$step_note" ] || step_note="exit $rc: $(grep -m1 -i error "$tmp/augment.err" | cut -c1-160)"
+  return "$rc"
+}
+
 # ---------------------------------------------------------------- run them
 #    title                                 required  max s  min s  function
 step "environment"                         1         60     0      env_step
@@ -478,6 +503,7 @@ step "quickstart on $dev"                  1         150    30     quickstart_st
 step "bench train, fp32 beside bf16"       0         90     60     bench_fp32_step
 step "runtime unit tests (host LibTorch)"  0         150    60     runtime_tests_step
 step "GPU kernels (CUDA back end)"         0         90     20     kernels_step
+step "bench augment (FOMO25 preset)"       0         60     20     augment_step
 
 # ---------------------------------------------------------------- summary
 {

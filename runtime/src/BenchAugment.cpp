@@ -9,6 +9,9 @@
 
 #include <unistd.h>
 
+#include <torch/cuda.h>
+
+#include "CudaKernels.h"
 #include "EagerKernels.h"
 #include "gyrus/kernel/Jit.h"
 #include "Kernels.h"
@@ -125,8 +128,30 @@ AugmentBenchResult benchAugment(const AugmentBenchOptions& options) {
     Volume target;
     runPipeline(views, source, seed, static_cast<uint32_t>(i), &target);
   };
-  r.fusedPatchesPerSOneThread = rate(budget, fused);
-  r.fusedPatchesPerS = r.threads > 1 ? parallelRate(r.threads, budget, fused) : r.fusedPatchesPerSOneThread;
+  if (device.is_cuda()) {
+    // On a GPU: the CUDA kernels on the device's stream, the source there once; patches
+    // are counted when the device has finished them.
+    torch::Tensor onDevice = torch::from_blob(const_cast<float*>(source.data.data()),
+                                              {source.shape[2], source.shape[1], source.shape[0]}, torch::kFloat32)
+                                 .to(device)
+                                 .contiguous();
+    const kir::Grid grid{source.shape, source.spacing};
+    runPipelineCuda(views, onDevice, grid, nullptr, seed, 0);  // compile and load first
+    torch::cuda::synchronize(device.index());
+    r.backend = cudaKernelBackend();
+    auto start = Clock::now();
+    int64_t made = 0;
+    do {
+      runPipelineCuda(views, onDevice, grid, nullptr, seed, static_cast<uint32_t>(made++));
+      if (made % 16 == 0) torch::cuda::synchronize(device.index());
+    } while (seconds(start) < budget);
+    torch::cuda::synchronize(device.index());  // the last ones finished too
+    r.fusedPatchesPerS = static_cast<double>(made) / seconds(start);
+    r.fusedPatchesPerSOneThread = r.fusedPatchesPerS;
+  } else {
+    r.fusedPatchesPerSOneThread = rate(budget, fused);
+    r.fusedPatchesPerS = r.threads > 1 ? parallelRate(r.threads, budget, fused) : r.fusedPatchesPerSOneThread;
+  }
   r.interpPatchesPerS = rate(budget, [&](int64_t i) {
     kir::apply(views.segments, {source.shape, source.spacing}, source.data.data(), nullptr, seed,
                static_cast<uint32_t>(i), kir::interpretKernel);

@@ -192,7 +192,7 @@ int benchAugment(const BenchAugmentOptions& options) {
   }
   if (!options.json) {
     fmt::print(stderr, "runtime: {}\n", runtime->describe());
-    fmt::print(stderr, "bench: the views of {} on a {}^3 brain, {:.0f} s per back end...\n", ir::print(pipeline),
+    fmt::print(stderr, "bench: the views of {} on a {}^3 brain, {:g} s per back end...\n", ir::print(pipeline),
                sourceEdge(options), options.seconds);
   }
   rt::AugmentBenchOptions bo;
