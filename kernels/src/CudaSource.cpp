@@ -126,19 +126,6 @@ std::string operand(const Operand& o) { return o.isSlot ? "slots[" + std::to_str
 
 const char* bufferName(Buffer b) { return b == Buffer::Image ? "Image" : b == Buffer::Target ? "Target" : "Mask"; }
 
-const char* pointName(PointOp op) {
-  switch (op) {
-    case PointOp::Affine: return "affine";
-    case PointOp::Normalize: return "normalize";
-    case PointOp::Clamp: return "clamp";
-    case PointOp::Gamma: return "gamma";
-    case PointOp::AddNoise: return "add_noise";
-    case PointOp::MulNoise: return "mul_noise";
-    case PointOp::Contrast: return "contrast";
-    case PointOp::Bias: return "bias";
-  }
-  return "?";
-}
 
 void need(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("cuda source: " + what);
@@ -164,10 +151,10 @@ bool usesBias(const Chain& chain) {
 void emitChain(std::ostringstream& out, const Chain& chain, const std::string& indent) {
   for (const PointInstr& p : chain) {
     auto arg = [&](size_t i) {
-      need(i < p.args.size(), std::string(pointName(p.op)) + " has too few operands");
+      need(i < p.args.size(), std::string(toString(p.op)) + " has too few operands");
       return operand(p.args[i]);
     };
-    out << indent << "/* " << pointName(p.op) << (p.headOnly ? " head" : "") << ": " << commentText(p.origin)
+    out << indent << "/* " << toString(p.op) << (p.headOnly ? " head" : "") << ": " << commentText(p.origin)
         << " */\n";
     std::string in = indent;
     if (p.headOnly) {

@@ -18,19 +18,6 @@ const char* name(CoordOp op) {
   }
   return "?";
 }
-const char* name(PointOp op) {
-  switch (op) {
-    case PointOp::Affine: return "affine";
-    case PointOp::Normalize: return "normalize";
-    case PointOp::Clamp: return "clamp";
-    case PointOp::Gamma: return "gamma";
-    case PointOp::AddNoise: return "add_noise";
-    case PointOp::MulNoise: return "mul_noise";
-    case PointOp::Contrast: return "contrast";
-    case PointOp::Bias: return "bias";
-  }
-  return "?";
-}
 const char* name(Buffer b) { return b == Buffer::Image ? "image" : b == Buffer::Target ? "target" : "mask"; }
 const char* name(Interp i) { return i == Interp::Linear ? "linear" : "nearest"; }
 const char* name(ReduceOp op) {
@@ -68,7 +55,7 @@ std::string operands(const std::vector<Operand>& args) {
 
 void printChain(std::ostringstream& out, const Chain& chain, const char* indent) {
   for (const PointInstr& p : chain) {
-    out << indent << name(p.op) << operands(p.args);
+    out << indent << toString(p.op) << operands(p.args);
     if (p.headOnly) out << " head";
     if (p.op == PointOp::AddNoise || p.op == PointOp::MulNoise) out << " stream " << p.stream;
     out << "    // " << p.origin << "\n";
@@ -76,6 +63,20 @@ void printChain(std::ostringstream& out, const Chain& chain, const char* indent)
 }
 
 }  // namespace
+
+const char* toString(PointOp op) {
+  switch (op) {
+    case PointOp::Affine: return "affine";
+    case PointOp::Normalize: return "normalize";
+    case PointOp::Clamp: return "clamp";
+    case PointOp::Gamma: return "gamma";
+    case PointOp::AddNoise: return "add_noise";
+    case PointOp::MulNoise: return "mul_noise";
+    case PointOp::Contrast: return "contrast";
+    case PointOp::Bias: return "bias";
+  }
+  return "?";
+}
 
 std::string print(const Program& program) {
   std::ostringstream out;

@@ -282,6 +282,8 @@ Binding bind(const Kernel& kernel, const Grid& in, uint64_t seed, uint32_t sampl
 /// The canonical text of a program (`gyrus emit --stage=kernel`): every pass, operand and
 /// constant, slot names; the same program always prints the same.
 std::string print(const Program& program);
+/// A pointwise instruction's name in the print ("add_noise").
+const char* toString(PointOp op);
 /// SHA-256 of the canonical text: the key of compiled code.
 std::string hash(const Program& program);
 
