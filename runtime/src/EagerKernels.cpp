@@ -1,6 +1,8 @@
 // The kernel IR as eager LibTorch operations (see EagerKernels.h).
 #include "EagerKernels.h"
 
+#include <torch/nn/functional/vision.h>
+
 #include <stdexcept>
 
 namespace gyrus::rt {

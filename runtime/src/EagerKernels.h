@@ -7,7 +7,7 @@
 // distribution, not the same values as the other back ends.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "gyrus/kernel/Kernel.h"
 

@@ -36,24 +36,7 @@ if(NOT PTXAS OR NOT EXISTS "${PTXAS}")
   return()
 endif()
 
-# examples/folders.gy reads folders that `gyrus synth` makes (see StageHashes.cmake).
-file(GLOB examples "${SOURCE}/examples/*.gy")
-foreach(example ${examples})
-  file(COPY "${example}" DESTINATION "${WORK}/examples")
-endforeach()
-foreach(synth "fomo60k;fomo60k;48;40;1" "task1;fomo25-task1;64;40;2")
-  list(GET synth 0 out)
-  list(GET synth 1 layout)
-  list(GET synth 2 subjects)
-  list(GET synth 3 size)
-  list(GET synth 4 seed)
-  execute_process(COMMAND ${GYRUS} synth --out "${WORK}/examples/synth/${out}" --layout ${layout}
-                          --subjects ${subjects} --size ${size} --seed ${seed}
-                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "gyrus synth exited ${rc}: ${err}")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/ExampleTree.cmake)
 
 set(files "")
 file(GLOB examples RELATIVE "${WORK}/examples" "${WORK}/examples/*.gy")
