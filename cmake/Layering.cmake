@@ -11,6 +11,8 @@ set(_gyrus_allowed_gyrus_basic "")
 set(_gyrus_allowed_gyrus_parse gyrus_basic gyrus_grammar)
 set(_gyrus_allowed_gyrus_ir "")
 set(_gyrus_allowed_gyrus_core gyrus_basic gyrus_parse gyrus_ir)
+# The site configuration (gyrus.toml): reports through the diagnostics only.
+set(_gyrus_allowed_gyrus_site gyrus_basic)
 set(_gyrus_allowed_gyrus_module "")
 set(_gyrus_allowed_gyrus_exec gyrus_ir gyrus_abi gyrus_module)
 set(_gyrus_allowed_gyrus_kernel gyrus_ir gyrus_abi gyrus_module)
@@ -26,10 +28,10 @@ set(_gyrus_allowed_gyrus_runtime_torch gyrus_runtime_data gyrus_kernel_cuda)
 set(_gyrus_allowed_gyrus_runtime gyrus_runtime_data gyrus_kernel_cuda)
 set(_gyrus_allowed_gyrus_io gyrus_nifti gyrus_clinic)
 # The driver links the torch-free, ITK-free runtime core for `gyrus score` (its metrics).
-set(_gyrus_allowed_gyrus gyrus_core gyrus_exec gyrus_kernel gyrus_kernel_cuda gyrus_runtime_core)
+set(_gyrus_allowed_gyrus gyrus_core gyrus_site gyrus_exec gyrus_kernel gyrus_kernel_cuda gyrus_runtime_core)
 
 function(gyrus_check_layering)
-  set(targets gyrus_grammar gyrus_abi gyrus_basic gyrus_parse gyrus_ir gyrus_core gyrus_module gyrus_exec gyrus_kernel
+  set(targets gyrus_grammar gyrus_abi gyrus_basic gyrus_parse gyrus_ir gyrus_core gyrus_site gyrus_module gyrus_exec gyrus_kernel
               gyrus_kernel_codegen gyrus_kernel_llvm gyrus_kernel_cuda gyrus_clinic gyrus_runtime_core
               gyrus_nifti gyrus_runtime_data gyrus_runtime_torch gyrus_runtime gyrus_io gyrus)
   foreach(target ${targets})

@@ -177,6 +177,49 @@ const std::vector<NamedHook>& hookTable() {
                    request.label = kind;
                    return folderDataset(c, a, request);
                  }});
+    // root("fomo60k", "sub"): a folder under a named data root of the site
+    // configuration. The value is the folder on this machine, marked so that only a
+    // folder data set's root takes it (Bind.cpp): the data's identity is its content,
+    // so no stage hash depends on where the site file says the data lie.
+    hooks.push_back({"root",
+                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   const std::string& name = a["name"].value.str;
+                   const DataRoots& roots = c.roots();
+                   auto it = roots.folders.find(name);
+                   if (it == roots.folders.end()) {
+                     Diagnostic& d = c.diags().report(DiagKind::UnknownRoot, a["name"].range,
+                                                      "no data root named \"" + name + "\"");
+                     std::vector<std::string> names;
+                     for (const auto& [n, folder] : roots.folders) names.push_back(n);
+                     suggest(d, a["name"].range, name, names, SuggestStyle{true, '"', "\"", "\""});
+                     if (roots.siteFile.empty()) {
+                       std::string where;
+                       for (const std::string& p : roots.searched) where += (where.empty() ? "" : ", ") + p;
+                       d.note("no site configuration was found (looked for " + (where.empty() ? "none" : where) +
+                              "); data roots are named in its [roots] table, or give one with --config FILE");
+                     } else {
+                       std::string list;
+                       for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+                       d.note("the site configuration " + roots.siteFile +
+                              (names.empty() ? " defines no data roots" : " defines the data roots: " + list));
+                     }
+                     return errorValue();
+                   }
+                   const std::string& sub = a["path"].value.str;
+                   if (std::filesystem::path(sub).is_absolute()) {
+                     c.diags().report(DiagKind::ValueRange, a["path"].range,
+                                      "root()'s path is a folder under the root, so it must be relative; got \"" + sub +
+                                          "\"");
+                     return errorValue();
+                   }
+                   Value v;
+                   v.ty = Ty::String;
+                   std::filesystem::path folder = std::filesystem::path(it->second) / sub;
+                   v.str = folder.lexically_normal().string();
+                   while (v.str.size() > 1 && v.str.back() == '/') v.str.pop_back();
+                   v.machinePath = true;
+                   return v;
+                 }});
     hooks.push_back({"site",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;

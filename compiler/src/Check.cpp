@@ -158,8 +158,9 @@ ir::Experiment Checker::lowerToIr() {
 
 
 CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm, DiagnosticEngine& diags,
-                            bool library, DataResolver* data) {
+                            bool library, DataResolver* data, const DataRoots* roots) {
   check::Checker c(sm, diags, data != nullptr ? *data : defaultDataResolver());
+  if (roots != nullptr) c.setRoots(*roots);
   return c.run(files, library);
 }
 

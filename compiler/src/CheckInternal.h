@@ -105,6 +105,9 @@ struct Value {
   ir::Shape3 shape{0, 0, 0};
   std::string str;
   bool flag = false;
+  // Ty::String made by root(...): a folder on this machine, from the site configuration.
+  // Only a folder data set's root may take it, so that no stage hash sees it.
+  bool machinePath = false;
   std::vector<Value> items;  // Ty::List; Ty::Record: the field values, in source order
   std::vector<std::string> fieldNames;        // Ty::Record
   std::vector<SourceRange> fieldNameRanges;  // Ty::Record
@@ -180,6 +183,7 @@ using ir::kFinetuneOnly;
 using ir::kOrSite;
 using ir::kMetrics;
 using ir::kLater;
+using ir::kMachinePath;
 
 /// One parameter of a signature, as declared in Signatures.def.
 struct Param {
@@ -333,6 +337,9 @@ class Checker {
   DiagnosticEngine& diags() { return diags_; }
   /// Lists folder data sets (the checker reads no files itself).
   DataResolver& dataResolver() { return data_; }
+  /// The site configuration's named data roots (`root(...)`).
+  void setRoots(const DataRoots& roots) { roots_ = roots; }
+  const DataRoots& roots() const { return roots_; }
   const SourceManager& sources() const { return sm_; }
   /// A data path as the user wrote it, relative to the experiment file's directory.
   std::string resolvePath(const std::string& path) const {
@@ -506,6 +513,7 @@ class Checker {
   const SourceManager& sm_;
   DiagnosticEngine& diags_;
   DataResolver& data_;
+  DataRoots roots_;
   std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
   // Parameters of the parameterised definitions being called (innermost last).

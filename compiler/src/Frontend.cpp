@@ -486,11 +486,11 @@ void checkReplacedValues(Compilation& c, const std::vector<const ast::File*>& fi
   DiagnosticEngine asWritten;
   std::vector<const ast::File*> all = files;
   all.push_back(c.main);
-  checkExperiment(all, c.sources, asWritten, library, c.data);
+  checkExperiment(all, c.sources, asWritten, library, c.data, &c.roots);
   static const DiagKind kLocal[] = {DiagKind::UnknownName,      DiagKind::UnknownArgument, DiagKind::MissingArgument,
                                     DiagKind::DuplicateArgument, DiagKind::TooManyArguments, DiagKind::TypeMismatch,
                                     DiagKind::UnknownUnit,      DiagKind::ValueRange,      DiagKind::UnknownField,
-                                    DiagKind::Syntax};
+                                    DiagKind::UnknownRoot,      DiagKind::Syntax};
   for (const Diagnostic& d : asWritten.all()) {
     if (d.severity != Severity::Error || std::find(std::begin(kLocal), std::end(kLocal), d.kind) == std::end(kLocal))
       continue;
@@ -513,8 +513,10 @@ void applyOverrides(ast::File& file, const std::vector<Override>& overrides, Sou
 }
 
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
-                                         StopAfter stop, const std::string* text, DataResolver* data) {
+                                         StopAfter stop, const std::string* text, DataResolver* data,
+                                         const DataRoots* roots) {
   auto c = std::make_unique<Compilation>();
+  if (roots != nullptr) c->roots = *roots;
   if (data == nullptr) {
     c->ownData = std::make_unique<CachingDataResolver>(defaultDataResolver());
     data = c->ownData.get();
@@ -576,7 +578,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (!sweepsOk) return c;
   if (axes.empty()) {
     files.push_back(c->main);
-    c->check = checkExperiment(files, c->sources, c->diags, library, c->data);
+    c->check = checkExperiment(files, c->sources, c->diags, library, c->data, &c->roots);
     if (c->check.experiment) {
       c->plan.experiment = *c->check.experiment;
       c->plan.users.assign(c->plan.experiment.stages.size(), {0});
@@ -621,7 +623,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
-    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library, c->data);
+    CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library, c->data, &c->roots);
     if (undo.reliable()) {
       undo.undo();
     } else {

@@ -16,6 +16,7 @@
 #include "gyrus/exec/Pool.h"
 #include "gyrus/exec/Scheduler.h"
 #include "gyrus/exec/Store.h"
+#include "gyrus/site/Site.h"
 
 namespace gyrus::driver {
 namespace {
@@ -194,27 +195,8 @@ std::string chooseOmpWaitPolicy() {
   return "PASSIVE";
 }
 
-bool parseByteSize(const std::string& text, int64_t& bytes) {
-  size_t end = 0;
-  double value = 0.0;
-  try {
-    value = std::stod(text, &end);
-  } catch (const std::exception&) {
-    return false;
-  }
-  std::string unit = text.substr(end);
-  static const std::pair<const char*, double> units[] = {
-      {"", 1.0},          {"B", 1.0},         {"K", 1024.0},      {"KiB", 1024.0}, {"M", 1048576.0},
-      {"MiB", 1048576.0}, {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"T", 1099511627776.0}, {"TiB", 1099511627776.0}};
-  for (const auto& [name, scale] : units) {
-    if (unit != name) continue;
-    double b = value * scale;
-    if (!(b >= 1.0) || b > 9.0e18) return false;
-    bytes = static_cast<int64_t>(b);
-    return true;
-  }
-  return false;
-}
+// One reading of sizes for the command line and the site file (gyrus.toml).
+bool parseByteSize(const std::string& text, int64_t& bytes) { return gyrus::parseByteSize(text, bytes); }
 
 int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
   exec::RunSettings settings = settingsFor(options);

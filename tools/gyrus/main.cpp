@@ -24,6 +24,7 @@
 #include "Run.h"
 #include "Runs.h"
 #include "Score.h"
+#include "Site.h"
 #include "Synth.h"
 #include "gyrus/Format.h"
 #include "gyrus/Frontend.h"
@@ -43,6 +44,7 @@ struct Common {
   std::string file;
   std::vector<std::string> sets;
   std::string diagnostics = "human";
+  std::string config;  ///< --config: the site file (default: found, see Site.h)
 };
 
 void addCommon(CLI::App* cmd, Common& c) {
@@ -51,6 +53,10 @@ void addCommon(CLI::App* cmd, Common& c) {
       ->type_name("PATH=VALUE");
   cmd->add_option("--diagnostics", c.diagnostics, "Diagnostics format")
       ->check(CLI::IsMember({"human", "json"}));
+  cmd->add_option("--config", c.config,
+                  "Site configuration to read instead of the gyrus.toml found beside FILE or in ~/.config/gyrus/ "
+                  "(docs/site-config.md)")
+      ->type_name("FILE");
 }
 
 // Prints the compilation's diagnostics to stderr; returns true when there were errors.
@@ -79,8 +85,15 @@ bool report(const Compilation& c, const Common& common, const std::string& used 
 }
 
 // Compiles the file with the --set overrides; a malformed --set is a [bad-override]
-// diagnostic like any other (so --diagnostics=json stays JSON).
-std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop) {
+// diagnostic like any other (so --diagnostics=json stays JSON). The site configuration
+// (gyrus.toml) is read first: its data roots are the checker's, and its settings are
+// returned in `site`. A site file with errors stops there: its diagnostics are the
+// compilation's.
+std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop, SiteConfig* site = nullptr,
+                                     driver::SiteUse use = driver::SiteUse::Compile) {
+  driver::SiteLoad loaded = driver::loadSite(common.config, common.file, use);
+  if (!loaded.ok) return driver::siteFailure(loaded, common.file);
+  if (site != nullptr) *site = loaded.config;
   std::vector<Override> overrides;
   std::vector<std::string> malformed;
   for (const std::string& s : common.sets) {
@@ -88,7 +101,7 @@ std::unique_ptr<Compilation> compile(const Common& common, StopAfter stop) {
     if (parseOverride(s, o)) overrides.push_back(o);
     else malformed.push_back(s);
   }
-  std::unique_ptr<Compilation> c = compileFile(common.file, overrides, stop);
+  std::unique_ptr<Compilation> c = compileFile(common.file, overrides, stop, nullptr, nullptr, &loaded.roots);
   for (const std::string& s : malformed)
     c->diags.report(DiagKind::BadOverride, SourceRange{},
                     "--set '" + s + "' must have the form PATH=VALUE, e.g. --set base.epochs=2");
@@ -200,10 +213,7 @@ int realMain(int argc, char** argv) {
   // auto | cpu | cuda | cuda:N; whether the device is usable is the runtime's to say.
   const CLI::Validator deviceName(
       [](std::string& v) {
-        bool cudaN = v.rfind("cuda:", 0) == 0 && v.size() > 5 && v.find_first_not_of("0123456789", 5) == std::string::npos;
-        return v == "auto" || v == "cpu" || v == "cuda" || cudaN
-                   ? std::string()
-                   : "'" + v + "' is not a device: use auto, cpu, cuda or cuda:N";
+        return isDeviceName(v) ? std::string() : "'" + v + "' is not a device: use auto, cpu, cuda or cuda:N";
       },
       "DEVICE");
   std::string device = "auto";
@@ -458,7 +468,8 @@ int realMain(int argc, char** argv) {
     return 0;
   }
   if (*run) {
-    auto c = compile(runOpts, StopAfter::Check);
+    SiteConfig site;
+    auto c = compile(runOpts, StopAfter::Check, &site, driver::SiteUse::Run);
     if (report(*c, runOpts)) return 1;
     driver::RunOptions ro;
     ro.json = json;
@@ -471,6 +482,8 @@ int realMain(int argc, char** argv) {
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus"
                                 : std::filesystem::absolute(storeDir);
     ro.plan = &c->plan;
+    driver::applySiteDefaults(site, !storeDir.empty(), run->count("--jobs") > 0, run->count("--device") > 0,
+                              !volumeCache.empty(), !loaderMemory.empty(), ro);
     return driver::runExperiment(*c->check.experiment, ro);
   }
   if (*runStage) {

@@ -14,6 +14,7 @@
 namespace gyrus {
 
 class DataResolver;
+struct DataRoots;
 
 struct CheckResult {
   /// The lowered experiment (stages hashed); empty when there were errors.
@@ -31,9 +32,11 @@ struct CheckResult {
 /// Declarations of all files share one namespace; only the last file's are reported as
 /// unused or printed. Reports every independent error once. A `library` (a standard
 /// library file checked on its own) declares presets for others: none is unused.
-/// Folder data sets are listed by `data` (nullptr: defaultDataResolver(), the files).
+/// Folder data sets are listed by `data` (nullptr: defaultDataResolver(), the files);
+/// `root(...)` resolves against `roots` (none when null).
 CheckResult checkExperiment(const std::vector<const ast::File*>& files, const SourceManager& sm,
-                            DiagnosticEngine& diags, bool library = false, DataResolver* data = nullptr);
+                            DiagnosticEngine& diags, bool library = false, DataResolver* data = nullptr,
+                            const DataRoots* roots = nullptr);
 
 /// Parameter names of a built-in function, in positional order (empty if unknown).
 std::vector<std::string> builtinParameters(const std::string& function);

@@ -63,6 +63,17 @@ struct FolderRequest {
   std::string key() const;
 };
 
+/// The named data roots of the site configuration (gyrus.toml's `[roots]`,
+/// docs/site-config.md), which `root("name", "sub/folder")` in an experiment file
+/// resolves: where data lie on this machine, kept out of the file so that it stays
+/// portable. A root's folder is not part of any stage hash (a folder data set's identity
+/// is its content, not its place).
+struct DataRoots {
+  std::map<std::string, std::string> folders;  ///< name -> absolute folder
+  std::string siteFile;                        ///< the site file they come from ("" when none was found)
+  std::vector<std::string> searched;           ///< where gyrus looked for one (for the note when none was found)
+};
+
 /// Lists folder data sets for the checker, which does no file I/O of its own: tests
 /// give it a fake one (no files), the driver a cached one over the files.
 class DataResolver {

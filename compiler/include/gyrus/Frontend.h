@@ -42,15 +42,17 @@ struct Compilation {
   /// Without a resolver from the caller: the files, cached for this compilation (every
   /// sweep point lists a folder once).
   std::unique_ptr<CachingDataResolver> ownData;
+  /// The site configuration's named data roots, for `root(...)`.
+  DataRoots roots;
   bool ok() const { return !diags.hasErrors(); }
 };
 
 /// Compiles the file at `path` (or `text` when given, shown as `path`).
 /// Folder data sets are listed by `data` (nullptr: the files, cached for this
-/// compilation).
+/// compilation). `roots`: the site configuration's named data roots (none when null).
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
                                          StopAfter stop, const std::string* text = nullptr,
-                                         DataResolver* data = nullptr);
+                                         DataResolver* data = nullptr, const DataRoots* roots = nullptr);
 
 /// Applies overrides to a parsed file; reports [bad-override] for paths that name
 /// nothing. Override values are parsed as their own virtual files.

@@ -35,6 +35,8 @@ enum ParamFlag : unsigned {
   kMetrics = 1u << 4,       ///< a list of metrics (read by readMetrics, not coerced)
   kLater = 1u << 5,         ///< a pipeline operation's parameter added after stages were
                             ///< hashed: in the JSON and the hash only when not its default
+  kMachinePath = 1u << 6,   ///< a folder data set's root: may be root(...), a folder of the site
+                            ///< configuration (no other slot may, so no stage hash sees one)
 };
 
 /// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.

@@ -100,6 +100,18 @@ bool Checker::bindArguments(const Signature& sig, const std::vector<ArgItem>& it
       bound[p->name] = {true, errorValue(), a.value->range};
       continue;
     }
+    // A folder of the site configuration (root(...)) only where the data's place is not
+    // part of the stage hash: a folder data set's root.
+    bool machinePath = v.machinePath;
+    for (const Value& item : v.items) machinePath = machinePath || item.machinePath;
+    if (machinePath && (p->flags & kMachinePath) == 0) {
+      diags_.report(DiagKind::TypeMismatch, a.value->range,
+                    what + " cannot be root(...): a folder of the site configuration may only be a folder data "
+                           "set's root, so that no stage hash depends on where this machine keeps its data");
+      ok = false;
+      bound[p->name] = {true, errorValue(), a.value->range};
+      continue;
+    }
     if (want != Ty::Site) {
       if (std::string why = checkBounds(*p, v); !why.empty()) {
         Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
