@@ -28,8 +28,13 @@ for _, name, sev, summary in kinds:
         if f"[{name}]" not in text:
             continue
         source = expected.with_suffix(".gy")
-        out += [f"`{source.name}`:", "", "```", source.read_text().rstrip("\n"), "```", "",
-                "```", text.rstrip("\n"), "```", ""]
+        out += [f"`{source.name}`:", "", "```", source.read_text().rstrip("\n"), "```", ""]
+        # A golden test run with a site configuration (`// args: --config FILE`) shows it too.
+        config = re.match(r"// args: .*--config (\S+)", source.read_text())
+        if config:
+            out += [f"`{config.group(1)}`:", "", "```toml", (golden / config.group(1)).read_text().rstrip("\n"),
+                    "```", ""]
+        out += ["```", text.rstrip("\n"), "```", ""]
         break
 (root / "docs/diagnostics.md").write_text("\n".join(out))
 print(f"wrote docs/diagnostics.md ({len(kinds)} kinds)")
