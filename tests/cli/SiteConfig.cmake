@@ -112,6 +112,16 @@ if(EXISTS "${WORK}/exp/.gyrus")
   message(FATAL_ERROR "gyrus run wrote the default store although the site file names one")
 endif()
 
+# `gyrus runs` without --store: the site's store too.
+gyrus_site(rc out err runs ls --json)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "${hash}")
+  message(FATAL_ERROR "gyrus runs ls did not list the site's store: exit ${rc}\n${out}${err}")
+endif()
+gyrus_site(rc out err runs ls --config "${WORK}/b.toml")
+if(NOT rc EQUAL 1 OR NOT err MATCHES "no run store: give --store DIR, or set `store` in the site configuration")
+  message(FATAL_ERROR "gyrus runs ls with a site file without a store: exit ${rc}\n${err}")
+endif()
+
 # 7. ranks above 1 is refused by run (no data-parallel training yet), at its place.
 file(WRITE "${WORK}/ranks.toml" "store = \"${WORK}/store-a\"\nranks = 2\n[roots]\nfomo60k = \"${WORK}/a/fomo60k\"\n")
 gyrus_site(rc out err run "${exp}" --config "${WORK}/ranks.toml")

@@ -303,23 +303,29 @@ int realMain(int argc, char** argv) {
   benchAugmentCmd->add_flag("--no-baseline", noBaseline, "Leave out the baseline's transforms (Python)");
   benchAugmentCmd->add_option("--python", augmentOpts.python, "The baseline's Python (default: the LibTorch environment's)");
 
-  std::string runsStore;
+  std::string runsStore, runsConfig;
   bool runsJson = false, runsDryRun = false;
+  // --store, or the site configuration's store (--config, or ~/.config/gyrus/gyrus.toml).
+  auto addRunsStore = [&](CLI::App* cmd) {
+    cmd->add_option("--store", runsStore, "Run store directory (default: the site configuration's store)");
+    cmd->add_option("--config", runsConfig, "Site configuration whose store to use (docs/site-config.md)")
+        ->type_name("FILE");
+  };
   std::string runsHash;
   std::vector<std::string> runsHashes, runsFiles;
   CLI::App* runs = app.add_subcommand("runs", "What a run store holds: list, show, remove and collect stages");
   runs->require_subcommand(1);
   CLI::App* runsLs = runs->add_subcommand("ls", "One line per stage: name, kind, status, metric, size, when, where");
-  runsLs->add_option("--store", runsStore, "Run store directory")->required();
+  addRunsStore(runsLs);
   runsLs->add_flag("--json", runsJson, "Print one JSON object on stdout");
   CLI::App* runsShowCmd = runs->add_subcommand("show", "One stage: its IR, result, files and last history line");
-  runsShowCmd->add_option("--store", runsStore, "Run store directory")->required();
+  addRunsStore(runsShowCmd);
   runsShowCmd->add_option("HASH", runsHash, "The stage's hash or a unique prefix (6 hex digits or more)")->required();
   CLI::App* runsRm = runs->add_subcommand("rm", "Remove stages (not while a process runs them)");
-  runsRm->add_option("--store", runsStore, "Run store directory")->required();
+  addRunsStore(runsRm);
   runsRm->add_option("HASH", runsHashes, "Hashes or unique prefixes")->required();
   CLI::App* runsGc = runs->add_subcommand("gc", "Remove every stage that none of the given experiment files plans");
-  runsGc->add_option("--store", runsStore, "Run store directory")->required();
+  addRunsStore(runsGc);
   runsGc->add_option("FILE", runsFiles, "Experiment files whose stages are kept (.gy)")->required();
   runsGc->add_flag("--dry-run", runsDryRun, "Only list what would be removed");
 
@@ -500,6 +506,18 @@ int realMain(int argc, char** argv) {
     return driver::runStoredStage(runStageHash, ro);
   }
   if (*runs) {
+    if (runsStore.empty()) {
+      Common site;
+      site.config = runsConfig;
+      driver::SiteLoad loaded = driver::loadSite(runsConfig, *runsGc ? runsFiles.front() : std::string());
+      if (!loaded.ok) return report(*loaded.diagnostics, site) ? 1 : 0;
+      if (!loaded.config.store) {
+        fmt::print(stderr, "error: no run store: give --store DIR, or set `store` in the site configuration ({})\n",
+                   loaded.config.path.empty() ? "none was found; see docs/site-config.md" : loaded.config.path);
+        return 1;
+      }
+      runsStore = *loaded.config.store;
+    }
     if (*runsLs) return driver::runsList(runsStore, runsJson);
     if (*runsShowCmd) return driver::runsShow(runsStore, runsHash);
     if (*runsRm) return driver::runsRemove(runsStore, runsHashes);
@@ -508,6 +526,7 @@ int realMain(int argc, char** argv) {
     for (const std::string& file : runsFiles) {
       Common c;
       c.file = file;
+      c.config = runsConfig;
       auto compiled = compile(c, StopAfter::Check);
       if (report(*compiled, c)) {
         fmt::print(stderr, "error: '{}' does not check; gyrus runs gc removed nothing\n", file);
