@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <unistd.h>
 
 #include "TestUtil.h"
@@ -17,6 +18,35 @@ using namespace gyrus::test;
 
 namespace {
 namespace fs = std::filesystem;
+
+// Sets environment variables for one test and puts them back after it (the tests after
+// these must see the real HOME: the digest cache lives under it).
+class ScopedEnv {
+ public:
+  ScopedEnv& set(const char* name, const std::string& value) {
+    remember(name);
+    ::setenv(name, value.c_str(), 1);
+    return *this;
+  }
+  ScopedEnv& unset(const char* name) {
+    remember(name);
+    ::unsetenv(name);
+    return *this;
+  }
+  ~ScopedEnv() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else ::unsetenv(it->first.c_str());
+    }
+  }
+
+ private:
+  void remember(const char* name) {
+    const char* old = std::getenv(name);
+    saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old) : std::nullopt);
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
 
 // One parse of `text` as /site/gyrus.toml: the config, and every diagnostic as
 // "line:col kind message".
@@ -71,7 +101,8 @@ pretrain base {
 }  // namespace
 
 TEST_CASE("site: every key is read") {
-  ::setenv("HOME", "/home/u", 1);
+  ScopedEnv env;
+  env.set("HOME", "/home/u");
   Parsed p(R"(# a cluster
 store = "runs"
 volume_cache = "~/cache/volumes"
@@ -228,23 +259,22 @@ TEST_CASE("site: looked for beside the experiment, then in $XDG_CONFIG_HOME or ~
   fs::create_directories(dir / "exp");
   fs::create_directories(dir / "xdg" / "gyrus");
   fs::create_directories(dir / "home" / ".config" / "gyrus");
-  ::setenv("HOME", (dir / "home").c_str(), 1);
-  ::unsetenv("XDG_CONFIG_HOME");
+  ScopedEnv env;
+  env.set("HOME", (dir / "home").string()).unset("XDG_CONFIG_HOME");
   std::string exp = (dir / "exp" / "a.gy").string();
   CHECK(siteSearchPath(exp) == std::vector<std::string>{(dir / "exp" / "gyrus.toml").string(),
                                                          (dir / "home" / ".config" / "gyrus" / "gyrus.toml").string()});
   CHECK(findSiteFile(exp).empty());
   std::ofstream(dir / "home" / ".config" / "gyrus" / "gyrus.toml") << "jobs = 1\n";
   CHECK(findSiteFile(exp) == (dir / "home" / ".config" / "gyrus" / "gyrus.toml").string());
-  ::setenv("XDG_CONFIG_HOME", (dir / "xdg").c_str(), 1);
+  env.set("XDG_CONFIG_HOME", (dir / "xdg").string());
   CHECK(findSiteFile(exp).empty());  // $XDG_CONFIG_HOME replaces ~/.config
   std::ofstream(dir / "xdg" / "gyrus" / "gyrus.toml") << "jobs = 2\n";
   CHECK(findSiteFile(exp) == (dir / "xdg" / "gyrus" / "gyrus.toml").string());
-  ::setenv("XDG_CONFIG_HOME", "relative/xdg", 1);  // ignored, as the XDG spec says
+  env.set("XDG_CONFIG_HOME", "relative/xdg");  // ignored, as the XDG spec says
   CHECK(findSiteFile(exp) == (dir / "home" / ".config" / "gyrus" / "gyrus.toml").string());
   std::ofstream(dir / "exp" / "gyrus.toml") << "jobs = 3\n";
   CHECK(findSiteFile(exp) == (dir / "exp" / "gyrus.toml").string());
-  ::unsetenv("XDG_CONFIG_HOME");
   // A file that is not there, or a folder: [io-error].
   SourceManager sm;
   DiagnosticEngine diags;
