@@ -180,6 +180,7 @@ using ir::kFinetuneOnly;
 using ir::kOrSite;
 using ir::kMetrics;
 using ir::kLater;
+using ir::kDraws;
 
 /// One parameter of a signature, as declared in Signatures.def.
 struct Param {

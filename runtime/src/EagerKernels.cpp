@@ -3,6 +3,7 @@
 
 #include <torch/nn/functional/vision.h>
 
+#include <array>
 #include <stdexcept>
 
 namespace gyrus::rt {
@@ -33,7 +34,54 @@ torch::Tensor normalised(const torch::Tensor& p, int64_t n) {
   return n > 1 ? p * (2.0f / static_cast<float>(n - 1)) - 1.0f : torch::zeros_like(p);
 }
 
+/// Catmull-Rom weights of the neighbours floor(p) - 1 .. floor(p) + 2 at fractions t.
+std::array<torch::Tensor, 4> cubicWeights(const torch::Tensor& t) {
+  return {((-0.5f * t + 1.0f) * t - 0.5f) * t, (1.5f * t - 2.5f) * t * t + 1.0f, ((-1.5f * t + 2.0f) * t + 0.5f) * t,
+          (0.5f * t - 0.5f) * t * t};
+}
+
+/// Tricubic (Kernel.h's Interp::Cubic) as 64 gathers of the flattened source
+/// (grid_sample's bicubic is 2-D only, and Keys' a = -0.75): neighbours outside the
+/// grid count as 0, and an integral position reads the voxel itself.
+torch::Tensor sampleCubic(const torch::Tensor& src, const Coords& c, const ir::Shape3& shape) {
+  const torch::Tensor flat = src.contiguous().flatten();
+  const torch::Tensor* p[3] = {&c.x, &c.y, &c.z};
+  std::array<torch::Tensor, 3> base, t;
+  std::array<std::array<torch::Tensor, 4>, 3> w;
+  for (size_t a = 0; a < 3; ++a) {
+    // A position that is not finite reads nothing (every neighbour outside).
+    torch::Tensor q = torch::where(torch::isfinite(*p[a]), *p[a], torch::full_like(*p[a], -8.0f));
+    q = torch::clamp(q, -8.0f, static_cast<float>(shape[a]) + 8.0f);
+    torch::Tensor fl = torch::floor(q);
+    base[a] = fl.to(torch::kLong);
+    t[a] = q - fl;
+    w[a] = cubicWeights(t[a]);
+  }
+  auto voxel = [&](int64_t i, int64_t j, int64_t k) {
+    torch::Tensor xi = base[0] + (i - 1), yj = base[1] + (j - 1), zk = base[2] + (k - 1);
+    torch::Tensor inside = (xi >= 0) & (xi < shape[0]) & (yj >= 0) & (yj < shape[1]) & (zk >= 0) & (zk < shape[2]);
+    torch::Tensor index = torch::clamp(xi, 0, shape[0] - 1) +
+                          shape[0] * (torch::clamp(yj, 0, shape[1] - 1) + shape[1] * torch::clamp(zk, 0, shape[2] - 1));
+    torch::Tensor v = flat.index_select(0, index.flatten()).view(index.sizes());
+    return torch::where(inside, v, torch::zeros_like(v));
+  };
+  torch::Tensor planes = torch::zeros_like(t[0]);
+  for (int64_t k = 0; k < 4; ++k) {
+    torch::Tensor rows = torch::zeros_like(t[0]);
+    for (int64_t j = 0; j < 4; ++j) {
+      torch::Tensor row = torch::zeros_like(t[0]);
+      for (int64_t i = 0; i < 4; ++i) row = row + w[0][static_cast<size_t>(i)] * voxel(i, j, k);
+      rows = rows + w[1][static_cast<size_t>(j)] * row;
+    }
+    planes = planes + w[2][static_cast<size_t>(k)] * rows;
+  }
+  torch::Tensor integral = (t[0] == 0) & (t[1] == 0) & (t[2] == 0);
+  torch::Tensor out = torch::where(integral, voxel(1, 1, 1), planes);
+  return torch::where(c.valid, out, torch::zeros_like(out));
+}
+
 torch::Tensor sample(const torch::Tensor& src, const Coords& c, const ir::Shape3& shape, kir::Interp interp) {
+  if (interp == kir::Interp::Cubic) return sampleCubic(src, c, shape);
   auto grid = torch::stack({normalised(c.x, shape[0]), normalised(c.y, shape[1]), normalised(c.z, shape[2])}, -1)
                   .unsqueeze(0);
   namespace F = torch::nn::functional;
