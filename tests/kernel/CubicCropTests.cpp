@@ -257,3 +257,50 @@ TEST_CASE("random crop: random for the stages, the centre crop for evaluation") 
   CHECK_FALSE(eval.ops[2].isRandom());
   CHECK(ir::verify(crop).empty());
 }
+
+TEST_CASE("the op-by-op reference: Catmull-Rom weights, random crop offsets, the random crop operation") {
+  // The weights sum to 1, interpolate (t = 0: the voxel itself) and reproduce t and t^2.
+  for (double t : {0.0, 0.125, 0.3, 0.5, 0.77, 0.999}) {
+    std::array<double, 4> w = rt::catmullRom(t);
+    double s0 = 0, s1 = 0, s2 = 0;
+    for (int k = 0; k < 4; ++k) {
+      double x = k - 1.0;
+      s0 += w[static_cast<size_t>(k)];
+      s1 += w[static_cast<size_t>(k)] * x;
+      s2 += w[static_cast<size_t>(k)] * x * x;
+    }
+    CHECK(s0 == doctest::Approx(1.0).epsilon(1e-12));
+    CHECK(s1 == doctest::Approx(t).epsilon(1e-12));
+    CHECK(s2 == doctest::Approx(t * t).epsilon(1e-12));
+  }
+  CHECK(rt::catmullRom(0.0)[1] == 1.0);
+  // Offsets: uniform over 0 .. n - size, the centre's where the volume is smaller.
+  rt::Rng rng(5);
+  std::array<std::set<int64_t>, 3> seen;
+  for (int i = 0; i < 400; ++i) {
+    std::array<int64_t, 3> off = rt::randomCropOffsets({12, 7, 9}, {8, 10, 9}, rng);
+    CHECK(off[0] >= 0);
+    CHECK(off[0] <= 4);
+    CHECK(off[1] == -1);  // 7 < 10: (7 - 10) / 2, zero-padded around the centre
+    CHECK(off[2] == 0);
+    for (size_t a = 0; a < 3; ++a) seen[a].insert(off[a]);
+  }
+  CHECK(seen[0].size() == 5);
+  // The operation: a window of the input at the drawn offsets, image and target alike.
+  rt::Volume in = field({14, 12, 10}, [](double x, double y, double z) { return 1 + x + 100 * y + 10000 * z; });
+  ir::Pipeline p = pipeline({ir::makeOp("crop", {{"size", Shape3{6, 5, 4}}, {"random", true}})});
+  std::set<float> corners;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    rt::Volume image = in, target = in;
+    rt::Rng r(seed);
+    rt::applyAugmentations(p, image, &target, r);
+    REQUIRE(image.shape == Shape3{6, 5, 4});
+    CHECK(image.data == target.data);
+    auto first = static_cast<int64_t>(image.data[0]) - 1;
+    std::array<int64_t, 3> off{first % 100, (first / 100) % 100, first / 10000};
+    CHECK(image.data == rt::cropOrPadAt(in, {6, 5, 4}, off).data);
+    corners.insert(image.data[0]);
+  }
+  CHECK(corners.size() > 10);
+  CHECK_THROWS_AS(rt::applyPipeline(p, in), std::invalid_argument);  // random: needs an Rng
+}

@@ -15,7 +15,7 @@
 // kTolerance relative. The generated code evaluates every instruction in the
 // interpreter's order without contraction; in vectorised loops exp/log/pow/cos are
 // libmvec's vector functions (≤ 4 ulp from the scalar libm the interpreter calls): the
-// largest difference measured over the random pipelines is 2.7e-7 of the range (0 with
+// largest difference measured over the random pipelines is 2.2e-7 of the range (0 with
 // GYRUS_KERNEL_VECTOR_MATH=0). Instructions skipped for a sample (Kernel.h) are tested
 // bit for bit.
 #include <doctest/doctest.h>
