@@ -57,23 +57,30 @@ torch::Tensor sampleCubic(const torch::Tensor& src, const Coords& c, const ir::S
     t[a] = q - fl;
     w[a] = cubicWeights(t[a]);
   }
-  auto voxel = [&](int64_t i, int64_t j, int64_t k) {
-    torch::Tensor xi = base[0] + (i - 1), yj = base[1] + (j - 1), zk = base[2] + (k - 1);
-    torch::Tensor inside = (xi >= 0) & (xi < shape[0]) & (yj >= 0) & (yj < shape[1]) & (zk >= 0) & (zk < shape[2]);
-    torch::Tensor index = torch::clamp(xi, 0, shape[0] - 1) +
-                          shape[0] * (torch::clamp(yj, 0, shape[1] - 1) + shape[1] * torch::clamp(zk, 0, shape[2] - 1));
+  // Per axis, the four neighbours' clamped indices (y and z scaled to their strides)
+  // and whether each is inside the source.
+  std::array<std::array<torch::Tensor, 4>, 3> at, inside;
+  const int64_t stride[3] = {1, shape[0], shape[0] * shape[1]};
+  for (size_t a = 0; a < 3; ++a)
+    for (int64_t i = 0; i < 4; ++i) {
+      torch::Tensor k = base[a] + (i - 1);
+      inside[a][static_cast<size_t>(i)] = (k >= 0) & (k < shape[a]);
+      at[a][static_cast<size_t>(i)] = torch::clamp(k, 0, shape[a] - 1) * stride[a];
+    }
+  auto voxel = [&](size_t i, size_t j, size_t k) {
+    torch::Tensor index = at[0][i] + at[1][j] + at[2][k];
     torch::Tensor v = flat.index_select(0, index.flatten()).view(index.sizes());
-    return torch::where(inside, v, torch::zeros_like(v));
+    return torch::where(inside[0][i] & inside[1][j] & inside[2][k], v, torch::zeros_like(v));
   };
   torch::Tensor planes = torch::zeros_like(t[0]);
-  for (int64_t k = 0; k < 4; ++k) {
+  for (size_t k = 0; k < 4; ++k) {
     torch::Tensor rows = torch::zeros_like(t[0]);
-    for (int64_t j = 0; j < 4; ++j) {
+    for (size_t j = 0; j < 4; ++j) {
       torch::Tensor row = torch::zeros_like(t[0]);
-      for (int64_t i = 0; i < 4; ++i) row = row + w[0][static_cast<size_t>(i)] * voxel(i, j, k);
-      rows = rows + w[1][static_cast<size_t>(j)] * row;
+      for (size_t i = 0; i < 4; ++i) row = row + w[0][i] * voxel(i, j, k);
+      rows = rows + w[1][j] * row;
     }
-    planes = planes + w[2][static_cast<size_t>(k)] * rows;
+    planes = planes + w[2][k] * rows;
   }
   torch::Tensor integral = (t[0] == 0) & (t[1] == 0) & (t[2] == 0);
   torch::Tensor out = torch::where(integral, voxel(1, 1, 1), planes);
