@@ -155,8 +155,11 @@ Interval PipelineOp::interval(std::string_view param) const { return get<Interva
 bool PipelineOp::isRandom() const {
   const OpSpec& s = spec();
   if (s.random()) return true;
-  for (const OpParamSpec& p : s.params)
-    if ((p.flags & kDraws) != 0 && flag(p.name)) return true;
+  for (const OpParamSpec& p : s.params) {
+    if ((p.flags & kDraws) == 0) continue;
+    const OpArg* a = findByName(args, p.name);  // absent: its default, false
+    if (const bool* on = a != nullptr ? std::get_if<bool>(&a->value) : nullptr; on != nullptr && *on) return true;
+  }
   return false;
 }
 
@@ -165,7 +168,7 @@ bool deterministicPart(const PipelineOp& op, PipelineOp& out) {
   if (s.random()) return false;
   out = op;
   for (const OpParamSpec& p : s.params)
-    if ((p.flags & kDraws) != 0) out.set(p.name, false);
+    if ((p.flags & kDraws) != 0 && findByName(out.args, p.name) != nullptr) out.set(p.name, false);
   return true;
 }
 
