@@ -184,6 +184,7 @@ using ir::kOrSite;
 using ir::kMetrics;
 using ir::kLater;
 using ir::kMachinePath;
+using ir::kDraws;
 
 /// One parameter of a signature, as declared in Signatures.def.
 struct Param {

@@ -152,6 +152,26 @@ bool PipelineOp::flag(std::string_view param) const { return get<bool>(*this, pa
 Shape3 PipelineOp::shape(std::string_view param) const { return get<Shape3>(*this, param); }
 Interval PipelineOp::interval(std::string_view param) const { return get<Interval>(*this, param); }
 
+bool PipelineOp::isRandom() const {
+  const OpSpec& s = spec();
+  if (s.random()) return true;
+  for (const OpParamSpec& p : s.params) {
+    if ((p.flags & kDraws) == 0) continue;
+    const OpArg* a = findByName(args, p.name);  // absent: its default, false
+    if (const bool* on = a != nullptr ? std::get_if<bool>(&a->value) : nullptr; on != nullptr && *on) return true;
+  }
+  return false;
+}
+
+bool deterministicPart(const PipelineOp& op, PipelineOp& out) {
+  const OpSpec& s = op.spec();
+  if (s.random()) return false;
+  out = op;
+  for (const OpParamSpec& p : s.params)
+    if ((p.flags & kDraws) != 0 && findByName(out.args, p.name) != nullptr) out.set(p.name, false);
+  return true;
+}
+
 PipelineOp& PipelineOp::set(std::string_view param, OpValue value) {
   const OpParamSpec* p = spec().find(param);
   if (p == nullptr) fail(name + " has no parameter '" + std::string(param) + "'");

@@ -43,6 +43,38 @@ __device__ __forceinline__ float gy_trilinear(const float* __restrict__ d, int n
   return gy_lerp(gy_lerp(c00, c10, wy), gy_lerp(c01, c11, wy), wz);
 }
 
+/* Catmull-Rom weights at fraction t (Interp.cpp's cubicWeights). */
+__device__ __forceinline__ void gy_cubic_weights(float t, float* w) {
+  w[0] = ((-0.5f * t + 1.0f) * t - 0.5f) * t;
+  w[1] = (1.5f * t - 2.5f) * t * t + 1.0f;
+  w[2] = ((-1.5f * t + 2.0f) * t + 0.5f) * t;
+  w[3] = (0.5f * t - 0.5f) * t * t;
+}
+
+/* Tricubic (Catmull-Rom): the 4 neighbours floor(p) - 1 .. floor(p) + 2 per axis, those
+   outside the grid 0; rows along x, then y, then z; the voxel itself at an integral p. */
+__device__ __forceinline__ float gy_tricubic(const float* __restrict__ d, int nx, int ny, int nz, float px,
+                                             float py, float pz) {
+  const float fx = floorf(px), fy = floorf(py), fz = floorf(pz);
+  const long long x = (long long)fx, y = (long long)fy, z = (long long)fz;
+  const float tx = px - fx, ty = py - fy, tz = pz - fz;
+  if (tx == 0.0f && ty == 0.0f && tz == 0.0f) return gy_voxel(d, nx, ny, nz, x, y, z);
+  float wx[4], wy[4], wz[4], planes[4];
+  gy_cubic_weights(tx, wx);
+  gy_cubic_weights(ty, wy);
+  gy_cubic_weights(tz, wz);
+  for (int k = 0; k < 4; ++k) {
+    float rows[4];
+    for (int j = 0; j < 4; ++j) {
+      float v[4];
+      for (int i = 0; i < 4; ++i) v[i] = gy_voxel(d, nx, ny, nz, x - 1 + i, y - 1 + j, z - 1 + k);
+      rows[j] = ((wx[0] * v[0] + wx[1] * v[1]) + wx[2] * v[2]) + wx[3] * v[3];
+    }
+    planes[k] = ((wy[0] * rows[0] + wy[1] * rows[1]) + wy[2] * rows[2]) + wy[3] * rows[3];
+  }
+  return ((wz[0] * planes[0] + wz[1] * planes[1]) + wz[2] * planes[2]) + wz[3] * planes[3];
+}
+
 /* Nearest: voxel floor(p + 0.5) per axis. */
 __device__ __forceinline__ float gy_nearest(const float* __restrict__ d, int nx, int ny, int nz, float px,
                                             float py, float pz) {
@@ -333,7 +365,9 @@ CudaKernel gatherKernel(const Program& program, const Pass& pass, int index, std
   for (const GatherOutput& o : pass.outputs) {
     const std::string src = std::string("src") + bufferName(o.source);
     out << in << "{ /* " << bufferName(o.buffer) << " */\n"
-        << in << "  float v = valid ? " << (o.interp == Interp::Linear ? "gy_trilinear(" : "gy_nearest(") << src
+        << in << "  float v = valid ? " << (o.interp == Interp::Linear  ? "gy_trilinear("
+                                                 : o.interp == Interp::Cubic ? "gy_tricubic("
+                                                                             : "gy_nearest(") << src
         << ", inX, inY, inZ, px, py, pz) : 0.0f;\n";
     emitChain(out, o.chain, in + "  ");
     out << in << "  out" << bufferName(o.buffer) << "[i] = v;\n" << in << "}\n";

@@ -52,6 +52,36 @@ float trilinear(const float* data, const ir::Shape3& s, const Vec3& p) {
   return lerp(lerp(c00, c10, wy), lerp(c01, c11, wy), wz);
 }
 
+/// Catmull-Rom weights of the four neighbours floor(p) - 1 .. floor(p) + 2 at fraction t.
+std::array<float, 4> cubicWeights(float t) {
+  return {((-0.5f * t + 1.0f) * t - 0.5f) * t, (1.5f * t - 2.5f) * t * t + 1.0f, ((-1.5f * t + 2.0f) * t + 0.5f) * t,
+          (0.5f * t - 0.5f) * t * t};
+}
+
+/// Tricubic (Catmull-Rom) interpolation at p: rows along x, then y, then z (Kernel.h).
+float tricubic(const float* data, const ir::Shape3& s, const Vec3& p) {
+  if (!std::isfinite(p[0]) || !std::isfinite(p[1]) || !std::isfinite(p[2])) return 0.0f;  // nowhere: outside
+  float fx = std::floor(p[0]), fy = std::floor(p[1]), fz = std::floor(p[2]);
+  auto x = static_cast<int64_t>(fx), y = static_cast<int64_t>(fy), z = static_cast<int64_t>(fz);
+  float tx = p[0] - fx, ty = p[1] - fy, tz = p[2] - fz;
+  if (tx == 0.0f && ty == 0.0f && tz == 0.0f) return voxel(data, s, x, y, z);  // an integral position
+  const std::array<float, 4> wx = cubicWeights(tx), wy = cubicWeights(ty), wz = cubicWeights(tz);
+  auto sum4 = [](const std::array<float, 4>& w, const std::array<float, 4>& v) {
+    return ((w[0] * v[0] + w[1] * v[1]) + w[2] * v[2]) + w[3] * v[3];
+  };
+  std::array<float, 4> planes{};
+  for (int64_t k = 0; k < 4; ++k) {
+    std::array<float, 4> rows{};
+    for (int64_t j = 0; j < 4; ++j) {
+      std::array<float, 4> v{};
+      for (int64_t i = 0; i < 4; ++i) v[static_cast<size_t>(i)] = voxel(data, s, x - 1 + i, y - 1 + j, z - 1 + k);
+      rows[static_cast<size_t>(j)] = sum4(wx, v);
+    }
+    planes[static_cast<size_t>(k)] = sum4(wy, rows);
+  }
+  return sum4(wz, planes);
+}
+
 float nearest(const float* data, const ir::Shape3& s, const Vec3& p) {
   if (!std::isfinite(p[0]) || !std::isfinite(p[1]) || !std::isfinite(p[2])) return 0.0f;
   return voxel(data, s, static_cast<int64_t>(std::floor(p[0] + 0.5f)), static_cast<int64_t>(std::floor(p[1] + 0.5f)),
@@ -155,7 +185,10 @@ void gather(const Pass& pass, const std::vector<FieldSpec>& fields, const Bindin
         for (const GatherOutput& o : pass.outputs) {
           const float* src = buffers.source(o.source);
           float v = 0.0f;
-          if (valid) v = o.interp == Interp::Linear ? trilinear(src, b.in.shape, p) : nearest(src, b.in.shape, p);
+          if (valid)
+            v = o.interp == Interp::Linear  ? trilinear(src, b.in.shape, p)
+                : o.interp == Interp::Cubic ? tricubic(src, b.in.shape, p)
+                                            : nearest(src, b.in.shape, p);
           buffers.of(o.buffer)[at.index] = runChain(o.chain, v, b, at);
         }
       }

@@ -71,6 +71,14 @@ class Lowerer {
     spatial_.emplace_back();
   }
 
+  /// The image and the target are interpolated tricubically (an operation's `cubic`): a
+  /// program interpolates once, so one operation that asks for it is enough. Masks and
+  /// label maps stay nearest.
+  void cubic() {
+    for (GatherOutput& o : k_.program.passes[0].outputs)
+      if (o.interp == Interp::Linear) o.interp = Interp::Cubic;
+  }
+
   /// A new slot named `<origin>.<name>`.
   int slot(const std::string& name) {
     k_.program.slotNames.push_back(origin_ + "#" + std::to_string(index_) + "." + name);
@@ -303,8 +311,14 @@ void setSlot(Binding& b, int slot, double v) { b.slots[static_cast<size_t>(slot)
 
 // ---- the operations -------------------------------------------------------------------
 
+/// An operation's `cubic` (a parameter added later: absent from older operations).
+void interpolation(Lowerer& l, const ir::PipelineOp& op) {
+  if (op.spec().find("cubic") != nullptr && op.flag("cubic")) l.cubic();
+}
+
 Binder lowerResample(Lowerer& l, const ir::PipelineOp& op) {
   const double mm = op.number("spacing");
+  interpolation(l, op);
   // Outside the resampled grid there is nothing (a later rotation or scaling that moves a
   // voxel there reads 0, as op by op); inside it, positions clamp to the source (edge
   // values extend by half a voxel, as rt::resample).
@@ -334,12 +348,20 @@ Binder lowerResample(Lowerer& l, const ir::PipelineOp& op) {
 
 Binder lowerCrop(Lowerer& l, const ir::PipelineOp& op) {
   const ir::Shape3 size = op.shape("size");
+  const bool random = op.flag("random");
+  const uint32_t index = l.index();
   int affine = l.affine();
   int window = l.coord(CoordOp::Window, "top", 3);
   return [=](const Grid& in, Binding& b) {
     Affine12 m = identityAffine();
+    Draws d(b.seed, b.sample, index);
     for (size_t a = 0; a < 3; ++a) {
-      m[4 * a + 3] = static_cast<double>((in.shape[a] - size[a]) / 2);  // as rt::centerCropOrPad
+      // The centre (as rt::centerCropOrPad), or a whole offset uniform over [0, n - size]
+      // (the patch inside the field of view); a side shorter than the patch stays
+      // centred (zero-padded). One draw per axis whatever the sides.
+      const int64_t slack = in.shape[a] - size[a];
+      const int64_t drawn = random ? d.integer(0, std::max<int64_t>(slack, 0)) : 0;
+      m[4 * a + 3] = static_cast<double>(random && slack >= 0 ? drawn : slack / 2);
       setSlot(b, window + static_cast<int>(a), top(in.shape[a]));
     }
     b.affines[static_cast<size_t>(affine)] = m;
@@ -455,6 +477,7 @@ Affine12 aboutCentre(const std::array<std::array<double, 3>, 3>& a, const Grid& 
 }
 
 Binder lowerRotate(Lowerer& l, const ir::PipelineOp& op) {
+  interpolation(l, op);
   const double p = op.number("p"), axisP = op.number("axis_p");
   const ir::Interval angle = op.interval("angle");
   const uint32_t index = l.index();
@@ -474,6 +497,7 @@ Binder lowerRotate(Lowerer& l, const ir::PipelineOp& op) {
 }
 
 Binder lowerScale(Lowerer& l, const ir::PipelineOp& op) {
+  interpolation(l, op);
   const double p = op.number("p");
   const ir::Interval factor = op.interval("factor");
   const uint32_t index = l.index();
@@ -489,6 +513,7 @@ Binder lowerScale(Lowerer& l, const ir::PipelineOp& op) {
 }
 
 Binder lowerElastic(Lowerer& l, const ir::PipelineOp& op) {
+  interpolation(l, op);
   const double p = op.number("p");
   const ir::Interval alpha = op.interval("alpha"), sigma = op.interval("sigma");
   const uint32_t index = l.index();

@@ -19,7 +19,7 @@ const char* name(CoordOp op) {
   return "?";
 }
 const char* name(Buffer b) { return b == Buffer::Image ? "image" : b == Buffer::Target ? "target" : "mask"; }
-const char* name(Interp i) { return i == Interp::Linear ? "linear" : "nearest"; }
+const char* name(Interp i) { return i == Interp::Linear ? "linear" : i == Interp::Cubic ? "cubic" : "nearest"; }
 const char* name(ReduceOp op) {
   switch (op) {
     case ReduceOp::Moments: return "moments";

@@ -19,7 +19,7 @@ SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline) {
 ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline) {
   ir::Pipeline out;
   for (const ir::PipelineOp& op : pipeline.ops)
-    if (!op.isRandom()) out.ops.push_back(op);
+    if (ir::PipelineOp part; ir::deterministicPart(op, part)) out.ops.push_back(std::move(part));
   return out;
 }
 

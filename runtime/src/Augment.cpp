@@ -43,16 +43,36 @@ float sampleNearest(const Volume& v, const std::array<double, 3>& p) {
   return v.at(x, y, z);
 }
 
+/// Tricubic: the 4 x 4 x 4 neighbours with Catmull-Rom weights, those outside 0.
+float sampleCubic(const Volume& v, const std::array<double, 3>& p) {
+  std::array<int64_t, 3> base{};
+  std::array<std::array<double, 4>, 3> w{};
+  for (size_t a = 0; a < 3; ++a) {
+    double f = std::floor(p[a]);
+    base[a] = static_cast<int64_t>(f);
+    w[a] = catmullRom(p[a] - f);
+  }
+  double acc = 0;
+  for (int64_t k = 0; k < 4; ++k)
+    for (int64_t j = 0; j < 4; ++j)
+      for (int64_t i = 0; i < 4; ++i) {
+        int64_t x = base[0] - 1 + i, y = base[1] - 1 + j, z = base[2] - 1 + k;
+        if (x < 0 || y < 0 || z < 0 || x >= v.shape[0] || y >= v.shape[1] || z >= v.shape[2]) continue;
+        acc += w[0][static_cast<size_t>(i)] * w[1][static_cast<size_t>(j)] * w[2][static_cast<size_t>(k)] * v.at(x, y, z);
+      }
+  return static_cast<float>(acc);
+}
+
 /// A new volume of `in`'s grid whose voxel j is `in` sampled at position(j).
 template <class F>
-Volume resampleAt(const Volume& in, bool nearest, F&& position) {
+Volume resampleAt(const Volume& in, bool nearest, bool cubic, F&& position) {
   Volume out = Volume::zeros(in.shape);
   out.spacing = in.spacing;
   for (int64_t z = 0; z < in.shape[2]; ++z)
     for (int64_t y = 0; y < in.shape[1]; ++y)
       for (int64_t x = 0; x < in.shape[0]; ++x) {
         std::array<double, 3> p = position(x, y, z);
-        out.at(x, y, z) = nearest ? sampleNearest(in, p) : sampleLinear(in, p);
+        out.at(x, y, z) = nearest ? sampleNearest(in, p) : cubic ? sampleCubic(in, p) : sampleLinear(in, p);
       }
   return out;
 }
@@ -164,9 +184,9 @@ Matrix3 rotationMatrix(const std::array<double, 3>& r) {
   return out;
 }
 
-Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest) {
+Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest, bool cubic) {
   const std::array<double, 3> c{centre(in.shape[0]), centre(in.shape[1]), centre(in.shape[2])};
-  return resampleAt(in, nearest, [&](int64_t x, int64_t y, int64_t z) {
+  return resampleAt(in, nearest, cubic, [&](int64_t x, int64_t y, int64_t z) {
     const std::array<double, 3> d{static_cast<double>(x) - c[0], static_cast<double>(y) - c[1], static_cast<double>(z) - c[2]};
     std::array<double, 3> p{};
     for (size_t i = 0; i < 3; ++i) p[i] = a[i][0] * d[0] + a[i][1] * d[1] + a[i][2] * d[2] + c[i];
@@ -211,8 +231,8 @@ std::array<Volume, 3> coarseElasticField(const ir::Shape3& shape, double alpha, 
   return out;
 }
 
-Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest) {
-  return resampleAt(in, nearest, [&](int64_t x, int64_t y, int64_t z) {
+Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest, bool cubic) {
+  return resampleAt(in, nearest, cubic, [&](int64_t x, int64_t y, int64_t z) {
     return std::array<double, 3>{x + static_cast<double>(d[0].at(x, y, z)), y + static_cast<double>(d[1].at(x, y, z)),
                                  z + static_cast<double>(d[2].at(x, y, z))};
   });

@@ -3,6 +3,7 @@
 
 #include <torch/nn/functional/vision.h>
 
+#include <array>
 #include <stdexcept>
 
 namespace gyrus::rt {
@@ -33,7 +34,61 @@ torch::Tensor normalised(const torch::Tensor& p, int64_t n) {
   return n > 1 ? p * (2.0f / static_cast<float>(n - 1)) - 1.0f : torch::zeros_like(p);
 }
 
+/// Catmull-Rom weights of the neighbours floor(p) - 1 .. floor(p) + 2 at fractions t.
+std::array<torch::Tensor, 4> cubicWeights(const torch::Tensor& t) {
+  return {((-0.5f * t + 1.0f) * t - 0.5f) * t, (1.5f * t - 2.5f) * t * t + 1.0f, ((-1.5f * t + 2.0f) * t + 0.5f) * t,
+          (0.5f * t - 0.5f) * t * t};
+}
+
+/// Tricubic (Kernel.h's Interp::Cubic) as 64 gathers of the flattened source
+/// (grid_sample's bicubic is 2-D only, and Keys' a = -0.75): neighbours outside the
+/// grid count as 0, and an integral position reads the voxel itself.
+torch::Tensor sampleCubic(const torch::Tensor& src, const Coords& c, const ir::Shape3& shape) {
+  const torch::Tensor flat = src.contiguous().flatten();
+  const torch::Tensor* p[3] = {&c.x, &c.y, &c.z};
+  std::array<torch::Tensor, 3> base, t;
+  std::array<std::array<torch::Tensor, 4>, 3> w;
+  for (size_t a = 0; a < 3; ++a) {
+    // A position that is not finite reads nothing (every neighbour outside).
+    torch::Tensor q = torch::where(torch::isfinite(*p[a]), *p[a], torch::full_like(*p[a], -8.0f));
+    q = torch::clamp(q, -8.0f, static_cast<float>(shape[a]) + 8.0f);
+    torch::Tensor fl = torch::floor(q);
+    base[a] = fl.to(torch::kLong);
+    t[a] = q - fl;
+    w[a] = cubicWeights(t[a]);
+  }
+  // Per axis, the four neighbours' clamped indices (y and z scaled to their strides)
+  // and whether each is inside the source.
+  std::array<std::array<torch::Tensor, 4>, 3> at, inside;
+  const int64_t stride[3] = {1, shape[0], shape[0] * shape[1]};
+  for (size_t a = 0; a < 3; ++a)
+    for (int64_t i = 0; i < 4; ++i) {
+      torch::Tensor k = base[a] + (i - 1);
+      inside[a][static_cast<size_t>(i)] = (k >= 0) & (k < shape[a]);
+      at[a][static_cast<size_t>(i)] = torch::clamp(k, 0, shape[a] - 1) * stride[a];
+    }
+  auto voxel = [&](size_t i, size_t j, size_t k) {
+    torch::Tensor index = at[0][i] + at[1][j] + at[2][k];
+    torch::Tensor v = flat.index_select(0, index.flatten()).view(index.sizes());
+    return torch::where(inside[0][i] & inside[1][j] & inside[2][k], v, torch::zeros_like(v));
+  };
+  torch::Tensor planes = torch::zeros_like(t[0]);
+  for (size_t k = 0; k < 4; ++k) {
+    torch::Tensor rows = torch::zeros_like(t[0]);
+    for (size_t j = 0; j < 4; ++j) {
+      torch::Tensor row = torch::zeros_like(t[0]);
+      for (size_t i = 0; i < 4; ++i) row = row + w[0][i] * voxel(i, j, k);
+      rows = rows + w[1][j] * row;
+    }
+    planes = planes + w[2][k] * rows;
+  }
+  torch::Tensor integral = (t[0] == 0) & (t[1] == 0) & (t[2] == 0);
+  torch::Tensor out = torch::where(integral, voxel(1, 1, 1), planes);
+  return torch::where(c.valid, out, torch::zeros_like(out));
+}
+
 torch::Tensor sample(const torch::Tensor& src, const Coords& c, const ir::Shape3& shape, kir::Interp interp) {
+  if (interp == kir::Interp::Cubic) return sampleCubic(src, c, shape);
   auto grid = torch::stack({normalised(c.x, shape[0]), normalised(c.y, shape[1]), normalised(c.z, shape[2])}, -1)
                   .unsqueeze(0);
   namespace F = torch::nn::functional;

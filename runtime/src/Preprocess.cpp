@@ -9,14 +9,12 @@
 
 namespace gyrus::rt {
 
-Volume centerCropOrPad(const Volume& in, const ir::Shape3& size) {
+Volume cropOrPadAt(const Volume& in, const ir::Shape3& size, const std::array<int64_t, 3>& off) {
   for (int64_t s : size)
-    if (s <= 0) throw std::invalid_argument("centerCropOrPad: sizes must be positive");
+    if (s <= 0) throw std::invalid_argument("cropOrPadAt: sizes must be positive");
   Volume out = Volume::zeros(size);
   out.spacing = in.spacing;
   // Source offset per axis: positive when cropping, negative when padding.
-  int64_t off[3];
-  for (int i = 0; i < 3; ++i) off[i] = (in.shape[i] - size[i]) / 2;
   for (int64_t z = 0; z < size[2]; ++z) {
     int64_t sz = z + off[2];
     if (sz < 0 || sz >= in.shape[2]) continue;
@@ -31,6 +29,21 @@ Volume centerCropOrPad(const Volume& in, const ir::Shape3& size) {
     }
   }
   return out;
+}
+
+Volume centerCropOrPad(const Volume& in, const ir::Shape3& size) {
+  std::array<int64_t, 3> off{};
+  for (size_t i = 0; i < 3; ++i) off[i] = (in.shape[i] - size[i]) / 2;
+  return cropOrPadAt(in, size, off);
+}
+
+std::array<int64_t, 3> randomCropOffsets(const ir::Shape3& in, const ir::Shape3& size, Rng& rng) {
+  std::array<int64_t, 3> off{};
+  for (size_t i = 0; i < 3; ++i) {
+    const int64_t slack = in[i] - size[i];
+    off[i] = slack >= 0 ? static_cast<int64_t>(rng.below(static_cast<uint64_t>(slack) + 1)) : slack / 2;
+  }
+  return off;
 }
 
 void zscore(Volume& v, bool nonzeroOnly) {
@@ -146,6 +159,44 @@ Volume resample(const Volume& in, double mm) {
     if (m.identity) continue;
     out.data = resampleAxis(out.data, out.shape, axis, m, target[a]);
     out.shape[a] = target[a];
+  }
+  out.spacing = {mm, mm, mm};
+  return out;
+}
+
+std::array<double, 4> catmullRom(double t) {
+  const double t2 = t * t, t3 = t2 * t;
+  return {0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2)};
+}
+
+Volume resampleCubic(const Volume& in, double mm) {
+  const ir::Shape3 target = resampledShape(in.shape, in.spacing, mm);
+  Volume out = in;
+  for (size_t a = 0; a < 3; ++a) {
+    const int64_t nIn = in.shape[a], nOut = target[a];
+    if (nIn == nOut && in.spacing[a] == mm) continue;  // copied exactly, as resample
+    const double step = mm / in.spacing[a];
+    const double cIn = 0.5 * static_cast<double>(nIn - 1), cOut = 0.5 * static_cast<double>(nOut - 1);
+    ir::Shape3 shape = out.shape;
+    shape[a] = nOut;
+    Volume next = Volume::zeros(shape);
+    for (int64_t z = 0; z < shape[2]; ++z)
+      for (int64_t y = 0; y < shape[1]; ++y)
+        for (int64_t x = 0; x < shape[0]; ++x) {
+          const int64_t j = a == 0 ? x : a == 1 ? y : z;
+          double pos = std::clamp(cIn + (static_cast<double>(j) - cOut) * step, 0.0, static_cast<double>(nIn - 1));
+          double f = std::floor(pos);
+          std::array<double, 4> w = catmullRom(pos - f);
+          double acc = 0;
+          for (int64_t k = 0; k < 4; ++k) {
+            int64_t i = static_cast<int64_t>(f) - 1 + k;
+            if (i < 0 || i >= nIn) continue;
+            acc += w[static_cast<size_t>(k)] * out.at(a == 0 ? i : x, a == 1 ? i : y, a == 2 ? i : z);
+          }
+          next.at(x, y, z) = static_cast<float>(acc);
+        }
+    out.data = std::move(next.data);
+    out.shape = shape;
   }
   out.spacing = {mm, mm, mm};
   return out;
@@ -280,14 +331,19 @@ const std::vector<OpImpl>& opImpls() {
   static const std::vector<OpImpl> table = {
       {"resample",
        [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-         in = resample(in, op.number("spacing"));
-         if (target) *target = resample(*target, op.number("spacing"));
+         auto sample = op.flag("cubic") ? resampleCubic : resample;
+         in = sample(in, op.number("spacing"));
+         if (target) *target = sample(*target, op.number("spacing"));
        },
        [](const ir::PipelineOp& op, Volume mask) { return resampleNearest(mask, op.number("spacing")); }},
       {"crop",
-       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng*) {
-         in = centerCropOrPad(in, op.shape("size"));
-         if (target) *target = centerCropOrPad(*target, op.shape("size"));
+       [](const ir::PipelineOp& op, Volume& in, Volume* target, Rng* rng) {
+         const ir::Shape3 size = op.shape("size");
+         std::array<int64_t, 3> off{};
+         for (size_t i = 0; i < 3; ++i) off[i] = (in.shape[i] - size[i]) / 2;
+         if (op.flag("random")) off = randomCropOffsets(in.shape, size, *rng);
+         in = cropOrPadAt(in, size, off);
+         if (target) *target = cropOrPadAt(*target, size, off);
        },
        [](const ir::PipelineOp& op, Volume mask) { return centerCropOrPad(mask, op.shape("size")); }},
       {"zscore",
@@ -336,8 +392,8 @@ const std::vector<OpImpl>& opImpls() {
          double a = rng->uniform(alpha.lo, alpha.hi), s = rng->uniform(sigma.lo, sigma.hi);
          kir::Draws draws(rng->bits(), 0, 0);
          std::array<Volume, 3> d = coarseElasticField(in.shape, a, s, draws);
-         in = displace(in, d);
-         if (target) *target = displace(*target, d);
+         in = displace(in, d, false, op.flag("cubic"));
+         if (target) *target = displace(*target, d, false, op.flag("cubic"));
        },
        nullptr},
       {"rotate",
@@ -348,8 +404,8 @@ const std::vector<OpImpl>& opImpls() {
          for (double& r : radians)
            if (rng->bernoulli(op.number("axis_p"))) r = rng->uniform(angle.lo, angle.hi) * 3.14159265358979323846 / 180.0;
          Matrix3 m = rotationMatrix(radians);
-         in = warpAboutCentre(in, m);
-         if (target) *target = warpAboutCentre(*target, m);
+         in = warpAboutCentre(in, m, false, op.flag("cubic"));
+         if (target) *target = warpAboutCentre(*target, m, false, op.flag("cubic"));
        },
        nullptr},
       {"scale",
@@ -357,8 +413,8 @@ const std::vector<OpImpl>& opImpls() {
          if (!rng->bernoulli(op.number("p"))) return;
          double f = rng->uniform(op.interval("factor").lo, op.interval("factor").hi);
          Matrix3 m{{{f, 0, 0}, {0, f, 0}, {0, 0, f}}};
-         in = warpAboutCentre(in, m);
-         if (target) *target = warpAboutCentre(*target, m);
+         in = warpAboutCentre(in, m, false, op.flag("cubic"));
+         if (target) *target = warpAboutCentre(*target, m, false, op.flag("cubic"));
        },
        nullptr},
       {"blur",

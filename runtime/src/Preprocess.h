@@ -21,6 +21,14 @@ namespace gyrus::rt {
 /// Centre crop and/or zero pad each axis to `size`. Where the difference is odd, the
 /// extra voxel is cropped from (or padded at) the high end.
 Volume centerCropOrPad(const Volume& in, const ir::Shape3& size);
+/// Crops and/or zero pads to `size`, output voxel j reading input voxel j + offset[a]
+/// per axis (0 where that is outside the input): centerCropOrPad with the offsets
+/// (n - size) / 2.
+Volume cropOrPadAt(const Volume& in, const ir::Shape3& size, const std::array<int64_t, 3>& offset);
+/// A random patch's offsets (`crop(size, random = true)`): per axis uniform over
+/// 0 .. n - size (whole voxels, the patch inside the volume), or the centre crop's
+/// (n - size) / 2 where the volume is smaller than the patch.
+std::array<int64_t, 3> randomCropOffsets(const ir::Shape3& in, const ir::Shape3& size, Rng& rng);
 
 /// Z-scores the volume in place: (v - mean) / std. With `nonzeroOnly`, the statistics
 /// are taken over non-zero voxels and zero voxels stay 0 (background of skull-stripped
@@ -52,6 +60,14 @@ using ir::resampledShape;
 ///   v.spacing = {2.0, 2.0, 2.0};
 ///   Volume w = resample(v, 1.0);  // 20^3, spacing 1 mm
 Volume resample(const Volume& in, double mm);
+/// As `resample`, with a separable cubic (Catmull-Rom) kernel instead of the linear one
+/// (`resample(cubic = true)`): output voxel j of an axis blends the four input voxels
+/// floor(pos) - 1 .. floor(pos) + 2 around the same clamped position, those outside the
+/// volume counting as 0, in double precision per axis (Kernel.h's Interp::Cubic).
+Volume resampleCubic(const Volume& in, double mm);
+/// The Catmull-Rom weights of the four neighbours floor(p) - 1 .. floor(p) + 2 at
+/// fraction t = p - floor(p), in double precision.
+std::array<double, 4> catmullRom(double t);
 
 /// Nearest-neighbour resampling on the grid of `resample(in, mm)` (same output shape,
 /// spacing and centre): output voxel j of an axis takes input voxel round(pos), pos
@@ -107,8 +123,9 @@ using Matrix3 = std::array<std::array<double, 3>, 3>;
 /// The rotation Rz Ry Rx by the angles (radians) about x, y and z.
 Matrix3 rotationMatrix(const std::array<double, 3>& radians);
 /// Resamples on the same grid at positions A (j - c) + c, c = (n - 1) / 2 per axis:
-/// trilinear (0 outside), or nearest (floor(p + 1/2)) for masks.
-Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest = false);
+/// trilinear (0 outside), or nearest (floor(p + 1/2)) for masks, or with `cubic`
+/// tricubic (Catmull-Rom, neighbours outside the volume 0; double precision).
+Volume warpAboutCentre(const Volume& in, const Matrix3& a, bool nearest = false, bool cubic = false);
 /// batchgenerators' dense elastic displacement: per axis, alpha times U(-1, 1) noise
 /// filtered by a Gaussian of `sigma` voxels (truncated at 4 sigma, zero outside the
 /// volume: scipy's mode 'constant'). Three volumes of `shape` (x, y, z components).
@@ -118,8 +135,8 @@ std::array<Volume, 3> denseElasticField(const ir::Shape3& shape, double alpha, d
 /// `shape` in double precision. The runtime's op-by-op path uses it (the dense field costs
 /// seconds per 96^3 patch).
 std::array<Volume, 3> coarseElasticField(const ir::Shape3& shape, double alpha, double sigma, kir::Draws& d);
-/// Samples `in` at j + d(j) (trilinear, 0 outside; nearest for masks).
-Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest = false);
+/// Samples `in` at j + d(j) (trilinear, 0 outside; nearest for masks; tricubic with `cubic`).
+Volume displace(const Volume& in, const std::array<Volume, 3>& d, bool nearest = false, bool cubic = false);
 /// scipy.ndimage.gaussian_filter(v, sigma) with its defaults (truncate 4, 'reflect').
 void gaussianBlur(Volume& v, double sigma);
 /// Multiplicative noise v (1 + sigma n), n standard normal per voxel.

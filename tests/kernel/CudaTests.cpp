@@ -487,6 +487,14 @@ TEST_CASE("cuda source, compiled for the host: lowered pipelines agree with the 
                  ir::makeOp("brightness", {{"p", 1.0}}), ir::makeOp("contrast", {{"p", 1.0}}),
                  ir::makeOp("gamma", {{"p", 1.0}}), ir::makeOp("noise", {{"p", 1.0}})}),
        {.target = true, .mask = true}},
+      // Tricubic interpolation (image and target; the mask nearest) and a random patch.
+      {pipeline({ir::makeOp("resample", {{"spacing", 0.8}, {"cubic", true}}),
+                 ir::makeOp("crop", {{"size", Shape3{20, 18, 16}}, {"random", true}}), ir::makeOp("zscore")}),
+       {.target = true, .mask = true}},
+      {pipeline({ir::makeOp("elastic", {{"p", 1.0}, {"cubic", true}}), ir::makeOp("rotate", {{"p", 1.0}}),
+                 ir::makeOp("scale", {{"p", 1.0}}), ir::makeOp("crop", {{"size", Shape3{12, 30, 9}}, {"random", true}}),
+                 ir::makeOp("noise", {{"p", 1.0}})}),
+       {.target = true, .mask = true}},
   };
   for (const auto& [pl, options] : cases) {
     for (const kir::Kernel& k : kir::lowerSegments(pl, options)) {
@@ -677,5 +685,11 @@ TEST_CASE("device: the CUBIN on a GPU agrees with the interpreter (masks exactly
                                     ir::makeOp("gamma"), ir::makeOp("noise", {{"sigma", 0.3}})}),
                           {.target = true, .mask = true}))
     compareOnDevice(k.program, kir::bind(k, {shape, {1.2, 0.9, 2.0}}, 42, 3), image2, mask2, worst);
+  for (const kir::Kernel& k :
+       kir::lowerSegments(pipeline({ir::makeOp("resample", {{"spacing", 1.5}, {"cubic", true}}),
+                                    ir::makeOp("rotate", {{"p", 1.0}}),
+                                    ir::makeOp("crop", {{"size", Shape3{40, 36, 32}}, {"random", true}}), ir::makeOp("zscore")}),
+                          {.target = true, .mask = true}))
+    compareOnDevice(k.program, kir::bind(k, {shape, {1.2, 0.9, 2.0}}, 42, 5), image2, mask2, worst);
   MESSAGE("largest difference from the interpreter: " << worst);
 }

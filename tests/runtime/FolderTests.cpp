@@ -639,3 +639,49 @@ TEST_CASE("gyrus preview of a deterministic pipeline gives the voxels training l
     CHECK(std::abs(centre) < 0.51);  // the input is centred on the origin; half a voxel from rounding
   }
 }
+
+TEST_CASE("gyrus preview of random patches: each sample on the affine of its own patch") {
+  fs::path root = freshDir("folder", "preview_patch");
+  Volume v = brain(14, 7, 3);
+  fs::path input = root / "sub_1" / "t1.nii.gz";
+  writeVolume(input, v, {1.5, 1.25, 2.0}, true);
+  {
+    std::ofstream gy(root / "prev.gy");
+    gy << "pipeline views = resample(1mm) >> crop(9^3, random = true)\n";
+  }
+  std::string command = std::string(GYRUS_EXECUTABLE) + " preview " + (root / "prev.gy").string() +
+                        " --pipeline views --input " + input.string() + " --out " + (root / "out").string() +
+                        " --samples 6 --seed 4 > " + (root / "log.txt").string() + " 2>&1";
+  REQUIRE_MESSAGE(std::system(command.c_str()) == 0, command);
+  std::vector<io::Image> shown(6);
+  for (size_t i = 0; i < shown.size(); ++i) {
+    std::string error;
+    std::string name = "sample_00" + std::to_string(i) + ".nii.gz";
+    REQUIRE_MESSAGE(io::readNifti((root / "out" / name).string(), io::ReadOptions{}, shown[i], error), error);
+    REQUIRE(shown[i].shape == ir::Shape3{9, 9, 9});
+    for (size_t a = 0; a < 3; ++a) CHECK(std::abs(shown[i].affine[a][a] - 1.0) < 1e-5);
+  }
+  // The same world point holds the same value in every sample: the patches are whole-
+  // voxel windows of one resampled volume, each placed by its own affine.
+  int moved = 0, compared = 0;
+  for (size_t i = 1; i < shown.size(); ++i) {
+    std::array<int64_t, 3> d{};
+    for (size_t a = 0; a < 3; ++a) {
+      double shift = shown[i].affine[a][3] - shown[0].affine[a][3];
+      d[a] = std::llround(shift);
+      CHECK(std::abs(shift - static_cast<double>(d[a])) < 1e-4);
+    }
+    moved += d != std::array<int64_t, 3>{0, 0, 0} ? 1 : 0;
+    for (int64_t z = 0; z < 9; ++z)
+      for (int64_t y = 0; y < 9; ++y)
+        for (int64_t x = 0; x < 9; ++x) {
+          int64_t x0 = x + d[0], y0 = y + d[1], z0 = z + d[2];
+          if (x0 < 0 || y0 < 0 || z0 < 0 || x0 >= 9 || y0 >= 9 || z0 >= 9) continue;
+          ++compared;
+          CHECK(shown[i].data[static_cast<size_t>(x + 9 * (y + 9 * z))] ==
+                shown[0].data[static_cast<size_t>(x0 + 9 * (y0 + 9 * z0))]);
+        }
+  }
+  CHECK(moved >= 3);  // the patches are drawn, not one fixed window
+  CHECK(compared > 0);
+}

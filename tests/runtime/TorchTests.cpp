@@ -2,6 +2,7 @@
 // stages through the Runtime interface (MAE, SimCLR and hybrid pretraining, exact
 // resume after a kill with and without augmentations, evaluation and its user errors).
 // Torch headers come before doctest: glog's CHECK would otherwise replace doctest's.
+#include "EagerKernels.h"
 #include "Finetune.h"
 #include "Models.h"
 #include "Preprocess.h"
@@ -639,4 +640,42 @@ TEST_CASE("ViT: MAE and hybrid pretraining lower the loss and resume exactly; pr
   std::vector<std::string> dropped = copyMatchingParameters(multi, single);
   REQUIRE(dropped.size() == 1);
   CHECK(dropped[0] == "patch_embed.weight");
+}
+
+TEST_CASE("eager LibTorch: tricubic gathers and random patches as the interpreter computes them") {
+  // The eager chain is `gyrus bench augment`'s comparison: it must compute the same
+  // views (tricubic by 64 gathers, not grid_sample's 2-D bicubic; the same patch).
+  const ir::Shape3 shape{19, 17, 15};
+  Volume in = Volume::zeros(shape);
+  in.spacing = {1.1, 0.9, 1.3};
+  for (int64_t z = 0; z < shape[2]; ++z)
+    for (int64_t y = 0; y < shape[1]; ++y)
+      for (int64_t x = 0; x < shape[0]; ++x)
+        in.at(x, y, z) = static_cast<float>(2.0 + std::sin(0.6 * x) * std::cos(0.4 * y) + 0.05 * z * z);
+  ir::Pipeline p{{ir::makeOp("resample", {{"spacing", 0.8}, {"cubic", true}}),
+                  ir::makeOp("rotate", {{"p", 1.0}, {"axis_p", 1.0}, {"cubic", true}}),
+                  ir::makeOp("crop", {{"size", ir::Shape3{16, 14, 12}}, {"random", true}})}};
+  kir::Kernel k = kir::lower(p, {.target = true});
+  REQUIRE(k.program.passes[0].outputs[0].interp == kir::Interp::Cubic);
+  for (uint32_t sample = 0; sample < 3; ++sample) {
+    CAPTURE(sample);
+    kir::Binding b = kir::bind(k, {in.shape, in.spacing}, 21, sample);
+    const int64_t n = b.out.shape[0] * b.out.shape[1] * b.out.shape[2];
+    std::vector<float> image(static_cast<size_t>(n)), target(static_cast<size_t>(n));
+    kir::Buffers buffers;
+    buffers.image = in.data.data();
+    buffers.outImage = image.data();
+    buffers.outTarget = target.data();
+    kir::Binding bi = b;
+    kir::interpret(k.program, bi, buffers);
+    EagerBuffers eager;
+    eager.image = torch::from_blob(in.data.data(), {shape[2], shape[1], shape[0]}, torch::kFloat32);
+    runEager(k, b, eager);
+    torch::Tensor got = eager.outImage.contiguous();
+    REQUIRE(got.numel() == n);
+    const float* g = got.data_ptr<float>();
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(static_cast<double>(g[i]) - image[static_cast<size_t>(i)]));
+    CHECK(worst < 1e-4);
+  }
 }

@@ -466,9 +466,9 @@ TEST_CASE("a crop shared by the pretraining and its evaluation warns once") {
 TEST_CASE("the side table: every node of the file with its kind, place, type, unit, shape and value") {
   auto c = compile(kValid);
   std::string t = c->check.typed();
-  CHECK(t.find("DeclBind 3:1 pipeline prep : Pipeline shape 32^3 = crop(size = 32^3) >> zscore(nonzero = true)\n") !=
-        std::string::npos);
-  CHECK(t.find("ExprCall 3:17 : Pipeline shape 32^3 = crop(size = 32^3)\n") != std::string::npos);
+  CHECK(t.find("DeclBind 3:1 pipeline prep : Pipeline shape 32^3 = crop(size = 32^3, random = false) >> "
+               "zscore(nonzero = true)\n") != std::string::npos);
+  CHECK(t.find("ExprCall 3:17 : Pipeline shape 32^3 = crop(size = 32^3, random = false)\n") != std::string::npos);
   CHECK(t.find("ExprBinary 3:22 : Shape = 32^3\n") != std::string::npos);
   CHECK(t.find("ExprNumber 3:22 : Int = 32\n") != std::string::npos);
   // Source order: every line's place is at or after the previous line's.

@@ -252,3 +252,45 @@ TEST_CASE("pipeline registry: a parameter added later is identity only when it i
   REQUIRE_MESSAGE(ir::experimentFromJson(text, back, error), error);
   CHECK(ir::toJson(back) == text);
 }
+
+TEST_CASE("pipeline registry: cubic and random crops keep older hashes; a random crop is evaluated centred") {
+  auto experiment = [](const std::string& pipeline) {
+    auto c = compile("dataset corpus = synthetic(subjects = 16, size = 40^3)\ndataset clinic = synthetic(subjects = 40, "
+                     "size = 40^3, seed = 2)\npipeline prep = " +
+                     pipeline +
+                     "\npretrain base {\n  data = corpus |> prep\n  encoder = unet(width = 8, stages = 4)\n  objective = "
+                     "mae()\n}\nevaluate base on clinic.lesion (shots = 16, repeats = 2)\n");
+    INFO(pipeline);
+    REQUIRE(c->check.experiment.has_value());
+    return *c->check.experiment;
+  };
+  const ir::Experiment before = experiment("resample(1mm) >> crop(32^3) >> rotate()");
+  const ir::Experiment same =
+      experiment("resample(1mm, cubic = false) >> crop(32^3, random = false) >> rotate(cubic = false)");
+  CHECK(same.stages[0].hash == before.stages[0].hash);
+  CHECK(ir::toJson(before).find("\"cubic\"") == std::string::npos);
+  CHECK(ir::toJson(before).find("\"random\"") == std::string::npos);
+  std::set<std::string> hashes = {before.stages[0].hash};
+  for (const char* p : {"resample(1mm, cubic = true) >> crop(32^3) >> rotate()",
+                        "resample(1mm) >> crop(32^3, random = true) >> rotate()",
+                        "resample(1mm) >> crop(32^3) >> rotate(cubic = true)"})
+    CHECK(hashes.insert(experiment(p).stages[0].hash).second);
+  // Set, they round-trip through JSON.
+  const ir::Experiment set = experiment("resample(1mm, cubic = true) >> crop(32^3, random = true) >> rotate()");
+  std::string text = ir::toJson(set);
+  CHECK(text.find("\"cubic\"") != std::string::npos);
+  ir::Experiment back;
+  std::string error;
+  REQUIRE_MESSAGE(ir::experimentFromJson(text, back, error), error);
+  CHECK(ir::toJson(back) == text);
+  // Evaluation sees the deterministic part: the crop stays (the shape), centred; the
+  // rotation is left out.
+  const ir::Stage& eval = set.stages[1];
+  REQUIRE((eval.kind == ir::StageKind::Evaluate));
+  REQUIRE(eval.evaluate.pipeline.ops.size() == 2);
+  CHECK(eval.evaluate.pipeline.ops[1].name == "crop");
+  CHECK_FALSE(eval.evaluate.pipeline.ops[1].flag("random"));
+  // A boolean is checked as one.
+  auto bad = compile("pipeline prep = crop(32^3, random = 2)\n");
+  CHECK(bad->diags.errorCount() > 0);
+}

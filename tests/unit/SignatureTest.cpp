@@ -24,7 +24,7 @@ TEST_CASE("signatures: every built-in function has a build hook, and every hook 
   CHECK(hooks == functions);
   CHECK(check::findSignature("pretrain") != nullptr);
   CHECK(check::findSignature("evaluate") != nullptr);
-  CHECK(builtinParameters("crop") == std::vector<std::string>{"size"});
+  CHECK(builtinParameters("crop") == std::vector<std::string>{"size", "random"});
   CHECK(builtinParameters("pretrain").empty());  // a block, not a function
 }
 

@@ -40,24 +40,37 @@ Affine12 indexMap(const kir::Kernel& k, const kir::Binding& b) {
   return m;
 }
 
-/// The world affine of the output grid of the deterministic spatial operations of
-/// `pipeline` applied to `in`: the input's affine after every segment's index map.
-io::Affine outputAffine(const ir::Pipeline& pipeline, const io::Image& in) {
+/// The world affine of sample `sample`'s output grid: the input's affine after every
+/// segment's index map of the deterministic spatial operations and of the random patch
+/// positions (a random crop moves the grid; its offset is this sample's draw). The other
+/// random spatial operations move the content on the same grid: `flip(p = 0)` in their
+/// place keeps the split, the segments and every operation's index (its draws).
+io::Affine outputAffine(const ir::Pipeline& pipeline, const io::Image& in, uint64_t seed, uint32_t sample) {
   io::Affine world = in.affine;
   if (pipeline.ops.empty()) return world;
+  ir::Pipeline geometry = pipeline;
+  for (ir::PipelineOp& op : geometry.ops)
+    if (op.spec().random() && op.spec().spatial()) op = ir::makeOp("flip", {{"p", 0.0}});
+  // As the run: the prefix with (0, 0), the views with the sample's draws.
+  const kir::SplitPipeline split = kir::splitAtFirstRandom(geometry);
   kir::Grid grid{in.shape, in.spacing};
-  for (const kir::Kernel& k : kir::lowerSegments(kir::withoutRandomOps(pipeline))) {
-    kir::Binding b = kir::bind(k, grid, 0, 0);
-    Affine12 m = indexMap(k, b);
-    io::Affine next{};
-    for (size_t i = 0; i < 4; ++i) {
-      for (size_t j = 0; j < 3; ++j)
-        next[i][j] = world[i][0] * m[j] + world[i][1] * m[4 + j] + world[i][2] * m[8 + j];
-      next[i][3] = world[i][0] * m[3] + world[i][1] * m[7] + world[i][2] * m[11] + world[i][3];
+  auto walk = [&](const ir::Pipeline& part, uint64_t s, uint32_t n) {
+    if (part.ops.empty()) return;
+    for (const kir::Kernel& k : kir::lowerSegments(part)) {
+      kir::Binding b = kir::bind(k, grid, s, n);
+      Affine12 m = indexMap(k, b);
+      io::Affine next{};
+      for (size_t i = 0; i < 4; ++i) {
+        for (size_t j = 0; j < 3; ++j)
+          next[i][j] = world[i][0] * m[j] + world[i][1] * m[4 + j] + world[i][2] * m[8 + j];
+        next[i][3] = world[i][0] * m[3] + world[i][1] * m[7] + world[i][2] * m[11] + world[i][3];
+      }
+      world = next;
+      grid = b.out;
     }
-    world = next;
-    grid = b.out;
-  }
+  };
+  walk(split.prefix, 0, 0);
+  walk(split.suffix, seed, sample);
   return world;
 }
 
@@ -147,7 +160,6 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
       prefix = kir::apply(kir::lowerSegments(split.prefix), prefix.grid, in.data.data(), nullptr, 0, 0, run);
     std::vector<kir::Kernel> views;
     if (!split.suffix.ops.empty()) views = kir::lowerSegments(split.suffix);
-    const io::Affine affine = outputAffine(pipeline, in);
     const int64_t samples = split.suffix.ops.empty() ? 1 : options.samples;
     for (int64_t i = 0; i < samples; ++i) {
       kir::Result r = views.empty() ? prefix
@@ -156,7 +168,7 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
       io::Image out;
       out.shape = r.grid.shape;
       out.spacing = r.grid.spacing;
-      out.affine = affine;
+      out.affine = outputAffine(pipeline, in, options.seed, static_cast<uint32_t>(i));
       out.data = r.image;
       const fs::path base = fs::path(options.out) / fmt::format("sample_{:03}", i);
       io::WriteOptions wo;

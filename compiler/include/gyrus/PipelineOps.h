@@ -37,6 +37,8 @@ enum ParamFlag : unsigned {
                             ///< hashed: in the JSON and the hash only when not its default
   kMachinePath = 1u << 6,   ///< a folder data set's root: may be root(...), a folder of the site
                             ///< configuration (no other slot may, so no stage hash sees one)
+  kDraws = 1u << 7,         ///< a pipeline operation's Bool parameter that, when true, makes
+                            ///< a deterministic operation random (crop's `random`)
 };
 
 /// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.
@@ -119,7 +121,9 @@ struct PipelineOp {
   std::vector<OpArg> args;
 
   const OpSpec& spec() const;
-  bool isRandom() const { return spec().random(); }
+  /// Drawn anew for every view: a random operation, or a deterministic one with a kDraws
+  /// parameter set (`crop(96^3, random = true)`).
+  bool isRandom() const;
   const OpValue& arg(std::string_view param) const;
   double number(std::string_view param) const;
   bool flag(std::string_view param) const;
@@ -128,6 +132,12 @@ struct PipelineOp {
   /// Sets a parameter's value (which must have its type); returns *this.
   PipelineOp& set(std::string_view param, OpValue value);
 };
+
+/// What an operation does without its draws, for evaluation (which sees the
+/// deterministic part of a pipeline): a deterministic operation itself; one that is
+/// random through a kDraws parameter with those parameters off (a random crop becomes the
+/// centre crop, keeping the shape); false for a random operation (left out).
+bool deterministicPart(const PipelineOp& op, PipelineOp& out);
 
 /// The default of a parameter, parsed from its `defaultText` (a required parameter's:
 /// zero of its type).

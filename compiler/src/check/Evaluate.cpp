@@ -193,9 +193,10 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
   e.pretrain = model.model;
   e.data = data.dataset;
   e.encoder = model.encoder;
-  // Augmentations are for training views only: evaluation sees the deterministic part.
+  // Augmentations are for training views only: evaluation sees the deterministic part
+  // (a random crop becomes the centre crop of the same size).
   for (const ir::PipelineOp& op : evalPipeline.pipeline.ops)
-    if (!op.isRandom()) e.pipeline.ops.push_back(op);
+    if (ir::PipelineOp part; ir::deterministicPart(op, part)) e.pipeline.ops.push_back(std::move(part));
   if (finetune) {
     e.protocol = ir::Protocol::Finetune;
     e.epochs = static_cast<int64_t>(args["epochs"].value.num);

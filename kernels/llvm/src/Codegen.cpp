@@ -243,6 +243,57 @@ class Emitter {
                                    b_.CreateFCmpOEQ(z.w, f(0.0f)));
     return b_.CreateSelect(integral, voxel(false, false, false), blend);
   }
+  /// Catmull-Rom weights at fraction t (Interp.cpp's cubicWeights, operation by operation).
+  std::array<Value*, 4> cubicWeights(Value* t) {
+    auto mul = [&](Value* a, Value* c) { return b_.CreateFMul(a, c); };
+    auto add = [&](Value* a, Value* c) { return b_.CreateFAdd(a, c); };
+    return {mul(b_.CreateFSub(mul(add(mul(f(-0.5f), t), f(1.0f)), t), f(0.5f)), t),
+            add(mul(mul(b_.CreateFSub(mul(f(1.5f), t), f(2.5f)), t), t), f(1.0f)),
+            mul(add(mul(add(mul(f(-1.5f), t), f(2.0f)), t), f(0.5f)), t),
+            mul(mul(b_.CreateFSub(mul(f(0.5f), t), f(0.5f)), t), t)};
+  }
+  /// Tricubic (Catmull-Rom): per axis the neighbours floor(p) - 1 .. floor(p) + 2 (clamped
+  /// into the grid, whether each is inside it) and the weights; rows along x, then y, z.
+  Value* tricubic(Value* src, const Vec3& p) {
+    std::array<std::array<Value*, 4>, 3> at{}, inside{}, w{};
+    Value* integral = b_.getTrue();
+    for (unsigned a = 0; a < 3; ++a) {
+      Value* fl = call(llvm::Intrinsic::floor, p[a]);
+      // Saturated to [-3, n + 1]: beyond, every neighbour is outside (as the interpreter's).
+      Value* base = index(fl, f(-3.0f), b_.CreateFAdd(inF_[a], f(1.0f)));
+      Value* top = b_.CreateSub(in_[a], b_.getInt32(1));
+      for (int i = 0; i < 4; ++i) {
+        Value* k = b_.CreateNSWAdd(base, b_.getInt32(i - 1));
+        at[a][static_cast<size_t>(i)] = clampIndex(k, top);
+        inside[a][static_cast<size_t>(i)] = b_.CreateICmpULT(k, in_[a]);
+      }
+      Value* t = b_.CreateFSub(p[a], fl);
+      w[a] = cubicWeights(t);
+      integral = b_.CreateAnd(integral, b_.CreateFCmpOEQ(t, f(0.0f)));
+    }
+    auto voxel = [&](size_t i, size_t j, size_t k) {
+      Value* ok = b_.CreateAnd(b_.CreateAnd(inside[0][i], inside[1][j]), inside[2][k]);
+      Value* row = b_.CreateNSWMul(in_[0], b_.CreateNSWAdd(at[1][j], b_.CreateNSWMul(in_[1], at[2][k])));
+      return b_.CreateSelect(ok, load(src, b_.CreateNSWAdd(at[0][i], row)), f(0.0f));
+    };
+    auto sum4 = [&](const std::array<Value*, 4>& wt, const std::array<Value*, 4>& v) {
+      Value* r = b_.CreateFAdd(b_.CreateFMul(wt[0], v[0]), b_.CreateFMul(wt[1], v[1]));
+      r = b_.CreateFAdd(r, b_.CreateFMul(wt[2], v[2]));
+      return b_.CreateFAdd(r, b_.CreateFMul(wt[3], v[3]));
+    };
+    std::array<Value*, 4> planes{};
+    for (size_t k = 0; k < 4; ++k) {
+      std::array<Value*, 4> rows{};
+      for (size_t j = 0; j < 4; ++j) {
+        std::array<Value*, 4> v{};
+        for (size_t i = 0; i < 4; ++i) v[i] = voxel(i, j, k);
+        rows[j] = sum4(w[0], v);
+      }
+      planes[k] = sum4(w[1], rows);
+    }
+    // At an integral position: the voxel itself (Kernel.h).
+    return b_.CreateSelect(integral, voxel(1, 1, 1), sum4(w[2], planes));
+  }
   Value* nearest(Value* src, const Vec3& p) {
     Value* inside = b_.getTrue();
     Vec3 i{};
@@ -567,7 +618,9 @@ class Emitter {
     }
     for (const GatherOutput& o : pass.outputs) {
       Value* src = fn_->getArg(static_cast<unsigned>(o.source));
-      Value* v = o.interp == Interp::Linear ? trilinear(src, p) : nearest(src, p);
+      Value* v = o.interp == Interp::Linear  ? trilinear(src, p)
+                 : o.interp == Interp::Cubic ? tricubic(src, p)
+                                             : nearest(src, p);
       v = b_.CreateSelect(valid, v, f(0.0f));
       Value* out = fn_->getArg(3 + static_cast<unsigned>(o.buffer));
       b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, out, b_.CreateSExt(index, i64_)));

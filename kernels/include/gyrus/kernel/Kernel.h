@@ -4,8 +4,9 @@
 //   gather   once, first: for every output voxel, a coordinate program maps its index
 //            to a position in the source volume (every spatial operation of the pipeline
 //            composed: resample, crop, flip, rotation, scaling, elastic displacement),
-//            one interpolation reads the source there (trilinear for images, nearest for
-//            a mask, which travels through the same map), and each output's chain of
+//            one interpolation reads the source there (trilinear for images, or
+//            tricubic where an operation asks; nearest for a mask, which travels
+//            through the same map), and each output's chain of
 //            pointwise instructions runs in registers before the one store;
 //   reduce   a statistic of a buffer (moments, min/max, percentiles) into slots;
 //   map      a pointwise chain over a buffer in place (what follows a statistic);
@@ -73,6 +74,17 @@ enum class Interp {
             ///< integral position (every weight 0) it is the voxel itself, bit for bit
             ///< (no blend with a neighbour of weight 0, which would turn -0 into +0 and
             ///< spread an infinity), so a whole-voxel translation is a copy
+  /// Tricubic, separable Catmull-Rom (Keys' kernel with a = -1/2): the 4 neighbours
+  /// floor(p) - 1 .. floor(p) + 2 per axis, those outside the grid count as 0 (as Linear).
+  /// With t the fraction of p on an axis, the weights are
+  ///   w0 = ((-0.5 t + 1) t - 0.5) t      w1 = (1.5 t - 2.5) t t + 1
+  ///   w2 = ((-1.5 t + 2) t + 0.5) t      w3 = (0.5 t - 0.5) t t
+  /// and the sums run x first (each row ((w0 v0 + w1 v1) + w2 v2) + w3 v3), then y, then
+  /// z, in that order. Interpolating (at an integral position: the voxel itself, as
+  /// Linear), reproduces polynomials up to degree 2 where all 64 neighbours are inside,
+  /// and may overshoot the neighbours' range (by at most 1/8 of it per axis). Not scipy's
+  /// order-3 B-spline (which approximates after a prefilter pass): docs/kernels.md.
+  Cubic,
 };
 
 /// A pointwise instruction on the value v of one voxel. With `headOnly`, a voxel whose

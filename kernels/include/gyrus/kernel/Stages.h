@@ -19,7 +19,8 @@ struct SplitPipeline {
   ir::Pipeline suffix;
 };
 SplitPipeline splitAtFirstRandom(const ir::Pipeline& pipeline);
-/// The pipeline without its random operations (what evaluation applies).
+/// The deterministic part of the pipeline (what evaluation applies): its random operations
+/// left out, a random crop as the centre crop (ir::deterministicPart).
 ir::Pipeline withoutRandomOps(const ir::Pipeline& pipeline);
 
 /// One pipeline a stage runs, and how it is lowered.
