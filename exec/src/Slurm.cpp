@@ -371,6 +371,9 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
   std::vector<std::string> task(n);     // the stage's current JOB_TASK
   std::vector<int> attempt(n, 0);       // submissions so far
   std::vector<bool> running(n, false);  // announced as running
+  // The tasks a stage's array waits on: the union over its level, so a failed task
+  // holds back every stage of the next level, not only its own dependents.
+  std::vector<std::vector<std::string>> waitsOn(n);
   auto label = [&](size_t i) { return "[" + experiment.stages[i].name + "] "; };
   auto logPath = [&](const std::string& t) { return (slurmDir / (t + ".log")).string(); };
 
@@ -437,17 +440,18 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
   // Submits the stages `set` (all Waiting): one array per level of the DAG among them,
   // each task after the tasks of its dependencies that are not finished.
   int scripts = 0;
-  auto submit = [&](const std::vector<size_t>& set) {
-    std::vector<int> level(n, -1);
-    std::set<size_t> inSet(set.begin(), set.end());
+  // `counted`: the stages whose submission is a new attempt (not a mere resubmission of
+  // a task that waited on a failed one).
+  auto submit = [&](const std::vector<size_t>& set, const std::vector<bool>& counted) {
+    // Levels over every stage not finished, the queued and running ones included, so
+    // that an array waits only on the level before it.
+    std::vector<int> level(n, 0);
     int top = -1;
-    for (size_t i : set) {  // the experiment's order is topological
-      int l = 0;
+    for (size_t i = 0; i < n; ++i) {  // the experiment's order is topological
       for (size_t d : experiment.stages[i].deps)
-        if (inSet.count(d)) l = std::max(l, level[d] + 1);
-      level[i] = l;
-      top = std::max(top, l);
+        if (state[d] != State::Done) level[i] = std::max(level[i], level[d] + 1);
     }
+    for (size_t i : set) top = std::max(top, level[i]);
     for (int l = 0; l <= top; ++l) {
       std::vector<size_t> members;
       for (size_t i : set)
@@ -497,7 +501,8 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
         state[i] = State::InFlight;
         task[i] = job + "_" + std::to_string(k);
         running[i] = false;
-        ++attempt[i];
+        waitsOn[i] = after;
+        if (counted[i] || attempt[i] == 0) ++attempt[i];
         try {
           writeRecord(store, experiment.stages[i].hash, {task[i], attempt[i], logPath(task[i])});
         } catch (const std::exception& e) {
@@ -514,7 +519,7 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
     std::vector<size_t> first;
     for (size_t i = 0; i < n; ++i)
       if (state[i] == State::Waiting) first.push_back(i);
-    submit(first);
+    submit(first, std::vector<bool>(n, true));
   }
   cancel();
 
@@ -547,12 +552,16 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
       continue;
     }
     lastError.clear();
-    std::vector<size_t> retry;
+    std::vector<size_t> retry, stuck;
     for (size_t i : flying) {
       if (state[i] != State::InFlight) continue;  // skipped meanwhile
       const ir::Stage& stage = experiment.stages[i];
       auto it = tasks.find(task[i]);
       const bool known = it != tasks.end();
+      if (known && slurmInFlight(it->second) && it->second.reason == "DependencyNeverSatisfied") {
+        stuck.push_back(i);
+        continue;
+      }
       if (known && slurmInFlight(it->second)) {
         if (!running[i] && it->second.state == "RUNNING") {
           running[i] = true;
@@ -592,21 +601,34 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
                             "; its log, " + logPath(task[i]) + ", ends:" + tailOf(logPath(task[i]), 8);
       skipDependents(i);
     }
-    if (!retry.empty()) {
-      // The failed stages go again, with their queued dependents: those wait on the
-      // failed tasks, which will never succeed, so they are cancelled and resubmitted
+    if (!retry.empty() || !stuck.empty()) {
+      // The failed stages go again, with the queued stages that wait on them: those
+      // wait on tasks that will never succeed, so they are cancelled and resubmitted
       // after the new ones.
       std::vector<bool> again(n, false);
-      for (size_t i : retry) again[i] = true;
-      for (size_t i = 0; i < n; ++i) {
+      std::set<std::string> stale;  // tasks that will never succeed
+      for (size_t i : retry) {
+        again[i] = true;
+        stale.insert(task[i]);
+      }
+      for (size_t i = 0; i < n; ++i) {  // in order: the dependents' dependents too
         if (again[i] || state[i] != State::InFlight) continue;
-        for (size_t d : experiment.stages[i].deps)
-          if (again[d]) {
+        for (const std::string& t : waitsOn[i])
+          if (stale.count(t)) {
             again[i] = true;
+            stale.insert(task[i]);
             toCancel.push_back(task[i]);
             break;
           }
       }
+      // A task that waits on one that failed unseen (ended and purged between two looks)
+      // can never start either: resubmitted after what it needs now.
+      for (size_t i : stuck)
+        if (!again[i] && state[i] == State::InFlight) {
+          log(label(i) + "Slurm task " + task[i] + " can never start (DependencyNeverSatisfied); resubmitting it");
+          again[i] = true;
+          toCancel.push_back(task[i]);
+        }
       cancel();
       std::vector<size_t> set;
       for (size_t i = 0; i < n; ++i)
@@ -614,7 +636,9 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
           state[i] = State::Waiting;
           set.push_back(i);
         }
-      submit(set);
+      std::vector<bool> counted(n, false);
+      for (size_t i : retry) counted[i] = true;
+      submit(set, counted);
     }
     cancel();
   }
