@@ -123,6 +123,19 @@ std::string trimmed(std::string s) {
   return s;
 }
 
+/// A command's messages on one line: "sbatch: error: " prefixes dropped, lines joined.
+std::string oneLine(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    for (const char* prefix : {"sbatch: error: ", "squeue: error: ", "scancel: error: "})
+      if (line.rfind(prefix, 0) == 0) line.erase(0, std::strlen(prefix));
+    line = trimmed(line);
+    if (!line.empty()) out += (out.empty() ? "" : "; ") + line;
+  }
+  return out;
+}
+
 bool isHash(const std::string& h) {
   return !h.empty() && h.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -264,7 +277,8 @@ bool querySlurm(const SlurmSettings& slurm, const std::vector<std::string>& jobs
   if (rc != 0) {
     // Every job purged from the controller's memory: nothing to report.
     if (rc > 0 && err.find("Invalid job id") != std::string::npos) return true;
-    error = "squeue failed: " + trimmed(err.empty() ? out : err);
+    error = rc < 0 ? "cannot run squeue (is Slurm's client installed and on PATH?): " + trimmed(err)
+                   : "squeue failed: " + oneLine(err.empty() ? out : err);
     return false;
   }
   std::istringstream in(out);
@@ -433,7 +447,7 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
     std::vector<std::string> argv = {slurm.scancel};
     argv.insert(argv.end(), toCancel.begin(), toCancel.end());
     std::string out, err;
-    if (runCommand(argv, out, err) != 0) log("warning: scancel " + toCancel.front() + " ...: " + trimmed(err));
+    if (runCommand(argv, out, err) != 0) log("warning: scancel " + toCancel.front() + " ...: " + oneLine(err));
     toCancel.clear();
   };
 
@@ -480,7 +494,8 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
         for (std::string& a : sbatchArguments(slurm, members.size(), after, "gyrus-" + name, output, script))
           argv.push_back(std::move(a));
         rc = runCommand(argv, out, err);
-        if (rc != 0) failure = "sbatch refused it: " + trimmed(err.empty() ? out : err);
+        if (rc < 0) failure = "cannot run sbatch (is Slurm's client installed and on PATH?): " + trimmed(err);
+        if (rc > 0) failure = "sbatch refused it: " + oneLine(err.empty() ? out : err);
       }
       std::string job = trimmed(out.substr(0, out.find(';')));
       if (failure.empty() && (job.empty() || job.find_first_not_of("0123456789") != std::string::npos))
@@ -663,7 +678,7 @@ int cancelSlurmRun(const ir::Experiment& experiment, const Store& store, const S
   }
   std::string out, err;
   if (runCommand(argv, out, err) != 0) {
-    log("error: scancel failed: " + trimmed(err.empty() ? out : err));
+    log("error: scancel failed: " + oneLine(err.empty() ? out : err));
     return 1;
   }
   log("cancelled " + std::to_string(argv.size() - 1) + " Slurm task" + (argv.size() == 2 ? "" : "s"));
