@@ -74,12 +74,19 @@ int runCommand(const std::vector<std::string>& argv, std::string& out, std::stri
   posix_spawn_file_actions_adddup2(&actions, o[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, e[1], STDERR_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  // In a process group of its own: Ctrl-C on the terminal is ours to answer, and must
+  // not kill an sbatch half-way through a submission.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   close(o[1]);
   close(e[1]);
   if (rc != 0) {
@@ -281,7 +288,13 @@ bool querySlurm(const SlurmSettings& slurm, const std::vector<std::string>& jobs
                    : "squeue failed: " + oneLine(err.empty() ? out : err);
     return false;
   }
-  std::istringstream in(out);
+  tasks = parseSqueue(out);
+  return true;
+}
+
+std::map<std::string, SlurmTask> parseSqueue(const std::string& text) {
+  std::map<std::string, SlurmTask> tasks;
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
@@ -290,17 +303,18 @@ bool querySlurm(const SlurmSettings& slurm, const std::vector<std::string>& jobs
       f.push_back(line.substr(start, bar - start));
       start = bar + 1;
     }
-    if (f.size() < 4) continue;
+    // JOB_TASK: a task of an array (a pending array not broken into tasks would be
+    // JOB_[0-3]; --array asks for one line per task).
+    if (f.size() < 4 || f[0].find('_') == std::string::npos || f[0].find('[') != std::string::npos) continue;
     SlurmTask t;
     t.id = f[0];
-    t.state = f[1];
     // States can carry a suffix ("CANCELLED by 0").
-    t.state = t.state.substr(0, t.state.find(' '));
+    t.state = f[1].substr(0, f[1].find(' '));
     t.exitStatus = std::atoi(f[2].c_str());
     t.reason = f[3];
     tasks[t.id] = t;
   }
-  return true;
+  return tasks;
 }
 
 bool slurmInFlight(const SlurmTask& t) {

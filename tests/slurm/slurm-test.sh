@@ -43,6 +43,17 @@ t0=$(date +%s%N)
 eval "$("$cluster_sh" start "$cluster")"
 echo "slurm-test: cluster up in $(( ($(date +%s%N) - t0) / 1000000 )) ms (SLURM_CONF=$SLURM_CONF)"
 
+# The pid of the `gyrus run-stage HASH` process running a stage ("" when none), from /proc.
+stage_pid() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd="$(tr '\0' ' ' < "$p/cmdline" 2> /dev/null || true)"
+    case "$cmd" in
+      *" run-stage $1 "*) echo "${p#/proc/}"; return 0 ;;
+    esac
+  done
+}
+
 file="$root/tests/cli/data/jobs.gy"
 # Long enough pretrainings to be caught running; the same for the local reference run.
 sets=(--set a.epochs=60 --set b.epochs=60)
@@ -68,7 +79,7 @@ run_pid=$!
 pid=""
 for _ in $(seq 1 600); do
   if [ -e "$store/stages/$hash_a/checkpoint.pt" ]; then
-    pid="$(pgrep -f -- "run-stage $hash_a" | head -n 1 || true)"
+    pid="$(stage_pid "$hash_a")"
     [ -n "$pid" ] && break
   fi
   kill -0 "$run_pid" 2> /dev/null || break

@@ -172,3 +172,24 @@ TEST_CASE("a batch script runs run-stage with exactly the given values, whatever
   }
   CHECK_THROWS(batchScript({"abc;rm"}, store, s, run, false));
 }
+
+TEST_CASE("squeue's lines become tasks, finished ones included") {
+  std::string out =
+      "5_0|COMPLETED|0|None|\n"
+      "5_1|FAILED|768|NonZeroExitCode|\n"
+      "6_0|FAILED|9|JobLaunchFailure|\n"
+      "7_2|PENDING|0|DependencyNeverSatisfied|\n"
+      "8_0|CANCELLED by 0|0|None|\n"
+      "9_[0-3]|PENDING|0|Dependency|\n"
+      "garbage\n";
+  std::map<std::string, SlurmTask> t = parseSqueue(out);
+  CHECK(t.size() == 5);
+  CHECK(t["5_0"].state == "COMPLETED");
+  CHECK_FALSE(slurmInFlight(t["5_0"]));
+  CHECK((t["5_1"].exitStatus >> 8) == 3);
+  CHECK((t["6_0"].exitStatus & 0x7f) == 9);
+  CHECK(t["7_2"].reason == "DependencyNeverSatisfied");
+  CHECK(slurmInFlight(t["7_2"]));
+  CHECK(t["8_0"].state == "CANCELLED");
+  CHECK(t.count("9_[0-3]") == 0);
+}

@@ -83,6 +83,9 @@ struct SlurmTask {
 bool querySlurm(const SlurmSettings& slurm, const std::vector<std::string>& jobs, std::map<std::string, SlurmTask>& tasks,
                 std::string& error);
 
+/// The tasks in squeue's output (`JobArrayID|State|exit_code|Reason|` lines).
+std::map<std::string, SlurmTask> parseSqueue(const std::string& text);
+
 /// Whether a task is still queued or running (not finished in any way).
 bool slurmInFlight(const SlurmTask& task);
 
