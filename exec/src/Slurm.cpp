@@ -622,7 +622,9 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
       }
       state[i] = State::Done;
       outcomes[i].status = StageOutcome::Status::Failed;
-      outcomes[i].exitCode = 1;
+      // run-stage's own code: 2 for ours (e.g. no runtime module), else 1 (the data,
+      // the store, the cluster: killed, out of memory, out of time).
+      outcomes[i].exitCode = known && it->second.state == "FAILED" && ((it->second.exitStatus >> 8) & 0xff) == 2 ? 2 : 1;
       outcomes[i].message = "Slurm task " + task[i] + " ended " + how +
                             (cancelled ? " (scancel or `gyrus run --cancel`); run again to resubmit it"
                                        : " after " + std::to_string(attempt[i]) + " attempt" +

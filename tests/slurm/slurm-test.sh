@@ -158,6 +158,25 @@ done
 grep -Eq " (queued|running) " ls3.txt && { cat ls3.txt; fail "runs ls still shows tasks in Slurm after --cancel"; }
 [ -z "$(squeue -h -t pending,running)" ] || fail "tasks left after --cancel: $(squeue -h)"
 
+# Tasks that keep failing (no runtime module, passed to the tasks in the environment):
+# each stage is tried 1 + --retries times, then reported failed with the end of its log;
+# the probes are skipped and their queued tasks cancelled; the exit code is run-stage's.
+rc=0
+GYRUS_RUNTIME=/nonexistent/libgyrus_runtime.so timeout 60 "$gyrus" run "$file" --executor slurm --retries 1 \
+  --store "$work/failing" --json > fail.json 2> fail.err || rc=$?
+[ "$rc" -eq 2 ] || { cat fail.err; fail "failing tasks: exit $rc, expected 2 (run-stage's, an installation problem)"; }
+grep -q "\[a\] Slurm task [0-9_]* ended FAILED, exit code 2; resubmitting (retry 1 of 1)" fail.err \
+  || { cat fail.err; fail "failing tasks: no retry"; }
+grep -q "stage 'a' failed: Slurm task [0-9_]* ended FAILED, exit code 2 after 2 attempts; its log, .*, ends:" fail.err \
+  || { cat fail.err; fail "failing tasks: no final failure with the log"; }
+grep -q "/nonexistent/libgyrus_runtime.so" fail.err || { cat fail.err; fail "failing tasks: the log's end is not shown"; }
+python3 - fail.json <<'PY' || fail "failing tasks: statuses"
+import json, sys
+status = {s["name"]: s["status"] for s in json.load(open(sys.argv[1]))["stages"]}
+assert status == {"a": "failed", "b": "failed", "a_lesion": "skipped", "b_lesion": "skipped"}, status
+PY
+[ -z "$(squeue -h -t pending,running)" ] || fail "tasks left after the failures: $(squeue -h)"
+
 # A hostile --partition reaches sbatch as one argument: refused, nothing run.
 rc=0
 timeout 60 "$gyrus" run "$file" --executor slurm --store "$work/partition" --partition 'debug;touch pwned3' \
