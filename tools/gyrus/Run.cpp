@@ -202,7 +202,30 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
   exec::RunSettings settings = settingsFor(options);
   exec::Store store(options.store);
   std::vector<StageOutcome> outcomes;
-  if (options.jobs > 1) {
+  bool leftToSlurm = false;
+  if (options.executor == "slurm") {
+    // The tasks run this very executable on the cluster's nodes (a shared file system).
+    exec::SlurmSettings slurm = options.slurm;
+    std::error_code ec;
+    slurm.executable = fs::read_symlink("/proc/self/exe", ec).string();
+    if (ec) {
+      fmt::print(stderr, "error: cannot find the gyrus executable for the Slurm tasks: {}\n", ec.message());
+      return 2;
+    }
+    if (std::string problem = exec::checkSlurmSettings(slurm); !problem.empty()) {
+      fmt::print(stderr, "error: {}\n", problem);
+      return 1;
+    }
+    if (options.cancel) return exec::cancelSlurmRun(experiment, store, slurm, settings.log);
+    exec::SlurmRun run = exec::runExperimentOnSlurm(experiment, store, settings, slurm);
+    outcomes = std::move(run.outcomes);
+    leftToSlurm = run.interrupted;
+    if (leftToSlurm)
+      fmt::print(stderr,
+                 "interrupted: the queued and running stages stay in Slurm. Follow them with the same `gyrus run` "
+                 "command, or cancel them with `gyrus run {} --executor slurm --store {} --cancel`\n",
+                 exec::shellQuote(options.experimentPath), exec::shellQuote(options.store.string()));
+  } else if (options.jobs > 1) {
     exec::PoolSettings pool;
     pool.jobs = options.jobs;
     std::error_code ec;
@@ -236,6 +259,7 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     rows.push_back(std::move(r));
   }
   int code = exec::exitCodeOf(outcomes);
+  if (code == 0 && leftToSlurm) code = 1;
   printReport(rows, options, code);
   return code;
 }

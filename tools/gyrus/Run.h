@@ -8,6 +8,7 @@
 
 #include "gyrus/Ir.h"
 #include "gyrus/Plan.h"
+#include "gyrus/exec/Slurm.h"
 
 namespace gyrus::driver {
 
@@ -24,6 +25,12 @@ struct RunOptions {
   /// `--loader-memory SIZE` in bytes: larger pretraining data sets are streamed; 0:
   /// half of the machine's memory.
   int64_t loaderMemory = 0;
+  /// `--executor`: local (this machine) or slurm (job arrays, docs/cluster.md).
+  std::string executor = "local";
+  /// The Slurm executor's settings (--partition, --time, ...); its executable is set by runExperiment.
+  exec::SlurmSettings slurm;
+  /// `--cancel` (with --executor slurm): cancel the experiment's queued and running tasks.
+  bool cancel = false;
   std::string experimentPath;
   /// The sweep points and which stages each uses (for the results' legend); may be null.
   const Plan* plan = nullptr;

@@ -6,10 +6,12 @@
 #include <ctime>
 #include <fmt/core.h>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "gyrus/IrJson.h"
+#include "gyrus/exec/Slurm.h"
 #include "gyrus/exec/Store.h"
 
 namespace gyrus::driver {
@@ -68,13 +70,29 @@ int runsList(const fs::path& storeDir, bool json) {
   exec::Store store(storeDir);
   std::vector<exec::StageEntry> entries;
   for (const std::string& h : store.stageHashes()) entries.push_back(store.inspect(h));
+  // Stages submitted with `gyrus run --executor slurm`: queued or running there (squeue
+  // on the recorded tasks; nothing when Slurm is not installed).
+  std::vector<std::string> open;
+  for (const exec::StageEntry& e : entries)
+    if (e.status != exec::StageEntry::Status::Done) open.push_back(e.hash);
+  std::map<std::string, exec::SlurmTask> slurm = exec::slurmTasksInFlight(store, open, exec::SlurmSettings{});
+  auto statusOf = [&](const exec::StageEntry& e) {
+    auto it = slurm.find(e.hash);
+    if (it == slurm.end()) return std::string(exec::toString(e.status));
+    return std::string(it->second.state == "PENDING" ? "queued" : "running");
+  };
+  auto slurmWhere = [&](const exec::StageEntry& e) {
+    auto it = slurm.find(e.hash);
+    return it == slurm.end() ? std::string() : "slurm:" + it->second.id;
+  };
   if (json) {
     nlohmann::json j;
     j["store"] = storeDir.string();
     j["stages"] = nlohmann::json::array();
     for (const exec::StageEntry& e : entries) {
       nlohmann::json s = {{"hash", e.hash},    {"name", e.name},   {"kind", e.kind},
-                          {"status", exec::toString(e.status)}, {"bytes", e.bytes}, {"when", whenText(e.when)}};
+                          {"status", statusOf(e)}, {"bytes", e.bytes}, {"when", whenText(e.when)}};
+      if (!slurmWhere(e).empty()) s["where"] = slurmWhere(e);
       if (e.record) {
         s["metrics"] = nlohmann::json::array();
         for (const rt::Metric& m : e.record->metrics) s["metrics"].push_back({{"name", m.name}, {"value", m.value}});
@@ -94,8 +112,9 @@ int runsList(const fs::path& storeDir, bool json) {
     if (e.record && !e.record->metrics.empty())
       metric = fmt::format("{} {:.4f}", e.record->metrics.front().name, e.record->metrics.front().value);
     if (e.record) where = e.record->host.empty() ? e.record->device : e.record->host + " " + e.record->device;
+    if (where.empty()) where = slurmWhere(e);
     fmt::print("{:<12}  {:<22} {:<9} {:<10} {:<28} {:>10}  {:<16}  {}\n", e.hash.substr(0, 12), e.name, e.kind,
-               exec::toString(e.status), metric, sizeText(e.bytes), whenText(e.when), where);
+               statusOf(e), metric, sizeText(e.bytes), whenText(e.when), where);
   }
   return 0;
 }

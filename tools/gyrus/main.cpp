@@ -233,6 +233,25 @@ int realMain(int argc, char** argv) {
           },
           "SIZE"));
 
+  // `--executor slurm` and its settings (docs/cluster.md).
+  std::string executor = "local";
+  exec::SlurmSettings slurm;
+  bool slurmCancel = false;
+  run->add_option("--executor", executor,
+                  "local (default: this machine, see --jobs) or slurm (one job array per level of the stage DAG)")
+      ->check(CLI::IsMember({"local", "slurm"}));
+  std::vector<CLI::Option*> slurmFlags = {
+      run->add_option("--partition", slurm.partition, "Slurm: the partition the tasks run in"),
+      run->add_option("--account", slurm.account, "Slurm: the account charged"),
+      run->add_option("--time", slurm.time, "Slurm: each task's time limit, e.g. 2:00:00"),
+      run->add_option("--gpus-per-task", slurm.gpusPerTask, "Slurm: GPUs per task (default none)")
+          ->check(CLI::Range(0, 64)),
+      run->add_option("--max-running", slurm.maxRunning, "Slurm: tasks of an array running at once (%K; default: no limit)")
+          ->check(CLI::Range(1, 100000)),
+      run->add_option("--retries", slurm.retries, "Slurm: resubmissions of a failed task (default 2)")
+          ->check(CLI::Range(0, 100)),
+      run->add_flag("--cancel", slurmCancel, "Slurm: cancel this experiment's queued and running tasks, run nothing")};
+
   std::string runStageHash, runStageStore;
   bool runStageJson = false;
   int runStageThreads = 0;
@@ -484,6 +503,22 @@ int realMain(int argc, char** argv) {
     ro.device = device;
     ro.volumeCache = volumeCache.empty() ? std::filesystem::path() : std::filesystem::absolute(volumeCache);
     if (!loaderMemory.empty()) driver::parseByteSize(loaderMemory, ro.loaderMemory);
+    ro.executor = executor;
+    if (executor != "slurm") {
+      for (CLI::Option* flag : slurmFlags)
+        if (flag->count() > 0) {
+          fmt::print(stderr, "error: {} is a setting of the Slurm executor: add --executor slurm\n", flag->get_name());
+          return 1;
+        }
+    } else if (jobs != 1) {
+      fmt::print(stderr, "error: --jobs is for the local executor; with --executor slurm, limit the tasks running at "
+                         "once with --max-running\n");
+      return 1;
+    }
+    ro.slurm = slurm;
+    // Each task gets --threads CPUs from Slurm, and as many threads.
+    ro.slurm.cpusPerTask = threads;
+    ro.cancel = slurmCancel;
     ro.experimentPath = runOpts.file;
     ro.store = storeDir.empty() ? std::filesystem::absolute(runOpts.file).parent_path() / ".gyrus"
                                 : std::filesystem::absolute(storeDir);
