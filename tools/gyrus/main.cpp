@@ -516,6 +516,15 @@ int realMain(int argc, char** argv) {
       return 1;
     }
     ro.slurm = slurm;
+    // The site configuration's [slurm] table gives the defaults of the flags not given.
+    const SlurmSite& siteSlurm = site.slurm;
+    if (siteSlurm.partition && slurmFlags[0]->count() == 0) ro.slurm.partition = *siteSlurm.partition;
+    if (siteSlurm.account && slurmFlags[1]->count() == 0) ro.slurm.account = *siteSlurm.account;
+    if (siteSlurm.time && slurmFlags[2]->count() == 0) ro.slurm.time = *siteSlurm.time;
+    if (siteSlurm.gpusPerTask && slurmFlags[3]->count() == 0) ro.slurm.gpusPerTask = static_cast<int>(*siteSlurm.gpusPerTask);
+    if (siteSlurm.maxRunning && slurmFlags[4]->count() == 0) ro.slurm.maxRunning = static_cast<int>(*siteSlurm.maxRunning);
+    if (siteSlurm.retries && slurmFlags[5]->count() == 0) ro.slurm.retries = static_cast<int>(*siteSlurm.retries);
+    ro.slurm.extraSbatchLines = siteSlurm.extraSbatch;
     // Each task gets --threads CPUs from Slurm, and as many threads.
     ro.slurm.cpusPerTask = threads;
     ro.cancel = slurmCancel;
