@@ -220,6 +220,24 @@ const std::vector<NamedHook>& hookTable() {
                    v.machinePath = true;
                    return v;
                  }});
+    hooks.push_back({"weights",
+                 [](Checker& c, std::map<std::string, Bound>& a, SourceRange) {
+                   Value v;
+                   v.ty = Ty::Weights;
+                   v.str = a["path"].value.str;
+                   const std::string abs = c.resolvePath(v.str);
+                   DataProblem p = c.dataResolver().weights(abs, v.weights, v.weightsHeader);
+                   if (!p.ok()) {
+                     // Messages name the file as the user wrote it (the same on every machine).
+                     std::string message = p.message;
+                     for (size_t at = message.find(abs); at != std::string::npos; at = message.find(abs, at + 1))
+                       message.replace(at, abs.size(), v.str);
+                     Diagnostic& d = c.diags().report(DiagKind::WeightsFile, a["path"].range, message);
+                     if (!p.note.empty()) d.note(p.note);
+                     return errorValue();
+                   }
+                   return v;
+                 }});
     hooks.push_back({"site",
                  [](Checker&, std::map<std::string, Bound>& a, SourceRange) {
                    Value v;

@@ -17,13 +17,14 @@
 
 #include "gyrus/Check.h"
 #include "gyrus/Data.h"
+#include "gyrus/Weights.h"
 
 namespace gyrus::check {
 
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
   Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
-  ProtocolTy, Site, Head, Decoder, Precision, Record, Metric,
+  ProtocolTy, Site, Head, Decoder, Precision, Record, Metric, Weights,
 };
 
 inline std::string_view tyName(Ty t) {
@@ -58,6 +59,7 @@ inline std::string_view tyName(Ty t) {
     case Ty::Precision: return "a precision (fp32 or bf16)";
     case Ty::Record: return "a record";
     case Ty::Metric: return "a metric (auroc, dice, nsd, mae or pearson_r)";
+    case Ty::Weights: return "a weights file (weights(\"file.safetensors\"))";
   }
   return "?";
 }
@@ -93,6 +95,7 @@ inline std::string_view typeLabel(Ty t) {
     case Ty::Precision: return "Precision";
     case Ty::Record: return "Record";
     case Ty::Metric: return "Metric";
+    case Ty::Weights: return "Weights";
     case Ty::Error: return "Error";
   }
   return "?";
@@ -119,6 +122,8 @@ struct Value {
   ir::Schedule schedule = ir::Schedule::Cosine;
   std::string function;  // Ty::Function: the builtin's name
   std::string model;     // Ty::Model: the pretrain's name
+  ir::WeightsFile weights;  // Ty::Weights: the file (absolute path) and its digest
+  st::Header weightsHeader; // Ty::Weights: its tensors
   // Provenance, for diagnostics that point at where a property came from.
   SourceRange range;                     // the whole expression
   SourceRange shapeOrigin;               // Dataset/Pipeline/Data: what set the spatial size
@@ -181,6 +186,7 @@ using ir::kRequired;
 using ir::kDescribed;
 using ir::kFinetuneOnly;
 using ir::kOrSite;
+using ir::kOrWeights;
 using ir::kMetrics;
 using ir::kLater;
 using ir::kMachinePath;
@@ -481,6 +487,11 @@ class Checker {
   Value resolveTask(const ast::DeclEvaluate& d, std::string& label, ir::LabelKind& labelKind);
   bool chooseMetrics(Evaluation& ev);
   bool buildEvaluateStage(Evaluation& ev, ir::Stage& stage);
+  // `init = weights(...)` (at `at`) for an encoder declared at `encoderOrigin`: an
+  // init-mismatch error unless the file holds exactly its parameters. `who` names the
+  // stage ("pretrain 'base'").
+  bool checkInitWeights(const Value& weights, SourceRange at, const ir::Encoder& encoder, SourceRange encoderOrigin,
+                        const std::string& who);
   /// Rule: a reconstruction objective needs a decoder (check/Heads.cpp).
   bool checkObjectiveHead(const ast::DeclPretrain& d, const Value& objective, std::map<std::string, Bound>& fields);
   /// Rule: the memory budget a pretraining declares (a warning; check/Memory.cpp).

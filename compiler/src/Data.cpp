@@ -456,3 +456,20 @@ DataResolver& defaultDataResolver() {
 }
 
 }  // namespace gyrus
+
+namespace gyrus {
+
+DataProblem DataResolver::weights(const std::string& path, ir::WeightsFile& out, st::Header& header) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    return {"weights file '" + path + "' does not exist",
+            "write one with `gyrus export --store DIR STAGE --format safetensors --out FILE`"};
+  std::string error;
+  if (!st::readHeader(path, header, error)) return {error, "weights(...) reads safetensors files"};
+  out.path = path;
+  out.sha256 = fileDigest(path, error);
+  if (out.sha256.empty()) return {error, ""};
+  return {};
+}
+
+}  // namespace gyrus

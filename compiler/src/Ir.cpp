@@ -132,6 +132,47 @@ int64_t parameterCount(const VitEncoder& e) {
   return total + 2 * d;  // the final LayerNorm
 }
 
+std::vector<ParameterShape> encoderParameters(const Encoder& e) {
+  std::vector<ParameterShape> out;
+  if (e.kind == EncoderKind::UNet) {
+    const UNetEncoder& u = e.unet;
+    int64_t in = u.inChannels;
+    for (int64_t s = 0; s < u.stages; ++s) {
+      const int64_t w = u.widthOf(s);
+      for (int64_t c = 0; c < u.convsPerStage; ++c) {
+        const std::string block = "stage" + std::to_string(s) + ".conv" + std::to_string(c) + ".";
+        out.push_back({block + "conv.weight", {w, in, 3, 3, 3}});
+        out.push_back({block + "norm.weight", {w}});
+        out.push_back({block + "norm.bias", {w}});
+        in = w;
+      }
+    }
+    return out;
+  }
+  const VitEncoder& v = e.vit;
+  const int64_t d = v.dim, hidden = v.mlpRatio * v.dim;
+  out.push_back({"patch_embed.weight", {d, v.inChannels, v.patch, v.patch, v.patch}});
+  out.push_back({"patch_embed.bias", {d}});
+  for (int64_t b = 0; b < v.depth; ++b) {
+    const std::string block = "block" + std::to_string(b) + ".";
+    out.push_back({block + "norm1.weight", {d}});
+    out.push_back({block + "norm1.bias", {d}});
+    out.push_back({block + "attn.qkv.weight", {3 * d, d}});
+    out.push_back({block + "attn.qkv.bias", {3 * d}});
+    out.push_back({block + "attn.proj.weight", {d, d}});
+    out.push_back({block + "attn.proj.bias", {d}});
+    out.push_back({block + "norm2.weight", {d}});
+    out.push_back({block + "norm2.bias", {d}});
+    out.push_back({block + "mlp.fc1.weight", {hidden, d}});
+    out.push_back({block + "mlp.fc1.bias", {hidden}});
+    out.push_back({block + "mlp.fc2.weight", {d, hidden}});
+    out.push_back({block + "mlp.fc2.bias", {d}});
+  }
+  out.push_back({"norm.weight", {d}});
+  out.push_back({"norm.bias", {d}});
+  return out;
+}
+
 int64_t parameterCount(const Encoder& e) {
   return e.kind == EncoderKind::UNet ? parameterCount(e.unet) : parameterCount(e.vit);
 }

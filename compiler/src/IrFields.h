@@ -198,6 +198,13 @@ void visit(V& v, S& o) {
   identity(v, "warmup_epochs", o.warmupEpochs, "schedule", o.schedule, "grad_clip", o.gradClip);
 }
 
+// A weights file is its content; where it lies is carried for the runtime.
+template <class V, Is<WeightsFile> S>
+void visit(V& v, S& w) {
+  v.info("path", w.path);
+  v("sha256", w.sha256);
+}
+
 // `init` names the stage this one starts from; that stage is its dependency, which
 // enters the identity by hash.
 template <class V, Is<PretrainStage> S>
@@ -207,6 +214,7 @@ void visit(V& v, S& p) {
            "optimizer", p.optimizer, "epochs", p.epochs, "batch", p.batch, "seed", p.seed);
   v.unlessDefault("precision", p.precision, Precision::Fp32);
   v.info("init", p.init);
+  v.unlessDefault("init_weights", p.initWeights, WeightsFile{});
 }
 
 // The fine-tuning schedule belongs to the fine-tuning protocol and the NSD tolerance to
@@ -229,6 +237,7 @@ void visit(V& v, S& e) {
   v("seed", e.seed);
   v.unlessDefault("precision", e.precision, Precision::Fp32);
   v.info("metrics", e.metrics);
+  v.unlessDefault("init_weights", e.initWeights, WeightsFile{});
 }
 
 #undef GYRUS_IDENTITY_TABLE

@@ -82,6 +82,7 @@ std::string verify(const Experiment& ex) {
     if (s.kind == StageKind::Pretrain) {
       const PretrainStage& p = s.pretrain;
       if (std::string why = verify(p); !why.empty()) return fail(why);
+      if (!p.init.empty() && !p.initWeights.empty()) return fail("it starts from both a stage and a weights file");
       if (!p.init.empty()) {
         bool found = false;
         for (size_t dep : s.deps) found = found || ex.stages[dep].name == p.init;
@@ -92,7 +93,9 @@ std::string verify(const Experiment& ex) {
       bool found = false;
       for (size_t dep : s.deps)
         found = found || (ex.stages[dep].kind == StageKind::Pretrain && ex.stages[dep].name == e.pretrain);
-      if (!found) return fail("it does not depend on its pretrain stage '" + e.pretrain + "'");
+      // A weights file replaces the pretraining's result, which is then not needed.
+      if (!found && e.initWeights.empty()) return fail("it does not depend on its pretrain stage '" + e.pretrain + "'");
+      if (found && !e.initWeights.empty()) return fail("it judges a weights file but depends on '" + e.pretrain + "'");
       if (std::string why = verify(e); !why.empty()) return fail(why);
       // The checker's own promises, which the runtime does not rely on: it reports the
       // metrics listed, and skips random operations of an evaluation pipeline anyway.

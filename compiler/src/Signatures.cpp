@@ -172,6 +172,7 @@ std::string signaturesMarkdown() {
     for (const Param& p : s.params) {
       std::string type = "`" + std::string(typeLabel(p.ty)) + "`";
       if ((p.flags & kOrSite) != 0) type += " or `Site`";
+      if ((p.flags & kOrWeights) != 0) type += " or `Weights`";
       std::string def = p.required()                   ? std::string("required")
                         : (p.flags & kDescribed) != 0 ? cell(p.defaultText)
                         : p.defaultText.empty()        ? std::string("none")

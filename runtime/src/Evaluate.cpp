@@ -46,6 +46,7 @@
 #include "Probe.h"
 #include "Stages.h"
 #include "Trainer.h"
+#include "WeightsIo.h"
 
 namespace gyrus::rt {
 
@@ -256,6 +257,7 @@ std::vector<int64_t> drawShots(const ir::EvaluateStage& stage, const Labels& lab
 std::filesystem::path checkEvaluate(const ir::EvaluateStage& stage, const StageContext& ctx, bool binary) {
   checkLabel(stage, binary);
   expectIr(ir::verify(stage));  // what the checker guarantees is asserted, not re-validated
+  if (!stage.initWeights.empty()) return {};  // the weights file is judged (WeightsIo.h)
   std::filesystem::path encoderPath = ctx.pretrainDir / kEncoderFile;
   if (ctx.pretrainDir.empty() || !std::filesystem::exists(encoderPath))
     throw UserError("no trained encoder at '" + encoderPath.string() + "': run the pretrain stage '" + stage.pretrain +
@@ -338,11 +340,7 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   int threads = setThreads(ctx.threads);
 
   EncoderModule trained = makeEncoder(stage.encoder);
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(encoderPath.string());
-    loadStrict(*trained, archive, encoderPath.string());
-  }
+  loadJudgedEncoder(*trained, encoderPath, stage.initWeights, "evaluation '" + stage.name + "'");
   torch::manual_seed(stage.seed);
   EncoderModule random = makeEncoder(stage.encoder);
 

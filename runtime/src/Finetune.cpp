@@ -62,6 +62,7 @@
 #include "Preprocess.h"
 #include "Stages.h"
 #include "Trainer.h"
+#include "WeightsIo.h"
 
 namespace gyrus::rt {
 
@@ -311,11 +312,7 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
 
   Prepared p;
   p.pretrained = makeEncoder(stage.encoder);
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(encoderPath.string());
-    loadStrict(*p.pretrained, archive, encoderPath.string());
-  }
+  loadJudgedEncoder(*p.pretrained, encoderPath, stage.initWeights, "evaluation '" + stage.name + "'");
   LoadOptions load = loadOptions(ctx, threads);
   load.masks = segmentation;  // masks stay in memory; the images stream when they must
   p.data = buildDataset(stage.data, withoutRandomOps(stage.pipeline), stage.encoder.totalStride(), load);

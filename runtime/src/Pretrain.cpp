@@ -39,6 +39,7 @@
 #include "Preprocess.h"
 #include "Stages.h"
 #include "Trainer.h"
+#include "WeightsIo.h"
 
 namespace gyrus::rt {
 
@@ -84,6 +85,10 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     views = std::max(views, objective->views());
     minBatch = std::max(minBatch, objective->minBatch());
     reconstructive = reconstructive || objective->reconstructs();
+  }
+  if (!stage.initWeights.empty()) {
+    loadEncoderWeights(*net->encoder, stage.initWeights, "pretrain '" + stage.name + "'");
+    if (ctx.progress) ctx.progress("starting from the encoder weights in " + stage.initWeights.path);
   }
   if (!stage.init.empty()) {
     // A multi-stage recipe: the encoder starts from an earlier stage's result.

@@ -7,6 +7,7 @@
 #include "Errors.h"
 #include "Kernels.h"
 #include "Stages.h"
+#include "WeightsIo.h"
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -86,6 +87,20 @@ class TorchRuntime final : public Runtime {
     });
     if (failure.status != StageResult::Status::Ok) {
       result = AugmentBenchResult{};
+      result.message = failure.message;
+    }
+    return result;
+  }
+  ExportResult exportEncoder(const ir::Encoder& encoder, const std::filesystem::path& encoderPt,
+                             const std::filesystem::path& out,
+                             const std::vector<std::pair<std::string, std::string>>& metadata) override {
+    ExportResult result;
+    StageResult failure = guarded([&] {
+      result = rt::exportEncoder(encoder, encoderPt, out, metadata);
+      return StageResult{};
+    });
+    if (failure.status != StageResult::Status::Ok) {
+      result = ExportResult{};
       result.message = failure.message;
     }
     return result;

@@ -679,3 +679,19 @@ TEST_CASE("eager LibTorch: tricubic gathers and random patches as the interprete
     CHECK(worst < 1e-4);
   }
 }
+
+TEST_CASE("the IR's parameter list is the runtime encoder's (export and init = weights rely on it)") {
+  for (const ir::Encoder& config :
+       {ir::Encoder(ir::UNetEncoder{.width = 4, .stages = 3}),
+        ir::Encoder(ir::UNetEncoder{.inChannels = 2, .width = 8, .stages = 4, .convsPerStage = 3, .maxWidth = 16}),
+        ir::Encoder(ir::VitEncoder{.patch = 4, .dim = 24, .depth = 2, .heads = 2, .mlpRatio = 2})}) {
+    rt::EncoderModule encoder = rt::makeEncoder(config);
+    std::vector<ir::ParameterShape> expected = ir::encoderParameters(config);
+    auto params = encoder->named_parameters();
+    REQUIRE(params.size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      CHECK(params[i].key() == expected[i].name);
+      CHECK(params[i].value().sizes().vec() == expected[i].shape);
+    }
+  }
+}

@@ -18,6 +18,7 @@
 #include <fmt/core.h>
 #include <iostream>
 
+#include "Export.h"
 #include "Inspect.h"
 #include "Preview.h"
 #include "Bench.h"
@@ -395,6 +396,15 @@ int realMain(int argc, char** argv) {
   rank->add_flag("--json", rankJson, "Print one JSON object on stdout");
   rank->add_flag("--hd95", rankHd95, "Rank HD95 too on meningioma (FOMO25 ranks Dice and NSD only)");
 
+  std::string exportStore, exportStageName, exportFormat = "safetensors", exportOut;
+  CLI::App* exportCmd =
+      app.add_subcommand("export", "Write a finished pretraining's encoder as safetensors with a JSON sidecar");
+  exportCmd->add_option("--store", exportStore, "Run store directory")->required();
+  exportCmd->add_option("STAGE", exportStageName, "The stage's name, or at least 6 digits of its hash")->required();
+  exportCmd->add_option("--format", exportFormat, "Weights format (safetensors)");
+  exportCmd->add_option("--out", exportOut, "The .safetensors file to write (the sidecar: the same name with .json)")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -594,6 +604,7 @@ int realMain(int argc, char** argv) {
   if (*synth) return driver::runSynth(synthArgs);
   if (*score) return driver::runScore(scoreArgs);
   if (*rank) return driver::runRank(rankFiles, rankJson, rankHd95);
+  if (*exportCmd) return driver::exportStage(exportStore, exportStageName, exportFormat, exportOut);
   fmt::print(stderr, "{}", app.help());
   return 1;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gyrus/Ir.h"
+#include "gyrus/Safetensors.h"
 
 namespace gyrus {
 
@@ -82,6 +83,9 @@ class DataResolver {
   /// Lists the samples (files, content fingerprints, labels, sites) of `request` into
   /// `out`; a problem instead when the folder cannot be used as asked.
   virtual DataProblem resolve(const FolderRequest& request, ir::FolderData& out) = 0;
+  /// Reads a weights file's header and content digest (`weights("...")`; `path` is
+  /// absolute). The default reads the file.
+  virtual DataProblem weights(const std::string& path, ir::WeightsFile& out, st::Header& header);
 };
 
 /// Lists folders on disk: resolveFomo60k, resolveFomo25 or resolveGlob, then readSites.
@@ -97,6 +101,9 @@ class CachingDataResolver final : public DataResolver {
  public:
   explicit CachingDataResolver(DataResolver& inner) : inner_(inner) {}
   DataProblem resolve(const FolderRequest& request, ir::FolderData& out) override;
+  DataProblem weights(const std::string& path, ir::WeightsFile& out, st::Header& header) override {
+    return inner_.weights(path, out, header);
+  }
   void clear() { cache_.clear(); }
   size_t size() const { return cache_.size(); }
 

@@ -219,6 +219,17 @@ struct Optimizer {
   double gradClip = 1.0;
 };
 
+/// Encoder weights from a file (`weights("encoder.safetensors")`): a safetensors file
+/// whose tensors are the encoder's parameters by name (see encoderParameters), optionally
+/// all under one `encoder.` prefix. Its identity is its content (`sha256`), not where it
+/// lies, so the same file elsewhere gives the same stage hashes.
+struct WeightsFile {
+  std::string path;    ///< absolute path
+  std::string sha256;  ///< hex SHA-256 of the file's bytes
+  bool empty() const { return sha256.empty(); }
+  bool operator==(const WeightsFile& o) const { return sha256 == o.sha256; }
+};
+
 /// Self-supervised pretraining of an encoder.
 struct PretrainStage {
   std::string name;
@@ -235,6 +246,8 @@ struct PretrainStage {
   /// one starts from (its only dependency; same encoder architecture), or empty to
   /// start from random weights (seeded). Decoder and heads always start fresh.
   std::string init;
+  /// Or the encoder starts from the weights in a file (`init = weights(...)`).
+  WeightsFile initWeights;
 };
 
 /// How an evaluation uses the pretrained encoder.
@@ -304,6 +317,10 @@ struct EvaluateStage {
   /// computes every metric of the label kind; this list only selects and orders what is
   /// reported, so it is not part of the stage's hash.
   std::vector<std::string> metrics;
+  /// `init = weights(...)`: judge the encoder weights of this file instead of the trained
+  /// encoder of `pretrain` (which then only supplies the architecture and the pipeline,
+  /// and is not a dependency).
+  WeightsFile initWeights;
 };
 
 enum class StageKind { Pretrain, Evaluate };
@@ -365,6 +382,15 @@ std::string print(const Encoder& e);
 std::string print(const Objective& o);
 std::string print(const Optimizer& o);
 
+
+/// One named parameter tensor of an encoder, as the runtime names it (the keys of
+/// encoder.pt and of exported safetensors files).
+struct ParameterShape {
+  std::string name;            ///< e.g. "stage1.conv0.conv.weight"
+  std::vector<int64_t> shape;  ///< e.g. {16, 8, 3, 3, 3}
+};
+/// Every trainable parameter of the encoder, in the runtime's registration order.
+std::vector<ParameterShape> encoderParameters(const Encoder& e);
 
 /// Trainable parameters of the encoder.
 int64_t parameterCount(const UNetEncoder& e);

@@ -39,6 +39,7 @@ enum ParamFlag : unsigned {
                             ///< configuration (no other slot may, so no stage hash sees one)
   kDraws = 1u << 7,         ///< a pipeline operation's Bool parameter that, when true, makes
                             ///< a deterministic operation random (crop's `random`)
+  kOrWeights = 1u << 8,     ///< pretrain's init: a pretrain stage, or weights("file")
 };
 
 /// The range as the reference writes it ("[1, 8]", "≥ 0"); empty when unchecked.

@@ -94,7 +94,9 @@ bool Checker::bindArguments(const Signature& sig, const std::vector<ArgItem>& it
       bound[p->name] = {true, v, a.value->range};
       continue;
     }
-    Ty want = (p->flags & kOrSite) != 0 && v.ty == Ty::Site ? Ty::Site : p->ty;
+    Ty want = (p->flags & kOrSite) != 0 && v.ty == Ty::Site         ? Ty::Site
+              : (p->flags & kOrWeights) != 0 && v.ty == Ty::Weights ? Ty::Weights
+                                                                    : p->ty;
     if (!coerce(v, want, a.value->range, what)) {
       ok = false;
       bound[p->name] = {true, errorValue(), a.value->range};
@@ -112,7 +114,7 @@ bool Checker::bindArguments(const Signature& sig, const std::vector<ArgItem>& it
       bound[p->name] = {true, errorValue(), a.value->range};
       continue;
     }
-    if (want != Ty::Site) {
+    if (want != Ty::Site && want != Ty::Weights) {
       if (std::string why = checkBounds(*p, v); !why.empty()) {
         Diagnostic& d = diags_.report(DiagKind::ValueRange, a.value->range,
                                       what + " " + why + "; got " + std::string(sm_.text(a.value->range)));

@@ -139,7 +139,10 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
   std::string metricList;
   for (const std::string& m : e.metrics) metricList += (metricList.empty() ? "" : ", ") + m;
   std::string detail =
-      "model = " + e.pretrain + "; task = " + d.task[0] + "." + e.label + " (" +
+      "model = " + e.pretrain +
+      (e.initWeights.empty() ? std::string()
+                             : " with weights(" + args["init"].value.str + ", sha256 " + e.initWeights.sha256.substr(0, 12) + ")") +
+      "; task = " + d.task[0] + "." + e.label + " (" +
       std::string(ir::toString(e.labelKind)) + ") of " + ir::print(e.data) + "; " +
       (finetune ? "protocol = finetune, epochs = " + std::to_string(e.epochs) + ", lr = " + ir::formatNumber(e.lr) + ","
                 : std::string("probe = linear,")) +
@@ -151,7 +154,9 @@ void Checker::checkEvaluate(const ast::DeclEvaluate& d) {
   shown.shape = taskData.shape;
   record(d, shown, d.name, "Evaluate", detail);
 
-  stage.deps.push_back(stageIndex_.at(e.pretrain));
+  // Judging a weights file needs no training: the model only lends its architecture
+  // and pipeline.
+  if (e.initWeights.empty()) stage.deps.push_back(stageIndex_.at(e.pretrain));
   experiment_.stages.push_back(std::move(stage));
 }
 
@@ -236,6 +241,12 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
   e.seed = static_cast<uint64_t>(args["seed"].value.num);
   e.precision = args["precision"].value.flag ? ir::Precision::Bf16 : ir::Precision::Fp32;
   e.nsdToleranceMm = args["tolerance"].value.num;
+  if (args["init"].present && args["init"].value.ty == Ty::Weights) {
+    if (!checkInitWeights(args["init"].value, args["init"].range, model.encoder, model.encoderOrigin,
+                          "evaluation '" + stage.name + "'"))
+      return false;
+    e.initWeights = args["init"].value.weights;
+  }
   return true;
 }
 

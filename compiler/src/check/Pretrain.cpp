@@ -95,7 +95,12 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   p.batch = static_cast<int64_t>(fields["batch"].value.num);
   p.seed = static_cast<uint64_t>(fields["seed"].value.num);
   p.precision = fields["precision"].value.flag ? ir::Precision::Bf16 : ir::Precision::Fp32;
-  if (fields["init"].present) {
+  if (fields["init"].present && fields["init"].value.ty == Ty::Weights) {
+    if (!checkInitWeights(fields["init"].value, fields["init"].range, encoder, fields["encoder"].range,
+                          "pretrain '" + d.name + "'"))
+      return errorValue();
+    p.initWeights = fields["init"].value.weights;
+  } else if (fields["init"].present) {
     const Value& from = fields["init"].value;
     const ir::Encoder& a = from.encoder;
     if (!(a == encoder)) {
@@ -135,7 +140,10 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
                        std::to_string(p.encoder.totalStride()) + "); objective = " + ir::print(p.objective) +
                        "; optimizer = " + ir::print(p.optimizer) + "; epochs = " + std::to_string(p.epochs) +
                        "; batch = " + std::to_string(p.batch) + "; seed = " + std::to_string(p.seed) +
-                       (p.init.empty() ? std::string() : "; init = " + p.init);
+                       (p.init.empty() ? std::string() : "; init = " + p.init) +
+                       (p.initWeights.empty() ? std::string()
+                                              : "; init = weights(" + fields["init"].value.str + ", sha256 " +
+                                                    p.initWeights.sha256.substr(0, 12) + ")");
 
   if (!p.init.empty()) stage.deps.push_back(stageIndex_.at(p.init));
   stageIndex_[d.name] = experiment_.stages.size();
@@ -157,5 +165,20 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   return v;
 }
 
+
+}  // namespace gyrus::check
+
+namespace gyrus::check {
+
+bool Checker::checkInitWeights(const Value& weights, SourceRange at, const ir::Encoder& encoder,
+                               SourceRange encoderOrigin, const std::string& who) {
+  ir::WeightsMatch m = ir::matchEncoderWeights(weights.weightsHeader, encoder);
+  if (m.ok()) return true;
+  Diagnostic& d = diags_.report(DiagKind::InitMismatch, at,
+                                who + " starts from the weights in '" + weights.str + "', but " + m.problem);
+  if (!m.note.empty()) d.note(m.note);
+  d.note(encoderOrigin, "the encoder is declared here");
+  return false;
+}
 
 }  // namespace gyrus::check

@@ -81,6 +81,7 @@ std::string valueText(const Value& v, const std::string& written) {
     case Ty::Function: return v.function;
     case Ty::Model: return v.model;
     case Ty::Site: return "site(\"" + v.str + "\")";
+    case Ty::Weights: return "weights(\"" + v.str + "\")";
     case Ty::Metric: return v.str;
     default: return written;
   }
@@ -121,6 +122,7 @@ NodeFacts Checker::facts(const Value& v) {
   switch (v.ty) {
     case Ty::String:
     case Ty::Site:
+    case Ty::Weights:
     case Ty::Metric: f.str = v.str; break;
     case Ty::Function: f.str = v.function; break;
     case Ty::Model: f.str = v.model; break;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gyrus/AbiVersions.h"
@@ -117,6 +118,19 @@ struct AugmentBenchResult {
   int threads = 0;
 };
 
+/// `gyrus export`: a trained encoder written as a safetensors file.
+struct ExportResult {
+  bool ok = false;
+  std::string message;               ///< when not ok: why
+  std::vector<std::string> tensors;  ///< the parameter tensors written, in order
+  int64_t parameters = 0;            ///< their elements
+  /// The encoder's pooled features (global average, then global maximum, of the deepest
+  /// feature map) of the reference input referenceInput(edge, channels) (Runtime.h), so
+  /// that a port of the encoder can check itself against gyrus.
+  int64_t referenceEdge = 0;
+  std::vector<double> referencePooled;
+};
+
 /// The runtime module's interface. One instance per process.
 class Runtime {
  public:
@@ -137,6 +151,13 @@ class Runtime {
   /// Times an augmentation pipeline through the fused kernels, the reference
   /// interpreter and eager LibTorch operations.
   virtual AugmentBenchResult benchAugment(const AugmentBenchOptions& options) = 0;
+  /// Writes the encoder whose parameters are in `encoderPt` (a pretrain stage's
+  /// encoder.pt) to `out` as safetensors, parameters named as ir::encoderParameters, with
+  /// `metadata` in the header. The reference input is [1, C, E, E, E] with
+  /// x[c, z, y, x] = sin(0.31 x + 0.17 y + 0.07 z + 0.5 c), E = max(16, 2 x totalStride).
+  virtual ExportResult exportEncoder(const ir::Encoder& encoder, const std::filesystem::path& encoderPt,
+                                     const std::filesystem::path& out,
+                                     const std::vector<std::pair<std::string, std::string>>& metadata) = 0;
 };
 
 }  // namespace gyrus::rt
