@@ -10,35 +10,12 @@
 #include "gyrus/exec/Scheduler.h"
 #include "gyrus/exec/Store.h"
 #include "gyrus/runtime/Runtime.h"
+#include "Runs.h"
 
 namespace gyrus::driver {
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
-namespace {
-
-// The stage's hash from its name or a hash prefix; "" after printing why not.
-std::string findStage(const exec::Store& store, const std::string& wanted) {
-  std::vector<std::string> byName, byHash;
-  const bool hexy = wanted.size() >= 6 && wanted.find_first_not_of("0123456789abcdef") == std::string::npos;
-  for (const std::string& h : store.stageHashes()) {
-    if (hexy && h.rfind(wanted, 0) == 0) byHash.push_back(h);
-    if (store.inspect(h).name == wanted) byName.push_back(h);
-  }
-  const std::vector<std::string>& found = byName.empty() ? byHash : byName;
-  if (found.size() == 1) return found.front();
-  if (found.empty()) {
-    fmt::print(stderr, "error: the store '{}' has no stage named or hashed '{}'\n", store.root().string(), wanted);
-    fmt::print(stderr, "note: `gyrus runs ls --store {}` lists its stages\n", store.root().string());
-  } else {
-    fmt::print(stderr, "error: {} stages of the store '{}' match '{}':\n", found.size(), store.root().string(), wanted);
-    for (const std::string& h : found) fmt::print(stderr, "  {}  {}\n", h.substr(0, 12), store.inspect(h).name);
-    fmt::print(stderr, "note: give the hash (at least 6 of its digits) of the one to export\n");
-  }
-  return {};
-}
-
-}  // namespace
 
 int exportStage(const fs::path& storeDir, const std::string& wanted, const std::string& format, const fs::path& out) {
   if (format != "safetensors") {

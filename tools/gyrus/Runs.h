@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+namespace gyrus::exec {
+class Store;
+}
+
 namespace gyrus::driver {
 
 /// One row per stage: hash, name, kind, status, first metric, size, when, device and
@@ -22,5 +26,9 @@ int runsRemove(const std::filesystem::path& store, const std::vector<std::string
 /// Removes every stage that none of `keep` (hashes of the stages the given experiment
 /// files plan) is; with `dryRun` only lists them.
 int runsCollect(const std::filesystem::path& store, const std::vector<std::string>& keep, bool dryRun);
+
+/// A stage of `store` by its name or a unique prefix (6+ digits) of its hash; "" after
+/// printing why not (none, or several: their hashes are listed).
+std::string findStage(const exec::Store& store, const std::string& nameOrHash);
 
 }  // namespace gyrus::driver

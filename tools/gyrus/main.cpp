@@ -18,6 +18,7 @@
 #include <fmt/core.h>
 #include <iostream>
 
+#include "Compare.h"
 #include "Export.h"
 #include "Inspect.h"
 #include "Preview.h"
@@ -405,6 +406,20 @@ int realMain(int argc, char** argv) {
   exportCmd->add_option("--out", exportOut, "The .safetensors file to write (the sidecar: the same name with .json)")
       ->required();
 
+  driver::CompareArgs compareArgs;
+  std::string compareStore;
+  CLI::App* compare = app.add_subcommand(
+      "compare", "Paired bootstrap difference of two evaluations on the same test subjects (or one and its reference)");
+  compare->add_option("--store", compareStore, "Run store directory")->required();
+  compare->add_option("A", compareArgs.a, "An evaluation: its name, or at least 6 digits of its hash")->required();
+  compare->add_option("B", compareArgs.b,
+                      "Another evaluation of the same data and test set (default: A's own reference run, the random "
+                      "encoder or training from scratch)");
+  compare->add_option("--bootstrap", compareArgs.bootstrap, "Bootstrap resamples (default 1000; 0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  compare->add_option("--seed", compareArgs.seed, "Bootstrap seed (default 1)");
+  compare->add_flag("--json", compareArgs.json, "Print one JSON object on stdout");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -604,6 +619,10 @@ int realMain(int argc, char** argv) {
   if (*synth) return driver::runSynth(synthArgs);
   if (*score) return driver::runScore(scoreArgs);
   if (*rank) return driver::runRank(rankFiles, rankJson, rankHd95);
+  if (*compare) {
+    compareArgs.store = compareStore;
+    return driver::runCompare(compareArgs);
+  }
   if (*exportCmd) return driver::exportStage(exportStore, exportStageName, exportFormat, exportOut);
   fmt::print(stderr, "{}", app.help());
   return 1;
