@@ -206,9 +206,9 @@ int runCompare(const CompareArgs& args) {
   out["metrics"] = Json::array();
   if (!args.json)
     fmt::print("{} vs {}: {} test subjects, {} and {} repeats; paired bootstrap over subjects, {} resamples (seed {})\n\n"
-               "{:<10} {:>9} {:>9} {:>9}  {:<22} {}\n",
-               a.title, b.title, n, a.scores.size(), b.scores.size(), args.bootstrap, args.seed, "metric", "A", "B",
-               "A - B", "95% CI of A - B", "A better in");
+               "{:<10} {:>26} {:>26} {:>9}  {:<22} {}\n",
+               a.title, b.title, n, a.scores.size(), b.scores.size(), args.bootstrap, args.seed, "metric",
+               "A [95% CI]", "B [95% CI]", "A - B", "95% CI of A - B", "A better in");
   for (const MetricDef& m : metrics) {
     const double va = averaged(m, a, all), vb = averaged(m, b, all);
     int64_t better = 0, finite = 0;
@@ -220,12 +220,21 @@ int runCompare(const CompareArgs& args) {
       }
       return d;
     });
+    // Each side's own interval (the same resampling of subjects).
+    rt::Interval ciA = rt::percentileBootstrap(n, args.bootstrap, args.seed,
+                                               [&](std::span<const size_t> idx) { return averaged(m, a, idx); });
+    rt::Interval ciB = rt::percentileBootstrap(n, args.bootstrap, args.seed,
+                                               [&](std::span<const size_t> idx) { return averaged(m, b, idx); });
     const double share = finite > 0 ? static_cast<double>(better) / static_cast<double>(finite) : std::nan("");
     auto num = [](double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); };
     out["metrics"].push_back({{"name", m.name},
                               {"higher_is_better", m.higherIsBetter},
                               {"a", num(va)},
+                              {"a_ci_low", num(ciA.low)},
+                              {"a_ci_high", num(ciA.high)},
                               {"b", num(vb)},
+                              {"b_ci_low", num(ciB.low)},
+                              {"b_ci_high", num(ciB.high)},
                               {"difference", num(va - vb)},
                               {"ci_low", num(ci.low)},
                               {"ci_high", num(ci.high)},
@@ -233,7 +242,11 @@ int runCompare(const CompareArgs& args) {
                               {"resamples_used", ci.used}});
     if (!args.json) {
       std::string interval = args.bootstrap > 0 ? fmt::format("[{:+.4f}, {:+.4f}]", ci.low, ci.high) : "-";
-      fmt::print("{:<10} {:>9.4f} {:>9.4f} {:>+9.4f}  {:<22} {}\n", m.name, va, vb, va - vb, interval,
+      auto withCi = [&](double v, const rt::Interval& c) {
+        return args.bootstrap > 0 ? fmt::format("{:.4f} [{:.4f}, {:.4f}]", v, c.low, c.high) : fmt::format("{:.4f}", v);
+      };
+      fmt::print("{:<10} {:>26} {:>26} {:>+9.4f}  {:<22} {}\n", m.name, withCi(va, ciA), withCi(vb, ciB), va - vb,
+                 interval,
                  args.bootstrap > 0 ? fmt::format("{:.1f}% of resamples", 100.0 * share) : "-");
     }
   }
