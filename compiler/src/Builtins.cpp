@@ -225,13 +225,17 @@ const std::vector<NamedHook>& hookTable() {
                    Value v;
                    v.ty = Ty::Weights;
                    v.str = a["path"].value.str;
-                   const std::string abs = c.resolvePath(v.str);
+                   const std::string abs = std::filesystem::absolute(c.resolvePath(v.str)).lexically_normal().string();
                    DataProblem p = c.dataResolver().weights(abs, v.weights, v.weightsHeader);
                    if (!p.ok()) {
                      // Messages name the file as the user wrote it (the same on every machine).
-                     std::string message = p.message;
-                     for (size_t at = message.find(abs); at != std::string::npos; at = message.find(abs, at + 1))
-                       message.replace(at, abs.size(), v.str);
+                     std::string message;
+                     size_t from = 0;
+                     for (size_t at = p.message.find(abs); at != std::string::npos; at = p.message.find(abs, from)) {
+                       message += p.message.substr(from, at - from) + v.str;
+                       from = at + abs.size();
+                     }
+                     message += p.message.substr(from);
                      Diagnostic& d = c.diags().report(DiagKind::WeightsFile, a["path"].range, message);
                      if (!p.note.empty()) d.note(p.note);
                      return errorValue();

@@ -16,6 +16,24 @@ using Json = nlohmann::json;
 
 // A header longer than this is not a weights file (the format's own limit is 100 MB).
 constexpr uint64_t kMaxHeader = 100u << 20;
+// Far more tensors than any encoder has (a U-Net B has 60, a ViT-L about 300).
+constexpr size_t kMaxTensors = 100000;
+
+// A name as a message shows it: control characters escaped (\x1b), so that a file cannot
+// drive the terminal.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
 
 constexpr struct {
   DType type;
@@ -54,9 +72,10 @@ size_t dtypeSize(DType t) {
 }
 
 int64_t TensorInfo::elements() const {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
+  uint64_t n = 1;
+  for (int64_t s : shape)
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(s), &n) || n > (uint64_t{1} << 62)) return -1;
+  return static_cast<int64_t>(n);
 }
 
 const TensorInfo* Header::find(const std::string& name) const {
@@ -99,6 +118,11 @@ bool readHeader(const std::filesystem::path& path, Header& out, std::string& err
     error = "'" + path.string() + "' is not a safetensors file: its header is not a JSON object";
     return false;
   }
+  if (header.size() > kMaxTensors) {
+    error = "'" + path.string() + "' holds " + std::to_string(header.size()) + " entries; an encoder has at most " +
+            std::to_string(kMaxTensors) + " tensors";
+    return false;
+  }
   out.dataStart = 8 + n;
   const uint64_t dataSize = fileSize - out.dataStart;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -118,7 +142,11 @@ bool readHeader(const std::filesystem::path& path, Header& out, std::string& err
       }
       continue;
     }
-    const std::string where = "'" + path.string() + "': tensor '" + key + "'";
+    const std::string where = "'" + path.string() + "': tensor '" + printable(key) + "'";
+    if (printable(key) != key) {
+      error = where + " has control characters in its name";
+      return false;
+    }
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
         !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() ||
         v["data_offsets"].size() != 2) {
@@ -146,8 +174,10 @@ bool readHeader(const std::filesystem::path& path, Header& out, std::string& err
     }
     t.begin = off[0].get<uint64_t>();
     t.end = off[1].get<uint64_t>();
-    if (t.end < t.begin || t.end > dataSize ||
-        t.end - t.begin != static_cast<uint64_t>(t.elements()) * dtypeSize(t.dtype)) {
+    uint64_t bytes = 0;
+    if (t.elements() < 0 ||
+        __builtin_mul_overflow(static_cast<uint64_t>(t.elements()), dtypeSize(t.dtype), &bytes) || t.end < t.begin ||
+        t.end > dataSize || t.end - t.begin != bytes) {
       error = where + " has data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
               ") that do not match its shape and type, or lie outside the file (truncated?)";
       return false;
@@ -195,9 +225,9 @@ bool write(const std::filesystem::path& path, const std::vector<TensorData>& ten
       error = "tensor name '" + t.name + "' is reserved or repeated";
       return false;
     }
-    int64_t n = 1;
-    for (int64_t s : t.shape) n *= s;
-    if (static_cast<uint64_t>(n) * dtypeSize(t.dtype) != t.bytes) {
+    TensorInfo info;
+    info.shape = t.shape;
+    if (info.elements() < 0 || static_cast<uint64_t>(info.elements()) * dtypeSize(t.dtype) != t.bytes) {
       error = "tensor '" + t.name + "': its bytes do not match its shape";
       return false;
     }

@@ -35,8 +35,10 @@ WeightsMatch matchEncoderWeights(const st::Header& header, const Encoder& encode
       size_t held = 0;
       for (const st::TensorInfo& h : header.tensors) held += h.name.rfind(m.prefix, 0) == 0 ? 1 : 0;
       m.note = held < params.size()
-                   ? "the file holds " + std::to_string(held) + " encoder tensors where this encoder has " +
-                         std::to_string(params.size()) + ": a smaller encoder (fewer stages, convolutions or blocks)"
+                   ? "the file holds " + std::to_string(held) + " tensor" + (held == 1 ? "" : "s") +
+                         (m.prefix.empty() ? "" : " under '" + m.prefix + "'") + " where this encoder has " +
+                         std::to_string(params.size()) + ": a smaller encoder (fewer stages, convolutions or blocks), or "
+                         "another model"
                    : "the file's tensors begin with '" + header.tensors.front().name + "'; this encoder's " +
                          std::to_string(params.size()) + " parameter tensors are named as `gyrus export` writes them";
       return m;

@@ -86,7 +86,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     minBatch = std::max(minBatch, objective->minBatch());
     reconstructive = reconstructive || objective->reconstructs();
   }
-  if (!stage.initWeights.empty()) {
+  // A resumed run continues from its checkpoint and never reads the file again.
+  if (!stage.initWeights.empty() && !std::filesystem::exists(ctx.dir / kCheckpointFile)) {
     loadEncoderWeights(*net->encoder, stage.initWeights, "pretrain '" + stage.name + "'");
     if (ctx.progress) ctx.progress("starting from the encoder weights in " + stage.initWeights.path);
   }

@@ -4,6 +4,7 @@
 # init = weights(...) give exactly the metrics of the original stage; a PyTorch-written
 # whole-model file starts a pretraining; wrong stages and formats are errors.
 # Inputs: GYRUS, SOURCE (the repository), WORK, PYTHON (may be empty: the twin is skipped).
+cmake_policy(SET CMP0054 NEW)  # quoted strings are never variable names
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 foreach(f export.gy import.gy)
@@ -72,12 +73,16 @@ set(imported "${out}")
 if(NOT err MATCHES "starting from the encoder weights in")
   message(FATAL_ERROR "the pretraining did not say it starts from the file:\n${err}")
 endif()
-foreach(m mae pearson_r mae_random_encoder)
-  metric("${original}" base_age ${m} a)
-  metric("${imported}" imported ${m} b)
-  if(NOT a STREQUAL b)
-    message(FATAL_ERROR "${m}: ${a} for base_age, ${b} for the same weights through init = weights(...)")
-  endif()
+# The same weights, from gyrus's file and from PyTorch's whole-model file (its encoder
+# under `encoder.`), judge exactly as the stage they came from.
+foreach(judged imported imported_whole)
+  foreach(m mae pearson_r mae_random_encoder)
+    metric("${original}" base_age ${m} a)
+    metric("${imported}" ${judged} ${m} b)
+    if(NOT a STREQUAL b)
+      message(FATAL_ERROR "${m}: ${a} for base_age, ${b} for the same weights through ${judged}'s init = weights(...)")
+    endif()
+  endforeach()
 endforeach()
 
 # gyrus compare: the same weights judged twice differ by exactly 0 (a paired bootstrap
@@ -107,3 +112,25 @@ expect_fail("no stage named or hashed 'nothing'" ${GYRUS} export --store st noth
 expect_fail("is an evaluation" ${GYRUS} export --store st base_age --out x.safetensors)
 expect_fail("not supported" ${GYRUS} export --store st base --format onnx --out x.onnx)
 expect_fail("must end in .safetensors" ${GYRUS} export --store st base --out x.pt)
+
+# A weights file changed after the experiment was checked (here: planned into a store)
+# is refused when the stage runs: its content is the stage's identity.
+run_ok(${GYRUS} plan import.gy --store planned --json)
+string(JSON n LENGTH "${out}" stages)
+math(EXPR last "${n} - 1")
+set(hash "")
+foreach(i RANGE ${last})
+  string(JSON name GET "${out}" stages ${i} name)
+  if(name STREQUAL "imported")
+    string(JSON hash GET "${out}" stages ${i} hash)
+  endif()
+endforeach()
+if(hash STREQUAL "")
+  message(FATAL_ERROR "no stage 'imported' in the plan:\n${out}")
+endif()
+file(COPY_FILE ${WORK}/whole.safetensors ${WORK}/enc.safetensors)
+if(NOT PYTHON)
+  file(APPEND ${WORK}/enc.safetensors " ")  # without the twin, whole is a copy of enc
+endif()
+expect_fail("changed after the experiment was checked" ${GYRUS} run-stage --store planned ${hash})
+

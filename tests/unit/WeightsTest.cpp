@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "gyrus/IrJson.h"
 #include "gyrus/Safetensors.h"
 #include "gyrus/Weights.h"
 
@@ -148,4 +149,44 @@ TEST_CASE("matching a file to an encoder") {
     ir::WeightsMatch m = ir::matchEncoderWeights(h, ir::UNetEncoder{.width = 4, .stages = 3});
     CHECK(m.note.find("smaller encoder") != std::string::npos);
   }
+}
+
+TEST_CASE("a weights file enters the stage hash by its content, not its path") {
+  auto hashOf = [](const std::string& path, const std::string& sha) {
+    ir::Experiment ex;
+    ir::Stage s;
+    s.kind = ir::StageKind::Pretrain;
+    s.name = s.pretrain.name = "base";
+    s.pretrain.encoder = ir::UNetEncoder{.width = 4, .stages = 2};
+    s.pretrain.objective.terms.push_back(ir::ObjectiveTerm{});
+    s.pretrain.initWeights = {path, sha};
+    ex.stages.push_back(s);
+    ir::hashStages(ex);
+    return ex.stages[0].hash;
+  };
+  const std::string a(64, 'a'), b(64, 'b');
+  CHECK(hashOf("/data/one/enc.safetensors", a) == hashOf("/elsewhere/enc.safetensors", a));
+  CHECK(hashOf("/data/one/enc.safetensors", a) != hashOf("/data/one/enc.safetensors", b));
+  // Without a file, the hash is the one stages had before `init = weights` existed.
+  CHECK(hashOf("", "") != hashOf("/data/one/enc.safetensors", a));
+  ir::Experiment plain;
+  ir::Stage s;
+  s.kind = ir::StageKind::Pretrain;
+  s.name = s.pretrain.name = "base";
+  s.pretrain.encoder = ir::UNetEncoder{.width = 4, .stages = 2};
+  s.pretrain.objective.terms.push_back(ir::ObjectiveTerm{});
+  plain.stages.push_back(s);
+  ir::hashStages(plain);
+  CHECK(plain.stages[0].hash == hashOf("", ""));
+  CHECK(ir::hashMaterial(plain.stages[0], {}).find("init_weights") == std::string::npos);
+}
+
+TEST_CASE("safetensors: hostile headers") {
+  // A shape whose element count overflows 64 bits must not pass as an empty tensor.
+  CHECK(headerError(withHeader(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0))
+            .find("do not match") != std::string::npos);
+  // Control characters in a name are refused, and shown escaped.
+  std::string error = headerError(withHeader("{\"\\u001b[31mx\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4));
+  CHECK(error.find("control characters") != std::string::npos);
+  CHECK(error.find('\x1b') == std::string::npos);
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -43,8 +45,13 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
                "error: '{}' is an evaluation; gyrus keeps no fine-tuned weights yet, so only a pretraining's encoder "
                "can be exported\n",
                stage.name);
-    fmt::print(stderr, "note: export the pretraining it judges: gyrus export --store {} {} --format safetensors --out {}\n",
-               storeDir.string(), stage.evaluate.pretrain, out.string());
+    if (!stage.evaluate.initWeights.empty())
+      fmt::print(stderr, "note: it judges the weights file {}, which is already a safetensors file\n",
+                 stage.evaluate.initWeights.path);
+    else
+      fmt::print(stderr,
+                 "note: export the pretraining it judges: gyrus export --store {} {} --format safetensors --out {}\n",
+                 storeDir.string(), stage.evaluate.pretrain, out.string());
     return 1;
   }
   if (entry.status != exec::StageEntry::Status::Done) {
@@ -112,17 +119,19 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
   fs::path side = out;
   side.replace_extension(".json");
   fs::path tmp = side;
-  tmp += ".tmp";
+  tmp += ".tmp." + std::to_string(::getpid());
   {
     std::ofstream f(tmp);
     f << sidecar.dump(2) << "\n";
     if (!f) {
       fmt::print(stderr, "error: cannot write '{}'\n", tmp.string());
+      fs::remove(tmp, ec);
       return 1;
     }
   }
   fs::rename(tmp, side, ec);
   if (ec) {
+    fs::remove(tmp, ec);
     fmt::print(stderr, "error: cannot write '{}': {}\n", side.string(), ec.message());
     return 1;
   }

@@ -2,6 +2,7 @@
 #include "Runs.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <fmt/core.h>
@@ -79,7 +80,12 @@ int runsList(const fs::path& storeDir, bool json) {
   auto statusOf = [&](const exec::StageEntry& e) {
     auto it = slurm.find(e.hash);
     if (it == slurm.end()) return std::string(exec::toString(e.status));
-    return std::string(it->second.state == "PENDING" ? "queued" : "running");
+    const std::string& state = it->second.state;
+    if (state == "PENDING") return std::string("queued");
+    if (state == "RUNNING" || state == "COMPLETING" || state == "CONFIGURING") return std::string("running");
+    std::string lower = state;  // SUSPENDED, REQUEUE_HOLD, STOPPED, ... as Slurm says
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return lower;
   };
   auto slurmWhere = [&](const exec::StageEntry& e) {
     auto it = slurm.find(e.hash);
