@@ -1,5 +1,6 @@
 // Worker processes for `gyrus run --jobs N` (see Pool.h).
 #include "gyrus/exec/Pool.h"
+#include "Interrupt.h"
 
 #include "gyrus/IrJson.h"
 
@@ -27,27 +28,9 @@ namespace gyrus::exec {
 
 namespace {
 
-std::atomic<bool> interrupted{false};
-void onInterrupt(int) { interrupted = true; }
-
-/// SIGINT sets `interrupted` while the pool runs (the workers, in our process group,
-/// receive it too and stop); the previous handler comes back afterwards.
-class InterruptGuard {
- public:
-  InterruptGuard() {
-    interrupted = false;
-    struct sigaction sa {};
-    sa.sa_handler = onInterrupt;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~InterruptGuard() { sigaction(SIGINT, &previous_, nullptr); }
-  InterruptGuard(const InterruptGuard&) = delete;
-  InterruptGuard& operator=(const InterruptGuard&) = delete;
-
- private:
-  struct sigaction previous_ {};
-};
+// Ctrl-C: while the pool runs (the workers, in our process group, receive it too and stop).
+using detail::InterruptGuard;
+using detail::interrupted;
 
 struct Worker {
   pid_t pid = -1;

@@ -1,5 +1,6 @@
 // The Slurm executor of `gyrus run` (see Slurm.h).
 #include "gyrus/exec/Slurm.h"
+#include "Interrupt.h"
 
 #include "gyrus/IrJson.h"
 
@@ -31,27 +32,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::atomic<bool> interrupted{false};
-void onInterrupt(int) { interrupted = true; }
-
-/// SIGINT sets `interrupted` while we wait on Slurm; the previous handler comes back
-/// afterwards. The jobs are Slurm's: Ctrl-C never reaches them.
-class InterruptGuard {
- public:
-  InterruptGuard() {
-    interrupted = false;
-    struct sigaction sa {};
-    sa.sa_handler = onInterrupt;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &previous_);
-  }
-  ~InterruptGuard() { sigaction(SIGINT, &previous_, nullptr); }
-  InterruptGuard(const InterruptGuard&) = delete;
-  InterruptGuard& operator=(const InterruptGuard&) = delete;
-
- private:
-  struct sigaction previous_ {};
-};
+// Ctrl-C: while we wait on Slurm (the jobs are Slurm's: Ctrl-C never reaches them).
+using detail::InterruptGuard;
+using detail::interrupted;
 
 /// Runs `argv` (found on PATH, no shell) with its stdout and stderr captured; its exit
 /// code, or -1 (with `err` saying why) when it cannot start or is killed.
