@@ -165,11 +165,6 @@ Value Checker::evalPretrain(const ast::DeclPretrain& d) {
   return v;
 }
 
-
-}  // namespace gyrus::check
-
-namespace gyrus::check {
-
 bool Checker::checkInitWeights(const Value& weights, SourceRange at, const ir::Encoder& encoder,
                                SourceRange encoderOrigin, const std::string& who) {
   ir::WeightsMatch m = ir::matchEncoderWeights(weights.weightsHeader, encoder);
