@@ -44,6 +44,7 @@
 #include "Models.h"
 #include "Preprocess.h"
 #include "Probe.h"
+#include "Scoring.h"
 #include "Stages.h"
 #include "Trainer.h"
 #include "WeightsIo.h"
@@ -276,6 +277,7 @@ RepeatFigures::RepeatFigures(const Labels& labels, const std::vector<int64_t>& t
 
 std::string RepeatFigures::add(int64_t repeat, int64_t repeats, const std::vector<double>& scores,
                                const std::vector<double>& referenceScores, double seconds) {
+  scores_.push_back(scores);
   char line[192];
   if (binary_) {
     primary_.push_back(auroc(scores, classes_));
@@ -296,14 +298,44 @@ std::string RepeatFigures::add(int64_t repeat, int64_t repeats, const std::vecto
 
 nlohmann::json RepeatFigures::labels() const { return binary_ ? nlohmann::json(classes_) : nlohmann::json(values_); }
 
+Interval RepeatFigures::interval(const std::function<double(const std::vector<double>&, std::span<const size_t>)>& metric) const {
+  return percentileBootstrap(values_.size(), kCiResamples, kCiSeed, [&](std::span<const size_t> idx) {
+    double sum = 0;
+    for (const std::vector<double>& s : scores_) sum += metric(s, idx);
+    return sum / static_cast<double>(scores_.size());
+  });
+}
+
 std::vector<Metric> RepeatFigures::metrics() const {
   MeanStd m = meanStd(primary_);
-  if (binary_) return {{"auroc", m.mean}, {"auroc_std", m.std}, {"auroc_" + reference_, meanStd(primaryReference_).mean}};
+  auto pick = [](const auto& v, std::span<const size_t> idx) {
+    std::vector<std::decay_t<decltype(v[0])>> out;
+    for (size_t i : idx) out.push_back(v[i]);
+    return out;
+  };
+  if (binary_) {
+    Interval ci = interval([&](const std::vector<double>& s, std::span<const size_t> idx) {
+      return auroc(pick(s, idx), pick(classes_, idx));
+    });
+    return {{"auroc", m.mean},         {"auroc_std", m.std},
+            {"auroc_ci_low", ci.low},  {"auroc_ci_high", ci.high},
+            {"auroc_" + reference_, meanStd(primaryReference_).mean}};
+  }
   MeanStd r = meanStd(pearson_);
+  Interval maeCi = interval([&](const std::vector<double>& s, std::span<const size_t> idx) {
+    return meanAbsoluteError(pick(s, idx), pick(values_, idx));
+  });
+  Interval rCi = interval([&](const std::vector<double>& s, std::span<const size_t> idx) {
+    return pearsonR(pick(s, idx), pick(values_, idx));
+  });
   return {{"mae", m.mean},
           {"mae_std", m.std},
+          {"mae_ci_low", maeCi.low},
+          {"mae_ci_high", maeCi.high},
           {"pearson_r", r.mean},
           {"pearson_r_std", r.std},
+          {"pearson_r_ci_low", rCi.low},
+          {"pearson_r_ci_high", rCi.high},
           {"mae_" + reference_, meanStd(primaryReference_).mean},
           {"pearson_r_" + reference_, meanStd(pearsonReference_).mean}};
 }

@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <span>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "Models.h"
+#include "Scoring.h"
 #include "gyrus/Ir.h"
 #include "gyrus/runtime/Runtime.h"
 
@@ -69,9 +72,14 @@ class RepeatFigures {
   /// The test labels, for predictions.json.
   nlohmann::json labels() const;
   /// Means over the repeats, each primary metric with its standard deviation across
-  /// repeats: auroc, auroc_std, auroc_<reference>; or mae, mae_std, pearson_r,
-  /// pearson_r_std, mae_<reference>, pearson_r_<reference>.
+  /// repeats and its 95 % interval over the test subjects (a percentile bootstrap of the
+  /// repeats' mean, kCiResamples resamples seeded with kCiSeed, the same draw of subjects
+  /// for every repeat): auroc, auroc_std, auroc_ci_low, auroc_ci_high, auroc_<reference>;
+  /// or mae, mae_std, mae_ci_low, mae_ci_high, pearson_r, pearson_r_std,
+  /// pearson_r_ci_low, pearson_r_ci_high, mae_<reference>, pearson_r_<reference>.
   std::vector<Metric> metrics() const;
+  static constexpr int64_t kCiResamples = 1000;
+  static constexpr uint64_t kCiSeed = 1;
 
  private:
   bool binary_;
@@ -79,6 +87,8 @@ class RepeatFigures {
   std::vector<int> classes_;
   std::vector<double> values_;
   std::vector<double> primary_, primaryReference_, pearson_, pearsonReference_;
+  std::vector<std::vector<double>> scores_;  ///< per repeat, the test subjects' scores
+  Interval interval(const std::function<double(const std::vector<double>&, std::span<const size_t>)>& metric) const;
 };
 
 /// The checks both protocols make before loading anything (label, shots, repeats,

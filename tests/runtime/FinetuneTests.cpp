@@ -99,7 +99,11 @@ TEST_CASE("finetune: the loss falls, metrics are in range and identical for the 
     CHECK(metricOf(a.result, m) <= 1.0);
   }
   CHECK(metricOf(a.result, "auroc_std") >= 0.0);
-  CHECK(a.result.metrics.size() == 3);
+  CHECK(a.result.metrics.size() == 5);
+  // The 95 % interval over test subjects: ordered, within AUROC's range.
+  CHECK(metricOf(a.result, "auroc_ci_low") <= metricOf(a.result, "auroc_ci_high"));
+  CHECK(metricOf(a.result, "auroc_ci_low") >= 0.0);
+  CHECK(metricOf(a.result, "auroc_ci_high") <= 1.0);
   REQUIRE(a.lines.size() == 2);  // one line per repeat; one channel: no stem message
   CHECK(a.lines[0].rfind("repeat 1/2  auroc ", 0) == 0);
   CHECK(a.lines[0].find("(from scratch ") != std::string::npos);
@@ -188,7 +192,9 @@ TEST_CASE("finetune: continuous labels are fitted on standardised targets and pr
   ev.labelKind = ir::LabelKind::Continuous;
   EvaluateRun r = runFinetune(ev, pre, "tune_age");
   REQUIRE_MESSAGE(r.result.status == StageResult::Status::Ok, r.result.message);
-  CHECK(r.result.metrics.size() == 6);
+  CHECK(r.result.metrics.size() == 10);
+  CHECK(metricOf(r.result, "mae_ci_low") <= metricOf(r.result, "mae_ci_high"));
+  CHECK(metricOf(r.result, "mae_ci_low") > 0.0);
   for (const char* m : {"mae", "mae_scratch"}) {
     CHECK(std::isfinite(metricOf(r.result, m)));
     CHECK(metricOf(r.result, m) > 0.0);
