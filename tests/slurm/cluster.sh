@@ -102,6 +102,9 @@ SlurmdLogFile=$dir/log/slurmd.log
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1,bf_interval=1,batch_sched_delay=0,sched_min_interval=0
 MinJobAge=600
+# One task per array: every level of the test sweep (two stages) goes out as two
+# arrays, so gyrus's splitting of large levels runs here.
+MaxArraySize=1
 NodeName=localhost NodeAddr=127.0.0.1 $hw State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF

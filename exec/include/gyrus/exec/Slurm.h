@@ -37,13 +37,17 @@ struct SlurmSettings {
   int gpusPerTask = 0;    ///< --gpus-per-task (0: none asked for)
   int cpusPerTask = 0;    ///< --cpus-per-task, and run-stage's threads (0: Slurm's default, 1)
   int maxRunning = 0;     ///< the arrays' %K throttle (0: none)
+  /// Tasks per array: a level of the DAG with more stages goes out as several arrays.
+  /// Read from the cluster (`scontrol show config`, MaxArraySize) when the run starts;
+  /// 1000 when it cannot be read.
+  int maxArraySize = 1000;
   int retries = 2;        ///< resubmissions of a failed task
   /// Lines copied into every batch script's header, each `#SBATCH ...` on one line.
   std::vector<std::string> extraSbatchLines;
   std::string executable;    ///< the gyrus executable the tasks run (absolute)
   double pollSeconds = 2.0;  ///< how often squeue is asked
   /// The commands, found on PATH (tests may point them elsewhere).
-  std::string sbatch = "sbatch", squeue = "squeue", scancel = "scancel";
+  std::string sbatch = "sbatch", squeue = "squeue", scancel = "scancel", scontrol = "scontrol";
 };
 
 /// An error message when `settings` cannot be used (an extra line that is not one
