@@ -384,18 +384,36 @@ void mergePoint(Plan& plan, const ir::Experiment& ex, size_t point, std::map<std
 void nameVariants(Plan& plan) {
   std::map<std::string, size_t> count, seen;
   for (const ir::Stage& s : plan.experiment.stages) ++count[s.name];
-  std::vector<std::string> names;
+  std::vector<std::string> names, original;
   for (ir::Stage& s : plan.experiment.stages) {
+    original.push_back(s.name);
     if (count[s.name] > 1) s.name += "[" + std::to_string(++seen[s.name]) + "]";
     names.push_back(s.name);
   }
-  for (ir::Stage& s : plan.experiment.stages) {
+  // The variant of pretraining `name` that the sweep point `point` uses.
+  auto variantIn = [&](const std::string& name, size_t point) -> std::string {
+    for (size_t j = 0; j < plan.experiment.stages.size(); ++j) {
+      const std::vector<size_t>& users = plan.users[j];
+      if (plan.experiment.stages[j].kind == ir::StageKind::Pretrain && original[j] == name &&
+          std::find(users.begin(), users.end(), point) != users.end())
+        return names[j];
+    }
+    return name;
+  };
+  for (size_t i = 0; i < plan.experiment.stages.size(); ++i) {
+    ir::Stage& s = plan.experiment.stages[i];
     if (s.kind == ir::StageKind::Pretrain) {
       s.pretrain.name = s.name;
       if (!s.deps.empty()) s.pretrain.init = names[s.deps.front()];
     } else {
       s.evaluate.name = s.name;
-      if (!s.deps.empty()) s.evaluate.pretrain = names[s.deps.front()];
+      if (!s.deps.empty()) {
+        s.evaluate.pretrain = names[s.deps.front()];
+      } else if (count[s.evaluate.pretrain] > 1 && !plan.users[i].empty()) {
+        // An evaluation of a weights file depends on no stage: its model (which lends
+        // the architecture) is the variant of its own sweep point.
+        s.evaluate.pretrain = variantIn(s.evaluate.pretrain, plan.users[i].front());
+      }
     }
   }
 }

@@ -181,3 +181,27 @@ TEST_CASE("sweep points substitute into one parse and take their values out agai
       seen.insert({s.pretrain.seed, s.pretrain.data.synthetic.lesionRate, s.pretrain.pipeline.ops.front().shape("size")[0]});
   CHECK(seen.size() == 12);
 }
+
+TEST_CASE("an evaluation of a weights file names its model's variant, though it depends on no stage") {
+  const std::string weights = std::string(GYRUS_SOURCE_DIR) + "/tests/golden/data/weights/unet_w4_s2.safetensors";
+  auto c = compile(R"(dataset corpus = synthetic(subjects = 16, size = 32^3)
+dataset clinic = synthetic(subjects = 24, size = 32^3, seed = 2)
+pretrain base {
+  data = corpus |> flip()
+  encoder = unet(width = 4, stages = 2)
+  objective = mae()
+}
+evaluate base on clinic.lesion (shots = 4, init = weights(")" + weights + R"("))
+sweep base.epochs in [1, 2]
+)");
+  REQUIRE(kinds(*c).empty());
+  std::set<std::string> pretrains;
+  for (const ir::Stage& s : c->plan.experiment.stages)
+    if (s.kind == ir::StageKind::Pretrain) pretrains.insert(s.name);
+  CHECK(pretrains == std::set<std::string>{"base[1]", "base[2]"});
+  for (const ir::Stage& s : c->plan.experiment.stages) {
+    if (s.kind != ir::StageKind::Evaluate) continue;
+    CHECK(s.deps.empty());
+    CHECK(pretrains.count(s.evaluate.pretrain) == 1);
+  }
+}
