@@ -152,33 +152,29 @@ TEST_CASE("matching a file to an encoder") {
 }
 
 TEST_CASE("a weights file enters the stage hash by its content, not its path") {
-  auto hashOf = [](const std::string& path, const std::string& sha) {
-    ir::Experiment ex;
+  auto stage = [](const std::string& path, const std::string& sha) {
     ir::Stage s;
     s.kind = ir::StageKind::Pretrain;
     s.name = s.pretrain.name = "base";
     s.pretrain.encoder = ir::UNetEncoder{.width = 4, .stages = 2};
     s.pretrain.objective.terms.push_back(ir::ObjectiveTerm{});
     s.pretrain.initWeights = {path, sha};
-    ex.stages.push_back(s);
+    return s;
+  };
+  auto hashOf = [&](const std::string& path, const std::string& sha) {
+    ir::Experiment ex;
+    ex.stages.push_back(stage(path, sha));
     ir::hashStages(ex);
     return ex.stages[0].hash;
   };
   const std::string a(64, 'a'), b(64, 'b');
   CHECK(hashOf("/data/one/enc.safetensors", a) == hashOf("/elsewhere/enc.safetensors", a));
   CHECK(hashOf("/data/one/enc.safetensors", a) != hashOf("/data/one/enc.safetensors", b));
-  // Without a file, the hash is the one stages had before `init = weights` existed.
   CHECK(hashOf("", "") != hashOf("/data/one/enc.safetensors", a));
-  ir::Experiment plain;
-  ir::Stage s;
-  s.kind = ir::StageKind::Pretrain;
-  s.name = s.pretrain.name = "base";
-  s.pretrain.encoder = ir::UNetEncoder{.width = 4, .stages = 2};
-  s.pretrain.objective.terms.push_back(ir::ObjectiveTerm{});
-  plain.stages.push_back(s);
-  ir::hashStages(plain);
-  CHECK(plain.stages[0].hash == hashOf("", ""));
-  CHECK(ir::hashMaterial(plain.stages[0], {}).find("init_weights") == std::string::npos);
+  // Without a file, the material (and so the hash) is what stages had before
+  // `init = weights` existed.
+  CHECK(ir::hashMaterial(stage("", ""), {}).find("init_weights") == std::string::npos);
+  CHECK(ir::hashMaterial(stage("/x.safetensors", a), {}).find("init_weights") != std::string::npos);
 }
 
 TEST_CASE("safetensors: hostile headers") {
