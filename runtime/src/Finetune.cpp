@@ -40,6 +40,12 @@
 // Pipeline: without its random operations, like the probe (the front end strips them
 // from evaluation pipelines already).
 //
+// Models: the fine-tuned network of every repeat (not the from-scratch reference) is kept
+// in the stage directory as model_r<k>.safetensors (parameters named as the network's
+// modules: `encoder.*`, then `head.*` or `decoder.*`), with model.json saying what
+// `gyrus predict` and `gyrus export` need: the kind of output, the channels, the patch
+// shape, and for continuous labels each repeat's target standardisation (mean, scale).
+//
 // Resume: a repeat takes seconds to minutes; nothing is checkpointed, a rerun starts
 // over. predictions.json (written atomically at the end) holds every repeat's draws,
 // test scores, labels and per-epoch training losses; for segmentation, per test sample
@@ -54,6 +60,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <stdexcept>
 
 #include "Errors.h"
@@ -356,6 +363,51 @@ nlohmann::json predictionsHeader(const ir::EvaluateStage& stage, const Prepared&
 
 double mean(const std::vector<double>& v) { return meanStd(v).mean; }
 
+/// Keeps repeat `repeat`'s fine-tuned network as modelFile(repeat) in the stage directory.
+void keepModel(torch::nn::Module& net, const StageContext& ctx, int64_t repeat, const char* kind,
+               const Targets* targets) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : net.named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(torch::kCPU, torch::kFloat));
+  std::map<std::string, std::string> metadata = {{"format", "gyrus-finetuned"}, {"kind", kind},
+                                                 {"repeat", std::to_string(repeat)}};
+  if (targets != nullptr) {
+    char number[64];
+    std::snprintf(number, sizeof number, "%.17g", targets->mean);
+    metadata["target_mean"] = number;
+    std::snprintf(number, sizeof number, "%.17g", targets->scale);
+    metadata["target_scale"] = number;
+  }
+  saveSafetensors(ctx.dir / modelFile(repeat), tensors, metadata);
+}
+
+/// Writes model.json: what the kept models of modelFile(0 .. repeats - 1) are.
+void writeModelJson(const ir::EvaluateStage& stage, const StageContext& ctx, const Prepared& p, const char* kind,
+                    const nlohmann::json& targets) {
+  nlohmann::json files = nlohmann::json::array();
+  for (int64_t r = 0; r < stage.repeats; ++r) files.push_back(modelFile(r));
+  std::vector<std::string> channels;
+  if (stage.data.kind == ir::DataKind::Folder && stage.data.folder.layout == ir::FolderData::Layout::Fomo25)
+    channels = stage.data.folder.channels;
+  nlohmann::json model = {{"format", "gyrus-finetuned"},
+                          {"version", 1},
+                          {"kind", kind},
+                          {"label", stage.label},
+                          {"channels", channels},
+                          {"in_channels", p.data.channels},
+                          {"patch", {p.data.shape[0], p.data.shape[1], p.data.shape[2]}},
+                          {"output", kind == std::string("binary") ? "logit; the probability is its sigmoid"
+                                     : kind == std::string("mask")  ? "one logit per voxel"
+                                                                    : "standardised value; value = output * scale + mean"},
+                          {"repeats", stage.repeats},
+                          {"files", files}};
+  if (!targets.is_null()) model["targets"] = targets;
+  writeAtomically(ctx.dir / kModelFile, [&](const std::string& tmp) {
+    std::ofstream f(tmp);
+    f << model.dump(2) << "\n";
+    if (!f) throw UserError("cannot write " + tmp);
+  });
+}
+
 /// Segmentation fine-tuning (LabelKind::Mask; see the file comment).
 StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageContext& ctx) {
   ir::EvaluateStage stage = given;
@@ -384,6 +436,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
     SegOutput tuned = trainAndSegment(net, images, p.data.masks, train, test, spacing, p.data.shape, stage, orderSeed,
                                       {&ctx, r, stage.repeats, "pretrained"});
+    keepModel(*net, ctx, r, "mask", nullptr);
 
     torch::manual_seed(initSeed);
     SegNet scratchNet(p.config);
@@ -425,6 +478,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
   nlohmann::json header = predictionsHeader(stage, p, reinitialised, "mask");
   header["tolerance_mm"] = stage.nsdToleranceMm;
   writePredictions(stage, ctx, header, "scratch", repeatsJson);
+  writeModelJson(stage, ctx, p, "mask", nullptr);
   finishData(p.data, ctx, result);
   return result;
 }
@@ -522,6 +576,7 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   RepeatFigures figures(labels, split.test, binary, "scratch", "from scratch");
   std::vector<std::string> reinitialised;
   nlohmann::json repeatsJson = nlohmann::json::array();
+  nlohmann::json targetsJson = binary ? nlohmann::json() : nlohmann::json::array();
   for (int64_t r = 0; r < stage.repeats; ++r) {
     auto start = std::chrono::steady_clock::now();
     std::vector<int64_t> train = drawShots(stage, labels, split, binary, r);
@@ -534,6 +589,8 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
     reinitialised = loadPretrained(net->encoder, p, stage, ctx, r);
     RunOutput tuned =
         trainAndScore(net, images, targets, train, split.test, stage, binary, orderSeed, {&ctx, r, stage.repeats, "pretrained"});
+    keepModel(*net, ctx, r, binary ? "binary" : "continuous", binary ? nullptr : &targets);
+    if (!binary) targetsJson.push_back({{"repeat", r}, {"mean", targets.mean}, {"scale", targets.scale}});
 
     torch::manual_seed(initSeed);
     FinetuneNet scratchNet(p.config);
@@ -556,8 +613,11 @@ StageResult finetune(const ir::EvaluateStage& given, const StageContext& ctx) {
   result.metrics = figures.metrics();
   writePredictions(stage, ctx, predictionsHeader(stage, p, reinitialised, binary ? "binary" : "continuous"),
                    "scratch", repeatsJson);
+  writeModelJson(stage, ctx, p, binary ? "binary" : "continuous", targetsJson);
   finishData(p.data, ctx, result);
   return result;
 }
+
+std::string modelFile(int64_t repeat) { return "model_r" + std::to_string(repeat) + ".safetensors"; }
 
 }  // namespace gyrus::rt

@@ -106,6 +106,21 @@ class TorchRuntime final : public Runtime {
     return result;
   }
 
+  PredictResult predict(const ir::EvaluateStage& stage, const PredictRequest& request) override {
+    PredictResult result;
+    StageResult failure = guarded([&] {
+      result = rt::predict(stage, request);
+      return StageResult{};
+    });
+    if (failure.status != StageResult::Status::Ok) {
+      result = PredictResult{};
+      result.status = failure.status == StageResult::Status::UserError ? PredictResult::Status::UserError
+                                                                       : PredictResult::Status::InternalError;
+      result.message = failure.message;
+    }
+    return result;
+  }
+
  private:
   static StageResult withDevice(StageResult result, const StageContext& ctx, ir::Precision precision) {
     torch::Device device = stageDevice(ctx);

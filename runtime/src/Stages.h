@@ -14,6 +14,10 @@ namespace gyrus::rt {
 inline constexpr const char* kCheckpointFile = "checkpoint.pt";
 inline constexpr const char* kEncoderFile = "encoder.pt";
 inline constexpr const char* kPredictionsFile = "predictions.json";
+/// A fine-tuning evaluation's kept models: model.json (what `gyrus predict` needs to use
+/// them) and one safetensors file per repeat (modelFile(r)).
+inline constexpr const char* kModelFile = "model.json";
+std::string modelFile(int64_t repeat);
 /// The samples a stage left out (skip_unreadable): one per line, name TAB reason.
 inline constexpr const char* kSkippedFile = "skipped.tsv";
 /// A pretraining's streamed volumes when no volume cache is set (removed at the end).
@@ -87,5 +91,9 @@ StageResult finetune(const ir::EvaluateStage& stage, const StageContext& ctx);
 TrainBenchResult benchTrain(const ir::PretrainStage& stage, const TrainBenchOptions& options);
 /// `gyrus bench augment`: an augmentation pipeline through every back end (BenchAugment.cpp).
 AugmentBenchResult benchAugment(const AugmentBenchOptions& options);
+
+/// Runtime::predict (Runtime.h; Predict.cpp): one subject through a fine-tuning stage's
+/// kept models.
+PredictResult predict(const ir::EvaluateStage& stage, const PredictRequest& request);
 
 }  // namespace gyrus::rt

@@ -51,6 +51,30 @@ void loadEncoderWeights(EncoderImpl& encoder, const ir::WeightsFile& file, const
   }
 }
 
+std::map<std::string, std::string> loadModuleWeights(torch::nn::Module& module, const std::filesystem::path& path,
+                                                     const std::string& who) {
+  st::Header header;
+  std::string error;
+  if (!st::readHeader(path, header, error)) throw UserError(who + ": " + error);
+  auto params = module.named_parameters();
+  if (header.tensors.size() != params.size())
+    throw UserError(who + ": '" + path.string() + "' holds " + std::to_string(header.tensors.size()) +
+                    " tensors, the network has " + std::to_string(params.size()) + " parameters");
+  torch::NoGradGuard noGrad;
+  for (auto& p : params) {
+    const st::TensorInfo* t = header.find(p.key());
+    if (t == nullptr) throw UserError(who + ": '" + path.string() + "' has no tensor '" + p.key() + "'");
+    std::vector<char> bytes;
+    if (!st::readTensorBytes(path, header, *t, bytes, error)) throw UserError(who + ": " + error);
+    torch::Tensor value =
+        torch::from_blob(bytes.data(), t->shape, torch::TensorOptions().dtype(scalarType(t->dtype))).to(torch::kFloat32);
+    if (value.sizes() != p.value().sizes())
+      throw UserError(who + ": tensor '" + t->name + "' of '" + path.string() + "' does not have the parameter's shape");
+    p.value().copy_(value);
+  }
+  return header.metadata;
+}
+
 void loadJudgedEncoder(EncoderImpl& encoder, const std::filesystem::path& encoderPt, const ir::WeightsFile& weights,
                        const std::string& who) {
   if (!weights.empty()) {

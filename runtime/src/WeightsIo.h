@@ -27,6 +27,11 @@ void loadEncoderWeights(EncoderImpl& encoder, const ir::WeightsFile& file, const
 void loadJudgedEncoder(EncoderImpl& encoder, const std::filesystem::path& encoderPt, const ir::WeightsFile& weights,
                        const std::string& who);
 
+/// Loads every parameter of `module` from the safetensors file `path`, which must hold
+/// exactly those names and shapes (any float type, converted to fp32). Returns the file's
+/// metadata. Throws UserError naming `who` otherwise.
+std::map<std::string, std::string> loadModuleWeights(torch::nn::Module& module, const std::filesystem::path& path,
+                                                     const std::string& who);
 /// Writes named fp32 tensors (made contiguous, on the CPU) to a safetensors file,
 /// atomically, with `metadata` in its header.
 void saveSafetensors(const std::filesystem::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,

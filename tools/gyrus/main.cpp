@@ -20,6 +20,7 @@
 
 #include "Compare.h"
 #include "Export.h"
+#include "Predict.h"
 #include "Inspect.h"
 #include "Preview.h"
 #include "Bench.h"
@@ -406,6 +407,36 @@ int realMain(int argc, char** argv) {
   exportCmd->add_option("--out", exportOut, "The .safetensors file to write (the sidecar: the same name with .json)")
       ->required();
 
+  driver::PredictArgs predictArgs;
+  std::string predictStore, predictOutput;
+  std::vector<std::string> predictNamed;
+  // The FOMO25 container's flags, in its order, each one channel file.
+  const std::vector<std::string> containerChannels = {"adc", "dwi_b1000", "flair", "swi", "t2s", "t1", "t2"};
+  std::vector<std::string> predictContainer(containerChannels.size());
+  CLI::App* predictCmd = app.add_subcommand(
+      "predict", "Predict one subject with a finished fine-tuning evaluation (the FOMO25 submission interface)");
+  predictCmd->add_option("--store", predictStore, "Run store directory")->required();
+  predictCmd->add_option("STAGE", predictArgs.stage, "The evaluation's name, or at least 6 digits of its hash")
+      ->required();
+  for (size_t i = 0; i < containerChannels.size(); ++i)
+    predictCmd->add_option("--" + containerChannels[i], predictContainer[i],
+                           "The subject's " + containerChannels[i] + " image (NIfTI)");
+  predictCmd->add_option("--channel", predictNamed, "Another channel of the stage's data set, as NAME=FILE (repeatable)");
+  predictCmd->add_option("--input", predictArgs.input, "The image of a stage whose data set names no channels");
+  predictCmd->add_option("--output", predictOutput,
+                         "The file to write: sub_N.txt (a probability or a value) or sub_N.nii.gz (a {0, 1} mask on "
+                         "the input's grid)")
+      ->required();
+  predictCmd->add_option("--repeat", predictArgs.repeat,
+                         "Predict with the model of this repeat (default: every repeat's model, averaged)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  predictCmd->add_option("--overlap", predictArgs.overlap,
+                         "Masks: the share of a sliding window's side its neighbour overlaps (default 0.5)")
+      ->check(CLI::Range(0.0, 0.9));
+  predictCmd->add_option("--threads", predictArgs.threads, "Threads (default: all cores)")
+      ->check(CLI::Range(0, 4096));
+  predictCmd->add_option("--device", predictArgs.device, "auto, cpu, cuda or cuda:N (default auto)");
+
   driver::CompareArgs compareArgs;
   std::string compareStore;
   CLI::App* compare = app.add_subcommand(
@@ -624,6 +655,21 @@ int realMain(int argc, char** argv) {
     return driver::runCompare(compareArgs);
   }
   if (*exportCmd) return driver::exportStage(exportStore, exportStageName, exportFormat, exportOut);
+  if (*predictCmd) {
+    predictArgs.store = predictStore;
+    predictArgs.output = predictOutput;
+    for (size_t i = 0; i < containerChannels.size(); ++i)
+      if (!predictContainer[i].empty()) predictArgs.channels.emplace_back(containerChannels[i], predictContainer[i]);
+    for (const std::string& named : predictNamed) {
+      const size_t eq = named.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == named.size()) {
+        fmt::print(stderr, "error: --channel '{}' is not NAME=FILE (e.g. --channel pd=sub_1/pd.nii.gz)\n", named);
+        return 1;
+      }
+      predictArgs.channels.emplace_back(named.substr(0, eq), named.substr(eq + 1));
+    }
+    return driver::predictSubject(predictArgs);
+  }
   fmt::print(stderr, "{}", app.help());
   return 1;
 }

@@ -131,6 +131,39 @@ struct ExportResult {
   std::vector<double> referencePooled;
 };
 
+/// `gyrus predict`: one subject through a finished fine-tuning stage (the FOMO25
+/// submission interface).
+struct PredictRequest {
+  /// The stage's directory in the store: model.json and model_r<k>.safetensors, which a
+  /// fine-tuning evaluation keeps for every repeat.
+  std::filesystem::path stageDir;
+  /// One NIfTI file per channel of the stage's data set, in its channel order.
+  std::vector<std::filesystem::path> inputs;
+  /// A `.txt` (a probability for a binary label, a value for a continuous one) or a
+  /// `.nii`/`.nii.gz` {0, 1} mask on the grid of inputs[0] (its shape and affine).
+  std::filesystem::path output;
+  /// The repeat whose model predicts; -1: every kept repeat, averaged (probabilities,
+  /// values; for masks the voxel probabilities, thresholded at 0.5 after averaging).
+  int64_t repeat = -1;
+  /// Sliding windows (masks): the share of a window's side its neighbour overlaps, in
+  /// [0, 0.9].
+  double overlap = 0.5;
+  int threads = 0;
+  std::string device = "auto";
+};
+struct PredictResult {
+  enum class Status { Ok, UserError, InternalError };
+  Status status = Status::Ok;
+  std::string message;       ///< on error: what went wrong and how to fix it
+  std::string kind;          ///< "binary", "continuous" or "mask"
+  double value = 0.0;        ///< binary: the probability; continuous: the value
+  std::vector<double> perRepeat;  ///< the value of each model used (binary, continuous)
+  int64_t windows = 0;       ///< windows per model (masks)
+  int64_t foreground = 0;    ///< voxels set in the written mask
+  int64_t models = 0;        ///< models averaged
+  std::string device;        ///< where it ran ("cpu", "cuda:0")
+  double seconds = 0.0;      ///< reading, preprocessing, inference and writing
+};
 /// The runtime module's interface. One instance per process.
 class Runtime {
  public:
@@ -158,6 +191,11 @@ class Runtime {
   virtual ExportResult exportEncoder(const ir::Encoder& encoder, const std::filesystem::path& encoderPt,
                                      const std::filesystem::path& out,
                                      const std::vector<std::pair<std::string, std::string>>& metadata) = 0;
+  /// Predicts one subject with the models a fine-tuning evaluation kept (see
+  /// PredictRequest): the stage's own preprocessing (its pipeline without random
+  /// operations), sliding windows of the pipeline's crop over the volume for masks, and
+  /// the mask mapped back onto the input's grid.
+  virtual PredictResult predict(const ir::EvaluateStage& stage, const PredictRequest& request) = 0;
 };
 
 }  // namespace gyrus::rt
