@@ -118,7 +118,7 @@ expect_fail("is a pretrain stage" ${GYRUS} compare --store st base)
 expect_fail("no stage named or hashed" ${GYRUS} compare --store st base_age nothing)
 
 expect_fail("no stage named or hashed 'nothing'" ${GYRUS} export --store st nothing --out x.safetensors)
-expect_fail("is an evaluation" ${GYRUS} export --store st base_age --out x.safetensors)
+expect_fail("is a linear probe" ${GYRUS} export --store st base_age --out x.safetensors)
 expect_fail("not supported" ${GYRUS} export --store st base --format onnx --out x.onnx)
 expect_fail("must end in .safetensors" ${GYRUS} export --store st base --out x.pt)
 

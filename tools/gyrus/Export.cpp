@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gyrus/IrJson.h"
+#include "gyrus/Safetensors.h"
 #include "gyrus/Version.h"
 #include "gyrus/exec/Scheduler.h"
 #include "gyrus/exec/Store.h"
@@ -19,7 +20,132 @@ namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
 
-int exportStage(const fs::path& storeDir, const std::string& wanted, const std::string& format, const fs::path& out) {
+namespace {
+
+/// Writes `json` to `path` atomically; false (with a message) when it cannot.
+bool writeJsonFile(const fs::path& path, const Json& json) {
+  std::error_code ec;
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp);
+    f << json.dump(2) << "\n";
+    if (!f) {
+      fmt::print(stderr, "error: cannot write '{}'\n", tmp.string());
+      fs::remove(tmp, ec);
+      return false;
+    }
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    fmt::print(stderr, "error: cannot write '{}': {}\n", path.string(), ec.message());
+    return false;
+  }
+  return true;
+}
+
+/// The spacing and normalisation a user of the weights must reproduce.
+void describePipeline(Json& sidecar, const ir::Pipeline& pipeline, const Json& irPart) {
+  sidecar["pipeline"] = irPart.contains("pipeline") ? irPart["pipeline"] : Json(ir::print(pipeline));
+  sidecar["pipeline_text"] = ir::print(pipeline);
+  Json spacing = nullptr;
+  Json normalisation = Json::array();
+  for (const ir::PipelineOp& op : pipeline.ops) {
+    if (op.name == "resample") spacing = op.number("spacing");
+    if (op.name == "zscore" || op.name == "clip") normalisation.push_back(ir::print(ir::Pipeline{{op}}));
+  }
+  sidecar["spacing_mm"] = spacing;
+  sidecar["normalisation"] = normalisation;
+}
+
+/// A fine-tuning evaluation's kept model of `repeat` (encoder and head or decoder), copied
+/// with a sidecar.
+int exportFinetuned(const fs::path& dir, const ir::Stage& stage, const std::vector<std::string>& deps,
+                    const std::string& hash, int64_t repeat, const fs::path& out) {
+  std::ifstream modelIn(dir / "model.json");
+  Json model = Json::parse(modelIn, nullptr, /*allow_exceptions=*/false);
+  if (!modelIn || model.is_discarded() || !model.contains("files")) {
+    fmt::print(stderr,
+               "error: '{}' keeps no fine-tuned models: it ran before gyrus kept them; remove it (`gyrus runs rm`) and "
+               "run the experiment again\n",
+               stage.name);
+    return 1;
+  }
+  const auto repeats = static_cast<int64_t>(model["files"].size());
+  if (repeat >= repeats) {
+    fmt::print(stderr, "error: --repeat {} is out of range: '{}' kept {} model(s), repeats 0 to {}\n", repeat,
+               stage.name, repeats, repeats - 1);
+    return 1;
+  }
+  const fs::path source = dir / model["files"][static_cast<size_t>(repeat)].get<std::string>();
+  st::Header header;
+  std::string error;
+  if (!st::readHeader(source, header, error)) {
+    fmt::print(stderr, "error: the kept model '{}' cannot be read: {}\n", source.string(), error);
+    return 1;
+  }
+  std::error_code ec, ignored;
+  fs::path tmp = out;
+  tmp += ".tmp." + std::to_string(::getpid());
+  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, out, ec);
+  if (ec) {
+    fs::remove(tmp, ignored);
+    fmt::print(stderr, "error: cannot write '{}': {}\n", out.string(), ec.message());
+    return 1;
+  }
+  const ir::EvaluateStage& e = stage.evaluate;
+  Json stageJson = Json::parse(ir::stageToJson(stage, deps));
+  const Json& irPart = stageJson.contains("evaluate") ? stageJson["evaluate"] : stageJson;
+  ir::Encoder encoder = e.encoder;
+  encoder.setInChannels(model.value("in_channels", int64_t{1}));
+  Json sidecar;
+  sidecar["format"] = "gyrus-finetuned";
+  sidecar["version"] = 1;
+  sidecar["gyrus_version"] = std::string(kVersion);
+  sidecar["weights"] = out.filename().string();
+  sidecar["stage"] = stage.name;
+  sidecar["stage_hash"] = hash;
+  sidecar["repeat"] = repeat;
+  sidecar["kind"] = model.value("kind", "");
+  sidecar["label"] = e.label;
+  sidecar["channels"] = model.value("channels", Json::array());
+  sidecar["in_channels"] = encoder.inChannels();
+  sidecar["patch"] = model.value("patch", Json::array());
+  sidecar["encoder"] = irPart.contains("encoder") ? irPart["encoder"] : Json(ir::print(encoder));
+  sidecar["encoder_text"] = ir::print(encoder);
+  sidecar["head"] = sidecar["kind"] == "mask"
+                        ? "decoder.*: the U-Net decoder (per level: trilinear x2 upsampling, concatenation with the "
+                          "skip, two conv-norm-activation blocks; then a 1x1x1 convolution to one logit per voxel), "
+                          "or a ViT's per-token linear patch head"
+                        : "head.*: Linear(2w, 1) on the deepest feature map's global average and global maximum, "
+                          "concatenated";
+  sidecar["output"] = model.value("output", "");
+  for (const auto& t : model.value("targets", Json::array()))
+    if (t.value("repeat", int64_t{-1}) == repeat) sidecar["target"] = {{"mean", t["mean"]}, {"scale", t["scale"]}};
+  describePipeline(sidecar, e.pipeline, irPart);
+  Json tensors = Json::array();
+  int64_t parameters = 0;
+  for (const st::TensorInfo& t : header.tensors) {
+    tensors.push_back(t.name);
+    parameters += t.elements();
+  }
+  sidecar["parameters"] = parameters;
+  sidecar["tensors"] = tensors;
+  fs::path side = out;
+  side.replace_extension(".json");
+  if (!writeJsonFile(side, sidecar)) return 1;
+  fmt::print("exported '{}' ({}), the model of repeat {}: {} tensors, {} parameters\n  {}\n  {}\n", stage.name,
+             hash.substr(0, 12), repeat, tensors.size(), parameters, out.string(), side.string());
+  return 0;
+}
+
+}  // namespace
+
+int exportStage(const fs::path& storeDir, const std::string& wanted, const std::string& format, const fs::path& out,
+                int64_t repeat) {
   if (format != "safetensors") {
     fmt::print(stderr, "error: --format {} is not supported: gyrus exports safetensors\n", format);
     return 1;
@@ -40,11 +166,13 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
     fmt::print(stderr, "error: cannot read stage {}: {}\n", hash.substr(0, 12), error);
     return 1;
   }
-  if (stage.kind != ir::StageKind::Pretrain) {
-    fmt::print(stderr,
-               "error: '{}' is an evaluation; gyrus keeps no fine-tuned weights yet, so only a pretraining's encoder "
-               "can be exported\n",
-               stage.name);
+  if (entry.status != exec::StageEntry::Status::Done) {
+    fmt::print(stderr, "error: stage '{}' ({}) has not finished: run it first (`gyrus run`)\n", stage.name,
+               hash.substr(0, 12));
+    return 1;
+  }
+  if (stage.kind != ir::StageKind::Pretrain && stage.evaluate.protocol != ir::Protocol::Finetune) {
+    fmt::print(stderr, "error: '{}' is a linear probe, which keeps no network weights\n", stage.name);
     if (!stage.evaluate.initWeights.empty())
       fmt::print(stderr, "note: it judges the weights file {}, which is already a safetensors file\n",
                  stage.evaluate.initWeights.path);
@@ -54,9 +182,8 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
                  storeDir.string(), stage.evaluate.pretrain, out.string());
     return 1;
   }
-  if (entry.status != exec::StageEntry::Status::Done) {
-    fmt::print(stderr, "error: stage '{}' ({}) has not finished: run it first (`gyrus run`)\n", stage.name,
-               hash.substr(0, 12));
+  if (stage.kind == ir::StageKind::Pretrain && repeat >= 0) {
+    fmt::print(stderr, "error: --repeat picks one of a fine-tuning's models; '{}' is a pretraining\n", stage.name);
     return 1;
   }
   if (out.extension() != ".safetensors") {
@@ -64,6 +191,9 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
                out.string());
     return 1;
   }
+  if (out.has_parent_path()) fs::create_directories(out.parent_path(), ec);
+  if (stage.kind == ir::StageKind::Evaluate)
+    return exportFinetuned(store.stageDir(hash), stage, deps, hash, repeat < 0 ? 0 : repeat, out);
   const ir::PretrainStage& p = stage.pretrain;
   Json stageJson = Json::parse(ir::stageToJson(stage, deps));
   const Json& irPart = stageJson.contains("pretrain") ? stageJson["pretrain"] : stageJson;
@@ -98,17 +228,7 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
   sidecar["encoder_text"] = ir::print(p.encoder);
   sidecar["in_channels"] = p.encoder.inChannels();
   sidecar["parameters"] = r.parameters;
-  sidecar["pipeline"] = irPart.contains("pipeline") ? irPart["pipeline"] : Json(ir::print(p.pipeline));
-  sidecar["pipeline_text"] = ir::print(p.pipeline);
-  // What a user of the weights must reproduce: the voxel size and the normalisation.
-  Json spacing = nullptr;
-  Json normalisation = Json::array();
-  for (const ir::PipelineOp& op : p.pipeline.ops) {
-    if (op.name == "resample") spacing = op.number("spacing");
-    if (op.name == "zscore" || op.name == "clip") normalisation.push_back(ir::print(ir::Pipeline{{op}}));
-  }
-  sidecar["spacing_mm"] = spacing;
-  sidecar["normalisation"] = normalisation;
+  describePipeline(sidecar, p.pipeline, irPart);
   sidecar["tensors"] = r.tensors;
   sidecar["reference"] = {
       {"input", "[1, in_channels, E, E, E], x[c, z, y, x] = sin(0.31 x + 0.17 y + 0.07 z + 0.5 c), fp32"},
@@ -118,23 +238,7 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
   };
   fs::path side = out;
   side.replace_extension(".json");
-  fs::path tmp = side;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp);
-    f << sidecar.dump(2) << "\n";
-    if (!f) {
-      fmt::print(stderr, "error: cannot write '{}'\n", tmp.string());
-      fs::remove(tmp, ec);
-      return 1;
-    }
-  }
-  fs::rename(tmp, side, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fmt::print(stderr, "error: cannot write '{}': {}\n", side.string(), ec.message());
-    return 1;
-  }
+  if (!writeJsonFile(side, sidecar)) return 1;
   fmt::print("exported '{}' ({}): {} tensors, {} parameters\n  {}\n  {}\n", stage.name, hash.substr(0, 12),
              r.tensors.size(), r.parameters, out.string(), side.string());
   return 0;

@@ -400,10 +400,14 @@ int realMain(int argc, char** argv) {
 
   std::string exportStore, exportStageName, exportFormat = "safetensors", exportOut;
   CLI::App* exportCmd =
-      app.add_subcommand("export", "Write a finished pretraining's encoder as safetensors with a JSON sidecar");
+      app.add_subcommand("export", "Write a finished pretraining's encoder, or a fine-tuning's model, as safetensors with a JSON sidecar");
   exportCmd->add_option("--store", exportStore, "Run store directory")->required();
   exportCmd->add_option("STAGE", exportStageName, "The stage's name, or at least 6 digits of its hash")->required();
   exportCmd->add_option("--format", exportFormat, "Weights format (safetensors)");
+  int64_t exportRepeat = -1;
+  exportCmd->add_option("--repeat", exportRepeat,
+                        "A fine-tuning evaluation: the repeat whose kept model to write (default 0)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   exportCmd->add_option("--out", exportOut, "The .safetensors file to write (the sidecar: the same name with .json)")
       ->required();
 
@@ -654,7 +658,7 @@ int realMain(int argc, char** argv) {
     compareArgs.store = compareStore;
     return driver::runCompare(compareArgs);
   }
-  if (*exportCmd) return driver::exportStage(exportStore, exportStageName, exportFormat, exportOut);
+  if (*exportCmd) return driver::exportStage(exportStore, exportStageName, exportFormat, exportOut, exportRepeat);
   if (*predictCmd) {
     predictArgs.store = predictStore;
     predictArgs.output = predictOutput;
