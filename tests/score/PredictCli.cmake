@@ -205,6 +205,29 @@ if(NOT rc EQUAL 1 OR NOT e MATCHES "out of range")
   message(FATAL_ERROR "export --repeat 2 of a 2-repeat stage: exit ${rc}: ${e}")
 endif()
 
+# --- the container's entry point (scripts/fomo25/predict.py) on a store holding only the
+# fine-tuning's own stage directory, as a submission image carries it ---
+if(PYTHON)
+  file(GLOB stages ${WORK}/st/stages/*/stage.json)
+  foreach(s IN LISTS stages)
+    file(READ ${s} text)
+    string(JSON name GET "${text}" name)
+    if(name STREQUAL "age_ft")
+      get_filename_component(dir ${s} DIRECTORY)
+      file(COPY ${dir} DESTINATION ${WORK}/submission/stages)
+    endif()
+  endforeach()
+  subject_flags(flags task3 2)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env GYRUS=${GYRUS} GYRUS_STORE=submission GYRUS_STAGE=age_ft
+                          ${PYTHON} ${SOURCE}/../../scripts/fomo25/predict.py ${flags} --output container/sub_2.txt
+                  WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE o ERROR_VARIABLE e)
+  file(READ ${WORK}/pred-brain_age/sub_2.txt all)
+  file(READ ${WORK}/container/sub_2.txt alone)
+  if(NOT rc EQUAL 0 OR NOT all STREQUAL alone)
+    message(FATAL_ERROR "predict.py on a one-stage store: exit ${rc} (${e}); '${alone}' vs '${all}'")
+  endif()
+endif()
+
 # --- bad inputs: exit 1 and a message that says what to do ---
 subject_flags(age1 task3 1)
 predict(1 age_ft --t1 task3/preprocessed/sub_1/ses_1/t1.nii.gz --output bad/sub_1.txt)
