@@ -423,6 +423,7 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
   for (int64_t i : test) maskVoxels.push_back(p.data.masks[i].sum().item<int64_t>());
 
   std::vector<double> dices, nsds, dicesScratch, nsdsScratch;
+  std::vector<std::vector<double>> subjectDice, subjectNsd;  // per repeat, per test subject
   std::vector<std::string> reinitialised;
   nlohmann::json repeatsJson = nlohmann::json::array();
   for (int64_t r = 0; r < stage.repeats; ++r) {
@@ -443,6 +444,8 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
     SegOutput scratch = trainAndSegment(scratchNet, images, p.data.masks, train, test, spacing, p.data.shape, stage,
                                         orderSeed, {&ctx, r, stage.repeats, "scratch"});
 
+    subjectDice.push_back(tuned.dice);
+    subjectNsd.push_back(tuned.nsd);
     dices.push_back(mean(tuned.dice));
     nsds.push_back(mean(tuned.nsd));
     dicesScratch.push_back(mean(scratch.dice));
@@ -469,10 +472,29 @@ StageResult finetuneSegmentation(const ir::EvaluateStage& given, const StageCont
 
   StageResult result;
   MeanStd d = meanStd(dices), n = meanStd(nsds);
+  // 95 % intervals over the test subjects, as RepeatFigures: a percentile bootstrap of the
+  // repeats' mean, the same draw of subjects for every repeat.
+  auto interval = [&](const std::vector<std::vector<double>>& perRepeat) {
+    return percentileBootstrap(test.size(), RepeatFigures::kCiResamples, RepeatFigures::kCiSeed,
+                               [&](std::span<const size_t> idx) {
+                                 double sum = 0;
+                                 for (const std::vector<double>& v : perRepeat) {
+                                   double s = 0;
+                                   for (size_t i : idx) s += v[i];
+                                   sum += s / static_cast<double>(idx.size());
+                                 }
+                                 return sum / static_cast<double>(perRepeat.size());
+                               });
+  };
+  const Interval dCi = interval(subjectDice), nCi = interval(subjectNsd);
   result.metrics = {{"dice", d.mean},
                     {"dice_std", d.std},
+                    {"dice_ci_low", dCi.low},
+                    {"dice_ci_high", dCi.high},
                     {"nsd", n.mean},
                     {"nsd_std", n.std},
+                    {"nsd_ci_low", nCi.low},
+                    {"nsd_ci_high", nCi.high},
                     {"dice_scratch", mean(dicesScratch)},
                     {"nsd_scratch", mean(nsdsScratch)}};
   nlohmann::json header = predictionsHeader(stage, p, reinitialised, "mask");

@@ -203,13 +203,20 @@ TEST_CASE("segmentation: fine-tuning a dense decoder; Dice and NSD per test samp
   ir::EvaluateStage ev = segStage(t.source);
   EvaluateRun a = runSeg(ev, pre, "seg_a");
   REQUIRE_MESSAGE(a.result.status == StageResult::Status::Ok, a.result.message);
-  REQUIRE(a.result.metrics.size() == 6);
+  REQUIRE(a.result.metrics.size() == 10);
   for (const char* m : {"dice", "nsd", "dice_scratch", "nsd_scratch"}) {
     CHECK(metricOf(a.result, m) >= 0.0);
     CHECK(metricOf(a.result, m) <= 1.0);
   }
   CHECK(metricOf(a.result, "dice_std") >= 0.0);
   CHECK(metricOf(a.result, "nsd_std") >= 0.0);
+  // 95 % intervals over the test subjects bracket the mean over them.
+  for (const char* m : {"dice", "nsd"}) {
+    const std::string name = m;
+    CHECK(metricOf(a.result, name + "_ci_low") <= metricOf(a.result, name) + 1e-12);
+    CHECK(metricOf(a.result, name + "_ci_high") >= metricOf(a.result, name) - 1e-12);
+    CHECK(metricOf(a.result, name + "_ci_high") > metricOf(a.result, name + "_ci_low"));
+  }
   MESSAGE("dice " << metricOf(a.result, "dice") << " nsd " << metricOf(a.result, "nsd") << " (from scratch dice "
                   << metricOf(a.result, "dice_scratch") << " nsd " << metricOf(a.result, "nsd_scratch") << ")");
   CHECK(metricOf(a.result, "dice") > 0.2);  // easy blobs: well above an empty prediction
