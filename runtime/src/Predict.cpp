@@ -344,35 +344,49 @@ PredictResult predict(const ir::EvaluateStage& stage, const PredictRequest& requ
     }
     Volume acc = Volume::zeros(g), wsum = Volume::zeros(g);
     acc.spacing = wsum.spacing = grid.front().spacing;
+    std::vector<std::array<int64_t, 3>> windows;
     for (int64_t oz : offsets[2])
       for (int64_t oy : offsets[1])
-        for (int64_t ox : offsets[0]) {
-          const std::array<int64_t, 3> off{ox, oy, oz};
-          std::vector<Volume> window;
-          for (const Volume& v : grid) window.push_back(runPipeline(c2, cropOrPadAt(v, s, off)));
-          torch::Tensor x = toDevice(stack(window), device);
-          for (size_t k = 0; k < nets.size(); ++k) {
-            torch::Tensor p = torch::sigmoid(forward(k, x).to(torch::kCPU, torch::kFloat)).contiguous();
-            const float* pd = p.data_ptr<float>();
-            for (int64_t z = 0; z < s[2]; ++z) {
-              const int64_t gz = z + oz;
-              if (gz < 0 || gz >= g[2]) continue;
-              for (int64_t y = 0; y < s[1]; ++y) {
-                const int64_t gy = y + oy;
-                if (gy < 0 || gy >= g[1]) continue;
-                for (int64_t xx = 0; xx < s[0]; ++xx) {
-                  const int64_t gx = xx + ox;
-                  if (gx < 0 || gx >= g[0]) continue;
-                  const float w = weights[0][static_cast<size_t>(xx)] * weights[1][static_cast<size_t>(y)] *
-                                  weights[2][static_cast<size_t>(z)];
-                  acc.at(gx, gy, gz) += w * pd[xx + s[0] * (y + s[1] * z)];
-                  wsum.at(gx, gy, gz) += w;
-                }
+        for (int64_t ox : offsets[0]) windows.push_back({ox, oy, oz});
+    result.windows = static_cast<int64_t>(windows.size());
+    // Windows go through the networks in batches of about 2^21 voxels (one 96^3 window
+    // alone, up to 32 small ones), so that small patches on large volumes do not pay a
+    // forward pass's fixed cost per window.
+    const int64_t windowVoxels = s[0] * s[1] * s[2];
+    const auto perBatch = static_cast<size_t>(std::clamp<int64_t>((int64_t{1} << 21) / windowVoxels, 1, 32));
+    for (size_t first = 0; first < windows.size(); first += perBatch) {
+      const size_t last = std::min(windows.size(), first + perBatch);
+      std::vector<torch::Tensor> batch;
+      for (size_t w = first; w < last; ++w) {
+        std::vector<Volume> window;
+        for (const Volume& v : grid) window.push_back(runPipeline(c2, cropOrPadAt(v, s, windows[w])));
+        batch.push_back(stack(window));
+      }
+      torch::Tensor x = toDevice(torch::cat(batch, 0), device);
+      for (size_t k = 0; k < nets.size(); ++k) {
+        torch::Tensor p = torch::sigmoid(forward(k, x).to(torch::kCPU, torch::kFloat)).contiguous();
+        for (size_t w = first; w < last; ++w) {
+          const float* pd = p.data_ptr<float>() + static_cast<int64_t>(w - first) * windowVoxels;
+          const auto [ox, oy, oz] = windows[w];
+          for (int64_t z = 0; z < s[2]; ++z) {
+            const int64_t gz = z + oz;
+            if (gz < 0 || gz >= g[2]) continue;
+            for (int64_t y = 0; y < s[1]; ++y) {
+              const int64_t gy = y + oy;
+              if (gy < 0 || gy >= g[1]) continue;
+              for (int64_t xx = 0; xx < s[0]; ++xx) {
+                const int64_t gx = xx + ox;
+                if (gx < 0 || gx >= g[0]) continue;
+                const float wt = weights[0][static_cast<size_t>(xx)] * weights[1][static_cast<size_t>(y)] *
+                                 weights[2][static_cast<size_t>(z)];
+                acc.at(gx, gy, gz) += wt * pd[xx + s[0] * (y + s[1] * z)];
+                wsum.at(gx, gy, gz) += wt;
               }
             }
           }
-          ++result.windows;
         }
+      }
+    }
     for (size_t i = 0; i < acc.data.size(); ++i) acc.data[i] = wsum.data[i] > 0 ? acc.data[i] / wsum.data[i] : 0.0f;
 
     // Back onto the input's grid through the inverse of P1's index map.

@@ -106,6 +106,26 @@ expect_match("${out}" "mean of 2 models, 8 windows each" "sliding windows")
 predict(0 men_ft ${flags} --output again/sub_1.nii.gz --overlap 0)
 expect_match("${out}" "8 windows each" "sliding windows without overlap")
 
+# A real scan in another orientation and voxel size (IXI T1, PSR, 2 mm; tests/data): the
+# mask comes back in the file's own voxel order, shape and affine.
+set(ixi ${SOURCE}/../data/real-mri/ixi_T1_brainage/IXI034-HH-1260-T1_ds.nii.gz)
+predict(0 men_ft --flair ${ixi} --dwi_b1000 ${ixi} --t2s ${ixi} --output ixi/mask.nii.gz --repeat 0 --overlap 0)
+run_ok(${GYRUS} inspect ${ixi} --json)
+set(scan "${out}")
+run_ok(${GYRUS} inspect ixi/mask.nii.gz --json)
+foreach(key shape affine orientation spacing)
+  string(JSON a GET "${scan}" ${key})
+  string(JSON b GET "${out}" ${key})
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "the IXI mask's ${key} differs from the scan's: ${b} vs ${a}")
+  endif()
+endforeach()
+string(JSON type GET "${out}" datatype)
+string(JSON hi GET "${out}" max)
+if(NOT type STREQUAL "uint8" OR hi GREATER 1)
+  message(FATAL_ERROR "the IXI mask is ${type} with maximum ${hi}, expected uint8 in {0, 1}")
+endif()
+
 # --- a test subject's prediction with one repeat's model is the evaluation's own ---
 # Reads predictions.json of `stage` (the one store stage of that name).
 function(predictions var stage)
