@@ -185,6 +185,11 @@ struct ObjectiveBatch {
   /// contrastive terms.
   torch::Tensor pooledViews();
   torch::Tensor pooled;  ///< pooledViews()'s cache (undefined until first asked)
+  /// Data-parallel training: the whole step's batch across ranks (0: `size`, one
+  /// process) and where this rank's shard starts in it. Random draws (MAE masks) are
+  /// made for the whole batch, so that a shard gets the rows one process would.
+  int64_t total = 0;
+  int64_t offset = 0;
 };
 
 /// One objective term at run time, beside EncoderImpl: how many views of a sample it
@@ -302,8 +307,17 @@ Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t
 /// work runs in parallel with at::parallel_for.
 /// `rows`, when defined, holds those samples' rows in order (e.g. read ahead from a
 /// streamed data set); otherwise they are taken from `data` (Dataset::rows).
+///
+/// With a `shard` (data-parallel training), `samples` is the step's whole batch: the
+/// draws are made for all of it, and only samples [shard.begin, shard.begin + shard.size)
+/// are made into views (`rows`, when defined, holds those alone), so a shard's views are
+/// the rows one process would make for the whole batch.
+struct Shard {
+  int64_t begin = 0;
+  int64_t size = -1;  ///< -1: all of `samples`
+};
 Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
-                torch::Tensor rows = {});
+                torch::Tensor rows = {}, Shard shard = {});
 
 /// makeViews on a CUDA device: the same draws (one `rng.bits()` per (view, sample),
 /// view-major) and the same kernels, run by the CUDA back end (CudaKernels.h) on each
@@ -311,7 +325,7 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
 /// equal to makeViews's up to the last bits of the device's maths. Throws
 /// std::runtime_error when the CUDA back end cannot run (no NVRTC, a driver error).
 Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget,
-                        Rng& rng, const torch::Device& device, torch::Tensor rows = {});
+                        Rng& rng, const torch::Device& device, torch::Tensor rows = {}, Shard shard = {});
 
 /// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
 /// (0: the hardware concurrency). Returns the number used.
