@@ -22,7 +22,7 @@ namespace gyrus::rt {
 // DistributedNccl.cpp: the NCCL backend (in its own unit: its headers need the CUDA
 // toolkit's nccl.h); null when this build has none.
 c10::intrusive_ptr<c10d::Backend> makeNcclBackend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                  std::chrono::milliseconds timeout);
+                                                  std::chrono::milliseconds timeout, int deviceIndex);
 
 std::chrono::milliseconds rankTimeout() {
   long seconds = 300;
@@ -64,7 +64,7 @@ DataParallel::DataParallel(const StageContext& ctx, const torch::Device& device)
     auto store = c10::make_intrusive<c10d::FileStore>(ctx.rendezvous, size_);
     store->setTimeout(timeout);
     if (nccl_) {
-      backend_ = makeNcclBackend(store, rank_, size_, timeout);
+      backend_ = makeNcclBackend(store, rank_, size_, timeout, device.has_index() ? device.index() : 0);
       if (!backend_)
         throw UserError("this runtime was built without NCCL, which data-parallel training on a GPU needs; run with "
                         "--device cpu, or --ranks 1");
