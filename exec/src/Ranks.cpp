@@ -24,10 +24,6 @@ namespace fs = std::filesystem;
 
 std::string checkRanks(const ir::PretrainStage& stage, int ranks) {
   if (ranks <= 1) return {};
-  for (const ir::ObjectiveTerm& term : stage.objective.terms)
-    if (term.kind == ir::ObjectiveKind::SimClr)
-      return "pretrain '" + stage.name + "' has a SimCLR term, whose negatives are the whole batch: data-parallel "
-             "training (--ranks " + std::to_string(ranks) + ") splits only MAE objectives so far; run it with --ranks 1";
   if (stage.batch % ranks != 0 || stage.batch < ranks) {
     int64_t lower = stage.batch / ranks * ranks, higher = (stage.batch / ranks + 1) * ranks;
     std::string fix = lower > 0 ? "batch = " + std::to_string(lower) + " or " + std::to_string(higher)

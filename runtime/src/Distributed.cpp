@@ -143,6 +143,22 @@ void DataParallel::sumGradients(const std::vector<torch::Tensor>& parameters) {
   }
 }
 
+std::vector<torch::Tensor> DataParallel::allGather(const torch::Tensor& local, int64_t batch) {
+  // Gloo and NCCL gather tensors of one shape: each rank's rows padded to the largest shard.
+  const int64_t rows = (batch + size_ - 1) / size_;
+  std::vector<int64_t> shape = local.sizes().vec();
+  shape[0] = rows;
+  torch::Tensor padded = torch::zeros(shape, local.options());
+  padded.narrow(0, 0, local.size(0)).copy_(local.detach());
+  std::vector<std::vector<torch::Tensor>> outputs(1);
+  for (int r = 0; r < size_; ++r) outputs[0].push_back(torch::empty_like(padded));
+  std::vector<torch::Tensor> inputs{padded};
+  wait("gathering the ranks' embeddings", [&] { backend_->allgather(outputs, inputs)->wait(); });
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < size_; ++r) parts.push_back(outputs[0][static_cast<size_t>(r)].narrow(0, 0, shardRange(batch, r, size_).second));
+  return parts;
+}
+
 void DataParallel::broadcast(const std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
   std::vector<torch::Tensor> flat;

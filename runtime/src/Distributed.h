@@ -44,6 +44,10 @@ class DataParallel {
   /// Sums the gradients of `parameters` over the ranks, in place; a parameter without a
   /// gradient takes part with zeros and keeps none if every rank had none.
   void sumGradients(const std::vector<torch::Tensor>& parameters);
+  /// Every rank's `local` rows of a step's batch of `batch` samples, in rank order
+  /// (rank r holds shardRange(batch, r, size()) rows; the others' trailing dimensions
+  /// equal `local`'s). No gradients flow through the result.
+  std::vector<torch::Tensor> allGather(const torch::Tensor& local, int64_t batch);
   /// Overwrites `tensors` with rank 0's values.
   void broadcast(const std::vector<torch::Tensor>& tensors);
   /// Returns once every rank has called it.

@@ -1,6 +1,8 @@
 // LibTorch models and helpers (see Models.h).
 #include "Models.h"
 
+#include "Distributed.h"
+
 #include "CudaKernels.h"
 
 #include <malloc.h>
@@ -193,7 +195,9 @@ class MaeObjective final : public ObjectiveImpl {
     if (total != b.size) mask = mask.narrow(0, b.offset, b.size).contiguous();
     mask = mask.to(b.views.inputs[0].device());
     torch::Tensor reconstruction = b.net.decoder->forward(b.net.encoder->forward(b.views.inputs[0] * (1.0 - mask)).back());
-    return maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
+    torch::Tensor loss = maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
+    // A shard's mean over samples of one size, weighted by its share, sums to the batch's.
+    return total != b.size ? loss * b.share() : loss;
   }
 
  private:
@@ -210,7 +214,18 @@ class SimClrObjective final : public ObjectiveImpl {
   int64_t minBatch() const override { return 2; }  // the other samples are the negatives
   torch::Tensor loss(ObjectiveBatch& b) override {
     torch::Tensor z = head_->forward(b.pooledViews());
-    return ntXentLoss(z.slice(0, 0, b.size), z.slice(0, b.size), config_.temperature);
+    torch::Tensor z1 = z.slice(0, 0, b.size), z2 = z.slice(0, b.size);
+    if (b.group == nullptr) return ntXentLoss(z1, z2, config_.temperature);
+    // Data-parallel: the loss of the whole batch, from every rank's embeddings in batch
+    // order, this rank's own with their gradients. Each rank back-propagates through its
+    // samples only, so the gradients summed over the ranks are the whole loss's; the
+    // value is scaled to this rank's share so that the reported values sum to the loss.
+    std::vector<torch::Tensor> all1 = b.group->allGather(z1.detach(), b.total);
+    std::vector<torch::Tensor> all2 = b.group->allGather(z2.detach(), b.total);
+    all1[static_cast<size_t>(b.group->rank())] = z1;
+    all2[static_cast<size_t>(b.group->rank())] = z2;
+    torch::Tensor whole = ntXentLoss(torch::cat(all1), torch::cat(all2), config_.temperature);
+    return whole + (whole * (b.share() - 1.0)).detach();
   }
 
  private:

@@ -173,6 +173,7 @@ struct Views {
 };
 
 class PretrainNetImpl;
+class DataParallel;
 
 /// What an objective term sees of one pretraining step.
 struct ObjectiveBatch {
@@ -187,9 +188,16 @@ struct ObjectiveBatch {
   torch::Tensor pooled;  ///< pooledViews()'s cache (undefined until first asked)
   /// Data-parallel training: the whole step's batch across ranks (0: `size`, one
   /// process) and where this rank's shard starts in it. Random draws (MAE masks) are
-  /// made for the whole batch, so that a shard gets the rows one process would.
+  /// made for the whole batch, so that a shard gets the rows one process would. Each
+  /// term's loss is then this rank's share of the whole batch's: its value times the
+  /// shares sums to the batch's loss over the ranks, and so do the gradients.
   int64_t total = 0;
   int64_t offset = 0;
+  /// The ranks' process group (null: one process); contrastive terms gather the other
+  /// ranks' embeddings through it.
+  DataParallel* group = nullptr;
+  /// This rank's share of the batch, size / total (1 in one process).
+  double share() const { return total > 0 ? static_cast<double>(size) / static_cast<double>(total) : 1.0; }
 };
 
 /// One objective term at run time, beside EncoderImpl: how many views of a sample it

@@ -29,9 +29,11 @@
 // same data set, sample order and random stream; each step's batch is cut into
 // contiguous shards (shardRange), and rank r makes views of its shard alone, but from
 // the seeds and masks drawn for the whole batch, so its rows are the ones one process
-// would make. Its loss is its shard's mean times its share of the batch (shard / batch):
-// the shares sum to the batch's mean (the MAE loss is a mean over samples of equal
-// size), and so do the gradients the Trainer sums over the ranks. Rank 0's initial
+// would make. Each term's loss is the rank's share of the batch's (Models.cpp): MAE's is
+// the shard's mean times shard / batch (a mean over samples of equal size); SimCLR's is
+// the whole batch's NT-Xent over every rank's embeddings (gathered), back-propagated
+// through the rank's own. The shares' gradients, summed over the ranks by the Trainer,
+// are the whole batch's. Rank 0's initial
 // parameters are broadcast; every rank loads rank 0's checkpoint on resume; only rank 0
 // writes (checkpoints, history, encoder.pt), other ranks spill streamed data to a
 // temporary directory. Instance normalisation (the only normalisation of the encoders)
@@ -122,10 +124,6 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   const bool parallel = ctx.worldSize > 1;
   const bool writer = ctx.rank == 0;  // the rank that writes into the stage directory
   if (parallel) {
-    for (const ir::ObjectiveTerm& term : stage.objective.terms)
-      if (term.kind == ir::ObjectiveKind::SimClr)
-        throw UserError("pretrain '" + stage.name + "' has a SimCLR term: data-parallel training splits only MAE "
-                        "objectives so far; run it with --ranks 1");
     if (stage.batch % ctx.worldSize != 0)
       throw UserError("pretrain '" + stage.name + "': its batch of " + std::to_string(stage.batch) +
                       " cannot be split evenly over " + std::to_string(ctx.worldSize) + " ranks");
@@ -300,13 +298,12 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
         if (batch.target.defined()) batch.target = toDevice(batch.target, device);
         StepLoss out{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)), {}, 1.0,
                      shard.size};
-        ObjectiveBatch objectiveBatch{batch, shard.size, data.viewShape, *rng, *net, {}, end - begin, shard.begin};
-        // This rank's share of the batch's loss (1 in one process).
-        const double share = static_cast<double>(shard.size) / static_cast<double>(end - begin);
+        // Each term's loss is this rank's share of the whole batch's (all of it in one process).
+        ObjectiveBatch objectiveBatch{batch,        shard.size,  data.viewShape, *rng, *net, {},
+                                      end - begin, shard.begin, group.get()};
         for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
           const ir::ObjectiveTerm& term = stage.objective.terms[t];
           torch::Tensor termLoss = net->objectives[t]->loss(objectiveBatch);
-          if (parallel) termLoss = termLoss * share;
           out.total = out.total + term.weight * termLoss;
           out.terms.emplace_back(termNames[t], termLoss.detach());
         }

@@ -4,7 +4,8 @@
 # tensor's largest magnitude: only the order of float sums differs), report the same
 # final loss, write only rank 0's files, and share the stage's hash with --ranks 1 (the
 # ranks are not part of a stage's identity). A batch that the ranks do not divide, or
-# more ranks than samples in a batch, is an error with a fix; so is a SimCLR term.
+# more ranks than samples in a batch, is an error with a fix. A SimCLR term (its negatives
+# are the whole batch: the ranks gather each other's embeddings) trains alike.
 # Inputs: GYRUS, SOURCE (the repository), WORK.
 cmake_policy(SET CMP0054 NEW)  # quoted strings are never variable names
 file(REMOVE_RECURSE ${WORK})
@@ -69,13 +70,27 @@ if(NOT out MATCHES "\"status\": \"cached\"")
   message(FATAL_ERROR "--ranks 1 on the --ranks 2 store did not reuse the stage:\n${out}")
 endif()
 
-# 2. Batches the ranks cannot split.
+# 2. MAE and SimCLR together: the contrastive term's negatives are the whole batch (the
+#    ranks gather each other's embeddings); the same weights as one process.
+file(READ ${WORK}/ranks.gy text)
+string(REPLACE "mae(mask = 50%)" "mae(mask = 50%) + 0.5 * simclr()" text "${text}")
+file(WRITE ${WORK}/both.gy "${text}")
+run_ok(${GYRUS} run both.gy --store both1 --threads 1 --json)
+set(one "${out}")
+run_ok(${GYRUS} run both.gy --store both2 --threads 2 --ranks 2 --json)
+set(two "${out}")
+string(JSON loss1 GET "${one}" metrics 0 value)
+string(JSON loss2 GET "${two}" metrics 0 value)
+run_ok(python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(a - b) > 1e-5 * abs(a))"
+       ${loss1} ${loss2})
+run_ok(${GYRUS} export --store both1 base --format safetensors --out both1.safetensors)
+run_ok(${GYRUS} export --store both2 base --format safetensors --out both2.safetensors)
+run_ok(python3 ${SOURCE}/tests/cli/compare_safetensors.py both1.safetensors both2.safetensors 1e-5)
+message(STATUS "MAE + SimCLR, --ranks 2 against one process: final loss ${loss1} / ${loss2}; ${out}")
+
+# 3. Batches the ranks cannot split.
 expect_fail("batch of 4 cannot be split evenly over 3 ranks: set batch = 3 or 6" ${GYRUS} run ranks.gy --store bad --ranks 3)
 expect_fail("batch of 4 cannot be split evenly over 8 ranks: set batch = 8" ${GYRUS} run ranks.gy --store bad --ranks 8)
-file(READ ${WORK}/ranks.gy text)
-string(REPLACE "mae(mask = 50%)" "simclr()" text "${text}")
-file(WRITE ${WORK}/simclr.gy "${text}")
-expect_fail("SimCLR term.*--ranks 1" ${GYRUS} run simclr.gy --store bad --ranks 2)
 # The site file's ranks is honoured (no longer refused): the same error for 3 ranks.
 file(WRITE ${WORK}/gyrus.toml "ranks = 3\n")
 expect_fail("over 3 ranks" ${GYRUS} run ranks.gy --store bad --config ${WORK}/gyrus.toml)

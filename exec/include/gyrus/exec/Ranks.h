@@ -36,7 +36,7 @@ struct RankSettings {
 };
 
 /// Why `stage` cannot be split over `ranks` processes (the batch is not a multiple of
-/// the ranks, a SimCLR term), with the fix; empty when it can.
+/// the ranks), with the fix; empty when it can.
 std::string checkRanks(const ir::PretrainStage& stage, int ranks);
 
 /// The command lines that start the ranks of stage `hash` (one per rank locally, one
