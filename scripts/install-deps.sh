@@ -17,6 +17,9 @@ packages=(
   libinsighttoolkit5-dev libgdcm-tools zlib1g-dev libpng-dev
   libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libsqlite3-dev libssl-dev libbenchmark-dev
+  # Data-parallel training: the Gloo headers LibTorch's ProcessGroupGloo.hpp includes (the
+  # wheel has Gloo inside libtorch_cpu, without its headers; runtime/src/Distributed.cpp).
+  libgloo-dev
   # The Slurm executor's test runs a one-node cluster (tests/slurm/, docs/cluster.md).
   slurmctld slurmd slurm-client munge
 )

@@ -295,6 +295,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
                                        "--threads",     std::to_string(threads), "--device", settings.device};
       if (!settings.volumeCache.empty()) argv.insert(argv.end(), {"--volume-cache", settings.volumeCache.string()});
       if (settings.loaderMemory > 0) argv.insert(argv.end(), {"--loader-memory", std::to_string(settings.loaderMemory)});
+      if (pool.ranks > 1) argv.insert(argv.end(), {"--ranks", std::to_string(pool.ranks)});
       Worker w;
       w.stage = i;
       w.start = std::chrono::steady_clock::now();

@@ -224,6 +224,8 @@ std::string batchScript(const std::vector<std::string>& hashes, const fs::path& 
        " --threads \"$threads\" --device " + shellQuote(run.device);
   if (!run.volumeCache.empty()) s += " --volume-cache " + shellQuote(run.volumeCache.string());
   if (run.loaderMemory > 0) s += " --loader-memory " + std::to_string(run.loaderMemory);
+  // Data-parallel: a pretraining's ranks are this task's Slurm tasks, started by srun.
+  if (slurm.ranks > 1) s += " --ranks " + std::to_string(slurm.ranks) + " --launcher srun";
   s += "\n";
   return s;
 }
@@ -243,6 +245,7 @@ std::vector<std::string> sbatchArguments(const SlurmSettings& slurm, size_t task
   if (!slurm.time.empty()) a.push_back("--time=" + slurm.time);
   if (slurm.gpusPerTask > 0) a.push_back("--gpus-per-task=" + std::to_string(slurm.gpusPerTask));
   if (slurm.cpusPerTask > 0) a.push_back("--cpus-per-task=" + std::to_string(slurm.cpusPerTask));
+  if (slurm.ranks > 1) a.push_back("--ntasks=" + std::to_string(slurm.ranks));
   if (!after.empty()) {
     // On each task, not on the arrays: once any task of an array fails, `afterok:ARRAY`
     // is never satisfied, even by a resubmission (docs/cluster.md).

@@ -1,6 +1,8 @@
 // LibTorch models and helpers (see Models.h).
 #include "Models.h"
 
+#include "Distributed.h"
+
 #include "CudaKernels.h"
 
 #include <malloc.h>
@@ -186,9 +188,16 @@ class MaeObjective final : public ObjectiveImpl {
   bool reconstructs() const override { return true; }
   int64_t minBatch() const override { return 1; }
   torch::Tensor loss(ObjectiveBatch& b) override {
-    torch::Tensor mask = maeMask(b.size, b.viewShape, config_, b.rng).to(b.views.inputs[0].device());
+    // Data-parallel: the whole batch's masks are drawn (the same stream as one process)
+    // and this shard's rows kept.
+    const int64_t total = b.total > 0 ? b.total : b.size;
+    torch::Tensor mask = maeMask(total, b.viewShape, config_, b.rng);
+    if (total != b.size) mask = mask.narrow(0, b.offset, b.size).contiguous();
+    mask = mask.to(b.views.inputs[0].device());
     torch::Tensor reconstruction = b.net.decoder->forward(b.net.encoder->forward(b.views.inputs[0] * (1.0 - mask)).back());
-    return maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
+    torch::Tensor loss = maeLoss(reconstruction, b.views.target, mask, config_.maskedOnly);
+    // A shard's mean over samples of one size, weighted by its share, sums to the batch's.
+    return total != b.size ? loss * b.share() : loss;
   }
 
  private:
@@ -205,7 +214,18 @@ class SimClrObjective final : public ObjectiveImpl {
   int64_t minBatch() const override { return 2; }  // the other samples are the negatives
   torch::Tensor loss(ObjectiveBatch& b) override {
     torch::Tensor z = head_->forward(b.pooledViews());
-    return ntXentLoss(z.slice(0, 0, b.size), z.slice(0, b.size), config_.temperature);
+    torch::Tensor z1 = z.slice(0, 0, b.size), z2 = z.slice(0, b.size);
+    if (b.group == nullptr) return ntXentLoss(z1, z2, config_.temperature);
+    // Data-parallel: the loss of the whole batch, from every rank's embeddings in batch
+    // order, this rank's own with their gradients. Each rank back-propagates through its
+    // samples only, so the gradients summed over the ranks are the whole loss's; the
+    // value is scaled to this rank's share so that the reported values sum to the loss.
+    std::vector<torch::Tensor> all1 = b.group->allGather(z1.detach(), b.total);
+    std::vector<torch::Tensor> all2 = b.group->allGather(z2.detach(), b.total);
+    all1[static_cast<size_t>(b.group->rank())] = z1;
+    all2[static_cast<size_t>(b.group->rank())] = z2;
+    torch::Tensor whole = ntXentLoss(torch::cat(all1), torch::cat(all2), config_.temperature);
+    return whole + (whole * (b.share() - 1.0)).detach();
   }
 
  private:
@@ -465,18 +485,32 @@ torch::Tensor Dataset::rows(const std::vector<int64_t>& index) const {
 }
 
 namespace {
-/// The seeds of a batch's views: one rng.bits() per (view, sample), view-major.
-std::vector<uint64_t> viewSeeds(int64_t views, int64_t b, Rng& rng) {
-  std::vector<uint64_t> seeds(static_cast<size_t>(views * b));
-  for (uint64_t& s : seeds) s = rng.bits();
+/// The seeds of a batch's views: one rng.bits() per (view, sample), view-major, drawn
+/// for the whole batch of `total` samples; those of the shard's samples are returned
+/// (view-major over the shard).
+std::vector<uint64_t> viewSeeds(int64_t views, int64_t total, Rng& rng, int64_t begin, int64_t b) {
+  std::vector<uint64_t> all(static_cast<size_t>(views * total));
+  for (uint64_t& s : all) s = rng.bits();
+  if (b == total) return all;
+  std::vector<uint64_t> seeds;
+  for (int64_t v = 0; v < views; ++v)
+    for (int64_t i = 0; i < b; ++i) seeds.push_back(all[static_cast<size_t>(v * total + begin + i)]);
   return seeds;
+}
+
+/// The samples of a shard of `samples`.
+std::vector<int64_t> shardOf(const std::vector<int64_t>& samples, Shard shard) {
+  if (shard.size < 0) return samples;
+  return std::vector<int64_t>(samples.begin() + shard.begin, samples.begin() + shard.begin + shard.size);
 }
 }  // namespace
 
-Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget,
-                        Rng& rng, const torch::Device& device, torch::Tensor rows) {
+Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& batchSamples, int64_t views, bool withTarget,
+                        Rng& rng, const torch::Device& device, torch::Tensor rows, Shard shard) {
+  const std::vector<int64_t> samples = shardOf(batchSamples, shard);
   auto b = static_cast<int64_t>(samples.size());
-  const std::vector<uint64_t> seeds = viewSeeds(views, b, rng);
+  const std::vector<uint64_t> seeds =
+      viewSeeds(views, static_cast<int64_t>(batchSamples.size()), rng, std::max<int64_t>(shard.begin, 0), b);
   const ir::Shape3 in = data.shape;
   const bool batchRows = rows.defined() || data.streamed();
   if (!rows.defined() && data.streamed()) rows = data.rows(samples);
@@ -502,10 +536,12 @@ Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples
   return result;
 }
 
-Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
-                torch::Tensor rows) {
+Views makeViews(const Dataset& data, const std::vector<int64_t>& batchSamples, int64_t views, bool withTarget, Rng& rng,
+                torch::Tensor rows, Shard shard) {
+  const std::vector<int64_t> samples = shardOf(batchSamples, shard);
   auto b = static_cast<int64_t>(samples.size());
-  const std::vector<uint64_t> seeds = viewSeeds(views, b, rng);
+  const std::vector<uint64_t> seeds =
+      viewSeeds(views, static_cast<int64_t>(batchSamples.size()), rng, std::max<int64_t>(shard.begin, 0), b);
   const ir::Shape3 in = data.shape, out = data.viewShape;
   const int64_t inVoxels = in[0] * in[1] * in[2], outVoxels = out[0] * out[1] * out[2];
   Views result;

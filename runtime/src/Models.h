@@ -173,6 +173,7 @@ struct Views {
 };
 
 class PretrainNetImpl;
+class DataParallel;
 
 /// What an objective term sees of one pretraining step.
 struct ObjectiveBatch {
@@ -185,6 +186,18 @@ struct ObjectiveBatch {
   /// contrastive terms.
   torch::Tensor pooledViews();
   torch::Tensor pooled;  ///< pooledViews()'s cache (undefined until first asked)
+  /// Data-parallel training: the whole step's batch across ranks (0: `size`, one
+  /// process) and where this rank's shard starts in it. Random draws (MAE masks) are
+  /// made for the whole batch, so that a shard gets the rows one process would. Each
+  /// term's loss is then this rank's share of the whole batch's: its value times the
+  /// shares sums to the batch's loss over the ranks, and so do the gradients.
+  int64_t total = 0;
+  int64_t offset = 0;
+  /// The ranks' process group (null: one process); contrastive terms gather the other
+  /// ranks' embeddings through it.
+  DataParallel* group = nullptr;
+  /// This rank's share of the batch, size / total (1 in one process).
+  double share() const { return total > 0 ? static_cast<double>(size) / static_cast<double>(total) : 1.0; }
 };
 
 /// One objective term at run time, beside EncoderImpl: how many views of a sample it
@@ -302,8 +315,17 @@ Dataset buildDataset(ir::DataSource& data, const ir::Pipeline& pipeline, int64_t
 /// work runs in parallel with at::parallel_for.
 /// `rows`, when defined, holds those samples' rows in order (e.g. read ahead from a
 /// streamed data set); otherwise they are taken from `data` (Dataset::rows).
+///
+/// With a `shard` (data-parallel training), `samples` is the step's whole batch: the
+/// draws are made for all of it, and only samples [shard.begin, shard.begin + shard.size)
+/// are made into views (`rows`, when defined, holds those alone), so a shard's views are
+/// the rows one process would make for the whole batch.
+struct Shard {
+  int64_t begin = 0;
+  int64_t size = -1;  ///< -1: all of `samples`
+};
 Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget, Rng& rng,
-                torch::Tensor rows = {});
+                torch::Tensor rows = {}, Shard shard = {});
 
 /// makeViews on a CUDA device: the same draws (one `rng.bits()` per (view, sample),
 /// view-major) and the same kernels, run by the CUDA back end (CudaKernels.h) on each
@@ -311,7 +333,7 @@ Views makeViews(const Dataset& data, const std::vector<int64_t>& samples, int64_
 /// equal to makeViews's up to the last bits of the device's maths. Throws
 /// std::runtime_error when the CUDA back end cannot run (no NVRTC, a driver error).
 Views makeViewsOnDevice(const Dataset& data, const std::vector<int64_t>& samples, int64_t views, bool withTarget,
-                        Rng& rng, const torch::Device& device, torch::Tensor rows = {});
+                        Rng& rng, const torch::Device& device, torch::Tensor rows = {}, Shard shard = {});
 
 /// Sets LibTorch's intra-op threads and, when present, OpenBLAS's threads to `threads`
 /// (0: the hardware concurrency). Returns the number used.

@@ -24,6 +24,20 @@
 //
 // Batches: contrastive terms need at least 2 samples per step; when the epoch's last
 // batch would hold a single sample it is merged into the previous one.
+//
+// Data parallelism (StageContext::worldSize > 1, Distributed.h): every rank builds the
+// same data set, sample order and random stream; each step's batch is cut into
+// contiguous shards (shardRange), and rank r makes views of its shard alone, but from
+// the seeds and masks drawn for the whole batch, so its rows are the ones one process
+// would make. Each term's loss is the rank's share of the batch's (Models.cpp): MAE's is
+// the shard's mean times shard / batch (a mean over samples of equal size); SimCLR's is
+// the whole batch's NT-Xent over every rank's embeddings (gathered), back-propagated
+// through the rank's own. The shares' gradients, summed over the ranks by the Trainer,
+// are the whole batch's. Rank 0's initial
+// parameters are broadcast; every rank loads rank 0's checkpoint on resume; only rank 0
+// writes (checkpoints, history, encoder.pt), other ranks spill streamed data to a
+// temporary directory. Instance normalisation (the only normalisation of the encoders)
+// is per sample, so the shards change nothing but the order of floating-point sums.
 #include <chrono>
 #include <future>
 #include <cmath>
@@ -34,6 +48,10 @@
 #include <string_view>
 #include <optional>
 
+#include <torch/cuda.h>
+#include <unistd.h>
+
+#include "Distributed.h"
 #include "Errors.h"
 #include "Models.h"
 #include "Preprocess.h"
@@ -102,7 +120,18 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     loadStrict(*net->encoder, archive, from.string());
     if (ctx.progress) ctx.progress("starting from the encoder of '" + stage.init + "'");
   }
-  const torch::Device device = stageDevice(ctx);
+  torch::Device device = stageDevice(ctx);
+  const bool parallel = ctx.worldSize > 1;
+  const bool writer = ctx.rank == 0;  // the rank that writes into the stage directory
+  if (parallel) {
+    if (stage.batch % ctx.worldSize != 0)
+      throw UserError("pretrain '" + stage.name + "': its batch of " + std::to_string(stage.batch) +
+                      " cannot be split evenly over " + std::to_string(ctx.worldSize) + " ranks");
+    // One GPU per rank: "cuda" (or auto) becomes the rank's own among those visible.
+    if (device.is_cuda() && ctx.device.find(':') == std::string::npos)
+      device = torch::Device(torch::kCUDA,
+                             static_cast<c10::DeviceIndex>(ctx.rank % static_cast<int>(torch::cuda::device_count())));
+  }
   warnPrecision(stage.precision, device, ctx);
   std::filesystem::path checkpoint = ctx.dir / kCheckpointFile;
   int64_t startEpoch = 0;
@@ -129,12 +158,36 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   }
 
   net->to(device);
+  std::unique_ptr<DataParallel> group;
+  if (parallel) {
+    group = std::make_unique<DataParallel>(ctx, device);
+    // The same start on every rank, whatever each computed: rank 0's parameters.
+    group->broadcast(net->parameters());
+    if (writer && ctx.progress)
+      ctx.progress("rank 0 of " + std::to_string(ctx.worldSize) + " (" + group->backendName() + ")");
+  }
 
   // The loader drops skipped samples from its copy of the data source.
   ir::DataSource source = stage.data;
   LoadOptions load = loadOptions(ctx, threads);
+  // Ranks other than 0 write nothing into the stage directory: their streamed volumes
+  // spill to a temporary directory of their own.
+  std::optional<std::filesystem::path> ownSpill;
+  if (!writer) {
+    std::error_code ec;
+    ownSpill = std::filesystem::temp_directory_path(ec) /
+               ("gyrus-rank" + std::to_string(ctx.rank) + "-" + std::to_string(::getpid()));
+    load.spill = *ownSpill;
+  }
+  struct RemoveSpill {
+    std::optional<std::filesystem::path>& dir;
+    ~RemoveSpill() {
+      std::error_code e;
+      if (dir) std::filesystem::remove_all(*dir, e);
+    }
+  } removeSpill{ownSpill};
   Dataset data = buildDataset(source, stage.pipeline, stage.encoder.totalStride(), load);
-  reportData(data, ctx);
+  if (writer) reportData(data, ctx);
   if (data.samples < minBatch)
     throw UserError("simclr: contrastive learning needs at least 2 samples; " + std::to_string(data.samples) +
                     " is left after skipping " + std::to_string(data.skipped.size()) + " unreadable ones");
@@ -148,13 +201,21 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   std::vector<int64_t> starts = batchStarts(n, stage.batch, minBatch);
   auto stepsPerEpoch = static_cast<int64_t>(starts.size()) - 1;
 
-  Trainer trainer(net->parameters(), TrainerOptions(stage.optimizer)
-                                         .steps(stepsPerEpoch, stage.epochs)
-                                         .precision(stage.precision, device)
-                                         .progress(ctx.progress)
-                                         .history(ctx.dir / kHistoryFile, {{"phase", "pretrain"}}));
+  // Every rank's shard of every step must hold a sample (the epoch's last batch may be smaller).
+  if (parallel)
+    for (size_t k = 0; k + 1 < starts.size(); ++k)
+      if (starts[k + 1] - starts[k] < ctx.worldSize)
+        throw UserError("pretrain '" + stage.name + "': the last batch of each epoch holds " +
+                        std::to_string(starts[k + 1] - starts[k]) + " of the " + std::to_string(n) +
+                        " samples, fewer than the " + std::to_string(ctx.worldSize) +
+                        " ranks; choose a batch that leaves at least one sample per rank, or fewer ranks");
+  TrainerOptions options(stage.optimizer);
+  options.steps(stepsPerEpoch, stage.epochs).precision(stage.precision, device).progress(ctx.progress);
+  if (writer) options.history(ctx.dir / kHistoryFile, {{"phase", "pretrain"}});
+  if (group) options.dataParallel(group.get());
+  Trainer trainer(net->parameters(), options);
   if (result.resumed) trainer.load(optimizerState);
-  Trainer::resetHistory(ctx.dir / kHistoryFile, startEpoch);
+  if (writer) Trainer::resetHistory(ctx.dir / kHistoryFile, startEpoch);
   // The history names each term by its kind ("mae", "simclr"; "mae_2" for a second MAE).
   std::vector<std::string> termNames;
   for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
@@ -168,9 +229,21 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
   std::optional<Rng> rng;
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::future<torch::Tensor> ahead;
-  auto samplesOf = [&](int64_t step) {
+  auto batchOf = [&](int64_t step) {
     return std::vector<int64_t>(order.begin() + starts[static_cast<size_t>(step)],
                                 order.begin() + starts[static_cast<size_t>(step) + 1]);
+  };
+  // This rank's part of step `step`'s batch (all of it in one process).
+  auto shardOfStep = [&](int64_t step) {
+    int64_t size = starts[static_cast<size_t>(step) + 1] - starts[static_cast<size_t>(step)];
+    if (!parallel) return Shard{0, size};
+    auto [begin, count] = shardRange(size, ctx.rank, ctx.worldSize);
+    return Shard{begin, count};
+  };
+  auto samplesOf = [&](int64_t step) {
+    std::vector<int64_t> all = batchOf(step);
+    Shard shard = shardOfStep(step);
+    return std::vector<int64_t>(all.begin() + shard.begin, all.begin() + shard.begin + shard.size);
   };
   // A streamed data set is read one batch ahead, on another thread, while the current
   // step computes: at most two batches of it are in memory.
@@ -192,6 +265,8 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
           if (data.streamed()) ahead = readAhead(samplesOf(0));
         }
         int64_t begin = starts[static_cast<size_t>(step)], end = starts[static_cast<size_t>(step) + 1];
+        const std::vector<int64_t> whole = batchOf(step);  // the draws are made for all of it
+        const Shard shard = shardOfStep(step);
         std::vector<int64_t> samples = samplesOf(step);
         torch::Tensor rows;
         if (data.streamed()) {
@@ -206,24 +281,26 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
           // On a GPU the views are made there, next to the model (the same draws).
           Rng saved = *rng;
           try {
-            batch = makeViewsOnDevice(data, samples, views, reconstructive, *rng, device, rows);
+            batch = makeViewsOnDevice(data, whole, views, reconstructive, *rng, device, rows, shard);
           } catch (const std::exception& e) {
             deviceViews = false;
             *rng = saved;
             if (ctx.progress)
               ctx.progress(std::string("warning: the GPU kernels cannot run (") + e.what() +
                            "): views are made on the CPU");
-            batch = makeViews(data, samples, views, reconstructive, *rng, rows);
+            batch = makeViews(data, whole, views, reconstructive, *rng, rows, shard);
           }
         } else {
-          batch = makeViews(data, samples, views, reconstructive, *rng, rows);
+          batch = makeViews(data, whole, views, reconstructive, *rng, rows, shard);
         }
         // Views made on the host go to the stage's device (those made there stay).
         for (torch::Tensor& input : batch.inputs) input = toDevice(input, device);
         if (batch.target.defined()) batch.target = toDevice(batch.target, device);
         StepLoss out{torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)), {}, 1.0,
-                     end - begin};
-        ObjectiveBatch objectiveBatch{batch, end - begin, data.viewShape, *rng, *net, {}};
+                     shard.size};
+        // Each term's loss is this rank's share of the whole batch's (all of it in one process).
+        ObjectiveBatch objectiveBatch{batch,        shard.size,  data.viewShape, *rng, *net, {},
+                                      end - begin, shard.begin, group.get()};
         for (size_t t = 0; t < stage.objective.terms.size(); ++t) {
           const ir::ObjectiveTerm& term = stage.objective.terms[t];
           torch::Tensor termLoss = net->objectives[t]->loss(objectiveBatch);
@@ -234,16 +311,21 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       },
       [&](int64_t epoch, double loss) {
         lastLoss = loss;
-        saveCheckpoint(checkpoint, net, trainer, epoch + 1, lastLoss, n);
+        if (writer) saveCheckpoint(checkpoint, net, trainer, epoch + 1, lastLoss, n);
       });
 
-  writeAtomically(ctx.dir / kEncoderFile, [&](const std::string& temp) {
-    torch::serialize::OutputArchive archive;
-    net->encoder->save(archive);
-    archive.save_to(temp);
-  });
+  if (writer) {
+    writeAtomically(ctx.dir / kEncoderFile, [&](const std::string& temp) {
+      torch::serialize::OutputArchive archive;
+      net->encoder->save(archive);
+      archive.save_to(temp);
+    });
+  }
+  // Rank 0 returns once its files are written; the others wait for that, so that a
+  // stage whose ranks have all ended has its results.
+  if (group) group->barrier();
   result.metrics.push_back({"final_loss", lastLoss});
-  finishData(data, ctx, result);
+  if (writer) finishData(data, ctx, result);
   return result;
 }
 

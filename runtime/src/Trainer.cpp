@@ -10,6 +10,7 @@
 #include <numbers>
 #include <sstream>
 
+#include "Distributed.h"
 #include "Errors.h"
 #include "Models.h"
 
@@ -155,7 +156,9 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
       // The loss in fp32; backward runs outside autocast (each op's backward follows
       // its forward's precision).
       if (loss.total.scalar_type() != torch::kFloat) loss.total = loss.total.to(torch::kFloat);
-      loss.total.backward();
+      // A rank with no samples in this step contributes zero gradients.
+      if (loss.total.requires_grad()) loss.total.backward();
+      if (options_.dataParallel_ != nullptr) options_.dataParallel_->sumGradients(parameters_);
       torch::Tensor norm = clipGradients(parameters_, o.gradClip).detach().to(torch::kFloat64);
       normSum = normSum.defined() ? normSum + norm : norm;
       optimizer_->step();
@@ -185,6 +188,13 @@ void Trainer::run(int64_t firstEpoch, const std::function<StepLoss(int64_t epoch
                       duration(elapsed / done * left).c_str());
         options_.progress_(line);
       }
+    }
+    if (options_.dataParallel_ != nullptr && lossSum.defined()) {
+      // The global figures: the ranks' shares of each step's loss (and terms) sum to it.
+      std::vector<torch::Tensor> sums{lossSum, torch::full({1}, static_cast<double>(samples), lossSum.options())};
+      for (auto& term : terms) sums.push_back(term.second);
+      options_.dataParallel_->sum(sums);
+      samples = static_cast<int64_t>(std::llround(sums[1].item<double>()));
     }
     const double loss = lossSum.defined() ? lossSum.item<double>() / weightSum : std::nan("");
     if (!std::isfinite(loss)) {

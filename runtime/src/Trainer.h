@@ -35,6 +35,8 @@
 
 namespace gyrus::rt {
 
+class DataParallel;
+
 /// The history file's name in a stage directory.
 inline constexpr const char* kHistoryFile = "history.jsonl";
 
@@ -73,6 +75,14 @@ struct TrainerOptions {
     deviceType_ = device.type();
     return *this;
   }
+  /// Data-parallel training (default: none): each rank's step returns its share of the
+  /// global loss (the shares sum to it); the gradients are summed over the ranks after
+  /// back-propagation (before clipping), and the epoch's loss, terms and samples too, so
+  /// every rank steps alike and reports the global figures.
+  TrainerOptions& dataParallel(DataParallel* group) {
+    dataParallel_ = group;
+    return *this;
+  }
   /// Appends one line per epoch to `path` with `keys` added (default: no history).
   TrainerOptions& history(std::filesystem::path path, nlohmann::json keys) {
     history_ = std::move(path);
@@ -92,6 +102,7 @@ struct TrainerOptions {
   std::string label_;
   std::filesystem::path history_;
   nlohmann::json historyKeys_ = nlohmann::json::object();
+  DataParallel* dataParallel_ = nullptr;
 };
 
 /// Mixed precision for a scope: with bf16, operations on `deviceType` run under autocast

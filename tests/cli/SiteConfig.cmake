@@ -122,14 +122,15 @@ if(NOT rc EQUAL 1 OR NOT err MATCHES "no run store: give --store DIR, or set `st
   message(FATAL_ERROR "gyrus runs ls with a site file without a store: exit ${rc}\n${err}")
 endif()
 
-# 7. ranks above 1 is refused by run (no data-parallel training yet), at its place.
+# 7. ranks above 1 is a valid setting (data-parallel pretraining; what it does is tested
+# by cli_ranks), and never changes a stage's hash.
 file(WRITE "${WORK}/ranks.toml" "store = \"${WORK}/store-a\"\nranks = 2\n[roots]\nfomo60k = \"${WORK}/a/fomo60k\"\n")
-gyrus_site(rc out err run "${exp}" --config "${WORK}/ranks.toml")
-if(NOT rc EQUAL 1 OR NOT err MATCHES "ranks.toml:2:9: error: ranks = 2 asks for data-parallel training")
-  message(FATAL_ERROR "ranks = 2: exit ${rc}\n${err}")
-endif()
 gyrus_site(rc out err check "${exp}" --config "${WORK}/ranks.toml")
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "ranks = 2 should not stop gyrus check: exit ${rc}\n${err}")
+endif()
+gyrus_site(rc out err plan "${exp}" --json --config "${WORK}/ranks.toml")
+if(NOT rc EQUAL 0 OR NOT out MATCHES "${hash_a}")
+  message(FATAL_ERROR "ranks = 2 changed the plan's hash (${hash_a}): exit ${rc}\n${out}${err}")
 endif()
 message(STATUS "site configuration: lookup order, roots, store default, ranks; hash ${hash_a} under both sites")

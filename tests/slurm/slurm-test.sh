@@ -185,4 +185,24 @@ timeout 60 "$gyrus" run "$file" --executor slurm --store "$work/partition" --par
 grep -q "sbatch refused it" part.out part.err || { cat part.out part.err; fail "hostile partition: no sbatch error"; }
 [ ! -e "$work/pwned3" ] || fail "--partition ran a command"
 
+# Data-parallel pretraining through Slurm (--ranks 2): every task asks for --ntasks=2, the
+# pretraining's run-stage starts its two ranks with srun (each takes SLURM_PROCID), and
+# the result equals one local process's within float rounding; no rank file is left.
+ranks_file="$root/tests/cli/data/ranks.gy"
+timeout 120 "$gyrus" run "$ranks_file" --executor slurm --ranks 2 --store "$work/ranks" --json \
+  > ranks.json 2> ranks.err || { cat ranks.err "$work"/ranks/slurm/*.log; fail "--ranks 2 through Slurm"; }
+"$gyrus" run "$ranks_file" --store "$work/ranks-local" --threads 1 --json > ranks-local.json 2> /dev/null \
+  || fail "--ranks 2: the local reference run"
+grep -q "data-parallel: 2 ranks (srun), batch 4 = 2 x 2" "$work"/ranks/slurm/*.log \
+  || { cat "$work"/ranks/slurm/*.log; fail "--ranks 2 through Slurm: no srun launch in the task's log"; }
+grep -q "rank 0 of 2 (gloo)" "$work"/ranks/slurm/*.log || fail "--ranks 2 through Slurm: rank 0 did not report"
+python3 - ranks.json ranks-local.json <<'PY' || fail "--ranks 2 through Slurm: a final loss that differs from one process's"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+la, lb = a["metrics"][0]["value"], b["metrics"][0]["value"]
+assert a["stages"][0]["hash"] == b["stages"][0]["hash"]
+assert abs(la - lb) <= 1e-5 * abs(lb), (la, lb)
+PY
+! ls -d "$work"/ranks/stages/*/ranks-* > /dev/null 2>&1 || fail "--ranks 2 through Slurm: the rendezvous directory stayed"
+
 echo "slurm-test: OK"

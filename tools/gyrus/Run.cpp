@@ -2,6 +2,8 @@
 #include "Run.h"
 
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 
 #include "gyrus/IrJson.h"
 #include "gyrus/exec/Pool.h"
+#include "gyrus/exec/Ranks.h"
 #include "gyrus/exec/Scheduler.h"
 #include "gyrus/exec/Store.h"
 #include "gyrus/site/Site.h"
@@ -162,6 +165,20 @@ class AnnouncingExecutor final : public exec::Executor {
   bool started_ = false;
 };
 
+// With --ranks N > 1: the executor that runs pretraining stages as N processes (this
+// executable's `run-stage --rank`), around `inner`; null otherwise.
+std::unique_ptr<exec::RankExecutor> rankExecutor(exec::Executor& inner, const RunOptions& options,
+                                                 const exec::RunSettings& settings) {
+  if (options.ranks <= 1) return nullptr;
+  exec::RankSettings ranks;
+  ranks.ranks = options.ranks;
+  ranks.launcher = options.launcher;
+  ranks.store = fs::absolute(options.store);
+  std::error_code ec;
+  ranks.executable = fs::read_symlink("/proc/self/exe", ec).string();
+  return std::make_unique<exec::RankExecutor>(inner, ranks, settings);
+}
+
 }  // namespace
 
 std::string chooseOmpWaitPolicy() {
@@ -206,6 +223,7 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
   if (options.executor == "slurm") {
     // The tasks run this very executable on the cluster's nodes (a shared file system).
     exec::SlurmSettings slurm = options.slurm;
+    slurm.ranks = options.ranks;
     std::error_code ec;
     slurm.executable = fs::read_symlink("/proc/self/exe", ec).string();
     if (ec) {
@@ -239,6 +257,7 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     pool.live = isatty(STDERR_FILENO) != 0 && !(term != nullptr && std::string_view(term) == "dumb");
     winsize ws{};
     if (pool.live && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) pool.width = ws.ws_col;
+    pool.ranks = options.ranks;
     pool.gpus = exec::visibleGpus(settings.device, std::getenv("CUDA_VISIBLE_DEVICES"), exec::driverGpuCount());
     fmt::print(stderr, "run: up to {} stages at once, {} thread{} each{}\n", options.jobs,
                std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "",
@@ -246,7 +265,9 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     outcomes = exec::runExperimentInPool(experiment, store, settings, pool);
   } else {
     exec::InProcessExecutor runtime;
-    AnnouncingExecutor executor(runtime, settings.threads);
+    AnnouncingExecutor announcing(runtime, settings.threads);
+    std::unique_ptr<exec::RankExecutor> ranked = rankExecutor(announcing, options, settings);
+    exec::Executor& executor = ranked ? static_cast<exec::Executor&>(*ranked) : announcing;
     outcomes = exec::runExperiment(experiment, store, executor, settings);
   }
   logFailures(outcomes);
@@ -299,7 +320,9 @@ int runStoredStage(const std::string& hash, const RunOptions& options) {
   }
   exec::RunSettings settings = settingsFor(options);
   exec::InProcessExecutor runtime;
-  AnnouncingExecutor executor(runtime, settings.threads);
+  AnnouncingExecutor announcing(runtime, settings.threads);
+  std::unique_ptr<exec::RankExecutor> ranked = rankExecutor(announcing, options, settings);
+  exec::Executor& executor = ranked ? static_cast<exec::Executor&>(*ranked) : announcing;
   std::vector<StageOutcome> outcomes{exec::runStage(store, stage, deps, executor, settings)};
   logFailures(outcomes);
   Reported r{&outcomes.front(), {}, {}};
@@ -307,6 +330,71 @@ int runStoredStage(const std::string& hash, const RunOptions& options) {
   int code = exec::exitCodeOf(outcomes);
   printReport({r}, options, code);
   return code;
+}
+
+int runRank(const std::string& hash, const RunOptions& options) {
+  // Started by a launcher on this machine: stop when it does (a kill, a crash).
+  if (options.rank != "slurm") prctl(PR_SET_PDEATHSIG, SIGTERM);
+  int rank = -1;
+  std::string rankText = options.rank;
+  if (rankText == "slurm") {
+    const char* id = std::getenv("SLURM_PROCID");
+    rankText = id != nullptr ? id : "";
+  }
+  try {
+    size_t used = 0;
+    rank = std::stoi(rankText, &used);
+    if (used != rankText.size()) rank = -1;
+  } catch (const std::exception&) {
+    rank = -1;
+  }
+  if (rank < 0 || rank >= options.ranks) {
+    fmt::print(stderr, "error: --rank '{}' is not a rank of --ranks {} (0 to {}{})\n", rankText, options.ranks,
+               options.ranks - 1, options.rank == "slurm" ? "; SLURM_PROCID is not set: start it with srun" : "");
+    return 1;
+  }
+  exec::Store store(options.store);
+  ir::Stage stage;
+  std::vector<std::string> deps;
+  std::string error;
+  if (!store.readStage(hash, stage, deps, error)) {
+    fmt::print(stderr, "error: rank {}: {}\n", rank, error);
+    return 1;
+  }
+  exec::RunSettings settings = settingsFor(options);
+  rt::StageContext ctx;
+  ctx.dir = store.stageDir(stage.hash);
+  if (!deps.empty()) ctx.pretrainDir = store.stageDir(deps.front());
+  ctx.threads = settings.threads;
+  ctx.device = settings.device;
+  ctx.volumeCache = settings.volumeCache;
+  ctx.loaderMemory = settings.loaderMemory;
+  ctx.rank = rank;
+  ctx.worldSize = options.ranks;
+  ctx.rendezvous = options.rendezvous;
+  // Rank 0 speaks for the stage (the launcher prints its outcome); the others are quiet.
+  if (rank == 0) ctx.progress = [&](std::string_view line) { fmt::print(stderr, "[{}] {}\n", stage.name, line); };
+  rt::StageResult result;
+  exec::InProcessExecutor runtime;
+  if (stage.kind != ir::StageKind::Pretrain) {
+    result.status = rt::StageResult::Status::UserError;
+    result.message = "stage '" + stage.name + "' is an evaluation: only pretraining stages run as ranks";
+  } else if (!runtime.start(error)) {
+    result.status = rt::StageResult::Status::InternalError;
+    result.message = error;
+  } else {
+    result = runtime.execute(stage, ctx);
+  }
+  // The launcher reads it (atomically: it may look as soon as the process ends).
+  fs::path out = options.rankResults / ("result-" + std::to_string(rank) + ".json");
+  {
+    std::ofstream f(out.string() + ".tmp");
+    f << exec::stageResultJson(result);
+  }
+  std::error_code ec;
+  fs::rename(out.string() + ".tmp", out, ec);
+  if (result.status == rt::StageResult::Status::Ok) return 0;
+  return result.status == rt::StageResult::Status::UserError ? 1 : 2;
 }
 
 int writePlan(const ir::Experiment& experiment, const fs::path& storeDir) {

@@ -31,6 +31,14 @@ struct RunOptions {
   exec::SlurmSettings slurm;
   /// `--cancel` (with --executor slurm): cancel the experiment's queued and running tasks.
   bool cancel = false;
+  /// `--ranks N` (or the site's `ranks`): processes per pretraining stage (Ranks.h).
+  int ranks = 1;
+  /// run-stage: how the ranks start, "local" or "srun" (`--launcher`).
+  std::string launcher = "local";
+  /// run-stage as one rank (`--rank R|slurm`, `--rendezvous`, `--result`).
+  std::string rank;
+  std::string rendezvous;
+  std::filesystem::path rankResults;
   std::string experimentPath;
   /// The sweep points and which stages each uses (for the results' legend); may be null.
   const Plan* plan = nullptr;
@@ -53,6 +61,12 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options);
 /// `gyrus run-stage --store DIR HASH`: one stage from its stage.json in the store (HASH
 /// may be a unique prefix), after its dependencies have finished there. Same exit codes.
 int runStoredStage(const std::string& hash, const RunOptions& options);
+
+/// `gyrus run-stage HASH --store DIR --rank R --ranks N --rendezvous FILE --result DIR`:
+/// one rank of a data-parallel pretraining, started by the launcher (gyrus_exec's
+/// RankExecutor) that holds the stage's lock; it neither locks nor records, and writes
+/// its StageResult to DIR/result-R.json. Same exit codes.
+int runRank(const std::string& hash, const RunOptions& options);
 
 /// `gyrus plan --store DIR`: writes every stage's stage.json into the store, runs nothing.
 int writePlan(const ir::Experiment& experiment, const std::filesystem::path& store);

@@ -26,14 +26,7 @@ SiteLoad loadSite(const std::string& configFlag, const std::string& experimentFi
   s.ok = loadSiteConfig(path, c.sources, c.diags, s.config);
   s.roots.folders = s.config.roots;
   s.roots.siteFile = path;
-  if (s.ok && use == SiteUse::Run && s.config.ranks && *s.config.ranks > 1) {
-    c.diags
-        .report(DiagKind::SiteValue, s.config.place("ranks"),
-                "ranks = " + std::to_string(*s.config.ranks) +
-                    " asks for data-parallel training, which gyrus does not have yet")
-        .note("every stage runs as one process; set ranks = 1 or leave the key out");
-    s.ok = false;
-  }
+  (void)use;  // every key of the site file is honoured by run (ranks too, since data-parallel training)
   return s;
 }
 

@@ -13,8 +13,8 @@
 
 namespace gyrus::driver {
 
-/// What a command uses the site file for: `Run` also refuses the settings that gyrus
-/// cannot honour yet (ranks above 1).
+/// What a command uses the site file for. Every setting is honoured now (ranks too), so
+/// both read it alike; `Run` stays for a setting a later gyrus cannot honour.
 enum class SiteUse { Compile, Run };
 
 /// One command's site configuration.

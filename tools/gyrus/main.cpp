@@ -213,6 +213,11 @@ int realMain(int argc, char** argv) {
                   "Stages run at once, each in a worker process (gyrus run-stage) with --threads / N threads "
                   "(default 1: one after another in this process)")
       ->check(CLI::Range(1, 256));
+  int ranks = 1;
+  run->add_option("--ranks", ranks,
+                  "Processes per pretraining stage, each training on its shard of every batch (data-parallel, c10d: "
+                  "Gloo on CPU, NCCL on GPU; default 1, or the site's `ranks`; docs/cluster.md)")
+      ->check(CLI::Range(1, 1024));
   // auto | cpu | cuda | cuda:N; whether the device is usable is the runtime's to say.
   const CLI::Validator deviceName(
       [](std::string& v) {
@@ -272,6 +277,20 @@ int realMain(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   runStage->add_option("--volume-cache", runStageCache, "Directory of preprocessed volumes shared by runs");
   runStage->add_option("--loader-memory", runStageMemory, "Memory for a stage's preprocessed images, e.g. 8GiB");
+  // Data-parallel pretraining (docs/cluster.md): --ranks N launches N ranks (locally, or
+  // with --launcher srun inside a Slurm job); --rank R is one of them, started by a launcher.
+  int runStageRanks = 1;
+  std::string runStageRank, runStageRendezvous, runStageResult, runStageLauncher = "local";
+  runStage->add_option("--ranks", runStageRanks, "Processes for a pretraining stage (as for run)")
+      ->check(CLI::Range(1, 1024));
+  runStage->add_option("--launcher", runStageLauncher, "How --ranks are started: local (default) or srun")
+      ->check(CLI::IsMember({"local", "srun"}));
+  CLI::Option* rankFlag =
+      runStage->add_option("--rank", runStageRank, "Run as this rank of --ranks (a number, or slurm: $SLURM_PROCID)");
+  runStage->add_option("--rendezvous", runStageRendezvous, "With --rank: the ranks' c10d FileStore file")
+      ->needs(rankFlag);
+  runStage->add_option("--result", runStageResult, "With --rank: the directory for this rank's result-R.json")
+      ->needs(rankFlag);
 
   Common previewOpts;
   driver::PreviewOptions preview;
@@ -594,6 +613,7 @@ int realMain(int argc, char** argv) {
     ro.plan = &c->plan;
     driver::applySiteDefaults(site, !storeDir.empty(), run->count("--jobs") > 0, run->count("--device") > 0,
                               !volumeCache.empty(), !loaderMemory.empty(), ro);
+    ro.ranks = run->count("--ranks") > 0 || !site.ranks ? ranks : static_cast<int>(*site.ranks);
     return driver::runExperiment(*c->check.experiment, ro);
   }
   if (*runStage) {
@@ -606,6 +626,19 @@ int realMain(int argc, char** argv) {
     if (!runStageMemory.empty() && !driver::parseByteSize(runStageMemory, ro.loaderMemory)) {
       fmt::print(stderr, "error: --loader-memory '{}' is not a size: write e.g. 8GiB, 512MiB or 2G\n", runStageMemory);
       return 1;
+    }
+    ro.ranks = runStageRanks;
+    ro.launcher = runStageLauncher;
+    if (!runStageRank.empty()) {
+      if (runStageRendezvous.empty() || runStageResult.empty() || runStageRanks < 2) {
+        fmt::print(stderr, "error: --rank is for the ranks a launcher starts: it needs --ranks N (N >= 2), "
+                           "--rendezvous FILE and --result DIR; to run a stage data-parallel, give --ranks alone\n");
+        return 1;
+      }
+      ro.rank = runStageRank;
+      ro.rendezvous = std::filesystem::absolute(runStageRendezvous).string();
+      ro.rankResults = std::filesystem::absolute(runStageResult);
+      return driver::runRank(runStageHash, ro);
     }
     return driver::runStoredStage(runStageHash, ro);
   }

@@ -32,6 +32,7 @@ struct PoolSettings {
   /// end printed above it. Off: every line as it comes (logs, pipes).
   bool live = false;
   int width = 100;  ///< the terminal's columns (live view lines are cut to fit)
+  int ranks = 1;    ///< processes per pretraining stage (`--ranks`, Ranks.h): passed to each worker
 };
 
 /// The GPUs a pool hands out for stages on `device`: for `auto` or `cuda`, those of

@@ -42,6 +42,9 @@ struct SlurmSettings {
   /// 1000 when it cannot be read.
   int maxArraySize = 1000;
   int retries = 2;        ///< resubmissions of a failed task
+  /// Processes per pretraining stage (`--ranks`, Ranks.h): every task asks for
+  /// `--ntasks=ranks`, and a pretraining task starts its ranks with `srun` inside it.
+  int ranks = 1;
   /// Lines copied into every batch script's header, each `#SBATCH ...` on one line.
   std::vector<std::string> extraSbatchLines;
   std::string executable;    ///< the gyrus executable the tasks run (absolute)

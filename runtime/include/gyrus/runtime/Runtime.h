@@ -51,6 +51,13 @@ struct StageContext {
   /// from disk (`--loader-memory`); 0: half of the machine's memory (or of the cgroup's
   /// limit).
   int64_t loaderMemory = 0;
+  /// Data-parallel pretraining (`gyrus run --ranks N`, docs/cluster.md): this process's
+  /// rank, the number of ranks, and the rendezvous file all ranks share (a c10d
+  /// FileStore). With worldSize 1 the stage runs as one process; rank > 0 writes nothing
+  /// into `dir`. Evaluations ignore these.
+  int rank = 0;
+  int worldSize = 1;
+  std::string rendezvous;
 };
 
 struct StageResult {
