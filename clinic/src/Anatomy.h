@@ -80,8 +80,9 @@ struct Anatomy {
 
   Folding fold;
 
-  Anatomy(Rng& rng, const ir::Shape3& size, double age) : fold(rng) {
-    double atrophy = (age - 20.0) / 65.0;  // 0 at 20 years, 1 at 85
+  /// `ageEffect` scales the atrophy (1: the full effect; synthetic(age_effect = ...)).
+  Anatomy(Rng& rng, const ir::Shape3& size, double age, double ageEffect = 1.0) : fold(rng) {
+    double atrophy = ageEffect * (age - 20.0) / 65.0;  // 0 at 20 years, ageEffect at 85
     for (int i = 0; i < 3; ++i) {
       double n = static_cast<double>(size[i]);
       centre[i] = 0.5 * (n - 1.0) + rng.uniform(-0.03, 0.03) * n;

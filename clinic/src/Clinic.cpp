@@ -36,7 +36,7 @@ constexpr const char* kSeqName[kSeqs] = {"t1", "t2", "flair", "dwi_b1000", "adc"
 constexpr double kContrast[kSeqs][kTissues] = {
     /* t1        */ {0.12, 0.55, 0.85, 0.55, 0.45, 0.55},
     /* t2        */ {1.00, 0.62, 0.42, 0.85, 0.85, 0.70},
-    /* flair     */ {0.07, 0.62, 0.45, 1.00, 0.95, 0.80},
+    /* flair     */ {0.07, 0.62, 0.45, 1.00, 0.58, 0.80},  // acute infarct: barely visible
     /* dwi_b1000 */ {0.06, 0.48, 0.42, 0.50, 1.30, 0.62},
     /* adc       */ {3.00, 0.83, 0.73, 1.05, 0.38, 0.85},
     /* swi       */ {0.85, 0.62, 0.52, 0.65, 0.60, 0.58},
@@ -99,7 +99,7 @@ struct Infarct {
   std::string territory;
   Folding border;
 
-  explicit Infarct(Rng& rng) : border(rng) {
+  Infarct(Rng& rng, double sizeFactor) : border(rng) {
     side = rng.bernoulli(0.5) ? 1.0 : -1.0;
     double t = rng.uniform(), scale = rng.uniform(0.45, 1.0);  // small lacunar-ish to large
     Vec3 base;
@@ -123,7 +123,7 @@ struct Infarct {
     for (double& b : base) b += rng.uniform(-0.1, 0.1);
     base[0] = std::abs(base[0]) * side;
     axis = normalised(base);
-    halfAngle *= scale;
+    halfAngle = std::min(halfAngle * scale * sizeFactor, 1.2);
     cosLimit = std::cos(std::min(halfAngle * 1.4 + 0.1, std::numbers::pi));
   }
 
@@ -147,13 +147,13 @@ struct Meningioma {
   double radius = 0.2, oedema = 0.0;  // oedema: outer radius of the oedema band (0: none)
   Folding lobes;
 
-  Meningioma(Rng& rng, const Anatomy& a) : lobes(rng) {
+  Meningioma(Rng& rng, const Anatomy& a, double sizeFactor) : lobes(rng) {
     Vec3 u;
     do u = randomDirection(rng);
     while (u[2] < -0.3);  // convexity, falx and high skull base; not the posterior fossa floor
     double rc = a.shellInner + rng.uniform(-0.08, 0.0);
     centre = {u[0] * rc, u[1] * rc, u[2] * rc};
-    radius = rng.uniform(0.14, 0.30);
+    radius = rng.uniform(0.14, 0.30) * sizeFactor;
     if (rng.bernoulli(0.5)) oedema = radius * rng.uniform(1.25, 1.6);
   }
 
@@ -346,10 +346,10 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
   std::optional<Infarct> infarct;
   std::optional<Meningioma> meningioma;
   if (s.infarct) {
-    infarct.emplace(infarctRng);
+    infarct.emplace(infarctRng, options.lesionSize);
     s.territory = infarct->territory;
   }
-  if (s.meningioma) meningioma.emplace(meningiomaRng, a);
+  if (s.meningioma) meningioma.emplace(meningiomaRng, a, options.lesionSize);
 
   // White-matter hyperintensities (periventricular and deep; more with age).
   const size_t numel = static_cast<size_t>(n[0] * n[1] * n[2]);
@@ -421,17 +421,29 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
           f[kWmhT] = h * f[kWmT];
           f[kWmT] *= 1.0 - h;
         }
+        // f: the true fractions (masks, volumes); g: the rendered ones, where a finding
+        // shows with `lesionContrast` of its contrast (the rest looks like the tissue it
+        // replaced).
+        std::array<double, kTissues> g = f;
+        const double shown = options.lesionContrast;
         if (infarct) {
           double q = infarct->weight(p, u, r, w);
           if (q > 0.0) {
-            f[kInfarctT] = q * (f[kGmT] + f[kWmT] + f[kWmhT]);
-            f[kGmT] *= 1.0 - q;
-            f[kWmT] *= 1.0 - q;
-            f[kWmhT] *= 1.0 - q;
+            auto infarcted = [q](std::array<double, kTissues>& t, double k) {
+              t[kInfarctT] = q * k * (t[kGmT] + t[kWmT] + t[kWmhT]);
+              t[kGmT] *= 1.0 - q * k;
+              t[kWmT] *= 1.0 - q * k;
+              t[kWmhT] *= 1.0 - q * k;
+            };
+            infarcted(f, 1.0);
+            infarcted(g, shown);
           }
         }
-        if (m > 0.0) mix(kTumourT, m);
-
+        if (m > 0.0) {
+          mix(kTumourT, m);
+          for (double& x2 : g) x2 *= 1.0 - m * shown;
+          g[kTumourT] += m * shown;
+        }
         inside[i] = 1;
         brain += icv * (f[kGmT] + f[kWmT] + f[kWmhT] + f[kInfarctT]);
         ventricles += icv * vent * (1.0 - m);
@@ -443,7 +455,7 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
         for (size_t k = 0; k < seqs.size(); ++k) {
           const double* t = kContrast[seqs[k]];
           double v = 0.0;
-          for (size_t j = 0; j < kTissues; ++j) v += f[j] * t[j];
+          for (size_t j = 0; j < kTissues; ++j) v += g[j] * t[j];
           double bleed = seqs[k] == kSwi ? bleedSwi[i] : seqs[k] == kT2s ? bleedT2s[i] : 0.0;
           v *= 1.0 - bleed * (1.0 - kBleedSignal[seqs[k]]);
           clean[k].data[i] = static_cast<float>(v * icv);

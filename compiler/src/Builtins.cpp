@@ -113,6 +113,11 @@ const std::vector<NamedHook>& hookTable() {
                    d.seed = static_cast<uint64_t>(asInt(a["seed"]));
                    d.lesionRate = asNum(a["lesion_rate"]);
                    d.noise = asNum(a["noise"]);
+                   d.lesionContrast = asNum(a["lesion_contrast"]);
+                   d.lesionSize = asNum(a["lesion_size"]);
+                   d.lesionShape = asNum(a["lesion_shape"]);
+                   d.siteEffect = asNum(a["site_effect"]);
+                   d.ageEffect = asNum(a["age_effect"]);
                    v.shape = d.size;
                    v.shapeOrigin = a["size"].present ? a["size"].range : call;
                    return v;

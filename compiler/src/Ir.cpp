@@ -36,7 +36,9 @@ std::string formatShape(const Shape3& s) {
 std::string print(const SyntheticData& d) {
   return "synthetic(subjects = " + std::to_string(d.subjects) + ", size = " + formatShape(d.size) +
          ", seed = " + std::to_string(d.seed) + ", lesion_rate = " + formatNumber(d.lesionRate) +
-         ", noise = " + formatNumber(d.noise) + ")";
+         ", noise = " + formatNumber(d.noise) + ", lesion_contrast = " + formatNumber(d.lesionContrast) +
+         ", lesion_size = " + formatNumber(d.lesionSize) + "mm, lesion_shape = " + formatNumber(d.lesionShape) +
+         ", site_effect = " + formatNumber(d.siteEffect) + ", age_effect = " + formatNumber(d.ageEffect) + ")";
 }
 
 namespace {

@@ -108,7 +108,9 @@ void tagged(V& v, K& kind, E first, const char* aName, A& a, const char* bName, 
   }
 
 GYRUS_IDENTITY_TABLE(SyntheticData, d, "subjects", d.subjects, "size", d.size, "seed", d.seed,
-                     "lesion_rate", d.lesionRate, "noise", d.noise)
+                     "lesion_rate", d.lesionRate, "noise", d.noise, "lesion_contrast", d.lesionContrast,
+                     "lesion_size", d.lesionSize, "lesion_shape", d.lesionShape, "site_effect", d.siteEffect,
+                     "age_effect", d.ageEffect)
 
 GYRUS_IDENTITY_TABLE(FolderSample, s, "subject", s.subject, "session", s.session, "files", s.files, "label", s.label,
                      "mask", s.mask, "site", s.site)

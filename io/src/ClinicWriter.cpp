@@ -124,6 +124,8 @@ class Writer {
     options_.task = task;
     options_.size = {request.size, request.size, request.size};
     options_.seed = request.seed;
+    options_.lesionContrast = request.lesionContrast;
+    options_.lesionSize = request.lesionSize;
     for (const std::string& name : request.sites) options_.sites.push_back(rt::ClinicSite::fromName(name));
     records_.resize(static_cast<size_t>(request.subjects));
   }
@@ -271,6 +273,8 @@ class Writer {
       << " voxels of 1 mm, RAS affine centred on the origin, int16 (adc in 1e-6 mm^2/s), 0 outside the brain "
          "(skull-stripped)\n";
     o << "seed       " << request_.seed << "\n";
+    o << "findings   contrast " << request_.lesionContrast * 100.0 << " % of the table's, size "
+      << request_.lesionSize * 100.0 << " % (--lesion-contrast, --lesion-size)\n";
     o << "\nsites (subject i is scanned at site i mod " << options_.sites.size() << "; sites.tsv lists them):\n";
     for (const rt::ClinicSite& s : options_.sites)
       o << "  " << s.name << "  scale " << fixed(s.scale, 0) << "  gamma " << fixed(s.gamma, 3) << "  bias "

@@ -139,6 +139,22 @@ TEST_CASE("a stage's identity: its work, not its name, its data's location or wh
   CHECK(hashOf(kSmall, 0, {{"base_age.shots", "6"}}) == base);
 }
 
+TEST_CASE("synthetic(...)'s difficulty knobs are part of the data: they change the stages that read it") {
+  std::string base = hashOf(kSmall, 0), eval = hashOf(kSmall, 1);
+  // The defaults written out are the defaults: nothing changes.
+  CHECK(hashOf(kSmall, 1, {{"clinic.lesion_contrast", "100%"}, {"clinic.lesion_size", "2mm"},
+                           {"clinic.lesion_shape", "50%"}, {"clinic.site_effect", "50%"},
+                           {"clinic.age_effect", "50%"}}) == eval);
+  for (const auto& [path, value] : std::vector<std::pair<std::string, std::string>>{
+           {"clinic.lesion_contrast", "30%"}, {"clinic.lesion_size", "3.5mm"}, {"clinic.lesion_shape", "0%"},
+           {"clinic.site_effect", "0%"}, {"clinic.age_effect", "100%"}}) {
+    CAPTURE(path);
+    CHECK(hashOf(kSmall, 1, {{path, value}}) != eval);  // the evaluation on that data set
+    CHECK(hashOf(kSmall, 0, {{path, value}}) == base);  // not the pretraining on another
+  }
+  CHECK(hashOf(kSmall, 0, {{"corpus.site_effect", "0%"}}) != base);
+}
+
 TEST_CASE("a probe's hash material leaves out the fine-tuning schedule; a fine-tuning's has it") {
   auto c = compile(kSmall);
   REQUIRE(c->ok());

@@ -16,6 +16,8 @@
 #include <stdexcept>
 
 #include "Inspect.h"
+#include "Runs.h"
+#include "gyrus/exec/Store.h"
 #include "Metrics.h"
 #include "Scoring.h"
 #include "gyrus/io/IoModule.h"
@@ -349,6 +351,10 @@ int runScore(const ScoreArgs& args) {
   return 0;
 }
 
+namespace {
+int printRanking(const std::vector<rt::ScoreResult>& results, bool json, bool rankHd95);
+}  // namespace
+
 int runRank(const std::vector<std::string>& files, bool json, bool rankHd95) {
   std::vector<rt::ScoreResult> results;
   for (const std::string& file : files) {
@@ -372,6 +378,119 @@ int runRank(const std::vector<std::string>& files, bool json, bool rankHd95) {
       return 1;
     }
   }
+  return printRanking(results, json, rankHd95);
+}
+
+int runRankStore(const std::string& storeDir, const std::vector<std::string>& evaluations, bool json, bool rankHd95) {
+  std::error_code ec;
+  if (!fs::is_directory(fs::path(storeDir) / "stages", ec)) {
+    fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", storeDir);
+    return 1;
+  }
+  exec::Store store{fs::path(storeDir)};
+  std::vector<std::string> hashes;
+  if (evaluations.empty()) {
+    hashes = store.stageHashes();
+  } else {
+    for (const std::string& wanted : evaluations) {
+      std::string h = findStage(store, wanted);
+      if (h.empty()) return 1;
+      hashes.push_back(h);
+    }
+  }
+  struct Row {
+    std::string method, task, stage;
+    std::vector<rt::Metric> metrics;  // the evaluation's own names, with _ci_low/_ci_high
+    std::string suffix;               // "" or "_scratch" / "_random_encoder"
+  };
+  std::vector<rt::ScoreResult> results;
+  std::vector<Row> rows;
+  std::map<std::pair<std::string, std::string>, std::string> seen;  // (method, task) -> evaluation
+  for (const std::string& h : hashes) {
+    exec::StageEntry entry = store.inspect(h);
+    if (entry.kind != "evaluate") {
+      if (!evaluations.empty()) {
+        fmt::print(stderr, "error: '{}' is a {} stage; gyrus rank ranks evaluations\n", entry.name, entry.kind);
+        return 1;
+      }
+      continue;
+    }
+    if (entry.status != exec::StageEntry::Status::Done || !entry.record) {
+      if (!evaluations.empty()) {
+        fmt::print(stderr, "error: evaluation '{}' has not finished: run it first (`gyrus run`)\n", entry.name);
+        return 1;
+      }
+      continue;
+    }
+    std::map<std::string, double> m;
+    for (const rt::Metric& x : entry.record->metrics) m[x.name] = x.value;
+    std::string task = m.count("auroc")                      ? "infarct"
+                       : m.count("dice") && m.count("nsd")   ? "meningioma"
+                       : m.count("mae") && m.count("pearson_r") ? "brain_age"
+                                                              : "";
+    if (task.empty()) continue;
+    std::string model = entry.name;
+    std::ifstream in(store.stageDir(h) / "stage.json");
+    nlohmann::json stage = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (stage.is_object() && stage.contains("evaluate") && stage["evaluate"].value("pretrain", "") != "")
+      model = stage["evaluate"]["pretrain"].get<std::string>();
+    std::string reference = m.count("auroc_scratch") || m.count("dice_scratch") || m.count("mae_scratch")
+                                ? "_scratch"
+                                : "_random_encoder";
+    for (const std::string& suffix : {std::string(), reference}) {
+      rt::ScoreResult r;
+      r.method = model + suffix;
+      r.task = task;
+      for (const rt::RankedMetric& rm : rt::rankedMetrics(task, rankHd95)) {
+        auto it = m.find(rm.name + suffix);
+        r.metrics[rm.name] = it == m.end() ? kNaN : it->second;
+      }
+      auto key = std::make_pair(r.method, task);
+      if (auto prior = seen.find(key); prior != seen.end()) {
+        fmt::print(stderr, "error: two evaluations of '{}' on the {} task: '{}' and '{}' ({})\n", model, task,
+                   prior->second, entry.name, h.substr(0, 12));
+        fmt::print(stderr, "note: name the evaluations to rank: gyrus rank --store {} EVALUATION...\n", storeDir);
+        return 1;
+      }
+      seen[key] = entry.name + " (" + h.substr(0, 12) + ")";
+      rows.push_back({r.method, task, entry.name, entry.record->metrics, suffix});
+      results.push_back(std::move(r));
+    }
+  }
+  if (results.empty()) {
+    fmt::print(stderr, "error: the store '{}' has no finished evaluation of a FOMO25 task (auroc, dice + nsd, or mae + "
+                       "pearson_r)\n", storeDir);
+    fmt::print(stderr, "note: run the experiment first (`gyrus run FILE --store {}`)\n", storeDir);
+    return 1;
+  }
+  if (!json) {
+    // The figures, per task and method, with the evaluation's 95 % intervals.
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+      const auto& t = rt::fomoTasks();
+      auto ia = std::find(t.begin(), t.end(), a.task) - t.begin(), ib = std::find(t.begin(), t.end(), b.task) - t.begin();
+      return ia != ib ? ia < ib : a.method < b.method;
+    });
+    size_t width = 6;
+    for (const Row& r : rows) width = std::max(width, r.method.size());
+    fmt::print("{:<10}  {:<{}}  {:<9}  {:>8}  {}\n", "task", "method", width, "metric", "value", "95% CI");
+    for (const Row& r : rows) {
+      std::map<std::string, double> m;
+      for (const rt::Metric& x : r.metrics) m[x.name] = x.value;
+      for (const rt::RankedMetric& rm : rt::rankedMetrics(r.task, rankHd95)) {
+        auto v = m.find(rm.name + r.suffix);
+        auto lo = m.find(rm.name + r.suffix + "_ci_low"), hi = m.find(rm.name + r.suffix + "_ci_high");
+        std::string ci = lo != m.end() && hi != m.end() ? fmt::format("[{:.4f}, {:.4f}]", lo->second, hi->second) : "";
+        fmt::print("{:<10}  {:<{}}  {:<9}  {:>8}  {}\n", r.task, r.method, width, rm.name,
+                   v == m.end() ? "-" : fmt::format("{:.4f}", v->second), ci);
+      }
+    }
+    fmt::print("\n");
+  }
+  return printRanking(results, json, rankHd95);
+}
+
+namespace {
+int printRanking(const std::vector<rt::ScoreResult>& results, bool json, bool rankHd95) {
   std::vector<rt::MethodRank> ranking;
   try {
     ranking = rt::rankMethods(results, rankHd95);
@@ -415,5 +534,6 @@ int runRank(const std::vector<std::string>& files, bool json, bool rankHd95) {
              ranking.size() + 1);
   return 0;
 }
+}  // namespace
 
 }  // namespace gyrus::driver

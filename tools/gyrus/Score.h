@@ -31,4 +31,13 @@ int runScore(const ScoreArgs& args);
 /// duplicate (method, task).
 int runRank(const std::vector<std::string>& files, bool json, bool rankHd95);
 
+/// `gyrus rank --store DIR [EVALUATION...]`: the same ranking of the finished
+/// evaluations of a run store (all, or those named: names or hash prefixes) on FOMO25
+/// tasks (told by their metrics: auroc, dice + nsd, mae + pearson_r). Each evaluation
+/// contributes two methods: its model (the pretrain stage's name) and its reference run
+/// (`<model>_scratch` or `<model>_random_encoder`). First prints each method's figures
+/// per task (with the 95 % intervals the evaluation reports). Exit 1 for an unreadable
+/// store, no evaluation of a FOMO25 task, or two evaluations of one model on one task.
+int runRankStore(const std::string& store, const std::vector<std::string>& evaluations, bool json, bool rankHd95);
+
 }  // namespace gyrus::driver

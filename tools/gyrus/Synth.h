@@ -15,6 +15,8 @@ struct SynthArgs {
   int64_t size = 96;           ///< voxels per axis, 1 mm
   uint64_t seed = 1;
   std::string sites = "a,b";   ///< comma-separated site names
+  double lesionContrast = 100.0;  ///< percent of a finding's contrast the images show
+  double lesionSize = 100.0;      ///< percent: scale of infarcts and meningiomas
   bool force = false;
   int threads = 0;             ///< 0: one per core (at most 8)
 };

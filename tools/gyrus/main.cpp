@@ -389,6 +389,11 @@ int realMain(int argc, char** argv) {
   synth->add_option("--size", synthArgs.size, "Voxels per axis, 1 mm (default 96)")->check(CLI::Range(16, 512));
   synth->add_option("--seed", synthArgs.seed, "Random seed (default 1)");
   synth->add_option("--sites", synthArgs.sites, "Site names, comma-separated; subject i at site i mod count (default a,b)");
+  synth->add_option("--lesion-contrast", synthArgs.lesionContrast,
+                    "Percent of a finding's contrast the images show (default 100; 0-100)")
+      ->check(CLI::Range(0.0, 100.0));
+  synth->add_option("--lesion-size", synthArgs.lesionSize, "Percent scale of infarcts and meningiomas (default 100)")
+      ->check(CLI::Range(25.0, 200.0));
   synth->add_flag("--force", synthArgs.force, "Write into a non-empty directory (same-named files are replaced)");
   synth->add_option("--threads", synthArgs.threads, "Subjects generated in parallel (default: cores, at most 8)")
       ->check(CLI::Range(0, 1024));
@@ -412,8 +417,12 @@ int realMain(int argc, char** argv) {
 
   std::vector<std::string> rankFiles;
   bool rankJson = false, rankHd95 = false;
-  CLI::App* rank = app.add_subcommand("rank", "The FOMO25 ranking of methods from `gyrus score --json` results");
-  rank->add_option("RESULTS", rankFiles, "JSON files written by gyrus score --json")->required();
+  std::string rankStore;
+  CLI::App* rank = app.add_subcommand(
+      "rank", "The FOMO25 ranking of methods from `gyrus score --json` results, or of a store's evaluations");
+  rank->add_option("RESULTS", rankFiles,
+                   "JSON files written by gyrus score --json; with --store: evaluations (names or hashes; default all)");
+  rank->add_option("--store", rankStore, "Rank the finished FOMO25-task evaluations of this run store");
   rank->add_flag("--json", rankJson, "Print one JSON object on stdout");
   rank->add_flag("--hd95", rankHd95, "Rank HD95 too on meningioma (FOMO25 ranks Dice and NSD only)");
 
@@ -686,7 +695,14 @@ int realMain(int argc, char** argv) {
   if (*inspect) return driver::runInspect(inspectPath, inspectJson, inspectVolume);
   if (*synth) return driver::runSynth(synthArgs);
   if (*score) return driver::runScore(scoreArgs);
-  if (*rank) return driver::runRank(rankFiles, rankJson, rankHd95);
+  if (*rank) {
+    if (!rankStore.empty()) return driver::runRankStore(rankStore, rankFiles, rankJson, rankHd95);
+    if (rankFiles.empty()) {
+      fmt::print(stderr, "error: gyrus rank needs RESULTS (files of `gyrus score --json`) or --store DIR\n");
+      return 1;
+    }
+    return driver::runRank(rankFiles, rankJson, rankHd95);
+  }
   if (*compare) {
     compareArgs.store = compareStore;
     return driver::runCompare(compareArgs);

@@ -25,6 +25,13 @@ struct SyntheticData {
   uint64_t seed = 1;
   double lesionRate = 0.5;  ///< fraction of subjects with a lesion (binary label)
   double noise = 0.03;      ///< Rician-like noise level relative to white matter
+  // Difficulty knobs (docs/language.md "synthetic"; defaults calibrated in
+  // docs/performance.md so that a random encoder's probe sits near chance).
+  double lesionContrast = 1.0;  ///< lesion brightness above white matter (1: +100 %), mean
+  double lesionSize = 2.0;      ///< mean lesion radius in mm (= voxels), not scaled with size
+  double lesionShape = 0.5;     ///< elongation: axes vary by ±lesionShape around the radius
+  double siteEffect = 0.5;      ///< per-subject scanner variability (gamma, bias, noise)
+  double ageEffect = 0.5;       ///< strength of the atrophy with age (1: the clinic's)
 };
 
 /// Binary: one 0/1 number per sample (AUROC). Continuous: one number (MAE, Pearson r).

@@ -11,7 +11,7 @@
 //   | grey matter       | mid  | mid  | mid   | mid       | 830              | mid  | mid  |
 //   | white matter      | bright | dark | dark | mid      | 730              | mid  | mid  |
 //   | WM hyperintensity | dark | bright | brightest | mid  | 1050             | mid  | mid  |
-//   | acute infarct     | dark | bright | bright | brightest | 380 (dark)      | mid  | mid  |
+//   | acute infarct     | dark | bright | faint | brightest | 380 (dark)      | mid  | mid  |
 //   | meningioma        | mid  | mid+ | bright | mid+     | 850              | mid  | mid  |
 //   | microbleed        |      |      |       |           |                  | black (larger) | black |
 //
@@ -71,6 +71,13 @@ struct ClinicOptions {
   ir::Shape3 size{96, 96, 96};  ///< voxels (1 mm isotropic)
   uint64_t seed = 1;
   std::vector<ClinicSite> sites;  ///< subject i is scanned at sites[i % sites.size()]
+  /// Difficulty knobs (gyrus synth --lesion-contrast, --lesion-size). The share of a
+  /// finding's contrast that the images show (1: the table above; 0.3: an infarct or a
+  /// meningioma only 30 % of the way from the tissue it replaces to its own contrast);
+  /// its masks and volumes are unchanged.
+  double lesionContrast = 1.0;
+  /// Scales the size of infarcts (the wedge's angle) and meningiomas (the radius).
+  double lesionSize = 1.0;
 };
 
 struct ClinicSequence {

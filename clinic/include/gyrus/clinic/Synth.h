@@ -46,8 +46,8 @@ inline constexpr float kGreyMatter = 0.62f;
 inline constexpr float kCsf = 0.18f;
 inline constexpr float kScalp = 1.1f;
 
-/// Generates subject `index` of the data set `data`. Deterministic in
-/// (data.seed, index, data.size, data.lesionRate, data.noise).
+/// Generates subject `index` of the data set `data`. Deterministic in `data` (every
+/// field but `subjects`) and `index`.
 ///
 /// Example:
 ///   ir::SyntheticData d;  // 40^3, seed 1

@@ -36,6 +36,8 @@ struct SynthRequest {
   int64_t size = 96;   ///< voxels per axis (1 mm isotropic)
   uint64_t seed = 1;
   std::vector<std::string> sites{"a", "b"};  ///< subject i is scanned at sites[i % size]
+  double lesionContrast = 1.0;  ///< share of a finding's contrast the images show (ClinicOptions)
+  double lesionSize = 1.0;      ///< scale of infarcts and meningiomas (ClinicOptions)
   bool force = false;  ///< write into a non-empty directory (files of the same name are replaced)
   int threads = 0;     ///< subjects generated in parallel; 0: one per core (at most 8)
   std::string command;    ///< the command line, recorded in README.txt
