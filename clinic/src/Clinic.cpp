@@ -429,14 +429,14 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
         if (infarct) {
           double q = infarct->weight(p, u, r, w);
           if (q > 0.0) {
-            auto infarcted = [q](std::array<double, kTissues>& t, double k) {
+            auto addInfarct = [q](std::array<double, kTissues>& t, double k) {
               t[kInfarctT] = q * k * (t[kGmT] + t[kWmT] + t[kWmhT]);
               t[kGmT] *= 1.0 - q * k;
               t[kWmT] *= 1.0 - q * k;
               t[kWmhT] *= 1.0 - q * k;
             };
-            infarcted(f, 1.0);
-            infarcted(g, shown);
+            addInfarct(f, 1.0);
+            addInfarct(g, shown);
           }
         }
         if (m > 0.0) {
