@@ -1,0 +1,57 @@
+# tests/cli/data/ixi_brain_age.gy on the real IXI T1 volumes of ../shared (never copied into the
+# project: linked from the work folder), then `gyrus predict` on one scan.
+# cmake -DGYRUS=<gyrus> -DSOURCE=<project> -DSHARED=<real-mri folder> -DWORK=<dir> -P IxiBrainAge.cmake
+# Prints "skipped: no IXI volumes" (and passes as skipped) where ../shared is absent.
+cmake_policy(SET CMP0054 NEW)
+set(ixi_dir "${SHARED}/ixi_T1_brainage")
+file(GLOB scans "${ixi_dir}/IXI*-T1_ds.nii.gz")
+if(NOT EXISTS "${ixi_dir}/IXI_demog_n10.csv" OR NOT scans)
+  message(STATUS "skipped: no IXI volumes at ${ixi_dir}")
+  return()
+endif()
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}/ixi")
+foreach(f IN LISTS scans)
+  get_filename_component(name ${f} NAME)
+  string(REPLACE "-T1_ds.nii.gz" "" subject "${name}")
+  file(MAKE_DIRECTORY "${WORK}/ixi/${subject}")
+  file(CREATE_LINK "${f}" "${WORK}/ixi/${subject}/T1.nii.gz" SYMBOLIC)
+endforeach()
+file(CREATE_LINK "${ixi_dir}/IXI_demog_n10.csv" "${WORK}/ixi/IXI_demog_n10.csv" SYMBOLIC)
+file(WRITE "${WORK}/gyrus.toml" "[roots]\nixi = \"${WORK}/ixi\"\n")
+file(COPY "${SOURCE}/tests/cli/data/ixi_brain_age.gy" DESTINATION "${WORK}")
+
+execute_process(COMMAND ${GYRUS} run ixi_brain_age.gy --config gyrus.toml --store st --json --threads 2
+                WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "gyrus run tests/cli/data/ixi_brain_age.gy: exit ${rc}\n${err}")
+endif()
+# Every stage ran, and both evaluations report a finite MAE in years.
+string(JSON n LENGTH "${out}" metrics)
+math(EXPR last "${n} - 1")
+set(found "")
+foreach(i RANGE ${last})
+  string(JSON stage GET "${out}" metrics ${i} stage)
+  string(JSON name GET "${out}" metrics ${i} name)
+  string(JSON value GET "${out}" metrics ${i} value)
+  if(name STREQUAL "mae")
+    if(NOT value MATCHES "^[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?$" OR value GREATER 60)
+      message(FATAL_ERROR "${stage}: mae ${value} is not an MAE in years")
+    endif()
+    list(APPEND found ${stage})
+  endif()
+endforeach()
+if(NOT found STREQUAL "age_probe;age_ft")
+  message(FATAL_ERROR "expected the MAE of age_probe and age_ft, got '${found}':\n${out}")
+endif()
+
+# A prediction for one real scan (PSR, 2 mm): one number, an age.
+list(GET scans 0 scan)
+execute_process(COMMAND ${GYRUS} predict --store st age_ft --input ${scan} --output pred/age.txt
+                WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+file(READ "${WORK}/pred/age.txt" age)
+string(STRIP "${age}" age)
+if(NOT rc EQUAL 0 OR NOT age MATCHES "^-?[0-9]+(\\.[0-9]+)?$" OR age LESS 0 OR age GREATER 120)
+  message(FATAL_ERROR "gyrus predict on ${scan}: exit ${rc}, '${age}'\n${out}${err}")
+endif()
+message(STATUS "IXI brain age: ran, predicted ${age} years for ${scan}")
