@@ -486,69 +486,80 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
     }
     for (size_t i : set) top = std::max(top, level[i]);
     for (int l = 0; l <= top; ++l) {
-      std::vector<size_t> all;
-      for (size_t i : set)
-        if (level[i] == l && state[i] == State::Waiting) all.push_back(i);
-      // A level larger than the cluster's MaxArraySize goes out as several arrays.
-      const size_t chunk = static_cast<size_t>(std::max(1, slurm.maxArraySize));
-      for (size_t first = 0; first < all.size(); first += chunk) {
-        std::vector<size_t> members(all.begin() + static_cast<std::ptrdiff_t>(first),
-                                    all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), first + chunk)));
-        std::vector<std::string> hashes, after;
-        for (size_t i : members) {
-          hashes.push_back(experiment.stages[i].hash);
-          for (size_t d : experiment.stages[i].deps)
-            if (state[d] == State::InFlight && std::find(after.begin(), after.end(), task[d]) == after.end())
-              after.push_back(task[d]);
+      // With --ranks, a level's pretrainings (N Slurm tasks each, started by srun) and its
+      // evaluations (one process: one Slurm task) go out as separate arrays.
+      for (int group = 0; group < 2; ++group) {
+        const bool pretrains = group == 0;
+        if (!pretrains && slurm.ranks <= 1) break;
+        SlurmSettings groupSlurm = slurm;
+        if (!pretrains) groupSlurm.ranks = 1;
+        std::vector<size_t> all;
+        for (size_t i : set) {
+          if (level[i] != l || state[i] != State::Waiting) continue;
+          const bool isPretrain = experiment.stages[i].kind == ir::StageKind::Pretrain;
+          if (slurm.ranks <= 1 || isPretrain == pretrains) all.push_back(i);
         }
-        std::string name = members.size() == 1 ? experiment.stages[members[0]].name : "level" + std::to_string(l);
-        for (char& c : name)
-          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
-        fs::path script = slurmDir / ("gyrus-" + std::to_string(getpid()) + "-" + std::to_string(++scripts) + ".sh");
-        std::string out, err, failure;
-        try {
-          writeFileAtomic(script, batchScript(hashes, store.root(), slurm, settings, !pattern));
-        } catch (const std::exception& e) {
-          failure = std::string("cannot write its batch script: ") + e.what();
-        }
-        int rc = 0;
-        if (failure.empty()) {
-          std::vector<std::string> argv = {slurm.sbatch};
-          for (std::string& a : sbatchArguments(slurm, members.size(), after, "gyrus-" + name, output, script))
-            argv.push_back(std::move(a));
-          rc = runCommand(argv, out, err);
-          if (rc < 0) failure = "cannot run sbatch (is Slurm's client installed and on PATH?): " + trimmed(err);
-          if (rc > 0) failure = "sbatch refused it: " + oneLine(err.empty() ? out : err);
-        }
-        std::string job = trimmed(out.substr(0, out.find(';')));
-        if (failure.empty() && (job.empty() || job.find_first_not_of("0123456789") != std::string::npos))
-          failure = "sbatch printed no job id ('" + trimmed(out) + "')";
-        if (!failure.empty()) {
+        // A level larger than the cluster's MaxArraySize goes out as several arrays.
+        const size_t chunk = static_cast<size_t>(std::max(1, slurm.maxArraySize));
+        for (size_t first = 0; first < all.size(); first += chunk) {
+          std::vector<size_t> members(all.begin() + static_cast<std::ptrdiff_t>(first),
+                                      all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), first + chunk)));
+          std::vector<std::string> hashes, after;
           for (size_t i : members) {
-            state[i] = State::Done;
-            outcomes[i].status = StageOutcome::Status::Failed;
-            outcomes[i].exitCode = 1;
-            outcomes[i].message = "not submitted: " + failure +
-                                  " (check --partition, --account, --time, --gpus-per-task and the cluster's limits)";
-            skipDependents(i);
+            hashes.push_back(experiment.stages[i].hash);
+            for (size_t d : experiment.stages[i].deps)
+              if (state[d] == State::InFlight && std::find(after.begin(), after.end(), task[d]) == after.end())
+                after.push_back(task[d]);
           }
-          continue;
-        }
-        for (size_t k = 0; k < members.size(); ++k) {
-          size_t i = members[k];
-          state[i] = State::InFlight;
-          task[i] = job + "_" + std::to_string(k);
-          running[i] = false;
-          waitsOn[i] = after;
-          if (counted[i] || attempt[i] == 0) ++attempt[i];
+          std::string name = members.size() == 1 ? experiment.stages[members[0]].name : "level" + std::to_string(l);
+          for (char& c : name)
+            if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
+          fs::path script = slurmDir / ("gyrus-" + std::to_string(getpid()) + "-" + std::to_string(++scripts) + ".sh");
+          std::string out, err, failure;
           try {
-            writeRecord(store, experiment.stages[i].hash, {task[i], attempt[i], logPath(task[i])});
+            writeFileAtomic(script, batchScript(hashes, store.root(), groupSlurm, settings, !pattern));
           } catch (const std::exception& e) {
-            log("warning: cannot record Slurm task " + task[i] + " in the store: " + e.what());
+            failure = std::string("cannot write its batch script: ") + e.what();
           }
-          const ir::Stage& stage = experiment.stages[i];
-          log(label(i) + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" + stage.hash.substr(0, 12) +
-              ") queued as Slurm task " + task[i] + (attempt[i] > 1 ? ", attempt " + std::to_string(attempt[i]) : ""));
+          int rc = 0;
+          if (failure.empty()) {
+            std::vector<std::string> argv = {slurm.sbatch};
+            for (std::string& a : sbatchArguments(groupSlurm, members.size(), after, "gyrus-" + name, output, script))
+              argv.push_back(std::move(a));
+            rc = runCommand(argv, out, err);
+            if (rc < 0) failure = "cannot run sbatch (is Slurm's client installed and on PATH?): " + trimmed(err);
+            if (rc > 0) failure = "sbatch refused it: " + oneLine(err.empty() ? out : err);
+          }
+          std::string job = trimmed(out.substr(0, out.find(';')));
+          if (failure.empty() && (job.empty() || job.find_first_not_of("0123456789") != std::string::npos))
+            failure = "sbatch printed no job id ('" + trimmed(out) + "')";
+          if (!failure.empty()) {
+            for (size_t i : members) {
+              state[i] = State::Done;
+              outcomes[i].status = StageOutcome::Status::Failed;
+              outcomes[i].exitCode = 1;
+              outcomes[i].message = "not submitted: " + failure +
+                                    " (check --partition, --account, --time, --gpus-per-task and the cluster's limits)";
+              skipDependents(i);
+            }
+            continue;
+          }
+          for (size_t k = 0; k < members.size(); ++k) {
+            size_t i = members[k];
+            state[i] = State::InFlight;
+            task[i] = job + "_" + std::to_string(k);
+            running[i] = false;
+            waitsOn[i] = after;
+            if (counted[i] || attempt[i] == 0) ++attempt[i];
+            try {
+              writeRecord(store, experiment.stages[i].hash, {task[i], attempt[i], logPath(task[i])});
+            } catch (const std::exception& e) {
+              log("warning: cannot record Slurm task " + task[i] + " in the store: " + e.what());
+            }
+            const ir::Stage& stage = experiment.stages[i];
+            log(label(i) + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" + stage.hash.substr(0, 12) +
+                ") queued as Slurm task " + task[i] + (attempt[i] > 1 ? ", attempt " + std::to_string(attempt[i]) : ""));
+          }
         }
       }
     }

@@ -204,5 +204,12 @@ assert a["stages"][0]["hash"] == b["stages"][0]["hash"]
 assert abs(la - lb) <= 1e-5 * abs(lb), (la, lb)
 PY
 ! ls -d "$work"/ranks/stages/*/ranks-* > /dev/null 2>&1 || fail "--ranks 2 through Slurm: the rendezvous directory stayed"
+# An evaluation of that pretraining under --ranks 2 is one process: its array asks for one
+# Slurm task and its script starts no ranks (only the pretraining's script did).
+{ cat "$ranks_file"; printf 'evaluate base on corpus.age (shots = 3, repeats = 1)\n'; } > ranks-eval.gy
+timeout 120 "$gyrus" run ranks-eval.gy --executor slurm --ranks 2 --store "$work/ranks" > ranks-eval.out 2> ranks-eval.err \
+  || { cat ranks-eval.err "$work"/ranks/slurm/*.log; fail "--ranks 2 through Slurm: an evaluation"; }
+[ "$(grep -l -- '--ranks 2' "$work"/ranks/slurm/*.sh | wc -l)" = 1 ] \
+  || { grep -c -- '--ranks' "$work"/ranks/slurm/*.sh; fail "--ranks 2 through Slurm: an evaluation's script starts ranks"; }
 
 echo "slurm-test: OK"
