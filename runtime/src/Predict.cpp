@@ -307,11 +307,14 @@ PredictResult predict(const ir::EvaluateStage& stage, const PredictRequest& requ
       sum += value;
     }
     result.value = sum / static_cast<double>(nets.size());
-    std::ofstream f(request.output);
     char text[64];
     std::snprintf(text, sizeof text, "%.9g\n", result.value);
-    f << text;
-    if (!f.flush()) throw UserError("cannot write " + request.output.string());
+    // Atomically (a temporary file renamed over it): a killed predict leaves no torn file.
+    writeAtomically(request.output, [&](const std::string& tmp) {
+      std::ofstream f(tmp);
+      f << text;
+      if (!f.flush()) throw UserError("cannot write " + request.output.string());
+    });
   } else {
     requireOneGrid(inputs, request);
     // P = P1 >> crop(S) >> P2, cut at the last crop.
