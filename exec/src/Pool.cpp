@@ -37,7 +37,7 @@ struct Worker {
   int err = -1;         ///< live view: the read end of its stderr
   std::string errText;  ///< live view: what it wrote there, not yet a whole line
   std::string last;     ///< live view: its latest progress line
-  int gpu = -1;         ///< the index into PoolSettings::gpus it was given
+  std::vector<int> gpus;  ///< the indexes into PoolSettings::gpus it was given (one per rank)
   int out = -1;         ///< the read end of its stdout
   std::string json;     ///< what it wrote there
   size_t stage = 0;
@@ -212,6 +212,17 @@ int pickGpu(const std::vector<std::string>& gpus, const std::vector<int>& inUse)
   return best;
 }
 
+std::vector<int> pickGpus(const std::vector<std::string>& gpus, const std::vector<int>& inUse, int count) {
+  std::vector<int> order(gpus.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return inUse[static_cast<size_t>(a)] < inUse[static_cast<size_t>(b)];
+  });
+  order.resize(std::min(order.size(), static_cast<size_t>(std::max(count, 0))));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
 std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, const Store& store,
                                               const RunSettings& settings, const PoolSettings& pool) {
   auto log = [&](const std::string& line) {
@@ -299,8 +310,12 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
       Worker w;
       w.stage = i;
       w.start = std::chrono::steady_clock::now();
-      w.gpu = pickGpu(pool.gpus, gpuUse);
-      Environment env(w.gpu >= 0 ? pool.gpus[static_cast<size_t>(w.gpu)] : std::string());
+      // A data-parallel pretraining gets one GPU per rank (its ranks take them in order).
+      const int wanted = pool.ranks > 1 && stage.kind == ir::StageKind::Pretrain ? pool.ranks : 1;
+      w.gpus = pickGpus(pool.gpus, gpuUse, wanted);
+      std::string visible;
+      for (int g : w.gpus) visible += (visible.empty() ? "" : ",") + pool.gpus[static_cast<size_t>(g)];
+      Environment env(visible);
       w.pid = spawn(argv, env.pointers.data(), w.out, view.on() ? &w.err : nullptr);
       w.last = "[" + stage.name + "] starting";
       if (w.pid < 0) {
@@ -313,11 +328,11 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         break;
       }
       state[i] = State::Running;
-      if (w.gpu >= 0) ++gpuUse[static_cast<size_t>(w.gpu)];
+      for (int g : w.gpus) ++gpuUse[static_cast<size_t>(g)];
       say("[" + stage.name + "] " + std::string(ir::toString(stage.kind)) + " " + stage.name + " (" +
           stage.hash.substr(0, 12) + ") in worker " + std::to_string(w.pid) + ", " + std::to_string(threads) +
           " thread" + (threads == 1 ? "" : "s") +
-          (w.gpu >= 0 ? ", GPU " + pool.gpus[static_cast<size_t>(w.gpu)] : std::string()));
+          (w.gpus.empty() ? std::string() : (w.gpus.size() == 1 ? ", GPU " : ", GPUs ") + visible));
       running.emplace(w.pid, std::move(w));
     }
     if (running.empty()) break;
@@ -369,7 +384,7 @@ std::vector<StageOutcome> runExperimentInPool(const ir::Experiment& experiment, 
         continue;
       }
       size_t i = w.stage;
-      if (w.gpu >= 0) --gpuUse[static_cast<size_t>(w.gpu)];
+      for (int g : w.gpus) --gpuUse[static_cast<size_t>(g)];
       outcomes[i] = outcomeOf(experiment.stages[i], w, status);
       state[i] = State::Done;
       if (outcomes[i].status == StageOutcome::Status::Failed && interrupted)

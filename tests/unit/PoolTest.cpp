@@ -31,3 +31,17 @@ TEST_CASE("the next worker gets the least used GPU, the first of equals") {
   CHECK(pickGpu(gpus, {2, 1, 2}) == 1);
   CHECK(pickGpu({}, {}) == -1);
 }
+
+TEST_CASE("a data-parallel worker gets one GPU per rank, the least used, in order") {
+  using gyrus::exec::pickGpus;
+  using I = std::vector<int>;
+  std::vector<std::string> gpus{"0", "1", "2", "3"};
+  CHECK(pickGpus(gpus, {0, 0, 0, 0}, 2) == I{0, 1});
+  CHECK(pickGpus(gpus, {1, 1, 0, 0}, 2) == I{2, 3});
+  CHECK(pickGpus(gpus, {1, 0, 1, 0}, 2) == I{1, 3});
+  CHECK(pickGpus(gpus, {0, 2, 1, 0}, 3) == I{0, 2, 3});
+  CHECK(pickGpus(gpus, {0, 0, 0, 0}, 1) == I{0});
+  // Fewer GPUs than ranks: all of them (the ranks share).
+  CHECK(pickGpus(gpus, {3, 0, 1, 2}, 8) == I{0, 1, 2, 3});
+  CHECK(pickGpus({}, {}, 2).empty());
+}

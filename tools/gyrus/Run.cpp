@@ -261,7 +261,10 @@ int runExperiment(const ir::Experiment& experiment, const RunOptions& options) {
     pool.gpus = exec::visibleGpus(settings.device, std::getenv("CUDA_VISIBLE_DEVICES"), exec::driverGpuCount());
     fmt::print(stderr, "run: up to {} stages at once, {} thread{} each{}\n", options.jobs,
                std::max(1, settings.threads / options.jobs), settings.threads / options.jobs > 1 ? "s" : "",
-               pool.gpus.empty() ? std::string() : fmt::format(", one of {} GPUs each", pool.gpus.size()));
+               pool.gpus.empty() ? std::string()
+               : options.ranks > 1
+                   ? fmt::format(", one of {} GPUs each (a pretraining: one per rank)", pool.gpus.size())
+                   : fmt::format(", one of {} GPUs each", pool.gpus.size()));
     outcomes = exec::runExperimentInPool(experiment, store, settings, pool);
   } else {
     exec::InProcessExecutor runtime;

@@ -24,8 +24,9 @@ namespace gyrus::exec {
 struct PoolSettings {
   int jobs = 2;               ///< workers at once
   std::string executable;     ///< the gyrus executable the workers run
-  /// The GPUs the workers share out, one each at a time (CUDA_VISIBLE_DEVICES of each
-  /// worker; see visibleGpus): empty leaves every worker the caller's environment.
+  /// The GPUs the workers share out, one each at a time, or one per rank for a
+  /// data-parallel pretraining (CUDA_VISIBLE_DEVICES of each worker; see visibleGpus):
+  /// empty leaves every worker the caller's environment.
   std::vector<std::string> gpus;
   /// A live view on stderr (a terminal): one line per running stage (its latest progress
   /// line), redrawn in place, with the pool's lines and each stage's warnings, errors and
@@ -46,6 +47,11 @@ int driverGpuCount();
 /// Which GPU the next worker gets: the index into `gpus` used by the fewest running
 /// workers (`inUse[i]` counts them), the first such; -1 when `gpus` is empty.
 int pickGpu(const std::vector<std::string>& gpus, const std::vector<int>& inUse);
+/// The GPUs a data-parallel worker (`--ranks count`) gets, one per rank: the `count`
+/// least used indexes into `gpus` (pickGpu's order: fewest workers, then the first),
+/// ascending; all of them when there are fewer than `count` (the ranks then share); empty
+/// when `gpus` is.
+std::vector<int> pickGpus(const std::vector<std::string>& gpus, const std::vector<int>& inUse, int count);
 
 /// Runs every stage of `experiment` with up to `pool.jobs` workers. Outcomes in the
 /// experiment's order (every stage has one); `settings.log` receives the pool's lines.
