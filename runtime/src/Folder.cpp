@@ -47,20 +47,11 @@ enum class FileRole { Channel, Mask };
 /// binarising (a mask: nearest neighbour), as kernels (Kernels.h). Keeps the shape and spacing as read (RAS order) in `rawShape`,
 /// `rawSpacing`.
 CachedVolume loadOne(const std::string& path, const ir::Pipeline& prefix, FileRole role) {
-  io::Image image;
-  std::string error;
-  if (!io::readNifti(path, io::ReadOptions{}, image, error)) throw UserError(path + ": " + error);
   CachedVolume out;
   Volume& v = out.volume;
-  v.shape = image.shape;
-  v.spacing = image.spacing;
-  v.data = std::move(image.data);
+  v = readVolumeFile(path);
   out.rawShape = v.shape;
   out.rawSpacing = v.spacing;
-  for (size_t i = 0; i < 3; ++i)
-    if (!(v.spacing[i] > 0.0))
-      throw UserError(path + ": the voxel size (pixdim) of axis " + std::to_string(i) +
-                      " is 0: corrupt header, or not an image in mm");
   if (role == FileRole::Mask) {
     binarize(v);
     kir::LowerOptions labels;
@@ -86,6 +77,23 @@ bool sameSpacing(const std::array<double, 3>& a, const std::array<double, 3>& b)
 }
 
 }  // namespace
+
+Volume readVolumeFile(const std::string& path, io::Image* header) {
+  io::Image image;
+  std::string error;
+  if (!io::readNifti(path, io::ReadOptions{}, image, error)) throw UserError(path + ": " + error);
+  Volume v;
+  v.shape = image.shape;
+  v.spacing = image.spacing;
+  v.data = std::move(image.data);
+  image.data.clear();
+  for (size_t i = 0; i < 3; ++i)
+    if (!(v.spacing[i] > 0.0))
+      throw UserError(path + ": the voxel size (pixdim) of axis " + std::to_string(i) +
+                      " is 0: corrupt header, or not an image in mm");
+  if (header != nullptr) *header = std::move(image);
+  return v;
+}
 
 FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, const LoadOptions& options) {
   if (source.kind != ir::DataKind::Folder) throw std::invalid_argument("loadFolder: not a folder data source");

@@ -22,6 +22,7 @@
 
 #include "gyrus/clinic/Synth.h"
 #include "gyrus/Ir.h"
+#include "gyrus/io/Nifti.h"
 
 namespace gyrus::rt {
 
@@ -58,6 +59,11 @@ inline constexpr int64_t kProgressMinVolumes = 50;
 
 /// A sample's name for messages: "sub_1/ses_1", or "sub_1" without a session.
 std::string sampleName(const ir::FolderSample& sample);
+
+/// Reads one NIfTI file as the loader reads it: oriented to RAS (io::readNifti), its
+/// voxel sizes checked. With `header`, the file's header and geometry are kept there (its
+/// data moved into the result). Throws UserError naming the file.
+Volume readVolumeFile(const std::string& path, io::Image* header = nullptr);
 
 /// What loadFolder read.
 struct FolderLoad {

@@ -31,6 +31,7 @@
 
 #include "Errors.h"
 #include "Finetune.h"
+#include "Folder.h"
 #include "Kernels.h"
 #include "Preprocess.h"
 #include "Stages.h"
@@ -107,16 +108,7 @@ struct Input {
 
 Input readInput(const fs::path& path) {
   Input in;
-  std::string error;
-  if (!io::readNifti(path.string(), io::ReadOptions{}, in.image, error)) throw UserError(path.string() + ": " + error);
-  for (size_t i = 0; i < 3; ++i)
-    if (!(in.image.spacing[i] > 0.0))
-      throw UserError(path.string() + ": the voxel size (pixdim) of axis " + std::to_string(i) +
-                      " is 0: corrupt header, or not an image in mm");
-  in.volume.shape = in.image.shape;
-  in.volume.spacing = in.image.spacing;
-  in.volume.data = std::move(in.image.data);
-  in.image.data.clear();
+  in.volume = readVolumeFile(path.string(), &in.image);
   return in;
 }
 

@@ -98,11 +98,7 @@ struct MetricDef {
 }  // namespace
 
 int runCompare(const CompareArgs& args) {
-  std::error_code ec;
-  if (!fs::is_directory(args.store / "stages", ec)) {
-    fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", args.store.string());
-    return 1;
-  }
+  if (!storeExists(args.store)) return 1;
   exec::Store store(args.store);
   Evaluation ea, eb;
   if (!loadEvaluation(store, args.a, ea)) return 1;

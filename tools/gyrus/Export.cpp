@@ -22,25 +22,13 @@ using Json = nlohmann::ordered_json;
 
 namespace {
 
-/// Writes `json` to `path` atomically; false (with a message) when it cannot.
+/// Writes `json` to `path` atomically (exec::writeFileAtomic); false (with a message)
+/// when it cannot.
 bool writeJsonFile(const fs::path& path, const Json& json) {
-  std::error_code ec;
-  fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp);
-    f << json.dump(2) << "\n";
-    if (!f) {
-      fmt::print(stderr, "error: cannot write '{}'\n", tmp.string());
-      fs::remove(tmp, ec);
-      return false;
-    }
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    fmt::print(stderr, "error: cannot write '{}': {}\n", path.string(), ec.message());
+  try {
+    exec::writeFileAtomic(path, json.dump(2) + "\n");
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: cannot write '{}': {}\n", path.string(), e.what());
     return false;
   }
   return true;
@@ -150,22 +138,15 @@ int exportStage(const fs::path& storeDir, const std::string& wanted, const std::
     fmt::print(stderr, "error: --format {} is not supported: gyrus exports safetensors\n", format);
     return 1;
   }
+  StoredStage found;
+  if (!readStoredStage(storeDir, wanted, found)) return 1;
+  const exec::Store store(storeDir);
+  const std::string& hash = found.hash;
+  const ir::Stage& stage = found.stage;
+  const std::vector<std::string>& deps = found.deps;
+  const exec::StageEntry entry = store.inspect(hash);
   std::error_code ec;
-  if (!fs::is_directory(storeDir / "stages", ec)) {
-    fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", storeDir.string());
-    return 1;
-  }
-  exec::Store store(storeDir);
-  const std::string hash = findStage(store, wanted);
-  if (hash.empty()) return 1;
-  exec::StageEntry entry = store.inspect(hash);
-  ir::Stage stage;
-  std::vector<std::string> deps;
   std::string error;
-  if (!store.readStage(hash, stage, deps, error)) {
-    fmt::print(stderr, "error: cannot read stage {}: {}\n", hash.substr(0, 12), error);
-    return 1;
-  }
   if (entry.status != exec::StageEntry::Status::Done) {
     fmt::print(stderr, "error: stage '{}' ({}) has not finished: run it first (`gyrus run`)\n", stage.name,
                hash.substr(0, 12));

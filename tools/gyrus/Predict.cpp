@@ -41,21 +41,13 @@ bool endsWith(const std::string& s, const std::string& tail) {
 }  // namespace
 
 int predictSubject(const PredictArgs& args) {
+  StoredStage found;
+  if (!readStoredStage(args.store, args.stage, found)) return 1;
+  const exec::Store store(args.store);
+  const std::string& hash = found.hash;
+  const ir::Stage& stage = found.stage;
   std::error_code ec;
-  if (!fs::is_directory(args.store / "stages", ec)) {
-    fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", args.store.string());
-    return 1;
-  }
-  exec::Store store(args.store);
-  const std::string hash = findStage(store, args.stage);
-  if (hash.empty()) return 1;
-  ir::Stage stage;
-  std::vector<std::string> deps;
   std::string error;
-  if (!store.readStage(hash, stage, deps, error)) {
-    fmt::print(stderr, "error: cannot read stage {}: {}\n", hash.substr(0, 12), error);
-    return 1;
-  }
   if (stage.kind != ir::StageKind::Evaluate || stage.evaluate.protocol != ir::Protocol::Finetune) {
     fmt::print(stderr, "error: '{}' is {}: gyrus predict needs a fine-tuning evaluation, which keeps its models\n",
                stage.name, stage.kind == ir::StageKind::Pretrain ? "a pretraining" : "a linear probe");

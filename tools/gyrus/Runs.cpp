@@ -39,12 +39,6 @@ std::string sizeText(int64_t bytes) {
   return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / 1073741824.0);
 }
 
-bool storeExists(const fs::path& store) {
-  std::error_code ec;
-  if (fs::is_directory(store / "stages", ec)) return true;
-  fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", store.string());
-  return false;
-}
 
 // A hash or a unique prefix of one; "" with a message when there is none or several.
 std::string resolve(const exec::Store& store, const std::string& prefix) {
@@ -229,5 +223,25 @@ std::string findStage(const exec::Store& store, const std::string& wanted) {
   return {};
 }
 
+
+bool storeExists(const fs::path& store) {
+  std::error_code ec;
+  if (fs::is_directory(store / "stages", ec)) return true;
+  fmt::print(stderr, "error: '{}' is not a run store (it has no stages/ directory)\n", store.string());
+  return false;
+}
+
+bool readStoredStage(const fs::path& storeDir, const std::string& nameOrHash, StoredStage& out) {
+  if (!storeExists(storeDir)) return false;
+  exec::Store store(storeDir);
+  out.hash = findStage(store, nameOrHash);
+  if (out.hash.empty()) return false;
+  std::string error;
+  if (!store.readStage(out.hash, out.stage, out.deps, error)) {
+    fmt::print(stderr, "error: cannot read stage {}: {}\n", out.hash.substr(0, 12), error);
+    return false;
+  }
+  return true;
+}
 
 }  // namespace gyrus::driver

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "gyrus/Ir.h"
+
 namespace gyrus::exec {
 class Store;
 }
@@ -30,5 +32,18 @@ int runsCollect(const std::filesystem::path& store, const std::vector<std::strin
 /// A stage of `store` by its name or a unique prefix (6+ digits) of its hash; "" after
 /// printing why not (none, or several: their hashes are listed).
 std::string findStage(const exec::Store& store, const std::string& nameOrHash);
+
+/// True when `store` is a run store (has stages/); otherwise prints why not.
+bool storeExists(const std::filesystem::path& store);
+
+/// A stage of a store read back from its stage.json: what export and predict start from.
+struct StoredStage {
+  std::string hash;
+  ir::Stage stage;
+  std::vector<std::string> deps;  ///< its dependencies' hashes
+};
+/// The stage `nameOrHash` (findStage) of the store at `storeDir`, read back; false after
+/// printing why not (no store, no such stage or several, an unreadable stage.json).
+bool readStoredStage(const std::filesystem::path& storeDir, const std::string& nameOrHash, StoredStage& out);
 
 }  // namespace gyrus::driver
