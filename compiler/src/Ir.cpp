@@ -219,7 +219,11 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
     if (e.protocol == Protocol::Probe) {
       out += "  probe = linear(shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +
-             ", seed = " + std::to_string(e.seed) + ")\n";
+             ", seed = " + std::to_string(e.seed) +
+             (e.labelKind != LabelKind::Continuous ? std::string()
+              : e.ridgeAlpha > 0                   ? ", alpha = " + formatNumber(e.ridgeAlpha)
+                                                   : std::string(", alpha = leave-one-out")) +
+             ")\n";
     } else {
       out += "  finetune = (shots = " + std::to_string(e.shots) + ", repeats = " + std::to_string(e.repeats) +
              ", test = " + (e.testSite.empty() ? formatNumber(e.testFraction) : "site(" + quoted(e.testSite) + ")") +

@@ -219,6 +219,9 @@ void visit(V& v, S& p) {
   v.unlessDefault("init_weights", p.initWeights, WeightsFile{});
 }
 
+/// The ridge probe's fixed L2 strength before it was chosen by leave-one-out.
+inline constexpr double kLegacyRidgeAlpha = 1.0;
+
 // The fine-tuning schedule belongs to the fine-tuning protocol and the NSD tolerance to
 // masks: a probe's identity does not depend on settings it never reads. The metrics only
 // choose what is reported.
@@ -230,6 +233,9 @@ void visit(V& v, S& e) {
            "protocol", e.protocol);
   if (e.protocol == Protocol::Probe) {
     v("probe", e.probe);
+    // Absent in stages written before the leave-one-out choice, which fitted with 1.0:
+    // they keep their hash, and `alpha = 1` reuses their results.
+    if (e.labelKind == LabelKind::Continuous) v.unlessDefault("ridge_alpha", e.ridgeAlpha, kLegacyRidgeAlpha);
   } else {
     identity(v, "epochs", e.epochs, "lr", e.lr, "batch", e.batch, "batches", e.batches, "grad_clip", e.gradClip);
   }

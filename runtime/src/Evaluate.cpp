@@ -342,9 +342,11 @@ std::vector<Metric> RepeatFigures::metrics() const {
 
 namespace {
 
-/// Probe scores of the test subjects after fitting on the training draw.
+/// Probe scores of the test subjects after fitting on the training draw; `alpha` is the
+/// ridge's L2 strength for a continuous label (0: chosen by leave-one-out, and the
+/// choice is written back).
 std::vector<double> probeScores(const Matrix& features, const Labels& labels, const std::vector<int64_t>& train,
-                                const std::vector<int64_t>& test, bool binary) {
+                                const std::vector<int64_t>& test, bool binary, double& alpha) {
   Matrix xTrain = features.selectRows(train);
   Standardizer standardizer = Standardizer::fit(xTrain);
   xTrain = standardizer.apply(xTrain);
@@ -357,7 +359,13 @@ std::vector<double> probeScores(const Matrix& features, const Labels& labels, co
   } else {
     std::vector<double> y;
     for (int64_t i : train) y.push_back(labels.values[static_cast<size_t>(i)]);
-    model = fitRidge(xTrain, y);
+    if (alpha > 0) {
+      model = fitRidge(xTrain, y, alpha);
+    } else {
+      RidgeChoice choice = fitRidgeLoo(xTrain, y, ridgeAlphaGrid());
+      model = std::move(choice.model);
+      alpha = choice.alpha;
+    }
   }
   return model.predict(xTest);
 }
@@ -391,8 +399,9 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
   for (int64_t r = 0; r < stage.repeats; ++r) {
     auto start = std::chrono::steady_clock::now();
     std::vector<int64_t> train = drawShots(stage, labels, split, binary, r);
-    std::vector<double> scores = probeScores(features, labels, train, split.test, binary);
-    std::vector<double> scoresRandom = probeScores(randomFeatures, labels, train, split.test, binary);
+    double alpha = stage.ridgeAlpha, alphaRandom = stage.ridgeAlpha;
+    std::vector<double> scores = probeScores(features, labels, train, split.test, binary, alpha);
+    std::vector<double> scoresRandom = probeScores(randomFeatures, labels, train, split.test, binary, alphaRandom);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string line = figures.add(r, stage.repeats, scores, scoresRandom, seconds);
     if (ctx.progress) ctx.progress(line);
@@ -402,6 +411,10 @@ StageResult evaluate(const ir::EvaluateStage& given, const StageContext& ctx) {
                            {"scores", scores},
                            {"scores_random_encoder", scoresRandom},
                            {"labels", figures.labels()}});
+    if (!binary) {
+      repeatsJson.back()["alpha"] = alpha;
+      repeatsJson.back()["alpha_random_encoder"] = alphaRandom;
+    }
   }
 
   StageResult result;

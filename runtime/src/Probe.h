@@ -62,4 +62,23 @@ LinearModel fitLogistic(const Matrix& x, std::span<const int> labels, double l2 
 /// bias to be exact: b = mean(y) - w.mean(x) is used either way.
 LinearModel fitRidge(const Matrix& x, std::span<const double> targets, double l2 = kRidgeL2);
 
+/// The L2 strengths `fitRidgeLoo` chooses from: 10^-2 to 10^6 in half decades.
+std::vector<double> ridgeAlphaGrid();
+
+/// A ridge fit whose strength was chosen by leave-one-out.
+struct RidgeChoice {
+  LinearModel model;
+  double alpha = 0.0;        ///< the chosen strength
+  double looError = 0.0;     ///< its leave-one-out mean squared error
+};
+
+/// Fits the ridge probe with the strength of `alphas` that minimises the exact
+/// leave-one-out mean squared error on the training rows (ties: the larger strength).
+/// The leave-one-out residuals come in closed form from the hat matrix of the
+/// penalised fit with an unpenalised intercept, r_i / (1 - h_ii), so no fit is repeated:
+/// in the dual form (features outnumber rows) h_ii = 1/n + 1 - alpha [(Kc + alpha I)^-1]_ii
+/// with Kc the centred Gram matrix; in the primal form h_ii = 1/n + xc_i^T
+/// (Xc^T Xc + alpha I)^-1 xc_i. Needs at least 3 rows.
+RidgeChoice fitRidgeLoo(const Matrix& x, std::span<const double> targets, std::span<const double> alphas);
+
 }  // namespace gyrus::rt

@@ -102,6 +102,88 @@ TEST_CASE("probes match scikit-learn LogisticRegression and Ridge with the same 
   }
 }
 
+namespace {
+
+/// Leave-one-out mean squared error by brute force: n refits on n - 1 rows.
+double bruteForceLoo(const Matrix& x, const std::vector<double>& y, double alpha) {
+  double sum = 0.0;
+  for (int64_t out = 0; out < x.rows; ++out) {
+    std::vector<int64_t> keep;
+    std::vector<double> yk;
+    for (int64_t r = 0; r < x.rows; ++r)
+      if (r != out) {
+        keep.push_back(r);
+        yk.push_back(y[static_cast<size_t>(r)]);
+      }
+    LinearModel m = fitRidge(x.selectRows(keep), yk, alpha);
+    std::vector<int64_t> one{out};
+    double e = m.predict(x.selectRows(one))[0] - y[static_cast<size_t>(out)];
+    sum += e * e;
+  }
+  return sum / static_cast<double>(x.rows);
+}
+
+/// Rows of random features whose first column carries the target (plus noise).
+void regressionData(int64_t n, int64_t d, double noise, uint64_t seed, Matrix& x, std::vector<double>& y) {
+  uint64_t state = seed;
+  auto uniform = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5;
+  };
+  x = Matrix(n, d);
+  y.assign(static_cast<size_t>(n), 0.0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < d; ++c) x(r, c) = uniform() * (c == 0 ? 4.0 : 1.0);
+    y[static_cast<size_t>(r)] = 30.0 + 10.0 * x(r, 0) + noise * uniform();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ridge leave-one-out: the closed form equals n refits, primal and dual; the best strength is chosen") {
+  for (auto [n, d] : {std::pair<int64_t, int64_t>{12, 5}, {10, 40}, {16, 240}}) {
+    CAPTURE(n);
+    CAPTURE(d);
+    Matrix x;
+    std::vector<double> y;
+    regressionData(n, d, 2.0, static_cast<uint64_t>(n * 1000 + d), x, y);
+    std::vector<double> grid = ridgeAlphaGrid();
+    double best = 0.0, bestError = 1e300;
+    for (double alpha : grid) {
+      std::vector<double> one{alpha};
+      RidgeChoice c = fitRidgeLoo(x, y, one);
+      double brute = bruteForceLoo(x, y, alpha);
+      CHECK(c.looError == doctest::Approx(brute).epsilon(1e-7));
+      if (brute < bestError) {
+        bestError = brute;
+        best = alpha;
+      }
+    }
+    RidgeChoice chosen = fitRidgeLoo(x, y, grid);
+    CHECK(chosen.alpha == best);
+    CHECK(chosen.looError == doctest::Approx(bestError).epsilon(1e-7));
+    // The chosen model is the plain ridge fit at that strength.
+    LinearModel plain = fitRidge(x, y, chosen.alpha);
+    CHECK(chosen.model.bias == doctest::Approx(plain.bias));
+    for (size_t i = 0; i < plain.weights.size(); ++i) CHECK(chosen.model.weights[i] == doctest::Approx(plain.weights[i]));
+  }
+  // A feature that carries the target is used (a weak penalty wins); features of pure
+  // noise are not (the strongest penalty, whose predictions are nearly the mean).
+  Matrix x;
+  std::vector<double> y;
+  regressionData(16, 8, 0.5, 7, x, y);
+  CHECK(fitRidgeLoo(x, y, ridgeAlphaGrid()).alpha < 10.0);
+  for (int64_t r = 0; r < x.rows; ++r) x(r, 0) = static_cast<double>((r * 7) % 5);
+  CHECK(fitRidgeLoo(x, y, ridgeAlphaGrid()).alpha >= 1e5);
+  // Constant targets: every strength has error 0 and the strongest is kept.
+  std::vector<double> flat(static_cast<size_t>(x.rows), 42.0);
+  RidgeChoice c = fitRidgeLoo(x, flat, ridgeAlphaGrid());
+  CHECK(c.alpha == ridgeAlphaGrid().back());
+  CHECK(c.model.predict(x)[3] == doctest::Approx(42.0));
+  CHECK_THROWS_AS(fitRidgeLoo(x.selectRows(std::vector<int64_t>{0, 1}), std::vector<double>{1, 2}, ridgeAlphaGrid()),
+                  std::invalid_argument);
+}
+
 TEST_CASE("standardizer centres and scales training features; constant columns are only centred") {
   Matrix x(4, 2);
   double col0[] = {1, 2, 3, 4};

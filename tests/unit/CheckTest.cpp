@@ -182,6 +182,13 @@ TEST_CASE("evaluations: model, task, label and few-shot sizes") {
   CHECK(kinds(*compile(withLine("shots = 8", "shots = 1"))) == std::vector<std::string>{"few-shot-size"});
   CHECK(kinds(*compile(withLine("shots = 8", "shots = 8, shot = 3"))) == std::vector<std::string>{"unknown-argument"});
   CHECK(kinds(*compile(withLine("shots = 8", "shots = 8, test = 150%"))) == std::vector<std::string>{"value-range"});
+  // alpha is the ridge probe's: a binary label's logistic probe and fine-tuning have none.
+  CHECK(kinds(*compile(withLine("shots = 8", "shots = 8, alpha = 10"))) == std::vector<std::string>{"unknown-argument"});
+  std::string age = withLine("clinic.lesion", "clinic.age");
+  CHECK(kinds(*compile(age, {{"base_age.alpha", "10"}})).empty());
+  CHECK(kinds(*compile(age, {{"base_age.alpha", "0"}})) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile(age, {{"base_age.alpha", "10"}, {"base_age.protocol", "finetune"}})) ==
+        std::vector<std::string>{"unknown-argument"});
   auto single = compile(withLine("seed = 2)", "seed = 2, lesion_rate = 0%)"));
   CHECK(kinds(*single) == std::vector<std::string>{"value-range"});
 }

@@ -173,6 +173,36 @@ TEST_CASE("a probe's hash material leaves out the fine-tuning schedule; a fine-t
   CHECK(ir::hashMaterial(tuned, ir::depHashes(tuned, *f->check.experiment)).find("\"epochs\":2") != std::string::npos);
 }
 
+TEST_CASE("a regression probe's alpha: leave-one-out by default, a fixed value hashed, 1 keeps the old probe's hash") {
+  auto c = compile(kSmall);
+  REQUIRE(c->ok());
+  const ir::Stage& probe = c->check.experiment->stages[1];
+  CHECK(probe.evaluate.ridgeAlpha == 0.0);
+  std::string material = ir::hashMaterial(probe, ir::depHashes(probe, *c->check.experiment));
+  CHECK(material.find("\"ridge_alpha\":0") != std::string::npos);
+  std::string loo = probe.hash;
+  CHECK(hashOf(kSmall, 1, {{"base_age.alpha", "10"}}) != loo);
+  CHECK(hashOf(kSmall, 1, {{"base_age.alpha", "10"}}) != hashOf(kSmall, 1, {{"base_age.alpha", "100"}}));
+  // alpha = 1 is the fixed strength stages had before the choice: their material has no
+  // key, so their hashes and stored results stay valid.
+  auto fixed = compile(kSmall, {{"base_age.alpha", "1"}});
+  REQUIRE(fixed->ok());
+  const ir::Stage& one = fixed->check.experiment->stages[1];
+  CHECK(ir::hashMaterial(one, ir::depHashes(one, *fixed->check.experiment)).find("ridge_alpha") == std::string::npos);
+  // Every value round-trips through stage.json.
+  for (const char* value : {"0.5", "1", "1e4"}) {
+    auto v = compile(kSmall, {{"base_age.alpha", value}});
+    REQUIRE(v->ok());
+    const ir::Stage& s = v->check.experiment->stages[1];
+    ir::Stage back;
+    std::vector<std::string> deps;
+    std::string error;
+    REQUIRE_MESSAGE(ir::stageFromJson(ir::stageToJson(s, ir::depHashes(s, *v->check.experiment)), back, deps, error), error);
+    CHECK(back.evaluate.ridgeAlpha == doctest::Approx(std::stod(value)));
+    CHECK(back.hash == s.hash);
+  }
+}
+
 TEST_CASE("precision: bf16 is part of a stage's identity and round-trips; fp32 stages keep their JSON and hashes") {
   auto c = compile(kSmall);
   REQUIRE(c->ok());

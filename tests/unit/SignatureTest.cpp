@@ -128,7 +128,7 @@ TEST_CASE("signatures: one binder words each site's mistakes") {
   CHECK(out.find("argument 'shots' is given twice") != std::string::npos);
   CHECK(out.find("evaluate has no argument 'shot'; did you mean 'shots'?") != std::string::npos);
   CHECK(out.find("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, clip, head, "
-                 "pipeline, tolerance, metrics") != std::string::npos);
+                 "pipeline, tolerance, alpha, metrics") != std::string::npos);
 }
 
 TEST_CASE("signatures: docs/language.md embeds the generated reference") {

@@ -310,6 +310,10 @@ struct EvaluateStage {
   double gradClip = 1.0;
   /// LabelKind::Mask: the tolerance of the normalised surface Dice, in millimetres.
   double nsdToleranceMm = 2.0;
+  /// Probe of a LabelKind::Continuous label: the ridge's L2 strength; 0 (the default)
+  /// chooses it per draw by exact leave-one-out on the shots (rt::fitRidgeLoo). Stages
+  /// written before the choice existed used 1.0 and read back as 1.0.
+  double ridgeAlpha = 0.0;
   int64_t shots = 16;
   int64_t repeats = 3;
   double testFraction = 0.5;

@@ -241,6 +241,7 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
   e.seed = static_cast<uint64_t>(args["seed"].value.num);
   e.precision = args["precision"].value.flag ? ir::Precision::Bf16 : ir::Precision::Fp32;
   e.nsdToleranceMm = args["tolerance"].value.num;
+  e.ridgeAlpha = args["alpha"].present ? args["alpha"].value.num : 0.0;
   if (args["init"].present && args["init"].value.ty == Ty::Weights) {
     if (!checkInitWeights(args["init"].value, args["init"].range, model.encoder, model.encoderOrigin,
                           "evaluation '" + stage.name + "'"))

@@ -26,6 +26,16 @@ bool Checker::checkTaskHead(Evaluation& ev) {
     diag.fixit(args["head"].range, dense ? "pooled" : "dense");
     return false;
   }
+  if (args["alpha"].present && (ev.finetune || ev.labelKind != ir::LabelKind::Continuous)) {
+    Diagnostic& diag = diags_.report(
+        DiagKind::UnknownArgument, args["alpha"].range,
+        "'alpha' is the L2 strength of the ridge probe of a continuous label; " +
+            (ev.finetune ? std::string("a fine-tuning evaluation fits no probe")
+                         : ev.labelText() + " is judged by " +
+                               (segmentation ? "fine-tuning" : "a logistic probe")));
+    diag.note("remove it; without it a regression probe chooses its strength by leave-one-out on the shots");
+    return false;
+  }
   if (args["tolerance"].present && !segmentation) {
     diags_.report(DiagKind::UnknownArgument, args["tolerance"].range,
                   "'tolerance' is the surface-distance tolerance of segmentation metrics; " + ev.labelText() +
