@@ -22,6 +22,22 @@ namespace gyrus::exec {
 
 namespace fs = std::filesystem;
 
+int removeStaleRendezvous(const fs::path& tmp) {
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path dir = it->path();
+    if (dir.filename().string().rfind("gyrus-ranks-", 0) != 0 || !it->is_directory(ec)) continue;
+    std::ifstream in(dir / "owner");
+    long pid = 0;
+    if (!(in >> pid) || pid <= 0) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    std::error_code e;
+    if (fs::remove_all(dir, e) > 0 && !e) ++removed;
+  }
+  return removed;
+}
+
 std::string checkRanks(const ir::PretrainStage& stage, int ranks) {
   if (ranks <= 1) return {};
   if (stage.batch % ranks != 0 || stage.batch < ranks) {
@@ -135,13 +151,16 @@ rt::StageResult RankExecutor::execute(const ir::Stage& stage, const rt::StageCon
     fs::create_directories(work, ec);
     if (ec) return failure(rt::StageResult::Status::UserError, "cannot create " + work.string() + ": " + ec.message());
   } else {
-    std::string pattern = (fs::temp_directory_path(ec) / "gyrus-ranks-XXXXXX").string();
+    fs::path tmp = fs::temp_directory_path(ec);
+    removeStaleRendezvous(tmp);
+    std::string pattern = (tmp / "gyrus-ranks-XXXXXX").string();
     std::vector<char> buffer(pattern.begin(), pattern.end());
     buffer.push_back('\0');
     if (mkdtemp(buffer.data()) == nullptr)
       return failure(rt::StageResult::Status::UserError,
                      "cannot create a temporary directory for the ranks' rendezvous (" + pattern + "): set TMPDIR");
     work = buffer.data();
+    std::ofstream(work / "owner") << getpid() << "\n";
   }
   struct Cleanup {
     fs::path dir;

@@ -5,6 +5,7 @@
 // 0's result is the stage's, a failing rank's message is reported and the others stopped.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -217,4 +218,27 @@ TEST_CASE("ranks: RankExecutor with stand-ins for gyrus and srun") {
     ranks.execute(evaluation, ctx);
     CHECK(inner.calls == before + 1);
   }
+}
+
+TEST_CASE("ranks: a killed run's rendezvous directory is removed by the next; a live one's is kept") {
+  Scratch scratch;
+  // A pid that has exited: a child reaped at once.
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  REQUIRE(dead > 0);
+  waitpid(dead, nullptr, 0);
+  auto make = [&](const std::string& name, const std::string& owner) {
+    fs::create_directories(scratch.dir / name / "rendezvous");
+    if (!owner.empty()) std::ofstream(scratch.dir / name / "owner") << owner << "\n";
+  };
+  make("gyrus-ranks-dead01", std::to_string(dead));
+  make("gyrus-ranks-live01", std::to_string(getpid()));
+  make("gyrus-ranks-noown1", "");
+  make("other-dead01", std::to_string(dead));
+  CHECK(removeStaleRendezvous(scratch.dir) == 1);
+  CHECK(!fs::exists(scratch.dir / "gyrus-ranks-dead01"));
+  CHECK(fs::exists(scratch.dir / "gyrus-ranks-live01"));
+  CHECK(fs::exists(scratch.dir / "gyrus-ranks-noown1"));
+  CHECK(fs::exists(scratch.dir / "other-dead01"));
+  CHECK(removeStaleRendezvous(scratch.dir / "missing") == 0);
 }

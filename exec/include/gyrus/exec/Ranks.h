@@ -47,6 +47,12 @@ std::vector<std::vector<std::string>> rankCommands(const RankSettings& ranks, co
                                                    const std::filesystem::path& rendezvous,
                                                    const std::filesystem::path& resultDir);
 
+/// Removes the local rendezvous directories (`gyrus-ranks-*` in `tmp`) whose gyrus is
+/// gone: a killed run (SIGKILL, a lost shell) never runs its cleanup. Each directory
+/// names its owner's pid in a file `owner`; one without it, or whose owner still runs,
+/// is left alone. Returns how many were removed.
+int removeStaleRendezvous(const std::filesystem::path& tmp);
+
 /// An executor that runs pretraining stages as `settings.ranks` processes (above) and
 /// every other stage through `inner`.
 class RankExecutor final : public Executor {
