@@ -325,10 +325,10 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
   // Anatomy (age first: it drives atrophy).
   Rng anatomyRng = stream("anatomy");
   s.age = std::round(anatomyRng.uniform(20.0, 85.0) * 10.0) / 10.0;
-  Anatomy a(anatomyRng, n, s.age);
+  Anatomy a(anatomyRng, n, s.age, options.ageEffect);
   const double w = 1.0 / std::min({a.radius[0], a.radius[1], a.radius[2]});  // one voxel
   const double vox = static_cast<double>(std::min({n[0], n[1], n[2]})) / 96.0;  // size scale
-  const double ageFactor = std::clamp((s.age - 20.0) / 65.0, 0.0, 1.0);
+  const double ageFactor = options.ageEffect * std::clamp((s.age - 20.0) / 65.0, 0.0, 1.0);
 
   // Which findings (the task decides how likely each is).
   Rng findings = stream("findings");
@@ -355,7 +355,7 @@ ClinicSubject synthesizeClinic(const ClinicOptions& options, int64_t index, cons
   const size_t numel = static_cast<size_t>(n[0] * n[1] * n[2]);
   std::vector<float> wmh(numel, 0.0f);
   Rng wmhRng = stream("wmh");
-  int wmhCount = poisson(wmhRng, 0.3 + 10.0 * std::max(0.0, (s.age - 40.0) / 45.0));
+  int wmhCount = poisson(wmhRng, 0.3 + 10.0 * options.ageEffect * std::max(0.0, (s.age - 40.0) / 45.0));
   for (int b = 0; b < wmhCount; ++b) {
     double radius = wmhRng.uniform(1.2, 3.2) * vox;
     bool periventricular = wmhRng.bernoulli(0.6);

@@ -126,6 +126,7 @@ class Writer {
     options_.seed = request.seed;
     options_.lesionContrast = request.lesionContrast;
     options_.lesionSize = request.lesionSize;
+    options_.ageEffect = request.ageEffect;
     for (const std::string& name : request.sites) options_.sites.push_back(rt::ClinicSite::fromName(name));
     records_.resize(static_cast<size_t>(request.subjects));
   }
@@ -274,7 +275,8 @@ class Writer {
          "(skull-stripped)\n";
     o << "seed       " << request_.seed << "\n";
     o << "findings   contrast " << request_.lesionContrast * 100.0 << " % of the table's, size "
-      << request_.lesionSize * 100.0 << " % (--lesion-contrast, --lesion-size)\n";
+      << request_.lesionSize * 100.0 << " % (--lesion-contrast, --lesion-size)\n"
+      << "ageing     " << request_.ageEffect * 100.0 << " % of the table's effects of age (--age-effect)\n";
     o << "\nsites (subject i is scanned at site i mod " << options_.sites.size() << "; sites.tsv lists them):\n";
     for (const rt::ClinicSite& s : options_.sites)
       o << "  " << s.name << "  scale " << fixed(s.scale, 0) << "  gamma " << fixed(s.gamma, 3) << "  bias "

@@ -369,6 +369,40 @@ TEST_CASE("ventricles enlarge with age") {
   CHECK(pearson(age, brain) < -0.3);
 }
 
+TEST_CASE("the age knob scales atrophy, hyperintensities and microbleeds; at 0 the anatomy ignores age") {
+  struct Figures {
+    double ventricleR, wmhR, bleedR, wmhMean;
+  };
+  auto figures = [](double effect) {
+    std::vector<double> age, ventricles, wmh, bleeds;
+    for (int i = 0; i < 40; ++i) {
+      ClinicOptions o = optionsOf(ClinicTask::BrainAge, 40);
+      o.ageEffect = effect;
+      ClinicSubject s = synthesizeClinic(o, i);
+      age.push_back(s.age);
+      ventricles.push_back(s.ventricleMl / (s.brainMl + s.ventricleMl));
+      wmh.push_back(s.wmhMl);
+      bleeds.push_back(s.microbleeds);
+    }
+    double mean = 0;
+    for (double v : wmh) mean += v / static_cast<double>(wmh.size());
+    return Figures{pearson(age, ventricles), pearson(age, wmh), pearson(age, bleeds), mean};
+  };
+  Figures full = figures(1.0), half = figures(0.5), none = figures(0.0);
+  CHECK(full.ventricleR > 0.6);
+  CHECK(full.wmhR > 0.4);
+  CHECK(full.bleedR > 0.3);
+  CHECK(half.ventricleR < full.ventricleR);
+  CHECK(half.wmhMean < full.wmhMean);
+  CHECK(std::abs(none.ventricleR) < 0.35);
+  CHECK(std::abs(none.wmhR) < 0.35);
+  CHECK(std::abs(none.bleedR) < 0.35);
+  // The ages themselves do not depend on the knob.
+  ClinicOptions o = optionsOf(ClinicTask::BrainAge, 40);
+  o.ageEffect = 0.0;
+  CHECK(synthesizeClinic(o, 7).age == synthesizeClinic(optionsOf(ClinicTask::BrainAge, 40), 7).age);
+}
+
 TEST_CASE("sites differ measurably on the same anatomy") {
   ClinicOptions o = optionsOf(ClinicTask::Infarct, 48);
   ClinicSite a = ClinicSite::fromName("a"), b = ClinicSite::fromName("b");

@@ -129,6 +129,25 @@ foreach(f preprocessed/sub_3/ses_1/flair.nii.gz labels/sub_3/ses_1/seg.nii.gz)
   endif()
 endforeach()
 
+# --age-effect: recorded in README.txt and the command line; other images, the same ages.
+synth(${WORK}/task3_young fomo25-task3 --age-effect 0)
+file(READ ${WORK}/task3_young/README.txt readme)
+if(NOT readme MATCHES "--age-effect 0" OR NOT readme MATCHES "ageing +0 % of the table's effects of age")
+  message(FATAL_ERROR "--age-effect 0 is not recorded in README.txt:\n${readme}")
+endif()
+file(READ ${WORK}/task3/labels/sub_2/ses_1/label.txt age1)
+file(READ ${WORK}/task3_young/labels/sub_2/ses_1/label.txt age2)
+file(SHA256 ${WORK}/task3/preprocessed/sub_2/ses_1/t1.nii.gz h1)
+file(SHA256 ${WORK}/task3_young/preprocessed/sub_2/ses_1/t1.nii.gz h2)
+if(NOT age1 STREQUAL age2 OR h1 STREQUAL h2)
+  message(FATAL_ERROR "--age-effect 0: ages '${age1}' and '${age2}' should match and the images differ")
+endif()
+execute_process(COMMAND ${GYRUS} synth --out ${WORK}/bad_age --layout fomo25-task3 --age-effect 250
+                RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+if(rc EQUAL 0 OR NOT err MATCHES "age-effect")
+  message(FATAL_ERROR "--age-effect 250: exit ${rc}, stderr '${err}'")
+endif()
+
 # A non-empty directory is refused (exit 1, nothing written) unless --force.
 execute_process(COMMAND ${GYRUS} synth --out ${WORK}/task1 --layout fomo25-task1 --subjects 1 --size 32
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)

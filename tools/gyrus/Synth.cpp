@@ -44,12 +44,14 @@ int runSynth(const SynthArgs& args) {
   request.force = args.force;
   request.lesionContrast = args.lesionContrast / 100.0;
   request.lesionSize = args.lesionSize / 100.0;
+  request.ageEffect = args.ageEffect / 100.0;
   request.threads = args.threads;
   request.generator = std::string("gyrus ") + kVersion;
   request.command = fmt::format(
-      "gyrus synth --out {} --layout {} --subjects {} --size {} --seed {} --sites {} --lesion-contrast {} --lesion-size {}",
+      "gyrus synth --out {} --layout {} --subjects {} --size {} --seed {} --sites {} --lesion-contrast {} --lesion-size {} "
+      "--age-effect {}",
       shellWord(args.out), shellWord(args.layout), args.subjects, args.size, args.seed, shellWord(args.sites),
-      args.lesionContrast, args.lesionSize);
+      args.lesionContrast, args.lesionSize, args.ageEffect);
   const bool tty = isatty(STDERR_FILENO) != 0;
   if (tty) {
     request.progress = [](int64_t done, int64_t total) {

@@ -17,6 +17,7 @@ struct SynthArgs {
   std::string sites = "a,b";   ///< comma-separated site names
   double lesionContrast = 100.0;  ///< percent of a finding's contrast the images show
   double lesionSize = 100.0;      ///< percent: scale of infarcts and meningiomas
+  double ageEffect = 100.0;       ///< percent: scale of every effect of age
   bool force = false;
   int threads = 0;             ///< 0: one per core (at most 8)
 };

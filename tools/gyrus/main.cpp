@@ -394,6 +394,9 @@ int realMain(int argc, char** argv) {
       ->check(CLI::Range(0.0, 100.0));
   synth->add_option("--lesion-size", synthArgs.lesionSize, "Percent scale of infarcts and meningiomas (default 100)")
       ->check(CLI::Range(25.0, 200.0));
+  synth->add_option("--age-effect", synthArgs.ageEffect,
+                    "Percent of the effects of age: atrophy, white-matter hyperintensities, microbleeds (default 100)")
+      ->check(CLI::Range(0.0, 200.0));
   synth->add_flag("--force", synthArgs.force, "Write into a non-empty directory (same-named files are replaced)");
   synth->add_option("--threads", synthArgs.threads, "Subjects generated in parallel (default: cores, at most 8)")
       ->check(CLI::Range(0, 1024));

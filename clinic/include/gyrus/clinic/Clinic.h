@@ -78,6 +78,10 @@ struct ClinicOptions {
   double lesionContrast = 1.0;
   /// Scales the size of infarcts (the wedge's angle) and meningiomas (the radius).
   double lesionSize = 1.0;
+  /// Scales every effect of age (gyrus synth --age-effect): the atrophy (ventricles,
+  /// cortex, brain size) and the age-driven rise of white-matter hyperintensities and
+  /// microbleeds. 1: the table above; 0: ages are drawn but the anatomy ignores them.
+  double ageEffect = 1.0;
 };
 
 struct ClinicSequence {

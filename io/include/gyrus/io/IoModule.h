@@ -38,6 +38,7 @@ struct SynthRequest {
   std::vector<std::string> sites{"a", "b"};  ///< subject i is scanned at sites[i % size]
   double lesionContrast = 1.0;  ///< share of a finding's contrast the images show (ClinicOptions)
   double lesionSize = 1.0;      ///< scale of infarcts and meningiomas (ClinicOptions)
+  double ageEffect = 1.0;       ///< scale of every effect of age (ClinicOptions)
   bool force = false;  ///< write into a non-empty directory (files of the same name are replaced)
   int threads = 0;     ///< subjects generated in parallel; 0: one per core (at most 8)
   std::string command;    ///< the command line, recorded in README.txt
