@@ -24,7 +24,7 @@ namespace gyrus::check {
 enum class Ty {
   Error, Int, Float, Fraction, Length, Voxels, Shape, String, Bool, Range, List,
   Dataset, Data, Pipeline, Encoder, Objective, Optimizer, Schedule, Probe, Function, Model, LabelType, Bytes,
-  ProtocolTy, Site, Head, Decoder, Precision, Record, Metric, Weights,
+  ProtocolTy, Site, Head, Decoder, Stem, Precision, Record, Metric, Weights,
 };
 
 inline std::string_view tyName(Ty t) {
@@ -56,6 +56,7 @@ inline std::string_view tyName(Ty t) {
     case Ty::Site: return "a site";
     case Ty::Head: return "a head (pooled or dense)";
     case Ty::Decoder: return "a decoder (light or none)";
+    case Ty::Stem: return "a stem (reinit or repeat)";
     case Ty::Precision: return "a precision (fp32 or bf16)";
     case Ty::Record: return "a record";
     case Ty::Metric: return "a metric (auroc, dice, nsd, mae or pearson_r)";
@@ -92,6 +93,7 @@ inline std::string_view typeLabel(Ty t) {
     case Ty::Site: return "Site";
     case Ty::Head: return "Head";
     case Ty::Decoder: return "Decoder";
+    case Ty::Stem: return "Stem";
     case Ty::Precision: return "Precision";
     case Ty::Record: return "Record";
     case Ty::Metric: return "Metric";

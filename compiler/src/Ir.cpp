@@ -12,6 +12,7 @@ std::string_view toString(StageKind k) { return fields::enumName(k); }
 std::string_view toString(LabelKind k) { return fields::enumName(k); }
 std::string_view toString(Schedule s) { return fields::enumName(s); }
 std::string_view toString(Precision p) { return fields::enumName(p); }
+std::string_view toString(StemInit s) { return fields::enumName(s); }
 std::string_view toString(Protocol p) { return fields::enumName(p); }
 std::string_view toString(OptimizerKind k) { return fields::enumName(k); }
 std::string_view toString(ObjectiveKind k) { return fields::enumName(k); }
@@ -232,6 +233,7 @@ std::string printStage(const Stage& stage, const Experiment& experiment) {
              (e.batch > 0 ? ", batch = " + std::to_string(e.batch) : std::string()) +
              (e.batches > 0 ? ", batches = " + std::to_string(e.batches) : std::string()) +
              ", clip = " + formatNumber(e.gradClip) +
+             (e.stem != StemInit::Reinit ? ", stem = " + std::string(toString(e.stem)) : std::string()) +
              (e.labelKind == LabelKind::Mask ? ", tolerance = " + formatNumber(e.nsdToleranceMm) + "mm" : std::string()) +
              ")\n";
     }

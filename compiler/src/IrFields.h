@@ -51,6 +51,7 @@ GYRUS_ENUM_NAMES(LabelKind, {LabelKind::Binary, "binary"}, {LabelKind::Continuou
 GYRUS_ENUM_NAMES(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::Sgd, "sgd"})
 GYRUS_ENUM_NAMES(Schedule, {Schedule::Constant, "constant"}, {Schedule::Cosine, "cosine"})
 GYRUS_ENUM_NAMES(Precision, {Precision::Fp32, "fp32"}, {Precision::Bf16, "bf16"})
+GYRUS_ENUM_NAMES(StemInit, {StemInit::Reinit, "reinit"}, {StemInit::Repeat, "repeat"})
 GYRUS_ENUM_NAMES(Protocol, {Protocol::Probe, "probe"}, {Protocol::Finetune, "finetune"})
 GYRUS_ENUM_NAMES(Probe, {Probe::Linear, "linear"})
 GYRUS_ENUM_NAMES(DataKind, {DataKind::Synthetic, "synthetic"}, {DataKind::Folder, "folder"})
@@ -238,6 +239,7 @@ void visit(V& v, S& e) {
     if (e.labelKind == LabelKind::Continuous) v.unlessDefault("ridge_alpha", e.ridgeAlpha, kLegacyRidgeAlpha);
   } else {
     identity(v, "epochs", e.epochs, "lr", e.lr, "batch", e.batch, "batches", e.batches, "grad_clip", e.gradClip);
+    v.unlessDefault("stem", e.stem, StemInit::Reinit);
   }
   if (e.labelKind == LabelKind::Mask) v("nsd_tolerance_mm", e.nsdToleranceMm);
   identity(v, "shots", e.shots, "repeats", e.repeats, "test_site", e.testSite);

@@ -12,7 +12,8 @@ const std::vector<std::pair<std::string, Ty>> kNamedValues = {
     {"finetune", Ty::ProtocolTy},   {"binary", Ty::LabelType},     {"regression", Ty::LabelType},
     {"segmentation", Ty::LabelType}, {"pooled", Ty::Head},         {"dense", Ty::Head},    {"light", Ty::Decoder},
     {"none", Ty::Decoder},          {"auroc", Ty::Metric},         {"dice", Ty::Metric},   {"nsd", Ty::Metric},
-    {"pearson_r", Ty::Metric},      {"mae", Ty::Metric},           {"fp32", Ty::Precision}, {"bf16", Ty::Precision}};
+    {"pearson_r", Ty::Metric},      {"mae", Ty::Metric},           {"fp32", Ty::Precision}, {"bf16", Ty::Precision},
+    {"reinit", Ty::Stem},           {"repeat", Ty::Stem}};
 
 bool parseNumber(const std::string& text, double& out) {
   if (text.empty()) return false;
@@ -144,6 +145,7 @@ bool namedValue(const std::string& name, Value& v) {
         break;
       case Ty::Head: v.flag = name == "dense"; break;
       case Ty::Decoder: v.flag = name == "light"; break;
+      case Ty::Stem: v.flag = name == "repeat"; break;
       case Ty::Precision: v.flag = name == "bf16"; break;
       case Ty::Metric: v.str = name; break;
       default: break;

@@ -335,7 +335,12 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
 /// the re-initialisation once (repeat 0).
 std::vector<std::string> loadPretrained(EncoderModule& encoder, Prepared& p, const ir::EvaluateStage& stage,
                                         const StageContext& ctx, int64_t repeat) {
-  std::vector<std::string> reinitialised = copyMatchingParameters(encoder, p.pretrained);
+  std::vector<std::string> reinitialised = copyMatchingParameters(encoder, p.pretrained, stage.stem);
+  if (repeat == 0 && stage.stem == ir::StemInit::Repeat && ctx.progress)
+    ctx.progress("the task has " + std::to_string(p.data.channels) + " channels, the pretrained encoder takes " +
+                 std::to_string(stage.encoder.inChannels()) + ": its " +
+                 (stage.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution") +
+                 " repeated over the channels (stem = repeat)");
   if (repeat == 0 && !reinitialised.empty() && ctx.progress) {
     auto channels = [](int64_t n) { return std::to_string(n) + (n == 1 ? " channel" : " channels"); };
     ctx.progress("the task has " + channels(p.data.channels) + ", the pretrained encoder takes " +
@@ -354,6 +359,7 @@ nlohmann::json predictionsHeader(const ir::EvaluateStage& stage, const Prepared&
           {"kind", kind},
           {"channels", p.data.channels},
           {"reinitialised", reinitialised},
+          {"stem", std::string(ir::toString(stage.stem))},
           {"epochs", stage.epochs},
           {"lr", stage.lr},
           {"batch", batchSize(stage, stage.shots)},
@@ -564,7 +570,19 @@ torch::Tensor FinetuneNetImpl::forward(const torch::Tensor& x) {
   return head->forward(torch::cat({deepest.mean({2, 3, 4}), deepest.amax({2, 3, 4})}, 1)).squeeze(1);
 }
 
-std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained) {
+torch::Tensor inflateStem(const torch::Tensor& weight, int64_t channels) {
+  const int64_t c = weight.size(1);
+  if (channels >= c) {
+    std::vector<int64_t> reps(static_cast<size_t>(weight.dim()), 1);
+    reps[1] = (channels + c - 1) / c;
+    return weight.repeat(reps).narrow(1, 0, channels) * (static_cast<double>(c) / static_cast<double>(channels));
+  }
+  torch::Tensor out = torch::zeros_like(weight.narrow(1, 0, channels));
+  for (int64_t k = 0; k < c; ++k) out.select(1, k % channels).add_(weight.select(1, k));
+  return out;
+}
+
+std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained, ir::StemInit stem) {
   torch::NoGradGuard noGrad;
   auto source = pretrained->named_parameters();
   auto params = target->named_parameters();
@@ -576,7 +594,10 @@ std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderMo
     if (s != nullptr && s->sizes() == p.value().sizes()) {
       p.value().copy_(*s);
     } else if (s != nullptr && p.key() == target->stemWeight) {
-      dropped.push_back(p.key());
+      if (stem == ir::StemInit::Repeat)
+        p.value().copy_(inflateStem(*s, p.value().size(1)));
+      else
+        dropped.push_back(p.key());
     } else {
       throw std::invalid_argument("copyMatchingParameters: '" + p.key() + "' differs beyond the input channels");
     }

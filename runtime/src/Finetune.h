@@ -69,12 +69,21 @@ TORCH_MODULE(SegNet);
 torch::Tensor segmentationLoss(const torch::Tensor& logits, const torch::Tensor& target);
 
 /// Copies the parameters of `pretrained` into `target` wherever the name and shape
-/// match; the others keep their current (random) values. Returns the names of the
-/// parameters left out (FOMO25 baseline rule: weights whose shapes differ are dropped).
-/// The two encoders may differ only in their input channels, so at most the stem
-/// (EncoderImpl::stemWeight: the first convolution, or the ViT's patch embedding) is left
-/// out; any other difference throws std::invalid_argument (an internal error: the
-/// caller builds both from one config).
-std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained);
+/// match. The two encoders may differ only in their input channels, so only the stem
+/// (EncoderImpl::stemWeight: the first convolution, or the ViT's patch embedding) can
+/// differ; any other difference throws std::invalid_argument (an internal error: the
+/// caller builds both from one config). With StemInit::Reinit a differing stem keeps its
+/// current (random) values and its name is returned (the FOMO25 baseline's rule: weights
+/// whose shapes differ are dropped); with StemInit::Repeat it becomes inflateStem of the
+/// pretrained one and nothing is returned.
+std::vector<std::string> copyMatchingParameters(EncoderModule& target, EncoderModule& pretrained,
+                                                ir::StemInit stem = ir::StemInit::Reinit);
+
+/// A stem weight [out, C, k...] adapted to `channels` inputs: with more channels, the C
+/// pretrained filters tiled over them and scaled by C / channels; with fewer, input
+/// channel c the sum of the pretrained channels c, c + channels, ... Either way the same
+/// image on every input channel gives the pretrained stem's response exactly (when
+/// `channels` is a multiple of C, or smaller).
+torch::Tensor inflateStem(const torch::Tensor& weight, int64_t channels);
 
 }  // namespace gyrus::rt

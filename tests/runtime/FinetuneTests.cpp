@@ -278,3 +278,34 @@ TEST_CASE("finetune: a single-channel encoder goes into a two-channel one, all b
   CHECK(net->forward(torch::randn({3, 2, 16, 16, 16})).sizes().vec() == std::vector<int64_t>{3});
   CHECK(net->named_parameters()["head.weight"].sizes().vec() == std::vector<int64_t>{1, 32});
 }
+
+TEST_CASE("finetune: stem = repeat tiles the pretrained stem over the channels; one image on every channel gives its response") {
+  torch::manual_seed(4);
+  EncoderModule single = makeEncoder(tiny());
+  torch::Tensor image = torch::randn({1, 1, 16, 16, 16});
+  for (int64_t channels : {2, 3, 4}) {
+    CAPTURE(channels);
+    ir::UNetEncoder cfg = tiny();
+    cfg.inChannels = channels;
+    EncoderModule multi = makeEncoder(cfg);
+    CHECK(copyMatchingParameters(multi, single, ir::StemInit::Repeat).empty());
+    torch::Tensor w = multi->named_parameters()["stage0.conv0.conv.weight"];
+    torch::Tensor w0 = single->named_parameters()["stage0.conv0.conv.weight"];
+    for (int64_t c = 0; c < channels; ++c)
+      CHECK(torch::allclose(w.select(1, c), w0.select(1, 0) / static_cast<double>(channels)));
+    // The whole encoder answers the tiled image as the pretrained one answers the image.
+    torch::NoGradGuard noGrad;
+    std::vector<torch::Tensor> a = single->forward(image), b = multi->forward(image.expand({1, channels, 16, 16, 16}));
+    REQUIRE(a.size() == b.size());
+    for (size_t k = 0; k < a.size(); ++k) CHECK(torch::allclose(a[k], b[k], 1e-4, 1e-5));
+  }
+  // Fewer channels than the pretraining: each input channel sums the pretrained ones it stands for.
+  torch::Tensor four = torch::randn({8, 4, 3, 3, 3});
+  torch::Tensor two = inflateStem(four, 2);
+  CHECK(torch::allclose(two.select(1, 0), four.select(1, 0) + four.select(1, 2)));
+  CHECK(torch::allclose(two.select(1, 1), four.select(1, 1) + four.select(1, 3)));
+  CHECK(torch::allclose(inflateStem(four, 4), four));
+  // Three channels from two: tiled (0, 1, 0) and scaled by 2/3.
+  torch::Tensor three = inflateStem(four.narrow(1, 0, 2), 3);
+  CHECK(torch::allclose(three.select(1, 2), four.select(1, 0) * (2.0 / 3.0)));
+}

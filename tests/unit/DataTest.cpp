@@ -10,6 +10,7 @@
 
 using namespace gyrus;
 using gyrus::test::compile;
+using gyrus::test::find;
 using gyrus::test::kinds;
 
 namespace {
@@ -267,6 +268,37 @@ TEST_CASE("tolerance and dense heads belong to segmentation tasks") {
   // The decoder of a pretraining: MAE needs one; SimCLR alone does not use one.
   CHECK(kinds(*compile(src, {{"base.decoder", "none"}})) == std::vector<std::string>{"objective-head"});
   CHECK(kinds(*compile(src, {{"base.decoder", "light"}})).empty());
+}
+
+TEST_CASE("stem = repeat: a multi-channel fine-tuning starts from the tiled pretrained stem, without the warning") {
+  Tree t;
+  t.file("corpus/sub_1/ses_1/t1.nii.gz");
+  t.file("corpus/sub_2/ses_1/t1.nii.gz");
+  fomo25Tree(t, 6);
+  for (int i = 1; i <= 6; ++i) t.file("task/preprocessed/sub_" + std::to_string(i) + "/ses_1/dwi_b1000.nii.gz");
+  std::string root = t.root.string();
+  std::string src = experiment("fomo60k(\"" + root + "/corpus\")",
+                               "fomo25(\"" + root + "/task\", channels = [\"flair\", \"dwi_b1000\"])");
+  auto reinit = compile(src, {{"base_task.protocol", "finetune"}});
+  REQUIRE(kinds(*reinit).empty());
+  CHECK(find(*reinit, "stem-reinit") != nullptr);
+  auto repeat = compile(src, {{"base_task.protocol", "finetune"}, {"base_task.stem", "repeat"}});
+  REQUIRE(kinds(*repeat).empty());
+  CHECK(find(*repeat, "stem-reinit") == nullptr);
+  const ir::Stage& tuned = repeat->check.experiment->stages[1];
+  CHECK((tuned.evaluate.stem == ir::StemInit::Repeat));
+  CHECK(tuned.hash != reinit->check.experiment->stages[1].hash);
+  CHECK(ir::printExperiment(*repeat->check.experiment).find("stem = repeat") != std::string::npos);
+  // A probe has no stem to start; a misspelt value is a type error.
+  CHECK(kinds(*compile(src, {{"base_task.stem", "repeat"}})) == std::vector<std::string>{"unknown-argument"});
+  CHECK(!kinds(*compile(src, {{"base_task.protocol", "finetune"}, {"base_task.stem", "tile"}})).empty());
+  // Where the channels match, the setting is moot and stays out of the hash.
+  std::string single =
+      experiment("fomo60k(\"" + root + "/corpus\")", "fomo25(\"" + root + "/task\", channels = [\"flair\"])");
+  auto a = compile(single, {{"base_task.protocol", "finetune"}});
+  auto b = compile(single, {{"base_task.protocol", "finetune"}, {"base_task.stem", "repeat"}});
+  REQUIRE(kinds(*b).empty());
+  CHECK(a->check.experiment->stages[1].hash == b->check.experiment->stages[1].hash);
 }
 
 TEST_CASE("regression: a data set's problems are all reported at once, the list capped") {

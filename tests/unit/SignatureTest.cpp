@@ -127,7 +127,7 @@ TEST_CASE("signatures: one binder words each site's mistakes") {
   std::string out = renderHuman(c->sources, c->diags.sorted());
   CHECK(out.find("argument 'shots' is given twice") != std::string::npos);
   CHECK(out.find("evaluate has no argument 'shot'; did you mean 'shots'?") != std::string::npos);
-  CHECK(out.find("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, clip, head, "
+  CHECK(out.find("evaluate takes: shots, repeats, test, seed, probe, protocol, epochs, lr, batch, batches, clip, stem, head, "
                  "pipeline, tolerance, alpha, metrics") != std::string::npos);
 }
 

@@ -212,6 +212,12 @@ enum class Schedule { Constant, Cosine };
 /// forward pass and the loss's inputs; fp32 master weights, gradients, optimiser state
 /// and loss). The FOMO25 baseline pretrained in bf16-mixed.
 enum class Precision { Fp32, Bf16 };
+/// How fine-tuning starts the stem (first convolution, or a ViT's patch embedding) of a
+/// task whose channels differ from the pretraining's: `Reinit` draws it afresh (the
+/// FOMO25 baseline's rule); `Repeat` tiles the pretrained filters over the task's
+/// channels and rescales them, so the same image on every channel gives the pretrained
+/// stem's response (timm's adapt_input_conv).
+enum class StemInit { Reinit, Repeat };
 /// AdamW (decoupled weight decay), or SGD with Nesterov momentum (nnssl's choice).
 enum class OptimizerKind { AdamW, Sgd };
 struct Optimizer {
@@ -308,6 +314,8 @@ struct EvaluateStage {
   int64_t batches = 0;
   /// Finetune only: the global gradient norm clip (0: never), as Optimizer::gradClip.
   double gradClip = 1.0;
+  /// Finetune only: the stem of a task with other channels than the pretraining's.
+  StemInit stem = StemInit::Reinit;
   /// LabelKind::Mask: the tolerance of the normalised surface Dice, in millimetres.
   double nsdToleranceMm = 2.0;
   /// Probe of a LabelKind::Continuous label: the ridge's L2 strength; 0 (the default)
@@ -370,6 +378,7 @@ std::string_view toString(StageKind k);
 std::string_view toString(LabelKind k);
 std::string_view toString(Schedule s);
 std::string_view toString(Precision p);
+std::string_view toString(StemInit s);
 std::string_view toString(Protocol p);
 std::string_view toString(OptimizerKind k);
 std::string_view toString(ObjectiveKind k);

@@ -209,14 +209,19 @@ bool Checker::buildEvaluateStage(Evaluation& ev, ir::Stage& stage) {
     if (args["batch"].present) e.batch = static_cast<int64_t>(args["batch"].value.num);
     if (args["batches"].present) e.batches = static_cast<int64_t>(args["batches"].value.num);
     e.gradClip = args["clip"].value.num;
-    if (e.data.channelCount() > e.encoder.inChannels()) {
+    // Only a stem whose channels differ is started either way: elsewhere the setting is
+    // moot and stays out of the stage's identity.
+    e.stem = args["stem"].value.flag && e.data.channelCount() != e.encoder.inChannels() ? ir::StemInit::Repeat
+                                                                                         : ir::StemInit::Reinit;
+    if (e.data.channelCount() > e.encoder.inChannels() && e.stem == ir::StemInit::Reinit) {
       diags_.report(DiagKind::StemReinit, d.taskRanges[0],
                     "'" + d.task[0] + "' has " + std::to_string(e.data.channelCount()) +
                         " channels but '" + model.model + "' was pretrained on " +
                         std::to_string(e.encoder.inChannels()) + ": fine-tuning re-initialises the " +
                         (e.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution"))
           .note("the rest of the encoder starts from the pretrained weights; the probe protocol instead encodes each "
-                "channel with the pretrained stem");
+                "channel with the pretrained stem")
+          .note("`stem = repeat` starts it from the pretrained filters, tiled over the channels and rescaled");
     }
   }
   e.encoder = model.encoder;
