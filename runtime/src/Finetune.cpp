@@ -336,17 +336,14 @@ Prepared prepare(ir::EvaluateStage& stage, const StageContext& ctx, bool binary,
 std::vector<std::string> loadPretrained(EncoderModule& encoder, Prepared& p, const ir::EvaluateStage& stage,
                                         const StageContext& ctx, int64_t repeat) {
   std::vector<std::string> reinitialised = copyMatchingParameters(encoder, p.pretrained, stage.stem);
-  if (repeat == 0 && stage.stem == ir::StemInit::Repeat && ctx.progress)
-    ctx.progress("the task has " + std::to_string(p.data.channels) + " channels, the pretrained encoder takes " +
-                 std::to_string(stage.encoder.inChannels()) + ": its " +
-                 (stage.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution") +
-                 " repeated over the channels (stem = repeat)");
-  if (repeat == 0 && !reinitialised.empty() && ctx.progress) {
+  const bool differs = p.data.channels != stage.encoder.inChannels();
+  if (repeat == 0 && differs && ctx.progress) {
     auto channels = [](int64_t n) { return std::to_string(n) + (n == 1 ? " channel" : " channels"); };
+    const char* stem = stage.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution";
     ctx.progress("the task has " + channels(p.data.channels) + ", the pretrained encoder takes " +
                  channels(stage.encoder.inChannels()) + ": " +
-                 (stage.encoder.kind == ir::EncoderKind::Vit ? "patch embedding" : "first convolution") +
-                 " re-initialised (" + reinitialised.front() + ")");
+                 (reinitialised.empty() ? std::string("its ") + stem + " tiled over the channels (stem = repeat)"
+                                        : std::string(stem) + " re-initialised (" + reinitialised.front() + ")"));
   }
   return reinitialised;
 }

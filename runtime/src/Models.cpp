@@ -696,6 +696,24 @@ void writeAtomically(const std::filesystem::path& path,
   std::filesystem::rename(temp, path);
 }
 
+void loadArchive(torch::serialize::InputArchive& archive, const std::filesystem::path& file, const std::string& fix,
+                 std::optional<torch::Device> device) {
+  try {
+    archive.load_from(file.string(), device);
+  } catch (const c10::Error& e) {
+    std::string why = e.what_without_backtrace();
+    if (size_t eol = why.find('\n'); eol != std::string::npos) why.resize(eol);
+    throw UserError("cannot read '" + file.string() + "': the file is truncated or corrupt (" + why + "); " + fix);
+  }
+}
+
+std::string removeStageFix(const std::filesystem::path& fileInStage) {
+  std::filesystem::path dir = fileInStage.parent_path();
+  std::filesystem::path store = dir.parent_path().parent_path();
+  return "remove the stage with `gyrus runs rm --store " + store.string() + " " + dir.filename().string().substr(0, 12) +
+         "` and run again";
+}
+
 void loadStrict(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& what) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
   for (const auto& p : module.named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());

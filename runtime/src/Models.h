@@ -9,6 +9,7 @@
 
 #include <array>
 #include <filesystem>
+#include <optional>
 #include <functional>
 #include <vector>
 
@@ -343,6 +344,17 @@ int setThreads(int threads);
 /// process never leaves a torn file behind.
 void writeAtomically(const std::filesystem::path& path,
                      const std::function<void(const std::string&)>& write);
+
+/// Opens a file written by torch::serialize::OutputArchive (a checkpoint, encoder.pt),
+/// mapping its tensors onto `device` when given. A file that cannot be read (truncated,
+/// corrupt: a disk filled up, a copy cut short) throws UserError naming it, with `fix`.
+void loadArchive(torch::serialize::InputArchive& archive, const std::filesystem::path& file, const std::string& fix,
+                 std::optional<torch::Device> device = std::nullopt);
+
+/// How to get rid of a stored stage whose file is unusable: "remove the stage with
+/// `gyrus runs rm --store STORE HASH` and run again", from a path inside its directory
+/// (STORE/stages/HASH/...).
+std::string removeStageFix(const std::filesystem::path& fileInStage);
 
 /// Loads `module`'s parameters and buffers from `archive` (as written by
 /// Module::save) and checks every shape. Throws UserError naming the first mismatch.

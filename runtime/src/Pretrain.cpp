@@ -116,7 +116,7 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
       throw UserError("pretrain '" + stage.name + "' starts from '" + stage.init + "', whose encoder " + from.string() +
                       " does not exist: run that stage first");
     torch::serialize::InputArchive archive;
-    archive.load_from(from.string());
+    loadArchive(archive, from, removeStageFix(from));
     loadStrict(*net->encoder, archive, from.string());
     if (ctx.progress) ctx.progress("starting from the encoder of '" + stage.init + "'");
   }
@@ -142,16 +142,20 @@ StageResult pretrain(const ir::PretrainStage& stage, const StageContext& ctx) {
     torch::serialize::InputArchive archive, model;
     // Onto the stage's device: the optimiser's moments must live beside the parameters
     // (a checkpoint written on a GPU resumes on a CPU and the other way round).
-    archive.load_from(checkpoint.string(), device);
+    loadArchive(archive, checkpoint,
+                "delete it (rm " + checkpoint.string() + ") and run again: the stage then starts from its first epoch",
+                device);
     archive.read("model", model);
     loadStrict(*net, model, checkpoint.string());
     archive.read("optimizer", optimizerState);
-    torch::Tensor t;
-    archive.read("epochs_done", t);
-    startEpoch = t.item<int64_t>();
-    archive.read("last_loss", t);
-    lastLoss = t.item<double>();
-    if (archive.try_read("samples", t)) checkpointSamples = t.item<int64_t>();
+    // A fresh tensor for every value: reading into a defined tensor keeps its dtype and
+    // reinterprets the stored bytes (an int64 read back as the loss's double).
+    torch::Tensor epochs, loss, samples;
+    archive.read("epochs_done", epochs);
+    startEpoch = epochs.item<int64_t>();
+    archive.read("last_loss", loss);
+    lastLoss = loss.item<double>();
+    if (archive.try_read("samples", samples)) checkpointSamples = samples.item<int64_t>();
     result.resumed = true;
     if (ctx.progress)
       ctx.progress("resuming from " + checkpoint.filename().string() + " after epoch " + std::to_string(startEpoch));

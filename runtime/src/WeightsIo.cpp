@@ -82,7 +82,7 @@ void loadJudgedEncoder(EncoderImpl& encoder, const std::filesystem::path& encode
     return;
   }
   torch::serialize::InputArchive archive;
-  archive.load_from(encoderPt.string());
+  loadArchive(archive, encoderPt, removeStageFix(encoderPt));
   loadStrict(encoder, archive, encoderPt.string());
 }
 
@@ -109,7 +109,7 @@ ExportResult exportEncoder(const ir::Encoder& config, const std::filesystem::pat
   EncoderModule encoder = makeEncoder(config);
   {
     torch::serialize::InputArchive archive;
-    archive.load_from(encoderPt.string());
+    loadArchive(archive, encoderPt, removeStageFix(encoderPt));
     loadStrict(*encoder, archive, encoderPt.string());
   }
   encoder->eval();

@@ -71,6 +71,19 @@ if(NOT rc EQUAL 1 OR at EQUAL -1)
   math(EXPR failures "${failures} + 1")
 endif()
 
+# gyrus fmt through a symbolic link formats the file it points to, keeping the link and
+# the file's permissions.
+file(WRITE ${WORK}/real.gy "let x =   1\n")
+file(CHMOD ${WORK}/real.gy PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE)
+file(CREATE_LINK real.gy ${WORK}/link.gy SYMBOLIC)
+execute_process(COMMAND ${GYRUS} fmt link.gy WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc ERROR_VARIABLE err)
+file(READ ${WORK}/real.gy formatted)
+execute_process(COMMAND stat -c %a ${WORK}/real.gy OUTPUT_VARIABLE mode OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0 OR NOT IS_SYMLINK ${WORK}/link.gy OR NOT formatted STREQUAL "let x = 1\n" OR NOT mode STREQUAL "750")
+  message(SEND_ERROR "fmt through a link: exit ${rc} (${err}), link kept: ${WORK}/link.gy, real.gy '${formatted}', mode ${mode}")
+  math(EXPR failures "${failures} + 1")
+endif()
+
 # --json is the serialised IR or plan; for another stage it is an error, not ignored.
 execute_process(COMMAND ${GYRUS} emit ok.gy --stage=ast --json WORKING_DIRECTORY ${WORK}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)

@@ -182,6 +182,13 @@ TEST_CASE("ridge leave-one-out: the closed form equals n refits, primal and dual
   CHECK(c.model.predict(x)[3] == doctest::Approx(42.0));
   CHECK_THROWS_AS(fitRidgeLoo(x.selectRows(std::vector<int64_t>{0, 1}), std::vector<double>{1, 2}, ridgeAlphaGrid()),
                   std::invalid_argument);
+  // The smallest strength the language accepts (1e-6) fits 240 standardised features of
+  // 16 shots (a rank-deficient Gram matrix) without losing positive definiteness.
+  Matrix wide;
+  std::vector<double> wy;
+  regressionData(16, 240, 2.0, 11, wide, wy);
+  wide = Standardizer::fit(wide).apply(wide);
+  CHECK_NOTHROW(fitRidge(wide, wy, 1e-6));
 }
 
 TEST_CASE("standardizer centres and scales training features; constant columns are only centred") {

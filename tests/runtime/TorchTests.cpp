@@ -289,6 +289,24 @@ TEST_CASE("pretrain lowers the loss, resumes exactly after a kill, and evaluatio
     for (const auto& p : a) CHECK_MESSAGE(torch::equal(p.value(), b[p.key()]), p.key());
   }
 
+  SUBCASE("a run killed after its last checkpoint, before its result, reports the same final loss") {
+    // The finished run's directory still holds checkpoint.pt after epoch 6: running the
+    // stage again resumes there, trains nothing and must report the loss it recorded.
+    StageResult again = rt->runPretrain(stage, ctx);
+    REQUIRE_MESSAGE(again.status == StageResult::Status::Ok, again.message);
+    CHECK(again.resumed);
+    CHECK(metricOf(again, "final_loss") == metricOf(full, "final_loss"));
+  }
+
+  SUBCASE("a truncated checkpoint is a user error naming the file and the fix") {
+    std::filesystem::resize_file(ctx.dir / kCheckpointFile, 1000);
+    StageResult broken = rt->runPretrain(stage, ctx);
+    CHECK(broken.status == StageResult::Status::UserError);
+    CHECK(broken.message.find("cannot read '" + (ctx.dir / kCheckpointFile).string() + "'") != std::string::npos);
+    CHECK(broken.message.find("truncated or corrupt") != std::string::npos);
+    CHECK(broken.message.find("rm ") != std::string::npos);
+  }
+
   SUBCASE("evaluation: binary and continuous probes give finite metrics in range") {
     ir::EvaluateStage ev;
     ev.name = "eval";

@@ -200,7 +200,8 @@ endforeach()
 # --- gyrus export of a fine-tuning's kept model: encoder and head (or decoder) ---
 run_ok(${GYRUS} export --store st age_ft --format safetensors --out export/age.safetensors --repeat 1)
 file(READ ${WORK}/export/age.json side)
-foreach(check "kind;continuous" "repeat;1" "in_channels;2" "channels;1;t2" "format;gyrus-finetuned")
+foreach(check "kind;continuous" "repeat;1" "in_channels;2" "channels;1;t2" "format;gyrus-finetuned"
+              "encoder;unet;in_channels;2")
   set(path ${check})
   list(POP_BACK path expected)
   string(JSON v GET "${side}" ${path})

@@ -187,6 +187,8 @@ TEST_CASE("evaluations: model, task, label and few-shot sizes") {
   std::string age = withLine("clinic.lesion", "clinic.age");
   CHECK(kinds(*compile(age, {{"base_age.alpha", "10"}})).empty());
   CHECK(kinds(*compile(age, {{"base_age.alpha", "0"}})) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile(age, {{"base_age.alpha", "1e-300"}})) == std::vector<std::string>{"value-range"});
+  CHECK(kinds(*compile(age, {{"base_age.alpha", "1e-6"}})).empty());
   CHECK(kinds(*compile(age, {{"base_age.alpha", "10"}, {"base_age.protocol", "finetune"}})) ==
         std::vector<std::string>{"unknown-argument"});
   auto single = compile(withLine("seed = 2)", "seed = 2, lesion_rate = 0%)"));

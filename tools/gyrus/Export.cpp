@@ -102,7 +102,13 @@ int exportFinetuned(const fs::path& dir, const ir::Stage& stage, const std::vect
   sidecar["channels"] = model.value("channels", Json::array());
   sidecar["in_channels"] = encoder.inChannels();
   sidecar["patch"] = model.value("patch", Json::array());
-  sidecar["encoder"] = irPart.contains("encoder") ? irPart["encoder"] : Json(ir::print(encoder));
+  // The fine-tuned encoder takes the task's channels (its stem was re-initialised or tiled
+  // for them), not the pretraining's that the stage's IR records.
+  Json encoderJson = irPart.contains("encoder") ? irPart["encoder"] : Json(ir::print(encoder));
+  if (encoderJson.is_object())
+    for (auto& [kind, fields] : encoderJson.items())
+      if (fields.is_object() && fields.contains("in_channels")) fields["in_channels"] = encoder.inChannels();
+  sidecar["encoder"] = encoderJson;
   sidecar["encoder_text"] = ir::print(encoder);
   sidecar["head"] = sidecar["kind"] == "mask"
                         ? "decoder.*: the U-Net decoder (per level: trilinear x2 upsampling, concatenation with the "

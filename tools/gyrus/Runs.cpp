@@ -218,7 +218,7 @@ std::string findStage(const exec::Store& store, const std::string& wanted) {
   } else {
     fmt::print(stderr, "error: {} stages of the store '{}' match '{}':\n", found.size(), store.root().string(), wanted);
     for (const std::string& h : found) fmt::print(stderr, "  {}  {}\n", h.substr(0, 12), store.inspect(h).name);
-    fmt::print(stderr, "note: give the hash (at least 6 of its digits) of the one to export\n");
+    fmt::print(stderr, "note: give the hash (at least 6 of its digits) of the one you mean\n");
   }
   return {};
 }

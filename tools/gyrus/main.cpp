@@ -140,7 +140,11 @@ int formatFiles(const std::vector<std::string>& files, bool check) {
       code = 1;
       continue;
     }
-    std::string tmp = path + ".fmt.tmp";
+    // Replace the file a symbolic link points to (not the link), keeping its permissions.
+    std::error_code ec;
+    std::filesystem::path target = std::filesystem::canonical(path, ec);
+    if (ec) target = path;
+    std::string tmp = target.string() + ".fmt.tmp";
     {
       std::ofstream out(tmp, std::ios::binary);
       out << formatted;
@@ -150,8 +154,10 @@ int formatFiles(const std::vector<std::string>& files, bool check) {
         continue;
       }
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
+    std::filesystem::perms mode = std::filesystem::status(target, ec).permissions();
+    if (!ec) std::filesystem::permissions(tmp, mode, ec);
+    ec.clear();
+    std::filesystem::rename(tmp, target, ec);
     if (ec) {
       fmt::print(stderr, "error: cannot replace '{}': {}\n", path, ec.message());
       code = 1;
