@@ -254,7 +254,7 @@ subject_flags(age1 task3 1)
 predict(1 age_ft --t1 task3/preprocessed/sub_1/ses_1/t1.nii.gz --output bad/sub_1.txt)
 expect_match("${err}" "missing --t2" "a missing channel")
 predict(1 age_ft ${age1} --flair task3/preprocessed/sub_1/ses_1/t1.nii.gz --output bad/sub_1.txt)
-expect_match("${err}" "has no channel 'flair'" "an unknown channel")
+expect_match("${err}" "has no channel 'flair': its channels are --t1 and --t2" "an unknown channel")
 predict(1 age_ft ${age1} --output bad/sub_1.nii.gz)
 expect_match("${err}" "must end in \\.txt" "a mask file for a value")
 predict(1 men_ft --flair task2/preprocessed/sub_1/ses_1/flair.nii.gz --dwi_b1000 task2/preprocessed/sub_1/ses_1/dwi_b1000.nii.gz

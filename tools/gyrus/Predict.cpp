@@ -34,6 +34,17 @@ std::string flags(const std::vector<std::string>& names) {
   return out;
 }
 
+/// Every channel of a data set, in order: "--flair, --dwi_b1000 and --swi|--t2s".
+std::string channelList(const std::vector<std::string>& specs) {
+  std::string out;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    std::string one;
+    for (const std::string& name : alternatives(specs[i])) one += (one.empty() ? "--" : "|--") + name;
+    out += (i ? (i + 1 == specs.size() ? " and " : ", ") : "") + one;
+  }
+  return out;
+}
+
 bool endsWith(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -78,7 +89,7 @@ int predictSubject(const PredictArgs& args) {
   } else {
     if (!args.input.empty()) {
       fmt::print(stderr, "error: '{}' takes named channels ({}): give each with its flag, not --input\n", stage.name,
-                 flags(specs));
+                 channelList(specs));
       return 1;
     }
     for (size_t c = 0; c < specs.size(); ++c) {
@@ -88,7 +99,7 @@ int predictSubject(const PredictArgs& args) {
         if (std::find(names.begin(), names.end(), args.channels[k].first) != names.end()) given.push_back(k);
       if (given.empty()) {
         fmt::print(stderr, "error: missing {}: '{}' takes the channels {} (channel {} of {})\n", flags(names), stage.name,
-                   flags(specs), c + 1, specs.size());
+                   channelList(specs), c + 1, specs.size());
         return 1;
       }
       if (given.size() > 1) {
@@ -102,7 +113,7 @@ int predictSubject(const PredictArgs& args) {
     for (size_t k = 0; k < args.channels.size(); ++k)
       if (!used[k]) {
         fmt::print(stderr, "error: '{}' has no channel '{}': its channels are {}\n", stage.name, args.channels[k].first,
-                   flags(specs));
+                   channelList(specs));
         return 1;
       }
   }
