@@ -48,7 +48,18 @@ class OffsetMap {
 
 std::string describeToken(const std::string& text) {
   if (text == "<EOF>") return "end of file";
-  return "'" + text + "'";
+  // Control characters (a NUL would end the printed message) as \u escapes.
+  std::string shown;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      shown += buf;
+    } else {
+      shown += static_cast<char>(c);
+    }
+  }
+  return "'" + shown + "'";
 }
 
 // Rewrites ANTLR's token-set vocabulary into words a user knows.

@@ -100,7 +100,12 @@ void renderSnippet(const SourceManager& sm, SourceRange r, const Palette& p, std
     start -= from;
     len = std::max<size_t>(1, std::min(len, line.size() > start ? line.size() - start : 1));
   }
-  out += " " + lineNo + " | " + prefix + std::string(line) + suffix + "\n";
+  // Control characters other than tabs (a NUL would end the printed text) show as '?',
+  // one column each, so the marker stays under them.
+  std::string shown(line);
+  for (char& c : shown)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+  out += " " + lineNo + " | " + prefix + shown + suffix + "\n";
   std::string marker(prefix.size(), ' ');
   for (size_t i = 0; i < start && i < line.size(); ++i) marker += line[i] == '\t' ? '\t' : ' ';
   if (start > line.size()) marker += std::string(start - line.size(), ' ');

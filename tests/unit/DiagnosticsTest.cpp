@@ -50,6 +50,15 @@ TEST_CASE("a very long source line is shown as a window around the range") {
   CHECK(out.find("\n      | " + std::string(63, ' ') + "^\n") != std::string::npos);
 }
 
+TEST_CASE("a NUL or another control character in a file is shown escaped, not cutting the diagnostic short") {
+  std::string source = std::string("let x = 1\nlet y = ") + '\0' + " 2\n";
+  auto c = gyrus::test::compile(source);
+  std::string out = renderHuman(c->sources, c->diags.sorted());
+  CHECK(out.find('\0') == std::string::npos);
+  CHECK(out.find("unexpected character '\\u0000' [syntax]") != std::string::npos);
+  CHECK(out.find("    2 | let y = ? 2\n") != std::string::npos);
+}
+
 TEST_CASE("JSON rendering has the editor fields") {
   SourceManager sm;
   FileId f = sm.add("x.gy", "let a = corpsu\n");
