@@ -430,6 +430,19 @@ class ModuleLoader {
       if (u != nullptr) loadOne(*u, file);
     }
   }
+  /// Loads the modules the experiment file uses. The file itself counts as being
+  /// loaded, so a module that uses it back is a cycle, not a second copy of its
+  /// declarations.
+  void loadRoot(const ast::File& file) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path p = c_.sources.file(file.id).path;
+    fs::path canon = fs::weakly_canonical(p, ec);
+    std::string key = (ec ? p : canon).string();
+    state_[key] = State::Loading;
+    load(file);
+    state_[key] = State::Done;
+  }
   std::vector<const ast::File*> modules;  // in dependency order
 
  private:
@@ -559,7 +572,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   if (isPrelude) c->prelude = c->main;
   if (c->main == nullptr || c->prelude == nullptr) return c;
   ModuleLoader loader(*c);
-  loader.load(*c->main);
+  loader.loadRoot(*c->main);
   std::vector<const ast::File*> files;
   if (!isPrelude) files.push_back(c->prelude);
   for (const ast::File* m : loader.modules) files.push_back(m);

@@ -84,6 +84,10 @@ TEST_CASE("bad uses are [module] errors with suggestions; cycles are [cycle]") {
   dir.write("a.gy", "use \"b.gy\"\nlet x = 1\n");
   dir.write("b.gy", "use \"a.gy\"\nlet y = 2\n");
   CHECK(kinds(*dir.compile("use \"a.gy\"\n")) == std::vector<std::string>{"cycle"});
+  // A module that uses the experiment file back is a cycle too, not a second copy of the
+  // file's declarations (which reported them as duplicates of themselves).
+  dir.write("back.gy", "use \"main.gy\"\nlet z = 3\n");
+  CHECK(kinds(*dir.compile("use \"back.gy\"\nlet a = z\n")) == std::vector<std::string>{"cycle"});
   dir.write("stages.gy", "pretrain p {\n  data = synthetic()\n  encoder = unet()\n  objective = mae()\n}\n");
   CHECK(kinds(*dir.compile("use \"stages.gy\"\n")) == std::vector<std::string>{"module"});
   // A module's names clash with the file's like any other.
