@@ -191,6 +191,12 @@ file(COPY ${WORK}/pred1/perfect/ DESTINATION ${WORK}/bad)
 file(REMOVE ${WORK}/bad/sub_3.txt ${WORK}/bad/sub_5.txt)
 score(1 --task infarct --pred ${WORK}/bad --truth ${WORK}/task1)
 expect_match("${err}" "error: sub_3: no prediction .*sub_3.txt; the container writes one file per subject: run it on sub_3\nerror: sub_5: no prediction" "missing")
+# Every problem in one run: a missing file, a directory in a file's place and a bad
+# content are listed together, in subject order.
+file(WRITE ${WORK}/bad/sub_1.txt "abc")
+file(MAKE_DIRECTORY ${WORK}/bad/sub_5.txt)
+score(1 --task infarct --pred ${WORK}/bad --truth ${WORK}/task1)
+expect_match("${err}" "error: sub_1: .*sub_1.txt must hold exactly one finite number \\('abc' is not a number\\); write e.g. '0.73'\nerror: sub_3: no prediction .*\nerror: sub_5: .*sub_5.txt is not a regular file" "all at once")
 
 file(REMOVE_RECURSE ${WORK}/bad)
 file(COPY ${WORK}/pred1/perfect/ DESTINATION ${WORK}/bad)

@@ -200,11 +200,19 @@ int runScore(const ScoreArgs& args) {
   for (const std::string& name : ignored)
     fmt::print(stderr, "warning: {}: ignored (not a sub_N{} prediction)\n", (fs::path(args.pred) / name).string(),
                predSuffix);
-  for (const std::string& s : subjects)
-    if (!fs::is_regular_file(fs::path(args.pred) / (s + predSuffix)))
+  // Subjects without a usable prediction file are reported here and skipped below, so
+  // that the other files' problems are listed in the same run.
+  std::set<std::string> absent;
+  for (const std::string& s : subjects) {
+    const fs::path pp = fs::path(args.pred) / (s + predSuffix);
+    if (fs::is_regular_file(pp, ec)) continue;
+    absent.insert(s);
+    if (fs::exists(pp, ec))
+      errors.add(fmt::format("{}: {} is not a regular file; the prediction must be a file", s, pp.string()));
+    else
       errors.add(fmt::format("{}: no prediction {}; the container writes one file per subject: run it on {}", s,
-                             (fs::path(args.pred) / (s + predSuffix)).string(), s));
-  if (!errors.lines.empty()) return errors.print();
+                             pp.string(), s));
+  }
 
   const size_t n = subjects.size();
   std::string method = args.method;
@@ -245,13 +253,15 @@ int runScore(const ScoreArgs& args) {
       } else {
         errors.add(fmt::format("{}: the label {}: {}", subjects[i], lp.string(), why));
       }
-      if (!readText(pp, text)) {
+      if (absent.count(subjects[i])) {
+        continue;
+      } else if (!readText(pp, text)) {
         errors.add(fmt::format("{}: cannot read {}", subjects[i], pp.string()));
       } else if (auto v = rt::parseOneNumber(text, why)) {
         predicted[i] = *v;
       } else {
-        errors.add(fmt::format("{}: {} must hold exactly one finite number ({}); write e.g. '0.73'", subjects[i],
-                               pp.string(), why));
+        errors.add(fmt::format("{}: {} must hold exactly one finite number ({}); write e.g. '{}'", subjects[i],
+                               pp.string(), why, args.task == "infarct" ? "0.73" : "54.2"));
       }
     }
     if (!errors.lines.empty()) return errors.print();
@@ -298,6 +308,7 @@ int runScore(const ScoreArgs& args) {
         errors.add(fmt::format("{}: the label {}: {}", subjects[i], lp.string(), why));
         continue;
       }
+      if (absent.count(subjects[i])) continue;
       if (!readMask(*module, pp, pred, why)) {
         errors.add(fmt::format("{}: {}: {}", subjects[i], pp.string(), why));
         continue;
