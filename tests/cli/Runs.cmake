@@ -94,6 +94,11 @@ if(NOT gc_rc EQUAL 0 OR NOT count EQUAL 2 OR NOT EXISTS "${WORK}/store/stages/${
   message(FATAL_ERROR "gc: exit ${gc_rc}, ${count} stages left:\n${gc}${gc_err}")
 endif()
 
+# A mistyped name among good ones removes nothing.
+run_gyrus(typo runs rm --store store ${prefix} nosuchstage)
+if(NOT typo_rc EQUAL 1 OR NOT EXISTS "${WORK}/store/stages/${base}" OR NOT typo_err MATCHES "nothing was removed")
+  message(FATAL_ERROR "runs rm with a bad name: exit ${typo_rc}:\n${typo}${typo_err}")
+endif()
 run_gyrus(rm runs rm --store store ${prefix})
 if(NOT rm_rc EQUAL 0 OR EXISTS "${WORK}/store/stages/${base}")
   message(FATAL_ERROR "runs rm: exit ${rm_rc}:\n${rm}${rm_err}")

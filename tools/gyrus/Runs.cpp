@@ -158,13 +158,17 @@ int runsShow(const fs::path& storeDir, const std::string& prefix) {
 int runsRemove(const fs::path& storeDir, const std::vector<std::string>& prefixes) {
   if (!storeExists(storeDir)) return 1;
   exec::Store store(storeDir);
+  // Every prefix is resolved before anything is removed: a mistyped one removes nothing.
+  std::vector<std::string> hashes;
+  for (const std::string& prefix : prefixes) hashes.push_back(resolve(store, prefix));
+  if (std::find(hashes.begin(), hashes.end(), std::string()) != hashes.end()) {
+    fmt::print(stderr, "note: nothing was removed; fix the stage names or hashes above and run it again\n");
+    return 1;
+  }
   int code = 0;
-  for (const std::string& prefix : prefixes) {
-    std::string hash = resolve(store, prefix);
+  for (const std::string& hash : hashes) {
     std::string error;
-    if (hash.empty()) {
-      code = 1;
-    } else if (!store.remove(hash, error)) {
+    if (!store.remove(hash, error)) {
       fmt::print(stderr, "error: cannot remove stage {}: {}\n", hash.substr(0, 12), error);
       code = 1;
     } else {
