@@ -241,9 +241,12 @@ int runCompare(const CompareArgs& args) {
       auto withCi = [&](double v, const rt::Interval& c) {
         return args.bootstrap > 0 ? fmt::format("{:.4f} [{:.4f}, {:.4f}]", v, c.low, c.high) : fmt::format("{:.4f}", v);
       };
-      fmt::print("{:<10} {:>26} {:>26} {:>+9.4f}  {:<22} {}\n", m.name, withCi(va, ciA), withCi(vb, ciB), va - vb,
-                 interval,
-                 args.bootstrap > 0 ? fmt::format("{:.1f}% of resamples", 100.0 * share) : "-");
+      // An undefined metric (e.g. r of constant labels) shows as "n/a", not "nan".
+      const double diff = va - vb;
+      fmt::print("{:<10} {:>26} {:>26} {:>9}  {:<22} {}\n", m.name, withCi(va, ciA), withCi(vb, ciB),
+                 std::isfinite(diff) ? fmt::format("{:+.4f}", diff) : std::string("n/a"), interval,
+                 args.bootstrap > 0 && std::isfinite(share) ? fmt::format("{:.1f}% of resamples", 100.0 * share)
+                                                            : std::string("-"));
     }
   }
   if (args.json) {
