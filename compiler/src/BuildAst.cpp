@@ -13,6 +13,7 @@
 #include "GyrusLexer.h"
 #include "GyrusParser.h"
 #include "gyrus/Parse.h"
+#include "gyrus/Printable.h"
 
 namespace gyrus {
 namespace {
@@ -48,18 +49,7 @@ class OffsetMap {
 
 std::string describeToken(const std::string& text) {
   if (text == "<EOF>") return "end of file";
-  // Control characters (a NUL would end the printed message) as \u escapes.
-  std::string shown;
-  for (unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      shown += buf;
-    } else {
-      shown += static_cast<char>(c);
-    }
-  }
-  return "'" + shown + "'";
+  return "'" + printable(text) + "'";  // a NUL would end the printed message
 }
 
 // Rewrites ANTLR's token-set vocabulary into words a user knows.

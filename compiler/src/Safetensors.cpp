@@ -1,5 +1,7 @@
 #include "gyrus/Safetensors.h"
 
+#include "gyrus/Printable.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,22 +20,6 @@ using Json = nlohmann::json;
 constexpr uint64_t kMaxHeader = 100u << 20;
 // Far more tensors than any encoder has (a U-Net B has 60, a ViT-L about 300).
 constexpr size_t kMaxTensors = 100000;
-
-// A name as a message shows it: control characters escaped (\x1b), so that a file cannot
-// drive the terminal.
-std::string printable(const std::string& name) {
-  std::string out;
-  for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
 
 constexpr struct {
   DType type;

@@ -55,7 +55,7 @@ TEST_CASE("a NUL or another control character in a file is shown escaped, not cu
   auto c = gyrus::test::compile(source);
   std::string out = renderHuman(c->sources, c->diags.sorted());
   CHECK(out.find('\0') == std::string::npos);
-  CHECK(out.find("unexpected character '\\u0000' [syntax]") != std::string::npos);
+  CHECK(out.find("unexpected character '\\x00' [syntax]") != std::string::npos);
   CHECK(out.find("    2 | let y = ? 2\n") != std::string::npos);
 }
 
