@@ -66,6 +66,7 @@
 #include "Errors.h"
 #include "FewShot.h"
 #include "Metrics.h"
+#include "NormAct.h"
 #include "Preprocess.h"
 #include "Stages.h"
 #include "Trainer.h"
@@ -534,7 +535,7 @@ torch::Tensor SegDecoderImpl::forward(const std::vector<torch::Tensor>& features
     auto& blocks = up_[static_cast<size_t>(s)];
     x = blocks[1]->forward(blocks[0]->forward(x));
   }
-  return head_->forward(x);
+  return pointwiseConv3d(x, head_->weight, head_->bias);
 }
 
 SegNetImpl::SegNetImpl(const ir::Encoder& config) {

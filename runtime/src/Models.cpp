@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "Errors.h"
+#include "NormAct.h"
 #include "Preprocess.h"
 #include "Stages.h"
 #include "VolumeCache.h"
@@ -30,14 +31,22 @@ namespace gyrus::rt {
 
 namespace nn = torch::nn;
 
-ConvBlockImpl::ConvBlockImpl(int64_t inChannels, int64_t outChannels, int64_t stride) {
+ConvBlockImpl::ConvBlockImpl(int64_t inChannels, int64_t outChannels, int64_t stride) : stride_(stride) {
   conv = register_module(
       "conv", nn::Conv3d(nn::Conv3dOptions(inChannels, outChannels, 3).stride(stride).padding(1).bias(false)));
   norm = register_module("norm", nn::InstanceNorm3d(nn::InstanceNorm3dOptions(outChannels).affine(true)));
 }
 
 torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
-  return torch::leaky_relu(norm->forward(conv->forward(x)), 0.01);
+  constexpr double kSlope = 0.01;
+  if (!x.is_cpu()) return torch::leaky_relu(norm->forward(conv->forward(x)), kSlope);
+  // Channels-last weights make oneDNN's convolution read and write channels-last (no
+  // reorders of the activations); the fused norm keeps that layout for the next one.
+  const torch::Tensor y =
+      cpuChannelsLast()
+          ? torch::conv3d(x, conv->weight.contiguous(torch::MemoryFormat::ChannelsLast3d), {}, stride_, 1)
+          : conv->forward(x);
+  return instanceNormLeakyRelu(y, norm->weight, norm->bias, norm->options.eps(), kSlope);
 }
 
 UNetEncoderImpl::UNetEncoderImpl(const ir::UNetEncoder& cfg)
@@ -142,7 +151,7 @@ torch::Tensor MaeDecoderImpl::forward(torch::Tensor x) {
                      .mode(torch::kTrilinear)
                      .align_corners(false);
   for (auto it = up_.rbegin(); it != up_.rend(); ++it) x = (*it)->forward(F::interpolate(x, options));
-  return head_->forward(x);
+  return pointwiseConv3d(x, head_->weight, head_->bias);
 }
 
 PatchDecoderImpl::PatchDecoderImpl(int64_t dim, int64_t patch, int64_t out) : patch_(patch), out_(out) {

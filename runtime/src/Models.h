@@ -22,7 +22,9 @@
 namespace gyrus::rt {
 
 /// Conv3d(3x3x3, no bias) -> InstanceNorm3d(affine) -> LeakyReLU(0.01). Parameters:
-/// `conv.weight`, `norm.weight`, `norm.bias`.
+/// `conv.weight`, `norm.weight`, `norm.bias`. On the CPU (fp32) the convolution runs
+/// channels-last and the norm and activation as one fused operation (NormAct.h); the
+/// parameters keep their usual layout either way.
 class ConvBlockImpl : public torch::nn::Module {
  public:
   ConvBlockImpl(int64_t inChannels, int64_t outChannels, int64_t stride);
@@ -30,6 +32,9 @@ class ConvBlockImpl : public torch::nn::Module {
 
   torch::nn::Conv3d conv{nullptr};
   torch::nn::InstanceNorm3d norm{nullptr};
+
+ private:
+  int64_t stride_;
 };
 TORCH_MODULE(ConvBlock);
 
