@@ -2,7 +2,7 @@
 // with a hand-written forward and backward that read and write each voxel twice instead
 // of the five passes (and the layout copies) of ATen's composition, in either memory
 // format, so that channels-last convolutions (oneDNN's fast path) stay channels-last
-// end to end. See docs/architecture.md, "CPU layout".
+// end to end. See docs/architecture.md, "The U-Net on a CPU".
 #pragma once
 
 #include <ATen/core/Tensor.h>
