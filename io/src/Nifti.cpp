@@ -1,4 +1,5 @@
-// NIfTI-1 without ITK: the header reader that checks a file before ITK decodes it, the
+// NIfTI-1 without ITK: the header reader that checks a file and keeps the bytes of one
+// volume as they pass (a .nii.gz is decompressed once), their decoder, the
 // geometry (qform/sform/fallback affine, orientation codes, reorientation to RAS), and
 // the writer. See gyrus/io/Nifti.h for the conventions.
 #include <zlib.h>
@@ -185,7 +186,8 @@ class FiniteScan {
 
 }  // namespace
 
-bool readHeader(const std::string& path, int64_t volume, Header& h, std::string& error) {
+bool readHeader(const std::string& path, int64_t volume, Header& h, std::string& error,
+                std::vector<unsigned char>* keptBytes) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     error = "no such file";
@@ -332,22 +334,35 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
   const int64_t dataBytes = h.voxelsPerVolume * h.volumes * h.bytesPerVoxel;
 
   // Read the rest: for gzip the whole stream (its length is unknown until then), for a
-  // plain file only the selected volume, and only when it is float. Float volumes are
-  // scanned for NaN/Inf here because ITK's NIfTI library silently replaces them by 0.
+  // plain file only the selected volume (when it is kept, or float). Float volumes are
+  // scanned for NaN/Inf here when their bytes are not kept (ITK's NIfTI library, the
+  // other decoder, silently replaces them by 0).
   const bool isFloat = h.typeName == "float32" || h.typeName == "float64";
   const int64_t volumeBytes = h.voxelsPerVolume * h.bytesPerVoxel;
-  const bool scan = isFloat && volume >= 0 && volume < h.volumes;
+  // (With the bytes kept, the caller checks the decoded values instead.)
+  const bool scan = isFloat && volume >= 0 && volume < h.volumes && keptBytes == nullptr;
   const int64_t scanBegin = scan ? h.dataOffset + volume * volumeBytes : 0;
   FiniteScan finite(scanBegin, scan ? scanBegin + volumeBytes : 0, h.bytesPerVoxel, h.swapped);
   int64_t total = 0;
+  // The selected volume's bytes, kept as they pass when the caller asks for them.
+  const bool keep = keptBytes != nullptr && volume >= 0 && volume < h.volumes;
+  const int64_t keepBegin = keep ? h.dataOffset + volume * volumeBytes : 0;
+  const int64_t keepEnd = keep ? keepBegin + volumeBytes : 0;
+  if (keep) keptBytes->assign(static_cast<size_t>(keepEnd - keepBegin), 0);
+  auto kept = [&](int64_t at, const unsigned char* data, int64_t n) {
+    const int64_t from = std::max(at, keepBegin), to = std::min(at + n, keepEnd);
+    if (from < to) std::memcpy(keptBytes->data() + (from - keepBegin), data + (from - at), static_cast<size_t>(to - from));
+  };
   std::vector<unsigned char> chunk;
   if (h.gzip || scan) chunk.resize(1 << 20);
   if (h.gzip) {
+    // The header's bytes were read already; the chunk is the whole rest of the stream.
     for (;;) {
       const int64_t at = stream.position();
       const int64_t n = stream.read(chunk.data(), chunk.size());
       if (n <= 0) break;
       if (scan) finite.feed(at, chunk.data(), n);
+      if (keep) kept(at, chunk.data(), n);
     }
     error = stream.gzipError();
     if (!error.empty()) return false;
@@ -366,7 +381,14 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
         const int64_t n = stream.read(chunk.data(), static_cast<size_t>(std::min<int64_t>(left, static_cast<int64_t>(chunk.size()))));
         if (n <= 0) break;
         finite.feed(at, chunk.data(), n);
+        if (keep) kept(at, chunk.data(), n);
         left -= n;
+      }
+    } else if (keep && total >= keepEnd) {
+      stream.seek(keepBegin);
+      if (stream.readFully(keptBytes->data(), keptBytes->size()) != static_cast<int64_t>(keptBytes->size())) {
+        error = "cannot read the voxel data";
+        return false;
       }
     }
   }
@@ -388,6 +410,37 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
     return false;
   }
   return true;
+}
+
+namespace {
+
+template <typename T>
+void convertStored(const unsigned char* bytes, size_t count, bool swapped, double slope, double inter,
+                   std::vector<float>& out) {
+  out.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    const T v = load<T>(bytes, i * sizeof(T), swapped);
+    out[i] = static_cast<float>(static_cast<double>(v) * slope + inter);
+  }
+}
+
+}  // namespace
+
+void decodeBytes(const Header& h, const std::vector<unsigned char>& bytes, double slope, double inter,
+                 std::vector<float>& out) {
+  const auto count = static_cast<size_t>(h.voxelsPerVolume);
+  const unsigned char* b = bytes.data();
+  const std::string& type = h.typeName;
+  if (type == "uint8") convertStored<uint8_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "int8") convertStored<int8_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "int16") convertStored<int16_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "uint16") convertStored<uint16_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "int32") convertStored<int32_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "uint32") convertStored<uint32_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "int64") convertStored<int64_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "uint64") convertStored<uint64_t>(b, count, h.swapped, slope, inter, out);
+  else if (type == "float32") convertStored<float>(b, count, h.swapped, slope, inter, out);
+  else convertStored<double>(b, count, h.swapped, slope, inter, out);
 }
 
 }  // namespace detail
@@ -595,7 +648,8 @@ std::string orientationCode(const Affine& affine) { return codeOf(orientationOf(
 bool readNifti(const std::string& path, const ReadOptions& options, Image& image, std::string& error) {
   return reported(error, [&]() -> bool {
     Header h;
-    if (!detail::readHeader(path, options.volume, h, error)) return false;
+    std::vector<unsigned char> stored;  // the volume's bytes: a .nii.gz is decompressed once
+    if (!detail::readHeader(path, options.volume, h, error, &stored)) return false;
     if (options.volume < 0 || options.volume >= h.volumes) {
       error = "volume " + std::to_string(options.volume) + " does not exist: the file has " + std::to_string(h.volumes) +
               " volume" + (h.volumes == 1 ? "" : "s") + " (0 to " + std::to_string(h.volumes - 1) + ")";
@@ -613,7 +667,8 @@ bool readNifti(const std::string& path, const ReadOptions& options, Image& image
     }
 
     std::vector<float> fileData;
-    if (!detail::decodeVolume(path, h, options.volume, slope, inter, fileData, error)) return false;
+    detail::decodeBytes(h, stored, slope, inter, fileData);
+    stored = {};
     if (static_cast<int64_t>(fileData.size()) != h.voxelsPerVolume) {
       error = "internal: decoded " + std::to_string(fileData.size()) + " voxels, expected " +
               std::to_string(h.voxelsPerVolume);

@@ -1,6 +1,6 @@
-// Internal to gyrus_nifti: the NIfTI-1 header as read from disk, checked before ITK sees
-// the file, and the ITK voxel decoder (NiftiItk.cpp, the only translation unit that
-// includes ITK).
+// Internal to gyrus_nifti: the NIfTI-1 header as read from disk and checked, the voxel
+// decoder, and ITK's voxel decoder (NiftiItk.cpp, the only translation unit that includes
+// ITK), which the tests compare it with.
 #pragma once
 
 #include <array>
@@ -36,13 +36,22 @@ struct Header {
 };
 
 /// Reads and checks the header, and that the file holds all the data it announces (for
-/// .nii.gz this decompresses the whole stream once, which also verifies its CRC). For a
-/// float file, volume `volume` (when it exists) is checked for NaN/Inf values.
-bool readHeader(const std::string& path, int64_t volume, Header& header, std::string& error);
+/// .nii.gz this decompresses the whole stream once, which also verifies its CRC). With
+/// `volumeBytes`, the stored bytes of volume `volume` (when it exists) are kept there, as
+/// they pass: a .nii.gz is decompressed once in all. Without, for a float file, volume
+/// `volume` (when it exists) is checked for NaN/Inf values here.
+bool readHeader(const std::string& path, int64_t volume, Header& header, std::string& error,
+                std::vector<unsigned char>* volumeBytes = nullptr);
+
+/// Decodes one volume's stored bytes (as readHeader keeps them) into scaled float values
+/// in file voxel order (x fastest): stored value * slope + inter, computed in double,
+/// byte order and datatype as the header says. The reader's decoder.
+void decodeBytes(const Header& header, const std::vector<unsigned char>& bytes, double slope, double inter,
+                 std::vector<float>& out);
 
 /// Decodes volume `volume` with ITK's NiftiImageIO into scaled float values in file
 /// voxel order (x fastest): stored value * slope + inter, computed in double (ITK's own
-/// scaling is switched off).
+/// scaling is switched off). An independent decoder: the tests hold decodeBytes to it.
 bool decodeVolume(const std::string& path, const Header& header, int64_t volume, double slope, double inter,
                   std::vector<float>& out, std::string& error);
 

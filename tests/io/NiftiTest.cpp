@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "NiftiFormat.h"  // the reader's decoder and ITK's (internal to gyrus_nifti)
 #include "gyrus/io/Nifti.h"
 
 namespace fs = std::filesystem;
@@ -465,4 +467,40 @@ TEST_CASE("scl_slope/scl_inter are applied exactly once, for integer and float f
     CHECK(unscaled.inter == 0.0);
     CHECK(unscaled.data == source.data);
   }
+}
+
+TEST_CASE("the reader's decoder gives ITK's NiftiImageIO's values bit for bit (every fixture, every datatype written)") {
+  namespace d = gyrus::io::detail;
+  std::vector<std::pair<fs::path, int>> files;
+  for (const auto& c : fixtures()["cases"]) files.emplace_back(kData / c["file"].get<std::string>(), c["volume"].get<int>());
+  // Every datatype the writer stores, gzip and plain, from one real volume.
+  const fs::path dir = fs::temp_directory_path() / ("gyrus_nifti_decoder_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  Image source = mustRead(kData / "ixi_T1_brainage/IXI034-HH-1260-T1_ds.nii.gz", ReadOptions{});
+  for (float& v : source.data) v = std::round(std::clamp(v, 0.0f, 255.0f));  // every type holds it exactly
+  for (const std::string type : {"float32", "uint8", "int16", "int32"})
+    for (const std::string ext : {".nii", ".nii.gz"}) {
+      WriteOptions w;
+      w.datatype = type;
+      const fs::path path = dir / (type + ext);
+      std::string error;
+      REQUIRE_MESSAGE(gyrus::io::writeNifti(path.string(), source, w, error), error);
+      files.emplace_back(path, 0);
+    }
+  for (const auto& [path, volume] : files) {
+    CAPTURE(path.string());
+    CAPTURE(volume);
+    d::Header h;
+    std::string error;
+    std::vector<unsigned char> bytes;
+    REQUIRE_MESSAGE(d::readHeader(path.string(), volume, h, error, &bytes), error);
+    REQUIRE(static_cast<int64_t>(bytes.size()) == h.voxelsPerVolume * h.bytesPerVoxel);
+    const double slope = 1.5, inter = -2.0;  // scaling in double, the same for both
+    std::vector<float> ours, itk;
+    d::decodeBytes(h, bytes, slope, inter, ours);
+    REQUIRE_MESSAGE(d::decodeVolume(path.string(), h, volume, slope, inter, itk, error), error);
+    REQUIRE(ours.size() == itk.size());
+    CHECK(std::memcmp(ours.data(), itk.data(), ours.size() * sizeof(float)) == 0);
+  }
+  fs::remove_all(dir);
 }
