@@ -70,6 +70,7 @@ void fingerprintFile(std::string& material, const fs::path& root, const fs::path
 struct Table {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
+  std::vector<int> lines;  ///< the file's line number of each row
   int column(const std::string& name) const {
     for (size_t i = 0; i < header.size(); ++i)
       if (lower(header[i]) == lower(name)) return static_cast<int>(i);
@@ -92,7 +93,9 @@ DataProblem readTable(const fs::path& path, Table& t) {
   std::string line;
   char sep = path.extension() == ".csv" ? ',' : '\t';
   bool first = true;
+  int number = 0;
   while (std::getline(in, line)) {
+    ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (trim(line).empty()) continue;
     std::vector<std::string> cells;
@@ -103,6 +106,7 @@ DataProblem readTable(const fs::path& path, Table& t) {
       first = false;
     } else {
       t.rows.push_back(cells);
+      t.lines.push_back(number);
     }
   }
   if (t.header.empty()) return {"the table '" + path.string() + "' is empty", ""};
@@ -150,6 +154,47 @@ DataProblem startFolder(const std::string& root, ir::FolderData::Layout layout, 
   return {};
 }
 
+/// One table row's label for a subject: its value, or why it has none.
+struct LabelRow {
+  double value = 0;
+  int line = 0;
+  std::string problem;  ///< empty when the value is usable
+};
+
+/// A subject's label from its rows: usable when at least one row has a value and all
+/// rows with values agree; a conflict when they do not. `why` says which lines.
+struct LabelChoice {
+  bool usable = false, conflict = false;
+  double value = 0;
+  std::string why;
+};
+
+LabelChoice chooseLabel(const std::vector<LabelRow>& rows) {
+  LabelChoice c;
+  const LabelRow* first = nullptr;
+  for (const LabelRow& r : rows) {
+    if (!r.problem.empty()) continue;
+    if (first == nullptr) {
+      first = &r;
+      c.usable = true;
+      c.value = r.value;
+    } else if (r.value != first->value) {
+      c.conflict = true;
+      c.why = ir::formatNumber(first->value) + " on line " + std::to_string(first->line) + ", " +
+              ir::formatNumber(r.value) + " on line " + std::to_string(r.line);
+      return c;
+    }
+  }
+  if (!c.usable)
+    for (const LabelRow& r : rows)
+      if (r.problem != "is empty") {  // the most telling reason: a value that is there but wrong
+        c.why = "on line " + std::to_string(r.line) + " it " + r.problem;
+        break;
+      }
+  if (!c.usable && c.why.empty() && !rows.empty()) c.why = "on line " + std::to_string(rows.front().line) + " it is empty";
+  return c;
+}
+
 }  // namespace
 
 DataProblem resolveGlob(const std::string& root, const std::string& glob, const std::string& table,
@@ -183,7 +228,9 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
   if (files.empty())
     return {"no file in '" + root + "' matches '" + glob + "'", "the pattern is matched against paths relative to the "
                                                                 "folder, e.g. \"*/anat/*_T1w.nii.gz\""};
-  std::map<std::string, double> labels;
+  // Every row of each subject: a subject's label must be one number, however many rows
+  // it has (two rows that disagree are an error, never last-row-wins).
+  std::map<std::string, std::vector<LabelRow>> labels;
   if (!table.empty()) {
     Table t;
     if (DataProblem p = readTable(abs / table, t); !p.ok()) return p;
@@ -192,11 +239,14 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
     for (const std::string& h : t.header) cols += (cols.empty() ? "" : ", ") + h;
     if (sc < 0) return {"the table '" + table + "' has no column '" + subjectColumn + "'", "its columns: " + cols};
     if (lc < 0) return {"the table '" + table + "' has no column '" + labelColumn + "'", "its columns: " + cols};
-    for (const auto& row : t.rows) {
-      if (row.size() <= static_cast<size_t>(std::max(sc, lc))) continue;
-      double v = 0;
-      if (!row[static_cast<size_t>(lc)].empty() && parseLabel(row[static_cast<size_t>(lc)], kind, v).empty())
-        labels[row[static_cast<size_t>(sc)]] = v;
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      const auto& row = t.rows[r];
+      if (row.size() <= static_cast<size_t>(sc) || row[static_cast<size_t>(sc)].empty()) continue;
+      LabelRow entry;
+      entry.line = t.lines[r];
+      const std::string text = row.size() > static_cast<size_t>(lc) ? row[static_cast<size_t>(lc)] : std::string();
+      entry.problem = text.empty() ? "is empty" : parseLabel(text, kind, entry.value);
+      labels[row[static_cast<size_t>(sc)]].push_back(entry);
     }
     out.hasLabel = true;
     out.labelKind = kind;
@@ -213,20 +263,30 @@ DataProblem resolveGlob(const std::string& root, const std::string& glob, const 
     fingerprintFile(material, abs, f);
     if (out.hasLabel) {
       auto it = labels.find(s.subject);
-      if (it == labels.end() && out.skipUnreadable) {
-        out.skipped.push_back({s.subject, "no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'"});
-        material += "skipped " + s.subject + "\n";
+      const std::string where = "'" + table + "'";
+      const LabelChoice choice = it == labels.end() ? LabelChoice{} : chooseLabel(it->second);
+      if (choice.conflict) {
+        unlabelled.push_back({"subject '" + s.subject + "' has rows in " + where + " with different '" + labelColumn +
+                                  "': " + choice.why,
+                              "keep one row per subject, or one value (the subject of " + rel.string() +
+                                  " is its first path component)"});
         continue;
       }
-      if (it == labels.end()) {
-        unlabelled.push_back({"no usable '" + labelColumn + "' for subject '" + s.subject + "' in '" + table + "'",
-                              "the subject of " + rel.string() + " is its first path component; the table needs a row "
-                                  "with " + subjectColumn + " = " + s.subject + " and a " +
-                                  (kind == ir::LabelKind::Binary ? std::string("0 or 1") : std::string("number")) +
-                                  " in " + labelColumn});
+      if (!choice.usable) {
+        const std::string why = "no usable '" + labelColumn + "' for subject '" + s.subject + "' in " + where +
+                                (choice.why.empty() ? std::string() : ": " + choice.why);
+        if (out.skipUnreadable) {
+          out.skipped.push_back({s.subject, why});
+          material += "skipped " + s.subject + "\n";
+          continue;
+        }
+        unlabelled.push_back({why, "the subject of " + rel.string() + " is its first path component; the table needs a "
+                                       "row with " + subjectColumn + " = " + s.subject + " and a " +
+                                       (kind == ir::LabelKind::Binary ? std::string("0 or 1") : std::string("number")) +
+                                       " in " + labelColumn});
         continue;
       }
-      s.label = it->second;
+      s.label = choice.value;
       material += s.subject + " label " + ir::formatNumber(s.label) + "\n";
     }
     out.samples.push_back(std::move(s));
@@ -247,8 +307,21 @@ DataProblem readSites(const std::string& table, ir::FolderData& data) {
   int sc = t.column("subject"), st = t.column("site");
   if (sc < 0 || st < 0) return {"the sites table '" + path.string() + "' needs the columns subject and site", ""};
   std::map<std::string, std::string> site;
-  for (const auto& row : t.rows)
-    if (row.size() > static_cast<size_t>(std::max(sc, st))) site[row[static_cast<size_t>(sc)]] = row[static_cast<size_t>(st)];
+  std::map<std::string, int> siteLine;
+  for (size_t r = 0; r < t.rows.size(); ++r) {
+    const auto& row = t.rows[r];
+    if (row.size() <= static_cast<size_t>(std::max(sc, st))) continue;
+    const std::string& subject = row[static_cast<size_t>(sc)];
+    const std::string& value = row[static_cast<size_t>(st)];
+    auto [at, fresh] = site.emplace(subject, value);
+    if (fresh) {
+      siteLine[subject] = t.lines[r];
+    } else if (at->second != value) {
+      return {"subject '" + subject + "' has two sites in '" + path.string() + "': '" + at->second + "' on line " +
+                  std::to_string(siteLine[subject]) + ", '" + value + "' on line " + std::to_string(t.lines[r]),
+              "keep one row per subject"};
+    }
+  }
   std::string material = data.fingerprint + "\n";
   std::vector<DataProblem> missing;
   for (ir::FolderSample& s : data.samples) {

@@ -344,3 +344,39 @@ TEST_CASE("regression: folder() follows symbolic links, and a broken one is a [d
   REQUIRE(kinds(*broken) == std::vector<std::string>{"data"});
   CHECK(test::find(*broken, "data")->message.find("'gone.nii.gz' is a symbolic link to") != std::string::npos);
 }
+
+TEST_CASE("regression: folder() label and site tables: rows that disagree are an error, a bad value is named") {
+  Tree t;
+  t.file("ixi/IXI002/T1.nii.gz");
+  t.file("ixi/IXI012/T1.nii.gz");
+  const std::string root = t.root.string() + "/ixi";
+  const std::string decl = "dataset ixi = folder(\"" + root +
+                           "\", glob = \"*/T1.nii.gz\", table = \"demog.csv\", subject = \"MRID\", column = \"Age\", "
+                           "label = regression)\nlet x = ixi\n";
+  auto message = [&](const std::string& src) {
+    auto c = compile(src);
+    const Diagnostic* d = test::find(*c, "data");
+    return d == nullptr ? std::string("(no [data] error)") : d->message;
+  };
+  // A repeated row with the same value is harmless; another value is never last-row-wins.
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,38.78,M\nIXI012,38.78,M\n");
+  CHECK(kinds(*compile(decl)).empty());
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,38.78,M\nIXI012,99,M\n");
+  CHECK(message(decl) == "subject 'IXI012' has rows in 'demog.csv' with different 'Age': 38.78 on line 3, 99 on line 4");
+  // A value that is there but not a number is named with its line, not dropped in silence.
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,abc,M\n");
+  CHECK(message(decl) == "no usable 'Age' for subject 'IXI012' in 'demog.csv': on line 3 it is not a number ('abc')");
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,,M\n");
+  CHECK(message(decl) == "no usable 'Age' for subject 'IXI012' in 'demog.csv': on line 3 it is empty");
+  // A usable row and an empty one: the usable one counts.
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,,M\nIXI012,40,M\n");
+  CHECK(kinds(*compile(decl)).empty());
+  // Sites: one subject at two sites.
+  t.file("ixi/demog.csv", "MRID,Age,Sex\nIXI002,35.8,F\nIXI012,40,M\n");
+  t.file("ixi/sites.csv", "subject,site\nIXI002,guys\nIXI012,hh\nIXI012,guys\n");
+  const std::string withSites = "dataset ixi = folder(\"" + root +
+                                "\", glob = \"*/T1.nii.gz\", table = \"demog.csv\", subject = \"MRID\", column = \"Age\", "
+                                "label = regression, sites = \"sites.csv\")\nlet x = ixi\n";
+  CHECK(message(withSites).find("subject 'IXI012' has two sites in '") == 0);
+  CHECK(message(withSites).find("'hh' on line 3, 'guys' on line 4") != std::string::npos);
+}
