@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "gyrus/Parse.h"
 
@@ -543,6 +544,35 @@ void applyOverrides(ast::File& file, const std::vector<Override>& overrides, Sou
   for (const ParsedOverride& o : parseOverrides(overrides, sm, arena, diags)) applyParsed(file, o, diags);
 }
 
+/// A diagnostic that some sweep points raise and others do not is caused by their
+/// values: each copy gets a note naming those points (a sweep over a `let` name reports
+/// at the name's uses, which show the file's text, not the point's value).
+void notePoints(DiagnosticEngine& diags, const std::vector<std::pair<size_t, size_t>>& pointDiags,
+                const std::vector<std::string>& labels) {
+  using Key = std::tuple<FileId, uint32_t, uint32_t, int, std::string>;
+  auto key = [](const Diagnostic& d) {
+    return Key{d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message};
+  };
+  std::map<Key, std::vector<size_t>> points;  // the points that raised each diagnostic
+  for (size_t p = 0; p < pointDiags.size(); ++p)
+    for (size_t i = pointDiags[p].first; i < pointDiags[p].second; ++i) {
+      std::vector<size_t>& at = points[key(diags.all()[i])];
+      if (at.empty() || at.back() != p) at.push_back(p);
+    }
+  for (size_t p = 0; p < pointDiags.size(); ++p)
+    for (size_t i = pointDiags[p].first; i < pointDiags[p].second; ++i) {
+      const std::vector<size_t>& at = points[key(diags.all()[i])];
+      if (at.size() == pointDiags.size()) continue;  // every point: not the sweep's doing
+      std::string text = at.size() == 1 ? "in sweep point " : "in sweep points ";
+      constexpr size_t kShown = 3;
+      for (size_t k = 0; k < at.size() && k < kShown; ++k)
+        text += (k ? "; " : "") + std::to_string(at[k] + 1) + " (" + labels[at[k]] + ")";
+      if (at.size() > kShown) text += " and " + std::to_string(at.size() - kShown) + " more";
+      text += " of " + std::to_string(pointDiags.size());
+      diags.at(i).note(text);
+    }
+}
+
 std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vector<Override>& overrides,
                                          StopAfter stop, const std::string* text, DataResolver* data,
                                          const DataRoots* roots) {
@@ -597,6 +627,34 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     if (readSweep(*sw, c->diags, axis)) axes.push_back(std::move(axis));
     else sweepsOk = false;
   }
+  // A path is swept once: with two sweeps over it, or a --set of it, every point would
+  // silently take one value and drop the other.
+  {
+    std::map<std::string, SourceRange> swept;
+    for (const SweepAxis& a : axes)
+      for (size_t k = 0; k < a.paths.size(); ++k) {
+        const std::string sweepPath = joinPath(a.paths[k]);
+        auto [at, fresh] = swept.emplace(sweepPath, a.pathRanges[k]);
+        if (fresh) continue;
+        c->diags.report(DiagKind::BadSweep, a.pathRanges[k], "'" + sweepPath + "' is swept twice")
+            .note(at->second, "first swept here")
+            .note("list all its values in one sweep: sweep " + sweepPath + " in [...]");
+        sweepsOk = false;
+      }
+    for (const ParsedOverride& o : sets) {
+      const std::string setPath = joinPath(o.path);
+      for (const auto& [sweptPath, range] : swept) {
+        // The --set names the swept path or a part of its value: the sweep replaces it.
+        if (setPath != sweptPath && setPath.rfind(sweptPath + ".", 0) != 0) continue;
+        c->diags
+            .report(DiagKind::BadOverride, SourceRange{},
+                    "--set " + setPath + " has no effect: '" + sweptPath + "' is swept, and every point sets its own value")
+            .note(range, "swept here")
+            .note("change the sweep's values in the file, or remove the sweep to run one value");
+        sweepsOk = false;
+      }
+    }
+  }
   constexpr size_t kMaxPoints = 10000;
   size_t points = 1;
   for (const SweepAxis& a : axes) points = points > kMaxPoints ? points : points * a.rows.size();
@@ -630,6 +688,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     if (auto* e = d->as<ast::DeclEvaluate>()) e->args.reserve(e->args.size() + 8);
   }
   UndoLog undo;
+  std::vector<std::pair<size_t, size_t>> pointDiags;  // each point's diagnostics: [first, end) of all()
   for (size_t point = 0; point < points; ++point) {
     std::string label;
     size_t rest = point;
@@ -654,7 +713,9 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     std::vector<const ast::File*> pointFiles = files;
     pointFiles.push_back(file);
+    const size_t firstDiag = c->diags.all().size();
     CheckResult r = checkExperiment(pointFiles, c->sources, c->diags, library, c->data, &c->roots);
+    pointDiags.push_back({firstDiag, c->diags.all().size()});
     if (undo.reliable()) {
       undo.undo();
     } else {
@@ -673,6 +734,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     mergePoint(c->plan, *r.experiment, point, byHash);
   }
+  notePoints(c->diags, pointDiags, c->plan.points);
   checkReplacedValues(*c, files, replaced, library);
   if (!allOk || c->diags.hasErrors()) return c;
   nameVariants(c->plan);

@@ -205,3 +205,37 @@ sweep base.epochs in [1, 2]
     CHECK(pretrains.count(s.evaluate.pretrain) == 1);
   }
 }
+
+TEST_CASE("regression: a path is swept once, and a --set of a swept path is an error, not ignored") {
+  auto twice = compile(std::string(kBase) + "sweep mask in [45%, 60%]\nsweep mask in [10%]\n");
+  REQUIRE(kinds(*twice) == std::vector<std::string>{"bad-sweep"});
+  const Diagnostic* d = test::find(*twice, "bad-sweep");
+  CHECK(d->message == "'mask' is swept twice");
+  CHECK(d->range.valid());
+  REQUIRE(d->notes.size() == 2);
+  CHECK(d->notes[0].message == "first swept here");
+  // --set of the swept path, or of a part of its value: every point would drop it.
+  const std::string swept = std::string(kBase) + "sweep base.objective in [mae(mask = 45%), mae(mask = 75%)]\n";
+  for (const Override& set : {Override{"base.objective", "mae(mask = 90%)"}, Override{"base.objective.mask", "90%"}}) {
+    auto c = compile(swept, {set});
+    CAPTURE(set.path);
+    REQUIRE(kinds(*c) == std::vector<std::string>{"bad-override"});
+    CHECK(test::find(*c, "bad-override")->message ==
+          "--set " + set.path + " has no effect: 'base.objective' is swept, and every point sets its own value");
+  }
+  // A --set beside the sweep still applies.
+  auto beside = compile(swept, {{"base.epochs", "3"}});
+  CHECK(kinds(*beside).empty());
+}
+
+TEST_CASE("regression: an error that only some sweep points raise names those points") {
+  auto c = compile(std::string(kBase) + "sweep mask in [45%, 2mm]\n");
+  REQUIRE(kinds(*c) == std::vector<std::string>{"type-mismatch"});
+  const Diagnostic* d = test::find(*c, "type-mismatch");
+  REQUIRE_FALSE(d->notes.empty());
+  CHECK(d->notes.back().message == "in sweep point 2 (mask = 2mm) of 2");
+  // An error every point raises is the file's, not the sweep's: no point note.
+  auto all = compile(std::string(kBase) + "sweep mask in [2mm, 3mm]\n");
+  for (const DiagNote& n : test::find(*all, "type-mismatch")->notes)
+    CHECK(n.message.find("sweep point") == std::string::npos);
+}
