@@ -70,8 +70,13 @@ if(NOT show_rc EQUAL 0 OR NOT show MATCHES "name    base" OR NOT show MATCHES "f
   message(FATAL_ERROR "runs show: exit ${show_rc}:\n${show}${show_err}")
 endif()
 run_gyrus(short runs show --store store ab)
-if(NOT short_rc EQUAL 1 OR NOT short_err MATCHES "at least 6 of its hex digits")
+if(NOT short_rc EQUAL 1 OR NOT short_err MATCHES "no stage named or hashed 'ab'")
   message(FATAL_ERROR "runs show with a 2-digit prefix: exit ${short_rc}: ${short_err}")
+endif()
+# By name, as export, predict, compare and rank take stages.
+run_gyrus(named runs show --store store base)
+if(NOT named_rc EQUAL 0 OR NOT named MATCHES "stage   ${base}")
+  message(FATAL_ERROR "runs show by name: exit ${named_rc}:\n${named}${named_err}")
 endif()
 
 # gc: a file that does not check removes nothing; the dry run lists; then b's stage goes.
@@ -99,7 +104,7 @@ run_gyrus(typo runs rm --store store ${prefix} nosuchstage)
 if(NOT typo_rc EQUAL 1 OR NOT EXISTS "${WORK}/store/stages/${base}" OR NOT typo_err MATCHES "nothing was removed")
   message(FATAL_ERROR "runs rm with a bad name: exit ${typo_rc}:\n${typo}${typo_err}")
 endif()
-run_gyrus(rm runs rm --store store ${prefix})
+run_gyrus(rm runs rm --store store base)
 if(NOT rm_rc EQUAL 0 OR EXISTS "${WORK}/store/stages/${base}")
   message(FATAL_ERROR "runs rm: exit ${rm_rc}:\n${rm}${rm_err}")
 endif()

@@ -40,24 +40,6 @@ std::string sizeText(int64_t bytes) {
 }
 
 
-// A hash or a unique prefix of one; "" with a message when there is none or several.
-std::string resolve(const exec::Store& store, const std::string& prefix) {
-  if (prefix.size() < 6 || prefix.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    fmt::print(stderr, "error: '{}' is not a stage hash: give at least 6 of its hex digits\n", prefix);
-    return {};
-  }
-  std::vector<std::string> found;
-  for (const std::string& h : store.stageHashes())
-    if (h.rfind(prefix, 0) == 0) found.push_back(h);
-  if (found.size() == 1) return found.front();
-  if (found.empty()) {
-    fmt::print(stderr, "error: the store '{}' has no stage {}\n", store.root().string(), prefix);
-  } else {
-    fmt::print(stderr, "error: '{}' is the start of {} stages' hashes; give more digits\n", prefix, found.size());
-  }
-  return {};
-}
-
 }  // namespace
 
 int runsList(const fs::path& storeDir, bool json) {
@@ -122,7 +104,7 @@ int runsList(const fs::path& storeDir, bool json) {
 int runsShow(const fs::path& storeDir, const std::string& prefix) {
   if (!storeExists(storeDir)) return 1;
   exec::Store store(storeDir);
-  std::string hash = resolve(store, prefix);
+  std::string hash = findStage(store, prefix);
   if (hash.empty()) return 1;
   exec::StageEntry e = store.inspect(hash);
   fmt::print("stage   {}\nname    {}\nkind    {}\nstatus  {}\nsize    {}\n", hash, e.name, e.kind,
@@ -160,7 +142,7 @@ int runsRemove(const fs::path& storeDir, const std::vector<std::string>& prefixe
   exec::Store store(storeDir);
   // Every prefix is resolved before anything is removed: a mistyped one removes nothing.
   std::vector<std::string> hashes;
-  for (const std::string& prefix : prefixes) hashes.push_back(resolve(store, prefix));
+  for (const std::string& prefix : prefixes) hashes.push_back(findStage(store, prefix));
   if (std::find(hashes.begin(), hashes.end(), std::string()) != hashes.end()) {
     fmt::print(stderr, "note: nothing was removed; fix the stage names or hashes above and run it again\n");
     return 1;

@@ -367,10 +367,10 @@ int realMain(int argc, char** argv) {
   runsLs->add_flag("--json", runsJson, "Print one JSON object on stdout");
   CLI::App* runsShowCmd = runs->add_subcommand("show", "One stage: its IR, result, files and last history line");
   addRunsStore(runsShowCmd);
-  runsShowCmd->add_option("HASH", runsHash, "The stage's hash or a unique prefix (6 hex digits or more)")->required();
+  runsShowCmd->add_option("STAGE", runsHash, "The stage's name, hash or unique hash prefix (6 hex digits or more)")->required();
   CLI::App* runsRm = runs->add_subcommand("rm", "Remove stages (not while a process runs them)");
   addRunsStore(runsRm);
-  runsRm->add_option("HASH", runsHashes, "Hashes or unique prefixes")->required();
+  runsRm->add_option("STAGE", runsHashes, "Stage names, hashes or unique hash prefixes")->required();
   CLI::App* runsGc = runs->add_subcommand("gc", "Remove every stage that none of the given experiment files plans");
   addRunsStore(runsGc);
   runsGc->add_option("FILE", runsFiles, "Experiment files whose stages are kept (.gy)")->required();
