@@ -92,8 +92,15 @@ NUMBER   : NUM_BODY ;
 ID       : [a-zA-Z_] [a-zA-Z_0-9]* ;
 STRING   : '"' (~["\\\r\n] | '\\' .)* '"' ;
 
+// A string without its closing quote on its line (a STRING, when there is one, is longer
+// and wins); the parser reports it as such.
+UNTERMINATED_STRING : '"' (~["\\\r\n] | '\\' ~[\r\n])* '\\'? ;
+
 LINE_COMMENT  : '//' ~[\r\n]* -> channel(HIDDEN) ;
 BLOCK_COMMENT : '/*' .*? '*/' -> channel(HIDDEN) ;
+// A block comment that never ends: never longer than a BLOCK_COMMENT, which wins when
+// there is a closing '*/'; without one it runs to the end of the file.
+UNTERMINATED_COMMENT : '/*' (~'*' | '*'+ ~[*/])* '*'* ;
 WS            : [ \t\r\n]+ -> skip ;
 // Anything else is one bad character; the parser reports it with its location.
 BAD_CHAR      : . ;

@@ -35,6 +35,9 @@ class OffsetMap {
       auto c = static_cast<unsigned char>(text[i]);
       if ((c & 0xC0) != 0x80) bytes_.push_back(i);
     }
+    // ANTLR's input stream drops a leading UTF-8 byte-order mark: its code point 0 is the
+    // first one after it.
+    if (text.rfind("\xEF\xBB\xBF", 0) == 0) bytes_.erase(bytes_.begin());
     size_ = text.size();
   }
   uint32_t byteOf(size_t codePoint) const {
@@ -508,6 +511,18 @@ bool scanBrackets(antlr4::CommonTokenStream& tokens, const OffsetMap& map, FileI
   bool ok = true;
   for (size_t k = 0; k < visible.size(); ++k) {
     antlr4::Token* t = visible[k];
+    // A string or block comment never closed swallows what follows (brackets included):
+    // it is the one mistake to report, at its opening.
+    if (t->getType() == grammar::GyrusLexer::UNTERMINATED_STRING ||
+        t->getType() == grammar::GyrusLexer::UNTERMINATED_COMMENT) {
+      const bool string = t->getType() == grammar::GyrusLexer::UNTERMINATED_STRING;
+      SourceRange where = rangeOf(t);
+      where.end = where.begin + (string ? 1 : 2);
+      diags.report(DiagKind::Syntax, where,
+                   string ? "unterminated string: a string ends with '\"' on the line where it starts"
+                          : "unterminated comment: this '/*' has no closing '*/'");
+      return false;
+    }
     if (t->getType() == antlr4::Token::EOF) {
       if (open.size() > 1) {
         unclosed(t, "the end of the file");

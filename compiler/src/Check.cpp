@@ -62,6 +62,7 @@ void Checker::resolveNames(const std::vector<const ast::File*>& files) {
         if (const auto* e = d->as<ast::DeclEvaluate>(); e != nullptr && !e->explicitName) {
           diag.note("name this evaluation explicitly: `evaluate other_name = " + e->model + " on ...`");
         }
+        duplicates_.push_back(d);
         continue;
       }
       it->second.decl = d;
@@ -126,6 +127,18 @@ void Checker::warnUnused(const ast::File& main, bool library) {
       for (const std::vector<std::string>& path : sw->paths) swept.insert(path.front());
       mentions(sw->values);
     }
+  // What a declaration rejected as a duplicate name mentions is not unused: the error
+  // about the name is the one to fix.
+  for (const ast::Decl* d : duplicates_) {
+    if (const auto* b = d->as<ast::DeclBind>()) mentions(b->value);
+    if (const auto* p = d->as<ast::DeclPretrain>())
+      for (const ast::Field& f : p->fields) mentions(f.value);
+    if (const auto* e = d->as<ast::DeclEvaluate>()) {
+      swept.insert(e->model);
+      if (!e->task.empty()) swept.insert(e->task.front());
+      for (const ast::Arg& a : e->args) mentions(a.value);
+    }
+  }
   for (const ast::Decl* d : main.decls) {
     auto it = symbols_.find(d->name);
     if (it == symbols_.end() || it->second.decl != d) continue;

@@ -530,6 +530,7 @@ class Checker {
   DataRoots roots_;
   std::filesystem::path baseDir_;
   std::map<std::string, Symbol> symbols_;
+  std::vector<const ast::Decl*> duplicates_;  ///< declarations rejected as a name's second
   // Parameters of the parameterised definitions being called (innermost last).
   std::vector<std::map<std::string, Value>> scopes_;
   std::set<std::string> activeCalls_;

@@ -548,7 +548,13 @@ void applyOverrides(ast::File& file, const std::vector<Override>& overrides, Sou
 /// values: each copy gets a note naming those points (a sweep over a `let` name reports
 /// at the name's uses, which show the file's text, not the point's value).
 void notePoints(DiagnosticEngine& diags, const std::vector<std::pair<size_t, size_t>>& pointDiags,
-                const std::vector<std::string>& labels) {
+                const std::vector<std::string>& labels, const std::vector<SourceRange>& sweepValues) {
+  // One that points into a sweep's values shows the point's value already.
+  auto atSweepValue = [&](const Diagnostic& d) {
+    for (const SourceRange& v : sweepValues)
+      if (d.range.file == v.file && d.range.begin >= v.begin && d.range.end <= v.end) return true;
+    return false;
+  };
   using Key = std::tuple<FileId, uint32_t, uint32_t, int, std::string>;
   auto key = [](const Diagnostic& d) {
     return Key{d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message};
@@ -563,6 +569,7 @@ void notePoints(DiagnosticEngine& diags, const std::vector<std::pair<size_t, siz
     for (size_t i = pointDiags[p].first; i < pointDiags[p].second; ++i) {
       const std::vector<size_t>& at = points[key(diags.all()[i])];
       if (at.size() == pointDiags.size()) continue;  // every point: not the sweep's doing
+      if (atSweepValue(diags.all()[i])) continue;
       std::string text = at.size() == 1 ? "in sweep point " : "in sweep points ";
       constexpr size_t kShown = 3;
       for (size_t k = 0; k < at.size() && k < kShown; ++k)
@@ -734,7 +741,10 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
     }
     mergePoint(c->plan, *r.experiment, point, byHash);
   }
-  notePoints(c->diags, pointDiags, c->plan.points);
+  std::vector<SourceRange> sweepValues;
+  for (const ast::Decl* d : c->main->decls)
+    if (const auto* sw = d->as<ast::DeclSweep>()) sweepValues.push_back(sw->values->range);
+  notePoints(c->diags, pointDiags, c->plan.points, sweepValues);
   checkReplacedValues(*c, files, replaced, library);
   if (!allOk || c->diags.hasErrors()) return c;
   nameVariants(c->plan);

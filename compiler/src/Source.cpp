@@ -22,19 +22,29 @@ FileId SourceManager::add(std::string path, std::string text) {
   return static_cast<FileId>(files_.size() - 1);
 }
 
+namespace {
+
+/// The bytes of a UTF-8 byte-order mark at the start of `text` (editors on Windows write
+/// one): not a column of line 1.
+uint32_t bomBytes(const std::string& text) { return text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0; }
+
+}  // namespace
+
 LineCol SourceManager::lineCol(FileId id, uint32_t offset) const {
   const SourceFile& f = file(id);
   auto it = std::upper_bound(f.lineStarts.begin(), f.lineStarts.end(), offset);
   auto line = static_cast<uint32_t>(it - f.lineStarts.begin());  // 1-based
   uint32_t start = f.lineStarts[line - 1];
+  if (line == 1) start = std::min(offset, bomBytes(f.text));
   return {line, offset - start + 1};
 }
 
 std::string_view SourceManager::lineText(FileId id, uint32_t line) const {
   const SourceFile& f = file(id);
   if (line == 0 || line > f.lineStarts.size()) return {};
-  uint32_t begin = f.lineStarts[line - 1];
+  uint32_t begin = line == 1 ? bomBytes(f.text) : f.lineStarts[line - 1];
   uint32_t end = line < f.lineStarts.size() ? f.lineStarts[line] : static_cast<uint32_t>(f.text.size());
+  end = std::max(begin, end);
   std::string_view v(f.text.data() + begin, end - begin);
   while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.remove_suffix(1);
   return v;

@@ -95,6 +95,11 @@ Volume readVolumeFile(const std::string& path, io::Image* header) {
   return v;
 }
 
+/// What a failed read says after its own message: the data set's way past a bad file.
+constexpr const char* kSkipHint =
+    "note: fix or remove the file, or add skip_unreadable = true to the data set's declaration to leave out the "
+    "samples whose files cannot be read (gyrus counts and reports them)";
+
 FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, const LoadOptions& options) {
   if (source.kind != ir::DataKind::Folder) throw std::invalid_argument("loadFolder: not a folder data source");
   const std::vector<ir::FolderSample>& samples = source.folder.samples;
@@ -114,7 +119,7 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
     else if (options.masks && s.mask.empty())
       problem[i] = "sample " + sampleName(s) + " has no segmentation mask: segmentation needs labels/" +
                    sampleName(s) + "/seg.nii.gz for every sample";
-    if (!problem[i].empty() && !skip) throw UserError(problem[i]);
+    if (!problem[i].empty() && !skip) throw UserError(problem[i] + "\n" + kSkipHint);
   }
   // Files are read per sample in the order: channels, then the mask (when read).
   const size_t perSample = channels + (options.masks ? 1 : 0);
@@ -255,8 +260,17 @@ FolderLoad loadFolder(const ir::DataSource& source, const ir::Pipeline& prefix, 
   }
   for (std::thread& t : pool) t.join();
   if (progressError) std::rethrow_exception(progressError);
-  for (size_t k = 0; k < total; ++k)
-    if (errors[k] && (!skip || fatal[k])) std::rethrow_exception(errors[k]);
+  for (size_t k = 0; k < total; ++k) {
+    if (!errors[k] || (skip && !fatal[k])) continue;
+    if (!fatal[k]) {
+      try {
+        std::rethrow_exception(errors[k]);
+      } catch (const UserError& e) {
+        throw UserError(std::string(e.what()) + "\n" + kSkipHint);
+      }  // anything else is internal: it propagates
+    }
+    std::rethrow_exception(errors[k]);
+  }
 
   for (size_t s = 0; s < samples.size(); ++s) {
     const size_t first = s * perSample;

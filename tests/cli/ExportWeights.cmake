@@ -116,6 +116,8 @@ if(NOT out MATCHES "base_age vs base_age \\(random_encoder\\)" OR NOT out MATCHE
 endif()
 expect_fail("is a pretrain stage" ${GYRUS} compare --store st base)
 expect_fail("no stage named or hashed" ${GYRUS} compare --store st base_age nothing)
+expect_fail("different kinds of label \\('age' is continuous, 'lesion' is binary\\)"
+            ${GYRUS} compare --store st base_age base_lesion)
 
 expect_fail("no stage named or hashed 'nothing'" ${GYRUS} export --store st nothing --out x.safetensors)
 expect_fail("is a linear probe" ${GYRUS} export --store st base_age --out x.safetensors)

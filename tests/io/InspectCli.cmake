@@ -81,6 +81,12 @@ string(FIND "${err}" "volume 3 does not exist: the file has 1 volume" at)
 if(at EQUAL -1)
   message(FATAL_ERROR "unexpected message: ${err}")
 endif()
+# A negative volume: CLI11's range, in whole numbers (not a 300-digit double).
+execute_process(COMMAND ${GYRUS} inspect ${DATA}/edge_cases/nibabel_anatomical_bigendian.nii --volume -1
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "not in range 0 to 32767" OR err MATCHES "000000")
+  message(FATAL_ERROR "--volume -1: exit ${rc}: ${err}")
+endif()
 # The module cannot be found: an internal error (2).
 execute_process(COMMAND ${CMAKE_COMMAND} -E env GYRUS_IO=/nonexistent/libgyrus_io.so
                         ${GYRUS} inspect ${DATA}/edge_cases/nibabel_anatomical_bigendian.nii

@@ -205,6 +205,10 @@ TEST_CASE("duplicate names and cycles") {
   CHECK(kinds(*compile(twice)) == std::vector<std::string>{"duplicate-name"});
   std::string named = std::string(kValid) + "evaluate few = base on clinic.lesion (shots = 4)\n";
   CHECK(kinds(*compile(named)).empty());
+  // What only the rejected duplicate uses is not reported unused on top (regression).
+  std::string other = std::string(kValid) + "dataset other = synthetic(subjects = 40, size = 32^3, seed = 5)\n" +
+                      "evaluate base on other.lesion (shots = 4)\n";
+  CHECK(kinds(*compile(other)) == std::vector<std::string>{"duplicate-name"});
 }
 
 TEST_CASE("prelude presets are usable") {

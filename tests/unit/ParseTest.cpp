@@ -158,3 +158,37 @@ TEST_CASE("expressions nested deeper than 256 levels are a syntax error, not a s
   for (int i = 0; i < 20000; ++i) sum += " + 1";
   CHECK(compile(sum + "\n")->diags.errorCount() == 1);
 }
+
+TEST_CASE("regression: an unterminated string or block comment is reported as such, at its opening") {
+  struct Case {
+    std::string source, message, at;
+  };
+  const std::vector<Case> cases = {
+      {"dataset c = synthetic(subjects = 16, seed = \"x)\n",
+       "unterminated string: a string ends with '\"' on the line where it starts", "\""},
+      {"dataset c = synthetic(subjects = 16, seed = \"abc\n", "unterminated string: a string ends with '\"' on the line where it starts", "\""},
+      {"dataset c = synthetic(subjects = 16) /* never closed\nlet x = 1\n", "unterminated comment: this '/*' has no closing '*/'", "/*"},
+  };
+  for (const Case& k : cases) {
+    CAPTURE(k.source);
+    auto c = compile(k.source, {}, StopAfter::Parse);
+    CHECK(c->main == nullptr);
+    REQUIRE(c->diags.errorCount() == 1);
+    const Diagnostic& d = c->diags.all().front();
+    CHECK(d.message == k.message);
+    CHECK(c->sources.text(d.range) == k.at);
+  }
+  // Closed ones, with escapes and stars, are fine.
+  auto ok = compile("let s = \"a\\\"b\" /* one */ /* two **/\n", {}, StopAfter::Parse);
+  CHECK(ok->main != nullptr);
+  CHECK(ok->diags.errorCount() == 0);
+}
+
+TEST_CASE("regression: a UTF-8 byte-order mark is not a column of line 1") {
+  auto c = compile("\xEF\xBB\xBF" "dataset c = synthetic(subjects = 16, seeed = 1)\n");
+  const Diagnostic* d = test::find(*c, "unknown-argument");
+  REQUIRE(d != nullptr);
+  CHECK(c->sources.text(d->range) == "seeed");
+  CHECK(c->sources.lineCol(d->range.file, d->range.begin).col == 38);  // as without the mark
+  CHECK(c->sources.lineText(d->range.file, 1).rfind("dataset", 0) == 0);
+}

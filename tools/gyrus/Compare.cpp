@@ -118,7 +118,11 @@ int runCompare(const CompareArgs& args) {
     const Json& pb = eb.predictions;
     // Paired: the same subjects, the same test set in every repeat, the same labels.
     std::string why;
-    if (pb.value("kind", "") != kind || pb.value("label", "") != pa.value("label", ""))
+    const std::string kindB = pb.value("kind", "");
+    if (kindB != kind)
+      why = "they judge different kinds of label ('" + pa.value("label", "") + "' is " + kind + ", '" +
+            pb.value("label", "") + "' is " + kindB + ")";
+    else if (pb.value("label", "") != pa.value("label", ""))
       why = "they judge different labels ('" + pa.value("label", "") + "' and '" + pb.value("label", "") + "')";
     else if (pb["samples"] != pa["samples"])
       why = "their data sets differ (other samples, or in another order)";

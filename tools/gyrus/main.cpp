@@ -382,7 +382,7 @@ int realMain(int argc, char** argv) {
   CLI::App* inspect = app.add_subcommand("inspect", "Show what gyrus reads from a NIfTI image (.nii, .nii.gz)");
   inspect->add_option("PATH", inspectPath, "NIfTI file")->required();
   inspect->add_flag("--json", inspectJson, "Print one JSON object on stdout");
-  inspect->add_option("--volume", inspectVolume, "Volume of a 4-D file (0-based)")->check(CLI::NonNegativeNumber);
+  inspect->add_option("--volume", inspectVolume, "Volume of a 4-D file (0-based)")->check(CLI::Range(0, 32767));
 
   driver::SynthArgs synthArgs;
   CLI::App* synth = app.add_subcommand(
