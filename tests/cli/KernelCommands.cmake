@@ -81,3 +81,9 @@ execute_process(COMMAND ${GYRUS} preview ${SOURCE}/examples/ablation.gy --pipeli
 if(NOT rc EQUAL 1 OR NOT err MATCHES "no pipeline 'nope'.*prep, views")
   message(FATAL_ERROR "preview --pipeline nope: exit ${rc}:\n${err}")
 endif()
+# A typo gets a suggestion; the file's other pipelines are not reported unused.
+execute_process(COMMAND ${GYRUS} preview ${SOURCE}/examples/ablation.gy --pipeline veiws --input ${volume}
+                        --out ${WORK}/preview3 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "did you mean 'views'" OR err MATCHES "never used")
+  message(FATAL_ERROR "preview --pipeline veiws: exit ${rc}:\n${err}")
+endif()

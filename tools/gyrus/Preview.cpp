@@ -1,6 +1,8 @@
 // `gyrus preview` (see Preview.h).
 #include "Preview.h"
 
+#include "gyrus/Diagnostics.h"
+
 #include <png.h>
 
 #include <algorithm>
@@ -125,7 +127,17 @@ int runPreview(const PreviewOptions& options, const std::map<std::string, ir::Pi
   auto found = pipelines.find(options.pipeline);
   if (found == pipelines.end()) {
     std::string names;
-    for (const auto& [name, p] : pipelines) names += (names.empty() ? "" : ", ") + name;
+    std::vector<std::string> candidates;
+    for (const auto& [name, p] : pipelines) {
+      names += (names.empty() ? "" : ", ") + name;
+      candidates.push_back(name);
+    }
+    const std::string close = closestMatch(options.pipeline, candidates);
+    if (!close.empty()) {
+      fmt::print(stderr, "error: no pipeline '{}' in the file; did you mean '{}'?\n", options.pipeline, close);
+      fmt::print(stderr, "note: the file's pipelines: {}\n", names);
+      return 1;
+    }
     fmt::print(stderr, "error: no pipeline '{}' in the file: declare `pipeline {} = ...`, or use one of: {}\n",
                options.pipeline, options.pipeline, names);
     return 1;

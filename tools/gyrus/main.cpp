@@ -63,14 +63,12 @@ void addCommon(CLI::App* cmd, Common& c) {
 }
 
 // Prints the compilation's diagnostics to stderr; returns true when there were errors.
-// `used`: a declaration the command itself uses (`gyrus preview --pipeline NAME`), which
-// is therefore not reported as unused.
-bool report(const Compilation& c, const Common& common, const std::string& used = {}) {
+// `quietUnused`: the command uses declarations by name itself (`gyrus preview --pipeline
+// NAME` picks one of a file of pipelines), so none is reported as unused.
+bool report(const Compilation& c, const Common& common, bool quietUnused = false) {
   std::vector<Diagnostic> diags = c.diags.sorted();
-  if (!used.empty())
-    std::erase_if(diags, [&](const Diagnostic& d) {
-      return d.kind == DiagKind::UnusedDeclaration && d.message.find("'" + used + "'") != std::string::npos;
-    });
+  if (quietUnused)
+    std::erase_if(diags, [&](const Diagnostic& d) { return d.kind == DiagKind::UnusedDeclaration; });
   if (common.diagnostics == "json") {
     std::fputs(renderJson(c.sources, diags).c_str(), stderr);
   } else {
@@ -571,7 +569,7 @@ int realMain(int argc, char** argv) {
   if (*fmtCmd) return formatFiles(fmtFiles, fmtCheck);
   if (*previewCmd) {
     auto c = compile(previewOpts, StopAfter::Check);
-    if (report(*c, previewOpts, preview.pipeline)) return 1;
+    if (report(*c, previewOpts, /*quietUnused=*/true)) return 1;
     return driver::runPreview(preview, c->check.pipelines);
   }
   if (*plan) {
