@@ -98,7 +98,13 @@ if(NOT type STREQUAL "NULL")
   message(FATAL_ERROR "constant ages: pearson_r is ${type}, expected null")
 endif()
 expect_match("${err}" "warning: Pearson r is undefined" "constant ages")
+if(err MATCHES "is --truth a fomo25-task1")
+  message(FATAL_ERROR "real ages warned as an infarct tree:\n${err}")
+endif()
 file(WRITE ${WORK}/inverted-age.json "${out}")
+# Brain age scored against the infarct tree (its 0/1 labels as ages): scored, with a warning.
+score(0 --task brain_age --pred ${WORK}/pred3/constant --truth ${WORK}/task1 --json)
+expect_match("${err}" "every age in .* is 0 or 1: is --truth a fomo25-task1 \\(infarct\\) tree" "ages of 0 and 1")
 
 # --- meningioma: the labels (Dice 1, NSD 1, HD95 0); each subject's neighbour's label ---
 file(MAKE_DIRECTORY ${WORK}/pred2/perfect ${WORK}/pred2/shifted)

@@ -278,6 +278,14 @@ int runScore(const ScoreArgs& args) {
       metrics["auroc"] = metricJson(value, ci, args.bootstrap);
       order.push_back({"auroc", ""});
     } else {
+      // Ages of only 0 and 1 are an infarct tree's labels: the wrong --truth, most likely.
+      const bool binaryTruth =
+          std::all_of(truth.begin(), truth.end(), [](double t) { return t == 0.0 || t == 1.0; });
+      if (binaryTruth)
+        fmt::print(stderr,
+                   "warning: every age in {} is 0 or 1: is --truth a fomo25-task1 (infarct) tree instead of a "
+                   "fomo25-task3 (brain age) one?\n",
+                   labels.string());
       std::vector<double> errorsAbs(n);
       for (size_t i = 0; i < n; ++i) {
         errorsAbs[i] = std::abs(predicted[i] - truth[i]);
