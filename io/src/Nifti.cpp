@@ -348,10 +348,12 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
   const bool keep = keptBytes != nullptr && volume >= 0 && volume < h.volumes;
   const int64_t keepBegin = keep ? h.dataOffset + volume * volumeBytes : 0;
   const int64_t keepEnd = keep ? keepBegin + volumeBytes : 0;
-  if (keep) keptBytes->assign(static_cast<size_t>(keepEnd - keepBegin), 0);
+  // The buffer grows with the bytes that really arrive (in order): a header that claims a
+  // huge volume in a short file allocates nothing before the length check below.
+  if (keep) keptBytes->clear();
   auto kept = [&](int64_t at, const unsigned char* data, int64_t n) {
     const int64_t from = std::max(at, keepBegin), to = std::min(at + n, keepEnd);
-    if (from < to) std::memcpy(keptBytes->data() + (from - keepBegin), data + (from - at), static_cast<size_t>(to - from));
+    if (from < to) keptBytes->insert(keptBytes->end(), data + (from - at), data + (to - at));
   };
   std::vector<unsigned char> chunk;
   if (h.gzip || scan) chunk.resize(1 << 20);
@@ -384,9 +386,10 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
         if (keep) kept(at, chunk.data(), n);
         left -= n;
       }
-    } else if (keep && total >= keepEnd) {
+    } else if (keep && total >= keepEnd) {  // the file is long enough: one read
+      keptBytes->resize(static_cast<size_t>(volumeBytes));
       stream.seek(keepBegin);
-      if (stream.readFully(keptBytes->data(), keptBytes->size()) != static_cast<int64_t>(keptBytes->size())) {
+      if (stream.readFully(keptBytes->data(), keptBytes->size()) != volumeBytes) {
         error = "cannot read the voxel data";
         return false;
       }
@@ -667,6 +670,11 @@ bool readNifti(const std::string& path, const ReadOptions& options, Image& image
     }
 
     std::vector<float> fileData;
+    if (static_cast<int64_t>(stored.size()) != h.voxelsPerVolume * h.bytesPerVoxel) {
+      error = "internal: kept " + std::to_string(stored.size()) + " bytes of the volume, expected " +
+              std::to_string(h.voxelsPerVolume * h.bytesPerVoxel);
+      return false;
+    }
     detail::decodeBytes(h, stored, slope, inter, fileData);
     stored = {};
     if (static_cast<int64_t>(fileData.size()) != h.voxelsPerVolume) {
