@@ -350,7 +350,10 @@ bool readHeader(const std::string& path, int64_t volume, Header& h, std::string&
   const int64_t keepEnd = keep ? keepBegin + volumeBytes : 0;
   // The buffer grows with the bytes that really arrive (in order): a header that claims a
   // huge volume in a short file allocates nothing before the length check below.
-  if (keep) keptBytes->clear();
+  if (keep) {
+    keptBytes->clear();
+    keptBytes->reserve(static_cast<size_t>(std::min<int64_t>(volumeBytes, int64_t{256} << 20)));  // untouched pages
+  }
   auto kept = [&](int64_t at, const unsigned char* data, int64_t n) {
     const int64_t from = std::max(at, keepBegin), to = std::min(at + n, keepEnd);
     if (from < to) keptBytes->insert(keptBytes->end(), data + (from - at), data + (to - at));
