@@ -224,7 +224,8 @@ class OverrideApplier {
 // Applies one override to `file`; the ranges of the values it replaces are added to
 // `replaced` when given.
 void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& diags,
-                 std::vector<SourceRange>* replaced = nullptr, UndoLog* undo = nullptr) {
+                 std::vector<SourceRange>* replaced = nullptr, UndoLog* undo = nullptr,
+                 const std::vector<const ast::File*>* modules = nullptr) {
   const std::vector<std::string>& path = o.path;
   ast::Expr* value = o.value;
   ast::Decl* target = nullptr;
@@ -236,6 +237,23 @@ void applyParsed(ast::File& file, const ParsedOverride& o, DiagnosticEngine& dia
   }
   OverrideApplier applier(o, diags, replaced, undo);
   if (target == nullptr) {
+    // Declared in a module the file uses (or the standard library): overrides change
+    // the experiment file only, so say that rather than "no declaration".
+    if (modules != nullptr)
+      for (const ast::File* m : *modules)
+        for (const ast::Decl* d : m->decls)
+          if (d->name == path[0] && !d->is<ast::DeclSweep>() && !d->is<ast::DeclUse>()) {
+            const SourceRange at = o.segments.empty() ? SourceRange{} : o.segments.front();
+            diags
+                .report(o.fromSweep ? DiagKind::BadSweep : DiagKind::BadOverride, at,
+                        (o.fromSweep ? "sweep " : "--set ") + o.text.path + ": '" + path[0] +
+                            "' is declared in a module the file uses, and " +
+                            (o.fromSweep ? "a sweep" : "--set") + " changes only the experiment file")
+                .note(d->nameRange, "declared here")
+                .note("declare what you vary in the experiment file (e.g. `let " + path[0] +
+                      " = ...` there, passed to the module's functions), or set the place in this file that uses it");
+            return;
+          }
     applier.fail("no declaration named '" + path[0] + "'", 0, names);
     return;
   }
@@ -615,7 +633,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
   for (const ast::File* m : loader.modules) files.push_back(m);
   std::vector<ParsedOverride> sets = parseOverrides(overrides, c->sources, c->arena, c->diags);
   // A bad override does not stop checking: the file's own errors are reported too.
-  for (const ParsedOverride& o : sets) applyParsed(*c->main, o, c->diags);
+  for (const ParsedOverride& o : sets) applyParsed(*c->main, o, c->diags, nullptr, nullptr, &files);
   if (stop == StopAfter::Parse) return c;
 
   // Sweeps: every point of the grid is the file with the sweep's values set.
@@ -714,7 +732,7 @@ std::unique_ptr<Compilation> compileFile(const std::string& path, const std::vec
         o.segments = pathSegments(c->sources, axes[a].pathRanges[k], o.path);
         o.fromSweep = true;
         o.value = row[k];
-        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr, &undo);
+        applyParsed(*file, o, c->diags, point == 0 ? &replaced : nullptr, &undo, &files);
         label += (label.empty() ? "" : ", ") + o.text.path + " = " + ast::printExpr(*row[k]);
       }
     }

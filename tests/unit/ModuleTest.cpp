@@ -141,3 +141,25 @@ TEST_CASE("regression: an unreadable experiment file is [io-error], not [syntax]
     CHECK(test::find(*locked, "io-error")->message.find("Permission denied") != std::string::npos);
   }
 }
+
+TEST_CASE("regression: --set and sweep of a module's declaration say it is the module's, not that it does not exist") {
+  Dir d;
+  d.write("common.gy", "let sizes = { crop = 24^3, width = 4 }\npipeline prep = crop(sizes.crop) >> zscore()\n");
+  const std::string main = "use \"common.gy\"\ndataset corpus = synthetic(subjects = 12, size = 32^3)\n"
+                           "pretrain hyb {\n  data = corpus |> prep\n  encoder = unet(width = sizes.width, stages = 3)\n"
+                           "  objective = mae()\n  epochs = 1\n}\n";
+  d.write("main.gy", main);
+  auto set = compileFile((d.root / "main.gy").string(), {{"sizes.width", "8"}}, StopAfter::Check);
+  REQUIRE(kinds(*set) == std::vector<std::string>{"bad-override"});
+  const Diagnostic* e = test::find(*set, "bad-override");
+  CHECK(e->message ==
+        "--set sizes.width: 'sizes' is declared in a module the file uses, and --set changes only the experiment file");
+  REQUIRE_FALSE(e->notes.empty());
+  CHECK(set->sources.text(e->notes[0].range) == "sizes");
+  auto sweep = d.compile(main + "sweep sizes.width in [4, 8]\n");
+  REQUIRE(kinds(*sweep) == std::vector<std::string>{"bad-sweep"});
+  CHECK(test::find(*sweep, "bad-sweep")->message.find("is declared in a module the file uses") != std::string::npos);
+  // A name declared nowhere is still "no declaration named".
+  auto none = compileFile((d.root / "main.gy").string(), {{"nosuch.width", "8"}}, StopAfter::Check);
+  CHECK(test::find(*none, "bad-override")->message == "--set nosuch.width: no declaration named 'nosuch'");
+}
