@@ -516,6 +516,7 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
             if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') c = '_';
           fs::path script = slurmDir / ("gyrus-" + std::to_string(getpid()) + "-" + std::to_string(++scripts) + ".sh");
           std::string out, err, failure;
+          std::string hint;  // what to check, when the cause is known to be the job's options
           try {
             writeFileAtomic(script, batchScript(hashes, store.root(), groupSlurm, settings, !pattern));
           } catch (const std::exception& e) {
@@ -528,7 +529,15 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
               argv.push_back(std::move(a));
             rc = runCommand(argv, out, err);
             if (rc < 0) failure = "cannot run sbatch (is Slurm's client installed and on PATH?): " + trimmed(err);
-            if (rc > 0) failure = "sbatch refused it: " + oneLine(err.empty() ? out : err);
+            if (rc > 0) {
+              failure = "sbatch refused it: " + oneLine(err.empty() ? out : err);
+              // No Slurm configuration or controller: not the job's options.
+              const bool noCluster = err.find("configuration source") != std::string::npos ||
+                                     err.find("slurm controller") != std::string::npos ||
+                                     err.find("slurm_load_") != std::string::npos;
+              hint = noCluster ? " (sbatch reaches no Slurm cluster from this machine: run gyrus on a login node of one)"
+                               : " (check --partition, --account, --time, --gpus-per-task and the cluster's limits)";
+            }
           }
           std::string job = trimmed(out.substr(0, out.find(';')));
           if (failure.empty() && (job.empty() || job.find_first_not_of("0123456789") != std::string::npos))
@@ -538,8 +547,7 @@ SlurmRun runExperimentOnSlurm(const ir::Experiment& experiment, const Store& sto
               state[i] = State::Done;
               outcomes[i].status = StageOutcome::Status::Failed;
               outcomes[i].exitCode = 1;
-              outcomes[i].message = "not submitted: " + failure +
-                                    " (check --partition, --account, --time, --gpus-per-task and the cluster's limits)";
+              outcomes[i].message = "not submitted: " + failure + hint;
               skipDependents(i);
             }
             continue;

@@ -34,6 +34,7 @@ function(submit)
   endif()
   file(READ "${WORK}/sbatch.args" args)
   set(args "${args}" PARENT_SCOPE)
+  set(err "${err}" PARENT_SCOPE)
 endfunction()
 
 submit()
@@ -60,4 +61,18 @@ string(FIND "${args}" "--partition=clipart\n" at)
 string(FIND "${args}" "--partition=sitepart" site)
 if(at EQUAL -1 OR NOT site EQUAL -1)
   message(FATAL_ERROR "--partition clipart did not win over the site file:\n${args}")
+endif()
+
+# The stand-in's refusal is about the job: the hint names the job's options. An sbatch
+# that reaches no cluster gets the other hint, not those options.
+if(NOT err MATCHES "check --partition, --account")
+  message(FATAL_ERROR "a refused job does not name the options to check:\n${err}")
+endif()
+file(WRITE "${WORK}/bin/sbatch"
+     "#!/bin/sh\necho 'sbatch: fatal: Could not establish a configuration source' >&2\nexit 1\n")
+execute_process(COMMAND ${CMAKE_COMMAND} -E env "PATH=${WORK}/bin:$ENV{PATH}" XDG_CONFIG_HOME=${WORK}/xdg
+                        HOME=${WORK}/home ${GYRUS} run exp.gy --executor slurm --store st2
+                WORKING_DIRECTORY "${WORK}" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "reaches no Slurm cluster" OR err MATCHES "check --partition")
+  message(FATAL_ERROR "an sbatch without a cluster: exit ${rc}:\n${err}")
 endif()
