@@ -165,7 +165,7 @@ std::string printPlan(const Plan& plan) {
         int64_t batch = e.batch > 0 ? e.batch : std::min<int64_t>(e.shots, 4);
         int64_t perEpoch = e.batches > 0 ? e.batches : (e.shots + batch - 1) / batch;
         std::snprintf(buf, sizeof buf,
-                      "  cost      %lld subjects; %lld fine-tunings (%lld repeats, pretrained and random encoder), "
+                      "  cost      %lld subjects; %lld fine-tunings (%lld repeats, pretrained and from scratch), "
                       "each %lld epochs x %lld steps at batch %lld = %lld steps\n",
                       static_cast<long long>(e.data.count()), static_cast<long long>(e.repeats * 2),
                       static_cast<long long>(e.repeats), static_cast<long long>(e.epochs),

@@ -224,7 +224,7 @@ void requireOneGrid(const std::vector<Input>& inputs, const PredictRequest& requ
     bool same = a.shape == b.shape;
     for (size_t i = 0; i < 3 && same; ++i) same = std::abs(a.spacing[i] - b.spacing[i]) <= 1e-4 * a.spacing[i];
     if (!same)
-      throw UserError(request.inputs[c].string() + " (" + shapeText(b.shape) + ") does not lie on the grid of " +
+      throw UserError(request.inputs[c].string() + " (" + shapeText(b.shape) + " in RAS order) does not lie on the grid of " +
                       request.inputs[0].string() + " (" + shapeText(a.shape) +
                       "): a mask is predicted on one grid, so every channel must share it (register them first)");
   }

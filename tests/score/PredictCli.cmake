@@ -105,6 +105,11 @@ predict(0 men_ft ${flags} --output again/sub_1.nii.gz)
 expect_match("${out}" "mean of 2 models, 8 windows each" "sliding windows")
 predict(0 men_ft ${flags} --output again/sub_1.nii.gz --overlap 0)
 expect_match("${out}" "8 windows each" "sliding windows without overlap")
+# Every bad overlap, NaN included, in one wording.
+foreach(bad nan 0.99 -0.5)
+  predict(1 men_ft ${flags} --output again/sub_1.nii.gz --overlap ${bad})
+  expect_match("${err}" "must be between 0 and 0.9 \\(a share of the window's side\\), not ${bad}" "--overlap ${bad}")
+endforeach()
 
 # A real scan in another orientation and voxel size (IXI T1, PSR, 2 mm; tests/data): the
 # mask comes back in the file's own voxel order, shape and affine.

@@ -158,7 +158,7 @@ TEST_CASE("regression: the plan prices fine-tuning as fine-tuning, not as probe 
   auto c = compile(src);
   REQUIRE(c->check.experiment.has_value());
   std::string plan = printPlan(c->plan);
-  CHECK(plan.find("4 fine-tunings (2 repeats, pretrained and random encoder), each 5 epochs x 4 steps at batch 2 = "
+  CHECK(plan.find("4 fine-tunings (2 repeats, pretrained and from scratch), each 5 epochs x 4 steps at batch 2 = "
                   "20 steps") != std::string::npos);
   size_t tuned = plan.find("evaluate tuned");
   REQUIRE(tuned != std::string::npos);

@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <fmt/core.h>
@@ -470,8 +471,16 @@ int realMain(int argc, char** argv) {
                          "Predict with the model of this repeat (default: every repeat's model, averaged)")
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   predictCmd->add_option("--overlap", predictArgs.overlap,
-                         "Masks: the share of a sliding window's side its neighbour overlaps (default 0.5)")
-      ->check(CLI::Range(0.0, 0.9));
+                         "Masks: the share of a sliding window's side its neighbour overlaps (default 0.5, at most 0.9)")
+      ->check(
+          [](const std::string& text) -> std::string {
+            // One wording for every bad value, NaN included (CLI11's Range lets NaN through).
+            char* end = nullptr;
+            const double v = std::strtod(text.c_str(), &end);
+            if (end != text.c_str() && *end == '\0' && v >= 0.0 && v <= 0.9) return {};
+            return "must be between 0 and 0.9 (a share of the window's side), not " + text;
+          },
+          "0 to 0.9");
   predictCmd->add_option("--threads", predictArgs.threads, "Threads (default: all cores)")
       ->check(CLI::Range(0, 4096));
   predictCmd->add_option("--device", predictArgs.device, "auto, cpu, cuda or cuda:N (default auto)");
