@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -33,6 +34,15 @@ std::optional<double> parseOneNumber(const std::string& text, std::string& why) 
   if (*first == '+') ++first;  // from_chars refuses a leading '+', strtod accepts it
   double value = 0.0;
   auto [ptr, ec] = std::from_chars(first, last, value);
+  if (ec == std::errc::result_out_of_range && ptr == last) {
+    // A number, but beyond a double: too small is 0 (as Python reads it), too large is
+    // not finite.
+    const std::string number(first, last);
+    const double nearest = std::strtod(number.c_str(), nullptr);
+    if (std::fabs(nearest) < 1.0) return 0.0 * nearest;  // keeps the sign of -1e-400
+    why = "'" + text.substr(begin, end - begin) + "' is beyond the range of a double (not finite)";
+    return std::nullopt;
+  }
   if (ec != std::errc() || ptr != last) {
     why = "'" + text.substr(begin, end - begin) + "' is not a number";
     return std::nullopt;

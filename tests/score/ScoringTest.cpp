@@ -187,6 +187,11 @@ TEST_CASE("a prediction .txt is exactly one finite number") {
   CHECK(!rt::parseOneNumber("0.5x", why));
   CHECK(!rt::parseOneNumber("nan", why));
   CHECK(!rt::parseOneNumber("inf", why));
+  // Beyond a double: too small reads as 0 (as Python reads it), too large is named so.
+  CHECK(rt::parseOneNumber("1e-400", why) == 0.0);
+  CHECK(rt::parseOneNumber("5e-324", why) > 0.0);
+  CHECK(!rt::parseOneNumber("1e400", why));
+  CHECK(why == "'1e400' is beyond the range of a double (not finite)");
 }
 
 TEST_CASE("affines agree within the tolerance") {
