@@ -41,9 +41,7 @@ Diagnostic& DiagnosticEngine::report(DiagKind kind, SourceRange range, std::stri
 
 std::vector<Diagnostic> DiagnosticEngine::sorted() const {
   std::vector<Diagnostic> out = diags_;
-  auto key = [](const Diagnostic& d) {
-    return std::make_tuple(d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message);
-  };
+  auto key = keyOf;
   std::stable_sort(out.begin(), out.end(), [&](const Diagnostic& a, const Diagnostic& b) { return key(a) < key(b); });
   out.erase(std::unique(out.begin(), out.end(), [&](const Diagnostic& a, const Diagnostic& b) { return key(a) == key(b); }),
             out.end());

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <tuple>
 
 #include "gyrus/Parse.h"
 
@@ -573,11 +572,8 @@ void notePoints(DiagnosticEngine& diags, const std::vector<std::pair<size_t, siz
       if (d.range.file == v.file && d.range.begin >= v.begin && d.range.end <= v.end) return true;
     return false;
   };
-  using Key = std::tuple<FileId, uint32_t, uint32_t, int, std::string>;
-  auto key = [](const Diagnostic& d) {
-    return Key{d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message};
-  };
-  std::map<Key, std::vector<size_t>> points;  // the points that raised each diagnostic
+  auto key = keyOf;
+  std::map<DiagnosticKey, std::vector<size_t>> points;  // the points that raised each diagnostic
   for (size_t p = 0; p < pointDiags.size(); ++p)
     for (size_t i = pointDiags[p].first; i < pointDiags[p].second; ++i) {
       std::vector<size_t>& at = points[key(diags.all()[i])];

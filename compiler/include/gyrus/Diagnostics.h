@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <tuple>
 #include <string_view>
 #include <vector>
 
@@ -62,6 +63,13 @@ struct Diagnostic {
 };
 
 /// Collects the diagnostics of one compilation.
+/// What makes two diagnostics the same one (sorted() keeps one of each; a sweep's
+/// points raise the same diagnostic once each): place, kind and message, not the notes.
+using DiagnosticKey = std::tuple<FileId, uint32_t, uint32_t, int, std::string>;
+inline DiagnosticKey keyOf(const Diagnostic& d) {
+  return {d.range.file, d.range.begin, d.range.end, static_cast<int>(d.kind), d.message};
+}
+
 class DiagnosticEngine {
  public:
   /// Reports a diagnostic of `kind` at `range` with its kind's default severity. The
